@@ -1,0 +1,392 @@
+"""HardwareConfig: the one description of an fpgpt accelerator design.
+
+Every other part of fpgpt (compiler tiling, simulator timing, RTL parameters, synthesis, energy)
+reads its hardware numbers from a :class:`HardwareConfig` and keeps no copy of its own.
+Presets live in ``fpgpt/presets/*.toml``; each number there names its source in the preset's
+``[sources]`` table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError", "MPUConfig", "VPUConfig", "BufferConfig", "HBMConfig", "LinkConfig",
+    "PowerConfig", "HardwareConfig", "preset_names", "load_preset", "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A hardware configuration that is malformed or physically impossible."""
+
+
+def _check_int(path: str, value: Any, *, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{path} must be an integer >= {minimum}, not {value!r}")
+
+
+def _check_float(path: str, value: Any, *, lo: float = 0.0, hi: float = math.inf,
+                 lo_open: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and value <= hi
+    if not ok:
+        bound = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi != math.inf else "")
+        raise ConfigError(f"{path} must be a number {bound}, not {value!r}")
+
+
+def _check_pow2(path: str, value: int) -> None:
+    _check_int(path, value)
+    if value & (value - 1):
+        raise ConfigError(f"{path} must be a power of two, not {value!r}")
+
+
+@dataclass(frozen=True)
+class MPUConfig:
+    """Matrix unit: ``lanes`` dot products in parallel, each over ``width`` FP16 pairs per cycle.
+
+    Products are exact in FP32 and reduced by a ``width``-input FP32 adder tree (log2(width)
+    levels), then accumulated in one FP32 accumulator per lane (docs/numerics.md).
+    """
+
+    lanes: int
+    width: int
+    mul_latency: int    # FP16 multiplier pipeline depth, cycles
+    add_latency: int    # FP32 adder pipeline depth, cycles (each tree level and the accumulator)
+
+    def validate(self, p: str = "mpu") -> None:
+        _check_int(f"{p}.lanes", self.lanes)
+        _check_pow2(f"{p}.width", self.width)
+        _check_int(f"{p}.mul_latency", self.mul_latency)
+        _check_int(f"{p}.add_latency", self.add_latency)
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.lanes * self.width
+
+    @property
+    def tree_levels(self) -> int:
+        return self.width.bit_length() - 1
+
+    @property
+    def pipeline_cycles(self) -> int:
+        """Cycles from the first operand entering to the first accumulated result leaving."""
+        return self.mul_latency + (self.tree_levels + 1) * self.add_latency
+
+
+@dataclass(frozen=True)
+class VPUConfig:
+    """Vector unit: ``width`` FP32 lanes; FP16 in and out (docs/numerics.md)."""
+
+    width: int
+    add_latency: int
+    mul_latency: int
+    special_latency: int    # exp / reciprocal / rsqrt pipelines, cycles
+
+    def validate(self, p: str = "vpu") -> None:
+        _check_pow2(f"{p}.width", self.width)
+        _check_int(f"{p}.add_latency", self.add_latency)
+        _check_int(f"{p}.mul_latency", self.mul_latency)
+        _check_int(f"{p}.special_latency", self.special_latency)
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    """On-chip scratchpad (one FP16 address space, banked)."""
+
+    sram_kib: int
+    banks: int
+    queue_depth: int    # instructions each unit's queue holds
+
+    def validate(self, p: str = "buffers") -> None:
+        _check_int(f"{p}.sram_kib", self.sram_kib)
+        _check_int(f"{p}.banks", self.banks)
+        _check_int(f"{p}.queue_depth", self.queue_depth)
+        if self.sram_elements > 2**32:
+            raise ConfigError(f"{p}.sram_kib={self.sram_kib} exceeds the ISA's 32-bit scratchpad "
+                              "address (8 GiB); use a smaller scratchpad")
+
+    @property
+    def sram_bytes(self) -> int:
+        return self.sram_kib * 1024
+
+    @property
+    def sram_elements(self) -> int:
+        return self.sram_bytes // 2
+
+
+@dataclass(frozen=True)
+class HBMConfig:
+    """High-bandwidth memory: ``channels`` pseudo-channels behind one AXI port each."""
+
+    channels: int
+    port_bits: int            # user-side AXI data width per pseudo-channel, at the core clock
+    channel_gbps: float       # peak bandwidth of one pseudo-channel, GB/s (1e9 B/s)
+    efficiency: float         # sustained fraction of peak for long sequential bursts
+    latency_ns: float         # read latency of one request (page hit)
+    interleave_bytes: int     # address interleave granule across pseudo-channels
+    capacity_mib: int         # total capacity
+    refresh_interval_ns: float  # tREFI
+    refresh_ns: float           # time a refresh blocks the channel (tRFC)
+    min_burst_bytes: int        # smallest access the controller serves at full efficiency
+
+    def validate(self, p: str = "hbm") -> None:
+        _check_int(f"{p}.channels", self.channels)
+        _check_pow2(f"{p}.port_bits", self.port_bits)
+        if self.port_bits < 32:
+            raise ConfigError(f"{p}.port_bits must be >= 32, not {self.port_bits!r}")
+        _check_float(f"{p}.channel_gbps", self.channel_gbps)
+        _check_float(f"{p}.efficiency", self.efficiency, hi=1.0)
+        _check_float(f"{p}.latency_ns", self.latency_ns, lo_open=False)
+        _check_pow2(f"{p}.interleave_bytes", self.interleave_bytes)
+        _check_int(f"{p}.capacity_mib", self.capacity_mib)
+        _check_float(f"{p}.refresh_interval_ns", self.refresh_interval_ns)
+        _check_float(f"{p}.refresh_ns", self.refresh_ns, lo_open=False)
+        if self.refresh_ns >= self.refresh_interval_ns:
+            raise ConfigError(f"{p}.refresh_ns ({self.refresh_ns}) must be shorter than "
+                              f"{p}.refresh_interval_ns ({self.refresh_interval_ns})")
+        _check_pow2(f"{p}.min_burst_bytes", self.min_burst_bytes)
+        if self.interleave_bytes < self.port_bits // 8:
+            raise ConfigError(f"{p}.interleave_bytes ({self.interleave_bytes}) must be at least one "
+                              f"AXI beat ({self.port_bits // 8} bytes)")
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.capacity_mib * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Ring links between devices (one per neighbour direction)."""
+
+    count: int            # links per device
+    gbps: float           # line rate, Gb/s (1e9 bit/s)
+    latency_ns: float     # one hop, first bit in to first bit out
+    overhead: float       # protocol overhead fraction (e.g. 64b/66b)
+    packet_bytes: int     # payload bytes per packet
+    packet_overhead_ns: float  # fixed cost per packet (framing, flow control)
+
+    def validate(self, p: str = "link") -> None:
+        _check_int(f"{p}.count", self.count, minimum=0)
+        _check_float(f"{p}.gbps", self.gbps)
+        _check_float(f"{p}.latency_ns", self.latency_ns, lo_open=False)
+        _check_float(f"{p}.overhead", self.overhead, lo_open=False, hi=0.99)
+        _check_int(f"{p}.packet_bytes", self.packet_bytes)
+        _check_float(f"{p}.packet_overhead_ns", self.packet_overhead_ns, lo_open=False)
+
+    @property
+    def payload_bytes_per_s(self) -> float:
+        return self.gbps * 1e9 / 8 * (1.0 - self.overhead)
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    """Power and energy constants of one card (see energy/)."""
+
+    static_w: float         # board power with the design loaded and idle
+    pj_per_mac: float       # FP16 multiply + FP32 add, whole datapath, per MAC
+    pj_per_vpu_op: float    # one FP32 vector lane operation
+    pj_per_sram_byte: float
+    pj_per_hbm_bit: float
+    link_w: float           # per active link (transceiver + MAC)
+
+    def validate(self, p: str = "power") -> None:
+        for f in fields(self):
+            _check_float(f"{p}.{f.name}", getattr(self, f.name), lo_open=False)
+
+
+_SECTIONS = {"mpu": MPUConfig, "vpu": VPUConfig, "buffers": BufferConfig, "hbm": HBMConfig,
+             "link": LinkConfig, "power": PowerConfig}
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """The one description of a design: every hardware number fpgpt uses comes from here."""
+
+    name: str
+    description: str
+    clock_mhz: float
+    devices: int
+    mpu: MPUConfig
+    vpu: VPUConfig
+    buffers: BufferConfig
+    hbm: HBMConfig
+    link: LinkConfig
+    power: PowerConfig
+    sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self) -> None:
+        if not isinstance(self.name, str) or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"name must be letters, digits, '-' or '_', not {self.name!r}")
+        _check_float("clock_mhz", self.clock_mhz)
+        _check_int("devices", self.devices)
+        for key, cls in _SECTIONS.items():
+            section = getattr(self, key)
+            if not isinstance(section, cls):
+                raise ConfigError(f"{key} must be a {cls.__name__}, not {type(section).__name__}")
+            section.validate(key)
+        if self.devices > 1 and self.link.count == 0:
+            raise ConfigError(f"devices={self.devices} needs ring links, but link.count is 0")
+
+    # -- derived figures (units in the names) -----------------------------------------------
+    @property
+    def cycle_ns(self) -> float:
+        return 1e3 / self.clock_mhz
+
+    @property
+    def mpu_macs_per_cycle(self) -> int:
+        return self.mpu.macs_per_cycle
+
+    @property
+    def mpu_peak_flops(self) -> float:
+        """Peak MPU FLOP/s of one device (2 FLOPs per MAC)."""
+        return 2.0 * self.mpu.macs_per_cycle * self.clock_mhz * 1e6
+
+    @property
+    def hbm_port_bytes_per_s(self) -> float:
+        """What one AXI port can carry at the core clock."""
+        return self.hbm.port_bits / 8 * self.clock_mhz * 1e6
+
+    @property
+    def hbm_channel_bytes_per_s(self) -> float:
+        """Peak of one pseudo-channel as the design sees it: the slower of the port and the memory."""
+        return min(self.hbm.channel_gbps * 1e9, self.hbm_port_bytes_per_s)
+
+    @property
+    def hbm_peak_bytes_per_s(self) -> float:
+        """Peak HBM bandwidth of one device (all pseudo-channels)."""
+        return self.hbm.channels * self.hbm_channel_bytes_per_s
+
+    @property
+    def hbm_bytes_per_cycle(self) -> float:
+        return self.hbm_peak_bytes_per_s / (self.clock_mhz * 1e6)
+
+    @property
+    def artifact_name(self) -> str:
+        """A name that identifies the configuration in file names (VTA style)."""
+        return (f"{self.name}_{self.mpu.lanes}x{self.mpu.width}_v{self.vpu.width}"
+                f"_h{self.hbm.channels}x{self.hbm.port_bits}_{self.clock_mhz:g}mhz")
+
+    # -- (de)serialisation --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "description": self.description,
+                             "clock_mhz": self.clock_mhz, "devices": self.devices}
+        for key in _SECTIONS:
+            d[key] = dataclasses.asdict(getattr(self, key))
+        d["sources"] = dict(self.sources)
+        return d
+
+    def derived(self) -> dict[str, float]:
+        return {
+            "mpu_macs_per_cycle": self.mpu_macs_per_cycle,
+            "mpu_peak_tflops": self.mpu_peak_flops / 1e12,
+            "hbm_channel_gb_per_s": self.hbm_channel_bytes_per_s / 1e9,
+            "hbm_peak_gb_per_s": self.hbm_peak_bytes_per_s / 1e9,
+            "hbm_bytes_per_cycle": self.hbm_bytes_per_cycle,
+            "sram_mib": self.buffers.sram_bytes / 2**20,
+            "hbm_capacity_gib": self.hbm.capacity_bytes / 2**30,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, origin: str = "config") -> "HardwareConfig":
+        d = dict(d)
+        known = {"name", "description", "clock_mhz", "devices", "sources", *_SECTIONS}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{origin}: unknown key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
+        kwargs: dict[str, Any] = {}
+        for key in ("name", "clock_mhz", "devices"):
+            if key not in d:
+                raise ConfigError(f"{origin}: missing key {key!r}")
+            kwargs[key] = d[key]
+        kwargs["description"] = d.get("description", "")
+        kwargs["sources"] = dict(d.get("sources", {}))
+        for key, section_cls in _SECTIONS.items():
+            sd = d.get(key)
+            if not isinstance(sd, dict):
+                raise ConfigError(f"{origin}: missing table [{key}]")
+            names = {f.name for f in fields(section_cls)}
+            extra = sorted(set(sd) - names)
+            if extra:
+                raise ConfigError(f"{origin}: unknown key {key}.{extra[0]}; known: {', '.join(sorted(names))}")
+            missing = sorted(names - set(sd))
+            if missing:
+                raise ConfigError(f"{origin}: missing key {key}.{missing[0]}")
+            kwargs[key] = section_cls(**sd)
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> "HardwareConfig":
+        """A copy with top-level fields or dotted section fields (``"hbm.channels"``) changed."""
+        d = self.to_dict()
+        for k, v in changes.items():
+            section, _, leaf = k.replace("__", ".").partition(".")
+            if leaf:
+                if section not in _SECTIONS or leaf not in d[section]:
+                    raise ConfigError(f"unknown field {k!r}")
+                d[section][leaf] = v
+            else:
+                if section not in d:
+                    raise ConfigError(f"unknown field {k!r}")
+                d[section] = v
+        return HardwareConfig.from_dict(d)
+
+    def to_toml(self) -> str:
+        def fmt(v: Any) -> str:
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, (int, float)):
+                return repr(v)
+            return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        d = self.to_dict()
+        lines = [f"{k} = {fmt(d[k])}" for k in ("name", "description", "clock_mhz", "devices")]
+        for key in _SECTIONS:
+            lines += ["", f"[{key}]"] + [f"{k} = {fmt(v)}" for k, v in d[key].items()]
+        if d["sources"]:
+            lines += ["", "[sources]"] + [f'"{k}" = {fmt(v)}' for k, v in d["sources"].items()]
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> None:
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
+        path.write_text(self.to_toml())
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("fpgpt.presets").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> HardwareConfig:
+    """Load a shipped preset by name (``u280``, ``dfx``, ``u55c``, ``tiny``)."""
+    if name not in preset_names():
+        raise ConfigError(f"unknown hardware preset {name!r}; known presets: {', '.join(preset_names())}")
+    text = resources.files("fpgpt.presets").joinpath(f"{name}.toml").read_text()
+    return HardwareConfig.from_dict(tomllib.loads(text), origin=f"preset {name}")
+
+
+def load_config(spec: str | Path) -> HardwareConfig:
+    """A preset name or a path to a TOML file."""
+    p = Path(spec)
+    if isinstance(spec, str) and spec in preset_names():
+        return load_preset(spec)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"hardware config file {str(p)!r} not found")
+        try:
+            data = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        return HardwareConfig.from_dict(data, origin=str(p))
+    return load_preset(str(spec))

@@ -1,0 +1,10 @@
+"""The fpgpt instruction set: one table, and everything derived from it."""
+
+from .table import (BY_NAME, BY_OPCODE, INSTRUCTIONS, NUM_REGS, WAIT_UNITS, WORD_BYTES, Field,
+                    InstrDef, Kind, Unit)
+from .encoding import ISAError, Instr, decode, decode_many, encode, encode_many
+from .program import Program, Region
+
+__all__ = ["BY_NAME", "BY_OPCODE", "INSTRUCTIONS", "NUM_REGS", "WAIT_UNITS", "WORD_BYTES", "Field",
+           "InstrDef", "Kind", "Unit", "ISAError", "Instr", "decode", "decode_many", "encode",
+           "encode_many", "Program", "Region"]
