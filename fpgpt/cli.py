@@ -197,5 +197,65 @@ def hw_save(config: str, output: str, force: bool) -> None:
     err_console.print(f"wrote {p}")
 
 
+# ------------------------------------------------------------------------------ asm / disasm
+@main.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True,
+              help="Output: NAME.fpx for a Program file, anything else for raw 64-byte words.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@_guard
+def asm(source: str, output: str, force: bool, as_json: bool) -> None:
+    """Assemble a text program (see docs/isa.md, "Assembly syntax")."""
+    from .isa import assemble_file, encode_many
+    program = assemble_file(source)
+    out = _check_output(output, force)
+    if out.suffix == ".fpx":
+        data = program.to_bytes()
+    else:
+        if len(program.streams) != 1:
+            raise UsageProblem(f"{source} has {len(program.streams)} streams "
+                               f"({', '.join(program.streams)}); write them to a .fpx file")
+        data = encode_many(next(iter(program.streams.values())))
+    out.write_bytes(data)
+    summary = {"output": str(out), "bytes": len(data),
+               "streams": {k: len(v) for k, v in program.streams.items()}}
+    if as_json:
+        _emit_json(summary)
+    else:
+        counts = ", ".join(f"{k}: {n} instructions" for k, n in summary["streams"].items())
+        console.print(f"wrote {out} ({len(data):,} bytes; {counts})")
+
+
+@main.command()
+@click.argument("binary", type=click.Path(dir_okay=False))
+@click.option("--stream", default=None, help="Show only this stream of a .fpx program.")
+@click.option("--json", "as_json", is_flag=True, help="Print instructions as JSON.")
+@_guard
+def disasm(binary: str, stream: str | None, as_json: bool) -> None:
+    """Disassemble a .fpx Program or a file of raw instruction words."""
+    from .isa import Program, decode_many, disassemble, format_program
+    from .isa.program import MAGIC
+    p = Path(binary)
+    if not p.is_file():
+        raise UsageProblem(f"{binary}: no such file")
+    data = p.read_bytes()
+    if data[:len(MAGIC)] == MAGIC:
+        program = Program.from_bytes(data, origin=binary)
+    else:
+        program = Program({"main": decode_many(data)})
+    if stream is not None:
+        program.stream(stream)  # checks the name
+        program = Program({stream: program.streams[stream]}, program.regions, [],
+                          program.registers, program.meta)
+    if as_json:
+        _emit_json({name: [{"op": i.op, **i.fields, "waits": i.wait_map} for i in instrs]
+                    for name, instrs in program.streams.items()})
+    elif len(program.streams) == 1 and not program.regions and not program.meta:
+        click.echo(disassemble(next(iter(program.streams.values()))), nl=False)
+    else:
+        click.echo(format_program(program), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
