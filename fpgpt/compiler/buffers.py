@@ -1,0 +1,150 @@
+"""Pass 3, buffers: the scratchpad plan of each stream, with liveness.
+
+Buffers (FP16 elements) and the phases of a layer they live in (0 embed, 1 LN + QKV,
+2 attention, 3 projection, 4 MLP, 5 head): ``x`` residual and ``h`` (LN / projection output) all
+along; ``qkv`` 1-2; ``attn`` 2-4; ``ffn`` 4; K / V^T staging and ``scores`` 2; ``logits`` and
+``lnf`` 5; two layer-vector slots (so the next layer's vectors load while this one computes) and a
+ring of weight-chunk slots, live all along. Buffers whose phases do not overlap share addresses
+(interval first-fit, largest first).
+
+The plan is searched: weight slots as large as the target (``sram / 8``, at most 2 MiB: big
+transfers keep every HBM channel streaming and keep the instruction count low), all heads in one
+attention group, the whole prompt in one tile; when that does not fit, the attention goes by
+groups of heads, then the prompt by tiles of rows, then the slots shrink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fpgpt.config import HardwareConfig
+from fpgpt.models import ModelSpec
+
+from .errors import CompileError
+
+__all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems"]
+
+#: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams.
+WEIGHT_SLOTS = 4
+_MAX_SLOT_BYTES = 2 << 20
+_ALL, _QKV, _ATT, _MLP, _HEAD = (0, 5), (1, 2), (2, 2), (4, 4), (5, 5)
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    """Scratchpad addresses (elements) of one stream.
+
+    Attributes
+    ----------
+    stream : str
+    tiles : list of (first_row, rows)
+        Row blocks the stream processes (prefill: tiles of the prompt; decode: ``[(0, 1)]``).
+    rows : int
+        Rows of the largest tile (activation buffers are sized for it).
+    ctx : int
+        Positions the K / V^T staging holds (the row stride of ``scores`` and V^T).
+    group : int
+        Heads per attention group.
+    addr, size : dict
+        Every buffer's element address and size; weight slots are ``slot0``.., vector slots
+        ``params0``, ``params1``.
+    """
+
+    stream: str
+    tiles: list[tuple[int, int]]
+    rows: int
+    ctx: int
+    group: int
+    slot_elems: int
+    addr: dict[str, int] = field(default_factory=dict)
+    size: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def slots(self) -> list[int]:
+        return [self.addr[f"slot{i}"] for i in range(WEIGHT_SLOTS)]
+
+    @property
+    def used_elems(self) -> int:
+        return max(self.addr[k] + self.size[k] for k in self.addr)
+
+
+def slot_target_elems(hw: HardwareConfig) -> int:
+    return min(_MAX_SLOT_BYTES, hw.buffers.sram_bytes // 8) // 2
+
+
+def _buffers(spec: ModelSpec, rows: int, ctx: int, group: int, slot: int, vec_len: int
+             ) -> dict[str, tuple[int, tuple[int, int]]]:
+    d, f, dh = spec.d_model, spec.d_ff, spec.d_head
+    b = {"x": (rows * d, _ALL), "h": (rows * d, _ALL), "qkv": (rows * 3 * d, _QKV),
+         "attn": (rows * d, (2, 4)), "ffn": (rows * f, _MLP),
+         "kst": (group * ctx * dh, _ATT), "vst": (group * dh * ctx, _ATT),
+         "scores": (group * rows * ctx, _ATT), "logits": (spec.vocab, _HEAD),
+         "lnf": (2 * d, _HEAD), "params0": (vec_len, _ALL), "params1": (vec_len, _ALL)}
+    for i in range(WEIGHT_SLOTS):
+        b[f"slot{i}"] = (slot, _ALL)
+    return b
+
+
+def _allocate(bufs: dict[str, tuple[int, tuple[int, int]]], limit: int, align: int
+              ) -> dict[str, int] | None:
+    placed: list[tuple[int, int, tuple[int, int]]] = []
+    addr: dict[str, int] = {}
+    for name, (size, live) in sorted(bufs.items(), key=lambda kv: -kv[1][0]):
+        busy = sorted((a, a + s) for a, s, lv in placed if lv[0] <= live[1] and live[0] <= lv[1])
+        at = 0
+        for lo, hi in busy:
+            if at + size <= lo:
+                break
+            at = max(at, -(-hi // align) * align)
+        if at + size > limit:
+            return None
+        placed.append((at, size, live))
+        addr[name] = at
+    return addr
+
+
+def _halvings(n: int) -> list[int]:
+    out = [n]
+    while out[-1] > 1:
+        out.append(-(-out[-1] // 2))
+    return out
+
+
+def plan_buffers(spec: ModelSpec, hw: HardwareConfig, stream: str, *, prompt_len: int,
+                 vec_len: int) -> BufferPlan:
+    """The scratchpad plan of ``stream`` ("prefill" or "decode").
+
+    Raises
+    ------
+    CompileError
+        If not even one row, one head and the smallest weight slot fit; the message names the
+        largest buffer, the sizes and ``buffers.sram_kib``.
+    """
+    limit = hw.buffers.sram_elements
+    align = hw.mpu.width
+    prefill = stream == "prefill"
+    ctx = prompt_len if prefill else spec.n_ctx
+    min_slot = max(spec.d_ff, spec.d_model)          # one row of the widest W^T
+    slot = max(slot_target_elems(hw), min_slot)
+    tried = None
+    while True:
+        for rows in (_halvings(prompt_len) if prefill else [1]):
+            for group in _halvings(min(spec.n_head, 255)):
+                bufs = _buffers(spec, rows, ctx, group, slot, vec_len)
+                addr = _allocate(bufs, limit, align)
+                tried = bufs
+                if addr is not None:
+                    tiles = [(r0, min(rows, prompt_len - r0)) for r0 in range(0, prompt_len, rows)] \
+                        if prefill else [(0, 1)]
+                    return BufferPlan(stream, tiles, rows, ctx, group, slot, addr,
+                                      {k: v[0] for k, v in bufs.items()})
+        if slot == min_slot:
+            break
+        slot = max(min_slot, slot // 2)
+    big, (size, _) = max(tried.items(), key=lambda kv: kv[1][0])
+    total = sum(s for s, _ in tried.values())
+    raise CompileError(
+        f"{spec.name} ({stream}) does not fit the scratchpad: even with 1 row, 1 head per group "
+        f"and {slot}-element weight slots it needs up to {total * 2 / 1024:.0f} KiB (largest "
+        f"buffer {big!r}: {size * 2 / 1024:.1f} KiB) but buffers.sram_kib = {hw.buffers.sram_kib}; "
+        f"use a config with a larger scratchpad or a smaller model")

@@ -1,0 +1,193 @@
+"""Pass 5, codegen: IR ops to instructions, in natural (unscheduled) order, with zero waits.
+
+Register ABI (docs/execution.md): R1 POS, R2 TOKEN, R3 COUNT, R4 OUT. The row block at
+positions R1 .. R1 + rows - 1 is computed the same way in both streams, so the decode step is
+the prefill code with rows = 1: K and V of the block are stored to the HBM caches at row R1
+(V transposed), then rows 0 .. R1 + rows - 1 of the caches are loaded back and attended with the
+causal mask offset R1. Weight chunks cycle through the weight slots; their LOADs are marked
+``hoist`` so that :mod:`.schedule` can start them early.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fpgpt.isa import Instr
+from fpgpt.models import ModelSpec
+
+from .buffers import WEIGHT_SLOTS, BufferPlan
+from .ir import Graph, Op, OpKind
+from .layout import Layout
+
+__all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT"]
+
+POS, TOKEN, COUNT, OUT = 1, 2, 3, 4
+
+
+@dataclass
+class Item:
+    """An instruction and what scheduling may do with it: ``hoist`` (a LOAD of read-only data
+    into a slot, free to move up), ``chunk`` (its index in the stream of weight chunks)."""
+    instr: Instr
+    hoist: bool = False
+    chunk: int | None = None
+
+
+class _Gen:
+    def __init__(self, spec: ModelSpec, layout: Layout, plan: BufferPlan) -> None:
+        self.spec, self.layout, self.plan = spec, layout, plan
+        self.items: list[Item] = []
+        self.chunks = 0
+
+    def emit(self, op: str, *, hoist: bool = False, chunk: int | None = None, comment: str = "",
+             **fields) -> None:
+        if op in ("LOAD", "STORE") and "batch" not in fields:
+            fields["batch"] = 1
+        if op == "MM" and "batch" not in fields:
+            fields["batch"] = 1
+        self.items.append(Item(Instr.make(op, comment=comment, **fields), hoist, chunk))
+
+    def a(self, name: str) -> int:
+        return self.plan.addr[name]
+
+    # -- ops ------------------------------------------------------------------------------
+    def embed(self, rows: int, prefill: bool) -> None:
+        d, L = self.spec.d_model, self.layout
+        if prefill:
+            self.emit("GATHER", sram=self.a("x"), hbm=L["wte"].addr, idx=L["tokens_in"].addr,
+                      rows=rows, cols=d, hstride=2 * d, sstride=d, ra=POS, comment="wte[prompt]")
+        else:
+            self.emit("LOAD", sram=self.a("x"), hbm=L["wte"].addr, rows=1, cols=d, hstride=2 * d,
+                      sstride=d, ra=TOKEN, comment="wte[R2]")
+        self.emit("LOAD", sram=self.a("h"), hbm=L["wpe"].addr, rows=rows, cols=d, hstride=2 * d,
+                  sstride=d, ra=POS, comment="wpe[R1:]")
+        self.emit("VADD", dst=self.a("x"), a=self.a("x"), b=self.a("h"), rows=rows, cols=d,
+                  ldd=d, lda=d, ldb=d, comment="embed")
+
+    def params(self, op: Op) -> None:
+        r = self.layout[op["region"]]
+        n = r.nbytes // 2
+        dst = self.a("lnf") if op.layer < 0 else self.a(f"params{op.layer % 2}")
+        self.emit("LOAD", hoist=True, sram=dst, hbm=r.addr, rows=1, cols=n, hstride=2 * n,
+                  sstride=n, comment=op.name)
+
+    def _vec(self, op: Op, name: str) -> int:
+        if op.layer < 0:
+            return self.a("lnf") + (0 if name == "lnf_g" else self.spec.d_model)
+        return self.a(f"params{op.layer % 2}") + self.layout.vec_offsets[name]
+
+    def layernorm(self, op: Op, rows: int) -> None:
+        d = self.spec.d_model
+        src = self.a(op["src"]) + ((rows - 1) * d if op.attrs.get("last_row") else 0)
+        n = 1 if op.attrs.get("last_row") else rows
+        self.emit("LAYERNORM", dst=self.a(op["dst"]), a=src, gamma=self._vec(op, op["gamma"]),
+                  beta=self._vec(op, op["beta"]), rows=n, cols=d, ldd=d, lda=d,
+                  eps=float(self.spec.ln_eps), comment=op.name)
+
+    def linear(self, op: Op, rows: int) -> None:
+        k, n = op["k"], op["n"]
+        w = self.layout[op["weight"]]
+        bias = op.attrs.get("bias")
+        for r0, nr in op["chunks"]:
+            slot = self.plan.slots[self.chunks % WEIGHT_SLOTS]
+            self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot, hbm=w.addr + 2 * r0 * k,
+                      rows=nr, cols=k, hstride=2 * k, sstride=k, comment=f"{op.name}[{r0}:{r0 + nr}]")
+            self.emit("MM", dst=self.a(op["dst"]) + r0, a=self.a(op["src"]), b=slot,
+                      bias=self._vec(op, bias) + r0 if bias else 0, has_bias=bool(bias),
+                      m=1 if op.kind is OpKind.LM_HEAD else rows, k=k, n=nr, lda=k, ldb=k, ldc=n,
+                      comment=f"{op.name}[{r0}:{r0 + nr}]")
+            self.chunks += 1
+
+    def attention(self, op: Op, rows: int) -> None:
+        s, p = self.spec, self.plan
+        d, H, dh, T, ctx = s.d_model, s.n_head, s.d_head, s.n_ctx, p.ctx
+        kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
+        qkv, out = self.a(op["qkv"]), self.a(op["dst"])
+        self.emit("STORE", sram=qkv + d, hbm=kc.addr, rows=rows, cols=dh, hstride=2 * dh,
+                  sstride=3 * d, batch=H, hbatch=2 * T * dh, sbatch=dh, ra=POS,
+                  comment=f"{op.name} K -> cache[R1:]")
+        self.emit("STORE", sram=qkv + 2 * d, hbm=vc.addr, rows=rows, cols=dh, hstride=2 * T,
+                  sstride=3 * d, batch=H, hbatch=2 * dh * T, sbatch=dh, ra=POS, transpose=True,
+                  comment=f"{op.name} V -> V^T cache[:, R1:]")
+        for h0 in range(0, H, p.group):
+            g = min(p.group, H - h0)
+            tag = f"{op.name} heads {h0}..{h0 + g - 1}"
+            self.emit("LOAD", sram=self.a("kst"), hbm=kc.addr + 2 * h0 * T * dh, rows=rows, rr=POS,
+                      cols=dh, hstride=2 * dh, sstride=dh, batch=g, hbatch=2 * T * dh,
+                      sbatch=ctx * dh, comment=f"{tag}: K[0:R1+{rows}]")
+            self.emit("LOAD", sram=self.a("vst"), hbm=vc.addr + 2 * h0 * dh * T, rows=dh, cols=rows,
+                      rc=POS, hstride=2 * T, sstride=ctx, batch=g, hbatch=2 * dh * T,
+                      sbatch=dh * ctx, comment=f"{tag}: V^T[:, 0:R1+{rows}]")
+            self.emit("MM", dst=self.a("scores"), a=qkv + h0 * dh, b=self.a("kst"), m=rows, k=dh,
+                      n=rows, rn=POS, lda=3 * d, ldb=dh, ldc=ctx, batch=g, bsa=dh, bsb=ctx * dh,
+                      bsc=rows * ctx, mask=True, comment=f"{tag}: Q K^T")
+            self.emit("SOFTMAX", dst=self.a("scores"), a=self.a("scores"), rows=g * rows, cols=rows,
+                      rc=POS, ldd=ctx, lda=ctx, scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax")
+            self.emit("MM", dst=out + h0 * dh, a=self.a("scores"), b=self.a("vst"), m=rows, k=rows,
+                      rk=POS, n=dh, lda=ctx, ldb=ctx, ldc=d, batch=g, bsa=rows * ctx, bsb=dh * ctx,
+                      bsc=dh, comment=f"{tag}: P V")
+
+    def block(self, graph: Graph, rows: int, prefill: bool) -> None:
+        d, f = self.spec.d_model, self.spec.d_ff
+        for op in graph.body:
+            k = op.kind
+            if k is OpKind.EMBED:
+                self.embed(rows, prefill)
+            elif k is OpKind.LOAD_PARAMS:
+                self.params(op)
+            elif k is OpKind.LAYERNORM:
+                self.layernorm(op, rows)
+            elif k is OpKind.LINEAR:
+                self.linear(op, rows)
+            elif k is OpKind.ATTENTION:
+                self.attention(op, rows)
+            elif k is OpKind.GELU:
+                self.emit("GELU", dst=self.a(op["buf"]), a=self.a(op["buf"]), rows=rows, cols=f,
+                          ldd=f, lda=f, comment=op.name)
+            elif k is OpKind.ADD:
+                self.emit("VADD", dst=self.a(op["dst"]), a=self.a(op["dst"]), b=self.a(op["src"]),
+                          rows=rows, cols=d, ldd=d, lda=d, ldb=d, comment=op.name)
+            else:
+                raise AssertionError(f"op {op.name} ({k}) cannot appear in a block")
+
+    def head(self, graph: Graph, rows: int) -> None:
+        for op in graph.head:
+            if op.kind is OpKind.LOAD_PARAMS:
+                self.params(op)
+            elif op.kind is OpKind.LAYERNORM:
+                self.layernorm(op, rows)
+            elif op.kind is OpKind.LM_HEAD:
+                self.linear(op, rows)
+            elif op.kind is OpKind.ARGMAX:
+                self.emit("ARGMAX", rd=TOKEN, a=self.a(op["src"]), cols=op.attrs.get("n", self.spec.vocab),
+                          comment="next token -> R2")
+            else:
+                raise AssertionError(f"op {op.name} ({op.kind}) cannot appear in the head")
+
+
+def codegen_stream(stream: str, graph: Graph, spec: ModelSpec, layout: Layout,
+                   plan: BufferPlan) -> list[Item]:
+    """Instructions of ``stream`` ("prefill" or "decode") in natural order."""
+    g = _Gen(spec, layout, plan)
+    out = layout["tokens_out"].addr
+    if stream == "prefill":
+        for i, (_, rows) in enumerate(plan.tiles):
+            g.block(graph, rows, prefill=True)
+            if i == len(plan.tiles) - 1:
+                g.head(graph, rows)
+            g.emit("ADDI", rd=POS, rs=POS, imm=rows, comment="R1 += rows")
+        g.emit("STR", rs=TOKEN, hbm=out, ra=0, comment="tokens_out[0] = R2")
+        g.emit("SETI", rd=OUT, imm=1, comment="R4 = 1")
+        g.emit("HALT")
+    else:
+        g.emit("SYNC", comment="loop: everything of the previous token is done")
+        g.block(graph, 1, prefill=False)
+        g.head(graph, 1)
+        g.emit("STR", rs=TOKEN, hbm=out, ra=OUT, comment="tokens_out[R4] = R2")
+        g.emit("ADDI", rd=POS, rs=POS, imm=1)
+        g.emit("ADDI", rd=OUT, rs=OUT, imm=1)
+        g.emit("ADDI", rd=COUNT, rs=COUNT, imm=-1)
+        g.emit("BNZ", rs=COUNT, target=0)
+        g.emit("HALT")
+    return g.items

@@ -1,0 +1,251 @@
+"""Pass 6, schedule: instruction order and dependency wait counts.
+
+1. **Footprints.** Every instruction's scratchpad element ranges and HBM byte ranges, read and
+   written, are derived from its fields (bounding boxes; register-dependent sizes at the
+   register's largest value in that stream). HBM is tracked only where programs write it (KV
+   caches, ``tokens_out``): weights are read-only.
+2. **Hoisting.** A LOAD marked ``hoist`` (weight chunks, layer vectors) moves up to just after
+   the last instruction it conflicts with (in practice the MM that last read its slot), so DMA of
+   the next chunks overlaps MM of the current one and runs ahead across layer seams. It never
+   crosses a SYNC, and a weight chunk may pass a non-hoisted DMA instruction (KV traffic,
+   embedding) only if it is at most ``lead`` chunks ahead of it: the DMA queue is in order, and
+   KV traffic queued behind chunks that wait for free slots would stall attention.
+3. **Waits.** For each instruction, the latest conflicting (RAW, WAR, WAW) instruction of each
+   unit, turned into the wait count of docs/execution.md (dispatch-relative, capped at 15, which
+   waits for a later instruction: still correct). SYNC clears the tracking.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Iterable, Mapping
+
+from fpgpt.isa import WAIT_UNITS, Instr, Unit
+
+from .codegen import Item
+
+__all__ = ["footprint", "schedule", "assign_waits", "hoist", "LEAD_CHUNKS"]
+
+#: How many weight chunks a LOAD may run ahead of a non-hoisted DMA instruction it passes.
+LEAD_CHUNKS = 1
+_MAXW = 15
+_UNITS = tuple(u.value for u in WAIT_UNITS)   # header order
+
+# (space, lo, hi): space "S" scratchpad elements, "H" HBM bytes.
+Range = tuple[str, int, int]
+
+
+def _span(n: int, stride: int) -> int:
+    return max(n - 1, 0) * stride
+
+
+def footprint(ins: Instr, regmax: Mapping[int, int]) -> tuple[list[Range], list[Range]]:
+    """(reads, writes) of ``ins``; register fields count at their largest value."""
+    f = ins.fields
+    R = lambda name: regmax.get(f.get(name, 0), 0) if f.get(name, 0) else 0  # noqa: E731
+    op = ins.op
+    if op in ("LOAD", "STORE"):
+        rows, cols, batch = f["rows"] + R("rr"), f["cols"] + R("rc"), max(f["batch"], 1)
+        s = ("S", f["sram"], f["sram"] + _span(batch, f["sbatch"]) + _span(rows, f["sstride"]) + cols)
+        row_end = R("ra") + rows
+        if f["transpose"]:
+            ext = _span(cols, f["hstride"]) + 2 * row_end
+        else:
+            ext = _span(row_end, f["hstride"]) + 2 * cols
+        h = ("H", f["hbm"], f["hbm"] + _span(batch, f["hbatch"]) + ext)
+        return ([h], [s]) if op == "LOAD" else ([s], [h])
+    if op == "GATHER":
+        rows = f["rows"] + R("rr")
+        return ([("H", f["idx"], f["idx"] + 4 * (R("ra") + rows))],
+                [("S", f["sram"], f["sram"] + _span(rows, f["sstride"]) + f["cols"])])
+    if op == "STR":
+        return [], [("H", f["hbm"], f["hbm"] + 4 * R("ra") + 4)]
+    if op == "MM":
+        b, m, k, n = max(f["batch"], 1), f["m"], f["k"] + R("rk"), f["n"] + R("rn")
+        reads = [("S", f["a"], f["a"] + _span(b, f["bsa"]) + _span(m, f["lda"]) + k),
+                 ("S", f["b"], f["b"] + _span(b, f["bsb"]) + _span(n, f["ldb"]) + k)]
+        if f["has_bias"]:
+            reads.append(("S", f["bias"], f["bias"] + n))
+        return reads, [("S", f["dst"], f["dst"] + _span(b, f["bsc"]) + _span(m, f["ldc"]) + n)]
+    if op in ("VADD", "VMUL", "GELU", "VCOPY", "SOFTMAX", "LAYERNORM"):
+        rows, cols = f["rows"], f["cols"] + R("rc")
+        reads = [("S", f["a"], f["a"] + _span(rows, f["lda"]) + cols)]
+        if op in ("VADD", "VMUL"):
+            reads.append(("S", f["b"], f["b"] + _span(rows, f["ldb"]) + cols))
+        if op == "LAYERNORM":
+            reads += [("S", f["gamma"], f["gamma"] + cols), ("S", f["beta"], f["beta"] + cols)]
+        return reads, [("S", f["dst"], f["dst"] + _span(rows, f["ldd"]) + cols)]
+    if op == "ARGMAX":
+        return [("S", f["a"], f["a"] + f["cols"] + R("rc"))], []
+    if op in ("SEND", "RECV", "ALLGATHER", "ALLREDUCE"):
+        return [("S", f["sram"], f["sram"] + f["count"])], [("S", f["sram"], f["sram"] + f["count"])]
+    return [], []
+
+
+class _Seg:
+    __slots__ = ("writer", "readers")
+
+    def __init__(self, writer: int = -1, readers: dict | None = None) -> None:
+        self.writer = writer
+        self.readers = dict(readers or {})
+
+
+class _Tracker:
+    """Disjoint segments of an address space with their last writer and readers since."""
+
+    def __init__(self) -> None:
+        self.bounds = [0]
+        self.segs = [_Seg()]
+
+    def _split(self, x: int) -> int:
+        i = bisect.bisect_right(self.bounds, x) - 1
+        if self.bounds[i] == x:
+            return i
+        s = self.segs[i]
+        self.bounds.insert(i + 1, x)
+        self.segs.insert(i + 1, _Seg(s.writer, s.readers))
+        return i + 1
+
+    def span(self, lo: int, hi: int) -> list[_Seg]:
+        if hi <= lo:
+            return []
+        i, j = self._split(lo), self._split(hi)
+        return self.segs[i:j]
+
+
+class _Deps:
+    """Conflict tracking over both spaces; readers are kept per key (a unit, or one key)."""
+
+    def __init__(self, writable: list[tuple[int, int]]) -> None:
+        self.t = {"S": _Tracker(), "H": _Tracker()}
+        self.writable = sorted(writable)
+
+    def _tracked(self, r: Range) -> bool:
+        if r[0] == "S":
+            return True
+        return any(lo < r[2] and r[1] < hi for lo, hi in self.writable)
+
+    def access(self, j: int, key: str, reads: Iterable[Range], writes: Iterable[Range]) -> list[int]:
+        """Instructions ``j`` conflicts with (latest writer, and readers for writes); records j."""
+        reads = [r for r in reads if self._tracked(r)]
+        writes = [w for w in writes if self._tracked(w)]
+        deps: list[int] = []
+        rsegs = [s for sp, lo, hi in reads for s in self.t[sp].span(lo, hi)]
+        wsegs = [s for sp, lo, hi in writes for s in self.t[sp].span(lo, hi)]
+        for s in rsegs:
+            if s.writer >= 0:
+                deps.append(s.writer)
+        for s in wsegs:
+            if s.writer >= 0:
+                deps.append(s.writer)
+            deps.extend(s.readers.values())
+        for s in rsegs:
+            s.readers[key] = j
+        for s in wsegs:
+            s.writer = j
+            s.readers = {}
+        return deps
+
+
+def _reads_regs(ins: Instr) -> set[int]:
+    return {ins[n] for n in ins.definition.reads_regs if ins[n]}
+
+
+def _writes_regs(ins: Instr) -> set[int]:
+    return {ins[n] for n in ins.definition.writes_regs if ins[n]}
+
+
+def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int, int]],
+          *, lead: int = LEAD_CHUNKS) -> list[Item]:
+    """Items in scheduled order: hoistable LOADs moved up as far as allowed (module docstring)."""
+    deps = _Deps(writable)
+    anchor: list[int] = []
+    barrier = -1                        # last SYNC
+    reg_writer: dict[int, int] = {}
+    fence_chunks: list[int] = []        # chunks issued before each non-hoisted DMA instruction
+    fence_index: list[int] = []         # and its index
+    chunks_seen = 0
+    for j, it in enumerate(items):
+        ins = it.instr
+        unit = ins.definition.unit
+        r, w = footprint(ins, regmax)
+        conflicts = deps.access(j, "any", r, w)
+        if it.hoist:
+            a = max([barrier, *conflicts, *(reg_writer.get(x, -1) for x in _reads_regs(ins))])
+            if it.chunk is not None:
+                # the latest fence this chunk may not pass: chunks_before <= chunk - lead
+                k = bisect.bisect_right(fence_chunks, it.chunk - lead)
+                if k:
+                    a = max(a, fence_index[k - 1])
+                chunks_seen = it.chunk + 1
+            anchor.append(a)
+        else:
+            anchor.append(j)
+            if unit is Unit.DMA:
+                fence_chunks.append(chunks_seen)
+                fence_index.append(j)
+        if ins.op == "SYNC":
+            barrier = j
+            deps = _Deps(writable)
+        for x in _writes_regs(ins):
+            reg_writer[x] = j
+    followers: dict[int, list[int]] = {}
+    for j, a in enumerate(anchor):
+        if a != j:
+            followers.setdefault(a, []).append(j)
+    order: list[int] = []
+
+    def place(i: int) -> None:
+        order.append(i)
+        for f in followers.get(i, ()):
+            place(f)
+
+    for f in followers.get(-1, ()):
+        place(f)
+    for j, a in enumerate(anchor):
+        if a == j:
+            place(j)
+    return [items[i] for i in order]
+
+
+def assign_waits(instrs: list[Instr], regmax: Mapping[int, int],
+                 writable: list[tuple[int, int]]) -> list[Instr]:
+    """``instrs`` (in dispatch order, no branches but the loop back edge to a SYNC) with the
+    wait counts their dependencies need."""
+    deps = _Deps(writable)
+    count = {u: 0 for u in _UNITS}        # instructions dispatched to each unit so far
+    pos: list[tuple[str, int]] = []       # (unit, index among that unit's instructions)
+    out = []
+    for j, ins in enumerate(instrs):
+        unit = ins.definition.unit.value
+        r, w = footprint(ins, regmax)
+        need: dict[str, int] = {}
+        for i in deps.access(j, unit, r, w):
+            u, k = pos[i]
+            need[u] = max(need.get(u, -1), k)
+        waits = {u: min(_MAXW, count[u] - k) for u, k in need.items()}
+        if waits:   # values are 1..15 by construction: skip Instr.make's re-validation
+            ins = Instr(ins.op, ins.args, tuple(waits.get(u, 0) for u in _UNITS), ins.comment)
+        out.append(ins)
+        if unit in count:
+            pos.append((unit, count[unit]))
+            count[unit] += 1
+        else:
+            pos.append((unit, -1))
+        if ins.op == "SYNC":
+            deps = _Deps(writable)
+    return out
+
+
+def schedule(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int, int]],
+             *, lead: int = LEAD_CHUNKS) -> list[Instr]:
+    """Hoist, fix branch targets to the new positions of their labels, assign waits."""
+    ordered = hoist(items, regmax, writable, lead=lead)
+    new_index = {id(it): i for i, it in enumerate(ordered)}
+    instrs = []
+    for it in ordered:
+        ins = it.instr
+        if ins.op == "BNZ":
+            ins = ins.replace(target=new_index[id(items[ins["target"]])])
+        instrs.append(ins)
+    return assign_waits(instrs, regmax, writable)

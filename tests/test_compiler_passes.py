@@ -1,0 +1,204 @@
+"""Unit tests of the compiler's passes (fpgpt/compiler), each on small specs."""
+
+from __future__ import annotations
+
+import pytest
+
+from fpgpt.compiler import CompileError
+from fpgpt.compiler.buffers import WEIGHT_SLOTS, plan_buffers
+from fpgpt.compiler.codegen import codegen_stream
+from fpgpt.compiler.ir import Graph, Op, OpKind, verify_graph
+from fpgpt.compiler.layout import plan_layout
+from fpgpt.compiler.lower import lower
+from fpgpt.compiler.pipeline import PASSES, stream_regmax
+from fpgpt.compiler.schedule import assign_waits, footprint, hoist, schedule
+from fpgpt.compiler.tile import chunk_rows, tile_graph
+from fpgpt.config import load_preset
+from fpgpt.isa import Instr
+from fpgpt.models import ModelSpec, get_spec
+
+SMALL = ModelSpec("t", n_layer=2, n_head=3, d_model=48, d_ff=200, vocab=101, n_ctx=32)
+
+
+def test_pipeline_lists_the_passes_in_order():
+    assert PASSES == ("lower", "layout", "buffers", "tile", "codegen", "schedule", "emit")
+
+
+# -- lower -----------------------------------------------------------------------------------
+def test_lower_has_one_block_per_layer_and_verifies():
+    g = lower(SMALL)
+    verify_graph(g)
+    kinds = [o.kind for o in g.body]
+    assert kinds.count(OpKind.ATTENTION) == SMALL.n_layer
+    assert kinds.count(OpKind.LINEAR) == 4 * SMALL.n_layer
+    assert [o.kind for o in g.head][-2:] == [OpKind.LM_HEAD, OpKind.ARGMAX]
+
+
+def test_verify_graph_names_the_bad_op():
+    bad = Graph((Op(OpKind.LAYERNORM, "ln", 0, {"src": "x", "dst": "h", "gamma": "g", "beta": "b"}),), ())
+    with pytest.raises(CompileError, match="'ln' reads buffer 'x' before"):
+        verify_graph(bad)
+    with pytest.raises(CompileError, match="lacks attribute 'dst'"):
+        verify_graph(Graph((Op(OpKind.EMBED, "e"),), ()))
+
+
+# -- tile ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n,k,slot,lanes", [(300, 48, 1000, 4), (7, 48, 10_000, 16), (100, 64, 64, 16),
+                                            (50257, 1600, 1 << 20, 16)])
+def test_chunks_cover_rows_once_whole_lanes_and_fit(n, k, slot, lanes):
+    chunks = chunk_rows(n, k, slot, lanes)
+    assert chunks[0][0] == 0
+    assert sum(r for _, r in chunks) == n
+    assert all(a + r == b for (a, r), (b, _) in zip(chunks, chunks[1:]))
+    assert all(r * k <= slot for _, r in chunks)
+    if slot // k >= lanes:
+        assert all(r % lanes == 0 for _, r in chunks[:-1])
+
+
+def test_uneven_last_chunk():
+    assert chunk_rows(300, 48, 1000, 4) == [(r, 20) for r in range(0, 300, 20)]
+    assert chunk_rows(70, 10, 320, 16) == [(0, 32), (32, 32), (64, 6)]
+
+
+def test_chunk_rows_rejects_a_slot_smaller_than_a_row():
+    with pytest.raises(CompileError, match="cannot hold one row of 100"):
+        chunk_rows(10, 100, 99, 4)
+
+
+def test_tile_graph_sets_chunks_on_every_linear():
+    hw = load_preset("tiny")
+    g = tile_graph(lower(SMALL), hw, 1024)
+    verify_graph(g)
+    for op in g.ops:
+        if op.kind in (OpKind.LINEAR, OpKind.LM_HEAD):
+            assert sum(r for _, r in op["chunks"]) == op["n"]
+
+
+# -- layout ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["tiny", "u280", "dfx"])
+def test_layout_aligned_disjoint_and_spread_over_all_channels(preset):
+    hw = load_preset(preset)
+    spec = get_spec("tiny") if preset == "tiny" else get_spec("gpt2-medium")
+    lay = plan_layout(spec, hw)
+    regs = sorted(lay.regions.values(), key=lambda r: r.addr)
+    assert all(r.addr % hw.hbm.interleave_bytes == 0 for r in regs)
+    assert all(a.end <= b.addr for a, b in zip(regs, regs[1:]))
+    assert lay.total_bytes <= hw.hbm.capacity_bytes
+    w = lay["layer0.w_fc"]
+    assert w.shape == (spec.d_ff, spec.d_model)       # stored transposed, [N, K]
+    # the first weight chunk (one contiguous transfer) touches every pseudo-channel
+    n = chunk_rows(spec.d_ff, spec.d_model, plan_buffers(spec, hw, "decode", prompt_len=8,
+                                                         vec_len=lay.vec_len).slot_elems,
+                   hw.mpu.lanes)[0][1]
+    first, last = w.addr, w.addr + 2 * n * spec.d_model
+    gran = hw.hbm.interleave_bytes
+    channels = {(a // gran) % hw.hbm.channels for a in range(first, last, gran)}
+    assert channels == set(range(hw.hbm.channels))
+
+
+def test_layout_capacity_error_names_the_sizes():
+    with pytest.raises(CompileError, match=r"gpt2-xl needs 3\.\d+ GB of HBM .* but tiny has 0\.07 GB"):
+        plan_layout(get_spec("gpt2-xl"), load_preset("tiny"))
+
+
+# -- buffers ---------------------------------------------------------------------------------
+def _overlap(plan, a, b):
+    return plan.addr[a] < plan.addr[b] + plan.size[b] and plan.addr[b] < plan.addr[a] + plan.size[a]
+
+
+def test_buffers_fit_and_live_buffers_do_not_overlap():
+    hw = load_preset("tiny")
+    lay = plan_layout(SMALL, hw)
+    for stream in ("prefill", "decode"):
+        p = plan_buffers(SMALL, hw, stream, prompt_len=20, vec_len=lay.vec_len)
+        assert p.used_elems <= hw.buffers.sram_elements
+        always = ["x", "h", "params0", "params1"] + [f"slot{i}" for i in range(WEIGHT_SLOTS)]
+        for a in always + ["qkv", "kst", "vst", "scores", "ffn"]:
+            for b in always:
+                if a != b:
+                    assert not _overlap(p, a, b), (stream, a, b)
+        assert not _overlap(p, "qkv", "scores") and not _overlap(p, "kst", "vst")
+
+
+def test_buffers_split_heads_then_rows_when_the_scratchpad_is_small():
+    spec = ModelSpec("s", n_layer=1, n_head=8, d_model=128, d_ff=512, vocab=50, n_ctx=1024)
+    hw = load_preset("tiny").replace(**{"buffers.sram_kib": 160})
+    lay = plan_layout(spec, load_preset("u280"))
+    dec = plan_buffers(spec, hw, "decode", prompt_len=300, vec_len=lay.vec_len)
+    assert dec.group < spec.n_head
+    pre = plan_buffers(spec, hw, "prefill", prompt_len=300, vec_len=lay.vec_len)
+    assert len(pre.tiles) > 1 and sum(r for _, r in pre.tiles) == 300
+
+
+def test_buffer_error_names_buffer_sizes_and_sram_kib():
+    hw = load_preset("tiny").replace(**{"buffers.sram_kib": 64})
+    spec = get_spec("gpt2-xl")
+    with pytest.raises(CompileError, match=r"gpt2-xl \(decode\) does not fit.*largest buffer '\w+': [\d.]+ KiB.*buffers\.sram_kib = 64"):
+        plan_buffers(spec, hw, "decode", prompt_len=8, vec_len=100)
+
+
+# -- schedule --------------------------------------------------------------------------------
+def test_footprint_of_register_sized_load():
+    ins = Instr.make("LOAD", sram=100, hbm=1000, rows=1, rr=1, cols=8, hstride=16, sstride=8, batch=2,
+                     hbatch=4096, sbatch=64)
+    (h,), (s,) = footprint(ins, {1: 3})
+    assert s == ("S", 100, 100 + 64 + 3 * 8 + 8)
+    assert h == ("H", 1000, 1000 + 4096 + 3 * 16 + 16)
+
+
+def test_waits_cover_raw_war_waw_and_count_per_unit():
+    mk = Instr.make
+    prog = [mk("LOAD", sram=0, hbm=0, rows=1, cols=16, hstride=32, sstride=16, batch=1),      # dma 0
+            mk("LOAD", sram=100, hbm=0, rows=1, cols=16, hstride=32, sstride=16, batch=1),    # dma 1
+            mk("VADD", dst=200, a=0, b=100, rows=1, cols=16),                                 # RAW on both
+            mk("LOAD", sram=0, hbm=64, rows=1, cols=16, hstride=32, sstride=16, batch=1),     # WAR on VADD
+            mk("GELU", dst=200, a=300, rows=1, cols=16)]                                      # WAW on VADD
+    out = assign_waits(prog, {}, [])
+    assert out[2].wait_map["dma"] == 1          # the latest of the two loads: 1 back
+    assert out[3].wait_map["vpu"] == 1
+    assert out[3].wait_map["dma"] == 2          # WAW on the first LOAD (same unit, still explicit)
+    assert out[4].wait_map["vpu"] == 1
+    assert out[0].waits == (0, 0, 0, 0) and out[1].waits == (0, 0, 0, 0)
+
+
+def test_waits_saturate_at_15():
+    mk = Instr.make
+    prog = [mk("LOAD", sram=0, hbm=0, rows=1, cols=4, hstride=8, sstride=4, batch=1)]
+    prog += [mk("LOAD", sram=100 + 8 * i, hbm=0, rows=1, cols=4, hstride=8, sstride=4, batch=1)
+             for i in range(20)]
+    prog.append(mk("GELU", dst=1000, a=0, rows=1, cols=4))
+    assert assign_waits(prog, {}, [])[-1].wait_map["dma"] == 15
+
+
+def _decode_items(spec, hwname="tiny", prompt_len=8):
+    hw = load_preset(hwname)
+    lay = plan_layout(spec, hw)
+    plan = plan_buffers(spec, hw, "decode", prompt_len=prompt_len, vec_len=lay.vec_len)
+    g = tile_graph(lower(spec), hw, plan.slot_elems)
+    return codegen_stream("decode", g, spec, lay, plan), lay, plan
+
+
+def test_hoist_moves_weight_loads_ahead_but_not_above_sync_or_their_slot_reader():
+    items, lay, plan = _decode_items(SMALL)
+    regmax = stream_regmax(SMALL, "decode", plan.tiles)
+    ordered = hoist(items, regmax, lay.writable)
+    assert sorted(map(id, ordered)) == sorted(map(id, items))
+    assert ordered[0].instr.op == "SYNC"
+    pos = {id(it): i for i, it in enumerate(ordered)}
+    loads = [it for it in items if it.chunk is not None]
+    moved = sum(pos[id(it)] < items.index(it) for it in loads)
+    assert moved > len(loads) // 2
+    # each chunk LOAD is after the MM that used its slot WEIGHT_SLOTS chunks before
+    mms = [it for it in items if it.instr.op == "MM" and it.instr["b"] in plan.slots]
+    for c, ld in enumerate(loads):
+        if c >= WEIGHT_SLOTS:
+            assert pos[id(ld)] > pos[id(mms[c - WEIGHT_SLOTS])]
+        assert pos[id(ld)] < pos[id(mms[c])]
+
+
+def test_schedule_retargets_the_loop_branch_to_sync():
+    items, lay, plan = _decode_items(SMALL)
+    out = schedule(items, stream_regmax(SMALL, "decode", plan.tiles), lay.writable)
+    bnz = [i for i in out if i.op == "BNZ"]
+    assert len(bnz) == 1 and out[bnz[0]["target"]].op == "SYNC"
+    assert out[-1].op == "HALT"
