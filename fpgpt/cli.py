@@ -257,5 +257,241 @@ def disasm(binary: str, stream: str | None, as_json: bool) -> None:
         click.echo(format_program(program), nl=False)
 
 
+# --------------------------------------------------------------------- models and programs
+def _resolve_model(model: str, *, need_weights: bool):
+    """(spec, weights or None, tokenizer or None, label) for a shipped name, preset or folder."""
+    from .models import (SHIPPED_MODELS, get_spec, load_model, load_tokenizer, model_names,
+                         shipped_model_path)
+    if model in SHIPPED_MODELS or Path(model).is_dir():
+        weights = load_model(model)
+        folder = shipped_model_path(model) if model in SHIPPED_MODELS else Path(model)
+        return weights.spec, weights, load_tokenizer(folder), model
+    if model in model_names():
+        if need_weights:
+            raise UsageProblem(f"model {model!r} has shapes but no weights here (weights cannot be "
+                               f"downloaded); pass a local Hugging Face checkpoint folder, or one of "
+                               f"the shipped models: {', '.join(SHIPPED_MODELS)}")
+        return get_spec(model), None, None, model
+    raise UsageProblem(f"unknown model {model!r}: not a checkpoint folder; known models: "
+                       f"{', '.join(list(SHIPPED_MODELS) + [m for m in model_names() if m not in SHIPPED_MODELS])}")
+
+
+def _parse_ids(text: str) -> list[int]:
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise UsageProblem(f"--prompt-ids must be comma-separated integers, not {text!r}") from None
+    if not ids:
+        raise UsageProblem("--prompt-ids is empty; give at least one token id")
+    return ids
+
+
+def _sim_progress(description: str):
+    """A rich progress bar fed by the timing model's ``progress(stream, n)`` callback."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                        TimeElapsedColumn(), console=err_console, transient=True,
+                        disable=not err_console.is_terminal)
+    return progress
+
+
+def _timing_table(result, title: str) -> Table:
+    j = result.to_json()
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [
+        ("time to first token", f"{j['ttft_ms']:.3f} ms"),
+        ("decode", f"{j['ms_per_token']:.4f} ms/token"),
+        ("throughput", f"{j['tokens_per_s']:.1f} tokens/s"),
+        ("total", f"{j['total_ms']:.3f} ms"),
+        ("HBM bytes per decoded token", f"{j['hbm_bytes_per_token'] / 1e6:,.2f} MB"),
+        ("HBM bandwidth utilisation (decode)", f"{100 * j['hbm_bw_utilization']:.1f} %"),
+    ]
+    for u, v in j["unit_utilization"].items():
+        rows.append((f"{u.upper()} busy", f"{100 * v:.1f} %"))
+    cyc = j["cycles"]
+    rows.append(("cycles", f"{cyc.get('total', sum(v for v in cyc.values())):,.0f}"
+                 if isinstance(cyc, dict) else f"{cyc:,.0f}"))
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+@main.command("compile")
+@click.option("--model", required=True, help="gpt2, gpt2-medium, gpt2-large, gpt2-xl, tiny, micro, "
+              "or a Hugging Face GPT-2 checkpoint folder.")
+@click.option("--hw", "hw_name", default="u280", show_default=True, help="Preset or TOML file.")
+@click.option("--prompt-len", type=int, default=128, show_default=True,
+              help="Prompt length the prefill stream is compiled for.")
+@click.option("-o", "--output", required=True, help="Program file to write (.fpx).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@_guard
+def compile_cmd(model: str, hw_name: str, prompt_len: int, output: str, force: bool,
+                as_json: bool) -> None:
+    """Compile GPT-2 to a Program (prefill + decode streams, HBM layout, memory image)."""
+    from .compiler import compile_model
+    from .config import load_config
+    hwc = load_config(hw_name)
+    spec, weights, _, label = _resolve_model(model, need_weights=False)
+    out = _check_output(output, force)
+    program = compile_model(weights if weights is not None else spec, hwc, prompt_len=prompt_len)
+    program.save(out, overwrite=True)
+    summary = {"output": str(out), "model": label, "hw": hwc.name, "artifact": hwc.artifact_name,
+               "prompt_len": prompt_len, "bytes": out.stat().st_size,
+               "streams": {k: len(v) for k, v in program.streams.items()},
+               "hbm_bytes": program.hbm_bytes, "weights": weights is not None}
+    if as_json:
+        _emit_json(summary)
+        return
+    console.print(f"wrote {out}: {summary['streams']['prefill']} prefill + "
+                  f"{summary['streams']['decode']} decode instructions, HBM layout "
+                  f"{program.hbm_bytes / 2**20:,.1f} MiB"
+                  + ("" if weights is not None else " (shapes only, no memory image)"))
+
+
+@main.command()
+@click.option("--model", required=True, help="GPT-2 preset name, shipped model or checkpoint folder.")
+@click.option("--hw", "hw_name", default="u280", show_default=True, help="Preset or TOML file.")
+@click.option("--prompt-len", type=int, default=128, show_default=True)
+@click.option("--gen-len", type=int, default=128, show_default=True)
+@click.option("--json", "json_out", is_flag=False, flag_value="-", default=None,
+              help="Write JSON to a file (or stdout when given no file).")
+@click.option("--trace", "trace_path", default=None, help="Write a Perfetto/Chrome trace JSON.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@_guard
+def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: str | None,
+             trace_path: str | None, force: bool) -> None:
+    """Time a generation on the simulated card (no weights needed)."""
+    from .compiler import compile_model
+    from .config import load_config
+    from .sim.timing import simulate as run_timing
+    from .sim.trace import TraceRecorder
+    hwc = load_config(hw_name)
+    spec, _, _, label = _resolve_model(model, need_weights=False)
+    if prompt_len < 1 or gen_len < 1:
+        raise UsageProblem("--prompt-len and --gen-len must be at least 1")
+    if prompt_len + gen_len - 1 > spec.n_ctx:
+        raise UsageProblem(f"prompt of {prompt_len} + {gen_len} generated tokens needs "
+                           f"{prompt_len + gen_len - 1} positions but {label} has a context of "
+                           f"{spec.n_ctx}; shorten --prompt-len or --gen-len")
+    for p in (json_out, trace_path):
+        if p not in (None, "-"):
+            _check_output(p, force)
+    program = compile_model(spec, hwc, prompt_len=prompt_len)
+    trace = TraceRecorder() if trace_path else None
+    progress = _sim_progress("simulating")
+    decode_len = max(len(program.streams["decode"]), 1)
+    with progress:
+        task = progress.add_task(f"{label} on {hwc.name}", total=len(program.streams["prefill"])
+                                 + decode_len * (gen_len - 1), info="")
+        base = {"prefill": 0, "decode": len(program.streams["prefill"])}
+
+        def cb(stream: str, n: int) -> None:
+            progress.update(task, completed=base.get(stream, 0) + n, info=stream)
+        result = run_timing(program, hwc, prompt_len=prompt_len, gen_len=gen_len, trace=trace,
+                            progress=cb)
+    data = result.to_json()
+    data["model"] = label
+    if trace is not None:
+        trace.write_trace(trace_path, overwrite=True)
+        err_console.print(f"wrote {trace_path} (open in https://ui.perfetto.dev)")
+    if json_out is not None:
+        _emit_json(data, json_out)
+        if json_out == "-":
+            return
+    floor_ms = spec.weight_bytes() / hwc.hbm_peak_bytes_per_s * 1e3
+    console.print(_timing_table(result, f"{label} on {hwc.name} ({hwc.artifact_name}), "
+                                        f"prompt {prompt_len}, generate {gen_len}"))
+    console.print(f"HBM floor for this model: {floor_ms:.3f} ms/token (weights {spec.weight_bytes() / 1e9:.3f} GB "
+                  f"/ {hwc.hbm_peak_bytes_per_s / 1e9:.1f} GB/s); simulated decode is "
+                  f"{100 * floor_ms / max(data['ms_per_token'], 1e-12):.1f} % of that floor's speed.")
+
+
+@main.command()
+@click.option("--model", default="tiny", show_default=True,
+              help="Shipped model (tiny, micro) or a Hugging Face GPT-2 checkpoint folder.")
+@click.option("--hw", "hw_name", default="u280", show_default=True, help="Preset or TOML file.")
+@click.option("--prompt", default=None, help="Prompt text (needs a tokenizer).")
+@click.option("--prompt-ids", default=None, help="Prompt as comma-separated token ids.")
+@click.option("--max-new-tokens", type=int, default=64, show_default=True)
+@click.option("--mode", type=click.Choice(["exact", "fast"]), default="exact", show_default=True,
+              help="exact: bit for bit what the RTL computes; fast: BLAS float32 matmuls.")
+@click.option("--reference", is_flag=True,
+              help="Run fpgpt's numpy reference instead of the simulated accelerator.")
+@click.option("--top-k", type=int, default=None, help="With --reference: top-k sampling.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --top-k: the seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_guard
+def generate(model: str, hw_name: str, prompt: str | None, prompt_ids: str | None,
+             max_new_tokens: int, mode: str, reference: bool, top_k: int | None, seed: int,
+             as_json: bool) -> None:
+    """Generate text on the simulated accelerator (greedy, on the device), with its latencies."""
+    import time
+
+    from .config import load_config
+    spec, weights, tok, label = _resolve_model(model, need_weights=True)
+    if (prompt is None) == (prompt_ids is None):
+        raise UsageProblem("give exactly one of --prompt and --prompt-ids")
+    if prompt is not None:
+        if tok is None:
+            raise UsageProblem(f"{label} has no tokenizer files; use --prompt-ids")
+        ids = tok.encode(prompt)
+        if not ids:
+            raise UsageProblem("--prompt is empty")
+    else:
+        ids = _parse_ids(prompt_ids)
+    bad = [i for i in ids if not 0 <= i < spec.vocab]
+    if bad:
+        raise UsageProblem(f"token id {bad[0]} is outside {label}'s vocabulary of {spec.vocab}")
+    if max_new_tokens < 1:
+        raise UsageProblem("--max-new-tokens must be at least 1")
+    if len(ids) + max_new_tokens - 1 > spec.n_ctx:
+        raise UsageProblem(f"prompt of {len(ids)} tokens + {max_new_tokens} new tokens needs "
+                           f"{len(ids) + max_new_tokens - 1} positions but {label} has a context of "
+                           f"{spec.n_ctx}; shorten the prompt or --max-new-tokens")
+    if top_k is not None and not reference:
+        raise UsageProblem("the accelerator decodes greedily (argmax on the device); "
+                           "--top-k needs --reference")
+    out: dict[str, Any] = {"model": label, "prompt_ids": ids}
+    t0 = time.perf_counter()
+    if reference:
+        from .models import Reference
+        new = Reference(weights).generate(ids, max_new_tokens, top_k=top_k, seed=seed)
+        out.update({"engine": "reference (numpy, fp32)", "tokens": [int(t) for t in new]})
+    else:
+        from .compiler import compile_model
+        from .sim import generate as sim_generate
+        from .sim.timing import simulate as run_timing
+        hwc = load_config(hw_name)
+        program = compile_model(weights, hwc, prompt_len=len(ids))
+        with err_console.status(f"running {label} on the simulated {hwc.name} ({mode} mode)"):
+            gen = sim_generate(program, ids, max_new_tokens, mode=mode)
+            timing = run_timing(program, hwc, prompt_len=len(ids), gen_len=max_new_tokens)
+        j = timing.to_json()
+        out.update({"engine": f"simulated {hwc.name} ({mode})", "hw": hwc.name, "mode": mode,
+                    "tokens": [int(t) for t in gen.tokens], "ttft_ms": j["ttft_ms"],
+                    "ms_per_token": j["ms_per_token"], "tokens_per_s": j["tokens_per_s"],
+                    "total_ms": j["total_ms"], "instructions_executed": gen.instructions})
+    out["wall_s"] = round(time.perf_counter() - t0, 3)
+    if tok is not None:
+        out["text"] = tok.decode(out["tokens"])
+    if as_json:
+        _emit_json(out)
+        return
+    if tok is not None:
+        console.print(f"[bold]{tok.decode(ids)}[/bold]{out['text']}", markup=True, highlight=False)
+    else:
+        console.print("tokens: " + ",".join(map(str, out["tokens"])))
+    if reference:
+        err_console.print(f"(numpy reference, {out['wall_s']:.2f} s wall)")
+    else:
+        err_console.print(
+            f"{out['engine']}: time to first token {out['ttft_ms']:.3f} ms, "
+            f"{out['ms_per_token']:.4f} ms/token ({out['tokens_per_s']:.0f} tokens/s) simulated; "
+            f"{out['wall_s']:.2f} s wall")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
