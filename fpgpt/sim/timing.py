@@ -1,0 +1,368 @@
+"""Transaction-level timing model of one device running a Program (DESIGN.md contract 5).
+
+The dispatcher walks a stream exactly as :func:`fpgpt.sim.control.walk` does (docs/execution.md),
+one instruction per cycle. CTRL instructions execute in the dispatcher; every other instruction
+enters its unit's in-order queue and occupies the unit for a duration computed from its shape
+(:mod:`fpgpt.sim.costs`) or, for DMA, from the HBM model (:mod:`fpgpt.sim.hbm`). Every time is
+known at dispatch, so the model is one forward pass whose cost grows with instructions executed,
+never with cycles:
+
+- dispatch of instruction *j* of unit X waits for a queue slot: instruction *j − queue_depth*
+  of X must have completed (a queue entry is held until its instruction completes, so a DMA
+  queue also bounds the transfers in flight);
+- it starts at max(dispatch, X free, its waits met), waits being docs/execution.md's counts;
+- MPU/VPU/NET occupy the unit for their duration; the DMA unit issues a transfer in one cycle
+  and the transfer's bytes stream on the HBM channels while the next transfer issues;
+- completion is in order per unit; SYNC and HALT wait for every unit to drain;
+- the register scoreboard stalls dispatch of any instruction that touches a register an
+  in-flight ARGMAX writes. The timing model does not know the token: ARGMAX writes 0.
+
+Per-instruction static data (unit, waits, scoreboard registers, duration or transfer plan) is
+computed once per stream; instructions whose shape depends on registers are costed per distinct
+register value and cached.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..isa import Kind, Unit
+from .control import MAX_STEPS_DEFAULT, Registers, capture
+from .costs import mpu_cycles, net_cycles, vpu_cycles
+from .hazards import HazardChecker, TimingHazard
+from .hbm import HBMModel, dma_bytes, dma_segments
+from .machine import SimError
+from .results import UNITS, SimResult, StreamTiming
+from .trace import TraceRecorder
+
+if TYPE_CHECKING:
+    from ..config import HardwareConfig
+    from ..isa import Instr, Program
+
+__all__ = ["TimingError", "TimingHazard", "simulate", "time_stream", "StreamPlan"]
+
+_UNIT_INDEX = {Unit.DMA: 0, Unit.MPU: 1, Unit.VPU: 2, Unit.NET: 3}
+_NOP, _HALT, _SYNC, _SETI, _ADDI, _BNZ = 10, 11, 12, 13, 14, 15
+_CTRL = {"NOP": _NOP, "HALT": _HALT, "SYNC": _SYNC, "SETI": _SETI, "ADDI": _ADDI, "BNZ": _BNZ}
+_MASK32 = 0xFFFFFFFF
+_DYN_CACHE_LIMIT = 4096
+_PROGRESS_EVERY = 1 << 16
+
+
+class TimingError(SimError):
+    """A timing request that cannot be served (bad lengths, a stream without HALT, ...)."""
+
+
+def _cost_function(hw: "HardwareConfig", hbm: HBMModel, op: str, unit: Unit) -> Callable[[dict], Any]:
+    """f (captured fields) -> cost: cycles for MPU/VPU/NET, a transfer plan tuple for DMA."""
+    if unit is Unit.DMA:
+        extra = hbm.latency_cycles if op == "GATHER" else 0.0   # the dependent index read
+        return lambda f: hbm.plan(dma_segments(op, f)) + (dma_bytes(op, f), extra)
+    if unit is Unit.MPU:
+        return lambda f: mpu_cycles(hw, f)
+    if unit is Unit.VPU:
+        return lambda f: vpu_cycles(hw, op, f)
+    return lambda f: net_cycles(hw, op, f)
+
+
+class StreamPlan:
+    """Static per-instruction data of one stream, built once (see module docstring).
+
+    ``entries[i]`` is ``(code, waits, touched, cost, dyn, x1, x2)``: code 0..3 a unit (wait-field
+    order) or a CTRL code; waits ``((unit, k), ...)`` for k > 0; registers the scoreboard
+    checks; the static cost (None when register-dependent); ``dyn`` = (register numbers, base
+    fields, cache, cost function) for register-dependent shapes; x1/x2 per code (ARGMAX rd;
+    SETI rd/imm; ADDI rd/(rs, imm); BNZ rs/target).
+    """
+
+    def __init__(self, stream: list["Instr"], hw: "HardwareConfig", hbm: HBMModel) -> None:
+        self.ops = [ins.op for ins in stream]
+        self.units = [ins.definition.unit for ins in stream]
+        entries = []
+        fns: dict[str, Callable] = {}
+        for ins in stream:
+            d = ins.definition
+            f = dict(ins.args)
+            waits = tuple((u, k) for u, k in enumerate(ins.waits) if k)
+            regs_read = [(fd.name, f[fd.name]) for fd in d.fields if fd.kind is Kind.REG]
+            touched = tuple(sorted({r for _, r in regs_read if r}
+                                   | {f[fd.name] for fd in d.fields if fd.kind is Kind.REGW} - {0}))
+            if d.unit is Unit.CTRL:
+                code = _CTRL[ins.op]
+                x1: Any = 0
+                x2: Any = 0
+                if code == _SETI:
+                    x1, x2 = f["rd"], ins.signed("imm")
+                elif code == _ADDI:
+                    x1, x2 = f["rd"], (f["rs"], ins.signed("imm"))
+                elif code == _BNZ:
+                    x1, x2 = f["rs"], f["target"]
+                entries.append((code, waits, touched, None, None, x1, x2))
+                continue
+            fn = fns.get(ins.op)
+            if fn is None:
+                fn = fns[ins.op] = _cost_function(hw, hbm, ins.op, d.unit)
+            dyn_regs = tuple((name, r) for name, r in regs_read if r)
+            if dyn_regs:
+                cost, dyn = None, (tuple(r for _, r in dyn_regs), tuple(n for n, _ in dyn_regs),
+                                   f, {}, fn)
+            else:
+                cost, dyn = fn(f), None
+            rd = f["rd"] if ins.op == "ARGMAX" else 0
+            entries.append((_UNIT_INDEX[d.unit], waits, touched, cost, dyn, rd, 0))
+        self.entries = entries
+
+
+def _dyn_cost(dyn: tuple, regs_v: list[int]) -> Any:
+    regnums, names, base, cache, fn = dyn
+    key = tuple([regs_v[r] for r in regnums])
+    c = cache.get(key)
+    if c is None:
+        if len(cache) >= _DYN_CACHE_LIMIT:
+            cache.clear()
+        f = dict(base)
+        for name, v in zip(names, key):
+            f[name] = v
+        c = cache[key] = fn(f)
+    return c
+
+
+def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Registers, *,
+                trace: TraceRecorder | None = None, check_hazards: bool = False,
+                progress: Callable[[str, int], None] | None = None,
+                max_steps: int = MAX_STEPS_DEFAULT, offset_cycles: float = 0.0,
+                exact_hbm: bool = False) -> StreamTiming:
+    """Time one stream of ``program`` on one device, every unit idle at its start.
+
+    Parameters
+    ----------
+    program : Program
+        Only ``program.streams[stream]`` is read.
+    stream : str
+        Stream name.
+    hw : HardwareConfig
+        The design being timed.
+    regs : Registers
+        Register values at the start; updated as the stream runs (they persist, as on the device).
+    trace : TraceRecorder, optional
+        Receives one event per unit instruction and per transfer.
+    check_hazards : bool
+        Raise :class:`TimingHazard` when conflicting instructions overlap (slow; for tests).
+    progress : callable, optional
+        Called as ``progress(stream, instructions_dispatched)`` now and then.
+    max_steps : int
+        Dispatch limit guarding against endless loops.
+    offset_cycles : float
+        Where the stream starts on the trace's time axis.
+    exact_hbm : bool
+        Track every HBM channel exactly, also for balanced transfers (:meth:`HBMModel.plan`).
+
+    Returns
+    -------
+    StreamTiming
+    """
+    instrs = program.stream(stream)
+    hbm = HBMModel(hw, exact=exact_hbm)
+    plan = StreamPlan(instrs, hw, hbm)
+    entries = plan.entries
+    hz = HazardChecker(hw, stream) if check_hazards else None
+    if trace is not None:
+        trace.begin_stream(stream, offset_cycles, hw.clock_mhz)
+
+    depth = hw.buffers.queue_depth
+    ring_n = 1 << max(depth, 16).bit_length()          # > max(depth, 15): holds every look-back
+    rmask = ring_n - 1
+    ring = [[0.0] * ring_n for _ in UNITS]             # completion time by dispatch number
+    cnt = [0, 0, 0, 0]                                 # instructions dispatched per unit
+    free = [0.0, 0.0, 0.0, 0.0]                        # when each unit can start the next
+    last = [0.0, 0.0, 0.0, 0.0]                        # last completion per unit (in order)
+    n = len(entries)
+    per_cnt = [0] * n
+    per_busy = [0.0] * n
+    regs_v = regs.v
+    pend = [0.0] * len(regs_v)                         # scoreboard: register ready time
+    max_pend = 0.0
+    hbm_bytes = 0
+    issue = hbm.issue
+    t = 0.0                                            # dispatch clock (cycles)
+    pc = 0
+    steps = 0
+    while True:
+        if pc >= n:
+            raise TimingError(f"stream {stream!r}: execution ran off the end of the stream at "
+                              f"instruction {pc} (missing HALT?)")
+        steps += 1
+        if steps > max_steps:
+            raise TimingError(f"stream {stream!r}: stopped after {max_steps} instructions without "
+                              "HALT (endless loop?)")
+        if progress is not None and not steps % _PROGRESS_EVERY:
+            progress(stream, steps)
+        code, waits, touched, cost, dyn, x1, x2 = entries[pc]
+        per_cnt[pc] += 1
+        if max_pend > t:
+            for r in touched:
+                if pend[r] > t:
+                    t = pend[r]
+        if code < 4:
+            k = cnt[code]
+            ru = ring[code]
+            if k >= depth:
+                q = ru[(k - depth) & rmask]
+                if q > t:
+                    t = q
+            s = free[code]
+            if t > s:
+                s = t
+            for wu, kk in waits:
+                j = cnt[wu] - kk
+                if j >= 0:
+                    c = ring[wu][j & rmask]
+                    if c > s:
+                        s = c
+            if dyn is not None:
+                cost = _dyn_cost(dyn, regs_v)
+            if code == 0:
+                kind, work, idx, straggle, nbytes, extra = cost
+                e = issue(s, kind, work, idx, straggle) + extra
+                prev = last[0]
+                if e < prev:
+                    e = prev
+                lo = s if s > prev else prev
+                per_busy[pc] += e - lo
+                free[0] = s + 1.0
+                hbm_bytes += nbytes
+                if trace is not None and nbytes:
+                    trace.instr(0, plan.ops[pc], pc, lo, e)
+                    trace.transfer(plan.ops[pc], pc, lo, e, nbytes)
+            else:
+                e = s + cost
+                free[code] = e
+                per_busy[pc] += cost
+                if trace is not None:
+                    trace.instr(code, plan.ops[pc], pc, s, e)
+            last[code] = e
+            ru[k & rmask] = e
+            cnt[code] = k + 1
+            if hz is not None:
+                hz.check(pc, plan.ops[pc], capture(instrs[pc], regs), s, e, t)
+            if x1:
+                regs_v[x1] = 0                         # ARGMAX: token unknown to timing
+                pend[x1] = e
+                if e > max_pend:
+                    max_pend = e
+            t += 1.0
+            pc += 1
+            continue
+        # CTRL: executes in the dispatcher once its waits are met.
+        for wu, kk in waits:
+            j = cnt[wu] - kk
+            if j >= 0:
+                c = ring[wu][j & rmask]
+                if c > t:
+                    t = c
+        if code == _BNZ:
+            t += 1.0
+            if regs_v[x1]:
+                pc = x2
+            else:
+                pc += 1
+            continue
+        if code == _SETI:
+            if x1:
+                regs_v[x1] = x2 & _MASK32
+        elif code == _ADDI:
+            if x1:
+                regs_v[x1] = (regs_v[x2[0]] + x2[1]) & _MASK32
+        elif code == _SYNC:
+            for c in last:
+                if c > t:
+                    t = c
+        elif code == _HALT:
+            for c in last:
+                if c > t:
+                    t = c
+            break
+        t += 1.0
+        pc += 1
+
+    counts: dict[str, int] = {}
+    busy = {u: 0.0 for u in UNITS}
+    breakdown: dict[str, dict[str, float]] = {}
+    for i, c in enumerate(per_cnt):
+        if not c:
+            continue
+        op = plan.ops[i]
+        counts[op] = counts.get(op, 0) + c
+        unit = plan.units[i]
+        if unit is not Unit.CTRL:
+            u = unit.value
+            busy[u] += per_busy[i]
+            d = breakdown.setdefault(u, {})
+            d[op] = d.get(op, 0.0) + per_busy[i]
+    if progress is not None:
+        progress(stream, steps)
+    return StreamTiming(stream, t, hw.clock_mhz, steps, counts, busy, breakdown, hbm_bytes)
+
+
+def _check_len(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise TimingError(f"{name} must be an integer >= {minimum}, not {value!r}")
+
+
+def simulate(program: "Program", hw: "HardwareConfig", *, prompt_len: int, gen_len: int,
+             trace: TraceRecorder | None = None, check_hazards: bool = False,
+             progress: Callable[[str, int], None] | None = None,
+             exact_hbm: bool = False) -> SimResult:
+    """Time a generation: the ``prefill`` stream, then ``decode`` for the remaining tokens.
+
+    Follows docs/execution.md's host protocol: registers start as ``program.registers["prefill"]``
+    lists, persist between streams, and ``R3`` is set to ``gen_len - 1`` before ``decode``
+    (which does not run when ``gen_len == 1``).
+
+    Parameters
+    ----------
+    program : Program
+        A compiled program with ``prefill`` and ``decode`` streams.
+    hw : HardwareConfig
+        The design to time.
+    prompt_len, gen_len : int
+        Prompt tokens and tokens to generate (>= 1 each). When the program's metadata states the
+        prompt length it was compiled for (``meta["prompt_len"]``) or its context
+        (``meta["n_ctx"]``), these must agree with it.
+    trace : TraceRecorder, optional
+        Collects a Perfetto timeline (streams one after the other on one time axis).
+    check_hazards : bool
+        Validate the program's waits (:class:`TimingHazard` on a conflict); slow.
+    progress : callable, optional
+        ``progress(stream, instructions_dispatched)``.
+    exact_hbm : bool
+        Track every HBM channel exactly (slower; see :meth:`fpgpt.sim.hbm.HBMModel.plan`).
+
+    Returns
+    -------
+    SimResult
+    """
+    _check_len("prompt_len", prompt_len, 1)
+    _check_len("gen_len", gen_len, 1)
+    meta = program.meta or {}
+    compiled = meta.get("prompt_len")
+    if isinstance(compiled, int) and compiled != prompt_len:
+        raise TimingError(f"prompt_len={prompt_len} but the program was compiled for a "
+                          f"{compiled}-token prompt; recompile with --prompt-len {prompt_len}")
+    n_ctx = meta.get("n_ctx")
+    if isinstance(n_ctx, int) and prompt_len + gen_len - 1 > n_ctx:
+        raise TimingError(f"prompt_len + gen_len - 1 = {prompt_len + gen_len - 1} exceeds the "
+                          f"model's context of {n_ctx} positions; generate fewer tokens")
+    t0 = time.perf_counter()
+    regs = Registers(program.registers.get("prefill", {}))
+    prefill = time_stream(program, "prefill", hw, regs, trace=trace, check_hazards=check_hazards,
+                          progress=progress, exact_hbm=exact_hbm)
+    decode = None
+    if gen_len > 1:
+        regs[3] = gen_len - 1                          # R3 = COUNT (register ABI)
+        decode = time_stream(program, "decode", hw, regs, trace=trace,
+                             check_hazards=check_hazards, progress=progress,
+                             offset_cycles=prefill.cycles, exact_hbm=exact_hbm)
+    model = str(meta.get("model", "?"))
+    return SimResult(model, hw, prompt_len, gen_len, prefill, decode, time.perf_counter() - t0)
