@@ -45,7 +45,7 @@ F32_NAN_BITS = 0x7FC00000
 
 
 def _quiet(fn):
-    """Runs ``fn`` with numpy's floating-point warnings off: inf and NaN are defined results here."""
+    """Runs ``fn`` with numpy's floating-point warnings off: inf and NaN are defined results."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with np.errstate(all="ignore"):
@@ -397,8 +397,8 @@ def _scale_pow2(y: np.ndarray, e: np.ndarray) -> np.ndarray:
     bits = f32_bits(y).astype(np.int64)
     expo = ((bits >> 23) & 0xFF) + e.astype(np.int64)
     sign = bits & 0x80000000
-    out = np.where(expo >= 255, sign | 0x7F800000,
-                   np.where(expo <= 0, sign, (bits & ~(0xFF << 23)) | (np.clip(expo, 0, 255) << 23)))
+    normal = (bits & ~(0xFF << 23)) | (np.clip(expo, 0, 255) << 23)
+    out = np.where(expo >= 255, sign | 0x7F800000, np.where(expo <= 0, sign, normal))
     return out.astype(np.uint32).view(F32)
 
 
