@@ -1,6 +1,5 @@
 """Timing model: durations, dispatch, waits, queues, scoreboard, SYNC, hazards, results."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -179,16 +178,11 @@ def test_hazard_check_finds_a_missing_wait_and_accepts_a_correct_one():
                                                           hbm=1 << 20)], check_hazards=True)
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_sim_speed", ROOT / "bench" / "bench_sim_speed.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_synthetic_gpt_program_has_no_hazards_and_sane_results():
-    prog = _bench().build_gpt_like(layers=2, d=128, heads=4, ff=512, vocab=300, prompt=8, ctx=64,
-                                   tile_bytes=16384)
+def test_compiled_gpt_program_has_no_hazards_and_sane_results():
+    from fpgpt.compiler import compile_model
+    from fpgpt.models import ModelSpec
+    spec = ModelSpec("toy", n_layer=2, n_head=4, d_model=128, d_ff=512, vocab=300, n_ctx=64)
+    prog = compile_model(spec, HW, prompt_len=8)
     res = simulate(prog, HW, prompt_len=8, gen_len=5, check_hazards=True)
     assert res.decode.counts["ARGMAX"] == 4 and res.prefill.counts["ARGMAX"] == 1
     assert res.ttft_ms > 0 and res.ms_per_token > 0

@@ -1,0 +1,129 @@
+"""Emit an Amaranth component to Verilog, build it with Verilator and run a cocotb test module.
+
+Used by the cocotb benches under ``tests/rtl`` and ``bench/``. Every build goes into a folder the
+caller names (a pytest ``tmp_path`` or ``build/``), never the current directory.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from .verilator_env import setup_verilator
+
+__all__ = ["VERILATOR_WAIVERS", "write_verilog", "CosimResult", "build", "run_cocotb"]
+
+#: Verilator warnings switched off for Amaranth's output, each with why. Everything else
+#: stays on and fatal.
+VERILATOR_WAIVERS: dict[str, str] = {
+    # Amaranth's RTLIL->Verilog back end writes `assign x = y;` where y is wider or narrower
+    # than x (it relies on Verilog's implicit truncation/extension, which is exact here).
+    "-Wno-WIDTHEXPAND": "Amaranth's Verilog extends operands implicitly; semantics are exact",
+    "-Wno-WIDTHTRUNC": "Amaranth's Verilog truncates results implicitly; semantics are exact",
+    # Yosys emits a `reg` driven from an always @* with a default assignment first, which
+    # Verilator flags as a possible latch although every path assigns it.
+    "-Wno-LATCH": "Yosys's always @* blocks assign a default first; no latch is inferred",
+    # Amaranth gives every register its reset value as a declaration initialiser
+    # (`reg x = 1'h0;`) and also assigns it in an always block; that is its reset semantics.
+    "-Wno-PROCASSINIT": "Amaranth initialises registers at declaration (only with -Wall)",
+    # Slices of wide intermediate wires are left unread (e.g. the sticky part of a shifter).
+    "-Wno-UNUSEDSIGNAL": "unread bits of intermediate wires (only with -Wall)",
+    # Yosys names generated wires with a leading '_' or '$'-derived suffixes.
+    "-Wno-DECLFILENAME": "one module per file is not Amaranth's layout (only with -Wall)",
+}
+
+
+def write_verilog(component: wiring.Component, name: str, path: str | Path) -> Path:
+    """Write ``component`` as a Verilog module ``name`` to ``path`` (folders are created).
+
+    Parameters
+    ----------
+    component : wiring.Component
+        Its signature gives the ports (``clk``/``rst`` are added when it has a ``sync`` domain).
+    name : str
+        The Verilog module name (a valid identifier).
+    path : str or Path
+        Output file.
+    """
+    if not name.isidentifier():
+        raise ValueError(f"module name must be a Verilog identifier, not {name!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(component, name=name, emit_src=False)
+    # Rewrite only on change: Verilator skips re-verilating identical inputs (by file
+    # metadata), which makes a rebuild of an unchanged design take seconds, not a minute.
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+@dataclass(frozen=True)
+class CosimResult:
+    """Wall times of one Verilator build and one cocotb run, seconds."""
+
+    build_s: float
+    test_s: float
+    results_xml: Path
+
+
+def build(sources: Sequence[Path], toplevel: str, build_dir: str | Path, *,
+          extra_args: Sequence[str] = (), runner=None) -> float:
+    """Verilate and compile ``sources`` with cocotb's runner into ``build_dir``; returns seconds."""
+    setup_verilator()
+    from cocotb_tools.runner import get_runner
+
+    runner = runner or get_runner("verilator")
+    t0 = time.perf_counter()
+    runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                 build_dir=str(build_dir), always=False,
+                 build_args=[*VERILATOR_WAIVERS, *extra_args], log_file=None)
+    return time.perf_counter() - t0
+
+
+def run_cocotb(sources: Sequence[Path], toplevel: str, test_module: str, build_dir: str | Path, *,
+               test_dir: str | Path, env: Mapping[str, str] | None = None,
+               extra_args: Sequence[str] = ()) -> CosimResult:
+    """Build (if needed) and run the cocotb tests of ``test_module`` against ``toplevel``.
+
+    Parameters
+    ----------
+    sources : Verilog files.
+    toplevel : the Verilog top module.
+    test_module : the Python module (importable from ``test_dir``) holding ``@cocotb.test``s.
+    build_dir : where Verilator builds (one per parameter set).
+    test_dir : the folder holding ``test_module``; put first on the simulator's ``PYTHONPATH``.
+    env : extra environment for the simulation (how benches pass parameters to the test module).
+
+    Raises
+    ------
+    RuntimeError
+        If a cocotb test failed (the message names the results file).
+    """
+    setup_verilator()
+    from cocotb_tools.runner import get_results, get_runner
+
+    runner = get_runner("verilator")
+    build_s = build(sources, toplevel, build_dir, extra_args=extra_args, runner=runner)
+    xml = Path(build_dir).resolve() / f"{test_module}.results.xml"
+    # The runner hands the simulator PYTHONPATH = sys.path (it overrides any PYTHONPATH given in
+    # extra_env), so the test module's folder goes onto sys.path for the call.
+    sys.path.insert(0, str(test_dir))
+    t0 = time.perf_counter()
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=str(build_dir),
+                    test_dir=str(build_dir), extra_env=dict(env or {}), results_xml=str(xml))
+    except SystemExit as e:      # the runner exits on failures when it runs under pytest
+        raise RuntimeError(f"cocotb tests in {test_module} failed (exit {e.code}); see {xml}") from None
+    finally:
+        sys.path.remove(str(test_dir))
+    test_s = time.perf_counter() - t0
+    total, failed = get_results(xml)
+    if failed or total == 0:
+        raise RuntimeError(f"{failed} of {total} cocotb tests in {test_module} failed; see {xml}")
+    return CosimResult(build_s, test_s, xml)

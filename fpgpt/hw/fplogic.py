@@ -1,0 +1,256 @@
+"""Combinational IEEE-754 arithmetic as Amaranth expressions (docs/numerics.md, docs/rtl.md).
+
+Each ``build_*`` function adds the logic of one operation to a module's ``comb`` domain and
+returns the result value. Rounding is IEEE round-to-nearest-even with subnormal inputs and
+outputs; every NaN result is the canonical quiet NaN of its format (:data:`F32_QNAN`,
+:data:`F16_QNAN`), whatever the input NaN's payload, so that results compare bit for bit.
+The components in :mod:`fpgpt.hw.fpu` wrap these with pipeline registers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+
+__all__ = ["FPFormat", "FP16", "FP32", "F32_QNAN", "F16_QNAN", "count_leading_zeros",
+           "round_pack", "build_f32_add", "build_f32_mul", "build_f16_mul_f32",
+           "build_f16_to_f32", "build_f32_to_f16"]
+
+
+@dataclass(frozen=True)
+class FPFormat:
+    """An IEEE-754 binary format: exponent and fraction widths."""
+
+    ebits: int
+    fbits: int
+
+    @property
+    def width(self) -> int:
+        return 1 + self.ebits + self.fbits
+
+    @property
+    def bias(self) -> int:
+        return (1 << (self.ebits - 1)) - 1
+
+    @property
+    def emax_field(self) -> int:
+        """The all-ones exponent field (infinities and NaNs)."""
+        return (1 << self.ebits) - 1
+
+
+FP16 = FPFormat(5, 10)
+FP32 = FPFormat(8, 23)
+F32_QNAN = 0x7FC00000   # canonical quiet NaN, positive, payload 0 (what numpy's np.nan is)
+F16_QNAN = 0x7E00
+
+
+class _Unpacked:
+    """Fields of one operand: sign, effective biased exponent (subnormals read as 1), significand."""
+
+    def __init__(self, m: Module, x: Value, fmt: FPFormat, name: str):
+        self.sign = x[fmt.width - 1]
+        self.exp_field = x[fmt.fbits:fmt.fbits + fmt.ebits]
+        self.frac = x[:fmt.fbits]
+        self.is_zero_exp = self.exp_field == 0
+        self.is_max_exp = self.exp_field == fmt.emax_field
+        self.is_nan = self.is_max_exp & (self.frac != 0)
+        self.is_inf = self.is_max_exp & (self.frac == 0)
+        self.is_zero = self.is_zero_exp & (self.frac == 0)
+        # Subnormals have exponent 1 - bias and no hidden bit; reading their exponent field as 1
+        # makes one formula serve both.
+        self.exp = Signal(fmt.ebits, name=f"{name}_exp")
+        self.sig = Signal(fmt.fbits + 1, name=f"{name}_sig")
+        m.d.comb += [
+            self.exp.eq(Mux(self.is_zero_exp, 1, self.exp_field)),
+            self.sig.eq(Cat(self.frac, ~self.is_zero_exp)),
+        ]
+
+
+def count_leading_zeros(m: Module, x: Value, name: str = "lz") -> Signal:
+    """Leading zeros of ``x`` (``len(x)`` when ``x`` is zero), as a signal."""
+    width = len(x)
+    lz = Signal(range(width + 1), name=name)
+    expr: Value = Const(width, lz.shape())
+    for i in range(width):   # the highest set bit is applied last, so it wins
+        expr = Mux(x[i], width - 1 - i, expr)
+    m.d.comb += lz.eq(expr)
+    return lz
+
+
+def round_pack(m: Module, *, sign: Value, mant: Value, exp: Value, sticky: Value,
+               fmt: FPFormat, underflow_shift: bool = True, name: str = "rp") -> Signal:
+    """Round ``(-1)**sign * (mant + sticky*eps) * 2**(exp - len(mant) + 1)`` to ``fmt`` (RNE).
+
+    ``exp`` is the unbiased exponent of ``mant``'s top bit (a signed value); ``sticky`` says
+    whether nonzero bits lie below ``mant``. Produces normals, subnormals, signed zeros and
+    infinities on overflow. ``underflow_shift=False`` leaves out the right shifter when the
+    caller knows the value never needs one (the adder: its exponent is never below the
+    operands').
+    """
+    width = len(mant)
+    if width < fmt.fbits + 3:
+        raise ValueError(f"round_pack needs at least {fmt.fbits + 3} mantissa bits, not {width}")
+    lz = count_leading_zeros(m, mant, f"{name}_lz")
+    # Largest left shift that keeps the biased exponent >= 1; a smaller one than lz means the
+    # result is subnormal (the top bit stays clear).
+    room = Signal(signed(len(exp) + 2), name=f"{name}_room")
+    lshift = Signal(signed(len(exp) + 2), name=f"{name}_lshift")
+    m.d.comb += [
+        room.eq(exp + (fmt.bias - 1)),
+        lshift.eq(Mux(room < lz, room, lz)),
+    ]
+    norm = Signal(width, name=f"{name}_norm")
+    lost = Signal(name=f"{name}_lost")
+    left = (mant << lshift[:bits_for(width)].as_unsigned())[:width]
+    if underflow_shift:
+        # Right shift for tiny results; everything shifted out goes into the sticky bit.
+        rmax = width + 1
+        neg = Signal(range(rmax + 1), name=f"{name}_rshift")
+        m.d.comb += neg.eq(Mux(-lshift > rmax, rmax, (-lshift)[:bits_for(rmax)].as_unsigned()))
+        ext = Cat(Const(0, width + 2), mant) >> neg
+        m.d.comb += [
+            norm.eq(Mux(lshift < 0, ext[width + 2:], left)),
+            lost.eq((lshift < 0) & (ext[:width + 2] != 0)),
+        ]
+    else:
+        m.d.comb += [norm.eq(left), lost.eq(0)]
+    frac = norm[width - 1 - fmt.fbits:width - 1]
+    guard = norm[width - 2 - fmt.fbits]
+    rest = (norm[:width - 2 - fmt.fbits] != 0) | lost | sticky
+    round_up = guard & (rest | frac[0])
+    biased = Signal(signed(len(exp) + 3), name=f"{name}_biased")
+    m.d.comb += biased.eq(exp + fmt.bias - lshift)
+    exp_field = Mux(norm[width - 1], biased[:fmt.ebits], 0)
+    overflow = norm[width - 1] & (biased >= fmt.emax_field)
+    # Adding the rounding increment to exponent and fraction together carries a full fraction
+    # into the exponent: subnormal -> normal, and the largest finite -> infinity.
+    packed = Signal(fmt.ebits + fmt.fbits, name=f"{name}_packed")
+    m.d.comb += packed.eq(Mux(overflow, Const(fmt.emax_field << fmt.fbits, fmt.ebits + fmt.fbits),
+                              Cat(frac, exp_field) + round_up))
+    out = Signal(fmt.width, name=name)
+    m.d.comb += out.eq(Cat(packed, sign))
+    return out
+
+
+def bits_for(n: int) -> int:
+    """Bits of an unsigned number up to ``n``."""
+    return max(1, int(n).bit_length())
+
+
+def _select_special(m: Module, name: str, fmt: FPFormat, finite: Value,
+                    cases: list[tuple[Value, Value]]) -> Signal:
+    """``cases`` in priority order ``(condition, value)``, else ``finite``."""
+    out = Signal(fmt.width, name=name)
+    expr = finite
+    for cond, val in reversed(cases):
+        expr = Mux(cond, val, expr)
+    m.d.comb += out.eq(expr)
+    return out
+
+
+def _inf(fmt: FPFormat, sign: Value) -> Value:
+    return Cat(Const(fmt.emax_field << fmt.fbits, fmt.ebits + fmt.fbits), sign)
+
+
+def build_f32_add(m: Module, a: Value, b: Value, name: str = "fadd") -> Signal:
+    """``a + b`` in IEEE binary32, RNE. An exact zero sum is +0 unless both operands are -0."""
+    fa, fb = _Unpacked(m, a, FP32, f"{name}_a"), _Unpacked(m, b, FP32, f"{name}_b")
+    swap = a[:31] < b[:31]    # compare magnitudes: exponent then fraction, as one integer
+    big_exp = Mux(swap, fb.exp, fa.exp)
+    big_sig = Mux(swap, fb.sig, fa.sig)
+    small_exp = Mux(swap, fa.exp, fb.exp)
+    small_sig = Mux(swap, fa.sig, fb.sig)
+    big_sign = Mux(swap, fb.sign, fa.sign)
+    diff = Signal(8, name=f"{name}_diff")
+    m.d.comb += diff.eq(big_exp - small_exp)
+    # Three extra bits (guard, round, sticky) make the rounded sum exact (Goldberg 1991, §1.4).
+    shift = Mux(diff > 31, 31, diff[:5])
+    ext = Cat(Const(0, 35), small_sig) >> shift     # bits [0, 32) fall below the window
+    aligned = Cat(ext[32] | (ext[:32] != 0), ext[33:59])        # 27 bits, sticky at the bottom
+    wide_big = Cat(Const(0, 3), big_sig)
+    total = Signal(28, name=f"{name}_sum")
+    effective_sub = fa.sign ^ fb.sign
+    m.d.comb += total.eq(Mux(effective_sub, wide_big - aligned, wide_big + aligned))
+    exact_zero = total == 0
+    sign = Mux(exact_zero, fa.sign & fb.sign, big_sign)
+    exp = Signal(signed(10), name=f"{name}_e")
+    m.d.comb += exp.eq(big_exp - (FP32.bias - 1))     # total's bit 27 is worth 2**(big_exp-126)
+    finite = round_pack(m, sign=sign, mant=total, exp=exp, sticky=Const(0), fmt=FP32,
+                        underflow_shift=False, name=f"{name}_rp")
+    nan = fa.is_nan | fb.is_nan | (fa.is_inf & fb.is_inf & effective_sub)
+    return _select_special(m, name, FP32, finite, [
+        (nan, Const(F32_QNAN, 32)),
+        (fa.is_inf, _inf(FP32, fa.sign)),
+        (fb.is_inf, _inf(FP32, fb.sign)),
+    ])
+
+
+def build_f32_mul(m: Module, a: Value, b: Value, name: str = "fmul") -> Signal:
+    """``a * b`` in IEEE binary32, RNE, subnormals in and out."""
+    fa, fb = _Unpacked(m, a, FP32, f"{name}_a"), _Unpacked(m, b, FP32, f"{name}_b")
+    sign = fa.sign ^ fb.sign
+    prod = Signal(48, name=f"{name}_prod")
+    exp = Signal(signed(11), name=f"{name}_e")
+    m.d.comb += [
+        prod.eq(fa.sig * fb.sig),
+        exp.eq(fa.exp + fb.exp - (2 * FP32.bias - 1)),   # prod's bit 47 is worth 2**(ea+eb-253)
+    ]
+    finite = round_pack(m, sign=sign, mant=prod, exp=exp, sticky=Const(0), fmt=FP32,
+                        name=f"{name}_rp")
+    nan = fa.is_nan | fb.is_nan | (fa.is_inf & fb.is_zero) | (fb.is_inf & fa.is_zero)
+    return _select_special(m, name, FP32, finite, [
+        (nan, Const(F32_QNAN, 32)),
+        (fa.is_inf | fb.is_inf, _inf(FP32, sign)),
+    ])
+
+
+def build_f16_mul_f32(m: Module, a: Value, b: Value, name: str = "hmul") -> Signal:
+    """The exact FP32 product of two FP16 values (11x11-bit significands fit FP32's 24 bits,
+    and the exponent range 2**-48 .. 2**32 is inside FP32's normal range: no rounding)."""
+    fa, fb = _Unpacked(m, a, FP16, f"{name}_a"), _Unpacked(m, b, FP16, f"{name}_b")
+    sign = fa.sign ^ fb.sign
+    prod = Signal(22, name=f"{name}_prod")
+    m.d.comb += prod.eq(fa.sig * fb.sig)
+    lz = count_leading_zeros(m, prod, f"{name}_lz")
+    norm = Signal(22, name=f"{name}_norm")
+    exp_field = Signal(8, name=f"{name}_ef")
+    # prod * 2**(ea+eb-50) with the leading one at bit 21-lz: biased exponent ea+eb+98-lz.
+    m.d.comb += [
+        norm.eq((prod << lz)[:22]),
+        exp_field.eq(fa.exp + fb.exp + (FP32.bias - 2 * FP16.bias - 20 + 21) - lz),
+    ]
+    finite = Mux(prod == 0, Cat(Const(0, 31), sign), Cat(Const(0, 2), norm[:21], exp_field, sign))
+    nan = fa.is_nan | fb.is_nan | (fa.is_inf & fb.is_zero) | (fb.is_inf & fa.is_zero)
+    return _select_special(m, name, FP32, finite, [
+        (nan, Const(F32_QNAN, 32)),
+        (fa.is_inf | fb.is_inf, _inf(FP32, sign)),
+    ])
+
+
+def build_f16_to_f32(m: Module, a: Value, name: str = "h2f") -> Signal:
+    """FP16 to FP32, exact (FP16 subnormals become FP32 normals)."""
+    fa = _Unpacked(m, a, FP16, f"{name}_a")
+    lz = count_leading_zeros(m, fa.sig, f"{name}_lz")
+    norm = Signal(11, name=f"{name}_norm")
+    m.d.comb += norm.eq((fa.sig << lz)[:11])
+    exp_field = fa.exp + (FP32.bias - FP16.bias) - lz
+    finite = Mux(fa.is_zero, Cat(Const(0, 31), fa.sign),
+                 Cat(Const(0, 13), norm[:10], exp_field[:8], fa.sign))
+    return _select_special(m, name, FP32, finite, [
+        (fa.is_nan, Const(F32_QNAN, 32)),
+        (fa.is_inf, _inf(FP32, fa.sign)),
+    ])
+
+
+def build_f32_to_f16(m: Module, a: Value, name: str = "f2h") -> Signal:
+    """FP32 to FP16, RNE: subnormal results, overflow to infinity."""
+    fa = _Unpacked(m, a, FP32, f"{name}_a")
+    exp = Signal(signed(10), name=f"{name}_e")
+    m.d.comb += exp.eq(fa.exp - FP32.bias)
+    finite = round_pack(m, sign=fa.sign, mant=fa.sig, exp=exp, sticky=Const(0), fmt=FP16,
+                        name=f"{name}_rp")
+    return _select_special(m, name, FP16, finite, [
+        (fa.is_nan, Const(F16_QNAN, 16)),
+        (fa.is_inf, _inf(FP16, fa.sign)),
+    ])

@@ -1,0 +1,132 @@
+"""One MPU lane: a ``width``-input FP16 dot-product pipeline with FP32 accumulation.
+
+Contract (docs/numerics.md, ``numerics.mpu_dot``): products exact in FP32; a pairwise FP32 adder
+tree whose level 0 adds products (0,1), (2,3), ...; the chunk sums accumulated in order into an
+FP32 accumulator that starts at +0.0; an optional FP32 bias add; RNE rounding to FP16.
+
+Pipeline (docs/rtl.md)::
+
+    a,b ─► width x F16MulF32 (mul_latency) ─► log2(width) levels of F32Add (add_latency each)
+        ─► accumulator: one F32Add + register, 1 chunk per cycle
+        ─► on ``last``: bias F32Add (add_latency) ─► F32ToF16 (1 register)
+
+The accumulator's adder is combinational with its register closing the loop, so a lane takes
+one chunk per cycle. (A pipelined accumulator adder would need ``add_latency`` dot products
+interleaved per lane to keep that rate; the contract's order is unchanged by interleaving.)
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import HardwareConfig
+from . import fplogic
+from .fpu import delay
+
+__all__ = ["MPULane"]
+
+_WRITEBACK_LATENCY = 1   # the FP32 -> FP16 rounding stage
+
+
+class MPULane(wiring.Component):
+    """One lane of the MPU for ``hw.mpu.width`` products per cycle.
+
+    Ports
+    -----
+    a, b : In(16 * width)
+        A chunk of the two FP16 vectors, element ``i`` at bits ``[16*i, 16*i+16)``. Pad a short
+        last chunk with +0.0 (the contract pads with +0 products).
+    valid : In(1)
+        The chunk is taken this cycle.
+    first, last : In(1)
+        The chunk starts / ends a dot product (both for a single-chunk one).
+    bias : In(16), has_bias : In(1)
+        Sampled with the ``last`` chunk.
+    acc : Out(32), y : Out(16), y_valid : Out(1)
+        The FP32 accumulator after the bias and its FP16 rounding, ``latency`` cycles after the
+        ``last`` chunk was taken; ``y_valid`` marks that cycle.
+    """
+
+    def __init__(self, *, hw: HardwareConfig):
+        if not isinstance(hw, HardwareConfig):
+            raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
+        self._hw = hw
+        w = hw.mpu.width
+        super().__init__({
+            "a": In(16 * w), "b": In(16 * w), "valid": In(1), "first": In(1), "last": In(1),
+            "bias": In(16), "has_bias": In(1),
+            "acc": Out(32), "y": Out(16), "y_valid": Out(1),
+        })
+
+    @property
+    def width(self) -> int:
+        return self._hw.mpu.width
+
+    @property
+    def chunk_latency(self) -> int:
+        """Cycles from a chunk's inputs to its tree sum entering the accumulator."""
+        mpu = self._hw.mpu
+        return mpu.mul_latency + mpu.tree_levels * mpu.add_latency
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the ``last`` chunk's inputs to ``y_valid``."""
+        return self.chunk_latency + 1 + self._hw.mpu.add_latency + _WRITEBACK_LATENCY
+
+    @property
+    def cycles_per_chunk(self) -> int:
+        """Initiation interval: chunks taken per cycle, back to back."""
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        mpu = self._hw.mpu
+        w = mpu.width
+
+        # Products, exact in FP32.
+        level = []
+        for i in range(w):
+            p = fplogic.build_f16_mul_f32(m, self.a[16 * i:16 * i + 16], self.b[16 * i:16 * i + 16],
+                                          name=f"mul{i}")
+            level.append(delay(m, p, mpu.mul_latency, f"mul{i}"))
+        # Pairwise tree: level 0 adds (0,1), (2,3), ... as numerics._tree does.
+        for depth in range(mpu.tree_levels):
+            level = [delay(m, fplogic.build_f32_add(m, level[2 * j], level[2 * j + 1],
+                                                    name=f"t{depth}_{j}"),
+                           mpu.add_latency, f"t{depth}_{j}")
+                     for j in range(len(level) // 2)]
+        chunk_sum = level[0]
+
+        # Control and bias travel beside the data.
+        ctl = Cat(self.valid, self.first, self.last, self.has_bias, self.bias)
+        ctl_d = delay(m, ctl, self.chunk_latency, "ctl")
+        c_valid, c_first, c_last, c_has_bias, c_bias = ctl_d[0], ctl_d[1], ctl_d[2], ctl_d[3], ctl_d[4:20]
+
+        # Sequential accumulation from +0.0: a first chunk adds to +0, never replaces it
+        # (so a -0 chunk sum becomes +0, as in the contract).
+        acc = Signal(32)
+        acc_in = Mux(c_first, Const(0, 32), acc)
+        acc_next = fplogic.build_f32_add(m, acc_in, chunk_sum, name="acc_add")
+        done = Signal()
+        done_bias = Signal(16)
+        done_has_bias = Signal()
+        m.d.sync += done.eq(c_valid & c_last)
+        with m.If(c_valid):
+            m.d.sync += acc.eq(acc_next)
+        with m.If(c_valid & c_last):
+            m.d.sync += [done_bias.eq(c_bias), done_has_bias.eq(c_has_bias)]
+
+        # Bias (one more FP32 add) and write-back rounding.
+        bias32 = fplogic.build_f16_to_f32(m, done_bias, name="bias32")
+        biased = fplogic.build_f32_add(m, acc, bias32, name="bias_add")
+        total = Mux(done_has_bias, biased, acc)
+        total_d = delay(m, total, mpu.add_latency, "total")
+        y16 = fplogic.build_f32_to_f16(m, total_d, name="wb")
+        m.d.comb += [
+            self.acc.eq(delay(m, total_d, _WRITEBACK_LATENCY, "acc_out")),
+            self.y.eq(delay(m, y16, _WRITEBACK_LATENCY, "y_out")),
+            self.y_valid.eq(delay(m, done, mpu.add_latency + _WRITEBACK_LATENCY, "y_valid")),
+        ]
+        return m
