@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ConfigError", "MPUConfig", "VPUConfig", "BufferConfig", "HBMConfig", "LinkConfig",
-    "PowerConfig", "HardwareConfig", "preset_names", "load_preset", "load_config",
+    "ConfigError", "DeviceConfig", "MPUConfig", "VPUConfig", "BufferConfig", "HBMConfig",
+    "LinkConfig", "PowerConfig", "HardwareConfig", "preset_names", "load_preset", "load_config",
 ]
 
 
@@ -45,6 +45,29 @@ def _check_pow2(path: str, value: int) -> None:
     _check_int(path, value)
     if value & (value - 1):
         raise ConfigError(f"{path} must be a power of two, not {value!r}")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """The FPGA part and its resources (what synthesis estimates are compared against)."""
+
+    part: str
+    luts: int
+    ffs: int
+    dsps: int       # DSP48E2 slices
+    bram36: int     # 36 Kb block RAMs
+    uram: int       # 288 Kb UltraRAMs
+
+    def validate(self, p: str = "device") -> None:
+        if not isinstance(self.part, str) or not self.part:
+            raise ConfigError(f"{p}.part must be a part name such as 'xcu280-fsvh2892-2L-e', not {self.part!r}")
+        for name in ("luts", "ffs", "dsps", "bram36", "uram"):
+            _check_int(f"{p}.{name}", getattr(self, name), minimum=0)
+
+    def capacity(self) -> dict[str, int]:
+        """Resources under the names synthesis reports use."""
+        return {"LUT": self.luts, "FF": self.ffs, "DSP48E2": self.dsps, "BRAM36": self.bram36,
+                "URAM": self.uram}
 
 
 @dataclass(frozen=True)
@@ -76,8 +99,12 @@ class MPUConfig:
 
     @property
     def pipeline_cycles(self) -> int:
-        """Cycles from the first operand entering to the first accumulated result leaving."""
-        return self.mul_latency + (self.tree_levels + 1) * self.add_latency
+        """Cycles from the first operand entering to the first FP16 result leaving.
+
+        Multiplier, tree levels and accumulator adder, plus the accumulator register and the FP16
+        rounding register: the count the RTL lane (fpgpt/hw/mpu.py) measures in cocotb.
+        """
+        return self.mul_latency + (self.tree_levels + 1) * self.add_latency + 2
 
 
 @dataclass(frozen=True)
@@ -201,7 +228,7 @@ class PowerConfig:
             _check_float(f"{p}.{f.name}", getattr(self, f.name), lo_open=False)
 
 
-_SECTIONS = {"mpu": MPUConfig, "vpu": VPUConfig, "buffers": BufferConfig, "hbm": HBMConfig,
+_SECTIONS = {"device": DeviceConfig, "mpu": MPUConfig, "vpu": VPUConfig, "buffers": BufferConfig, "hbm": HBMConfig,
              "link": LinkConfig, "power": PowerConfig}
 
 
@@ -213,6 +240,7 @@ class HardwareConfig:
     description: str
     clock_mhz: float
     devices: int
+    device: DeviceConfig
     mpu: MPUConfig
     vpu: VPUConfig
     buffers: BufferConfig

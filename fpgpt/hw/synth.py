@@ -22,12 +22,10 @@ from . import fpu
 from .cosim import write_verilog
 from .decoder import Decoder
 
-__all__ = ["U280_CAPACITY", "RESOURCES", "unit_counts", "synth_module", "synth_report"]
+__all__ = ["RESOURCES", "unit_counts", "synth_module", "synth_report"]
 
-#: Alveo U280 (XCU280) capacity: Xilinx DS963 v1.5, table 1; /work/shared/reference/hardware.md.
-U280_CAPACITY = {"LUT": 1_303_680, "FF": 2_607_360, "DSP48E2": 9_024, "BRAM36": 2_016,
-                 "URAM": 960}
-RESOURCES = tuple(U280_CAPACITY)
+#: The resource names synthesis reports; the capacity of each comes from ``hw.device``.
+RESOURCES = ("LUT", "FF", "DSP48E2", "BRAM36", "URAM")
 
 _WRITEBACK_LATENCY = 1
 
@@ -128,7 +126,7 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path) -> dict[str, Any]:
     -------
     dict
         ``{"artifact", "units": {name: {"instances", "latency", "per_instance", "total",
-        "seconds"}}, "total": {...}, "capacity": U280_CAPACITY, "utilisation": {resource:
+        "seconds"}}, "total": {...}, "capacity": hw.device.capacity(), "utilisation": {resource:
         fraction}, "summed_by_instance_count": True, "excluded": [...]}``.
     """
     if not isinstance(hw, HardwareConfig):
@@ -153,8 +151,8 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path) -> dict[str, Any]:
         "artifact": hw.artifact_name,
         "units": units,
         "total": total,
-        "capacity": dict(U280_CAPACITY),
-        "utilisation": {k: total[k] / U280_CAPACITY[k] for k in RESOURCES},
+        "capacity": hw.device.capacity(),
+        "utilisation": {k: total[k] / hw.device.capacity()[k] for k in RESOURCES},
         "summed_by_instance_count": True,
         "excluded": ["dispatcher and unit queues", "DMA engines and AXI ports", "scratchpad SRAM",
                      "NET links", "VPU special functions", "control registers"],
