@@ -493,5 +493,74 @@ def generate(model: str, hw_name: str, prompt: str | None, prompt_ids: str | Non
             f"{out['wall_s']:.2f} s wall")
 
 
+# ---------------------------------------------------------------------------------- rtl, synth
+@main.command()
+@click.option("--hw", "hw_name", default="tiny", show_default=True, help="Preset or TOML file.")
+@click.option("-o", "--output", default="build/rtl", show_default=True, help="Output folder.")
+@click.option("--lint/--no-lint", default=True, show_default=True,
+              help="Run Verilator --lint-only -Wall on what was written (waivers: docs/rtl.md).")
+@click.option("--force", is_flag=True, help="Overwrite Verilog already written for this config.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@_guard
+def rtl(hw_name: str, output: str, lint: bool, force: bool, as_json: bool) -> None:
+    """Write the accelerator's Verilog and a JSON manifest (ports, parameters, config)."""
+    from .config import load_config
+    from .hw.emit import emit_verilog, lint_verilog
+    hwc = load_config(hw_name)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise UsageProblem(f"{out} is a file; -o takes a folder")
+    existing = sorted(out.glob(f"{hwc.artifact_name}_*")) if out.is_dir() else []
+    if existing and not force:
+        raise UsageProblem(f"{out} already holds Verilog for {hwc.artifact_name} "
+                           f"({existing[0].name}, ...); pass --force to overwrite it")
+    manifest = emit_verilog(hwc, out)
+    if lint:
+        with err_console.status("verilator --lint-only -Wall"):
+            manifest["lint"] = lint_verilog(out, manifest)
+    if as_json:
+        _emit_json(manifest)
+        return
+    t = Table(title=f"Verilog for {hwc.artifact_name} in {out}")
+    for col in ("component", "file", "ports", "instances"):
+        t.add_column(col)
+    for c in manifest.get("components", []):
+        t.add_row(str(c.get("name", c.get("top", ""))), str(c.get("file", "")),
+                  str(len(c.get("ports", []))), str(c.get("instances", "")))
+    console.print(t)
+    if lint:
+        console.print(f"verilator lint: {len(manifest['lint'])} files clean (waivers in docs/rtl.md)")
+
+
+@main.command()
+@click.option("--hw", "hw_name", default="tiny", show_default=True, help="Preset or TOML file.")
+@click.option("--work", default="build/synth", show_default=True,
+              help="Folder for the Verilog and Yosys outputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_guard
+def synth(hw_name: str, work: str, as_json: bool) -> None:
+    """Estimate FPGA resources with Yosys (synth_xilinx -family xcup), unit by unit."""
+    from .config import load_config
+    from .hw.synth import RESOURCES, synth_report
+    hwc = load_config(hw_name)
+    with err_console.status(f"yosys synth_xilinx -family xcup, {hwc.artifact_name}"):
+        rep = synth_report(hwc, work)
+    if as_json:
+        _emit_json(rep)
+        return
+    t = Table(title=f"{hwc.artifact_name} on {hwc.device.part}: summed by instance count")
+    t.add_column("unit")
+    t.add_column("instances", justify="right")
+    for r in RESOURCES:
+        t.add_column(r, justify="right")
+    for name, u in rep["units"].items():
+        t.add_row(name, f"{u['instances']:,}", *(f"{u['total'][r]:,}" for r in RESOURCES))
+    t.add_row("[bold]total[/bold]", "", *(f"{rep['total'][r]:,}" for r in RESOURCES))
+    t.add_row("capacity", "", *(f"{rep['capacity'][r]:,}" for r in RESOURCES))
+    t.add_row("utilisation", "", *(f"{100 * rep['utilisation'][r]:.1f} %" for r in RESOURCES))
+    console.print(t)
+    console.print("not included yet: " + ", ".join(rep["excluded"]))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -109,3 +109,16 @@ def test_simulate_json_has_the_documented_keys(tmp_path):
 def test_module_entry_point_help():
     r = subprocess.run([sys.executable, "-m", "fpgpt.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "simulate" in r.stdout
+
+
+def test_rtl_writes_verilog_and_manifest_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "rtl"
+    r = run("rtl", "--hw", "tiny", "-o", str(out), "--json")
+    assert r.exit_code == 0
+    manifest = json.loads(r.output[r.output.index("{"):])
+    assert manifest["config"]["name"] == "tiny" if "config" in manifest else True
+    files = sorted(p.name for p in out.iterdir())
+    assert any(f.endswith(".v") for f in files) and any(f.endswith("manifest.json") for f in files)
+    assert all(f.startswith("tiny_4x8_v8_h4x64_100mhz_") for f in files)
+    r = CliRunner().invoke(main, ["rtl", "--hw", "tiny", "-o", str(out), "--no-lint"])
+    assert r.exit_code == 2 and "--force" in r.output
