@@ -481,7 +481,7 @@ def generate(model: str, hw_name: str, prompt: str | None, prompt_ids: str | Non
         _emit_json(out)
         return
     if tok is not None:
-        console.print(f"[bold]{tok.decode(ids)}[/bold]{out['text']}", markup=True, highlight=False)
+        click.echo(click.style(tok.decode(ids), bold=True) + out["text"])
     else:
         console.print("tokens: " + ",".join(map(str, out["tokens"])))
     if reference:

@@ -174,6 +174,14 @@ def train(args) -> dict:
     return result
 
 
+# The README's description of the text, by the value of --normalise.
+TEXT = {
+    True: "normalised text (indentation removed, runs of spaces collapsed, underlines/rules, table "
+          "rows and `>>>` session lines dropped: see `normalise` in the script)",
+    False: "raw text",
+}
+
+
 def save(model, spec, args, result: dict) -> None:
     out = Path(args.out or REPO / "fpgpt" / "models" / "shipped" / spec.name)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +206,7 @@ topics (`pydoc_data.topics`, Python {sys.version.split()[0]}), byte-level tokens
 | vocabulary | {spec.vocab}: ids 0..255 are bytes, {EOT_ID} is `<|endoftext|>` (see `fpgpt_tokenizer.json`) |
 | parameters | {params:,} (tied embedding counted once) |
 | model.safetensors | {size:,} bytes, float32 |
-| data | {result['train_tokens'] + result['val_tokens']:,} tokens (one per byte, plus end-of-text after each topic); last {result['val_tokens']:,} (5 %) held out |
+| data | {TEXT[args.normalise]}: {result['train_tokens'] + result['val_tokens']:,} tokens (one per byte, plus end-of-text after each topic); last {result['val_tokens']:,} (5 %) held out |
 | training | {result['steps']} steps x batch {args.batch} x {spec.n_ctx} tokens = {result['tokens_seen']:,} tokens, AdamW (peak lr {args.lr}, warm-up + cosine to 10 %), seed {args.seed} |
 | time | {result['train_s']:.0f} s on {args.threads} CPU thread(s) of a 2-core machine shared with other jobs ({result['steps_per_s']:.2f} steps/s, torch {torch.__version__}) |
 | train loss (64 fixed windows) | {result['train_loss']:.4f} nats/byte = {result['train_loss'] / ln2:.4f} bits/byte |
