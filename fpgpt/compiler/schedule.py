@@ -20,7 +20,8 @@ from __future__ import annotations
 import bisect
 from typing import Iterable, Mapping
 
-from fpgpt.isa import WAIT_UNITS, Instr, Unit
+from fpgpt.isa import INSTRUCTIONS, WAIT_UNITS, Instr, Unit
+from fpgpt.isa.operands import bounds
 
 from .codegen import Item
 
@@ -30,56 +31,28 @@ __all__ = ["footprint", "schedule", "assign_waits", "hoist", "LEAD_CHUNKS"]
 LEAD_CHUNKS = 1
 _MAXW = 15
 _UNITS = tuple(u.value for u in WAIT_UNITS)   # header order
+_REG_FIELDS = {d.name: d.reads_regs for d in INSTRUCTIONS}
 
 # (space, lo, hi): space "S" scratchpad elements, "H" HBM bytes.
 Range = tuple[str, int, int]
 
 
-def _span(n: int, stride: int) -> int:
-    return max(n - 1, 0) * stride
-
-
-def footprint(ins: Instr, regmax: Mapping[int, int]) -> tuple[list[Range], list[Range]]:
-    """(reads, writes) of ``ins``; register fields count at their largest value."""
-    f = ins.fields
-    R = lambda name: regmax.get(f.get(name, 0), 0) if f.get(name, 0) else 0  # noqa: E731
-    op = ins.op
-    if op in ("LOAD", "STORE"):
-        rows, cols, batch = f["rows"] + R("rr"), f["cols"] + R("rc"), max(f["batch"], 1)
-        s = ("S", f["sram"], f["sram"] + _span(batch, f["sbatch"]) + _span(rows, f["sstride"]) + cols)
-        row_end = R("ra") + rows
-        if f["transpose"]:
-            ext = _span(cols, f["hstride"]) + 2 * row_end
-        else:
-            ext = _span(row_end, f["hstride"]) + 2 * cols
-        h = ("H", f["hbm"], f["hbm"] + _span(batch, f["hbatch"]) + ext)
-        return ([h], [s]) if op == "LOAD" else ([s], [h])
-    if op == "GATHER":
-        rows = f["rows"] + R("rr")
-        return ([("H", f["idx"], f["idx"] + 4 * (R("ra") + rows))],
-                [("S", f["sram"], f["sram"] + _span(rows, f["sstride"]) + f["cols"])])
-    if op == "STR":
-        return [], [("H", f["hbm"], f["hbm"] + 4 * R("ra") + 4)]
-    if op == "MM":
-        b, m, k, n = max(f["batch"], 1), f["m"], f["k"] + R("rk"), f["n"] + R("rn")
-        reads = [("S", f["a"], f["a"] + _span(b, f["bsa"]) + _span(m, f["lda"]) + k),
-                 ("S", f["b"], f["b"] + _span(b, f["bsb"]) + _span(n, f["ldb"]) + k)]
-        if f["has_bias"]:
-            reads.append(("S", f["bias"], f["bias"] + n))
-        return reads, [("S", f["dst"], f["dst"] + _span(b, f["bsc"]) + _span(m, f["ldc"]) + n)]
-    if op in ("VADD", "VMUL", "GELU", "VCOPY", "SOFTMAX", "LAYERNORM"):
-        rows, cols = f["rows"], f["cols"] + R("rc")
-        reads = [("S", f["a"], f["a"] + _span(rows, f["lda"]) + cols)]
-        if op in ("VADD", "VMUL"):
-            reads.append(("S", f["b"], f["b"] + _span(rows, f["ldb"]) + cols))
-        if op == "LAYERNORM":
-            reads += [("S", f["gamma"], f["gamma"] + cols), ("S", f["beta"], f["beta"] + cols)]
-        return reads, [("S", f["dst"], f["dst"] + _span(rows, f["ldd"]) + cols)]
-    if op == "ARGMAX":
-        return [("S", f["a"], f["a"] + f["cols"] + R("rc"))], []
-    if op in ("SEND", "RECV", "ALLGATHER", "ALLREDUCE"):
-        return [("S", f["sram"], f["sram"] + f["count"])], [("S", f["sram"], f["sram"] + f["count"])]
-    return [], []
+def footprint(ins: Instr, regmax: Mapping[int, int], *,
+              devices: int = 1) -> tuple[list[Range], list[Range]]:
+    """(reads, writes) of ``ins`` as bounding ranges (fpgpt.isa.operands) over every value its
+    registers can hold: from 0 up to their largest value in ``regmax``."""
+    f_min = f_max = ins.fields        # a fresh dict: changed in place
+    regs = _REG_FIELDS[ins.op]
+    for name in regs:
+        r = f_max[name]
+        f_max[name] = regmax.get(r, 0) if r else 0
+    if any(f_max[name] for name in regs):
+        f_min = dict(f_max, **{name: 0 for name in regs})
+    reads: list[Range] = []
+    writes: list[Range] = []
+    for o, lo, hi in bounds(ins.op, f_min, f_max, devices=devices):
+        (writes if o.write else reads).append((o.space, lo, hi))
+    return reads, writes
 
 
 class _Seg:

@@ -1,7 +1,8 @@
 """Static checks of a Program against a HardwareConfig (the compiler runs them before and after
 its pipeline; the simulator may run them before executing).
 
-What is checked, per stream (docs/isa.md gives each instruction's addressing):
+What is checked, per stream (each instruction's operands and sizes come from
+fpgpt/isa/operands.py, the one definition of what instructions read and write):
 
 - the stream is not empty, every branch target is an instruction of the stream, and no path
   from instruction 0 runs off the end without a HALT (BNZ falls through when not taken, so every
@@ -21,152 +22,65 @@ can touch (still a necessary condition). The data-dependent rows of GATHER are c
 from __future__ import annotations
 
 import bisect
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 
 from ..config import HardwareConfig
 from .encoding import ISAError, Instr
+from .operands import bounds, sizes
 from .program import Program
 from .table import BY_NAME, NUM_REGS, REG_BITS, Kind
 
-__all__ = ["ProgramError", "verify_program", "verify_stream", "OPERANDS", "NEEDS_NEIGHBOUR"]
+__all__ = ["ProgramError", "verify_program", "verify_stream", "NEEDS_NEIGHBOUR"]
 
 
 class ProgramError(ISAError):
     """A program that breaks a statically checkable rule; the message names stream, index, op."""
 
 
-class _Group:
-    """The field values of every instruction of one opcode in a stream, as float64 columns.
-
-    float64 is exact for integers below 2**53, and every limit checked is far below that, so an
-    extent that rounds is beyond its limit either way.
-    """
-
-    def __init__(self, op: str, rows: list[tuple[int, ...]], reg_max: np.ndarray) -> None:
-        d = BY_NAME[op]
-        self.col = {f.name: k for k, f in enumerate(d.fields)}
-        self.v = np.array(rows, dtype=np.float64).reshape(len(rows), len(d.fields))
-        self.reg_max = reg_max
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.v[:, self.col[name]]
-
-    def reg(self, name: str) -> np.ndarray:
-        """Largest value of the register a REG field names (0 without a hint, R0 is 0)."""
-        return self.reg_max[self[name].astype(np.int64)]
-
-    def size(self, imm: str, reg: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(largest effective size, mask of instructions where it is certainly 0)."""
-        if reg is None:
-            return self[imm], self[imm] == 0
-        return self[imm] + self.reg(reg), (self[imm] == 0) & (self[reg] == 0)
-
-
-# An operand check: (what, kind, values). kind "size": values is (effective, zero-mask);
-# "sram": (start, end) element addresses; "hbm": (start, end) byte addresses.
-_Check = tuple[str, str, tuple[np.ndarray, np.ndarray]]
-
-
-def _span(n: np.ndarray, stride: np.ndarray) -> np.ndarray:
-    """Distance from the first to the last of n items ``stride`` apart (0 when n is 0)."""
-    return np.maximum(n - 1, 0) * stride
-
-
-def _dma_2d(g: _Group) -> list[_Check]:
-    rows, rz = g.size("rows", "rr")
-    cols, cz = g.size("cols", "rc")
-    batch, bz = g.size("batch")
-    ra = g.reg("ra")
-    sram_end = g["sram"] + _span(batch, g["sbatch"]) + _span(rows, g["sstride"]) + cols
-    row_end = ra + np.maximum(rows, 1)
-    plain = _span(row_end, g["hstride"]) + 2 * cols
-    transposed = _span(cols, g["hstride"]) + 2 * row_end
-    hbm_end = g["hbm"] + _span(batch, g["hbatch"]) + np.where(g["transpose"] > 0, transposed, plain)
-    return [("batch", "size", (batch, bz)), ("rows", "size", (rows, rz)),
-            ("cols", "size", (cols, cz)), ("sram", "sram", (g["sram"], sram_end)),
-            ("hbm", "hbm", (g["hbm"], hbm_end))]
-
-
-def _gather(g: _Group) -> list[_Check]:
-    rows, rz = g.size("rows", "rr")
-    cols, cz = g.size("cols")
-    sram_end = g["sram"] + _span(rows, g["sstride"]) + cols
-    idx_end = g["idx"] + 4 * (g.reg("ra") + rows)
-    return [("rows", "size", (rows, rz)), ("cols", "size", (cols, cz)),
-            ("sram", "sram", (g["sram"], sram_end)), ("idx", "hbm", (g["idx"], idx_end)),
-            ("hbm", "hbm", (g["hbm"], g["hbm"] + 2 * cols))]
-
-
-def _str(g: _Group) -> list[_Check]:
-    return [("hbm", "hbm", (g["hbm"], g["hbm"] + 4 * g.reg("ra") + 4))]
-
-
-def _mm(g: _Group) -> list[_Check]:
-    batch, bz = g.size("batch")
-    m, mz = g.size("m")
-    k, kz = g.size("k", "rk")
-    n, nz = g.size("n", "rn")
-    a_end = g["a"] + _span(batch, g["bsa"]) + _span(m, g["lda"]) + k
-    b_end = g["b"] + _span(batch, g["bsb"]) + _span(n, g["ldb"]) + k
-    c_end = g["dst"] + _span(batch, g["bsc"]) + _span(m, g["ldc"]) + n
-    bias_end = np.where(g["has_bias"] > 0, g["bias"] + n, 0)
-    return [("batch", "size", (batch, bz)), ("m", "size", (m, mz)), ("k", "size", (k, kz)),
-            ("n", "size", (n, nz)), ("a", "sram", (g["a"], a_end)),
-            ("b", "sram", (g["b"], b_end)), ("dst", "sram", (g["dst"], c_end)),
-            ("bias", "sram", (g["bias"], bias_end))]
-
-
-def _vpu(operands: tuple[tuple[str, str], ...], reg: str | None,
-         rows_extra: tuple[str, ...] = ()) -> Callable[[_Group], list[_Check]]:
-    """Checks for a VPU op whose operands are (address field, row stride field) pairs over
-    rows x cols (+ R[reg]); ``rows_extra`` are one-row operands of length cols (gamma, beta)."""
-    def check(g: _Group) -> list[_Check]:
-        cols, cz = g.size("cols", reg)
-        rows, rz = g.size("rows")
-        out: list[_Check] = [("rows", "size", (rows, rz)), ("cols", "size", (cols, cz))]
-        for addr, ld in operands:
-            out.append((addr, "sram", (g[addr], g[addr] + _span(rows, g[ld]) + cols)))
-        for addr in rows_extra:
-            out.append((addr, "sram", (g[addr], g[addr] + cols)))
-        return out
-    return check
-
-
-def _net(g: _Group, devices: int, gather: bool) -> list[_Check]:
-    count, cz = g.size("count")
-    end = g["sram"] + count * (devices if gather else 1)
-    return [("count", "size", (count, cz)), ("sram", "sram", (g["sram"], end))]
-
-
-def _argmax(g: _Group) -> list[_Check]:
-    cols, cz = g.size("cols", "rc")
-    return [("cols", "size", (cols, cz)), ("a", "sram", (g["a"], g["a"] + cols))]
-
-
-_VADD = _vpu((("dst", "ldd"), ("a", "lda"), ("b", "ldb")), "rc")
-_UNARY = _vpu((("dst", "ldd"), ("a", "lda")), "rc")
-_LAYERNORM = _vpu((("dst", "ldd"), ("a", "lda")), None, rows_extra=("gamma", "beta"))
-
-#: Operand checks per mnemonic; every instruction of the table has an entry (a test holds it).
-OPERANDS: dict[str, Callable[[_Group, HardwareConfig], list[_Check]]] = {
-    "NOP": lambda g, hw: [], "HALT": lambda g, hw: [], "SYNC": lambda g, hw: [],
-    "SETI": lambda g, hw: [], "ADDI": lambda g, hw: [], "BNZ": lambda g, hw: [],
-    "LOAD": lambda g, hw: _dma_2d(g), "STORE": lambda g, hw: _dma_2d(g),
-    "GATHER": lambda g, hw: _gather(g), "STR": lambda g, hw: _str(g),
-    "MM": lambda g, hw: _mm(g),
-    "VADD": lambda g, hw: _VADD(g), "VMUL": lambda g, hw: _VADD(g),
-    "GELU": lambda g, hw: _UNARY(g), "VCOPY": lambda g, hw: _UNARY(g),
-    "LAYERNORM": lambda g, hw: _LAYERNORM(g),
-    "SOFTMAX": lambda g, hw: _UNARY(g),
-    "ARGMAX": lambda g, hw: _argmax(g),
-    "SEND": lambda g, hw: _net(g, hw.devices, False), "RECV": lambda g, hw: _net(g, hw.devices, False),
-    "ALLGATHER": lambda g, hw: _net(g, hw.devices, True),
-    "ALLREDUCE": lambda g, hw: _net(g, hw.devices, False),
-}
 #: Instructions that talk to one neighbour and so need a ring of at least two devices.
 NEEDS_NEIGHBOUR = ("SEND", "RECV")
+
+
+def _group_checks(op: str, v: np.ndarray, reg_max: np.ndarray,
+                  devices: int) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """Checks for the instructions of one opcode whose field values are the rows of ``v``.
+
+    Returns ``(what, kind, x, y)``: kind "size" (effective size ``x``, mask ``y`` of those where it
+    is certainly 0), "S" or "H" (an operand spanning ``[x, y)`` over every register value up to
+    ``reg_max``). Values are float64: exact for integers below 2**53, and every limit checked is
+    far below that, so an extent that rounds is beyond its limit either way.
+    """
+    d = BY_NAME[op]
+    col = {f.name: v[:, k] for k, f in enumerate(d.fields)}
+    regs = {f.name: reg_max[col[f.name].astype(np.int64)] for f in d.fields if f.kind is Kind.REG}
+    out: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+    for imm, reg in sizes(op):
+        if reg is None:
+            out.append((imm, "size", col[imm], col[imm] == 0))
+        else:
+            out.append((imm, "size", col[imm] + regs[reg], (col[imm] == 0) & (col[reg] == 0)))
+    flags = [f.name for f in d.fields if f.kind is Kind.FLAG]
+    # Which operands exist depends on FLAG fields: evaluate each combination on its own rows.
+    if flags:
+        keys = v[:, [d.field_names.index(n) for n in flags]]
+        combos, which = np.unique(keys, axis=0, return_inverse=True)
+        which = which.reshape(-1)
+    else:
+        combos, which = np.zeros((1, 0)), np.zeros(len(v), dtype=np.int64)
+    for c, combo in enumerate(combos):
+        sel = np.flatnonzero(which == c) if len(combos) > 1 else slice(None)
+        f_min = {n: x[sel] for n, x in col.items()}
+        f_min.update({n: int(b) for n, b in zip(flags, combo)})
+        f_max = dict(f_min, **{n: r[sel] for n, r in regs.items()})
+        f_min.update({n: 0 for n in regs})
+        for o, lo, hi in bounds(op, f_min, f_max, devices=devices):
+            # Instructions of the other flag combinations read as NaN: no comparison holds.
+            x, y = np.full(len(v), np.nan), np.full(len(v), np.nan)
+            x[sel], y[sel] = lo, hi
+            out.append((o.name, o.space, x, y))
+    return out
 
 
 def _fail(stream: str, index: int, ins: Instr, problem: str) -> ProgramError:
@@ -228,33 +142,34 @@ def verify_stream(name: str, stream: list[Instr], hw: HardwareConfig, *,
     for op in dict.fromkeys(ops.tolist()):
         idx = np.flatnonzero(ops == op)
         d = BY_NAME[op]
-        g = _Group(op, [tuple(v for _, v in stream[i].args) for i in idx.tolist()], reg_max)
-        for f in d.fields:
+        v = np.array([[x for _, x in stream[i].args] for i in idx.tolist()],
+                     dtype=np.float64).reshape(len(idx), len(d.fields))
+        for k, f in enumerate(d.fields):
             if f.kind is Kind.REGW:
-                bad = np.flatnonzero(g[f.name] == 0)
+                bad = np.flatnonzero(v[:, k] == 0)
                 if len(bad):
                     problems.append((int(idx[bad[0]]), f"{f.name}=r0, but R0 ignores writes; "
                                                        f"expected a register r1..r{NUM_REGS - 1}"))
         if op in NEEDS_NEIGHBOUR and hw.devices < 2:
             problems.append((int(idx[0]), f"{op} needs a neighbouring device, but the hardware has "
                                           f"devices={hw.devices}; expected no {op} on one device"))
-        for what, kind, (x, y) in OPERANDS[op](g, hw):
+        for what, kind, x, y in _group_checks(op, v, reg_max, hw.devices):
             if kind == "size":
                 bad = np.flatnonzero(y)
                 if len(bad):
                     at = int(idx[bad[0]])
                     problems.append((at, f"{what}=0; expected {what} >= 1"))
                 continue
-            limit = sram_limit if kind == "sram" else hbm_limit
+            limit = sram_limit if kind == "S" else hbm_limit
             bad = np.flatnonzero(y > limit)
             if len(bad):
                 b = bad[0]
-                unit = "elements" if kind == "sram" else "bytes"
-                setting = ("buffers.sram_elements" if kind == "sram" else "hbm.capacity_bytes")
+                unit = "elements" if kind == "S" else "bytes"
+                setting = ("buffers.sram_elements" if kind == "S" else "hbm.capacity_bytes")
                 problems.append((int(idx[b]), f"{what} operand spans {unit} [{int(x[b])}, "
                                                f"{int(y[b])}), beyond {setting} = {limit}; expected "
                                                f"an address and size that fit"))
-            if kind == "hbm" and regions:
+            if kind == "H" and regions:
                 k = np.searchsorted(r_start, x, side="right") - 1
                 inside = (k >= 0) & (r_reach[np.maximum(k, 0)] >= y)
                 bad = np.flatnonzero(~inside & (y > x))

@@ -1,10 +1,10 @@
 """Hazard check for the timing model: do the compiler's waits make every overlap safe?
 
-Each executed instruction reads and writes sets of scratchpad elements and HBM bytes (from its
-semantics in fpgpt/isa/table.py). Two instructions conflict when one writes what the other
-reads or writes (RAW, WAR, WAW). docs/execution.md: a program means what it computes one
-instruction at a time, so a later instruction that conflicts with an earlier one must not start
-before the earlier one completes; otherwise :class:`TimingHazard` names both.
+Each executed instruction reads and writes sets of scratchpad elements and HBM bytes (its
+operands, defined once in fpgpt/isa/operands.py). Two instructions conflict when one writes
+what the other reads or writes (RAW, WAR, WAW). docs/execution.md: a program means what it
+computes one instruction at a time, so a later instruction that conflicts with an earlier one
+must not start before the earlier one completes; otherwise :class:`TimingHazard` names both.
 
 Sets are kept exact as strided row sets (row starts plus a common row length), so two heads
 that write different columns of the same rows do not conflict. Slow-ish; meant for tests.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..isa import BY_NAME
-from .hbm import dma_segments
+from ..isa.operands import operands
 from .machine import SimError
 
 if TYPE_CHECKING:
@@ -34,59 +34,17 @@ class TimingHazard(SimError):
     """Two conflicting instructions overlap in simulated time: a wait is missing."""
 
 
-def _grid(base: int, rows: int, stride: int, batch: int = 1, bstride: int = 0) -> np.ndarray:
-    r = base + np.arange(max(rows, 0), dtype=np.int64) * stride
-    if batch > 1:
-        r = (r[None, :] + np.arange(batch, dtype=np.int64)[:, None] * bstride).ravel()
-    return r
-
-
-def _acc(space: str, write: bool, starts: np.ndarray, length: int) -> list[Access]:
-    return [(space, write, starts, length)] if length > 0 and starts.size else []
-
-
 def accesses(op: str, f: dict[str, int], hw: "HardwareConfig") -> list[Access]:
-    """What a captured instruction reads and writes."""
+    """What a captured instruction reads and writes (from fpgpt.isa.operands), as row sets.
+
+    GATHER's table rows are data: they are taken as table rows ``r + R[ra]`` (as the HBM timing
+    model charges them).
+    """
     out: list[Access] = []
-    if op in ("LOAD", "STORE", "GATHER", "STR"):
-        for a0, length, n, stride, batch, bstride in dma_segments(op, f):
-            out += _acc("H", op in ("STORE", "STR"), _grid(a0, n, stride, batch, bstride), length)
-        if op == "STR":
-            return out
-        if op == "GATHER":
-            rows, cols, batch, sb = f["rows"] + f["rr"], f["cols"], 1, 0
-        else:
-            rows, cols, batch, sb = f["rows"] + f["rr"], f["cols"] + f["rc"], max(f["batch"], 1), f["sbatch"]
-        out += _acc("S", op != "STORE", _grid(f["sram"], rows, f["sstride"], batch, sb), cols)
-        return out
-    if op == "MM":
-        k, n, m, bt = f["k"] + f["rk"], f["n"] + f["rn"], f["m"], max(f["batch"], 1)
-        out += _acc("S", False, _grid(f["a"], m, f["lda"], bt, f["bsa"]), k)
-        out += _acc("S", False, _grid(f["b"], n, f["ldb"], bt, f["bsb"]), k)
-        if f["has_bias"]:
-            out += _acc("S", False, _grid(f["bias"], 1, 0), n)
-        out += _acc("S", True, _grid(f["dst"], m, f["ldc"], bt, f["bsc"]), n)
-        return out
-    if op == "ARGMAX":
-        return _acc("S", False, _grid(f["a"], 1, 0), f["cols"] + f["rc"])
-    if op in ("VADD", "VMUL", "GELU", "LAYERNORM", "SOFTMAX", "VCOPY"):
-        rows, cols = f["rows"], f["cols"] + f.get("rc", 0)
-        out += _acc("S", False, _grid(f["a"], rows, f["lda"]), cols)
-        if op in ("VADD", "VMUL"):
-            out += _acc("S", False, _grid(f["b"], rows, f["ldb"]), cols)
-        if op == "LAYERNORM":
-            out += _acc("S", False, _grid(f["gamma"], 1, 0), cols)
-            out += _acc("S", False, _grid(f["beta"], 1, 0), cols)
-        out += _acc("S", True, _grid(f["dst"], rows, f["ldd"]), cols)
-        return out
-    if op in ("SEND", "RECV", "ALLGATHER", "ALLREDUCE"):
-        span = f["count"] * (hw.devices if op == "ALLGATHER" else 1)
-        s = _grid(f["sram"], 1, 0)
-        if op != "RECV":
-            out += _acc("S", False, s, span)
-        if op != "SEND":
-            out += _acc("S", True, s, span)
-        return out
+    for o in operands(op, f, devices=hw.devices):
+        starts = o.starts()
+        if starts.size:
+            out.append((o.space, o.write, starts, o.length))
     return out
 
 

@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..isa.operands import operands
+
 if TYPE_CHECKING:
     from ..config import HardwareConfig
 
@@ -155,6 +157,9 @@ def channel_demand(hw: "HardwareConfig", a0: int, length: int, n: int = 1, strid
     return out
 
 
+_DMA_OPS = ("LOAD", "STORE", "GATHER", "STR")
+
+
 def dma_segments(op: str, f: dict[str, int]) -> list[tuple[int, int, int, int, int, int]]:
     """The HBM segments ``(a0, length, n, stride, batch, bstride)`` a captured DMA touches.
 
@@ -162,19 +167,11 @@ def dma_segments(op: str, f: dict[str, int]) -> list[tuple[int, int, int, int, i
     values (fpgpt.sim.control.capture). A gather's table rows are unknown to a timing model (the
     indices are data): row ``r`` is assumed to be table row ``r + R[ra]``.
     """
-    if op in ("LOAD", "STORE"):
-        rows, cols = f["rows"] + f["rr"], f["cols"] + f["rc"]
-        if f["transpose"]:
-            return [(f["hbm"] + 2 * f["ra"], 2 * rows, cols, f["hstride"], f["batch"], f["hbatch"])]
-        return [(f["hbm"] + f["ra"] * f["hstride"], 2 * cols, rows, f["hstride"], f["batch"],
-                 f["hbatch"])]
-    if op == "GATHER":
-        rows = f["rows"] + f["rr"]
-        return [(f["idx"] + 4 * f["ra"], 4 * rows, 1, 0, 1, 0),
-                (f["hbm"] + f["ra"] * f["hstride"], 2 * f["cols"], rows, f["hstride"], 1, 0)]
-    if op == "STR":
-        return [(f["hbm"] + 4 * f["ra"], 4, 1, 0, 1, 0)]
-    raise ValueError(f"{op} is not a DMA instruction")
+    if op not in _DMA_OPS:
+        raise ValueError(f"{op} is not a DMA instruction")
+    # The one definition of what an instruction touches lives in the ISA (fpgpt/isa/operands.py).
+    return [(o.base, o.length, o.rows, o.row_stride, o.batch, o.batch_stride)
+            for o in operands(op, f) if o.space == "H"]
 
 
 def dma_bytes(op: str, f: dict[str, int]) -> int:
