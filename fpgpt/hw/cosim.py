@@ -32,6 +32,9 @@ VERILATOR_WAIVERS: dict[str, str] = {
     # Amaranth gives every register its reset value as a declaration initialiser
     # (`reg x = 1'h0;`) and also assigns it in an always block; that is its reset semantics.
     "-Wno-PROCASSINIT": "Amaranth initialises registers at declaration (only with -Wall)",
+    # Yosys writes each FSM state decode as a casez listing only the states that assign the
+    # signal, after a default assignment: complete in effect, incomplete in form.
+    "-Wno-CASEINCOMPLETE": "Yosys FSM decodes list only the states that assign, after a default",
     # Slices of wide intermediate wires are left unread (e.g. the sticky part of a shifter).
     "-Wno-UNUSEDSIGNAL": "unread bits of intermediate wires (only with -Wall)",
     # Yosys names generated wires with a leading '_' or '$'-derived suffixes.

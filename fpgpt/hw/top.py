@@ -1,0 +1,160 @@
+"""The core: dispatcher + DMA + scratchpad + AXI4-Lite control, and its Vitis-named Verilog top.
+
+What is wired (this version): the dispatcher fetches from an on-chip program memory, executes
+CTRL, captures and queues instructions; the DMA executes LOAD/STORE/GATHER/STR on the HBM AXI
+ports and the scratchpad; the host drives everything through ``s_axi_control``
+(fpgpt.hw.control). The MPU, VPU and NET queues end in :class:`Trap` units: an instruction sent
+to one completes at once and sets that unit's bit in ``trap`` (readable by the host), so a
+program that needs them stops being silently wrong. TODO: MPU operand sequencer + lanes, the
+VPU (fpgpt.hw.vpu, in progress elsewhere), NET AXI4-Stream ports, and fetching the program from
+HBM at ``prog_base`` (today the program memory is initialised from ``program_words``).
+
+:func:`write_top` writes the core (Amaranth port names, ``m_axi0__awaddr``) and a wrapper module
+with Vitis RTL-kernel names: ``ap_clk``, ``ap_rst_n`` (active low), ``m_axi_gmem{k}_*``,
+``s_axi_control_*``.
+"""
+
+# No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
+from pathlib import Path
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from ..config import HardwareConfig
+from ..isa.table import WAIT_UNITS, WORD_BITS
+from .control import ControlSlave, axi4lite_signature
+from .cosim import write_verilog
+from .dispatch import Dispatcher
+from .dma import AXI_ADDR_BITS, DMA, axi4_signature
+from .scratchpad import Scratchpad, spram_verilog
+
+__all__ = ["Core", "Trap", "write_top", "vitis_name"]
+
+
+class Trap(wiring.Component):
+    """Completes every instruction at once and remembers that one arrived (a unit not built)."""
+
+    def __init__(self):
+        super().__init__({"cmd_valid": In(1), "cmd_ready": Out(1), "done": Out(1),
+                          "trapped": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.cmd_ready.eq(1), self.done.eq(self.cmd_valid)]
+        with m.If(self.cmd_valid):
+            m.d.sync += self.trapped.eq(1)
+        return m
+
+
+class Core(wiring.Component):
+    """One device's core for ``hw`` (module docstring says what is wired).
+
+    Parameters
+    ----------
+    hw : HardwareConfig
+    program_words : list of int
+        Instruction words (``WORD_BITS`` each) of the program memory's initial contents.
+    pc_bits : int
+        The program memory holds ``2**pc_bits`` words.
+
+    Ports
+    -----
+    s_axi : Out(control.axi4lite_signature())
+    m_axi0 ... : Out(dma.axi4_signature(64, hbm.port_bits))
+    """
+
+    def __init__(self, *, hw: HardwareConfig, program_words=(), pc_bits: int = 10):
+        if not isinstance(hw, HardwareConfig):
+            raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
+        words = [int(w) for w in program_words]
+        if len(words) > 1 << pc_bits:
+            raise ValueError(f"the program has {len(words)} words but pc_bits={pc_bits} holds "
+                             f"{1 << pc_bits}; raise pc_bits")
+        self._hw, self._words, self._pc_bits = hw, words, pc_bits
+        members = {"s_axi": Out(axi4lite_signature())}
+        for k in range(hw.hbm.channels):
+            members[f"m_axi{k}"] = Out(axi4_signature(AXI_ADDR_BITS, hw.hbm.port_bits))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        hw = self._hw
+        m.submodules.ctl = ctl = ControlSlave()
+        m.submodules.disp = disp = Dispatcher(hw=hw, pc_bits=self._pc_bits)
+        m.submodules.dma = dma = DMA(hw=hw)
+        m.submodules.spad = spad = Scratchpad(hw=hw, ports=1)
+        m.submodules.imem = imem = memory.Memory(shape=WORD_BITS, depth=1 << self._pc_bits,
+                                                 init=self._words)
+        rd = imem.read_port()
+        m.d.comb += [rd.addr.eq(disp.imem_addr), disp.imem_data.eq(rd.data)]
+
+        wiring.connect(m, wiring.flipped(self.s_axi), ctl.s_axi)
+        for k in range(hw.hbm.channels):
+            wiring.connect(m, getattr(dma, f"m_axi{k}"),
+                           wiring.flipped(getattr(self, f"m_axi{k}")))
+        connect(m, dma.sram, spad.port0)
+        connect(m, disp.dma_cmd, dma.cmd)
+        m.d.comb += [disp.dma_done.eq(dma.done), dma.data_base.eq(ctl.data_base)]
+
+        for i, u in enumerate(WAIT_UNITS):
+            if u.value == "dma":
+                continue
+            t = Trap()
+            m.submodules[f"trap_{u.value}"] = t
+            cmd = getattr(disp, f"{u.value}_cmd")
+            m.d.comb += [t.cmd_valid.eq(cmd.valid), cmd.ready.eq(t.cmd_ready),
+                         getattr(disp, f"{u.value}_done").eq(t.done)]
+
+        m.d.comb += [
+            disp.start.eq(ctl.start), disp.entry.eq(ctl.entry),
+            ctl.running.eq(disp.running), ctl.halted.eq(disp.halted),
+            disp.reg_we.eq(ctl.reg_we), disp.reg_waddr.eq(ctl.reg_waddr),
+            disp.reg_wdata.eq(ctl.reg_wdata), ctl.regs.eq(disp.regs),
+        ]
+        for i, u in enumerate(WAIT_UNITS):
+            m.d.comb += ctl.completed[32 * i:32 * i + 32].eq(getattr(disp, f"completed_{u.value}"))
+        return m
+
+
+def vitis_name(path: tuple) -> str:
+    """Vitis RTL-kernel name of a core port: ``m_axi3.awaddr`` -> ``m_axi_gmem3_awaddr``,
+    ``s_axi.awaddr`` -> ``s_axi_control_awaddr``."""
+    bus, member = str(path[0]), str(path[-1])
+    if bus.startswith("m_axi"):
+        return f"m_axi_gmem{bus[len('m_axi'):]}_{member}"
+    if bus == "s_axi":
+        return f"s_axi_control_{member}"
+    return "_".join(str(p) for p in path)
+
+
+def write_top(hw: HardwareConfig, path, *, program_words=(), pc_bits: int = 10,
+              name: str = "fpgpt_top") -> Path:
+    """Write the core (module ``{name}_core``) and the Vitis-named wrapper ``name`` to ``path``.
+
+    Returns
+    -------
+    Path
+        The Verilog file.
+    """
+    core = Core(hw=hw, program_words=program_words, pc_bits=pc_bits)
+    path = Path(path)
+    write_verilog(core, f"{name}_core", path.with_suffix(".core.v"))
+    ports, conns = ["input wire ap_clk", "input wire ap_rst_n"], [".clk(ap_clk)", ".rst(~ap_rst_n)"]
+    for p, member in core.signature.members.flatten():
+        if not member.is_port:
+            continue
+        width = member.shape.width if hasattr(member.shape, "width") else int(member.shape)
+        d = "input" if member.flow == In else "output"
+        rng = f"[{width - 1}:0] " if width > 1 else ""
+        vn = vitis_name(p)
+        ports.append(f"{d} wire {rng}{vn}")
+        conns.append(f".{'__'.join(str(x) for x in p)}({vn})")
+    wrapper = (f"// Vitis RTL-kernel port names around {name}_core (generated by fpgpt.hw.top)\n"
+               f"module {name} (\n  " + ",\n  ".join(ports) + "\n);\n"
+               f"  {name}_core core (\n    " + ",\n    ".join(conns) + "\n  );\nendmodule\n")
+    text = path.with_suffix(".core.v").read_text() + "\n" + spram_verilog(hw) + "\n" + wrapper
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    path.with_suffix(".core.v").unlink()
+    return path
