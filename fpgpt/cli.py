@@ -405,8 +405,7 @@ def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: 
     console.print(_timing_table(result, f"{label} on {hwc.name} ({hwc.artifact_name}), "
                                         f"prompt {prompt_len}, generate {gen_len}"))
     console.print(f"HBM floor: {floor_ms:.3f} ms/token ({spec.weight_bytes_per_token() / 1e9:.3f} GB of weights "
-                  f"read per token
-                  f" / {hwc.hbm_peak_bytes_per_s / 1e9:.1f} GB/s); simulated decode runs at "
+                  f"read per token / {hwc.hbm_peak_bytes_per_s / 1e9:.1f} GB/s);\nsimulated decode runs at "
                   f"{100 * floor_ms / max(data['ms_per_token'], 1e-12):.1f} % of that floor's speed.")
 
 
