@@ -2,12 +2,14 @@
 
 What is wired (this version): the dispatcher fetches from an on-chip program memory, executes
 CTRL, captures and queues instructions; the DMA executes LOAD/STORE/GATHER/STR on the HBM AXI
-ports and the scratchpad; the host drives everything through ``s_axi_control``
-(fpgpt.hw.control). The MPU, VPU and NET queues end in :class:`Trap` units: an instruction sent
-to one completes at once and sets that unit's bit in ``trap`` (readable by the host), so a
-program that needs them stops being silently wrong. TODO: MPU operand sequencer + lanes, the
-VPU (fpgpt.hw.vpu, in progress elsewhere), NET AXI4-Stream ports, and fetching the program from
-HBM at ``prog_base`` (today the program memory is initialised from ``program_words``).
+ports and the scratchpad; the MPU engine (fpgpt.hw.mpu_engine) executes MM; the host drives
+everything through ``s_axi_control`` (fpgpt.hw.control). The scratchpad has two requester ports:
+the DMA's (first priority) and the MPU's. The VPU and NET queues end in :class:`Trap` units: an
+instruction sent to one completes at once and sets its ``trapped`` flag, so a program that needs
+them stops being silently wrong. TODO: the VPU (fpgpt.hw.vpu, in progress elsewhere; its command
+layout is not the dispatcher's captured layout yet), NET AXI4-Stream ports, and fetching the
+program from HBM at ``prog_base`` (today the program memory is initialised from
+``program_words``).
 
 :func:`write_top` writes the core (Amaranth port names, ``m_axi0__awaddr``) and a wrapper module
 with Vitis RTL-kernel names: ``ap_clk``, ``ap_rst_n`` (active low), ``m_axi_gmem{k}_*``,
@@ -27,6 +29,7 @@ from .control import ControlSlave, axi4lite_signature
 from .cosim import write_verilog
 from .dispatch import Dispatcher
 from .dma import AXI_ADDR_BITS, DMA, axi4_signature
+from .mpu_engine import MPUEngine
 from .scratchpad import Scratchpad, spram_verilog
 
 __all__ = ["Core", "Trap", "write_top", "vitis_name"]
@@ -83,7 +86,8 @@ class Core(wiring.Component):
         m.submodules.ctl = ctl = ControlSlave()
         m.submodules.disp = disp = Dispatcher(hw=hw, pc_bits=self._pc_bits)
         m.submodules.dma = dma = DMA(hw=hw)
-        m.submodules.spad = spad = Scratchpad(hw=hw, ports=1)
+        m.submodules.mpu = mpu = MPUEngine(hw=hw)
+        m.submodules.spad = spad = Scratchpad(hw=hw, ports=2)
         m.submodules.imem = imem = memory.Memory(shape=WORD_BITS, depth=1 << self._pc_bits,
                                                  init=self._words)
         rd = imem.read_port()
@@ -94,11 +98,14 @@ class Core(wiring.Component):
             wiring.connect(m, getattr(dma, f"m_axi{k}"),
                            wiring.flipped(getattr(self, f"m_axi{k}")))
         connect(m, dma.sram, spad.port0)
+        connect(m, mpu.sram, spad.port1)
         connect(m, disp.dma_cmd, dma.cmd)
-        m.d.comb += [disp.dma_done.eq(dma.done), dma.data_base.eq(ctl.data_base)]
+        connect(m, disp.mpu_cmd, mpu.cmd)
+        m.d.comb += [disp.dma_done.eq(dma.done), dma.data_base.eq(ctl.data_base),
+                     disp.mpu_done.eq(mpu.done)]
 
         for i, u in enumerate(WAIT_UNITS):
-            if u.value == "dma":
+            if u.value in ("dma", "mpu"):
                 continue
             t = Trap()
             m.submodules[f"trap_{u.value}"] = t
