@@ -499,10 +499,12 @@ def generate(model: str, hw_name: str, prompt: str | None, prompt_ids: str | Non
 @click.option("-o", "--output", default="build/rtl", show_default=True, help="Output folder.")
 @click.option("--lint/--no-lint", default=True, show_default=True,
               help="Run Verilator --lint-only -Wall on what was written (waivers: docs/rtl.md).")
+@click.option("--top/--no-top", default=True, show_default=True,
+              help="Also write the whole core with Vitis port names (minutes for u280).")
 @click.option("--force", is_flag=True, help="Overwrite Verilog already written for this config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @_guard
-def rtl(hw_name: str, output: str, lint: bool, force: bool, as_json: bool) -> None:
+def rtl(hw_name: str, output: str, lint: bool, top: bool, force: bool, as_json: bool) -> None:
     """Write the accelerator's Verilog and a JSON manifest (ports, parameters, config)."""
     from .config import load_config
     from .hw.emit import emit_verilog, lint_verilog
@@ -514,10 +516,16 @@ def rtl(hw_name: str, output: str, lint: bool, force: bool, as_json: bool) -> No
     if existing and not force:
         raise UsageProblem(f"{out} already holds Verilog for {hwc.artifact_name} "
                            f"({existing[0].name}, ...); pass --force to overwrite it")
-    manifest = emit_verilog(hwc, out)
+    with err_console.status(f"writing Verilog for {hwc.artifact_name} (the top of a full-size "
+                            "design takes minutes)"):
+        manifest = emit_verilog(hwc, out, top=top)
     if lint:
         with err_console.status("verilator --lint-only -Wall"):
-            manifest["lint"] = lint_verilog(out, manifest)
+            try:
+                manifest["lint"] = lint_verilog(out, manifest)
+            except RuntimeError as e:
+                lines = str(e).splitlines()
+                raise click.ClickException(" ".join(lines[:2])[:300]) from None
     if as_json:
         _emit_json(manifest)
         return

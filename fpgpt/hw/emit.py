@@ -7,6 +7,7 @@ netlist, a compiled program and a simulation can be matched to their configurati
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from . import fpu
 from .cosim import VERILATOR_WAIVERS, write_verilog
 from .decoder import Decoder
 from .mpu import MPULane
+from .top import write_top
 from .verilator_env import setup_verilator
 
 __all__ = ["Part", "parts", "emit_verilog", "lint_verilog"]
@@ -77,13 +79,32 @@ def _ports(component: wiring.Component, verilog: str) -> list[dict[str, Any]]:
     return out
 
 
-def emit_verilog(hw: HardwareConfig, out_dir: str | Path) -> dict[str, Any]:
+_PORT_RE = re.compile(r"^\s*(input|output) wire (?:\[(\d+):0\] )?(\w+)")
+
+
+def _top_ports(verilog: str, module: str) -> list[dict[str, Any]]:
+    """The ports of the Vitis-named wrapper, read from its header."""
+    header = verilog[verilog.index(f"module {module} ("):]
+    header = header[:header.index(");")]
+    out = []
+    for line in header.splitlines():
+        m = _PORT_RE.match(line)
+        if m:
+            out.append({"name": m.group(3), "direction": "in" if m.group(1) == "input" else "out",
+                        "width": int(m.group(2)) + 1 if m.group(2) else 1})
+    return out
+
+
+def emit_verilog(hw: HardwareConfig, out_dir: str | Path, *, top: bool = True) -> dict[str, Any]:
     """Write the Verilog of each component of ``hw`` and ``{artifact_name}_manifest.json``.
 
     Parameters
     ----------
     hw : HardwareConfig
     out_dir : folder to write into (created).
+    top : bool
+        Also write the core with its Vitis-named wrapper (``{artifact_name}_top.v``, module
+        ``fpgpt_top``, see fpgpt/hw/top.py). For u280 that is ~23 MB of Verilog and minutes.
 
     Returns
     -------
@@ -103,6 +124,12 @@ def emit_verilog(hw: HardwareConfig, out_dir: str | Path) -> dict[str, Any]:
         comps.append({"name": part.name, "module": module, "file": path.name,
                       "instances": part.instances, "parameters": part.parameters,
                       "role": part.role, "ports": _ports(comp, path.read_text())})
+    if top:
+        path = write_top(hw, out / f"{hw.artifact_name}_top.v")
+        comps.append({"name": "top", "module": "fpgpt_top", "file": path.name, "instances": 1,
+                      "parameters": {}, "role": "the core: control slave, dispatcher, DMA, MPU "
+                      "engine, scratchpad; Vitis RTL-kernel port names",
+                      "ports": _top_ports(path.read_text(), "fpgpt_top")})
     manifest = {"artifact": hw.artifact_name, "hw": hw.to_dict(), "components": comps}
     (out / f"{hw.artifact_name}_manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

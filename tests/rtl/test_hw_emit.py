@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -16,7 +17,7 @@ def test_emit_tiny_manifest_and_lint(tmp_path):
     assert json.loads((tmp_path / f"{hw.artifact_name}_manifest.json").read_text()) == manifest
     assert manifest["hw"] == hw.to_dict()
     names = [c["name"] for c in manifest["components"]]
-    assert names == [p.name for p in parts(hw)]
+    assert names == [p.name for p in parts(hw)] + ["top"]
     by_name = {c["name"]: c for c in manifest["components"]}
     lane = {p["name"]: p for p in by_name["mpu_lane"]["ports"]}
     assert lane["a"] == {"name": "a", "direction": "in", "width": 16 * hw.mpu.width}
@@ -25,7 +26,11 @@ def test_emit_tiny_manifest_and_lint(tmp_path):
     for c in manifest["components"]:
         text = (tmp_path / c["file"]).read_text()
         assert c["file"].startswith(hw.artifact_name)
-        assert f"module {c['module']}(" in text
+        assert re.search(rf"module {c['module']}\s*\(", text)
+    top = {p["name"]: p for p in by_name["top"]["ports"]}
+    assert top["ap_clk"]["direction"] == "in" and top["s_axi_control_rdata"]["direction"] == "out"
+    assert top["m_axi_gmem0_wdata"]["width"] == hw.hbm.port_bits
+    assert sum(n.endswith("_awaddr") and n.startswith("m_axi_gmem") for n in top) == hw.hbm.channels
     assert set(lint_verilog(tmp_path, manifest)) == {c["module"] for c in manifest["components"]}
 
 
