@@ -20,6 +20,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
 
+from cocotb_util import issue_and_wait
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.dma import captured_layout
@@ -175,23 +176,8 @@ async def dma_matches_executor(dut):
         ins = random_instr(rng, hw, machine.regs)
         f = capture(ins, machine.regs)
         run_stream(machine, Program(streams={"s": [ins, Instr.make("HALT")]}), "s")
-        for _ in range(int(rng.integers(0, 3))):        # idle cycles before the command
-            await RisingEdge(dut.clk)
-        dut.cmd__payload.value = pack(f, ins.op)
-        dut.cmd__valid.value = 1
-        while True:
-            await RisingEdge(dut.clk)
-            if int(dut.cmd__ready.value):
-                break
-        dut.cmd__valid.value = 0
-        cycles = 1
-        while True:
-            await RisingEdge(dut.clk)
-            cycles += 1
-            if int(dut.done.value):
-                break
-            if cycles > 200_000:
-                raise AssertionError(f"instruction {i} ({ins.op}) did not complete")
+        cycles = await issue_and_wait(dut, pack(f, ins.op), idle=int(rng.integers(0, 3)),
+                                      limit=200_000, what=f"instruction {i} ({ins.op})")
         await RisingEdge(dut.clk)     # the last scratchpad write lands in the model
         hbm_ok = np.array_equal(tb.read_hbm(), machine.hbm)
         sram_ok = np.array_equal(tb.sram, machine.sram.view(np.uint16))

@@ -19,6 +19,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from cocotb_util import issue_and_wait
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.dma import captured_layout
@@ -120,23 +121,8 @@ async def mpu_engine_matches_executor(dut):
         ins = random_mm(rng, hw, machine.regs)
         f = capture(ins, machine.regs)
         run_stream(machine, Program(streams={"s": [ins, Instr.make("HALT")]}), "s")
-        for _ in range(int(rng.integers(0, 3))):
-            await RisingEdge(dut.clk)
-        dut.cmd__payload.value = pack(f, "MM", Unit.MPU)
-        dut.cmd__valid.value = 1
-        while True:
-            await RisingEdge(dut.clk)
-            if int(dut.cmd__ready.value):
-                break
-        dut.cmd__valid.value = 0
-        cycles = 1
-        while True:
-            await RisingEdge(dut.clk)
-            cycles += 1
-            if int(dut.done.value):
-                break
-            if cycles > 500_000:
-                raise AssertionError(f"MM {t} did not complete")
+        cycles = await issue_and_wait(dut, pack(f, "MM", Unit.MPU), idle=int(rng.integers(0, 3)),
+                                      limit=500_000, what=f"MM {t}")
         got, want = sram[:5 * REGION], machine.sram.view(np.uint16)[:5 * REGION]
         if not np.array_equal(got, want):
             diff = np.flatnonzero(got != want)
