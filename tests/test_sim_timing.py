@@ -58,14 +58,17 @@ def test_mm_duration_scales_with_shape_and_fills_once():
 
 
 def test_vpu_passes_and_fills():
+    """Every row pays its beats (per pass) and the op's fill, as the RTL VPU does."""
     f = dict(rows=4, cols=1600)
-    chunks = 4 * -(-1600 // HW.vpu.width)
-    assert vpu_cycles(HW, "VADD", f) == chunks + HW.vpu.add_latency
-    assert vpu_cycles(HW, "GELU", f) == chunks + HW.vpu.special_latency
+    beats = -(-1600 // HW.vpu.width)
+    a, mu, s = HW.vpu.add_latency, HW.vpu.mul_latency, HW.vpu.special_latency
+    assert vpu_cycles(HW, "VADD", f) == 4 * (beats + a + 2)
+    assert vpu_cycles(HW, "GELU", f) == 4 * (beats + 5 * mu + 2 * a + 2 * s + 2)
     ln = vpu_cycles(HW, "LAYERNORM", f)
     sm = vpu_cycles(HW, "SOFTMAX", {**f, "rc": 0})
-    assert ln > 3 * chunks and sm > 3 * chunks
-    assert vpu_cycles(HW, "LAYERNORM", {**f, "rows": 8}) - ln == 3 * chunks
+    assert ln > 4 * 3 * beats and sm > 4 * 3 * beats
+    assert vpu_cycles(HW, "LAYERNORM", {**f, "rows": 8}) == 2 * ln
+    assert vpu_cycles(HW, "SOFTMAX", {**f, "rc": 64}) > sm
 
 
 def test_dma_time_grows_with_bytes():

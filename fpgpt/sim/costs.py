@@ -41,26 +41,38 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
 
 
 def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
-    """The dependent-pipeline latency one row exposes (rows stream back to back after it)."""
+    """Cycles one row costs beyond its beats: pipeline fill and the row's scalar phase.
+
+    Calibrated from the RTL VPU (fpgpt/hw/vpu.py; tests/rtl/test_hw_vpu.py asserts these
+    formulas on the tiny preset): a = add, mu = mul, s = special-function latency, tree = the
+    pairwise lane tree.
+    """
     v = hw.vpu
-    tree = (v.width.bit_length() - 1) * v.add_latency + v.add_latency   # lane tree + accumulator
+    a, mu, s = v.add_latency, v.mul_latency, v.special_latency
+    tree = (v.width.bit_length() - 1) * a
     return {
-        "VADD": v.add_latency,
-        "VMUL": v.mul_latency,
-        "VCOPY": 0,
-        "GELU": v.special_latency,
-        "LAYERNORM": tree + v.mul_latency + tree + v.special_latency + v.mul_latency + v.add_latency,
-        "SOFTMAX": tree + v.mul_latency + v.special_latency + tree + v.special_latency + v.mul_latency,
-        "ARGMAX": tree,
+        "VADD": a + 2,
+        "VMUL": mu + 2,
+        "VCOPY": 2,
+        "GELU": 5 * mu + 2 * a + 2 * s + 2,
+        "LAYERNORM": 2 * tree + 4 * a + 5 * mu + s + 8,
+        "SOFTMAX": 2 * tree + 4 * mu + 2 * a + 3 * s + 8,
+        "ARGMAX": tree + 4,
     }[op]
 
 
 def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
-    """VPU: ``passes · rows · ⌈cols/width⌉`` cycles plus the op's pipeline fill."""
+    """VPU: per row, ``passes · ⌈cols/width⌉`` beats plus the op's fill.
+
+    The RTL VPU takes one row per command and does not overlap rows (a row's scalar phase must
+    finish before its next pass), so every row pays the fill.
+    """
     cols = f["cols"] + f.get("rc", 0)
     rows = f.get("rows", 1)
-    work = VPU_PASSES[op] * rows * -(-cols // hw.vpu.width)
-    return float(work + _vpu_fill(hw, op)) if work > 0 else 1.0
+    beats = -(-cols // hw.vpu.width)
+    if rows <= 0 or beats <= 0:
+        return 1.0
+    return float(rows * (VPU_PASSES[op] * beats + _vpu_fill(hw, op)))
 
 
 def _hop_ns(hw: "HardwareConfig", nbytes: int) -> float:

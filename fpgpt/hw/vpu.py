@@ -1,0 +1,451 @@
+"""The VPU: ``hw.vpu.width`` FP32 lanes over streams of FP16 vectors (docs/numerics.md, "VPU").
+
+One command runs one row. Element-wise ops (VADD, VMUL, GELU, VCOPY) stream the row straight
+through the lanes; LAYERNORM and SOFTMAX make three passes over the row, which pass 1 copies into
+a local buffer; ARGMAX makes one pass and returns an index. Between passes a scalar phase
+reduces the lane accumulators with the contract's pairwise tree and computes the row scalars
+(mean, 1/sqrt(var + eps), maximum, 1/sum).
+
+Datapath per pass (all stages stall together when the output stream is not ready)::
+
+    source (input stream, or the row buffer's read port) -> W x VPULane (combinational)
+        -> delay line, tapped at the pass's latency (the retiming depth of its FP units)
+        -> output stream (FP16 rounding) | lane accumulators (sum, max or argmax; 1 beat/cycle)
+
+Bit-exactness: each lane applies the contract's FP32 operations in its order; lane ``j`` sees
+elements ``j, j+W, ...`` in order; padded lanes of a short last beat add +0 / are skipped (the
+contract pads sums with +0 and maxima with -inf).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..config import HardwareConfig
+from ..isa import numerics as nx
+from . import fplogic
+from .decoder import INSTR_LAYOUTS, Opcode
+from .vpu_special import _const_f32, _neg, build_exp, build_recip, build_rsqrt, f32_gt
+
+__all__ = ["Mode", "OUTPUT_MODES", "FIRST_MODE", "mode_latency", "scalar_wait", "VPULane",
+           "VPU"]
+
+_ONE = 0x3F800000
+_NEG_INF = 0xFF800000
+_WRITEBACK_LATENCY = 1      # FP32 -> FP16 rounding register of output passes
+
+
+class Mode(enum.IntEnum):
+    """One pass of one operation (what the lanes compute and where the result goes)."""
+
+    VADD = 0
+    VMUL = 1
+    GELU = 2
+    VCOPY = 3
+    LN_SUM = 4       # LAYERNORM pass 1: sum x
+    LN_VAR = 5       # pass 2: sum (x - mean)^2
+    LN_OUT = 6       # pass 3: ((x - mean) * inv) * gamma + beta
+    SM_MAX = 7       # SOFTMAX pass 1: max of x * scale
+    SM_SUM = 8       # pass 2: sum exp(x * scale - m)
+    SM_OUT = 9       # pass 3: exp(x * scale - m) * r
+    ARGMAX = 10
+
+
+#: Passes whose lane results go to the output stream (the others feed the accumulators).
+OUTPUT_MODES = (Mode.VADD, Mode.VMUL, Mode.GELU, Mode.VCOPY, Mode.LN_OUT, Mode.SM_OUT)
+#: Pass after each reducing pass (ARGMAX ends with its result beat).
+_NEXT = {Mode.LN_SUM: Mode.LN_VAR, Mode.LN_VAR: Mode.LN_OUT, Mode.SM_MAX: Mode.SM_SUM,
+         Mode.SM_SUM: Mode.SM_OUT}
+#: First pass of each VPU opcode.
+FIRST_MODE = {"VADD": Mode.VADD, "VMUL": Mode.VMUL, "GELU": Mode.GELU, "VCOPY": Mode.VCOPY,
+              "LAYERNORM": Mode.LN_SUM, "SOFTMAX": Mode.SM_MAX, "ARGMAX": Mode.ARGMAX}
+_BUFFERED = (Mode.LN_SUM, Mode.SM_MAX)          # pass 1 of a three-pass op fills the buffer
+_FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
+
+
+def mode_latency(hw: HardwareConfig) -> dict[Mode, int]:
+    """Cycles from a beat entering the lanes to its result at the tap (its FP units' latencies
+    in series, plus the FP16 write-back register for output passes)."""
+    v = hw.vpu
+    a, mu, s, wb = v.add_latency, v.mul_latency, v.special_latency, _WRITEBACK_LATENCY
+    return {
+        Mode.VADD: a + wb, Mode.VMUL: mu + wb, Mode.VCOPY: wb,
+        Mode.GELU: 5 * mu + 2 * a + 2 * s + wb,        # v, w, u, k, g; w1, d; exp, recip
+        Mode.LN_SUM: 0, Mode.LN_VAR: a + mu, Mode.LN_OUT: a + 2 * mu + a + wb,
+        Mode.SM_MAX: mu, Mode.SM_SUM: mu + a + s, Mode.SM_OUT: mu + a + s + mu + wb,
+        Mode.ARGMAX: 0,
+    }
+
+
+def scalar_wait(hw: HardwareConfig) -> dict[Mode, int]:
+    """Cycles of the scalar phase after each reducing pass: the lane tree (``log2 W`` levels of
+    ``add_latency``; comparators are charged the same) and the row scalar's FP units."""
+    v = hw.vpu
+    tree = (v.width.bit_length() - 1) * v.add_latency
+    return {Mode.LN_SUM: tree + v.mul_latency,                                     # mean
+            Mode.LN_VAR: tree + v.mul_latency + v.add_latency + v.special_latency,  # inv
+            Mode.SM_MAX: tree, Mode.SM_SUM: tree + v.special_latency, Mode.ARGMAX: tree}
+
+
+def _is(mode, *modes):
+    out = Const(0, 1)
+    for md in modes:
+        out = out | (mode == int(md))
+    return out
+
+
+class VPULane(wiring.Component):
+    """One lane's combinational datapath: every pass's FP32 chain, sharing one exp unit.
+
+    Ports
+    -----
+    mode : In(4)
+        A :class:`Mode`.
+    a, b, c : In(16)
+        The element and its operands: VADD/VMUL ``b``; LAYERNORM ``b`` = gamma, ``c`` = beta.
+    scale, mmax, mean, inv, r : In(32)
+        Row scalars (SOFTMAX scale and maximum, LAYERNORM mean and 1/sqrt(var+eps), 1/sum).
+    y : Out(32)
+        FP32 result (VCOPY: ``a`` unchanged in the low half). Output passes round it to FP16
+        after the delay line.
+    """
+
+    def __init__(self):
+        super().__init__({"mode": In(4), "a": In(16), "b": In(16), "c": In(16),
+                          "scale": In(32), "mmax": In(32), "mean": In(32), "inv": In(32),
+                          "r": In(32), "y": Out(32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        md = self.mode
+        sm = _is(md, Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT)
+        ln = _is(md, Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT)
+        a32 = fplogic.build_f16_to_f32(m, self.a, name="a32")
+        b32 = fplogic.build_f16_to_f32(m, self.b, name="b32")
+        c32 = fplogic.build_f16_to_f32(m, self.c, name="c32")
+        # VMUL a*b; SOFTMAX y = x*scale.
+        m1 = fplogic.build_f32_mul(m, a32, Mux(sm, self.scale, b32), name="m1")
+        # VADD a+b; LAYERNORM d = x - mean; SOFTMAX y - m.
+        s1 = fplogic.build_f32_add(m, Mux(sm, m1, a32),
+                                   Mux(md == int(Mode.VADD), b32,
+                                       _neg(Mux(sm, self.mmax, self.mean))), name="s1")
+        # GELU prefix: k = ((x*x)*C + 1)*x*K (numerics.gelu_f32's order).
+        gv = fplogic.build_f32_mul(m, a32, a32, name="g_v")
+        gw = fplogic.build_f32_mul(m, gv, _const_f32(nx.GELU_C), name="g_w")
+        gw1 = fplogic.build_f32_add(m, gw, Const(_ONE, 32), name="g_w1")
+        gu = fplogic.build_f32_mul(m, a32, gw1, name="g_u")
+        gk = fplogic.build_f32_mul(m, gu, _const_f32(nx.GELU_K), name="g_k")
+        e = build_exp(m, Mux(md == int(Mode.GELU), gk, s1), name="exp")
+        # GELU suffix: x * recip(exp + 1); x = -inf gives -0.
+        gd = fplogic.build_f32_add(m, e, Const(_ONE, 32), name="g_d")
+        gr = build_recip(m, gd, name="g_r")
+        gg = fplogic.build_f32_mul(m, a32, gr, name="g_g")
+        gelu = Mux(a32 == _NEG_INF, Const(0x80000000, 32), gg)
+        # d*d (LN pass 2), d*inv (LN pass 3), e*r (SOFTMAX pass 3).
+        m2 = fplogic.build_f32_mul(m, Mux(sm, e, s1),
+                                   Mux(md == int(Mode.LN_VAR), s1, Mux(ln, self.inv, self.r)),
+                                   name="m2")
+        m3 = fplogic.build_f32_mul(m, m2, b32, name="m3")          # * gamma
+        a3 = fplogic.build_f32_add(m, m3, c32, name="a3")          # + beta
+        with m.Switch(md):
+            for mode, val in ((Mode.VADD, s1), (Mode.VMUL, m1), (Mode.GELU, gelu),
+                              (Mode.VCOPY, self.a), (Mode.LN_SUM, a32), (Mode.LN_VAR, m2),
+                              (Mode.LN_OUT, a3), (Mode.SM_MAX, m1), (Mode.SM_SUM, e),
+                              (Mode.SM_OUT, m2), (Mode.ARGMAX, a32)):
+                with m.Case(int(mode)):
+                    m.d.comb += self.y.eq(val)
+            with m.Default():       # not a Mode: nothing is computed
+                m.d.comb += self.y.eq(0)
+        return m
+
+
+def _uint_to_f32(m: Module, n, name: str) -> Signal:
+    """Unsigned integer (< 2^24) to FP32, exact."""
+    w = len(n)
+    lz = fplogic.count_leading_zeros(m, n, f"{name}_lz")
+    norm = Signal(w, name=f"{name}_norm")
+    ef = Signal(8, name=f"{name}_ef")
+    out = Signal(32, name=name)
+    frac = Cat(Const(0, 23 - (w - 1)), norm[:w - 1]) if w - 1 <= 23 else norm[w - 24:w - 1]
+    m.d.comb += [norm.eq((n << lz)[:w]), ef.eq(127 + w - 1 - lz),
+                 out.eq(Mux(n == 0, 0, Cat(frac, ef, Const(0, 1))))]
+    return out
+
+
+def _tree(m: Module, values: list, combine, name: str) -> list:
+    """The contract's pairwise tree: level 0 combines (0,1), (2,3), ..."""
+    level, depth = list(values), 0
+    while len(level) > 1:
+        level = [combine(level[2 * j], level[2 * j + 1], f"{name}{depth}_{j}")
+                 for j in range(len(level) // 2)]
+        depth += 1
+    return level[0]
+
+
+class VPU(wiring.Component):
+    """The vector unit: one row per command, FP16 vectors of ``hw.vpu.width`` per beat.
+
+    Parameters
+    ----------
+    hw : HardwareConfig
+        ``hw.vpu``: width (lanes), add/mul/special latencies (the pipeline depths).
+    max_cols : int
+        Longest LAYERNORM / SOFTMAX row the local buffer holds (a multiple of the width).
+
+    Ports
+    -----
+    cmd : In(stream.Signature(CMD_LAYOUT))
+        ``op`` (an ISA :class:`~fpgpt.hw.decoder.Opcode` of the VPU), ``cols`` (elements, >= 1;
+        at most ``max_cols`` for LAYERNORM / SOFTMAX), ``scale`` (SOFTMAX), ``eps`` (LAYERNORM).
+        Taken when the VPU is idle.
+    i : In(stream.Signature(IN_LAYOUT))
+        ``ceil(cols / W)`` beats of ``a`` (element ``k*W + j`` in lane ``j``), ``b`` (VADD/VMUL
+        second operand, LAYERNORM gamma) and ``c`` (LAYERNORM beta).
+    o : Out(stream.Signature(16 * W))
+        The result row, same beat layout (lanes past ``cols`` read 0); ARGMAX: one beat whose low
+        32 bits are the index.
+    busy : Out(1)
+    """
+
+    def __init__(self, *, hw: HardwareConfig, max_cols: int = 1024):
+        if not isinstance(hw, HardwareConfig):
+            raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
+        w = hw.vpu.width
+        if not isinstance(max_cols, int) or max_cols < w or max_cols % w:
+            raise ValueError(f"max_cols must be a positive multiple of vpu.width={w}, not "
+                             f"{max_cols!r}")
+        self._hw, self._max_cols = hw, max_cols
+        cols_shape = INSTR_LAYOUTS["layernorm"].members["cols"]
+        self.CMD_LAYOUT = data.StructLayout({"op": Opcode, "cols": cols_shape,
+                                             "scale": unsigned(32), "eps": unsigned(32)})
+        self.IN_LAYOUT = data.StructLayout({"a": unsigned(16 * w), "b": unsigned(16 * w),
+                                            "c": unsigned(16 * w)})
+        super().__init__({"cmd": In(stream.Signature(self.CMD_LAYOUT)),
+                          "i": In(stream.Signature(self.IN_LAYOUT)),
+                          "o": Out(stream.Signature(16 * w)), "busy": Out(1)})
+
+    @property
+    def width(self) -> int:
+        return self._hw.vpu.width
+
+    def elaborate(self, platform):
+        m = Module()
+        hw, w = self._hw, self._hw.vpu.width
+        lat, waits = mode_latency(hw), scalar_wait(hw)
+        depth = max(lat.values())
+        lw = w.bit_length() - 1
+
+        # ---------------------------------------------------------------- command registers
+        mode = Signal(4)
+        cols = Signal(len(self.cmd.payload.cols))
+        scale, eps = Signal(32), Signal(32)
+        mean, inv, mmax, rcp = Signal(32), Signal(32), Signal(32), Signal(32)
+        beats = Signal(len(cols))
+        m.d.comb += beats.eq((cols + (w - 1)) >> lw)
+        issued, retired = Signal(len(cols)), Signal(len(cols))
+        wait = Signal(range(max(waits.values()) + 2))
+        result = Signal(32)
+
+        # ---------------------------------------------------------------- row buffer
+        rows = self._max_cols // w
+        buf = m.submodules.buf = Memory(shape=self.IN_LAYOUT, depth=rows, init=[])
+        wr = buf.write_port()
+        rd = buf.read_port(domain="sync")
+
+        # ---------------------------------------------------------------- source stage
+        src = Signal(self.IN_LAYOUT)
+        src_valid, src_mask = Signal(), Signal(w)
+        src_from_buf = Signal()          # the source is the buffer's read port this pass
+        tap_valid = Signal()
+        out_mode = _is(mode, *OUTPUT_MODES)
+        advance = Signal()
+        m.d.comb += advance.eq(~(out_mode & tap_valid & ~self.o.ready))
+        streaming = Signal()
+        flush = Signal()
+        lane_active = Cat(((issued << lw) + j) < cols for j in range(w))
+        feed_stream = streaming & ~src_from_buf & (issued < beats)
+        m.d.comb += [
+            self.i.ready.eq(feed_stream & advance),
+            wr.addr.eq(issued), wr.data.eq(self.i.payload),
+            wr.en.eq(self.i.valid & self.i.ready & _is(mode, *_BUFFERED)),
+            rd.addr.eq(issued), rd.en.eq(advance),
+        ]
+        with m.If(advance):
+            m.d.sync += src_valid.eq(0)
+            with m.If(feed_stream & self.i.valid):
+                m.d.sync += [src.eq(self.i.payload), src_valid.eq(1), src_mask.eq(lane_active),
+                             issued.eq(issued + 1)]
+            with m.Elif(streaming & src_from_buf & (issued < beats)):
+                m.d.sync += [src_valid.eq(1), src_mask.eq(lane_active), issued.eq(issued + 1)]
+        with m.If(flush):
+            m.d.sync += src_valid.eq(0)
+        operands = Signal(self.IN_LAYOUT)
+        m.d.comb += operands.eq(Mux(src_from_buf, rd.data, src))
+
+        # ---------------------------------------------------------------- lanes
+        ys = []
+        for j in range(w):
+            lane = m.submodules[f"lane{j}"] = VPULane()
+            sl = slice(16 * j, 16 * j + 16)
+            m.d.comb += [lane.mode.eq(mode), lane.a.eq(operands.a[sl]), lane.b.eq(operands.b[sl]),
+                         lane.c.eq(operands.c[sl]), lane.scale.eq(scale), lane.mmax.eq(mmax),
+                         lane.mean.eq(mean), lane.inv.eq(inv), lane.r.eq(rcp)]
+            ys.append(lane.y)
+
+        # ---------------------------------------------------------------- delay line + tap
+        stages = [(src_valid, src_mask, Cat(*ys))]
+        for k in range(depth):
+            pv, pm, pd = stages[-1]
+            sv, smk, sd = Signal(name=f"dl{k}_v"), Signal(w, name=f"dl{k}_m"), \
+                Signal(32 * w, name=f"dl{k}_d")
+            with m.If(advance):
+                m.d.sync += [sv.eq(pv), smk.eq(pm), sd.eq(pd)]
+            with m.If(flush):
+                m.d.sync += sv.eq(0)
+            stages.append((sv, smk, sd))
+        tap_mask, tap_data = Signal(w), Signal(32 * w)
+        with m.Switch(mode):
+            for md, l in lat.items():
+                with m.Case(int(md)):
+                    m.d.comb += [tap_valid.eq(stages[l][0]), tap_mask.eq(stages[l][1]),
+                                 tap_data.eq(stages[l][2])]
+            with m.Default():
+                m.d.comb += tap_valid.eq(0)
+        taken = tap_valid & advance
+
+        # ---------------------------------------------------------------- output stream
+        state_result = Signal()
+        out16 = []
+        for j in range(w):
+            y = tap_data[32 * j:32 * j + 32]
+            h = fplogic.build_f32_to_f16(m, y, name=f"wb{j}")
+            out16.append(Mux(tap_mask[j], Mux(mode == int(Mode.VCOPY), y[:16], h), 0))
+        m.d.comb += [
+            self.o.valid.eq((streaming & out_mode & tap_valid) | state_result),
+            self.o.payload.eq(Mux(state_result, result, Cat(*out16))),
+        ]
+
+        # ---------------------------------------------------------------- accumulators
+        acc = [Signal(32, name=f"acc{j}") for j in range(w)]
+        best = [Signal(len(cols), name=f"best{j}") for j in range(w)]
+        has = [Signal(name=f"has{j}") for j in range(w)]
+        reset_sum, reset_max = Signal(), Signal()
+        for j in range(w):
+            y = tap_data[32 * j:32 * j + 32]
+            nan = (y[23:31] == 255) & (y[:23] != 0)
+            summed = fplogic.build_f32_add(m, acc[j], Mux(tap_mask[j], y, 0), name=f"acc_add{j}")
+            gt = f32_gt(y, acc[j])
+            with m.If(streaming & taken):
+                with m.Switch(mode):
+                    with m.Case(int(Mode.LN_SUM), int(Mode.LN_VAR), int(Mode.SM_SUM)):
+                        m.d.sync += acc[j].eq(summed)
+                    with m.Case(int(Mode.SM_MAX)):
+                        with m.If(tap_mask[j] & gt):
+                            m.d.sync += acc[j].eq(y)
+                    with m.Case(int(Mode.ARGMAX)):
+                        with m.If(tap_mask[j] & ~nan & (~has[j] | gt)):
+                            m.d.sync += [acc[j].eq(y), has[j].eq(1),
+                                         best[j].eq((retired << lw) + j)]
+                    with m.Default():
+                        m.d.sync += acc[j].eq(acc[j])
+            with m.If(reset_sum):
+                m.d.sync += [acc[j].eq(0), has[j].eq(0)]
+            with m.If(reset_max):
+                m.d.sync += [acc[j].eq(_NEG_INF), has[j].eq(0)]
+
+        # ---------------------------------------------------------------- scalar phase
+        def add2(x, y, name):
+            return fplogic.build_f32_add(m, x, y, name=name)
+
+        def max2(x, y, name):          # later wins only if strictly greater (NaN never wins)
+            return Mux(f32_gt(y, x), y, x)
+
+        def arg2(x, y, name):          # (has, value, index): lower index wins ties
+            hx, vx, ix = x
+            hy, vy, iy = y
+            take = hy & (~hx | f32_gt(vy, vx) | (~f32_gt(vx, vy) & (iy < ix)))
+            return (hx | hy, Mux(take, vy, vx), Mux(take, iy, ix))
+
+        tsum = _tree(m, acc, add2, "tsum")
+        tmax = _tree(m, acc, max2, "tmax")
+        thas, _, targ = _tree(m, list(zip(has, acc, best)), arg2, "targ")
+        rn = build_recip(m, _uint_to_f32(m, cols, "n32"), name="rn")   # once per instruction
+        s_mean = fplogic.build_f32_mul(m, tsum, rn, name="s_mean")
+        s_var = fplogic.build_f32_add(m, s_mean, eps, name="s_var")    # var + eps
+        s_inv = build_rsqrt(m, s_var, name="s_inv")
+        s_rcp = build_recip(m, tsum, name="s_rcp")
+
+        # ---------------------------------------------------------------- control
+        m.d.comb += self.busy.eq(~self.cmd.ready)
+        with m.If(streaming & taken):
+            m.d.sync += retired.eq(retired + 1)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    p = self.cmd.payload
+                    m.d.sync += [cols.eq(p.cols), scale.eq(p.scale), eps.eq(p.eps),
+                                 issued.eq(0), retired.eq(0)]
+                    m.d.comb += flush.eq(1)
+                    with m.Switch(p.op):
+                        for name, md in FIRST_MODE.items():
+                            with m.Case(Opcode[name]):
+                                m.d.sync += [mode.eq(int(md)),
+                                             src_from_buf.eq(md in _FROM_BUFFER)]
+                                m.d.comb += (reset_max if md == Mode.SM_MAX else reset_sum).eq(1)
+                        with m.Default():       # not a VPU opcode: runs as VCOPY
+                            m.d.sync += [mode.eq(int(Mode.VCOPY)), src_from_buf.eq(0)]
+                    m.next = "STREAM"
+            with m.State("STREAM"):
+                m.d.comb += streaming.eq(1)
+                with m.If((retired == beats) & (issued == beats)):
+                    with m.If(out_mode):
+                        m.next = "IDLE"
+                    with m.Else():
+                        with m.Switch(mode):
+                            for md, cyc in waits.items():
+                                with m.Case(int(md)):
+                                    m.d.sync += wait.eq(cyc)
+                            with m.Default():
+                                m.d.sync += wait.eq(0)
+                        m.next = "SCALAR"
+            with m.State("SCALAR"):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 0):
+                    with m.Switch(mode):
+                        with m.Case(int(Mode.LN_SUM)):
+                            m.d.sync += mean.eq(s_mean)
+                        with m.Case(int(Mode.LN_VAR)):
+                            m.d.sync += inv.eq(s_inv)
+                        with m.Case(int(Mode.SM_MAX)):
+                            m.d.sync += mmax.eq(tmax)
+                        with m.Case(int(Mode.SM_SUM)):
+                            m.d.sync += rcp.eq(s_rcp)
+                        with m.Case(int(Mode.ARGMAX)):
+                            m.d.sync += result.eq(Mux(thas, targ, 0))   # all NaN -> 0
+                        with m.Default():
+                            m.d.sync += result.eq(result)
+                    with m.If(mode == int(Mode.ARGMAX)):
+                        m.next = "RESULT"
+                    with m.Else():
+                        with m.Switch(mode):
+                            for md, nxt in _NEXT.items():
+                                with m.Case(int(md)):
+                                    m.d.sync += [mode.eq(int(nxt)), issued.eq(0), retired.eq(0),
+                                                 src_from_buf.eq(1)]
+                                    m.d.comb += (reset_max if nxt == Mode.SM_MAX
+                                                 else reset_sum).eq(1)
+                            with m.Default():
+                                m.d.sync += mode.eq(mode)
+                        m.d.comb += flush.eq(1)
+                        m.next = "STREAM"
+            with m.State("RESULT"):
+                m.d.comb += state_result.eq(1)
+                with m.If(self.o.ready):
+                    m.next = "IDLE"
+        return m
