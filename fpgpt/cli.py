@@ -70,14 +70,8 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             err_console.print("fpgpt: interrupted")
             sys.exit(130)
         except Exception as e:  # noqa: BLE001 - classify, never show a traceback
-            if isinstance(e, _input_errors()):
-                code = 2
-            elif isinstance(e, _run_errors()):
-                code = 1
-            elif isinstance(e, (OSError, MemoryError)):
-                code = 1
-            else:
-                code = 1
+            code = 2 if isinstance(e, _input_errors()) else 1
+            if not isinstance(e, _input_errors() + _run_errors() + (OSError, MemoryError)):
                 e = RuntimeError(f"internal error ({type(e).__name__}: {e}); please report it")
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             click.echo(f"fpgpt: error: {msg}", err=True)

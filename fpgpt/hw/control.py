@@ -87,16 +87,16 @@ class ControlSlave(wiring.Component):
             m.d.sync += s.bvalid.eq(1)
         with m.Elif(s.bready):
             m.d.sync += s.bvalid.eq(0)
+        # The 32-bit words of the register map that hold plain values (written and read back).
+        words = ((REG_ENTRY, self.entry, 0), (REG_TOKENS, self.tokens, 0),
+                 (REG_DATA_BASE, self.data_base, 0), (REG_DATA_BASE + 4, self.data_base, 32),
+                 (REG_PROG_BASE, self.prog_base, 0), (REG_PROG_BASE + 4, self.prog_base, 32))
         addr, wd = s.awaddr, s.wdata
         with m.If(take_w):
             with m.Switch(addr[2:]):
                 with m.Case(REG_CTRL >> 2):
                     m.d.comb += self.start.eq(wd[0] & ~self.running)
-                for off, sig, lo in ((REG_ENTRY, self.entry, 0), (REG_TOKENS, self.tokens, 0),
-                                     (REG_DATA_BASE, self.data_base, 0),
-                                     (REG_DATA_BASE + 4, self.data_base, 32),
-                                     (REG_PROG_BASE, self.prog_base, 0),
-                                     (REG_PROG_BASE + 4, self.prog_base, 32)):
+                for off, sig, lo in words:
                     with m.Case(off >> 2):
                         m.d.sync += sig[lo:lo + 32].eq(wd)
                 for i in range(NUM_REGS):
@@ -113,11 +113,7 @@ class ControlSlave(wiring.Component):
                 with m.Case(REG_CTRL >> 2):
                     m.d.sync += s.rdata.eq(done << 1 | ~self.running << 2)
                     m.d.comb += clear_done.eq(1)
-                for off, sig, lo in ((REG_ENTRY, self.entry, 0), (REG_TOKENS, self.tokens, 0),
-                                     (REG_DATA_BASE, self.data_base, 0),
-                                     (REG_DATA_BASE + 4, self.data_base, 32),
-                                     (REG_PROG_BASE, self.prog_base, 0),
-                                     (REG_PROG_BASE + 4, self.prog_base, 32)):
+                for off, sig, lo in words:
                     with m.Case(off >> 2):
                         m.d.sync += s.rdata.eq(sig[lo:lo + 32])
                 for i in range(NUM_REGS):

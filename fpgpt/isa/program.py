@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .encoding import ISAError, Instr, decode_many, encode_many
+from .table import WORD_BYTES
 
 __all__ = ["Region", "Program", "FORMAT_VERSION", "MAGIC"]
 
@@ -105,7 +106,7 @@ class Program:
             payload = memoryview(data)[16 + hlen:]
             streams = {}
             for name, s in header["streams"].items():
-                o, n = s["offset"], s["count"] * 64
+                o, n = s["offset"], s["count"] * WORD_BYTES
                 if o + n > len(payload):
                     raise ISAError(f"{origin}: stream {name!r} runs past the end of the file (truncated?)")
                 streams[name] = decode_many(bytes(payload[o:o + n]))
