@@ -11,8 +11,14 @@ offset access  meaning
 0x14   R/W     token count (for the host's bookkeeping; the program reads R3, docs/execution.md)
 0x18   R/W     data base, low 32 bits (added to every HBM AXI address)
 0x1C   R/W     data base, high 32 bits
-0x20   R/W     program base, low 32 bits (where the program image lies in HBM; see top.py)
+0x00   R       bit 3 ``error``: the program is longer than the instruction memory (not run)
+0x20   R/W     program base, low 32 bits (HBM byte address of the program image, 64-byte
+               aligned; fpgpt.hw.fetch)
 0x24   R/W     program base, high 32 bits
+0x28   R/W     program length in instruction words; writing 0x20/0x24/0x28 makes the next
+               ``ap_start`` load the image first
+0x2C   R       cycles of the last run, from its first fetch to ``HALT`` (counting while running)
+0x30   R       cycles the last program load took
 0x40+4i R/W    register R[i], i = 0..15 (writes while idle; R0 ignores writes)
 0x80+4u R      ``completed`` counter of unit u (dma, mpu, vpu, net), for status
 ====== ======= =================================================================
@@ -26,10 +32,12 @@ from amaranth.lib.wiring import In, Out
 from ..isa.table import NUM_REGS, REG_BITS, WAIT_UNITS
 
 __all__ = ["axi4lite_signature", "ControlSlave", "REG_CTRL", "REG_ENTRY", "REG_TOKENS",
-           "REG_DATA_BASE", "REG_PROG_BASE", "REG_R0", "REG_COMPLETED", "ADDR_BITS"]
+           "REG_DATA_BASE", "REG_PROG_BASE", "REG_PROG_LEN", "REG_CYCLES", "REG_LOAD_CYCLES",
+           "REG_R0", "REG_COMPLETED", "ADDR_BITS"]
 
 REG_CTRL, REG_ENTRY, REG_TOKENS = 0x00, 0x10, 0x14
-REG_DATA_BASE, REG_PROG_BASE = 0x18, 0x20
+REG_DATA_BASE, REG_PROG_BASE, REG_PROG_LEN = 0x18, 0x20, 0x28
+REG_CYCLES, REG_LOAD_CYCLES = 0x2C, 0x30
 REG_R0, REG_COMPLETED = 0x40, 0x80
 #: Byte address bits of the control slave (the map above fits in 256 bytes).
 ADDR_BITS = 8
@@ -55,7 +63,11 @@ class ControlSlave(wiring.Component):
     start : Out(1)      one-cycle pulse on a write of 1 to ``ap_start`` while idle
     running : In(1)     the dispatcher runs a stream
     halted : In(1)      one-cycle pulse: the stream halted (sets ``ap_done``)
-    entry : Out(32), tokens : Out(32), data_base : Out(64), prog_base : Out(64)
+    error : In(1)       the program does not fit (status bit 3)
+    entry : Out(32), tokens : Out(32), data_base : Out(64), prog_base : Out(64), prog_len : Out(32)
+    prog_dirty : Out(1) program base or length written since the last load
+    prog_loaded : In(1) one-cycle pulse: the program was loaded (clears ``prog_dirty``)
+    cycles, load_cycles : In(32)   counters for 0x2C and 0x30
     reg_we, reg_waddr, reg_wdata : Out   host writes to R[i], to the dispatcher
     regs : In(16 * 32)  the register file, for reads
     completed : In(4 * 32)  the units' completed counters
@@ -69,6 +81,12 @@ class ControlSlave(wiring.Component):
     tokens: Out(32)
     data_base: Out(64)
     prog_base: Out(64)
+    prog_len: Out(32)
+    prog_dirty: Out(1)
+    prog_loaded: In(1)
+    error: In(1)
+    cycles: In(32)
+    load_cycles: In(32)
     reg_we: Out(1)
     reg_waddr: Out(4)
     reg_wdata: Out(REG_BITS)
@@ -90,7 +108,10 @@ class ControlSlave(wiring.Component):
         # The 32-bit words of the register map that hold plain values (written and read back).
         words = ((REG_ENTRY, self.entry, 0), (REG_TOKENS, self.tokens, 0),
                  (REG_DATA_BASE, self.data_base, 0), (REG_DATA_BASE + 4, self.data_base, 32),
-                 (REG_PROG_BASE, self.prog_base, 0), (REG_PROG_BASE + 4, self.prog_base, 32))
+                 (REG_PROG_BASE, self.prog_base, 0), (REG_PROG_BASE + 4, self.prog_base, 32),
+                 (REG_PROG_LEN, self.prog_len, 0))
+        counters = ((REG_CYCLES, self.cycles), (REG_LOAD_CYCLES, self.load_cycles))
+        dirty = Signal()
         addr, wd = s.awaddr, s.wdata
         with m.If(take_w):
             with m.Switch(addr[2:]):
@@ -99,6 +120,8 @@ class ControlSlave(wiring.Component):
                 for off, sig, lo in words:
                     with m.Case(off >> 2):
                         m.d.sync += sig[lo:lo + 32].eq(wd)
+                        if off in (REG_PROG_BASE, REG_PROG_BASE + 4, REG_PROG_LEN):
+                            m.d.comb += dirty.eq(1)
                 for i in range(NUM_REGS):
                     with m.Case((REG_R0 >> 2) + i):
                         m.d.comb += [self.reg_we.eq(~self.running), self.reg_waddr.eq(i),
@@ -111,11 +134,14 @@ class ControlSlave(wiring.Component):
             m.d.sync += s.rvalid.eq(1)
             with m.Switch(s.araddr[2:]):
                 with m.Case(REG_CTRL >> 2):
-                    m.d.sync += s.rdata.eq(done << 1 | ~self.running << 2)
+                    m.d.sync += s.rdata.eq(done << 1 | ~self.running << 2 | self.error << 3)
                     m.d.comb += clear_done.eq(1)
                 for off, sig, lo in words:
                     with m.Case(off >> 2):
                         m.d.sync += s.rdata.eq(sig[lo:lo + 32])
+                for off, sig in counters:
+                    with m.Case(off >> 2):
+                        m.d.sync += s.rdata.eq(sig)
                 for i in range(NUM_REGS):
                     with m.Case((REG_R0 >> 2) + i):
                         m.d.sync += s.rdata.eq(self.regs[32 * i:32 * i + 32])
@@ -126,6 +152,12 @@ class ControlSlave(wiring.Component):
                     m.d.sync += s.rdata.eq(0)
         with m.Elif(s.rready):
             m.d.sync += s.rvalid.eq(0)
+
+        # A load clears the flag; a register write in the same cycle sets it again.
+        with m.If(dirty):
+            m.d.sync += self.prog_dirty.eq(1)
+        with m.Elif(self.prog_loaded):
+            m.d.sync += self.prog_dirty.eq(0)
 
         # ap_done: set by the halt pulse, cleared by a read of 0x00 (a halt wins over the read).
         with m.If(self.halted):

@@ -5,7 +5,8 @@ Exactly docs/execution.md (and fpgpt.sim.timing's dispatch loop):
 - one instruction per cycle from the instruction memory (synchronous read: the word of the
   address presented in one cycle arrives in the next; the dispatcher presents the *next* pc
   combinationally, so a taken ``BNZ`` costs no bubble); a stream starts one fetch cycle after
-  ``start``;
+  ``start``; ``BNZ`` targets count from the stream's ``entry`` (the ISA's "instruction index in
+  the same stream"), so a program image holds its streams back to back without relocation;
 - CTRL instructions execute here once their waits are met; ``SYNC`` and ``HALT`` also wait until
   every unit has completed everything dispatched to it;
 - any other instruction is captured (each ``Kind.REG`` field replaced by the register's value)
@@ -204,6 +205,7 @@ class Dispatcher(wiring.Component):
 
         # ---- decode of the word at pc ----------------------------------------------------------
         pc = Signal(self._pc_bits)
+        base = Signal(self._pc_bits)       # the running stream's entry
         next_pc = Signal(self._pc_bits)
         go = Signal()
         run = Signal()          # the dispatcher is in RUN: the word at pc is live
@@ -242,7 +244,7 @@ class Dispatcher(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += next_pc.eq(self.entry)
                 with m.If(self.start):
-                    m.d.sync += pc.eq(self.entry)
+                    m.d.sync += [pc.eq(self.entry), base.eq(self.entry)]
                     m.next = "FETCH"
                 with m.If(self.reg_we):
                     for i in range(1, NUM_REGS):
@@ -267,7 +269,7 @@ class Dispatcher(wiring.Component):
                                     self._write(m, regs, iv.rd, (R[iv.rs] + iv.imm.as_unsigned())[:32])
                                 elif d.name == "BNZ":
                                     with m.If(R[iv.rs] != 0):
-                                        m.d.comb += next_pc.eq(iv.target)
+                                        m.d.comb += next_pc.eq(base + iv.target)
                                 elif d.name == "HALT":
                                     m.d.comb += self.halted.eq(1)
                                     m.next = "IDLE"

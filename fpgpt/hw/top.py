@@ -29,6 +29,7 @@ from .control import ControlSlave, axi4lite_signature
 from .cosim import write_verilog
 from .dispatch import Dispatcher
 from .dma import AXI_ADDR_BITS, DMA, axi4_signature
+from .fetch import ProgramLoader
 from .mpu_engine import MPUEngine
 from .scratchpad import Scratchpad, spram_verilog
 
@@ -67,15 +68,14 @@ class Core(wiring.Component):
     m_axi0 ... : Out(dma.axi4_signature(64, hbm.port_bits))
     """
 
-    def __init__(self, *, hw: HardwareConfig, program_words=(), pc_bits: int = 10):
+    def __init__(self, *, hw: HardwareConfig, pc_bits: int = 10):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
-        words = [int(w) for w in program_words]
-        if len(words) > 1 << pc_bits:
-            raise ValueError(f"the program has {len(words)} words but pc_bits={pc_bits} holds "
-                             f"{1 << pc_bits}; raise pc_bits")
-        self._hw, self._words, self._pc_bits = hw, words, pc_bits
-        members = {"s_axi": Out(axi4lite_signature())}
+        if not isinstance(pc_bits, int) or not 1 <= pc_bits <= 24:
+            raise ValueError(f"pc_bits must be an integer in 1..24, not {pc_bits!r}")
+        self._hw, self._pc_bits = hw, pc_bits
+        members = {"s_axi": Out(axi4lite_signature()),
+                   "m_axi_prog": Out(axi4_signature(AXI_ADDR_BITS, WORD_BITS))}
         for k in range(hw.hbm.channels):
             members[f"m_axi{k}"] = Out(axi4_signature(AXI_ADDR_BITS, hw.hbm.port_bits))
         super().__init__(members)
@@ -88,10 +88,13 @@ class Core(wiring.Component):
         m.submodules.dma = dma = DMA(hw=hw)
         m.submodules.mpu = mpu = MPUEngine(hw=hw)
         m.submodules.spad = spad = Scratchpad(hw=hw, ports=2)
+        m.submodules.loader = loader = ProgramLoader(pc_bits=self._pc_bits)
         m.submodules.imem = imem = memory.Memory(shape=WORD_BITS, depth=1 << self._pc_bits,
-                                                 init=self._words)
-        rd = imem.read_port()
-        m.d.comb += [rd.addr.eq(disp.imem_addr), disp.imem_data.eq(rd.data)]
+                                                 init=[])
+        rd, wr = imem.read_port(), imem.write_port()
+        m.d.comb += [rd.addr.eq(disp.imem_addr), disp.imem_data.eq(rd.data),
+                     wr.addr.eq(loader.waddr), wr.data.eq(loader.wdata), wr.en.eq(loader.we)]
+        wiring.connect(m, loader.m_axi, wiring.flipped(self.m_axi_prog))
 
         wiring.connect(m, wiring.flipped(self.s_axi), ctl.s_axi)
         for k in range(hw.hbm.channels):
@@ -113,9 +116,33 @@ class Core(wiring.Component):
             m.d.comb += [t.cmd_valid.eq(cmd.valid), cmd.ready.eq(t.cmd_ready),
                          getattr(disp, f"{u.value}_done").eq(t.done)]
 
+        # Start: load the program first when its base or length changed (fetch.py), then run.
+        # The run cycle counter counts while the dispatcher runs (the timing model's span).
+        loading = Signal()
+        cycles, load_cycles = Signal(32), Signal(32)
+        run_start = Signal()
+        with m.If(ctl.start):
+            with m.If(ctl.prog_dirty):
+                m.d.comb += loader.go.eq(1)
+                m.d.sync += [loading.eq(1), load_cycles.eq(0)]
+            with m.Else():
+                m.d.comb += run_start.eq(1)
+        with m.If(loading):
+            m.d.sync += load_cycles.eq(load_cycles + 1)
+            with m.If(loader.done):
+                m.d.sync += loading.eq(0)
+                m.d.comb += [ctl.prog_loaded.eq(1), run_start.eq(~loader.too_long)]
+        with m.If(run_start):
+            m.d.sync += cycles.eq(0)
+        with m.Elif(disp.running):
+            m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += [
-            disp.start.eq(ctl.start), disp.entry.eq(ctl.entry),
-            ctl.running.eq(disp.running), ctl.halted.eq(disp.halted),
+            loader.base.eq(ctl.prog_base), loader.count.eq(ctl.prog_len),
+            ctl.error.eq(loader.too_long), ctl.cycles.eq(cycles),
+            ctl.load_cycles.eq(load_cycles),
+            disp.start.eq(run_start), disp.entry.eq(ctl.entry),
+            ctl.running.eq(disp.running | loading | loader.busy),
+            ctl.halted.eq(disp.halted | (loading & loader.done & loader.too_long)),
             disp.reg_we.eq(ctl.reg_we), disp.reg_waddr.eq(ctl.reg_waddr),
             disp.reg_wdata.eq(ctl.reg_wdata), ctl.regs.eq(disp.regs),
         ]
@@ -128,14 +155,16 @@ def vitis_name(path: tuple) -> str:
     """Vitis RTL-kernel name of a core port: ``m_axi3.awaddr`` -> ``m_axi_gmem3_awaddr``,
     ``s_axi.awaddr`` -> ``s_axi_control_awaddr``."""
     bus, member = str(path[0]), str(path[-1])
-    if bus.startswith("m_axi"):
+    if bus[len("m_axi"):].isdigit():
         return f"m_axi_gmem{bus[len('m_axi'):]}_{member}"
+    if bus.startswith("m_axi_"):
+        return f"{bus}_{member}"
     if bus == "s_axi":
         return f"s_axi_control_{member}"
     return "_".join(str(p) for p in path)
 
 
-def write_top(hw: HardwareConfig, path, *, program_words=(), pc_bits: int = 10,
+def write_top(hw: HardwareConfig, path, *, pc_bits: int = 10,
               name: str = "fpgpt_top") -> Path:
     """Write the core (module ``{name}_core``) and the Vitis-named wrapper ``name`` to ``path``.
 
@@ -144,7 +173,7 @@ def write_top(hw: HardwareConfig, path, *, program_words=(), pc_bits: int = 10,
     Path
         The Verilog file.
     """
-    core = Core(hw=hw, program_words=program_words, pc_bits=pc_bits)
+    core = Core(hw=hw, pc_bits=pc_bits)
     path = Path(path)
     write_verilog(core, f"{name}_core", path.with_suffix(".core.v"))
     ports, conns = ["input wire ap_clk", "input wire ap_rst_n"], [".clk(ap_clk)", ".rst(~ap_rst_n)"]

@@ -68,6 +68,22 @@ class Program:
     def hbm_bytes(self) -> int:
         return max((r.end for r in self.regions.values()), default=0)
 
+    def image(self) -> tuple[bytes, dict[str, int]]:
+        """The program as the device loads it: every stream's words back to back.
+
+        Returns
+        -------
+        (bytes, dict)
+            The image (``WORD_BYTES`` per instruction) and each stream's entry (word index).
+            Branch targets stay stream-relative: the device adds the entry
+            (docs/execution.md), so no word is relocated.
+        """
+        out, entries = bytearray(), {}
+        for name, instrs in self.streams.items():
+            entries[name] = len(out) // WORD_BYTES
+            out += encode_many(instrs)
+        return bytes(out), entries
+
     # -- serialisation ----------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         payload = bytearray()

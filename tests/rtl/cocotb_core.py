@@ -1,8 +1,8 @@
 """cocotb test module: a small program end to end on the emitted Vitis-named top (fpgpt_top).
 
 HBM is one cocotbext-axi ``AxiRam`` per channel (back-pressure on every AXI channel), the host an
-``AxiLiteMaster`` on ``s_axi_control``: it writes R[i] and ``entry``, sets ``ap_start`` and polls
-``ap_done``. Afterwards HBM is compared bit for bit with fpgpt.sim (Machine + executor
+``AxiLiteMaster`` on ``s_axi_control``: it gives the program image's place (loaded by the core on
+``m_axi_prog``), writes R[i] and ``entry``, sets ``ap_start`` and polls ``ap_done``. Afterwards HBM is compared bit for bit with fpgpt.sim (Machine + executor
 ``run_stream`` on the same Program), and the RTL's cycle counts (start to each unit's completion
 pulse, and to ``halted``) are written next to ``fpgpt.sim.timing.time_stream``'s prediction.
 
@@ -18,11 +18,12 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, Edge, ReadOnly, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from fpgpt.config import load_preset
-from fpgpt.hw.control import REG_CTRL, REG_ENTRY, REG_R0
+from fpgpt.hw.control import (REG_CTRL, REG_CYCLES, REG_ENTRY, REG_LOAD_CYCLES, REG_PROG_BASE,
+                               REG_PROG_LEN, REG_R0)
 
 
 class HBM:
@@ -62,54 +63,94 @@ class HBM:
         return out
 
 
+class Card:
+    """The host's view of one core: reset, HBM, program load, registers, runs (fpgpt.hw.control).
+
+    The program image goes into its own ``AxiRam`` on ``m_axi_prog`` (at address 0); on a card
+    it would sit in HBM.
+    """
+
+    def __init__(self, dut, hw, hbm_bytes: int, program_image: bytes):
+        self.dut, self.hw = dut, hw
+        cocotb.start_soon(Clock(dut.ap_clk, 10, unit="ns").start())
+        self.hbm = HBM(dut, hw, hbm_bytes)
+        self.prog = AxiRam(AxiBus.from_prefix(dut, "m_axi_prog"), dut.ap_clk, dut.ap_rst_n,
+                           reset_active_level=False, size=max(4096, len(program_image)))
+        self.prog.read_if.r_channel.set_pause_generator(itertools.cycle([0, 0, 0, 1]))
+        self.image = program_image
+        self.host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_control"), dut.ap_clk,
+                                  dut.ap_rst_n, reset_active_level=False)
+
+    async def reset(self) -> None:
+        self.dut.ap_rst_n.value = 0
+        for _ in range(4):
+            await RisingEdge(self.dut.ap_clk)
+        self.dut.ap_rst_n.value = 1
+        self.prog.write(0, self.image)
+        await self.host.write_dword(REG_PROG_BASE, 0)
+        await self.host.write_dword(REG_PROG_LEN, len(self.image) // 64)
+
+    async def set_regs(self, regs: dict) -> None:
+        for r, v in regs.items():
+            await self.host.write_dword(REG_R0 + 4 * int(r), int(v) & 0xFFFFFFFF)
+
+    async def run(self, entry: int, *, poll_every: int = 200, max_polls: int = 1_000_000) -> dict:
+        """Start the stream at ``entry``, wait for ``ap_done``; returns the cycle counters."""
+        await self.host.write_dword(REG_ENTRY, entry)
+        await self.host.write_dword(REG_CTRL, 1)
+        for _ in range(max_polls):
+            status = await self.host.read_dword(REG_CTRL)
+            if status & 2:
+                break
+            await ClockCycles(self.dut.ap_clk, poll_every)
+        else:
+            raise AssertionError("ap_done never set")
+        assert not status & 8, "the core reports the program longer than its instruction memory"
+        return {"cycles": await self.host.read_dword(REG_CYCLES),
+                "load_cycles": await self.host.read_dword(REG_LOAD_CYCLES)}
+
+    async def reg(self, i: int) -> int:
+        return await self.host.read_dword(REG_R0 + 4 * i)
+
+
+def completion_stamps(dut, units=("dma", "mpu", "vpu", "net")) -> dict:
+    """Records, per unit, the run-cycle counter each time the unit's ``completed`` count moves
+    (a value-change trigger, not a per-cycle coroutine, so long runs stay fast)."""
+    core = dut.core
+    out = {u: [] for u in units}
+
+    async def watch(u):
+        sig = getattr(core.disp, f"completed_{u}")
+        last = int(sig.value)
+        while True:
+            await Edge(sig)
+            await ReadOnly()
+            now = int(sig.value)
+            # the counter moved in the cycle that ended; the cycle count read now is one more
+            out[u].extend([int(core.cycles.value) - 1] * ((now - last) & 0xFFFFFFFF))
+            last = now
+
+    for u in units:
+        cocotb.start_soon(watch(u))
+    return out
+
+
 @cocotb.test()
 async def program_matches_simulator(dut):
     hw = load_preset(os.environ["CORE_PRESET"])
     case = json.loads(open(os.environ["CORE_CASE"]).read())
     image = np.frombuffer(bytes.fromhex(case["hbm_in"]), np.uint8)
-    cocotb.start_soon(Clock(dut.ap_clk, 10, unit="ns").start())
-    hbm = HBM(dut, hw, len(image))
-    host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_control"), dut.ap_clk, dut.ap_rst_n,
-                         reset_active_level=False)
-    dut.ap_rst_n.value = 0
-    for _ in range(4):
-        await RisingEdge(dut.ap_clk)
-    dut.ap_rst_n.value = 1
-    hbm.write(image)
-    for r, v in case["regs"].items():
-        await host.write_dword(REG_R0 + 4 * int(r), int(v))
-    await host.write_dword(REG_ENTRY, 0)
-
-    # Cycle stamps of the unit completion pulses, from the start pulse (cycle 0).
-    core = dut.core
-    probes = {"start": core.ctl.start, "halted": core.disp.halted,
-              "dma": core.dma.done, "mpu": core.mpu.done}
-    events = {k: [] for k in probes}
-
-    async def stamp():
-        cyc, started = 0, False
-        while True:
-            await RisingEdge(dut.ap_clk)
-            await ReadOnly()
-            if not started and int(probes["start"].value):
-                started, cyc = True, 0
-            if started:
-                for k in ("dma", "mpu", "halted"):
-                    if int(probes[k].value):
-                        events[k].append(cyc)
-                cyc += 1
-
-    cocotb.start_soon(stamp())
-    await host.write_dword(REG_CTRL, 1)
-    for _ in range(200_000):
-        if (await host.read_dword(REG_CTRL)) & 2:
-            break
-    else:
-        raise AssertionError("ap_done never set")
-    got = hbm.read()
+    card = Card(dut, hw, len(image), bytes.fromhex(case["program"]))
+    await card.reset()
+    card.hbm.write(image)
+    await card.set_regs(case["regs"])
+    stamps = completion_stamps(dut)
+    counters = await card.run(case["entry"])
+    got = card.hbm.read()
     want = np.frombuffer(bytes.fromhex(case["hbm_out"]), np.uint8)
     diff = np.flatnonzero(got != want)
     with open(os.environ["CORE_STATS"], "w") as fh:
         json.dump({"differ": int(diff.size), "first_diff": diff[:8].tolist(),
-                   "changed": int(np.count_nonzero(want != image)), "events": events}, fh)
+                   "changed": int(np.count_nonzero(want != image)), "events": stamps,
+                   **counters}, fh)
     assert diff.size == 0, f"{diff.size} HBM bytes differ from fpgpt.sim, first at {diff[:8]}"
