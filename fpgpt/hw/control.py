@@ -19,6 +19,8 @@ offset access  meaning
                ``ap_start`` load the image first
 0x2C   R       cycles of the last run, from its first fetch to ``HALT`` (counting while running)
 0x30   R       cycles the last program load took
+0x34   R/W     ring position: bits [7:0] this device's index, [15:8] the device count (reset: 0, 1)
+0x00   R       bit 4 ``net_error``: a NET transfer's length disagreed with its instruction (sticky)
 0x40+4i R/W    register R[i], i = 0..15 (writes while idle; R0 ignores writes)
 0x80+4u R      ``completed`` counter of unit u (dma, mpu, vpu, net), for status
 ====== ======= =================================================================
@@ -32,12 +34,12 @@ from amaranth.lib.wiring import In, Out
 from ..isa.table import NUM_REGS, REG_BITS, WAIT_UNITS
 
 __all__ = ["axi4lite_signature", "ControlSlave", "REG_CTRL", "REG_ENTRY", "REG_TOKENS",
-           "REG_DATA_BASE", "REG_PROG_BASE", "REG_PROG_LEN", "REG_CYCLES", "REG_LOAD_CYCLES",
+           "REG_DATA_BASE", "REG_PROG_BASE", "REG_PROG_LEN", "REG_CYCLES", "REG_LOAD_CYCLES", "REG_RING",
            "REG_R0", "REG_COMPLETED", "ADDR_BITS"]
 
 REG_CTRL, REG_ENTRY, REG_TOKENS = 0x00, 0x10, 0x14
 REG_DATA_BASE, REG_PROG_BASE, REG_PROG_LEN = 0x18, 0x20, 0x28
-REG_CYCLES, REG_LOAD_CYCLES = 0x2C, 0x30
+REG_CYCLES, REG_LOAD_CYCLES, REG_RING = 0x2C, 0x30, 0x34
 REG_R0, REG_COMPLETED = 0x40, 0x80
 #: Byte address bits of the control slave (the map above fits in 256 bytes).
 ADDR_BITS = 8
@@ -68,6 +70,8 @@ class ControlSlave(wiring.Component):
     prog_dirty : Out(1) program base or length written since the last load
     prog_loaded : In(1) one-cycle pulse: the program was loaded (clears ``prog_dirty``)
     cycles, load_cycles : In(32)   counters for 0x2C and 0x30
+    ring : Out(32)      0x34: device index (bits 7:0) and count (bits 15:8)
+    net_error : In(1)   status bit 4
     reg_we, reg_waddr, reg_wdata : Out   host writes to R[i], to the dispatcher
     regs : In(16 * 32)  the register file, for reads
     completed : In(4 * 32)  the units' completed counters
@@ -87,6 +91,8 @@ class ControlSlave(wiring.Component):
     error: In(1)
     cycles: In(32)
     load_cycles: In(32)
+    ring: Out(32, init=1 << 8)
+    net_error: In(1)
     reg_we: Out(1)
     reg_waddr: Out(4)
     reg_wdata: Out(REG_BITS)
@@ -109,7 +115,7 @@ class ControlSlave(wiring.Component):
         words = ((REG_ENTRY, self.entry, 0), (REG_TOKENS, self.tokens, 0),
                  (REG_DATA_BASE, self.data_base, 0), (REG_DATA_BASE + 4, self.data_base, 32),
                  (REG_PROG_BASE, self.prog_base, 0), (REG_PROG_BASE + 4, self.prog_base, 32),
-                 (REG_PROG_LEN, self.prog_len, 0))
+                 (REG_PROG_LEN, self.prog_len, 0), (REG_RING, self.ring, 0))
         counters = ((REG_CYCLES, self.cycles), (REG_LOAD_CYCLES, self.load_cycles))
         dirty = Signal()
         addr, wd = s.awaddr, s.wdata
@@ -134,7 +140,8 @@ class ControlSlave(wiring.Component):
             m.d.sync += s.rvalid.eq(1)
             with m.Switch(s.araddr[2:]):
                 with m.Case(REG_CTRL >> 2):
-                    m.d.sync += s.rdata.eq(done << 1 | ~self.running << 2 | self.error << 3)
+                    m.d.sync += s.rdata.eq(done << 1 | ~self.running << 2 | self.error << 3
+                                           | self.net_error << 4)
                     m.d.comb += clear_done.eq(1)
                 for off, sig, lo in words:
                     with m.Case(off >> 2):

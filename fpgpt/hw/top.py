@@ -31,9 +31,13 @@ from .dispatch import Dispatcher
 from .dma import AXI_ADDR_BITS, DMA, axi4_signature
 from .fetch import ProgramLoader
 from .mpu_engine import MPUEngine
+from .net import NetUnit, axis_signature
 from .scratchpad import Scratchpad, spram_verilog
 
-__all__ = ["Core", "Trap", "write_top", "vitis_name"]
+__all__ = ["Core", "Trap", "write_top", "vitis_name", "NET_PORTS"]
+
+#: The ring's AXI4-Stream ports (fpgpt.hw.net: tx_next drives the next device's rx_prev).
+NET_PORTS = ("tx_next", "rx_prev", "tx_prev", "rx_next")
 
 
 class Trap(wiring.Component):
@@ -78,6 +82,8 @@ class Core(wiring.Component):
                    "m_axi_prog": Out(axi4_signature(AXI_ADDR_BITS, WORD_BITS))}
         for k in range(hw.hbm.channels):
             members[f"m_axi{k}"] = Out(axi4_signature(AXI_ADDR_BITS, hw.hbm.port_bits))
+        for name in NET_PORTS:
+            members[name] = (Out if name.startswith("tx") else In)(axis_signature(hw))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -87,7 +93,8 @@ class Core(wiring.Component):
         m.submodules.disp = disp = Dispatcher(hw=hw, pc_bits=self._pc_bits)
         m.submodules.dma = dma = DMA(hw=hw)
         m.submodules.mpu = mpu = MPUEngine(hw=hw)
-        m.submodules.spad = spad = Scratchpad(hw=hw, ports=2)
+        m.submodules.net = net = NetUnit(hw=hw)
+        m.submodules.spad = spad = Scratchpad(hw=hw, ports=3)
         m.submodules.loader = loader = ProgramLoader(pc_bits=self._pc_bits)
         m.submodules.imem = imem = memory.Memory(shape=WORD_BITS, depth=1 << self._pc_bits,
                                                  init=[])
@@ -102,13 +109,20 @@ class Core(wiring.Component):
                            wiring.flipped(getattr(self, f"m_axi{k}")))
         connect(m, dma.sram, spad.port0)
         connect(m, mpu.sram, spad.port1)
+        connect(m, net.sram, spad.port2)
+        connect(m, disp.net_cmd, net.cmd)
+        for name in NET_PORTS:
+            port = getattr(self, name)
+            wiring.connect(m, getattr(net, name), wiring.flipped(port))
+        m.d.comb += [disp.net_done.eq(net.done), net.device_index.eq(ctl.ring[0:8]),
+                     net.device_count.eq(ctl.ring[8:16]), ctl.net_error.eq(net.error)]
         connect(m, disp.dma_cmd, dma.cmd)
         connect(m, disp.mpu_cmd, mpu.cmd)
         m.d.comb += [disp.dma_done.eq(dma.done), dma.data_base.eq(ctl.data_base),
                      disp.mpu_done.eq(mpu.done)]
 
         for i, u in enumerate(WAIT_UNITS):
-            if u.value in ("dma", "mpu"):
+            if u.value in ("dma", "mpu", "net"):
                 continue
             t = Trap()
             m.submodules[f"trap_{u.value}"] = t

@@ -128,7 +128,7 @@ LDD = _u("ldd", 32, "scratchpad elements between rows of the result")
 LDA = _u("lda", 32, "scratchpad elements between rows of A")
 LDB = _u("ldb", 32, "scratchpad elements between rows of B (0 broadcasts B's first row)")
 NET_COUNT = _u("count", 32, "elements")
-NET_DIR = Field("prev", 1, Kind.FLAG, "0: the next device on the ring, 1: the previous one")
+NET_DIR = Field("prev", 1, Kind.FLAG, "direction of travel: 0 = ring direction (SEND to d+1, RECV from d-1), 1 = reverse")
 
 _DMA_2D = (SRAM, HBM, ROWS, COLS, HSTRIDE, SSTRIDE, BATCH, HBATCH, SBATCH, RA, RR, RC, TRANSPOSE)
 _VPU_2D = (ROWS, COLS, LDD, LDA)

@@ -1,0 +1,289 @@
+"""The NET unit (fpgpt.hw.net) in Amaranth's simulator: D = 2 and 3 units in a ring, each with a
+behavioural scratchpad (1-cycle read latency, random grant stalls), random tvalid/tready stalls on
+every link; SEND/RECV pairs, ALLGATHER and ALLREDUCE checked bit for bit against numpy /
+fpgpt.isa.numerics; the port names of the emitted Verilog; the cycle cost on an idle ring."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.sim import Simulator
+
+from fpgpt.config import load_preset
+from fpgpt.hw.dma import captured_layout
+from fpgpt.hw.net import NetUnit, axis_signature, stream_bits
+from fpgpt.isa import numerics
+from fpgpt.isa.table import BY_NAME, Unit
+
+SRAM = 512            # elements the behavioural scratchpads model (addresses below this)
+_LAYOUT = captured_layout(Unit.NET)
+
+
+def hw_with_link_bits(bits: int):
+    """The tiny preset with a link slow enough that stream_bits(hw) == bits."""
+    hw = load_preset("tiny")
+    gbps = bits * 0.6 * hw.clock_mhz / 1e3 / (1 - hw.link.overhead)   # 0.6: well inside (bits/2, bits]
+    out = dataclasses.replace(hw, link=dataclasses.replace(hw.link, gbps=gbps))
+    assert stream_bits(out) == bits
+    return out
+
+
+def encode(op: str, **f) -> int:
+    """The captured payload of a NET instruction as an integer."""
+    v = BY_NAME[op].opcode << _LAYOUT["op"].offset
+    for name, x in f.items():
+        v |= x << _LAYOUT[name].offset
+    return v
+
+
+class Ring(Elaboratable):
+    """D NetUnits: d.tx_next -> (d+1).rx_prev and d.tx_prev -> (d-1).rx_next, each link gated by
+    a testbench-driven ``gate`` signal (tvalid and tready both masked: a stalled link)."""
+
+    def __init__(self, hw, d: int):
+        self.units = [NetUnit(hw=hw) for _ in range(d)]
+        self.gate_f = [Signal(name=f"gate_f{i}") for i in range(d)]
+        self.gate_r = [Signal(name=f"gate_r{i}") for i in range(d)]
+        self.d = d
+
+    def elaborate(self, platform):
+        m = Module()
+        D = self.d
+        for i, u in enumerate(self.units):
+            m.submodules[f"net{i}"] = u
+            m.d.comb += [u.device_index.eq(i), u.device_count.eq(D)]
+        for i, u in enumerate(self.units):
+            for tx, rx, g in ((u.tx_next, self.units[(i + 1) % D].rx_prev, self.gate_f[i]),
+                              (u.tx_prev, self.units[(i - 1) % D].rx_next, self.gate_r[i])):
+                m.d.comb += [rx.tdata.eq(tx.tdata), rx.tkeep.eq(tx.tkeep), rx.tlast.eq(tx.tlast),
+                             rx.tvalid.eq(tx.tvalid & g), tx.tready.eq(rx.tready & g)]
+        return m
+
+
+def run_ring(hw, mems, queues, *, seed=0, p_grant=0.7, p_link=0.6, limit=200_000):
+    """Run each device's queue of (op, fields) in a ring; returns (mems, per-instruction
+    (start, done) cycles per device, beats per link, error flags). ``mems`` are changed in place."""
+    D = len(mems)
+    top = Ring(hw, D)
+    rng = np.random.default_rng(seed)
+    W = stream_bits(hw)
+    links = [(u.tx_next, f"f{i}") for i, u in enumerate(top.units)] + \
+            [(u.tx_prev, f"r{i}") for i, u in enumerate(top.units)]
+    gates = top.gate_f + top.gate_r
+    res = {"times": [[] for _ in range(D)], "beats": {n: [] for _, n in links}, "error": None}
+
+    async def bench(ctx):
+        pos = [0] * D
+        start = [None] * D
+        cycle = 0
+        samp = []
+        for u in top.units:
+            samp += [u.cmd.valid, u.cmd.ready, u.done, u.sram.re, u.sram.we, u.sram.addr,
+                     u.sram.wdata, u.sram.grant]
+        for (tx, _), g in zip(links, gates):
+            samp += [tx.tvalid, tx.tready, tx.tdata, tx.tkeep, tx.tlast]
+        while any(len(res["times"][i]) < len(queues[i]) for i in range(D)):
+            cycle += 1
+            assert cycle < limit, f"no progress: {res['times']}"
+            for i, u in enumerate(top.units):
+                ctx.set(u.sram.grant, int(rng.random() < p_grant))
+                if pos[i] < len(queues[i]):
+                    op, f = queues[i][pos[i]]
+                    ctx.set(u.cmd.valid, 1)
+                    ctx.set(u.cmd.payload.as_value(), encode(op, **f))
+                else:
+                    ctx.set(u.cmd.valid, 0)
+            for g in gates:
+                ctx.set(g, int(rng.random() < p_link))
+            _, _, *v = await ctx.tick().sample(*samp)
+            for i, u in enumerate(top.units):
+                valid, ready, done, re, we, addr, wdata, grant = v[8 * i: 8 * i + 8]
+                if valid and ready:
+                    start[i] = cycle
+                    pos[i] += 1
+                if done:
+                    res["times"][i].append((start[i], cycle))
+                if grant and we:
+                    assert addr < SRAM, addr
+                    mems[i][addr] = wdata
+                if grant and re and not we:
+                    assert addr < SRAM, addr
+                    ctx.set(u.sram.rdata, int(mems[i][addr]))
+            base = 8 * D
+            for k, (_, name) in enumerate(links):
+                tvalid, tready, tdata, tkeep, tlast = v[base + 5 * k: base + 5 * k + 5]
+                if tvalid and tready:
+                    res["beats"][name].append((tdata, tkeep, tlast))
+        res["error"] = [ctx.get(u.error) for u in top.units]
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for name, beats in res["beats"].items():       # tkeep: full beats, then one partial tlast beat
+        for data, keep, last in beats:
+            n = bin(keep).count("1")
+            assert keep == (1 << n) - 1 and n % 2 == 0, (name, hex(keep))
+            assert last or n == W // 8, (name, hex(keep))
+    return mems, res
+
+
+def rand_mems(rng, D):
+    return [rng.integers(0, 1 << 16, SRAM, dtype=np.uint16).astype(np.int64) for _ in range(D)]
+
+
+def test_axis_names_and_width(tmp_path):
+    from fpgpt.hw.cosim import write_verilog
+
+    hw = load_preset("tiny")
+    assert stream_bits(hw) == 512                 # 97 Gb/s at 100 MHz: > 512 bits per cycle, capped
+    assert stream_bits(hw_with_link_bits(32)) == 32 and stream_bits(hw_with_link_bits(64)) == 64
+    assert set(axis_signature(hw).members) == {"tdata", "tkeep", "tlast", "tvalid", "tready"}
+    text = write_verilog(NetUnit(hw=hw_with_link_bits(32)), "net", tmp_path / "net.v").read_text()
+    for port in ("tx_next", "tx_prev", "rx_prev", "rx_next"):
+        for sig in ("tdata", "tkeep", "tlast", "tvalid", "tready"):
+            assert f"{port}__{sig}" in text, f"{port}__{sig}"
+    assert "input [31:0] rx_prev__tdata" in text and "output [31:0] tx_next__tdata" in text
+
+
+def test_checks(quiet_unused):
+    with pytest.raises(TypeError, match=r"^hw must be a HardwareConfig, not 'tiny'$"):
+        NetUnit(hw="tiny")
+    with pytest.raises(TypeError, match=r"^hw must be a HardwareConfig, not None$"):
+        stream_bits(None)
+
+
+@pytest.mark.parametrize("D,bits,seed", [(2, 32, 1), (3, 64, 2)])
+def test_send_recv(D, bits, seed):
+    """Random SEND/RECV pairs in both directions (a global order, so no deadlock), including
+    count = 0 and transfers of several beats; every 16-bit pattern is carried unchanged."""
+    hw = hw_with_link_bits(bits)
+    rng = np.random.default_rng(seed)
+    mems = rand_mems(rng, D)
+    want = [m.copy() for m in mems]
+    queues = [[] for _ in range(D)]
+    for t in range(10):
+        src, prev = int(rng.integers(D)), int(rng.integers(2))
+        dst = (src - 1) % D if prev else (src + 1) % D
+        n = 0 if t == 3 else int(rng.integers(1, 40))
+        a, b = int(rng.integers(0, SRAM - n)), int(rng.integers(0, SRAM - n))
+        queues[src].append(("SEND", {"sram": a, "count": n, "prev": prev}))
+        queues[dst].append(("RECV", {"sram": b, "count": n, "prev": prev}))
+        want[dst][b:b + n] = want[src][a:a + n]
+    mems, res = run_ring(hw, mems, queues, seed=seed)
+    for d in range(D):
+        assert np.array_equal(mems[d], want[d]), d
+    assert res["error"] == [0] * D
+    assert sum(len(b) for b in res["beats"].values()) > 20     # multi-beat transfers happened
+
+
+@pytest.mark.parametrize("D,bits,count,seed", [(2, 32, 13, 3), (3, 64, 9, 4), (3, 512, 40, 5)])
+def test_allgather(D, bits, count, seed):
+    hw = hw_with_link_bits(bits) if bits != 512 else load_preset("tiny")
+    rng = np.random.default_rng(seed)
+    mems = rand_mems(rng, D)
+    base = 7
+    want = [m.copy() for m in mems]
+    for d in range(D):
+        for c in range(D):
+            want[d][base + c * count: base + (c + 1) * count] = \
+                mems[c][base + c * count: base + (c + 1) * count]
+    queues = [[("ALLGATHER", {"sram": base, "count": count})] for _ in range(D)]
+    mems, res = run_ring(hw, mems, queues, seed=seed)
+    for d in range(D):
+        assert np.array_equal(mems[d], want[d]), d
+    assert res["error"] == [0] * D
+
+
+def special_f16(rng, n):
+    """FP16 bit patterns: random finite values plus signed zeros, subnormals, inf, NaN, and
+    values whose sum needs FP32 (large + small)."""
+    x = rng.standard_normal(n).astype(np.float16).view(np.uint16).astype(np.int64)
+    pool = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x7C00, 0xFC00, 0x7E01, 0x7BFF, 0xFBFF,
+            0x6400, 0x1400]
+    k = rng.random(n) < 0.3
+    x[k] = rng.choice(pool, int(k.sum()))
+    return x
+
+
+@pytest.mark.parametrize("D,bits,seed", [(2, 32, 6), (3, 64, 7)])
+def test_allreduce(D, bits, seed):
+    hw = hw_with_link_bits(bits)
+    rng = np.random.default_rng(seed)
+    count, base = 23, 100
+    mems = rand_mems(rng, D)
+    for d in range(D):
+        mems[d][base:base + count] = special_f16(rng, count)
+    mems[0][base] = mems[1][base] = 0x8000           # -0 + -0 ...: +0 + f32(-0) = +0
+    parts = np.stack([m[base:base + count].astype(np.uint16).view(np.float16) for m in mems])
+    sum16 = numerics.f16_bits(numerics.allreduce_sum(parts)).astype(np.int64)
+    want = [m.copy() for m in mems]
+    for d in range(D):
+        want[d][base:base + count] = sum16
+    # an ALLREDUCE, then an ALLGATHER elsewhere (the unit returns to idle cleanly)
+    g, gc = 300, 5
+    for d in range(D):
+        for c in range(D):
+            want[d][g + c * gc: g + (c + 1) * gc] = mems[c][g + c * gc: g + (c + 1) * gc]
+    queues = [[("ALLREDUCE", {"sram": base, "count": count}),
+               ("ALLGATHER", {"sram": g, "count": gc})] for _ in range(D)]
+    mems, res = run_ring(hw, mems, queues, seed=seed)
+    for d in range(D):
+        assert np.array_equal(mems[d], want[d]), (d, mems[d][base:base + count], sum16)
+    assert res["error"] == [0] * D
+
+
+def test_one_device_collectives_complete_at_once():
+    hw = hw_with_link_bits(32)
+    rng = np.random.default_rng(8)
+    mems = rand_mems(rng, 1)
+    want = mems[0].copy()
+    q = [[("ALLGATHER", {"sram": 0, "count": 50}), ("ALLREDUCE", {"sram": 0, "count": 50})]]
+    mems, res = run_ring(hw, mems, q, p_grant=1.0, p_link=1.0)
+    assert np.array_equal(mems[0], want)
+    assert [e - s for s, e in res["times"][0]] == [1, 1]
+    assert res["error"] == [0]
+
+
+def test_cycle_cost():
+    """Cycles from cmd accepted to done on an idle ring (grant and links always ready)."""
+    hw = hw_with_link_bits(64)
+    rng = np.random.default_rng(9)
+    got = {}
+    for n in (1, 4, 16, 64):
+        mems = rand_mems(rng, 2)
+        q = [[("SEND", {"sram": 0, "count": n, "prev": 0})],
+             [("RECV", {"sram": 0, "count": n, "prev": 0})]]
+        _, res = run_ring(hw, mems, q, p_grant=1.0, p_link=1.0)
+        got[("SEND", n)] = res["times"][0][0][1] - res["times"][0][0][0]
+        got[("RECV", n)] = res["times"][1][0][1] - res["times"][1][0][0]
+        for op in ("ALLGATHER", "ALLREDUCE"):
+            for D in (2, 3):
+                mems = rand_mems(rng, D)
+                q = [[(op, {"sram": 0, "count": n})] for _ in range(D)]
+                _, res = run_ring(hw, mems, q, p_grant=1.0, p_link=1.0)
+                got[(op, D, n)] = max(e - s for t in res["times"] for s, e in t)
+    for n in (1, 4, 16, 64):            # the figures the module docstring states
+        assert got[("SEND", n)] == n + 7, got
+        assert n + 7 < got[("RECV", n)] <= n + 11, got
+        for D in (2, 3):
+            assert got[("ALLGATHER", D, n)] <= (D - 1) * (2 * n + 8), got
+            assert got[("ALLREDUCE", D, n)] <= 3 * n + 10 * D, got
+    assert (got[("SEND", 64)], got[("ALLGATHER", 3, 64)], got[("ALLREDUCE", 3, 64)]) == \
+        (71, 261, 217), got
+
+
+def test_net_cocotb_axis(rtl_build):
+    """Verilator + cocotbext-axi AXI4-Stream source/sink on one unit (cocotb_net.py)."""
+    from pathlib import Path
+
+    from fpgpt.hw.cosim import run_cocotb, write_verilog
+
+    hw = hw_with_link_bits(32)
+    d = rtl_build(f"net_{hw.artifact_name}_{stream_bits(hw)}")
+    v = write_verilog(NetUnit(hw=hw), "net", d / "net.v")
+    run_cocotb([v], "net", "cocotb_net", d / "sim", test_dir=Path(__file__).parent,
+               env={"NET_SEED": "11"})
