@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -27,7 +26,6 @@ from fpgpt.hw import fpu  # noqa: E402
 from fpgpt.hw.cosim import run_cocotb, write_verilog  # noqa: E402
 from fpgpt.hw.vpu import VPU  # noqa: E402
 from fpgpt.hw.vpu_special import EXP_GELU_UNITS  # noqa: E402
-from test_hw_vpu import write_slim_verilog  # noqa: E402
 
 
 def main() -> None:
@@ -56,11 +54,10 @@ def main() -> None:
                                "test_s": r.test_s, "wall_s": time.perf_counter() - t0}
         hw = load_preset(args.preset)
         d = ROOT / "build" / "rtl" / f"vpu_{hw.artifact_name}_{args.max_cols}"
-        os.environ["MAKEFLAGS"] = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"   # see the test
-        v = write_slim_verilog(VPU(hw=hw, max_cols=args.max_cols), "vpu", d / "vpu.v")
+        v = write_verilog(VPU(hw=hw, max_cols=args.max_cols), "vpu", d / "vpu.v", flat=True)
         stats = Path(tmp) / "vpu.json"
         t0 = time.perf_counter()
-        r = run_cocotb([v], "vpu", "cocotb_vpu", d / "sim", test_dir=TESTS,
+        r = run_cocotb([v], "vpu", "cocotb_vpu", d / "sim", test_dir=TESTS, cxx_opt=False,
                        env={"VPU_PRESET": args.preset, "VPU_MAX_COLS": str(args.max_cols),
                             "VPU_ROWS": str(args.rows), "VPU_SEED": str(args.seed),
                             "VPU_STATS": str(stats)})

@@ -23,6 +23,7 @@ offset access  meaning
 0x00   R       bit 4 ``net_error``: a NET transfer's length disagreed with its instruction (sticky)
 0x40+4i R/W    register R[i], i = 0..15 (writes while idle; R0 ignores writes)
 0x80+4u R      ``completed`` counter of unit u (dma, mpu, vpu, net), for status
+0x90+4u R      run cycle (as 0x2C counts) of unit u's latest completion, for profiling
 ====== ======= =================================================================
 """
 
@@ -35,12 +36,12 @@ from ..isa.table import NUM_REGS, REG_BITS, WAIT_UNITS
 
 __all__ = ["axi4lite_signature", "ControlSlave", "REG_CTRL", "REG_ENTRY", "REG_TOKENS",
            "REG_DATA_BASE", "REG_PROG_BASE", "REG_PROG_LEN", "REG_CYCLES", "REG_LOAD_CYCLES", "REG_RING",
-           "REG_R0", "REG_COMPLETED", "ADDR_BITS"]
+           "REG_R0", "REG_COMPLETED", "REG_LAST_DONE", "ADDR_BITS"]
 
 REG_CTRL, REG_ENTRY, REG_TOKENS = 0x00, 0x10, 0x14
 REG_DATA_BASE, REG_PROG_BASE, REG_PROG_LEN = 0x18, 0x20, 0x28
 REG_CYCLES, REG_LOAD_CYCLES, REG_RING = 0x2C, 0x30, 0x34
-REG_R0, REG_COMPLETED = 0x40, 0x80
+REG_R0, REG_COMPLETED, REG_LAST_DONE = 0x40, 0x80, 0x90
 #: Byte address bits of the control slave (the map above fits in 256 bytes).
 ADDR_BITS = 8
 
@@ -75,6 +76,7 @@ class ControlSlave(wiring.Component):
     reg_we, reg_waddr, reg_wdata : Out   host writes to R[i], to the dispatcher
     regs : In(16 * 32)  the register file, for reads
     completed : In(4 * 32)  the units' completed counters
+    last_done : In(4 * 32)  the run cycle of each unit's latest completion
     """
 
     s_axi: Out(axi4lite_signature())
@@ -98,6 +100,7 @@ class ControlSlave(wiring.Component):
     reg_wdata: Out(REG_BITS)
     regs: In(NUM_REGS * REG_BITS)
     completed: In(len(WAIT_UNITS) * 32)
+    last_done: In(len(WAIT_UNITS) * 32)
 
     def elaborate(self, platform):
         m = Module()
@@ -155,6 +158,8 @@ class ControlSlave(wiring.Component):
                 for u in range(len(WAIT_UNITS)):
                     with m.Case((REG_COMPLETED >> 2) + u):
                         m.d.sync += s.rdata.eq(self.completed[32 * u:32 * u + 32])
+                    with m.Case((REG_LAST_DONE >> 2) + u):
+                        m.d.sync += s.rdata.eq(self.last_done[32 * u:32 * u + 32])
                 with m.Default():
                     m.d.sync += s.rdata.eq(0)
         with m.Elif(s.rready):

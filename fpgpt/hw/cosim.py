@@ -6,6 +6,7 @@ caller names (a pytest ``tmp_path`` or ``build/``), never the current directory.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ VERILATOR_WAIVERS: dict[str, str] = {
 }
 
 
-def write_verilog(component: wiring.Component, name: str, path: str | Path) -> Path:
+def write_verilog(component: wiring.Component, name: str, path: str | Path, *,
+                  flat: bool = False) -> Path:
     """Write ``component`` as a Verilog module ``name`` to ``path`` (folders are created).
 
     Parameters
@@ -53,12 +55,29 @@ def write_verilog(component: wiring.Component, name: str, path: str | Path) -> P
         The Verilog module name (a valid identifier).
     path : str or Path
         Output file.
+    flat : bool
+        Flatten the hierarchy and drop every internal name (Yosys ``flatten``, ``opt_clean
+        -purge``): for Verilator builds of big designs. cocotb builds with
+        ``--public-flat-rw``, which makes every named wire a VPI symbol; for the VPU's thousands
+        of intermediate wires compiling those tables took over 20 minutes on two cores. Only the
+        ports stay visible.
     """
     if not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, not {name!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = verilog.convert(component, name=name, emit_src=False)
+    if flat:
+        from amaranth._toolchain.yosys import find_yosys
+        from amaranth.back import rtlil
+
+        il = rtlil.convert(component, name=name, emit_src=False)
+        script = "\n".join([f"read_rtlil <<rtlil\n{il}\nrtlil", "proc -nomux -norom",
+                            "memory_collect", "flatten", "opt_clean -purge",
+                            "write_verilog -noattr"])
+        text = find_yosys(lambda ver: ver >= (0, 40)).run(["-q", "-"], script,
+                                                          ignore_warnings=True)
+    else:
+        text = verilog.convert(component, name=name, emit_src=False)
     # Rewrite only on change: Verilator skips re-verilating identical inputs (by file
     # metadata), which makes a rebuild of an unchanged design take seconds, not a minute.
     if not path.is_file() or path.read_text() != text:
@@ -75,23 +94,38 @@ class CosimResult:
     results_xml: Path
 
 
+#: Make variables that compile Verilator's C++ without optimisation. For designs of many
+#: megabytes of generated C++ (the whole core with its VPU) compile time dominates a bench, and
+#: -O0 cuts it several times at some cost in simulation speed.
+NO_CXX_OPT = "OPT=-O0 OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+
+
 def build(sources: Sequence[Path], toplevel: str, build_dir: str | Path, *,
-          extra_args: Sequence[str] = (), runner=None) -> float:
-    """Verilate and compile ``sources`` with cocotb's runner into ``build_dir``; returns seconds."""
+          extra_args: Sequence[str] = (), runner=None, cxx_opt: bool = True) -> float:
+    """Verilate and compile ``sources`` with cocotb's runner into ``build_dir``; returns seconds.
+
+    ``cxx_opt=False`` compiles the C++ at -O0 (:data:`NO_CXX_OPT`).
+    """
     setup_verilator()
     from cocotb_tools.runner import get_runner
 
     runner = runner or get_runner("verilator")
     t0 = time.perf_counter()
-    runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
-                 build_dir=str(build_dir), always=False,
-                 build_args=[*VERILATOR_WAIVERS, *extra_args], log_file=None)
+    saved = os.environ.get("MAKEFLAGS", "")
+    if not cxx_opt:
+        os.environ["MAKEFLAGS"] = f"{saved} {NO_CXX_OPT}".strip()
+    try:
+        runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                     build_dir=str(build_dir), always=False,
+                     build_args=[*VERILATOR_WAIVERS, *extra_args], log_file=None)
+    finally:
+        os.environ["MAKEFLAGS"] = saved
     return time.perf_counter() - t0
 
 
 def run_cocotb(sources: Sequence[Path], toplevel: str, test_module: str, build_dir: str | Path, *,
                test_dir: str | Path, env: Mapping[str, str] | None = None,
-               extra_args: Sequence[str] = ()) -> CosimResult:
+               extra_args: Sequence[str] = (), cxx_opt: bool = True) -> CosimResult:
     """Build (if needed) and run the cocotb tests of ``test_module`` against ``toplevel``.
 
     Parameters
@@ -102,6 +136,7 @@ def run_cocotb(sources: Sequence[Path], toplevel: str, test_module: str, build_d
     build_dir : where Verilator builds (one per parameter set).
     test_dir : the folder holding ``test_module``; put first on the simulator's ``PYTHONPATH``.
     env : extra environment for the simulation (how benches pass parameters to the test module).
+    cxx_opt : False compiles the simulator's C++ at -O0 (see :func:`build`).
 
     Raises
     ------
@@ -112,7 +147,8 @@ def run_cocotb(sources: Sequence[Path], toplevel: str, test_module: str, build_d
     from cocotb_tools.runner import get_results, get_runner
 
     runner = get_runner("verilator")
-    build_s = build(sources, toplevel, build_dir, extra_args=extra_args, runner=runner)
+    build_s = build(sources, toplevel, build_dir, extra_args=extra_args, runner=runner,
+                    cxx_opt=cxx_opt)
     xml = Path(build_dir).resolve() / f"{test_module}.results.xml"
     # The runner hands the simulator PYTHONPATH = sys.path (it overrides any PYTHONPATH given in
     # extra_env), so the test module's folder goes onto sys.path for the call.

@@ -1,19 +1,16 @@
-"""The core: dispatcher + DMA + scratchpad + AXI4-Lite control, and its Vitis-named Verilog top.
+"""The core: every unit of one device, and its Vitis-named Verilog top.
 
-What is wired (this version): the dispatcher fetches from an on-chip program memory, executes
-CTRL, captures and queues instructions; the DMA executes LOAD/STORE/GATHER/STR on the HBM AXI
-ports and the scratchpad; the MPU engine (fpgpt.hw.mpu_engine) executes MM; the host drives
-everything through ``s_axi_control`` (fpgpt.hw.control). The scratchpad has two requester ports:
-the DMA's (first priority) and the MPU's. The VPU and NET queues end in :class:`Trap` units: an
-instruction sent to one completes at once and sets its ``trapped`` flag, so a program that needs
-them stops being silently wrong. TODO: the VPU (fpgpt.hw.vpu, in progress elsewhere; its command
-layout is not the dispatcher's captured layout yet), NET AXI4-Stream ports, and fetching the
-program from HBM at ``prog_base`` (today the program memory is initialised from
-``program_words``).
+Wired: the control slave (``s_axi_control``, fpgpt.hw.control); the program loader
+(``m_axi_prog``, fpgpt.hw.fetch) filling the instruction memory; the dispatcher
+(fpgpt.hw.dispatch: fetch, CTRL, register capture, unit queues, wait counts, scoreboard); the DMA
+(LOAD/STORE/GATHER/STR on the ``m_axi{k}`` HBM ports); the MPU engine (MM); the VPU engine
+(VADD ... ARGMAX, with ARGMAX's register write-back); the NET unit (SEND/RECV/ALLGATHER/ALLREDUCE
+on the ring's AXI4-Stream ports ``tx_next``/``rx_prev``/``tx_prev``/``rx_next``). They share the
+scratchpad through four requester ports in fixed priority: DMA, MPU, NET, VPU.
 
 :func:`write_top` writes the core (Amaranth port names, ``m_axi0__awaddr``) and a wrapper module
 with Vitis RTL-kernel names: ``ap_clk``, ``ap_rst_n`` (active low), ``m_axi_gmem{k}_*``,
-``s_axi_control_*``.
+``m_axi_prog_*``, ``s_axi_control_*``, ``tx_next_tdata`` ...
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
@@ -32,27 +29,13 @@ from .dma import AXI_ADDR_BITS, DMA, axi4_signature
 from .fetch import ProgramLoader
 from .mpu_engine import MPUEngine
 from .net import NetUnit, axis_signature
+from .vpu_engine import VPUEngine
 from .scratchpad import Scratchpad, spram_verilog
 
-__all__ = ["Core", "Trap", "write_top", "vitis_name", "NET_PORTS"]
+__all__ = ["Core", "write_top", "vitis_name", "NET_PORTS"]
 
 #: The ring's AXI4-Stream ports (fpgpt.hw.net: tx_next drives the next device's rx_prev).
 NET_PORTS = ("tx_next", "rx_prev", "tx_prev", "rx_next")
-
-
-class Trap(wiring.Component):
-    """Completes every instruction at once and remembers that one arrived (a unit not built)."""
-
-    def __init__(self):
-        super().__init__({"cmd_valid": In(1), "cmd_ready": Out(1), "done": Out(1),
-                          "trapped": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += [self.cmd_ready.eq(1), self.done.eq(self.cmd_valid)]
-        with m.If(self.cmd_valid):
-            m.d.sync += self.trapped.eq(1)
-        return m
 
 
 class Core(wiring.Component):
@@ -61,23 +44,27 @@ class Core(wiring.Component):
     Parameters
     ----------
     hw : HardwareConfig
-    program_words : list of int
-        Instruction words (``WORD_BITS`` each) of the program memory's initial contents.
     pc_bits : int
-        The program memory holds ``2**pc_bits`` words.
+        The instruction memory holds ``2**pc_bits`` words (a longer program is refused at
+        start: status bit 3).
+    max_cols : int
+        The VPU's row buffer: the longest LAYERNORM / SOFTMAX row (2048 covers every GPT-2 size:
+        d_model up to 1600, context 1024).
 
     Ports
     -----
     s_axi : Out(control.axi4lite_signature())
+    m_axi_prog : Out(dma.axi4_signature(64, WORD_BITS))   program image reads
     m_axi0 ... : Out(dma.axi4_signature(64, hbm.port_bits))
+    tx_next, tx_prev : Out(net.axis_signature(hw)); rx_prev, rx_next : In(...)
     """
 
-    def __init__(self, *, hw: HardwareConfig, pc_bits: int = 10):
+    def __init__(self, *, hw: HardwareConfig, pc_bits: int = 10, max_cols: int = 2048):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
         if not isinstance(pc_bits, int) or not 1 <= pc_bits <= 24:
             raise ValueError(f"pc_bits must be an integer in 1..24, not {pc_bits!r}")
-        self._hw, self._pc_bits = hw, pc_bits
+        self._hw, self._pc_bits, self._max_cols = hw, pc_bits, max_cols
         members = {"s_axi": Out(axi4lite_signature()),
                    "m_axi_prog": Out(axi4_signature(AXI_ADDR_BITS, WORD_BITS))}
         for k in range(hw.hbm.channels):
@@ -94,7 +81,8 @@ class Core(wiring.Component):
         m.submodules.dma = dma = DMA(hw=hw)
         m.submodules.mpu = mpu = MPUEngine(hw=hw)
         m.submodules.net = net = NetUnit(hw=hw)
-        m.submodules.spad = spad = Scratchpad(hw=hw, ports=3)
+        m.submodules.vpu = vpu = VPUEngine(hw=hw, max_cols=self._max_cols)
+        m.submodules.spad = spad = Scratchpad(hw=hw, ports=4)
         m.submodules.loader = loader = ProgramLoader(pc_bits=self._pc_bits)
         m.submodules.imem = imem = memory.Memory(shape=WORD_BITS, depth=1 << self._pc_bits,
                                                  init=[])
@@ -110,6 +98,10 @@ class Core(wiring.Component):
         connect(m, dma.sram, spad.port0)
         connect(m, mpu.sram, spad.port1)
         connect(m, net.sram, spad.port2)
+        connect(m, vpu.sram, spad.port3)
+        connect(m, disp.vpu_cmd, vpu.cmd)
+        m.d.comb += [disp.vpu_done.eq(vpu.done), disp.wb_we.eq(vpu.wb_we),
+                     disp.wb_addr.eq(vpu.wb_addr), disp.wb_data.eq(vpu.wb_data)]
         connect(m, disp.net_cmd, net.cmd)
         for name in NET_PORTS:
             port = getattr(self, name)
@@ -120,15 +112,6 @@ class Core(wiring.Component):
         connect(m, disp.mpu_cmd, mpu.cmd)
         m.d.comb += [disp.dma_done.eq(dma.done), dma.data_base.eq(ctl.data_base),
                      disp.mpu_done.eq(mpu.done)]
-
-        for i, u in enumerate(WAIT_UNITS):
-            if u.value in ("dma", "mpu", "net"):
-                continue
-            t = Trap()
-            m.submodules[f"trap_{u.value}"] = t
-            cmd = getattr(disp, f"{u.value}_cmd")
-            m.d.comb += [t.cmd_valid.eq(cmd.valid), cmd.ready.eq(t.cmd_ready),
-                         getattr(disp, f"{u.value}_done").eq(t.done)]
 
         # Start: load the program first when its base or length changed (fetch.py), then run.
         # The run cycle counter counts while the dispatcher runs (the timing model's span).
@@ -162,6 +145,10 @@ class Core(wiring.Component):
         ]
         for i, u in enumerate(WAIT_UNITS):
             m.d.comb += ctl.completed[32 * i:32 * i + 32].eq(getattr(disp, f"completed_{u.value}"))
+            last = Signal(32, name=f"last_done_{u.value}")
+            with m.If(getattr(disp, f"{u.value}_done")):
+                m.d.sync += last.eq(cycles)
+            m.d.comb += ctl.last_done[32 * i:32 * i + 32].eq(last)
         return m
 
 
@@ -178,9 +165,12 @@ def vitis_name(path: tuple) -> str:
     return "_".join(str(p) for p in path)
 
 
-def write_top(hw: HardwareConfig, path, *, pc_bits: int = 10,
-              name: str = "fpgpt_top") -> Path:
+def write_top(hw: HardwareConfig, path, *, pc_bits: int = 10, name: str = "fpgpt_top",
+              flat: bool = False) -> Path:
     """Write the core (module ``{name}_core``) and the Vitis-named wrapper ``name`` to ``path``.
+
+    ``flat=True`` flattens the core and drops its internal names (``cosim.write_verilog``): for
+    Verilator benches, which then see only the top's ports.
 
     Returns
     -------
@@ -189,7 +179,7 @@ def write_top(hw: HardwareConfig, path, *, pc_bits: int = 10,
     """
     core = Core(hw=hw, pc_bits=pc_bits)
     path = Path(path)
-    write_verilog(core, f"{name}_core", path.with_suffix(".core.v"))
+    write_verilog(core, f"{name}_core", path.with_suffix(".core.v"), flat=flat)
     ports, conns = ["input wire ap_clk", "input wire ap_rst_n"], [".clk(ap_clk)", ".rst(~ap_rst_n)"]
     for p, member in core.signature.members.flatten():
         if not member.is_port:

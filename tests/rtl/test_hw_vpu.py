@@ -22,25 +22,6 @@ from fpgpt.isa import numerics as nx
 MAX_COLS = 64
 
 
-def write_slim_verilog(component, name: str, path: Path) -> Path:
-    """Like ``cosim.write_verilog``, but flattened with Yosys's ``opt_clean -purge``: the VPU's
-    thousands of named intermediate wires would otherwise each become a public VPI symbol (cocotb
-    builds with ``--public-flat-rw``), and compiling those symbol tables dominated the build
-    (over 20 minutes on the shared machine for the tiny VPU)."""
-    from amaranth.back import rtlil
-    from amaranth._toolchain.yosys import find_yosys
-
-    text = rtlil.convert(component, name=name, emit_src=False)
-    script = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", "proc -nomux -norom",
-                        "memory_collect", "flatten", "opt_clean -purge",
-                        "write_verilog -noattr"])
-    out = find_yosys(lambda ver: ver >= (0, 40)).run(["-q", "-"], script, ignore_warnings=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.is_file() or path.read_text() != out:
-        path.write_text(out)
-    return path
-
-
 def _pack(v) -> int:
     return int.from_bytes(np.ascontiguousarray(v, np.float16).tobytes(), "little")
 
@@ -137,17 +118,16 @@ def test_latencies_from_config():
 @pytest.mark.skipif(os.environ.get("FPGPT_SLOW_RTL") != "1", reason=(
     "cold Verilator build of 5-6 min on 2 cores would push make test past its 15-minute budget; "
     "run with FPGPT_SLOW_RTL=1 (results in docs/rtl.md and the closing notes)"))
-def test_vpu_verilator_tiny(tmp_path, rtl_build, monkeypatch):
+def test_vpu_verilator_tiny(tmp_path, rtl_build):
     """Random rows of every operation on the tiny VPU (width 8), back-pressure on both streams."""
-    # -O0: the generated C++ is large; compile time, not simulation speed, is the cost here.
-    monkeypatch.setenv("MAKEFLAGS", "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0")
-    from fpgpt.hw.cosim import run_cocotb
+    from fpgpt.hw.cosim import run_cocotb, write_verilog
 
     hw = load_preset("tiny")
     d = rtl_build(f"vpu_{hw.artifact_name}_{MAX_COLS}")
-    v = write_slim_verilog(VPU(hw=hw, max_cols=MAX_COLS), "vpu", d / "vpu.v")
+    v = write_verilog(VPU(hw=hw, max_cols=MAX_COLS), "vpu", d / "vpu.v", flat=True)
     stats = tmp_path / "stats.json"
     run_cocotb([v], "vpu", "cocotb_vpu", d / "sim", test_dir=Path(__file__).parent,
+               cxx_opt=False,
                env={"VPU_PRESET": "tiny", "VPU_MAX_COLS": str(MAX_COLS), "VPU_ROWS": "8",
                     "VPU_SEED": "6", "VPU_STATS": str(stats)})
     s = json.loads(stats.read_text())

@@ -1,0 +1,200 @@
+"""The VPU engine (fpgpt.hw.vpu_engine): constructor checks, and a width-2 engine in Amaranth's
+simulator with a behavioural scratchpad (1-cycle reads, refused requests), instruction by
+instruction against fpgpt.sim's executor, bit for bit, plus its cycle formula."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from fpgpt.config import load_preset
+from fpgpt.hw.decoder import Opcode
+from fpgpt.hw.vpu_engine import VPUEngine, engine_cycles
+from fpgpt.isa import Instr, Program
+from fpgpt.sim.control import capture
+from fpgpt.sim.executor import run_stream
+from fpgpt.sim.machine import Machine
+
+MAX_COLS = 16
+REGION = 256             # elements per operand region (a, b, dst, gamma/beta)
+REG_RC = 3
+
+
+def _hw(width: int = 2):
+    base = load_preset("tiny")
+    return dataclasses.replace(base, vpu=dataclasses.replace(base.vpu, width=width))
+
+
+def _payload(f: dict[str, int], op: str) -> dict:
+    from fpgpt.hw.dma import captured_layout
+    from fpgpt.isa.table import Unit
+
+    pl = {name: f.get(name, 0) for name, _ in captured_layout(Unit.VPU) if name != "op"}
+    pl["op"] = Opcode[op]
+    return pl
+
+
+def run_engine(hw, jobs, sram: np.ndarray, stall=(1, 1, 0, 1), check=None):
+    """Runs captured instructions ``jobs`` = [(op, fields)] one after another on a VPUEngine
+    whose scratchpad is ``sram`` (uint16, updated in place). The port's grant follows the cycle
+    pattern ``stall`` during even-numbered instructions and is always high during odd ones
+    (whose cycle counts are then exact); ``check(k, sram)`` is called after instruction ``k``.
+    Returns, per instruction, the cycles from the cmd handshake to ``done`` and the
+    ARGMAX write-back value (None when there was none)."""
+    dut = VPUEngine(hw=hw, max_cols=MAX_COLS)
+    out = []
+    stalling = [True]
+    pattern = itertools.cycle(stall)
+
+    def grants():
+        while True:
+            yield next(pattern) if stalling[0] else 1
+
+    grants = grants()
+
+    async def scratchpad(ctx):
+        grant = next(grants)
+        ctx.set(dut.sram.grant, grant)
+        async for _clk, _rst, re, we, addr, wdata in ctx.tick().sample(
+                dut.sram.re, dut.sram.we, dut.sram.addr, dut.sram.wdata):
+            if grant and re:
+                ctx.set(dut.sram.rdata, int(sram[addr]))
+            if grant and we:
+                sram[addr] = wdata
+            grant = next(grants)
+            ctx.set(dut.sram.grant, grant)
+
+    async def drive(ctx):
+        for k, (op, f) in enumerate(jobs):
+            stalling[0] = k % 2 == 0
+            ctx.set(dut.cmd.payload, _payload(f, op))
+            ctx.set(dut.cmd.valid, 1)
+            await ctx.tick().until(dut.cmd.ready)
+            ctx.set(dut.cmd.valid, 0)
+            cycles, wb = 0, None
+            while True:
+                _, _, done, we, addr, data = await ctx.tick().sample(
+                    dut.done, dut.wb_we, dut.wb_addr, dut.wb_data)
+                cycles += 1
+                if we:
+                    assert done and addr == f.get("rd", 0), (op, addr)
+                    wb = data
+                if done:
+                    break
+                if cycles > 20_000:
+                    raise AssertionError(f"{op} {f} did not complete")
+            out.append((cycles, wb))
+            await ctx.tick()    # the scratchpad bench has stored the last write of ``done``'s cycle
+            if check is not None:
+                check(len(out) - 1, sram)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(drive)
+    sim.add_testbench(scratchpad, background=True)
+    sim.run()
+    return out
+
+
+def random_instr(rng, op: str, w: int, regs) -> Instr:
+    rc = int(rng.integers(0, 3)) if op != "LAYERNORM" and rng.random() < 0.5 else 0
+    regs[REG_RC] = rc
+    cmax = MAX_COLS if op in ("LAYERNORM", "SOFTMAX") else 3 * w + 1
+    n = int(rng.integers(1, cmax + 1))
+    cols = max(0, n - rc)
+    rows = int(rng.integers(1, 4))
+    lda = n + int(rng.integers(0, 3))
+    ldd = n + int(rng.integers(0, 3))
+    a, dst = int(rng.integers(0, 16)), 2 * REGION + int(rng.integers(0, 16))
+    if rng.random() < 0.3:              # in place, as the compiler emits
+        dst, ldd = a, lda
+    f = dict(dst=dst, a=a, rows=rows, cols=cols, lda=lda, ldd=ldd)
+    if op in ("VADD", "VMUL"):
+        f.update(b=REGION + int(rng.integers(0, 16)),
+                 ldb=0 if rng.random() < 0.3 else n + int(rng.integers(0, 3)))
+    if op == "LAYERNORM":
+        f.update(gamma=3 * REGION, beta=3 * REGION + MAX_COLS + int(rng.integers(0, 4)),
+                 eps=1e-5)
+    if op == "SOFTMAX":
+        f.update(scale=float(rng.choice([1.0, 0.125, 0.5])))
+    if op == "ARGMAX":
+        f = dict(rd=int(rng.integers(4, 16)), a=a, cols=cols)
+    if op != "LAYERNORM":
+        f["rc"] = REG_RC
+    return Instr.make(op, **f)
+
+
+def random_f16(rng, size) -> np.ndarray:
+    x = (rng.standard_normal(size) * 2.0).astype(np.float16).view(np.uint16)
+    wild = rng.random(size) < 0.02          # arbitrary bit patterns: inf, NaN, subnormals
+    x[wild] = rng.integers(0, 1 << 16, int(wild.sum()), dtype=np.uint16)
+    return x
+
+
+def test_vpu_engine_checks(quiet_unused):
+    with pytest.raises(TypeError, match=r"^hw must be a HardwareConfig, not 'tiny'$"):
+        VPUEngine(hw="tiny")
+    with pytest.raises(ValueError, match=r"^max_cols must be a positive multiple of vpu.width=8"):
+        VPUEngine(hw=load_preset("tiny"), max_cols=12)
+
+
+def test_vpu_engine_matches_executor():
+    """Random instructions of every op (multi-row, strides, R[rc], ldb = 0, in place, ARGMAX),
+    each op twice (the scratchpad refusing one request in four, then granting all), then two
+    empty ones; compared with the executor after each, cycle counts with :func:`engine_cycles`."""
+    hw = _hw(2)
+    rng = np.random.default_rng(11)
+    machine = Machine(hw, 0)
+    init = random_f16(rng, 4 * REGION)
+    sram = np.zeros(4 * REGION, np.uint16)
+    sram[:] = init
+    machine.sram.view(np.uint16)[:4 * REGION] = init
+    ops = ["VADD", "VMUL", "GELU", "VCOPY", "LAYERNORM", "SOFTMAX", "ARGMAX"]
+    rng.shuffle(ops)
+    instrs, jobs = [], []
+    for op in [op for op in ops for _ in range(2)]:
+        ins = random_instr(rng, op, hw.vpu.width, machine.regs)
+        instrs.append(ins)
+        jobs.append((op, capture(ins, machine.regs)))
+    machine.regs[REG_RC] = 0        # nothing to do: complete at once, ARGMAX writes R[rd] = 0
+    for ins in (Instr.make("VCOPY", dst=0, a=1, rows=2, cols=0, lda=1, ldd=1, rc=REG_RC),
+                Instr.make("ARGMAX", rd=7, a=0, cols=0, rc=REG_RC)):
+        instrs.append(ins)
+        jobs.append((ins.op, capture(ins, machine.regs)))
+    # The expected scratchpad after each instruction (rc is one register: rebuild its value).
+    states, wbs = [], []
+    for ins, (op, f) in zip(instrs, jobs):
+        machine.regs[REG_RC] = f.get("rc", 0)     # R[rc] as it was when ``ins`` was made
+        if op == "ARGMAX" and f["cols"] + f["rc"] == 0:   # the simulator rejects it
+            machine.regs[f["rd"]] = 0
+        else:
+            run_stream(machine, Program(streams={"s": [ins, Instr.make("HALT")]}), "s")
+        states.append(machine.sram.view(np.uint16)[:4 * REGION].copy())
+        wbs.append(int(machine.regs[f["rd"]]) if op == "ARGMAX" else None)
+    bad = []
+
+    def check(k, now):
+        diff = np.flatnonzero(now != states[k])
+        if diff.size:
+            bad.append((k, jobs[k], int(diff.size), int(diff[0]), int(now[diff[0]]),
+                        int(states[k][diff[0]])))
+
+    # One simulation for the whole sequence (elaborating the VPU dominates), checked after each.
+    got = run_engine(hw, jobs, sram, check=check)
+    assert not bad, bad[:3]
+    assert [g[1] for g in got] == wbs
+    # Cycle counts of the instructions run without refusals: the documented model, exactly.
+    for k in range(1, len(jobs), 2):
+        op, f = jobs[k]
+        n = f["cols"] + (f["rc"] if op != "LAYERNORM" else 0)
+        assert got[k][0] == engine_cycles(hw, op, f.get("rows", 1), n), (op, f, got[k][0])
+    # The bench covered what it claims to.
+    vec = [(op, f) for op, f in jobs if op != "ARGMAX"]
+    assert any(f["rows"] > 1 for _, f in vec) and any(f["rc"] for _, f in vec if "rc" in f)
+    assert any(f["dst"] == f["a"] and f["rows"] > 1 for _, f in vec)
+    assert any(f["ldb"] == 0 and f["rows"] > 1 for op, f in vec if op in ("VADD", "VMUL"))
+    assert any(f["cols"] + f.get("rc", 0) > hw.vpu.width for _, f in vec)
