@@ -537,31 +537,43 @@ def rtl(hw_name: str, output: str, lint: bool, top: bool, force: bool, as_json: 
 @main.command()
 @click.option("--hw", "hw_name", default="tiny", show_default=True, help="Preset or TOML file.")
 @click.option("--work", default="build/synth", show_default=True,
-              help="Folder for the Verilog and Yosys outputs.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+              help="Folder for the Verilog, Yosys outputs and the result cache.")
+@click.option("--no-cache", is_flag=True,
+              help="Synthesize every block again (cold: about 15 minutes for tiny).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @_guard
-def synth(hw_name: str, work: str, as_json: bool) -> None:
-    """Estimate FPGA resources with Yosys (synth_xilinx -family xcup), unit by unit."""
+def synth(hw_name: str, work: str, no_cache: bool, as_json: bool) -> None:
+    """Estimate FPGA resources of the whole core with Yosys (synth_xilinx -family xcup), block
+    by block, summed by instance count (docs/rtl.md, "Synthesis estimate")."""
     from .config import load_config
     from .hw.synth import RESOURCES, synth_report
     hwc = load_config(hw_name)
-    with err_console.status(f"yosys synth_xilinx -family xcup, {hwc.artifact_name}"):
-        rep = synth_report(hwc, work)
+    title = f"yosys synth_xilinx -family xcup, {hwc.artifact_name}"
+    with err_console.status(title) as status:
+        rep = synth_report(hwc, work, cache=not no_cache,
+                           progress=lambda line: status.update(f"{title}: {line}"))
     if as_json:
         _emit_json(rep)
         return
+
+    def fmt(x: float) -> str:            # fractional BRAM36 (RAMB18 halves): one decimal
+        return f"{x:,.1f}" if x != int(x) else f"{int(x):,}"
+
     t = Table(title=f"{hwc.artifact_name} on {hwc.device.part}: summed by instance count")
-    t.add_column("unit")
+    t.add_column("component")
     t.add_column("instances", justify="right")
     for r in RESOURCES:
         t.add_column(r, justify="right")
-    for name, u in rep["units"].items():
-        t.add_row(name, f"{u['instances']:,}", *(f"{u['total'][r]:,}" for r in RESOURCES))
-    t.add_row("[bold]total[/bold]", "", *(f"{rep['total'][r]:,}" for r in RESOURCES))
+    for name, c in rep["components"].items():
+        t.add_row(name, f"{c['instances']:,}", *(fmt(c["total"][r]) for r in RESOURCES))
+    t.add_row("[bold]total[/bold]", "", *(fmt(rep["total"][r]) for r in RESOURCES))
     t.add_row("capacity", "", *(f"{rep['capacity'][r]:,}" for r in RESOURCES))
     t.add_row("utilisation", "", *(f"{100 * rep['utilisation'][r]:.1f} %" for r in RESOURCES))
     console.print(t)
-    console.print("not included yet: " + ", ".join(rep["excluded"]))
+    worst = max(RESOURCES, key=lambda r: rep["utilisation"][r])
+    console.print(f"fits within 70 %: {'yes' if rep['fits_70'] else 'no'} "
+                  f"(highest: {worst} {100 * rep['utilisation'][worst]:.1f} %)")
+    console.print("not counted: " + "; ".join(rep["excluded"]))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -362,14 +362,24 @@ class VPU(wiring.Component):
         def add2(x, y, name):
             return fplogic.build_f32_add(m, x, y, name=name)
 
+        # Each node of the max / argmax trees is a named Signal: a node's expression uses each
+        # operand twice, so an unnamed tree is an expression DAG that Amaranth walks as a tree,
+        # in time exponential in the depth (minutes at 8 lanes, hours at 64).
+        def node(name, value):
+            s = Signal(value.shape(), name=name)
+            m.d.comb += s.eq(value)
+            return s
+
         def max2(x, y, name):          # later wins only if strictly greater (NaN never wins)
-            return Mux(f32_gt(y, x), y, x)
+            return node(name, Mux(f32_gt(y, x), y, x))
 
         def arg2(x, y, name):          # (has, value, index): lower index wins ties
             hx, vx, ix = x
             hy, vy, iy = y
-            take = hy & (~hx | f32_gt(vy, vx) | (~f32_gt(vx, vy) & (iy < ix)))
-            return (hx | hy, Mux(take, vy, vx), Mux(take, iy, ix))
+            take = node(f"{name}_take",
+                        hy & (~hx | f32_gt(vy, vx) | (~f32_gt(vx, vy) & (iy < ix))))
+            return (node(f"{name}_has", hx | hy), node(f"{name}_val", Mux(take, vy, vx)),
+                    node(f"{name}_idx", Mux(take, iy, ix)))
 
         tsum = _tree(m, acc, add2, "tsum")
         tmax = _tree(m, acc, max2, "tmax")
