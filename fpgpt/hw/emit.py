@@ -104,7 +104,7 @@ def emit_verilog(hw: HardwareConfig, out_dir: str | Path, *, top: bool = True) -
     out_dir : folder to write into (created).
     top : bool
         Also write the core with its Vitis-named wrapper (``{artifact_name}_top.v``, module
-        ``fpgpt_top``, see fpgpt/hw/top.py). For u280 that is ~23 MB of Verilog and minutes.
+        ``fpgpt_top``, see fpgpt/hw/top.py). For u280 that is tens of MB of Verilog and minutes.
 
     Returns
     -------
@@ -127,8 +127,9 @@ def emit_verilog(hw: HardwareConfig, out_dir: str | Path, *, top: bool = True) -
     if top:
         path = write_top(hw, out / f"{hw.artifact_name}_top.v")
         comps.append({"name": "top", "module": "fpgpt_top", "file": path.name, "instances": 1,
-                      "parameters": {}, "role": "the core: control slave, dispatcher, DMA, MPU "
-                      "engine, scratchpad; Vitis RTL-kernel port names",
+                      "parameters": {}, "role": "the core: control slave, program loader, "
+                      "dispatcher, DMA, MPU, VPU and NET engines, scratchpad; Vitis RTL-kernel "
+                      "port names",
                       "ports": _top_ports(path.read_text(), "fpgpt_top")})
     manifest = {"artifact": hw.artifact_name, "hw": hw.to_dict(), "components": comps}
     (out / f"{hw.artifact_name}_manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -1,0 +1,93 @@
+"""A compiled GPT-2 generation as a cosimulation case: what the RTL core must reproduce.
+
+:func:`make_case` compiles a shipped model for a preset, runs the host protocol of
+docs/execution.md on fpgpt.sim (exact numerics; the timing model per stream) and returns the HBM
+image before and after, the generated tokens, the program image with its stream entries, and the
+timing model's completion cycles per unit. ``cocotb_program.py`` runs the same protocol on the
+Verilog; :func:`compare` lines the two up. Shared by ``tests/rtl/test_hw_program.py`` and
+``bench/bench_rtl_program.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fpgpt.compiler import compile_model
+from fpgpt.config import load_preset
+from fpgpt.models import ByteTokenizer, load_model
+from fpgpt.sim.control import Registers
+from fpgpt.sim.executor import run_stream
+from fpgpt.sim.machine import I32, Machine
+from fpgpt.sim.results import UNITS
+from fpgpt.sim.runner import REG_COUNT
+from fpgpt.sim.timing import time_stream
+from fpgpt.sim.trace import TraceRecorder
+
+__all__ = ["make_case", "compare"]
+
+
+def _model_stamps(program, stream, hw, regs) -> tuple[float, dict[str, list[float]]]:
+    """The timing model's stream length and, per unit, its completion cycles in order."""
+    tr = TraceRecorder(max_events=10_000_000)
+    t = time_stream(program, stream, hw, regs, trace=tr)
+    ends: dict[str, list[float]] = {u: [] for u in UNITS}
+    for ev in tr.events:
+        if ev.get("ph") == "X" and ev["tid"] < len(UNITS):
+            ends[UNITS[ev["tid"]]].append((ev["ts"] + ev["dur"]) * hw.clock_mhz)
+    return t.cycles, {u: sorted(v) for u, v in ends.items()}
+
+
+def make_case(model: str = "micro", preset: str = "tiny", prompt: str = "def",
+              new_tokens: int = 3) -> dict:
+    """Everything the RTL run needs and must reproduce (JSON-serialisable)."""
+    hw = load_preset(preset)
+    w = load_model(model)
+    ids = ByteTokenizer().encode(prompt)
+    program = compile_model(w, hw, prompt_len=len(ids))
+    m = Machine.for_program(hw, program)
+    m.write_array(program.regions["tokens_in"].addr, np.asarray(ids), I32)
+    hbm_in = m.hbm.copy()
+
+    streams = [("prefill", dict(program.registers.get("prefill", {})))]
+    if new_tokens > 1:
+        regs = dict(program.registers.get("decode", {}))
+        regs[REG_COUNT] = new_tokens - 1
+        streams.append(("decode", regs))
+    timing_regs = Registers()
+    runs = []
+    for name, regs in streams:
+        for r, v in regs.items():
+            m.regs[int(r)] = int(v)
+            timing_regs[int(r)] = int(v)
+        run_stream(m, program, name)
+        cycles, stamps = _model_stamps(program, name, hw, timing_regs)
+        runs.append({"stream": name, "regs": {int(r): int(v) for r, v in regs.items()},
+                     "model_cycles": cycles, "model_stamps": stamps})
+    out = program.regions["tokens_out"]
+    tokens = [int(t) for t in m.read_array(out.addr, new_tokens, I32)]
+    image, entries = program.image()
+    return {"preset": preset, "model": model, "prompt": ids, "tokens": tokens,
+            "tokens_out": [out.addr, new_tokens], "program": image.hex(), "entries": entries,
+            "hbm_in": hbm_in.tobytes().hex(), "hbm_out": m.hbm.tobytes().hex(), "runs": runs,
+            "instructions": {s: len(program.stream(s)) for s in program.streams}}
+
+
+def compare(case: dict, stats: dict) -> list[dict]:
+    """Per stream and unit: instructions completed and the latest completion cycle, RTL vs
+    model, and the whole stream's cycles (``rtl`` / ``model`` / ``diff_pct``)."""
+    rows = []
+    for run, got in zip(case["runs"], stats["runs"]):
+        for u in UNITS:
+            want, have = run["model_stamps"][u], got["units"][u]
+            if not want and not have["completed"]:
+                continue
+            rows.append({"stream": run["stream"], "what": u, "count_rtl": have["completed"],
+                         "count_model": len(want),
+                         "rtl": have["last"] if have["completed"] else None,
+                         "model": want[-1] if want else None})
+        rows.append({"stream": run["stream"], "what": "total", "rtl": got["cycles"],
+                     "model": run["model_cycles"]})
+    for r in rows:
+        if r["rtl"] is not None and r["model"]:
+            r["diff_pct"] = 100.0 * (r["rtl"] - r["model"]) / r["model"]
+    return rows
