@@ -33,7 +33,7 @@ from .decoder import INSTR_LAYOUTS, Opcode
 from .vpu_special import _const_f32, _neg, build_exp, build_recip, build_rsqrt, f32_gt
 
 __all__ = ["Mode", "OUTPUT_MODES", "FIRST_MODE", "mode_latency", "scalar_wait", "VPULane",
-           "VPU"]
+           "VPU", "check_vpu_args"]
 
 _ONE = 0x3F800000
 _NEG_INF = 0xFF800000
@@ -187,6 +187,16 @@ def _tree(m: Module, values: list, combine, name: str) -> list:
     return level[0]
 
 
+def check_vpu_args(hw: HardwareConfig, max_cols: int) -> None:
+    """The checks of :class:`VPU`'s parameters (shared with the engine that wraps it)."""
+    if not isinstance(hw, HardwareConfig):
+        raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
+    w = hw.vpu.width
+    if not isinstance(max_cols, int) or max_cols < w or max_cols % w:
+        raise ValueError(f"max_cols must be a positive multiple of vpu.width={w}, not "
+                         f"{max_cols!r}")
+
+
 class VPU(wiring.Component):
     """The vector unit: one row per command, FP16 vectors of ``hw.vpu.width`` per beat.
 
@@ -213,12 +223,8 @@ class VPU(wiring.Component):
     """
 
     def __init__(self, *, hw: HardwareConfig, max_cols: int = 1024):
-        if not isinstance(hw, HardwareConfig):
-            raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
+        check_vpu_args(hw, max_cols)
         w = hw.vpu.width
-        if not isinstance(max_cols, int) or max_cols < w or max_cols % w:
-            raise ValueError(f"max_cols must be a positive multiple of vpu.width={w}, not "
-                             f"{max_cols!r}")
         self._hw, self._max_cols = hw, max_cols
         cols_shape = INSTR_LAYOUTS["layernorm"].members["cols"]
         self.CMD_LAYOUT = data.StructLayout({"op": Opcode, "cols": cols_shape,

@@ -62,7 +62,7 @@ from ..isa.table import Unit
 from .decoder import Opcode
 from .dma import captured_layout
 from .scratchpad import ELEMENT_BITS, addr_bits, port_signature
-from .vpu import VPU
+from .vpu import VPU, check_vpu_args
 
 __all__ = ["VPUEngine", "engine_cycles"]
 
@@ -93,12 +93,7 @@ class VPUEngine(wiring.Component):
     """
 
     def __init__(self, *, hw: HardwareConfig, max_cols: int = 1024):
-        if not isinstance(hw, HardwareConfig):
-            raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
-        w = hw.vpu.width
-        if not isinstance(max_cols, int) or max_cols < w or max_cols % w:
-            raise ValueError(f"max_cols must be a positive multiple of vpu.width={w}, not "
-                             f"{max_cols!r}")
+        check_vpu_args(hw, max_cols)
         self._hw, self._max_cols = hw, max_cols
         super().__init__({
             "cmd": In(stream.Signature(captured_layout(Unit.VPU))),

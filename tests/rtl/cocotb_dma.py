@@ -17,10 +17,10 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiBus, AxiRam
 
-from cocotb_util import issue_and_wait
+from cocotb_util import issue_and_wait, scratchpad
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.dma import captured_layout
@@ -106,7 +106,6 @@ class TB:
         self.ch_of = (a // g) % c
         self.local_of = (a // (g * c)) * g + a % g
         self.sram = np.zeros(hw.buffers.sram_elements, dtype=np.uint16)
-        self.requests = 0
 
     def write_hbm(self, image: np.ndarray) -> None:
         for k, ram in enumerate(self.rams):
@@ -123,29 +122,6 @@ class TB:
             out[sel] = buf[self.local_of[sel]]
         return out
 
-    async def scratchpad(self):
-        """One element per cycle, read data one cycle after the request, one refusal in five."""
-        dut = self.dut
-        grants = itertools.cycle([1, 1, 1, 1, 0])
-        grant = 1
-        dut.sram__grant.value = grant
-        dut.sram__rdata.value = 0
-        while True:
-            await FallingEdge(dut.clk)
-            await ReadOnly()
-            re, we = int(dut.sram__re.value), int(dut.sram__we.value)
-            addr = int(dut.sram__addr.value)
-            wdata = int(dut.sram__wdata.value)
-            await RisingEdge(dut.clk)
-            if grant and re:
-                dut.sram__rdata.value = int(self.sram[addr])
-                self.requests += 1
-            if grant and we:
-                self.sram[addr] = wdata
-                self.requests += 1
-            grant = next(grants)
-            dut.sram__grant.value = grant
-
 
 @cocotb.test()
 async def dma_matches_executor(dut):
@@ -159,7 +135,7 @@ async def dma_matches_executor(dut):
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-    cocotb.start_soon(tb.scratchpad())
+    cocotb.start_soon(scratchpad(dut, tb.sram, itertools.cycle([1, 1, 1, 1, 0])))
 
     machine = Machine(hw, HBM_BYTES)
     image = rng.integers(0, 256, HBM_BYTES, dtype=np.uint8)

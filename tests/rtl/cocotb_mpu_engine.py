@@ -17,9 +17,9 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 
-from cocotb_util import issue_and_wait
+from cocotb_util import issue_and_wait, scratchpad
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.dma import captured_layout
@@ -77,27 +77,6 @@ def random_f16(rng, size) -> np.ndarray:
     return x
 
 
-async def scratchpad(dut, sram: np.ndarray, prefix: str = "sram"):
-    """One element per cycle, read data one cycle after the request, one refusal in five."""
-    grants = itertools.cycle([1, 1, 1, 1, 0])
-    grant = 1
-    port = {n: getattr(dut, f"{prefix}__{n}") for n in ("grant", "rdata", "re", "we", "addr", "wdata")}
-    port["grant"].value = grant
-    port["rdata"].value = 0
-    while True:
-        await FallingEdge(dut.clk)
-        await ReadOnly()
-        re, we = int(port["re"].value), int(port["we"].value)
-        addr, wdata = int(port["addr"].value), int(port["wdata"].value)
-        await RisingEdge(dut.clk)
-        if grant and re:
-            port["rdata"].value = int(sram[addr])
-        if grant and we:
-            sram[addr] = wdata
-        grant = next(grants)
-        port["grant"].value = grant
-
-
 @cocotb.test()
 async def mpu_engine_matches_executor(dut):
     hw = load_preset(os.environ["MPU_PRESET"])
@@ -110,7 +89,7 @@ async def mpu_engine_matches_executor(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     sram = np.zeros(hw.buffers.sram_elements, np.uint16)
-    cocotb.start_soon(scratchpad(dut, sram))
+    cocotb.start_soon(scratchpad(dut, sram, itertools.cycle([1, 1, 1, 1, 0])))
 
     machine = Machine(hw, 0)
     records, bad = [], []

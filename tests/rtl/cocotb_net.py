@@ -17,10 +17,10 @@ import os
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from cocotb_util import issue_and_wait
+from cocotb_util import issue_and_wait, scratchpad
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.dma import captured_layout
 from fpgpt.isa import numerics
@@ -35,25 +35,6 @@ def pack(op: str, **fields) -> int:
         v = Opcode[op].value if name == "op" else fields.get(name, 0)
         word |= (v & ((1 << fl.width) - 1)) << fl.offset
     return word
-
-
-async def scratchpad(dut, sram: np.ndarray, rng):
-    """One element per cycle, read data one cycle after the request, random refusals."""
-    grant = 1
-    dut.sram__grant.value = grant
-    dut.sram__rdata.value = 0
-    while True:
-        await FallingEdge(dut.clk)
-        await ReadOnly()
-        re, we = int(dut.sram__re.value), int(dut.sram__we.value)
-        addr, wdata = int(dut.sram__addr.value), int(dut.sram__wdata.value)
-        await RisingEdge(dut.clk)
-        if grant and re:
-            dut.sram__rdata.value = int(sram[addr])
-        if grant and we:
-            sram[addr] = wdata
-        grant = int(rng.random() < 0.75)
-        dut.sram__grant.value = grant
 
 
 def pauses(rng, n=4096):
@@ -81,7 +62,7 @@ async def net_unit_axis(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     sram = rng.integers(0, 1 << 16, SRAM, dtype=np.uint16)
-    cocotb.start_soon(scratchpad(dut, sram, rng))
+    cocotb.start_soon(scratchpad(dut, sram, iter(lambda: int(rng.random() < 0.75), None)))
 
     # SEND, both directions: the frame is the elements' bytes, little-endian
     for prev, port in ((0, "tx_next"), (1, "tx_prev")):
