@@ -52,7 +52,8 @@ def main(argv=None) -> int:
         try:
             run_cocotb([v], "fpgpt_top", "cocotb_program", d / "sim", test_dir=RTL_TESTS,
                        cxx_opt=False,
-                       env={"PROGRAM_CASE": str(case_file), "PROGRAM_STATS": str(stats_file)})
+                       env={"PROGRAM_CASE": str(case_file), "PROGRAM_STATS": str(stats_file),
+                            "COCOTB_LOG_LEVEL": "WARNING"})      # not a line per AXI-Lite poll
             failure = None
         except RuntimeError as e:       # still report what the run measured
             failure = str(e)

@@ -22,49 +22,14 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
+from cocotb_util import HBM
+
 from fpgpt.config import load_preset
 from fpgpt.hw.control import (REG_COMPLETED, REG_CTRL, REG_CYCLES, REG_ENTRY, REG_LAST_DONE,
                                REG_LOAD_CYCLES, REG_PROG_BASE, REG_PROG_LEN, REG_R0)
 
 #: Units in the control slave's counter order (the ISA's wait fields).
 UNITS = ("dma", "mpu", "vpu", "net")
-
-
-class HBM:
-    """``channels`` AxiRams holding one global HBM image (interleaved as fpgpt.hw.dma maps it)."""
-
-    def __init__(self, dut, hw, nbytes: int):
-        h = hw.hbm
-        self.chan_bytes = -(-nbytes // (h.channels * h.interleave_bytes)) * h.interleave_bytes
-        self.nbytes = nbytes
-        self.rams = []
-        for k in range(h.channels):
-            bus = AxiBus.from_prefix(dut, f"m_axi_gmem{k}")
-            ram = AxiRam(bus, dut.ap_clk, dut.ap_rst_n, reset_active_level=False,
-                         size=self.chan_bytes)
-            for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                       ram.read_if.ar_channel, ram.read_if.r_channel):
-                ch.set_pause_generator(itertools.cycle([0, 0, 1] if k % 2 else [0, 1, 0, 0]))
-            self.rams.append(ram)
-        a = np.arange(nbytes)
-        g, c = h.interleave_bytes, h.channels
-        self.ch_of = (a // g) % c
-        self.local_of = (a // (g * c)) * g + a % g
-
-    def write(self, image: np.ndarray) -> None:
-        for k, ram in enumerate(self.rams):
-            buf = np.zeros(self.chan_bytes, np.uint8)
-            sel = self.ch_of == k
-            buf[self.local_of[sel]] = image[sel]
-            ram.write(0, buf.tobytes())
-
-    def read(self) -> np.ndarray:
-        out = np.zeros(self.nbytes, np.uint8)
-        for k, ram in enumerate(self.rams):
-            buf = np.frombuffer(ram.read(0, self.chan_bytes), np.uint8)
-            sel = self.ch_of == k
-            out[sel] = buf[self.local_of[sel]]
-        return out
 
 
 class Card:
@@ -77,7 +42,8 @@ class Card:
     def __init__(self, dut, hw, hbm_bytes: int, program_image: bytes):
         self.dut, self.hw = dut, hw
         cocotb.start_soon(Clock(dut.ap_clk, 10, unit="ns").start())
-        self.hbm = HBM(dut, hw, hbm_bytes)
+        self.hbm = HBM(dut, hw, hbm_bytes, port="m_axi_gmem{k}", clock=dut.ap_clk,
+                       reset=dut.ap_rst_n, reset_active_level=False)
         self.prog = AxiRam(AxiBus.from_prefix(dut, "m_axi_prog"), dut.ap_clk, dut.ap_rst_n,
                            reset_active_level=False, size=max(4096, len(program_image)))
         self.prog.read_if.r_channel.set_pause_generator(itertools.cycle([0, 0, 0, 1]))

@@ -18,9 +18,8 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
-from cocotbext.axi import AxiBus, AxiRam
 
-from cocotb_util import issue_and_wait, scratchpad
+from cocotb_util import HBM, issue_and_wait, scratchpad
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.dma import captured_layout
@@ -89,38 +88,10 @@ def random_instr(rng, hw, regs) -> Instr:
 class TB:
     def __init__(self, dut, hw):
         self.dut, self.hw = dut, hw
-        h = hw.hbm
-        self.chan_bytes = HBM_BYTES // h.channels
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        self.rams = []
-        for k in range(h.channels):
-            bus = AxiBus.from_prefix(dut, f"m_axi{k}", bus_separator="__")
-            ram = AxiRam(bus, dut.clk, dut.rst, size=self.chan_bytes)
-            for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                       ram.read_if.ar_channel, ram.read_if.r_channel):
-                ch.set_pause_generator(itertools.cycle([0, 0, 1] if k % 2 else [0, 1, 0, 0]))
-            self.rams.append(ram)
-        # Global HBM byte a <-> (channel, local byte): docs in fpgpt.hw.dma.
-        a = np.arange(HBM_BYTES)
-        g, c = h.interleave_bytes, h.channels
-        self.ch_of = (a // g) % c
-        self.local_of = (a // (g * c)) * g + a % g
+        self.hbm = HBM(dut, hw, HBM_BYTES, port="m_axi{k}", separator="__", clock=dut.clk,
+                       reset=dut.rst)
         self.sram = np.zeros(hw.buffers.sram_elements, dtype=np.uint16)
-
-    def write_hbm(self, image: np.ndarray) -> None:
-        for k, ram in enumerate(self.rams):
-            sel = self.ch_of == k
-            buf = np.zeros(self.chan_bytes, np.uint8)
-            buf[self.local_of[sel]] = image[sel]
-            ram.write(0, buf.tobytes())
-
-    def read_hbm(self) -> np.ndarray:
-        out = np.zeros(HBM_BYTES, np.uint8)
-        for k, ram in enumerate(self.rams):
-            buf = np.frombuffer(ram.read(0, self.chan_bytes), np.uint8)
-            sel = self.ch_of == k
-            out[sel] = buf[self.local_of[sel]]
-        return out
 
 
 @cocotb.test()
@@ -142,7 +113,7 @@ async def dma_matches_executor(dut):
     image[IDX_BASE:] = np.frombuffer(rng.integers(0, TABLE_ROWS, 64).astype("<i4").tobytes(),
                                      np.uint8)
     machine.hbm[:] = image
-    tb.write_hbm(image)
+    tb.hbm.write(image)
     sram0 = rng.integers(0, 1 << 16, hw.buffers.sram_elements, dtype=np.uint16)
     machine.sram.view(np.uint16)[:] = sram0
     tb.sram[:] = sram0
@@ -155,12 +126,12 @@ async def dma_matches_executor(dut):
         cycles = await issue_and_wait(dut, pack(f, ins.op), idle=int(rng.integers(0, 3)),
                                       limit=200_000, what=f"instruction {i} ({ins.op})")
         await RisingEdge(dut.clk)     # the last scratchpad write lands in the model
-        hbm_ok = np.array_equal(tb.read_hbm(), machine.hbm)
+        hbm_ok = np.array_equal(tb.hbm.read(), machine.hbm)
         sram_ok = np.array_equal(tb.sram, machine.sram.view(np.uint16))
         if not (hbm_ok and sram_ok):
             bad.append({"i": i, "op": ins.op, "fields": f, "hbm_ok": hbm_ok, "sram_ok": sram_ok})
             # Resynchronise so that one bug does not fail every later instruction.
-            tb.write_hbm(machine.hbm)
+            tb.hbm.write(machine.hbm)
             tb.sram[:] = machine.sram.view(np.uint16)
         model = HBMModel(hw)
         kind, work, idx, straggle = model.plan(dma_segments(ins.op, f))
