@@ -6,12 +6,14 @@ Register map (32-bit registers, byte addresses):
 offset access  meaning
 ====== ======= =================================================================
 0x00   R/W     bit 0 ``ap_start`` (write 1: start the stream at ``entry``), bit 1 ``ap_done``
-               (set when the stream halts, cleared when 0x00 is read), bit 2 ``ap_idle``
+               (set when the stream halts, cleared when 0x00 is read), bit 2 ``ap_idle``,
+               bit 3 ``error`` (the program is longer than the instruction memory; not run),
+               bit 4 ``net_error`` (a NET transfer's length disagreed with its instruction;
+               sticky)
 0x10   R/W     ``entry``: instruction index where the stream starts
 0x14   R/W     token count (for the host's bookkeeping; the program reads R3, docs/execution.md)
 0x18   R/W     data base, low 32 bits (added to every HBM AXI address)
 0x1C   R/W     data base, high 32 bits
-0x00   R       bit 3 ``error``: the program is longer than the instruction memory (not run)
 0x20   R/W     program base, low 32 bits (HBM byte address of the program image, 64-byte
                aligned; fpgpt.hw.fetch)
 0x24   R/W     program base, high 32 bits
@@ -20,7 +22,6 @@ offset access  meaning
 0x2C   R       cycles of the last run, from its first fetch to ``HALT`` (counting while running)
 0x30   R       cycles the last program load took
 0x34   R/W     ring position: bits [7:0] this device's index, [15:8] the device count (reset: 0, 1)
-0x00   R       bit 4 ``net_error``: a NET transfer's length disagreed with its instruction (sticky)
 0x40+4i R/W    register R[i], i = 0..15 (writes while idle; R0 ignores writes)
 0x80+4u R      ``completed`` counter of unit u (dma, mpu, vpu, net), for status
 0x90+4u R      run cycle (as 0x2C counts) of unit u's latest completion, for profiling
@@ -35,8 +36,8 @@ from amaranth.lib.wiring import In, Out
 from ..isa.table import NUM_REGS, REG_BITS, WAIT_UNITS
 
 __all__ = ["axi4lite_signature", "ControlSlave", "REG_CTRL", "REG_ENTRY", "REG_TOKENS",
-           "REG_DATA_BASE", "REG_PROG_BASE", "REG_PROG_LEN", "REG_CYCLES", "REG_LOAD_CYCLES", "REG_RING",
-           "REG_R0", "REG_COMPLETED", "REG_LAST_DONE", "ADDR_BITS"]
+           "REG_DATA_BASE", "REG_PROG_BASE", "REG_PROG_LEN", "REG_CYCLES", "REG_LOAD_CYCLES",
+           "REG_RING", "REG_R0", "REG_COMPLETED", "REG_LAST_DONE", "ADDR_BITS"]
 
 REG_CTRL, REG_ENTRY, REG_TOKENS = 0x00, 0x10, 0x14
 REG_DATA_BASE, REG_PROG_BASE, REG_PROG_LEN = 0x18, 0x20, 0x28

@@ -25,11 +25,12 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 from cocotb_util import HBM
 
 from fpgpt.config import load_preset
+from fpgpt.isa.table import WAIT_UNITS
 from fpgpt.hw.control import (REG_COMPLETED, REG_CTRL, REG_CYCLES, REG_ENTRY, REG_LAST_DONE,
                                REG_LOAD_CYCLES, REG_PROG_BASE, REG_PROG_LEN, REG_R0)
 
 #: Units in the control slave's counter order (the ISA's wait fields).
-UNITS = ("dma", "mpu", "vpu", "net")
+UNITS = tuple(u.value for u in WAIT_UNITS)
 
 
 class Card:
@@ -79,7 +80,8 @@ class Card:
             if status & 2:
                 break
             if progress and poll % 100 == 0:
-                done = [await self.host.read_dword(REG_COMPLETED + 4 * i) for i in range(4)]
+                done = [await self.host.read_dword(REG_COMPLETED + 4 * i)
+                        for i in range(len(UNITS))]
                 cyc = await self.host.read_dword(REG_CYCLES)
                 with open(progress, "a") as fh:
                     fh.write(f"entry {entry} cycle {cyc} completed {done} "
