@@ -175,7 +175,7 @@ def _decode_items(spec, hwname="tiny", prompt_len=8):
     lay = plan_layout(spec, hw)
     plan = plan_buffers(spec, hw, "decode", prompt_len=prompt_len, vec_len=lay.vec_len)
     g = tile_graph(lower(spec), hw, plan.slot_elems)
-    return codegen_stream("decode", g, spec, lay, plan), lay, plan
+    return codegen_stream("decode", g, spec, lay, plan, hw), lay, plan
 
 
 def test_hoist_moves_weight_loads_ahead_but_not_above_sync_or_their_slot_reader():

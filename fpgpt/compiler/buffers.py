@@ -22,7 +22,7 @@ from fpgpt.models import ModelSpec
 
 from .errors import CompileError
 
-__all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems"]
+__all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride"]
 
 #: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams.
 WEIGHT_SLOTS = 4
@@ -68,17 +68,32 @@ class BufferPlan:
         return max(self.addr[k] + self.size[k] for k in self.addr)
 
 
+def b_stride(n: int, hw: HardwareConfig) -> int:
+    """The row stride (elements) the compiler gives an MM's B operand of rows of ``n``.
+
+    The MPU streams B through the scratchpad's bank port at one chunk (``C = mpu.width``
+    elements) per lane per cycle only when the lanes' chunks sit in distinct banks: rows start
+    chunk-aligned and ``ldb / C ≡ 1 (mod mpu.lanes)`` (docs/rtl.md, "The wide scratchpad";
+    fpgpt/hw/mpu_engine.py). This is the smallest such stride ``>= n``.
+    """
+    c, nb = hw.mpu.width, hw.mpu.lanes
+    chunks = -(-n // c)
+    chunks += (1 - chunks) % nb
+    return chunks * c
+
+
 def slot_target_elems(hw: HardwareConfig) -> int:
     return min(_MAX_SLOT_BYTES, hw.buffers.sram_bytes // 8) // 2
 
 
-def _buffers(spec: ModelSpec, rows: int, ctx: int, group: int, slot: int, vec_len: int
-             ) -> dict[str, tuple[int, tuple[int, int]]]:
+def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: int, slot: int,
+             vec_len: int) -> dict[str, tuple[int, tuple[int, int]]]:
     d, f, dh = spec.d_model, spec.d_ff, spec.d_head
+    dhs, cs = b_stride(dh, hw), b_stride(ctx, hw)
     b = {"x": (rows * d, _ALL), "h": (rows * d, _ALL), "qkv": (rows * 3 * d, _QKV),
          "attn": (rows * d, (2, 4)), "ffn": (rows * f, _MLP),
-         "kst": (group * ctx * dh, _ATT), "vst": (group * dh * ctx, _ATT),
-         "scores": (group * rows * ctx, _ATT), "logits": (spec.vocab, _HEAD),
+         "kst": (group * ctx * dhs, _ATT), "vst": (group * dh * cs, _ATT),
+         "scores": (group * rows * cs, _ATT), "logits": (spec.vocab, _HEAD),
          "lnf": (2 * d, _HEAD), "params0": (vec_len, _ALL), "params1": (vec_len, _ALL)}
     for i in range(WEIGHT_SLOTS):
         b[f"slot{i}"] = (slot, _ALL)
@@ -130,7 +145,7 @@ def plan_buffers(spec: ModelSpec, hw: HardwareConfig, stream: str, *, prompt_len
     while True:
         for rows in (_halvings(prompt_len) if prefill else [1]):
             for group in _halvings(min(spec.n_head, 255)):
-                bufs = _buffers(spec, rows, ctx, group, slot, vec_len)
+                bufs = _buffers(spec, hw, rows, ctx, group, slot, vec_len)
                 addr = _allocate(bufs, limit, align)
                 tried = bufs
                 if addr is not None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fpgpt.config import HardwareConfig
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
-from .buffers import WEIGHT_SLOTS, BufferPlan
+from .buffers import WEIGHT_SLOTS, BufferPlan, b_stride
 from .ir import Graph, Op, OpKind
 from .layout import Layout
 
@@ -35,8 +36,8 @@ class Item:
 
 
 class _Gen:
-    def __init__(self, spec: ModelSpec, layout: Layout, plan: BufferPlan) -> None:
-        self.spec, self.layout, self.plan = spec, layout, plan
+    def __init__(self, spec: ModelSpec, layout: Layout, plan: BufferPlan, hw: HardwareConfig) -> None:
+        self.spec, self.layout, self.plan, self.hw = spec, layout, plan, hw
         self.items: list[Item] = []
         self.chunks = 0
 
@@ -89,19 +90,21 @@ class _Gen:
         k, n = op["k"], op["n"]
         w = self.layout[op["weight"]]
         bias = op.attrs.get("bias")
+        ks = b_stride(k, self.hw)
         for r0, nr in op["chunks"]:
             slot = self.plan.slots[self.chunks % WEIGHT_SLOTS]
             self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot, hbm=w.addr + 2 * r0 * k,
-                      rows=nr, cols=k, hstride=2 * k, sstride=k, comment=f"{op.name}[{r0}:{r0 + nr}]")
+                      rows=nr, cols=k, hstride=2 * k, sstride=ks, comment=f"{op.name}[{r0}:{r0 + nr}]")
             self.emit("MM", dst=self.a(op["dst"]) + r0, a=self.a(op["src"]), b=slot,
                       bias=self._vec(op, bias) + r0 if bias else 0, has_bias=bool(bias),
-                      m=1 if op.kind is OpKind.LM_HEAD else rows, k=k, n=nr, lda=k, ldb=k, ldc=n,
+                      m=1 if op.kind is OpKind.LM_HEAD else rows, k=k, n=nr, lda=k, ldb=ks, ldc=n,
                       comment=f"{op.name}[{r0}:{r0 + nr}]")
             self.chunks += 1
 
     def attention(self, op: Op, rows: int) -> None:
         s, p = self.spec, self.plan
         d, H, dh, T, ctx = s.d_model, s.n_head, s.d_head, s.n_ctx, p.ctx
+        dhs, cs = b_stride(dh, self.hw), b_stride(ctx, self.hw)     # B row strides (buffers.py)
         kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
         qkv, out = self.a(op["qkv"]), self.a(op["dst"])
         self.emit("STORE", sram=qkv + d, hbm=kc.addr, rows=rows, cols=dh, hstride=2 * dh,
@@ -114,18 +117,18 @@ class _Gen:
             g = min(p.group, H - h0)
             tag = f"{op.name} heads {h0}..{h0 + g - 1}"
             self.emit("LOAD", sram=self.a("kst"), hbm=kc.addr + 2 * h0 * T * dh, rows=rows, rr=POS,
-                      cols=dh, hstride=2 * dh, sstride=dh, batch=g, hbatch=2 * T * dh,
-                      sbatch=ctx * dh, comment=f"{tag}: K[0:R1+{rows}]")
+                      cols=dh, hstride=2 * dh, sstride=dhs, batch=g, hbatch=2 * T * dh,
+                      sbatch=ctx * dhs, comment=f"{tag}: K[0:R1+{rows}]")
             self.emit("LOAD", sram=self.a("vst"), hbm=vc.addr + 2 * h0 * dh * T, rows=dh, cols=rows,
-                      rc=POS, hstride=2 * T, sstride=ctx, batch=g, hbatch=2 * dh * T,
-                      sbatch=dh * ctx, comment=f"{tag}: V^T[:, 0:R1+{rows}]")
+                      rc=POS, hstride=2 * T, sstride=cs, batch=g, hbatch=2 * dh * T,
+                      sbatch=dh * cs, comment=f"{tag}: V^T[:, 0:R1+{rows}]")
             self.emit("MM", dst=self.a("scores"), a=qkv + h0 * dh, b=self.a("kst"), m=rows, k=dh,
-                      n=rows, rn=POS, lda=3 * d, ldb=dh, ldc=ctx, batch=g, bsa=dh, bsb=ctx * dh,
-                      bsc=rows * ctx, mask=True, comment=f"{tag}: Q K^T")
+                      n=rows, rn=POS, lda=3 * d, ldb=dhs, ldc=cs, batch=g, bsa=dh, bsb=ctx * dhs,
+                      bsc=rows * cs, mask=True, comment=f"{tag}: Q K^T")
             self.emit("SOFTMAX", dst=self.a("scores"), a=self.a("scores"), rows=g * rows, cols=rows,
-                      rc=POS, ldd=ctx, lda=ctx, scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax")
+                      rc=POS, ldd=cs, lda=cs, scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax")
             self.emit("MM", dst=out + h0 * dh, a=self.a("scores"), b=self.a("vst"), m=rows, k=rows,
-                      rk=POS, n=dh, lda=ctx, ldb=ctx, ldc=d, batch=g, bsa=rows * ctx, bsb=dh * ctx,
+                      rk=POS, n=dh, lda=cs, ldb=cs, ldc=d, batch=g, bsa=rows * cs, bsb=dh * cs,
                       bsc=dh, comment=f"{tag}: P V")
 
     def block(self, graph: Graph, rows: int, prefill: bool) -> None:
@@ -167,9 +170,9 @@ class _Gen:
 
 
 def codegen_stream(stream: str, graph: Graph, spec: ModelSpec, layout: Layout,
-                   plan: BufferPlan) -> list[Item]:
+                   plan: BufferPlan, hw: HardwareConfig) -> list[Item]:
     """Instructions of ``stream`` ("prefill" or "decode") in natural order."""
-    g = _Gen(spec, layout, plan)
+    g = _Gen(spec, layout, plan, hw)
     out = layout["tokens_out"].addr
     if stream == "prefill":
         for i, (_, rows) in enumerate(plan.tiles):

@@ -57,7 +57,7 @@ def run_pipeline(spec: ModelSpec, hw: HardwareConfig, *, prompt_len: int, weight
         plan = plan_buffers(spec, hw, name, prompt_len=prompt_len, vec_len=layout.vec_len)
         tiled = tile_graph(graph, hw, plan.slot_elems)
         verify_graph(tiled)
-        items = codegen_stream(name, tiled, spec, layout, plan)
+        items = codegen_stream(name, tiled, spec, layout, plan, hw)
         regmax = stream_regmax(spec, name, plan.tiles)
         if verify:
             _verify(name, [it.instr for it in items], hw, regions, regmax, "before scheduling")

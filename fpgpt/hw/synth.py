@@ -60,7 +60,7 @@ from . import (control, dispatch, dma, fetch, fpu, mpu, mpu_engine, net,  # noqa
                scratchpad, vpu, vpu_engine, vpu_special)
 from . import top as _top
 from .cosim import write_verilog
-from .scratchpad import ELEMENT_BITS, SPRAM_MODULE, addr_bits
+from .scratchpad import ELEMENT_BITS, SPRAM_MODULE, chunk_elements, row_bits
 
 __all__ = ["RESOURCES", "Component", "COMPONENTS", "CORE_UNITS", "FP_OPERATORS", "URAM_BITS",
            "URAM_WORD_BITS", "core_units", "scratchpad_memory", "scratchpad_ports", "synth_module",
@@ -191,15 +191,17 @@ def _dma(hw):
     return DMA(hw=hw)
 
 
-def scratchpad_ports(hw: HardwareConfig) -> int:
-    """Requester ports of the core's scratchpad (read from ``top.Core``'s elaboration)."""
+def scratchpad_ports(hw: HardwareConfig) -> tuple[tuple[str, ...], bool]:
+    """The core scratchpad's port-B requester kinds and whether the MPU has the bank port
+    (read from ``top.Core``'s elaboration)."""
     spad = core_units(hw)["spad"]
-    return sum(1 for name in spad.signature.members if name.startswith("port"))
+    return spad.kinds, spad.has_bank
 
 
 def _scratchpad(hw):
     from .scratchpad import Scratchpad
-    return Scratchpad(hw=hw, ports=scratchpad_ports(hw))
+    kinds, bank = scratchpad_ports(hw)
+    return Scratchpad(hw=hw, ports=kinds, bank=bank)
 
 
 def _mpu(hw):
@@ -330,9 +332,11 @@ def _stubs(hw: HardwareConfig) -> str:
             ports.append(("input", "b", cls.in_width))
         ports.append(("output", "y", cls.out_width))
         parts.append(_stub(f"fpgpt_bb_{kind}", ports))
-    parts.append(_stub(SPRAM_MODULE, [("input", "clk", 1), ("input", "addr", addr_bits(hw)),
-                                      ("input", "we", 1), ("input", "wdata", ELEMENT_BITS),
-                                      ("input", "re", 1), ("output", "rdata", ELEMENT_BITS)]))
+    rb, cw = row_bits(hw), chunk_elements(hw) * ELEMENT_BITS
+    parts.append(_stub(SPRAM_MODULE, [
+        ("input", "clk", 1), ("input", "a_addr", rb), ("input", "a_re", 1),
+        ("output", "a_rdata", cw), ("input", "b_addr", rb), ("input", "b_we", cw // ELEMENT_BITS),
+        ("input", "b_wdata", cw), ("input", "b_re", 1), ("output", "b_rdata", cw)]))
     return "".join(parts)
 
 

@@ -18,7 +18,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -59,9 +59,14 @@ class Core(wiring.Component):
     m_axi_prog : Out(dma.axi4_signature(64, WORD_BITS))   program image reads
     m_axi0 ... : Out(dma.axi4_signature(64, hbm.port_bits))
     tx_next, tx_prev : Out(net.axis_signature(hw)); rx_prev, rx_next : In(...)
+    probe : Out(len(WAIT_UNITS) + 1), only with ``probes=True``
+        Bit ``i``: unit ``WAIT_UNITS[i]`` completes an instruction this cycle; the last bit:
+        the dispatcher runs. For cosimulation benches (per-instruction completion cycles), not
+        for the Vitis kernel.
     """
 
-    def __init__(self, *, hw: HardwareConfig, pc_bits: int = 10, max_cols: int = 2048):
+    def __init__(self, *, hw: HardwareConfig, pc_bits: int = 10, max_cols: int = 2048,
+                 probes: bool = False):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
         if not isinstance(pc_bits, int) or not 1 <= pc_bits <= 24:
@@ -73,6 +78,9 @@ class Core(wiring.Component):
             members[f"m_axi{k}"] = Out(axi4_signature(AXI_ADDR_BITS, hw.hbm.port_bits))
         for name in NET_PORTS:
             members[name] = (Out if name.startswith("tx") else In)(axis_signature(hw))
+        if probes:
+            members["probe"] = Out(len(WAIT_UNITS) + 1)
+        self._probes = probes
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -151,6 +159,9 @@ class Core(wiring.Component):
             with m.If(getattr(disp, f"{u.value}_done")):
                 m.d.sync += last.eq(cycles)
             m.d.comb += ctl.last_done[32 * i:32 * i + 32].eq(last)
+        if self._probes:
+            m.d.comb += self.probe.eq(Cat(*[getattr(disp, f"{u.value}_done") for u in WAIT_UNITS],
+                                          disp.running))
         return m
 
 
@@ -173,11 +184,11 @@ _TEXT_CACHE: dict[tuple, str] = {}
 
 
 def top_verilog(hw: HardwareConfig, *, pc_bits: int = 10, name: str = "fpgpt_top",
-                flat: bool = False) -> str:
+                flat: bool = False, probes: bool = False) -> str:
     """The Verilog :func:`write_top` writes (memoised per configuration within a process)."""
-    key = (json.dumps(hw.to_dict(), sort_keys=True), pc_bits, name, flat)
+    key = (json.dumps(hw.to_dict(), sort_keys=True), pc_bits, name, flat, probes)
     if key not in _TEXT_CACHE:
-        core = Core(hw=hw, pc_bits=pc_bits)
+        core = Core(hw=hw, pc_bits=pc_bits, probes=probes)
         with tempfile.TemporaryDirectory() as tmp:
             core_text = write_verilog(core, f"{name}_core", Path(tmp) / "core.v",
                                       flat=flat).read_text()
@@ -200,11 +211,13 @@ def top_verilog(hw: HardwareConfig, *, pc_bits: int = 10, name: str = "fpgpt_top
 
 
 def write_top(hw: HardwareConfig, path, *, pc_bits: int = 10, name: str = "fpgpt_top",
-              flat: bool = False) -> Path:
+              flat: bool = False, probes: bool = False) -> Path:
     """Write the core (module ``{name}_core``) and the Vitis-named wrapper ``name`` to ``path``.
 
     ``flat=True`` flattens the core and drops its internal names (``cosim.write_verilog``): for
-    Verilator benches, which then see only the top's ports. An unchanged file is not rewritten
+    Verilator benches, which then see only the top's ports; ``probes=True`` adds the
+    :class:`Core`'s ``probe`` port (per-unit completions, for per-instruction cycle
+    comparisons). An unchanged file is not rewritten
     (Verilator then skips re-verilating it).
 
     Returns
@@ -212,7 +225,7 @@ def write_top(hw: HardwareConfig, path, *, pc_bits: int = 10, name: str = "fpgpt
     Path
         The Verilog file.
     """
-    text = top_verilog(hw, pc_bits=pc_bits, name=name, flat=flat)
+    text = top_verilog(hw, pc_bits=pc_bits, name=name, flat=flat, probes=probes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file() or path.read_text() != text:

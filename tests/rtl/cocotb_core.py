@@ -20,6 +20,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from cocotb_util import HBM
@@ -40,11 +41,11 @@ class Card:
     it would sit in HBM.
     """
 
-    def __init__(self, dut, hw, hbm_bytes: int, program_image: bytes):
+    def __init__(self, dut, hw, hbm_bytes: int, program_image: bytes, *, pauses: bool = True):
         self.dut, self.hw = dut, hw
         cocotb.start_soon(Clock(dut.ap_clk, 10, unit="ns").start())
         self.hbm = HBM(dut, hw, hbm_bytes, port="m_axi_gmem{k}", clock=dut.ap_clk,
-                       reset=dut.ap_rst_n, reset_active_level=False)
+                       reset=dut.ap_rst_n, reset_active_level=False, pauses=pauses)
         self.prog = AxiRam(AxiBus.from_prefix(dut, "m_axi_prog"), dut.ap_clk, dut.ap_rst_n,
                            reset_active_level=False, size=max(4096, len(program_image)))
         self.prog.read_if.r_channel.set_pause_generator(itertools.cycle([0, 0, 0, 1]))
@@ -52,6 +53,27 @@ class Card:
         self._completed = {u: 0 for u in UNITS}
         self.host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_control"), dut.ap_clk,
                                   dut.ap_rst_n, reset_active_level=False)
+        self._stamps: dict[str, list[int]] | None = None
+        if hasattr(dut, "probe"):       # a top written with probes=True: per-instruction stamps
+            self._stamps = {u: [] for u in UNITS}
+            cocotb.start_soon(self._watch())
+
+    async def _watch(self) -> None:
+        """Record each unit's completion cycles, counted from the dispatcher's start (the run
+        counter's origin), from the top's ``probe`` port."""
+        bits = [UNITS.index(u.value) for u in WAIT_UNITS]
+        sig, prev, t_run = self.dut.probe, 0, 0
+        while True:
+            await sig.value_change
+            v = int(sig.value)
+            t = get_sim_time("ns")
+            rose = v & ~prev
+            prev = v
+            if rose >> len(bits) & 1:
+                t_run = t
+            for i, u in enumerate(bits):
+                if rose >> i & 1:
+                    self._stamps[UNITS[u]].append(round((t - t_run) / 10))
 
     async def reset(self) -> None:
         self.dut.ap_rst_n.value = 0
@@ -97,6 +119,9 @@ class Card:
             out["units"][u] = {"completed": (done - self._completed[u]) & 0xFFFFFFFF,
                                "last": await self.host.read_dword(REG_LAST_DONE + 4 * i)}
             self._completed[u] = done
+        if self._stamps is not None:
+            out["stamps"] = self._stamps
+            self._stamps = {u: [] for u in UNITS}
         return out
 
     async def reg(self, i: int) -> int:

@@ -13,13 +13,14 @@ from cocotbext.axi import AxiBus, AxiRam
 class HBM:
     """``hbm.channels`` cocotbext-axi ``AxiRam``s holding one global HBM image, interleaved as
     fpgpt.hw.dma maps it (byte ``a`` in channel ``(a // G) % C`` at ``(a // (G*C))*G + a % G``),
-    each pausing on every AXI channel (back-pressure and idle cycles).
+    each pausing on every AXI channel (back-pressure and idle cycles) unless ``pauses`` is false
+    (an ideal memory: what the cycle comparisons with the timing model use).
 
     ``port`` names channel ``k``'s AXI port (``"m_axi_gmem{k}"``); ``clock``/``reset`` and
     ``reset_active_level`` as cocotbext-axi takes them."""
 
     def __init__(self, dut, hw, nbytes: int, *, port: str, clock, reset,
-                 reset_active_level: bool = True, separator: str = "_"):
+                 reset_active_level: bool = True, separator: str = "_", pauses: bool = True):
         h = hw.hbm
         self.chan_bytes = -(-nbytes // (h.channels * h.interleave_bytes)) * h.interleave_bytes
         self.nbytes = nbytes
@@ -29,7 +30,7 @@ class HBM:
             ram = AxiRam(bus, clock, reset, reset_active_level=reset_active_level,
                          size=self.chan_bytes)
             for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                       ram.read_if.ar_channel, ram.read_if.r_channel):
+                       ram.read_if.ar_channel, ram.read_if.r_channel) if pauses else ():
                 ch.set_pause_generator(itertools.cycle([0, 0, 1] if k % 2 else [0, 1, 0, 0]))
             self.rams.append(ram)
         a = np.arange(nbytes)
@@ -95,3 +96,62 @@ async def issue_and_wait(dut, payload: int, *, idle: int, limit: int, what: str)
             return cycles
         if cycles > limit:
             raise AssertionError(f"{what} did not complete within {limit} cycles")
+
+
+def line_geometry(hw) -> tuple[int, int, int]:
+    """``(C, NB, P)``: elements per chunk (``mpu.width``), banks (``mpu.lanes``) and elements
+    per line access (``C * NB``), as fpgpt.hw.scratchpad lays the scratchpad out."""
+    c, nb = hw.mpu.width, hw.mpu.lanes
+    return c, nb, c * nb
+
+
+async def line_port(dut, prefix: str, sram: np.ndarray, hw, grants: Iterator[int]) -> None:
+    """Answer a unit's line port ``{prefix}__*`` (fpgpt.hw.scratchpad.line_signature) from
+    ``sram``: a granted access covers elements ``chunk*C .. chunk*C + P - 1`` (modulo the
+    scratchpad); reads return all ``P`` one cycle after the grant, writes store the elements
+    whose ``wmask`` bit is set; ``grant`` for the next cycle from ``grants``."""
+    c, _, p = line_geometry(hw)
+    size = len(sram)
+    port = {n: getattr(dut, f"{prefix}__{n}")
+            for n in ("grant", "rdata", "re", "we", "chunk", "wdata", "wmask")}
+    grant = 1
+    port["grant"].value = grant
+    port["rdata"].value = 0
+    while True:
+        await FallingEdge(dut.clk)
+        await ReadOnly()
+        re, we = int(port["re"].value), int(port["we"].value)
+        base = int(port["chunk"].value) * c
+        wdata, wmask = int(port["wdata"].value), int(port["wmask"].value)
+        await RisingEdge(dut.clk)
+        idx = (base + np.arange(p)) % size
+        if grant and re:
+            port["rdata"].value = int.from_bytes(sram[idx].astype("<u2").tobytes(), "little")
+        if grant and we:
+            for e in range(p):
+                if (wmask >> e) & 1:
+                    sram[idx[e]] = (wdata >> (16 * e)) & 0xFFFF
+        grant = int(next(grants))
+        port["grant"].value = grant
+
+
+async def bank_port(dut, prefix: str, sram: np.ndarray, hw) -> None:
+    """Answer the MPU's bank read port ``{prefix}__*`` (fpgpt.hw.scratchpad.bank_signature)
+    from ``sram``: with ``re``, bank ``b`` returns, one cycle later, the chunk at its row
+    ``r_b`` (``rows`` bits ``[b*RB, (b+1)*RB)``), i.e. elements ``((r_b*NB + b)*C ..)+C-1``."""
+    c, nb, p = line_geometry(hw)
+    rb = max(1, (len(sram) // p - 1).bit_length())
+    rows_sig, re_sig, rdata = (getattr(dut, f"{prefix}__{n}") for n in ("rows", "re", "rdata"))
+    rdata.value = 0
+    while True:
+        await FallingEdge(dut.clk)
+        await ReadOnly()
+        re, rows = int(re_sig.value), int(rows_sig.value)
+        await RisingEdge(dut.clk)
+        if re:
+            out = np.empty(p, np.uint16)
+            for b in range(nb):
+                r = (rows >> (b * rb)) & ((1 << rb) - 1)
+                base = (r * nb + b) * c
+                out[b * c:(b + 1) * c] = sram[base:base + c]
+            rdata.value = int.from_bytes(out.astype("<u2").tobytes(), "little")

@@ -23,18 +23,22 @@ from fpgpt.sim.runner import REG_COUNT
 from fpgpt.sim.timing import time_stream
 from fpgpt.sim.trace import TraceRecorder
 
-__all__ = ["make_case", "compare"]
+__all__ = ["make_case", "compare", "per_instruction"]
 
 
-def _model_stamps(program, stream, hw, regs) -> tuple[float, dict[str, list[float]]]:
-    """The timing model's stream length and, per unit, its completion cycles in order."""
+def _model_stamps(program, stream, hw, regs
+                  ) -> tuple[float, dict[str, list[float]], dict[str, list[str]]]:
+    """The timing model's stream length and, per unit, its completion cycles in order with the
+    instructions' names."""
     tr = TraceRecorder(max_events=10_000_000)
     t = time_stream(program, stream, hw, regs, trace=tr)
-    ends: dict[str, list[float]] = {u: [] for u in UNITS}
+    ends: dict[str, list[tuple[float, str]]] = {u: [] for u in UNITS}
     for ev in tr.events:
         if ev.get("ph") == "X" and ev["tid"] < len(UNITS):
-            ends[UNITS[ev["tid"]]].append((ev["ts"] + ev["dur"]) * hw.clock_mhz)
-    return t.cycles, {u: sorted(v) for u, v in ends.items()}
+            ends[UNITS[ev["tid"]]].append(((ev["ts"] + ev["dur"]) * hw.clock_mhz, ev["name"]))
+    ends = {u: sorted(v) for u, v in ends.items()}
+    return (t.cycles, {u: [c for c, _ in v] for u, v in ends.items()},
+            {u: [n for _, n in v] for u, v in ends.items()})
 
 
 def make_case(model: str = "micro", preset: str = "tiny", prompt: str = "def",
@@ -60,9 +64,9 @@ def make_case(model: str = "micro", preset: str = "tiny", prompt: str = "def",
             m.regs[int(r)] = int(v)
             timing_regs[int(r)] = int(v)
         run_stream(m, program, name)
-        cycles, stamps = _model_stamps(program, name, hw, timing_regs)
+        cycles, stamps, names = _model_stamps(program, name, hw, timing_regs)
         runs.append({"stream": name, "regs": {int(r): int(v) for r, v in regs.items()},
-                     "model_cycles": cycles, "model_stamps": stamps})
+                     "model_cycles": cycles, "model_stamps": stamps, "model_names": names})
     out = program.regions["tokens_out"]
     tokens = [int(t) for t in m.read_array(out.addr, new_tokens, I32)]
     image, entries = program.image()
@@ -91,3 +95,22 @@ def compare(case: dict, stats: dict) -> list[dict]:
         if r["rtl"] is not None and r["model"]:
             r["diff_pct"] = 100.0 * (r["rtl"] - r["model"]) / r["model"]
     return rows
+
+
+def per_instruction(case: dict, stats: dict) -> list[dict]:
+    """Every instruction's completion cycle, RTL (the top's probe port) vs model, in each unit's
+    completion order: ``diff`` = RTL - model, ``step`` = how much of it this instruction added
+    (its diff minus the previous one's in the same unit)."""
+    out = []
+    for run, got in zip(case["runs"], stats["runs"]):
+        for u in UNITS:
+            prev = 0.0
+            rtl = got.get("stamps", {}).get(u, [])
+            for i, (want, name) in enumerate(zip(run["model_stamps"][u], run["model_names"][u])):
+                have = rtl[i] if i < len(rtl) else None
+                diff = None if have is None else have - want
+                out.append({"stream": run["stream"], "unit": u, "index": i, "op": name,
+                            "model": want, "rtl": have, "diff": diff,
+                            "step": None if diff is None else diff - prev})
+                prev = diff if diff is not None else prev
+    return out

@@ -56,10 +56,11 @@ def test_components_cover_the_core():
 def test_scratchpad_ports_come_from_the_core():
     hw = load_preset("tiny")
     arbiter = _built(next(c for c in COMPONENTS if c.name == "scratchpad_arbiter"), hw)
-    n = scratchpad_ports(hw)
-    assert n == 4                                   # DMA, MPU, NET, VPU (fpgpt/hw/top.py)
+    kinds, bank = scratchpad_ports(hw)
+    assert len(kinds) == 4                          # DMA, MPU, NET, VPU (fpgpt/hw/top.py)
+    assert arbiter.kinds == kinds and arbiter.has_bank == bank
     assert [k for k in arbiter.signature.members if k.startswith("port")] == \
-        [f"port{i}" for i in range(n)]
+        [f"port{i}" for i in range(len(kinds))]
 
 
 def test_core_row_black_boxes_every_unit(tmp_path):
