@@ -8,6 +8,7 @@ import pytest
 from fpgpt.config import load_preset
 from fpgpt.isa import Instr, Program
 from fpgpt.sim.control import Registers, walk
+from fpgpt.compiler.buffers import b_stride
 from fpgpt.sim.costs import mpu_cycles, vpu_cycles
 from fpgpt.sim.timing import TimingError, TimingHazard, simulate, time_stream
 from fpgpt.sim.trace import TraceRecorder
@@ -48,26 +49,34 @@ def run(instrs, hw=HW, regs=None, **kw):
 
 # -- durations ---------------------------------------------------------------------------------
 def test_mm_duration_scales_with_shape_and_fills_once():
-    f = dict(m=1, k=1600, n=320, batch=1, rk=0, rn=0)
-    base = mpu_cycles(HW, f)
+    """The MPU engine's cost: per row of A its line loads and one chunk step per lane group and
+    chunk of K (fast B layout), the pipeline once; the slow B layout one lane per cycle."""
+    c, lanes = HW.mpu.width, HW.mpu.lanes
+    ldb = b_stride(1600, HW)
+    f = dict(m=1, k=1600, n=320, batch=1, rk=0, rn=0, has_bias=0, a=0, lda=1600, bsa=0,
+             b=0, ldb=ldb, bsb=0)
     fill = HW.mpu.pipeline_cycles
-    assert base == 1 * 320 / HW.mpu.lanes * 1600 // HW.mpu.width + fill
-    assert mpu_cycles(HW, {**f, "m": 128}) - fill == pytest.approx(128 * (base - fill))
-    assert mpu_cycles(HW, {**f, "batch": 3}) - fill == pytest.approx(3 * (base - fill))
-    assert mpu_cycles(HW, {**f, "rk": 1600}) - fill == pytest.approx(2 * (base - fill))
+    per_row = -(-1600 // (c * lanes)) + 1 + (320 // lanes) * (1600 // c)
+    assert mpu_cycles(HW, f) == 5 + per_row + fill
+    assert mpu_cycles(HW, {**f, "m": 128}) == 5 + 128 * per_row + fill
+    assert mpu_cycles(HW, {**f, "batch": 3, "bsa": 1600, "bsb": 320 * ldb}) == \
+        5 + 3 * per_row + fill
+    slow = mpu_cycles(HW, {**f, "ldb": 1600 + c})
+    assert slow > 10 * mpu_cycles(HW, f)
 
 
 def test_vpu_passes_and_fills():
-    """Every row pays its beats (per pass) and the op's fill, as the RTL VPU does."""
+    """Every row pays its beats (per pass), the op's fill and the VPU's return to idle, as the
+    VPU engine does (docs/timing.md)."""
     f = dict(rows=4, cols=1600)
     beats = -(-1600 // HW.vpu.width)
     a, mu, s = HW.vpu.add_latency, HW.vpu.mul_latency, HW.vpu.special_latency
-    assert vpu_cycles(HW, "VADD", f) == 4 * (beats + a + 2)
-    assert vpu_cycles(HW, "GELU", f) == 4 * (beats + 5 * mu + 2 * a + 2 * s + 2)
+    assert vpu_cycles(HW, "VADD", f) == 4 * (beats + a + 2 + 2) + 1 + 2
+    assert vpu_cycles(HW, "GELU", f) == 4 * (beats + 5 * mu + 2 * a + 2 * s + 2 + 2) + 1
     ln = vpu_cycles(HW, "LAYERNORM", f)
     sm = vpu_cycles(HW, "SOFTMAX", {**f, "rc": 0})
     assert ln > 4 * 3 * beats and sm > 4 * 3 * beats
-    assert vpu_cycles(HW, "LAYERNORM", {**f, "rows": 8}) == 2 * ln
+    assert vpu_cycles(HW, "LAYERNORM", {**f, "rows": 8}) - 5 == 2 * (ln - 5)
     assert vpu_cycles(HW, "SOFTMAX", {**f, "rc": 64}) > sm
 
 

@@ -1,47 +1,121 @@
-"""The MPU engine: executes captured ``MM`` instructions with ``hw.mpu.lanes`` :class:`MPULane`\\ s.
+"""The MPU engine: executes captured ``MM`` instructions with ``hw.mpu.lanes`` :class:`MPULane`\\ s
+on the wide scratchpad (fpgpt.hw.scratchpad: ``C`` = ``mpu.width`` elements per chunk, ``NB`` =
+``mpu.lanes`` banks, ``P = C·NB`` elements per line).
 
-Semantics: the ISA table's ``MM`` (and ``numerics.mpu_matmul`` exact, bit for bit): for every
-matrix ``bt`` of the batch, row ``i`` of A and column ``j`` of C, the dot product of
-``S[a + bt*bsa + i*lda : +K]`` and ``S[b + bt*bsb + j*ldb : +K]`` (``K = k + R[rk]``,
-``N = n + R[rn]``), plus ``S[bias + j]`` when ``has_bias``, rounded to FP16; ``-inf`` where
-``mask`` and ``j > i + R[rn]``.
+Semantics: the ISA table's ``MM`` (``numerics.mpu_matmul`` exact, bit for bit): for every matrix
+``bt``, row ``i`` of A and column ``j`` of C, the dot product of ``S[a + bt*bsa + i*lda : +K]``
+and ``S[b + bt*bsb + j*ldb : +K]`` (``K = k + R[rk]``, ``N = n + R[rn]``), plus ``S[bias + j]``
+when ``has_bias``, rounded to FP16; ``-inf`` where ``mask`` and ``j > i + R[rn]``.
 
-Schedule (one instruction at a time, in order). The output columns are taken ``lanes`` at a
-time (a *group*: lane ``l`` computes column ``j0 + l``); for each row ``i`` and group, the
-reduction runs in chunks of ``width`` elements. For each chunk the *operand sequencer* reads,
-one scratchpad element per cycle, the chunk of A's row, then the chunk of each valid lane's B
-row, then (last chunk, ``has_bias``) the group's bias elements, into staging registers (elements
-past ``K`` and lanes past ``N`` are not read: they stay +0, the contract's padding); one cycle
-after the last read's data arrive, every lane takes the chunk (``first`` / ``last`` marked).
-The lanes' FP16 results come back ``MPULane.latency`` cycles after a group's last chunk; they
-go into a small FIFO with the group's descriptor (destination, valid lanes, masked lanes) and a
-*writer* stores them one element per cycle, ahead of the sequencer's reads. Groups overlap:
-up to ``_GROUPS_IN_FLIGHT`` groups may have their last chunk taken and results not yet stored.
+Schedule, per row ``(bt, i)``:
 
-Cost of this version (stated, not hidden): the scratchpad port serves one element per cycle, so
-a chunk costs ``ke·(1 + valid lanes) + 1`` cycles (``ke`` = elements of K in the chunk), not the
-one cycle per chunk that ``fpgpt.sim.costs.mpu_cycles`` charges for a scratchpad that delivers
-``width`` elements per lane per cycle (banked by ``buffers.banks``, not built yet).
+* *A load*: ``nA`` line reads (line port) of the row into the A-row buffer (``max_k`` elements,
+  one memory per chunk slot so that a line lands without a shifter); a chunk of A is then read
+  from two buffered chunks through one chunk-wide extractor (any element offset of A).
+* *groups*: the output columns ``lanes`` at a time (lane ``l`` computes column ``j0 + l``); the
+  group streams ``nk = max(1, ceil(K/C))`` chunks. Two B paths:
+
+  - **fast** (``b``, ``bsb`` and ``ldb`` multiples of ``C`` and ``(ldb/C) mod NB == 1``): lane
+    ``l``'s chunk ``kc`` is chunk ``q0 + l + kc (mod NB)``'s bank, so one bank-port read gives
+    every lane its chunk, rotated into place by ``q0 + kc``: one chunk step per cycle;
+  - **slow** (anything else, ``ldb = 0`` included): one lane-chunk per line-port read (two chunks
+    from the line, one extractor), ``nl`` (valid lanes) reads per chunk step.
+
+  The group's bias elements come in one line read; the FP16 results leave the lanes
+  ``MPULane.latency`` cycles after the group's last chunk into a FIFO and a *writer* stores the
+  group with one masked line write (``lanes <= P - C + 1`` elements always fit one line), on the
+  line port's cycles the sequencer does not use.
+
+:func:`engine_cycles` gives the cycles of one MM, handshake to ``done``, when every line request
+is granted.
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
 from ..isa.table import Unit
 from .dma import captured_layout
+from .fpu import delay
 from .mpu import MPULane
-from .scratchpad import ELEMENT_BITS, addr_bits, port_signature
+from .scratchpad import (ELEMENT_BITS, bank_count, bank_signature, check_geometry,
+                         chunk_bits, chunk_elements, line_elements, line_signature, row_bits)
 
-__all__ = ["MPUEngine", "F16_NEG_INF"]
+__all__ = ["MPUEngine", "F16_NEG_INF", "DEFAULT_MAX_K", "fast_b_layout", "engine_cycles"]
 
 #: FP16 bit pattern of -inf (the causal mask's value).
 F16_NEG_INF = 0xFC00
-_GROUPS_IN_FLIGHT = 4    # result FIFO depth: groups whose results may wait to be stored
+#: Default A-row buffer length: GPT-2 XL's largest reduction is 4·1600 = 6400, split by the
+#: compiler into tiles; the u280 tiles reduce over at most 4096.
+DEFAULT_MAX_K = 8192
 _W = 34                  # loop bounds: 16-bit fields plus 32-bit registers
 _A = 32                  # scratchpad address arithmetic (the ISA's addresses are 32 bits)
+
+# Constant cycles of engine_cycles (measured on the RTL, asserted by the cocotb bench).
+_START = 2               # handshake edge to the first A request (IDLE -> CHECK -> LOADA)
+_ROW = 1                 # the cycle after the A load (the last line lands in the buffer)
+_TAIL = 3                # last chunk's issue to done, beyond the lane latency
+_EMPTY = 3               # batch, m or N zero
+
+
+def _lane_latency(hw: HardwareConfig) -> int:
+    # MPULane.latency without elaborating one: chunk latency + accumulator + bias add + rounding.
+    mpu = hw.mpu
+    return mpu.mul_latency + mpu.tree_levels * mpu.add_latency + 1 + mpu.add_latency + 1
+
+
+def fast_b_layout(hw: HardwareConfig, f: dict[str, int]) -> bool:
+    """Whether an MM's B takes the fast path: ``b``, ``ldb`` (and ``bsb`` when ``batch > 1``)
+    multiples of ``C = mpu.width`` and ``(ldb / C) mod mpu.lanes == 1``.
+
+    ``f`` holds the captured fields (registers folded in, as :func:`fpgpt.sim.control.capture`
+    gives them)."""
+    c, nb = chunk_elements(hw), bank_count(hw)
+    ldb = f["ldb"]
+    return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and (ldb // c) % nb == 1 % nb
+            and (f["batch"] <= 1 or f["bsb"] % c == 0))
+
+
+def _a_lines(hw: HardwareConfig, f: dict[str, int], k: int) -> int:
+    """Line reads of one A row: enough for any row offset unless A is chunk-aligned."""
+    c, p = chunk_elements(hw), line_elements(hw)
+    if k == 0:
+        return 0
+    aligned = f["a"] % c == 0 and f["lda"] % c == 0 and (f["batch"] <= 1 or f["bsa"] % c == 0)
+    return -(-(k + (0 if aligned else c - 1)) // p)
+
+
+def engine_cycles(hw: HardwareConfig, f: dict[str, int]) -> int:
+    """Cycles of one MM on :class:`MPUEngine`, from the command handshake to ``done``, when the
+    scratchpad grants every line request.
+
+    ``f``: captured fields with ``rk``/``rn`` holding the register values (as
+    :func:`fpgpt.sim.control.capture` gives them). With ``K = k + rk``, ``N = n + rn``,
+    ``nk = max(1, ceil(K/C))``, ``G = ceil(N/lanes)``, ``nA`` = :func:`_a_lines`, ``hb`` =
+    ``has_bias``, ``L`` = the lane latency::
+
+        rows  = batch · m
+        fast:  2 + rows·(max(nA,1) + 1 + G·max(nk, 1 + hb)) + L + 3
+        slow:  2 + rows·(max(nA,1) + 1 + G·(hb + 1) + nk·N) + L + 2
+        empty (rows or N zero): 3
+    """
+    nb, c = bank_count(hw), chunk_elements(hw)
+    k, n = f["k"] + f["rk"], f["n"] + f["rn"]
+    rows = f["batch"] * f["m"]
+    if rows == 0 or n == 0:
+        return _EMPTY
+    nk = max(1, -(-k // c))
+    groups = -(-n // nb)
+    hb = 1 if f["has_bias"] else 0
+    load = max(_a_lines(hw, f, k), 1) + _ROW
+    if fast_b_layout(hw, f):
+        per_row, last = load + groups * max(nk, 1 + hb), 0
+    else:   # the last group's writer cycle overlaps the lanes' latency
+        per_row, last = load + groups * (hb + 1) + nk * n, -1
+    return _START + rows * per_row + last + _lane_latency(hw) + _TAIL
 
 
 class MPUEngine(wiring.Component):
@@ -50,7 +124,10 @@ class MPUEngine(wiring.Component):
     Parameters
     ----------
     hw : HardwareConfig
-        ``mpu.lanes``, ``mpu.width`` and the lane latencies.
+        ``mpu.lanes``, ``mpu.width``, the lane latencies and the scratchpad geometry.
+    max_k : int
+        Longest reduction (``k + R[rk]``) the A-row buffer holds; longer MMs compute garbage
+        (the compiler tiles K to at most this).
 
     Ports
     -----
@@ -59,191 +136,307 @@ class MPUEngine(wiring.Component):
     done : Out(1)
         One-cycle pulse when an MM has completed (every result is in the scratchpad).
     busy : Out(1)
-    sram : Out(scratchpad.port_signature(hw))
+    line : Out(scratchpad.line_signature(hw))
+        A rows, bias, slow-path B reads and the C writes.
+    bank : Out(scratchpad.bank_signature(hw))
+        Fast-path B reads.
     """
 
-    def __init__(self, *, hw: HardwareConfig):
+    def __init__(self, *, hw: HardwareConfig, max_k: int = DEFAULT_MAX_K):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
+        if not isinstance(max_k, int) or isinstance(max_k, bool) or max_k < 1:
+            raise ValueError(f"max_k must be a positive integer, not {max_k!r}")
+        check_geometry(hw)
+        c = chunk_elements(hw)
+        if c & (c - 1):
+            raise ValueError(f"mpu.width = {c} is not a power of two: a chunk's element offset "
+                             f"is the address's low bits; use {1 << (c.bit_length() - 1)}")
         self._hw = hw
+        self.max_k = max_k
         super().__init__({
             "cmd": In(stream.Signature(captured_layout(Unit.MPU))),
             "done": Out(1), "busy": Out(1),
-            "sram": Out(port_signature(hw)),
+            "line": Out(line_signature(hw)),
+            "bank": Out(bank_signature(hw)),
         })
 
     def elaborate(self, platform):
         m = Module()
         hw = self._hw
-        L, w = hw.mpu.lanes, hw.mpu.width
+        L = hw.mpu.lanes
+        C, NB, P = chunk_elements(hw), bank_count(hw), line_elements(hw)
+        lc, lnb = C.bit_length() - 1, NB.bit_length() - 1
+        CB, RB, QB = C * ELEMENT_BITS, row_bits(hw), chunk_bits(hw)
         lanes = [MPULane(hw=hw) for _ in range(L)]
         for l, lane in enumerate(lanes):
             m.submodules[f"lane{l}"] = lane
+        lat = lanes[0].latency
+        depth = 1 << (lat + 16).bit_length()       # groups in flight (never binds when granted)
+        da = -(-(self.max_k + C - 1) // P)          # A-buffer lines
+
+        def lo(x, bits):                            # low bits of x (0-wide safe)
+            return x[:bits] if bits else Const(0, 1)
 
         # ---- the captured instruction ------------------------------------------------------
         ins = Signal(captured_layout(Unit.MPU))
         K, N = Signal(_W), Signal(_W)
+        fast = Signal()
+        n_a = Signal(range(da + 2))                 # A line reads per row
+        nk = Signal(_W)                             # chunk steps per group (>= 1)
 
         # ---- loop state ----------------------------------------------------------------------
-        bt, i, j0, c_off = Signal(8), Signal(16), Signal(_W), Signal(_W)
-        a_bt, b_bt, d_bt = Signal(_A), Signal(_A), Signal(_A)     # matrix bases
-        a_row, b_grp, d_row = Signal(_A), Signal(_A), Signal(_A)  # row of A, group's first B row, row of C
-        p = Signal(range(L + 2))     # phase: 0 = A, 1..L = B row of lane p-1, L+1 = bias
-        e = Signal(range(max(w, L) + 1))
-        row_ptr = Signal(_A)
-        inflight = Signal(range(_GROUPS_IN_FLIGHT + 1))
+        bt, i, j0 = Signal(16), Signal(16), Signal(_W)
+        kc, c_off = Signal(_W), Signal(_W)
+        a_bt, b_bt, d_bt = Signal(_A), Signal(_A), Signal(_A)
+        a_row, d_row = Signal(_A), Signal(_A)
+        lane_off = [Signal(_A, name=f"lane_off{l}") for l in range(L)]   # l * ldb
+        b_lane = [Signal(_A, name=f"b_lane{l}") for l in range(L)]       # lane l's B row
+        t = Signal(range(da + 2))                   # A line counter
+        ls = Signal(range(L))                       # slow path: lane of the next read
+        bias_got = Signal()
+        inflight = Signal(range(depth + 1))
 
-        ke = Signal(range(w + 1))                  # elements of K in this chunk
-        rem_k = (K - c_off)[:_W]
-        m.d.comb += ke.eq(Mux(K > c_off, Mux(rem_k >= w, w, rem_k), 0))
-        nl = Signal(range(L + 1))                  # valid lanes of this group
+        nl = Signal(range(L + 1))                   # valid lanes of this group
         rem_n = (N - j0)[:_W]
         m.d.comb += nl.eq(Mux(rem_n >= L, L, rem_n))
-        last_chunk = (c_off + w) >= K
-        count = Signal(range(max(w, L) + 1))       # elements the current phase reads
-        with m.If(p == 0):
-            m.d.comb += count.eq(ke)
-        with m.Elif(p == L + 1):
-            m.d.comb += count.eq(Mux(ins.has_bias & last_chunk, nl, 0))
-        with m.Else():
-            m.d.comb += count.eq(Mux(p <= nl, ke, 0))
+        is_last = kc + 1 >= nk
+        ke = Signal(range(C + 1))                   # elements of K in chunk kc
+        rem_k = (K - c_off)[:_W]
+        m.d.comb += ke.eq(Mux(K > c_off, Mux(rem_k >= C, C, rem_k), 0))
+        addr = [Signal(_A, name=f"addr{l}") for l in range(L)]            # lane l's chunk kc
+        for l in range(L):
+            m.d.comb += addr[l].eq(b_lane[l] + c_off)
 
-        # ---- staging registers (what the lanes take) -----------------------------------------
-        a_st = [Signal(ELEMENT_BITS, name=f"a_st{x}") for x in range(w)]
-        b_st = [[Signal(ELEMENT_BITS, name=f"b_st{l}_{x}") for x in range(w)] for l in range(L)]
-        bias_st = [Signal(ELEMENT_BITS, name=f"bias_st{l}") for l in range(L)]
-        pend, pend_p, pend_e = Signal(), Signal.like(p), Signal.like(e)
+        # ---- line port: sequencer requests (priority) and the writer ----------------------
+        s_re = Signal()
+        s_chunk = Signal(QB)
+        w_req = Signal()
+        w_chunk, w_data, w_mask = Signal(QB), Signal(ELEMENT_BITS * P), Signal(P)
+        m.d.comb += [
+            self.line.re.eq(s_re), self.line.we.eq(w_req & ~s_re),
+            self.line.chunk.eq(Mux(s_re, s_chunk, w_chunk)),
+            self.line.wdata.eq(w_data), self.line.wmask.eq(w_mask),
+        ]
+        s_granted = s_re & self.line.grant
+        w_granted = w_req & ~s_re & self.line.grant
+        # what last cycle's granted read was (its data are on rdata now)
+        rd_a, rd_bias = Signal(), Signal()
+        rd_t = Signal.like(t)
+        rd_off = Signal(range(C))                   # element offset of the wanted data
+        m.d.sync += [rd_a.eq(0), rd_bias.eq(0)]
 
-        fire = Signal()
-        first = Signal()
-        for l, lane in enumerate(lanes):
-            m.d.comb += [lane.a.eq(Cat(*a_st)), lane.b.eq(Cat(*b_st[l])),
-                         lane.bias.eq(bias_st[l]), lane.has_bias.eq(ins.has_bias),
-                         lane.valid.eq(fire), lane.first.eq(first), lane.last.eq(last_chunk)]
-        with m.If(fire):        # the lanes take the chunk at this edge; the next one starts at +0
-            m.d.sync += [r.eq(0) for r in a_st + sum(b_st, []) + bias_st]
-        m.d.sync += pend.eq(0)
-        with m.If(pend):
-            for x in range(w):
-                with m.If((pend_p == 0) & (pend_e == x)):
-                    m.d.sync += a_st[x].eq(self.sram.rdata)
+        # ---- A-row buffer: one memory per chunk slot of a line ------------------------------
+        a_mem_out = []
+        a_rd_kc = Signal(_W)                        # chunk of A the slot reads fetch
+        for s in range(NB):
+            mem = Memory(shape=CB, depth=da, init=[])
+            m.submodules[f"a_slot{s}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            m.d.comb += [wp.addr.eq(rd_t), wp.data.eq(self.line.rdata[s * CB:(s + 1) * CB]),
+                         wp.en.eq(rd_a),
+                         rp.addr.eq((a_rd_kc >> lnb) + (lo(a_rd_kc, lnb) > s if s < NB - 1 else 0))]
+            a_mem_out.append(rp.data)
+        m.d.comb += a_rd_kc.eq(kc)
+
+        # ---- the fed stage: what the lanes take this cycle ----------------------------------
+        f_mask = Signal(L)                           # lanes taking a chunk
+        f_first, f_last, f_final, f_slow = Signal(), Signal(), Signal(), Signal()
+        f_ke = Signal.like(ke)
+        f_rot = Signal(max(1, lnb))                  # bank of lane 0's chunk (fast)
+        f_kcs = Signal(max(1, lnb))                  # kc mod NB (A slot of chunk kc)
+        f_oa = Signal(range(C))                      # A row's element offset
+        m.d.sync += [f_mask.eq(0), f_final.eq(0)]
+
+        tail = Cat(*[Mux(f_ke > e, Const((1 << ELEMENT_BITS) - 1, ELEMENT_BITS), 0)
+                     for e in range(C)])             # zero the elements past K (+0 products)
+
+        def extract(lo_c, hi_c, off):
+            """C elements from element ``off`` of two consecutive chunks."""
+            return Cat(lo_c, hi_c).bit_select(off * ELEMENT_BITS, CB)
+
+        def pick(chunks, sel):
+            out = Signal(CB)
+            with m.Switch(sel):
+                for x in range(len(chunks)):
+                    with m.Case(x):
+                        m.d.comb += out.eq(chunks[x])
+            return out
+
+        a_lo = pick(a_mem_out, f_kcs)
+        a_hi = pick(a_mem_out, lo(f_kcs + 1, lnb))
+        a_chunk = extract(a_lo, a_hi, f_oa) & tail
+        # B: fast, the banks' chunks rotated by f_rot; slow, one extracted chunk in every slot.
+        b_ext = extract(self.line.rdata[:CB], self.line.rdata[CB:2 * CB] if NB > 1 else
+                        self.line.rdata[:CB], rd_off)
+        rot_in = Cat(*[Mux(f_slow, b_ext, self.bank.rdata[x * CB:(x + 1) * CB]) & tail
+                       for x in range(NB)])
+        rot = Cat(rot_in, rot_in).bit_select(f_rot * CB, CB * NB) if NB > 1 else rot_in
+
+        bias_reg = [Signal(ELEMENT_BITS, name=f"bias{l}") for l in range(L)]
+        with m.If(rd_bias):
             for l in range(L):
-                for x in range(w):
-                    with m.If((pend_p == l + 1) & (pend_e == x)):
-                        m.d.sync += b_st[l][x].eq(self.sram.rdata)
-                with m.If((pend_p == L + 1) & (pend_e == l)):
-                    m.d.sync += bias_st[l].eq(self.sram.rdata)
+                m.d.sync += bias_reg[l].eq(
+                    self.line.rdata.bit_select((rd_off + l) * ELEMENT_BITS, ELEMENT_BITS))
+        for l, lane in enumerate(lanes):
+            m.d.comb += [lane.a.eq(a_chunk), lane.b.eq(rot[l * CB:(l + 1) * CB]),
+                         lane.bias.eq(bias_reg[l]), lane.has_bias.eq(ins.has_bias),
+                         lane.valid.eq(f_mask[l]), lane.first.eq(f_first),
+                         lane.last.eq(f_last)]
 
-        # ---- results: descriptor FIFO (at the last chunk) + data FIFO (at y_valid) -----------
+        # ---- results: descriptor FIFO (at the group's last issue) + data FIFO ---------------
         desc_w = _A + 2 * L
-        m.submodules.desc_q = desc_q = fifo.SyncFIFO(width=desc_w, depth=_GROUPS_IN_FLIGHT)
-        m.submodules.res_q = res_q = fifo.SyncFIFO(width=ELEMENT_BITS * L,
-                                                   depth=_GROUPS_IN_FLIGHT)
+        m.submodules.desc_q = desc_q = fifo.SyncFIFO(width=desc_w, depth=depth)
+        m.submodules.res_q = res_q = fifo.SyncFIFO(width=ELEMENT_BITS * L, depth=depth)
         valid_mask = Cat(*[nl > l for l in range(L)])
         lim = (i + ins.rn)[:_W + 1]
         neg_mask = Cat(*[ins.mask & ((j0 + l) > lim) for l in range(L)])
+        push_desc = Signal()
         m.d.comb += [desc_q.w_data.eq(Cat((d_row + j0)[:_A], valid_mask, neg_mask)),
-                     desc_q.w_en.eq(fire & last_chunk),
-                     res_q.w_data.eq(Cat(*[lane.y for lane in lanes])),
-                     res_q.w_en.eq(lanes[0].y_valid)]
+                     desc_q.w_en.eq(push_desc)]
+        y_push = delay(m, f_final, lat, "y_push")
+        y_hold = [Signal(ELEMENT_BITS, name=f"y_hold{l}") for l in range(L)]
+        for l, lane in enumerate(lanes):
+            with m.If(lane.y_valid):
+                m.d.sync += y_hold[l].eq(lane.y)
+        m.d.comb += [res_q.w_data.eq(Cat(*[Mux(lane.y_valid, lane.y, y_hold[l])
+                                           for l, lane in enumerate(lanes)])),
+                     res_q.w_en.eq(y_push)]
 
-        # ---- writer: stores the head group, one element per cycle ------------------------------
-        wl = Signal(range(L))
+        # ---- writer: one masked line write per group ----------------------------------------
         h_base = desc_q.r_data[:_A]
         h_valid = desc_q.r_data[_A:_A + L]
         h_neg = desc_q.r_data[_A + L:_A + 2 * L]
-        h_y = res_q.r_data
-        have = desc_q.r_rdy & res_q.r_rdy
-        w_req = Signal()
-        w_data = Signal(ELEMENT_BITS)
-        m.d.comb += [w_req.eq(have & h_valid.bit_select(wl, 1)),
-                     w_data.eq(Mux(h_neg.bit_select(wl, 1), F16_NEG_INF,
-                                   h_y.word_select(wl, ELEMENT_BITS)))]
-        w_step = have & (~w_req | self.sram.grant)
-        group_stored = Signal()
-        with m.If(w_step):
-            with m.If(wl == L - 1):
-                m.d.sync += wl.eq(0)
-                m.d.comb += [group_stored.eq(1), desc_q.r_en.eq(1), res_q.r_en.eq(1)]
-            with m.Else():
-                m.d.sync += wl.eq(wl + 1)
-        m.d.sync += inflight.eq(inflight + (fire & last_chunk) - group_stored)
-
-        # ---- the scratchpad port: the writer first, then the sequencer's reads ---------------
-        r_req = Signal()
-        r_addr = Signal(_A)
-        m.d.comb += [
-            self.sram.we.eq(w_req), self.sram.wdata.eq(w_data),
-            self.sram.re.eq(r_req & ~w_req),
-            self.sram.addr.eq(Mux(w_req, h_base + wl, r_addr)[:addr_bits(hw)]),
-        ]
-        r_granted = r_req & ~w_req & self.sram.grant
+        vals = Cat(*[Mux(h_neg[l], F16_NEG_INF, res_q.r_data[l * ELEMENT_BITS:(l + 1) * ELEMENT_BITS])
+                     for l in range(L)])
+        e_w = lo(h_base, lc)
+        m.d.comb += [w_req.eq(desc_q.r_rdy & res_q.r_rdy),
+                     w_chunk.eq(h_base[lc:]),
+                     w_data.eq(vals << (e_w * ELEMENT_BITS)),
+                     w_mask.eq(h_valid << e_w),
+                     desc_q.r_en.eq(w_granted), res_q.r_en.eq(w_granted)]
+        m.d.sync += inflight.eq(inflight + push_desc - w_granted)
+        room = inflight < depth
 
         # ---- sequencer ----------------------------------------------------------------------
-        m.d.comb += [self.cmd.ready.eq(0), r_addr.eq(row_ptr + e)]
+        m.d.comb += [self.cmd.ready.eq(0), self.busy.eq(1)]
 
-        def next_phase_ptr(q):
-            """row_ptr for phase q (entered from q - 1)."""
-            return Mux(q == 1, b_grp + c_off, Mux(q == L + 1, ins.bias + j0, row_ptr + ins.ldb))
+        def next_group():
+            """Assignments after a group's last chunk, and the next state."""
+            with m.If(j0 + L < N):                          # next group of the same row
+                m.d.sync += [j0.eq(j0 + L)]
+                m.d.sync += [b_lane[l].eq(b_lane[l] + (ins.ldb << lnb)) for l in range(L)]
+                m.next = "STREAM"
+            with m.Elif(i + 1 < ins.m):                     # next row
+                m.d.sync += [j0.eq(0), i.eq(i + 1), a_row.eq(a_row + ins.lda),
+                             d_row.eq(d_row + ins.ldc), t.eq(0)]
+                m.d.sync += [b_lane[l].eq(b_bt + lane_off[l]) for l in range(L)]
+                m.next = "LOADA"
+            with m.Elif(bt + 1 < ins.batch):                # next matrix
+                nb_a, nb_b, nb_d = a_bt + ins.bsa, b_bt + ins.bsb, d_bt + ins.bsc
+                m.d.sync += [j0.eq(0), i.eq(0), bt.eq(bt + 1), a_bt.eq(nb_a), b_bt.eq(nb_b),
+                             d_bt.eq(nb_d), a_row.eq(nb_a), d_row.eq(nb_d), t.eq(0)]
+                m.d.sync += [b_lane[l].eq(nb_b + lane_off[l]) for l in range(L)]
+                m.next = "LOADA"
+            with m.Else():
+                m.next = "DRAIN"
+            m.d.sync += [kc.eq(0), c_off.eq(0), ls.eq(0), bias_got.eq(0)]
+
+        def feed(mask, final, slow):
+            m.d.sync += [f_mask.eq(mask), f_first.eq(kc == 0), f_last.eq(is_last),
+                         f_final.eq(final), f_slow.eq(slow), f_ke.eq(ke),
+                         f_kcs.eq(lo(kc, lnb)), f_oa.eq(lo(a_row, lc))]
 
         with m.FSM(name="mpu"):
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
+                m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
                 with m.If(self.cmd.valid):
                     pl = self.cmd.payload
                     m.d.sync += [ins.eq(pl), K.eq(pl.k + pl.rk), N.eq(pl.n + pl.rn),
-                                 bt.eq(0), i.eq(0), j0.eq(0), c_off.eq(0),
+                                 bt.eq(0), i.eq(0), j0.eq(0), kc.eq(0), c_off.eq(0), t.eq(0),
+                                 ls.eq(0), bias_got.eq(0),
                                  a_bt.eq(pl.a), b_bt.eq(pl.b), d_bt.eq(pl.dst),
-                                 a_row.eq(pl.a), b_grp.eq(pl.b), d_row.eq(pl.dst),
-                                 row_ptr.eq(pl.a), p.eq(0), e.eq(0), first.eq(1)]
+                                 a_row.eq(pl.a), d_row.eq(pl.dst)]
+                    m.d.sync += [lane_off[l].eq(pl.ldb * l) for l in range(L)]
+                    m.d.sync += [b_lane[l].eq(pl.b + pl.ldb * l) for l in range(L)]
                     m.next = "CHECK"
             with m.State("CHECK"):   # an empty MM (batch, m or N zero) completes at once
-                m.d.comb += self.busy.eq(1)
+                s = ins.ldb[lc:]
+                m.d.sync += [
+                    fast.eq((lo(ins.b, lc) == 0) & (lo(ins.ldb, lc) == 0) & (s != 0)
+                            & ((lo(s, lnb) == 1) if lnb else 1)
+                            & ((ins.batch <= 1) | (lo(ins.bsb, lc) == 0))),
+                    nk.eq(Mux(K == 0, 1, (K + C - 1) >> lc)),
+                ]
+                al = (lo(ins.a, lc) == 0) & (lo(ins.lda, lc) == 0) & (
+                    (ins.batch <= 1) | (lo(ins.bsa, lc) == 0))
+                m.d.sync += n_a.eq(Mux(K == 0, 0, (K + Mux(al, 0, C - 1) + P - 1) >> (lc + lnb)))
                 with m.If((ins.batch == 0) | (ins.m == 0) | (N == 0)):
                     m.next = "DRAIN"
                 with m.Else():
-                    m.next = "READ"
-            with m.State("READ"):
-                m.d.comb += self.busy.eq(1)
-                cur = e < count
-                m.d.comb += r_req.eq(cur)
-                with m.If(r_granted):
-                    m.d.sync += [pend.eq(1), pend_p.eq(p), pend_e.eq(e), e.eq(e + 1)]
-                with m.If(~cur | (r_granted & (e + 1 == count))):
-                    m.d.sync += e.eq(0)
-                    with m.If(p == L + 1):
-                        m.next = "WAIT"
-                    with m.Else():
-                        m.d.sync += [p.eq(p + 1), row_ptr.eq(next_phase_ptr(p + 1))]
-            with m.State("WAIT"):    # the last read's data land in the staging registers
-                m.d.comb += self.busy.eq(1)
-                m.next = "FIRE"
-            with m.State("FIRE"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~last_chunk | (inflight < _GROUPS_IN_FLIGHT)):
-                    m.d.comb += fire.eq(1)
-                    m.d.sync += [p.eq(0), e.eq(0), first.eq(0)]
-                    m.next = "READ"
-                    with m.If(~last_chunk):
-                        m.d.sync += [c_off.eq(c_off + w), row_ptr.eq(a_row + c_off + w)]
-                    with m.Elif(j0 + L < N):              # next group of the same row
-                        m.d.sync += [c_off.eq(0), first.eq(1), j0.eq(j0 + L),
-                                     b_grp.eq(b_grp + L * ins.ldb), row_ptr.eq(a_row)]
-                    with m.Elif(i + 1 < ins.m):           # next row
-                        m.d.sync += [c_off.eq(0), first.eq(1), j0.eq(0), i.eq(i + 1),
-                                     b_grp.eq(b_bt), a_row.eq(a_row + ins.lda),
-                                     d_row.eq(d_row + ins.ldc), row_ptr.eq(a_row + ins.lda)]
-                    with m.Elif(bt + 1 < ins.batch):      # next matrix
-                        nb_a, nb_b, nb_d = a_bt + ins.bsa, b_bt + ins.bsb, d_bt + ins.bsc
-                        m.d.sync += [c_off.eq(0), first.eq(1), j0.eq(0), i.eq(0), bt.eq(bt + 1),
-                                     a_bt.eq(nb_a), b_bt.eq(nb_b), d_bt.eq(nb_d),
-                                     a_row.eq(nb_a), b_grp.eq(nb_b), d_row.eq(nb_d),
-                                     row_ptr.eq(nb_a)]
-                    with m.Else():
-                        m.next = "DRAIN"
+                    m.next = "LOADA"
+            with m.State("LOADA"):   # line t of the A row
+                m.d.comb += [s_re.eq(t < n_a),
+                             s_chunk.eq((a_row >> lc) + (t << lnb))]
+                with m.If(s_granted):
+                    m.d.sync += [t.eq(t + 1), rd_a.eq(1), rd_t.eq(t)]
+                with m.If((t >= n_a) | (s_granted & (t + 1 >= n_a))):
+                    m.next = "AWAIT"
+            with m.State("AWAIT"):   # the last line lands in the buffer
+                m.next = "STREAM"
+            with m.State("STREAM"):
+                bias_chunk = ((ins.bias + j0) >> lc)[:QB]
+                want_bias = ins.has_bias & ~bias_got
+                with m.If(fast):
+                    # the bias read rides on the line port while the banks stream B
+                    m.d.comb += [s_re.eq(want_bias), s_chunk.eq(bias_chunk)]
+                    with m.If(s_granted):
+                        m.d.sync += [bias_got.eq(1), rd_bias.eq(1),
+                                     rd_off.eq(lo(ins.bias + j0, lc))]
+                    ok = ~is_last | ((~ins.has_bias | bias_got) & room)
+                    rows = Signal(NB * RB)
+                    rot0 = lo(addr[0] >> lc, lnb) if lnb else Const(0, 1)
+                    with m.Switch(rot0):
+                        for x in range(NB):
+                            with m.Case(x):
+                                m.d.comb += rows.eq(Cat(*[
+                                    (addr[(b - x) % NB] >> (lc + lnb))[:RB] for b in range(NB)]))
+                    m.d.comb += [self.bank.rows.eq(rows), self.bank.re.eq(ok)]
+                    with m.If(ok):
+                        feed(Const((1 << L) - 1, L), is_last, 0)
+                        m.d.sync += f_rot.eq(rot0)
+                        m.d.comb += push_desc.eq(is_last)
+                        with m.If(is_last):
+                            next_group()
+                        with m.Else():
+                            m.d.sync += [kc.eq(kc + 1), c_off.eq(c_off + C)]
+                with m.Elif(want_bias):
+                    m.d.comb += [s_re.eq(1), s_chunk.eq(bias_chunk)]
+                    with m.If(s_granted):
+                        m.d.sync += [bias_got.eq(1), rd_bias.eq(1),
+                                     rd_off.eq(lo(ins.bias + j0, lc))]
+                with m.Else():
+                    x = Signal(_A)
+                    with m.Switch(ls):
+                        for l in range(L):
+                            with m.Case(l):
+                                m.d.comb += x.eq(addr[l])
+                    final = is_last & (ls + 1 >= nl)
+                    m.d.comb += [s_re.eq(~final | room), s_chunk.eq((x >> lc)[:QB])]
+                    with m.If(s_granted):
+                        m.d.sync += rd_off.eq(lo(x, lc))
+                        feed(Const(1, L) << ls, final, 1)
+                        m.d.comb += push_desc.eq(final)
+                        with m.If(ls + 1 >= nl):
+                            m.d.sync += [ls.eq(0), kc.eq(kc + 1), c_off.eq(c_off + C)]
+                            with m.If(is_last):
+                                m.next = "YIELD"
+                        with m.Else():
+                            m.d.sync += ls.eq(ls + 1)
+            with m.State("YIELD"):   # slow path: one line-port cycle for the writer per group
+                next_group()
             with m.State("DRAIN"):   # every group's results stored
-                m.d.comb += self.busy.eq(1)
-                with m.If((inflight == 0) & ~fire):
+                with m.If((inflight == 0) & ~push_desc):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
         return m

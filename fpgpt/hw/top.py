@@ -92,7 +92,10 @@ class Core(wiring.Component):
         m.submodules.mpu = mpu = MPUEngine(hw=hw)
         m.submodules.net = net = NetUnit(hw=hw)
         m.submodules.vpu = vpu = VPUEngine(hw=hw, max_cols=self._max_cols)
-        m.submodules.spad = spad = Scratchpad(hw=hw, ports=4)
+        # Port B of the scratchpad, in priority order; a unit with a `line` member moves lines.
+        requesters = [dma, mpu, net, vpu]
+        kinds = ["line" if "line" in u.signature.members else "element" for u in requesters]
+        m.submodules.spad = spad = Scratchpad(hw=hw, ports=kinds, bank=True)
         m.submodules.loader = loader = ProgramLoader(pc_bits=self._pc_bits)
         m.submodules.imem = imem = memory.Memory(shape=WORD_BITS, depth=1 << self._pc_bits,
                                                  init=[])
@@ -105,10 +108,9 @@ class Core(wiring.Component):
         for k in range(hw.hbm.channels):
             wiring.connect(m, getattr(dma, f"m_axi{k}"),
                            wiring.flipped(getattr(self, f"m_axi{k}")))
-        connect(m, dma.sram, spad.port0)
-        connect(m, mpu.sram, spad.port1)
-        connect(m, net.sram, spad.port2)
-        connect(m, vpu.sram, spad.port3)
+        for i, (u, kind) in enumerate(zip(requesters, kinds)):
+            connect(m, u.line if kind == "line" else u.sram, getattr(spad, f"port{i}"))
+        connect(m, mpu.bank, spad.bank)
         connect(m, disp.vpu_cmd, vpu.cmd)
         m.d.comb += [disp.vpu_done.eq(vpu.done), disp.wb_we.eq(vpu.wb_we),
                      disp.wb_addr.eq(vpu.wb_addr), disp.wb_data.eq(vpu.wb_data)]

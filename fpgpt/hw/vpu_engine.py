@@ -1,5 +1,5 @@
 """The VPU engine: executes captured VPU instructions (VADD, VMUL, GELU, LAYERNORM, SOFTMAX,
-ARGMAX, VCOPY) on one :class:`~fpgpt.hw.vpu.VPU`, reading and writing the scratchpad.
+ARGMAX, VCOPY) on one :class:`~fpgpt.hw.vpu.VPU`, reading and writing the scratchpad's line port.
 
 Semantics: the ISA table's, row by row (``n = cols + R[rc]``; LAYERNORM has no ``rc``): for each
 row ``r < rows`` (ARGMAX: one row) one VPU command of ``n`` columns; its operand beats carry
@@ -10,50 +10,49 @@ cycle. Bit-exact with ``fpgpt.sim.executor`` by construction of the VPU. An inst
 ``rows == 0`` or ``n == 0`` writes nothing and completes at once (ARGMAX with ``n == 0``, which
 the simulator rejects, writes ``R[rd] = 0`` so that the dispatcher's scoreboard is released).
 
-Schedule. Three parts share the scratchpad port (one element per cycle):
+Schedule (``W = vpu.width``, ``C`` elements per chunk, a multiple of ``W``; ``K =``
+:func:`window_chunks`, 4 on tiny, 2 on u280). One line port, the writer's requests first:
 
-* the *reader* walks rows, beats (``W = hw.vpu.width`` columns) and operands (a, then b, then c),
-  one element read per cycle, into staging registers; a beat whose reads are all issued is
-  *held* and handed to the VPU's input stream (the last element straight from ``rdata``) as soon
-  as the VPU takes it; the next beat's reads start in the hand-off cycle. Lanes past ``n`` are
-  not read (the VPU masks them);
-* the VPU command of the reader's row is offered as soon as the reader is on that row; the VPU
-  accepts it only when idle, i.e. after the previous row has left it;
-* the *writer* takes one result beat at a time from the VPU and stores its valid lanes, one per
-  cycle, with priority over the reader.
+* *reader*: per operand (a; b or gamma; beta) a cursor and two *window* slots of ``K`` chunks.
+  A window is one line read at the chunk holding the next beat's first element, of which the
+  first ``K`` chunks are kept (no line-wide shifter: they are always rdata's chunks ``0..K-1``).
+  A row whose start is a multiple of ``W`` (the *fast path*: no beat straddles two chunks) takes
+  windows ``K`` chunks apart, ``K·C/W`` beats each; any other row takes them ``K - 1`` chunks
+  apart, so that each beat lies inside one window (``(K-1)·C/W`` beats each). Operands read in
+  order a, b, c whenever one has a free slot (from CHECK on), so the next row's first windows
+  are fetched while the VPU is still on the current row;
+* *extraction*: a beat is chunks ``h, h+1`` of the operand's head window, then ``W`` lanes at an
+  offset inside one chunk (a ``C:1`` mux per lane); the VPU takes it when its command is running;
+  a window is released after its last beat (or the row's);
+* *VPU commands*: one per row, offered as soon as the VPU is idle;
+* *writer*: each result beat's valid lanes are deposited into a ``K``-chunk buffer (element
+  mask); a beat that does not fit (or the instruction's last beat) moves the buffer to the flush
+  register, written as one masked line write in the next cycle. The VPU's output stalls only
+  while a flush is refused.
 
 Aliasing contract (what makes row-by-row streaming equal to the executor's "read everything,
-then write"): the destination of row ``r`` must not overlap the operands of any later row, and
-for the element-wise ops (VADD, VMUL, GELU, VCOPY) a row's destination must not start strictly
-inside one of its operand rows (``dst_row <= a_row`` or disjoint; same for b). In-place
-(``dst == a``, ``ldd == lda``) is allowed for every op; LAYERNORM / SOFTMAX rows may overlap their
-own operands arbitrarily (all reads precede the first write of a row). LAYERNORM / SOFTMAX rows
-longer than ``max_cols`` are beyond the VPU's row buffer (not checked here).
+then write"; windows are read early, never late, so it is the element engine's): the destination
+of row ``r`` must not overlap the operands of any later row, and for the element-wise ops (VADD,
+VMUL, GELU, VCOPY) a row's destination must not start strictly inside one of its operand rows
+(``dst_row <= a_row`` or disjoint; same for b). In-place (``dst == a``, ``ldd == lda``) is
+allowed for every op; LAYERNORM / SOFTMAX rows may overlap their own operands arbitrarily (all
+reads precede the first write of a row). LAYERNORM / SOFTMAX rows longer than ``max_cols`` are
+beyond the VPU's row buffer (not checked here).
 
 Cycle cost: :func:`engine_cycles` gives the exact count from the ``cmd`` handshake to ``done``
-with the scratchpad granting every request; it is a cycle-level model of the schedule above and
-of the VPU's stream timing, asserted equal to the RTL in amaranth.sim (tests/rtl/
-test_hw_vpu_engine.py; 114 measured (op, rows, n) points at width 2 matched it exactly). Its
-shape, with ``P`` operands per element (2 VADD/VMUL, 3 LAYERNORM, 1 otherwise), ``W`` the
-width and ``L`` the VPU latency of the op's output pass (``vpu.mode_latency``):
-
-* 2 cycles of start (handshake, CHECK), then the port is the bottleneck: every row costs
-  ``P*n`` reads plus ``n`` writes, one element per cycle, each beat handed to the VPU one cycle
-  after its last read is issued (its data go to the VPU straight from ``rdata``);
-* the VPU takes one row per command, so every row also pays the VPU's per-row fill (its
-  ``mode_latency`` / ``scalar_wait`` terms, cf. ``fpgpt.sim.costs._vpu_fill``) minus what the
-  reader hides by reading the next row's first beat meanwhile; single row, one beat
-  (``n <= W``): ``2 + P*n + L + 2 + (n - 1)`` for the element-wise ops, e.g. VADD ``3n + L + 3``;
-* a result beat that leaves the VPU while the writer still stores the previous one waits a cycle
-  (the writer takes a beat in the cycle after it went idle), which stalls the VPU's input.
-
-The port-bound part, ``rows * (P + 1) * n``, dominates long rows: ``fpgpt.sim.costs.vpu_cycles``
-charges ``passes * ceil(n / W)`` per row for a VPU fed ``W`` elements per cycle; this engine
-reads one element per cycle (the banked, wide scratchpad is not built yet), as the MPU engine.
+with the scratchpad granting every request: a cycle-level model of this schedule and of the
+VPU's stream timing, asserted equal to the RTL in amaranth.sim (tests/rtl/
+test_hw_vpu_engine.py at width 2; test_hw_vpu_engine_tiny.py, slow, on the tiny preset's
+compiler shapes). With every request granted the writer never stalls the VPU and the reader
+keeps up (at most ``n_ops + 1`` port cycles per window of ``>= (K-1)·C/W`` beats), so the cost is
+the VPU's own: on tiny, chunk-aligned rows, ``costs.vpu_cycles + 2·rows + 1 + d`` where the
+``2·rows`` are the VPU's two cycles from a row's last output to idle, and ``d`` is 0 for the
+one-operand ops and 1-2 (VADD/VMUL) or 2-4 (LAYERNORM) for the serial first reads; ARGMAX
+``+ 2``.
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -61,13 +60,31 @@ from ..config import HardwareConfig
 from ..isa.table import Unit
 from .decoder import Opcode
 from .dma import captured_layout
-from .scratchpad import ELEMENT_BITS, addr_bits, port_signature
+from .scratchpad import ELEMENT_BITS, chunk_bits, chunk_elements, line_elements, line_signature
 from .vpu import VPU, check_vpu_args
 
-__all__ = ["VPUEngine", "engine_cycles"]
+__all__ = ["VPUEngine", "engine_cycles", "window_chunks"]
 
 _N = 33                  # n = cols (16 bits) + R[rc] (32 bits)
 _A = 32                  # scratchpad address arithmetic (the ISA's addresses are 32 bits)
+_E = ELEMENT_BITS
+
+
+def window_chunks(hw: HardwareConfig) -> int:
+    """``K``: chunks of one operand window / of the write buffer (module docstring): enough that
+    a window holds four beats, at least two (a beat may straddle two chunks), at most a line."""
+    c, w = chunk_elements(hw), hw.vpu.width
+    return min(line_elements(hw) // c, max(2, 4 * w // c))
+
+
+def check_engine_args(hw: HardwareConfig, max_cols: int) -> None:
+    """The VPU's checks, and the chunk geometry the engine's extractors assume."""
+    check_vpu_args(hw, max_cols)
+    c, w = chunk_elements(hw), hw.vpu.width
+    if c % w:
+        raise ValueError(f"mpu.width = {c} (the scratchpad chunk) must be a multiple of "
+                         f"vpu.width = {w}: a beat must lie in at most two chunks; make "
+                         f"vpu.width a power of two <= {c}")
 
 
 class VPUEngine(wiring.Component):
@@ -76,7 +93,8 @@ class VPUEngine(wiring.Component):
     Parameters
     ----------
     hw : HardwareConfig
-        ``vpu.width`` and latencies (the VPU's), ``buffers.sram_elements`` (the port).
+        ``vpu.width`` and latencies (the VPU's); the scratchpad geometry (``mpu.width`` elements
+        per chunk, a multiple of ``vpu.width``; ``mpu.lanes`` chunks per line).
     max_cols : int
         Longest LAYERNORM / SOFTMAX row (the VPU's row buffer; a multiple of ``vpu.width``).
 
@@ -89,24 +107,27 @@ class VPUEngine(wiring.Component):
     wb_we, wb_addr, wb_data : Out(1), Out(4), Out(32)
         ARGMAX's ``R[rd] = index``, in its ``done`` cycle.
     busy : Out(1)
-    sram : Out(scratchpad.port_signature(hw))
+    line : Out(scratchpad.line_signature(hw))
     """
 
     def __init__(self, *, hw: HardwareConfig, max_cols: int = 1024):
-        check_vpu_args(hw, max_cols)
+        check_engine_args(hw, max_cols)
         self._hw, self._max_cols = hw, max_cols
         super().__init__({
             "cmd": In(stream.Signature(captured_layout(Unit.VPU))),
             "done": Out(1), "busy": Out(1),
             "wb_we": Out(1), "wb_addr": Out(4), "wb_data": Out(32),
-            "sram": Out(port_signature(hw)),
+            "line": Out(line_signature(hw)),
         })
 
     def elaborate(self, platform):
         m = Module()
         hw = self._hw
-        w = hw.vpu.width
+        w, c, k = hw.vpu.width, chunk_elements(hw), window_chunks(hw)
+        lw, lc = w.bit_length() - 1, c.bit_length() - 1
+        kc = k * c                                  # elements of a window / the write buffer
         m.submodules.vpu = vpu = VPU(hw=hw, max_cols=self._max_cols)
+        port = self.line
 
         # ---- the captured instruction ------------------------------------------------------
         ins = Signal(captured_layout(Unit.VPU))
@@ -115,107 +136,211 @@ class VPUEngine(wiring.Component):
         n_ops = Signal(range(4))             # operands per element: a (b (c))
         is_argmax = Signal()
         running = Signal()
+        reading = Signal()                   # the reader runs (from CHECK on: one cycle early)
+        beats = Signal(_N)                   # beats per row
+        m.d.comb += beats.eq((n + (w - 1)) >> lw)
 
-        # ---- reader state --------------------------------------------------------------------
-        rrow = Signal(17)                    # row being read (== rows: all read)
-        a_row, b_row = Signal(_A), Signal(_A)
-        rcol = Signal(_N)                    # first column of the beat being read
-        p = Signal(range(3))                 # operand being read (0 a, 1 b / gamma, 2 beta)
-        e = Signal(range(w))                 # lane being read
-        hold = Signal()                      # a beat is fully read, waiting for the VPU
-        h_row = Signal(17)                   # row of the held beat
-        sent = Signal(17)                    # rows whose VPU command has been accepted
-        pend, pend_p, pend_e = Signal(), Signal.like(p), Signal.like(e)
+        # ---- operand windows: per operand a reader cursor and two window slots --------------
+        # Operand x's row r starts at s_x; its windows start at chunks s_x // C + i * stride,
+        # stride K (no beat straddles a chunk: s_x % W == 0) or K - 1 (each beat lies inside one
+        # window), and the row's last window is the one holding its last beat's first element.
+        rd_row = [Signal(17, name=f"rd_row{x}") for x in range(3)]
+        s = [Signal(_A, name=f"s{x}") for x in range(3)]
+        q = [Signal(_A - lc, name=f"q{x}") for x in range(3)]
+        first = [Signal(name=f"first{x}") for x in range(3)]
+        ld = [Signal(_A, name=f"ld{x}") for x in range(3)]
+        slot = [[Signal(kc * _E, name=f"slot{x}_{j}") for j in range(2)] for x in range(3)]
+        s_busy = [[Signal(name=f"sbusy{x}_{j}") for j in range(2)] for x in range(3)]
+        s_full = [[Signal(name=f"sfull{x}_{j}") for j in range(2)] for x in range(3)]
+        s_e = [[Signal(lc, name=f"se{x}_{j}") for j in range(2)] for x in range(3)]
+        s_k = [[Signal(name=f"sk{x}_{j}") for j in range(2)] for x in range(3)]   # stride K
+        wp = [Signal(name=f"wp{x}") for x in range(3)]
+        rp = [Signal(name=f"rp{x}") for x in range(3)]
 
-        ne = Signal(range(w + 1))            # lanes of the beat being read
-        rem = (n - rcol)[:_N]
-        m.d.comb += ne.eq(Mux(rem >= w, w, rem))
+        need, aligned, stride, lastq = [], [], [], []
+        for x in range(3):
+            al = Signal(name=f"aligned{x}")
+            m.d.comb += al.eq(s[x][:lw] == 0 if lw else 1)
+            st = Mux(al, k, k - 1)
+            lq = Signal(_A - lc, name=f"lastq{x}")
+            m.d.comb += lq.eq((s[x] + ((beats - 1) << lw)) >> lc)
+            nd = Signal(name=f"need{x}")
+            m.d.comb += nd.eq(reading & (x < n_ops) & (rd_row[x] < rows)
+                              & ~Mux(wp[x], s_busy[x][1], s_busy[x][0]))
+            need.append(nd)
+            aligned.append(al)
+            stride.append(st)
+            lastq.append(lq)
+        r_op = Signal(range(3))              # the operand read this cycle (lowest index first)
+        for x in reversed(range(3)):
+            with m.If(need[x]):
+                m.d.comb += r_op.eq(x)
+        r_req = Signal()
+        m.d.comb += r_req.eq(need[0] | need[1] | need[2])
 
-        st = [[Signal(ELEMENT_BITS, name=f"st{q}_{x}") for x in range(w)] for q in range(3)]
-        m.d.sync += pend.eq(0)
-        with m.If(pend):
-            for q in range(3):
-                for x in range(w):
-                    with m.If((pend_p == q) & (pend_e == x)):
-                        m.d.sync += st[q][x].eq(self.sram.rdata)
-        # What the VPU takes: the staging registers, the landing element straight from rdata.
-        lanes = [[Mux(pend & (pend_p == q) & (pend_e == x), self.sram.rdata, st[q][x])
-                  for x in range(w)] for q in range(3)]
-        for q, name in enumerate("abc"):
-            for x in range(w):
-                m.d.comb += getattr(vpu.i.payload, name)[16 * x:16 * x + 16].eq(lanes[q][x])
-
-        i_ok = hold & (sent > h_row)
-        handoff = Signal()
-        m.d.comb += [vpu.i.valid.eq(i_ok), handoff.eq(i_ok & vpu.i.ready)]
-
-        # ---- VPU commands: the reader's row, once --------------------------------------------
+        # ---- the writer's flush register (its requests go first) ---------------------------
+        f_busy = Signal()
+        f_data, f_mask, f_q = Signal(kc * _E), Signal(kc), Signal(_A - lc)
         m.d.comb += [
-            vpu.cmd.valid.eq(running & (sent <= rrow) & (sent < rows)),
+            port.we.eq(f_busy), port.re.eq(r_req & ~f_busy),
+            port.wdata.eq(f_data), port.wmask.eq(f_mask),
+        ]
+        r_chunk = Signal(_A - lc)
+        with m.Switch(r_op):
+            for x in range(3):
+                with m.Case(x):
+                    m.d.comb += r_chunk.eq(q[x])
+        m.d.comb += port.chunk.eq(Mux(f_busy, f_q, r_chunk)[:chunk_bits(hw)])
+        w_granted = f_busy & port.grant
+        r_granted = r_req & ~f_busy & port.grant
+
+        # A granted read: reserve the slot, advance the cursor; capture the data next cycle.
+        pend, pend_x, pend_j = Signal(), Signal(range(3)), Signal()
+        m.d.sync += pend.eq(r_granted)
+        with m.If(r_granted):
+            m.d.sync += [pend_x.eq(r_op)]
+        for x in range(3):
+            with m.If(r_granted & (r_op == x)):
+                m.d.sync += [pend_j.eq(wp[x]), wp[x].eq(~wp[x])]
+                for j in range(2):
+                    with m.If(wp[x] == j):
+                        m.d.sync += [s_busy[x][j].eq(1),
+                                     s_e[x][j].eq(Mux(first[x], s[x][:lc], s[x][:lw] if lw else 0)),
+                                     s_k[x][j].eq(aligned[x])]
+                with m.If(q[x] + stride[x] > lastq[x]):      # the row's last window
+                    m.d.sync += [rd_row[x].eq(rd_row[x] + 1), first[x].eq(1),
+                                 s[x].eq(s[x] + ld[x]), q[x].eq((s[x] + ld[x]) >> lc)]
+                with m.Else():
+                    m.d.sync += [q[x].eq(q[x] + stride[x]), first[x].eq(0)]
+            for j in range(2):
+                with m.If(pend & (pend_x == x) & (pend_j == j)):
+                    m.d.sync += [slot[x][j].eq(port.rdata[:kc * _E]), s_full[x][j].eq(1)]
+
+        # ---- extraction: the head window of each operand, W elements at offset e ------------
+        e = [Signal(range(kc), name=f"e{x}") for x in range(3)]
+        fresh = [Signal(name=f"fresh{x}") for x in range(3)]   # e comes from the head slot
+        ext_row = Signal(17)
+        kb = Signal(_N)                      # beat of the row being handed over
+        sent = Signal(17)                    # rows whose VPU command has been accepted
+        full_all = Const(1, 1)
+        eu, hk = [], []
+        for x in range(3):
+            head = Signal(kc * _E, name=f"head{x}")
+            hf, he, hkx = Signal(name=f"hfull{x}"), Signal(lc, name=f"he{x}"), Signal(name=f"hk{x}")
+            m.d.comb += [head.eq(Mux(rp[x], slot[x][1], slot[x][0])),
+                         hf.eq(Mux(rp[x], s_full[x][1], s_full[x][0])),
+                         he.eq(Mux(rp[x], s_e[x][1], s_e[x][0])),
+                         hkx.eq(Mux(rp[x], s_k[x][1], s_k[x][0]))]
+            used = Signal(range(kc), name=f"eused{x}")
+            m.d.comb += used.eq(Mux(fresh[x], he, e[x]))
+            full_all = full_all & (hf | (x >= n_ops))
+            eu.append(used)
+            hk.append(hkx)
+            # Chunks h and h+1 of the window (zeros past it), then W lanes at offset o (C:1).
+            pair = Signal(2 * c * _E, name=f"pair{x}")
+            with m.Switch(used[lc:]):
+                for h in range(k):
+                    with m.Case(h):
+                        m.d.comb += pair.eq(head[h * c * _E:min(h + 2, k) * c * _E])
+            lanes = Signal(w * _E, name=f"lanes{x}")
+            with m.Switch(used[:lc]):
+                for o in range(c):
+                    with m.Case(o):
+                        m.d.comb += lanes.eq(pair[o * _E:(o + w) * _E])
+            m.d.comb += getattr(vpu.i.payload, "abc"[x]).eq(lanes)
+        m.d.comb += vpu.i.valid.eq(running & (ext_row < sent) & full_all)
+        handoff = vpu.i.valid & vpu.i.ready
+        row_end = kb + 1 == beats
+        with m.If(handoff):
+            m.d.sync += kb.eq(Mux(row_end, 0, kb + 1))
+            with m.If(row_end):
+                m.d.sync += ext_row.eq(ext_row + 1)
+            for x in range(3):
+                nxt = eu[x] + w
+                pop = row_end | (nxt >= Mux(hk[x], kc, kc - c))
+                with m.If(x < n_ops):
+                    with m.If(pop):
+                        m.d.sync += [rp[x].eq(~rp[x]), fresh[x].eq(1)]
+                        for j in range(2):
+                            with m.If(rp[x] == j):
+                                m.d.sync += [s_busy[x][j].eq(0), s_full[x][j].eq(0)]
+                    with m.Else():
+                        m.d.sync += [e[x].eq(nxt), fresh[x].eq(0)]
+
+        # ---- VPU commands: one per row, in order --------------------------------------------
+        m.d.comb += [
+            vpu.cmd.valid.eq(running & (sent < rows)),
             vpu.cmd.payload.op.eq(ins.op), vpu.cmd.payload.cols.eq(n),
             vpu.cmd.payload.scale.eq(ins.scale), vpu.cmd.payload.eps.eq(ins.eps),
         ]
         with m.If(vpu.cmd.valid & vpu.cmd.ready):
             m.d.sync += sent.eq(sent + 1)
 
-        # ---- writer ---------------------------------------------------------------------------
-        w_busy = Signal()
-        w_beat = Signal(16 * w)
-        wl = Signal(range(w))
-        ocol = Signal(_N)
-        orow = Signal(17)
-        d_row = Signal(_A)
+        # ---- writer: result beats packed into a K-chunk buffer, flushed as one line write ----
+        orow, ocol, d_row = Signal(17), Signal(_N), Signal(_A)
+        b_valid, b_q = Signal(), Signal(_A - lc)
+        b_data, b_mask = Signal(kc * _E), Signal(kc)
+        sd = Signal(_A)
+        nv = Signal(range(w + 1))
         orem = (n - ocol)[:_N]
-        wn = Signal(range(w + 1))
-        m.d.comb += wn.eq(Mux(orem >= w, w, orem))
-        m.d.comb += vpu.o.ready.eq(running & ~w_busy)
-        o_take = vpu.o.valid & vpu.o.ready
-        with m.If(o_take & ~is_argmax):
-            m.d.sync += [w_busy.eq(1), w_beat.eq(vpu.o.payload), wl.eq(0)]
-        w_req = w_busy
-        w_granted = w_req & self.sram.grant
-        finished = Signal()                  # the last result is stored this cycle
-        with m.If(w_granted):
-            m.d.sync += wl.eq(wl + 1)
-            with m.If(wl + 1 == wn):
-                m.d.sync += w_busy.eq(0)
-                with m.If(ocol + w >= n):
-                    m.d.sync += [ocol.eq(0), orow.eq(orow + 1), d_row.eq(d_row + ins.ldd)]
-                    with m.If(orow + 1 == rows):
-                        m.d.comb += finished.eq(1)
-                with m.Else():
-                    m.d.sync += ocol.eq(ocol + w)
-
-        # ---- the scratchpad port: the writer first, then the reader ----------------------------
-        r_req = running & (rrow < rows) & (~hold | handoff)
-        r_addr = Signal(_A)
-        m.d.comb += r_addr.eq(Mux(p == 0, a_row, Mux(p == 1, b_row, ins.beta)) + rcol + e)
-        m.d.comb += [
-            self.sram.we.eq(w_req), self.sram.wdata.eq(w_beat.word_select(wl, ELEMENT_BITS)),
-            self.sram.re.eq(r_req & ~w_req),
-            self.sram.addr.eq(Mux(w_req, d_row + ocol + wl, r_addr)[:addr_bits(hw)]),
-        ]
-        r_granted = r_req & ~w_req & self.sram.grant
-
-        with m.If(handoff):
-            m.d.sync += hold.eq(0)
-        with m.If(r_granted):
-            m.d.sync += [pend.eq(1), pend_p.eq(p), pend_e.eq(e), e.eq(e + 1)]
-            with m.If(e + 1 == ne):
-                m.d.sync += e.eq(0)
-                with m.If(p + 1 == n_ops):    # the beat is read: hold it, move on
-                    m.d.sync += [p.eq(0), hold.eq(1), h_row.eq(rrow)]
-                    with m.If(rcol + w >= n):
-                        m.d.sync += [rcol.eq(0), rrow.eq(rrow + 1), a_row.eq(a_row + ins.lda),
-                                     b_row.eq(Mux(ins.op == Opcode.LAYERNORM, ins.gamma,
-                                                  b_row + ins.ldb))]
-                    with m.Else():
-                        m.d.sync += rcol.eq(rcol + w)
-                with m.Else():
-                    m.d.sync += p.eq(p + 1)
+        m.d.comb += [sd.eq(d_row + ocol), nv.eq(Mux(orem >= w, w, orem))]
+        fits = Signal()
+        m.d.comb += fits.eq(b_valid & (sd >= (b_q << lc)) & (sd + nv <= ((b_q + k) << lc)))
+        last = Signal()
+        m.d.comb += last.eq((orow + 1 == rows) & (ocol + w >= n))
+        f_free = ~f_busy | w_granted
+        m.d.comb += vpu.o.ready.eq(running & (is_argmax | ((~b_valid | fits) & ~last) | f_free))
+        o_take = vpu.o.valid & vpu.o.ready & ~is_argmax
+        # The beat deposited into the buffer (fits) or into a fresh one at its own chunk.
+        base = Signal(_A - lc)
+        m.d.comb += base.eq(Mux(fits, b_q, sd >> lc))
+        p = Signal(_A)
+        m.d.comb += p.eq(sd - (base << lc))
+        pd, pm = Signal(2 * c * _E), Signal(2 * c)
+        lane_on = Cat(*[nv > j for j in range(w)])
+        with m.Switch(p[:lc]):
+            for o in range(c):
+                with m.Case(o):
+                    m.d.comb += [pd.eq(vpu.o.payload << (o * _E)),
+                                 pm.eq(lane_on << o)]
+        nd_, nm_ = Signal(kc * _E), Signal(kc)       # the beat placed in the window
+        with m.Switch(p[lc:]):
+            for h in range(k):
+                with m.Case(h):
+                    m.d.comb += [nd_.eq(pd[:min(2, k - h) * c * _E] << (h * c * _E)),
+                                 nm_.eq(pm[:min(2, k - h) * c] << (h * c))]
+        old_d, old_m = Mux(fits, b_data, 0), Mux(fits, b_mask, 0)
+        md = Cat(*[Mux(nm_[i], nd_[i * _E:(i + 1) * _E], old_d[i * _E:(i + 1) * _E])
+                   for i in range(kc)])
+        mm = old_m | nm_
+        load_f = Signal()
+        with m.If(o_take):
+            m.d.sync += ocol.eq(ocol + w)
+            with m.If(ocol + w >= n):
+                m.d.sync += [ocol.eq(0), orow.eq(orow + 1), d_row.eq(d_row + ins.ldd)]
+            with m.If(b_valid & ~fits):           # flush the buffer, start a new one
+                m.d.comb += load_f.eq(1)
+                m.d.sync += [f_data.eq(b_data), f_mask.eq(b_mask), f_q.eq(b_q),
+                             b_data.eq(md), b_mask.eq(mm), b_q.eq(base), b_valid.eq(1)]
+            with m.Elif(last):                    # the instruction's last beat: flush it now
+                m.d.comb += load_f.eq(1)
+                m.d.sync += [f_data.eq(md), f_mask.eq(mm), f_q.eq(base), b_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [b_data.eq(md), b_mask.eq(mm), b_q.eq(base), b_valid.eq(1)]
+        all_out = orow == rows
+        with m.If(all_out & b_valid & f_free & running):   # drain
+            m.d.comb += load_f.eq(1)
+            m.d.sync += [f_data.eq(b_data), f_mask.eq(b_mask), f_q.eq(b_q), b_valid.eq(0)]
+        with m.If(load_f):
+            m.d.sync += f_busy.eq(1)
+        with m.Elif(w_granted):
+            m.d.sync += f_busy.eq(0)
+        finished = all_out & ~b_valid & w_granted
 
         # ---- control --------------------------------------------------------------------------
         m.d.comb += [self.wb_addr.eq(ins.rd), self.wb_data.eq(0)]
+        with m.If(running):
+            m.d.comb += reading.eq(1)
         with m.FSM(name="vpu_engine"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -223,15 +348,24 @@ class VPUEngine(wiring.Component):
                     pl = self.cmd.payload
                     argmax = pl.op == Opcode.ARGMAX
                     ln = pl.op == Opcode.LAYERNORM
+                    two = (pl.op == Opcode.VADD) | (pl.op == Opcode.VMUL)
                     m.d.sync += [
                         ins.eq(pl), n.eq(pl.cols + Mux(ln, 0, pl.rc)),
                         rows.eq(Mux(argmax, 1, pl.rows)), is_argmax.eq(argmax),
-                        n_ops.eq(Mux(ln, 3, Mux((pl.op == Opcode.VADD) | (pl.op == Opcode.VMUL),
-                                                2, 1))),
-                        rrow.eq(0), a_row.eq(pl.a), b_row.eq(Mux(ln, pl.gamma, pl.b)),
-                        rcol.eq(0), p.eq(0), e.eq(0), hold.eq(0), sent.eq(0),
-                        w_busy.eq(0), ocol.eq(0), orow.eq(0), d_row.eq(pl.dst),
+                        n_ops.eq(Mux(ln, 3, Mux(two, 2, 1))),
+                        s[0].eq(pl.a), s[1].eq(Mux(ln, pl.gamma, pl.b)), s[2].eq(pl.beta),
+                        q[0].eq(pl.a >> lc), q[1].eq(Mux(ln, pl.gamma, pl.b) >> lc),
+                        q[2].eq(pl.beta >> lc),
+                        ld[0].eq(pl.lda), ld[1].eq(Mux(ln, 0, pl.ldb)), ld[2].eq(0),
+                        ext_row.eq(0), kb.eq(0), sent.eq(0),
+                        orow.eq(0), ocol.eq(0), d_row.eq(pl.dst), b_valid.eq(0), f_busy.eq(0),
+                        pend.eq(0),
                     ]
+                    for x in range(3):
+                        m.d.sync += [rd_row[x].eq(0), first[x].eq(1), wp[x].eq(0), rp[x].eq(0),
+                                     fresh[x].eq(1)]
+                        for j in range(2):
+                            m.d.sync += [s_busy[x][j].eq(0), s_full[x][j].eq(0)]
                     m.next = "CHECK"
             with m.State("CHECK"):   # nothing to compute: complete at once
                 m.d.comb += self.busy.eq(1)
@@ -239,11 +373,12 @@ class VPUEngine(wiring.Component):
                     m.d.comb += [self.done.eq(1), self.wb_we.eq(is_argmax)]
                     m.next = "IDLE"
                 with m.Else():
+                    m.d.comb += reading.eq(1)
                     m.d.sync += running.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(is_argmax & o_take):
+                with m.If(is_argmax & vpu.o.valid):
                     m.d.comb += [self.done.eq(1), self.wb_we.eq(1),
                                  self.wb_data.eq(vpu.o.payload[:32])]
                     m.d.sync += running.eq(0)
@@ -255,84 +390,150 @@ class VPUEngine(wiring.Component):
         return m
 
 
-def engine_cycles(hw: HardwareConfig, op: str, rows: int, n: int) -> int:
+def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
     """Cycles from the ``cmd`` handshake to ``done`` of one instruction, the scratchpad granting
-    every request: a cycle-level model of this engine's schedule and of the VPU's stream timing
-    (``mode_latency`` / ``scalar_wait``), asserted equal to the RTL in amaranth.sim.
+    every request: a cycle-level model of this engine's schedule (its registers, as in
+    :meth:`VPUEngine.elaborate`) and of the VPU's stream timing (``mode_latency`` /
+    ``scalar_wait``), asserted equal to the RTL in amaranth.sim.
 
     Parameters
     ----------
     hw : HardwareConfig
     op : str
         A VPU mnemonic (``"VADD"`` ... ``"VCOPY"``).
-    rows : int
-        ``rows`` (ignored for ARGMAX, which has one row).
-    n : int
-        Columns per row, ``cols + R[rc]`` (LAYERNORM: ``cols``).
+    f : dict
+        The captured fields (as ``fpgpt.sim.costs.vpu_cycles`` takes them): ``rows``, ``cols``,
+        ``rc`` (R[rc]'s value; ignored by LAYERNORM), the addresses ``a``, ``b``, ``dst``,
+        ``gamma``, ``beta`` and strides ``lda``, ``ldb``, ``ldd`` (missing ones read 0).
     """
     from .vpu import _FROM_BUFFER, _NEXT, FIRST_MODE, OUTPUT_MODES, mode_latency, scalar_wait
 
     if op not in FIRST_MODE:
         raise ValueError(f"op must be a VPU mnemonic {sorted(FIRST_MODE)}, not {op!r}")
-    rows = 1 if op == "ARGMAX" else rows
+    g = {key: int(f.get(key, 0)) for key in
+         ("rows", "cols", "rc", "a", "b", "dst", "gamma", "beta", "lda", "ldb", "ldd")}
+    ln = op == "LAYERNORM"
+    rows = 1 if op == "ARGMAX" else g["rows"]
+    n = g["cols"] + (0 if ln else g["rc"])
     if rows <= 0 or n <= 0:
         return 1
-    w = hw.vpu.width
+    w, c, k = hw.vpu.width, chunk_elements(hw), window_chunks(hw)
+    kc = k * c
     lat, waits = mode_latency(hw), scalar_wait(hw)
     n_ops = {"VADD": 2, "VMUL": 2, "LAYERNORM": 3}.get(op, 1)
     beats = -(-n // w)
-    first = FIRST_MODE[op]
+    first_mode = FIRST_MODE[op]
     # Engine registers (as in VPUEngine.elaborate).
-    rrow = rcol = p = e = sent = h_row = wl = ocol = orow = 0
-    hold = w_busy = False
+    s = [g["a"], g["gamma"] if ln else g["b"], g["beta"]]
+    ld = [g["lda"], 0 if ln else g["ldb"], 0]
+    q = [v // c for v in s]
+    rd_row, first = [0, 0, 0], [True] * 3
+    wp, rp = [0, 0, 0], [0, 0, 0]
+    busy = [[False, False] for _ in range(3)]
+    full = [[False, False] for _ in range(3)]
+    s_e = [[0, 0] for _ in range(3)]
+    s_k = [[False, False] for _ in range(3)]
+    e, fresh = [0, 0, 0], [True] * 3
+    pend = None                              # (operand, slot) of last cycle's granted read
+    ext_row = kb = sent = 0
+    orow = ocol = 0
+    d_row = g["dst"]
+    b_valid, b_q, f_busy = False, 0, False
     # VPU registers (as in VPU.elaborate): stages[0] is src_valid.
-    state, mode, issued, retired, wait = "IDLE", first, 0, 0, 0
+    state, mode, issued, retired, wait = "IDLE", first_mode, 0, 0, 0
     stages = [False] * (max(lat.values()) + 1)
-    for t in range(2, 1 << 30):             # cycle 0: the handshake, 1: CHECK
-        # ---- the cycle's combinational terms
+    for t in range(1, 1 << 30):             # cycle 0: the handshake, 1: CHECK (reader only)
+        # ---- the cycle's combinational terms: the reader
+        aligned = [v % w == 0 for v in s]
+        stride = [k if al else k - 1 for al in aligned]
+        lastq = [(s[x] + (beats - 1) * w) // c for x in range(3)]
+        need = [x < n_ops and rd_row[x] < rows and not busy[x][wp[x]] for x in range(3)]
+        r_op = next((x for x in range(3) if need[x]), None)
+        w_granted = f_busy
+        r_granted = r_op is not None and not f_busy
+        # extraction
+        used = [s_e[x][rp[x]] if fresh[x] else e[x] for x in range(3)]
+        i_valid = t > 1 and ext_row < sent and all(full[x][rp[x]] for x in range(n_ops))
+        # the VPU
         streaming = state == "STREAM"
         out_mode = mode in OUTPUT_MODES
         tap = stages[lat[mode]]
         o_valid = (streaming and out_mode and tap) or state == "RESULT"
-        advance = not (out_mode and tap and w_busy)
+        # the writer (o.ready: the flush register is always free, every write being granted)
+        sd = d_row + ocol
+        nv = min(w, n - ocol)
+        fits = b_valid and b_q * c <= sd and sd + nv <= (b_q + k) * c
+        last = orow + 1 == rows and ocol + w >= n
+        o_ready = True
+        advance = not (out_mode and tap and not o_ready)
         from_buf = mode in _FROM_BUFFER
         i_ready = streaming and not from_buf and issued < beats and advance
-        handoff = hold and sent > h_row and i_ready
-        r_granted = rrow < rows and (not hold or handoff) and not w_busy
-        cmd_take = state == "IDLE" and sent <= rrow and sent < rows
-        o_take = o_valid and not w_busy
-        if op == "ARGMAX" and o_take:
+        handoff = i_valid and i_ready
+        cmd_take = t > 1 and state == "IDLE" and sent < rows
+        if op == "ARGMAX" and o_valid:
             return t
-        # ---- the engine's edge
-        sent += cmd_take
-        if handoff:
-            hold = False
+        if orow == rows and not b_valid and w_granted:
+            return t
+        o_take = o_valid and o_ready and op != "ARGMAX"
+        all_out = orow == rows
+        # ---- the engine's edge: reader
+        if pend is not None:
+            full[pend[0]][pend[1]] = True
+        pend = None
         if r_granted:
-            e += 1
-            if e == min(w, n - rcol):
-                e = 0
-                p += 1
-                if p == n_ops:
-                    p, hold, h_row = 0, True, rrow
-                    rcol += w
-                    if rcol >= n:
-                        rcol, rrow = 0, rrow + 1
-        if w_busy:
-            wl += 1
-            if wl == min(w, n - ocol):
-                w_busy, wl = False, 0
-                ocol += w
-                if ocol >= n:
-                    ocol, orow = 0, orow + 1
-                    if orow == rows:
-                        return t
-        elif o_take:
-            w_busy, wl = True, 0
+            x = r_op
+            j = wp[x]
+            pend = (x, j)
+            wp[x] ^= 1
+            busy[x][j] = True
+            s_e[x][j] = s[x] % c if first[x] else s[x] % w
+            s_k[x][j] = aligned[x]
+            if q[x] + stride[x] > lastq[x]:
+                rd_row[x] += 1
+                first[x] = True
+                s[x] += ld[x]
+                q[x] = s[x] // c
+            else:
+                q[x] += stride[x]
+                first[x] = False
+        # extraction
+        if handoff:
+            row_end = kb + 1 == beats
+            kb = 0 if row_end else kb + 1
+            ext_row += row_end
+            for x in range(n_ops):
+                nxt = used[x] + w
+                if row_end or nxt >= (kc if s_k[x][rp[x]] else kc - c):
+                    busy[x][rp[x]] = full[x][rp[x]] = False
+                    rp[x] ^= 1
+                    fresh[x] = True
+                else:
+                    e[x], fresh[x] = nxt, False
+        sent += cmd_take
+        # writer
+        load_f = False
+        if o_take:
+            ocol += w
+            if ocol >= n:
+                ocol, orow, d_row = 0, orow + 1, d_row + g["ldd"]
+            base = b_q if fits else sd // c
+            if b_valid and not fits:
+                load_f, b_q, b_valid = True, base, True
+            elif last:
+                load_f, b_valid = True, False
+            else:
+                b_q, b_valid = base, True
+        if all_out and b_valid:             # drain (the flush register is free)
+            load_f, b_valid = True, False
+        if load_f:
+            f_busy = True
+        elif w_granted:
+            f_busy = False
         # ---- the VPU's edge
         flush = False
         if state == "IDLE":
             if cmd_take:
-                mode, issued, retired, flush, state = first, 0, 0, True, "STREAM"
+                mode, issued, retired, flush, state = first_mode, 0, 0, True, "STREAM"
         elif state == "STREAM":
             if retired == beats and issued == beats:
                 if out_mode:
@@ -348,7 +549,7 @@ def engine_cycles(hw: HardwareConfig, op: str, rows: int, n: int) -> int:
                     state = "RESULT"
                 else:
                     mode, issued, retired, flush, state = _NEXT[mode], 0, 0, True, "STREAM"
-        elif o_take:                        # RESULT
+        elif o_valid:                       # RESULT
             state = "IDLE"
         if advance:
             src = streaming and issued < beats and (handoff or from_buf)

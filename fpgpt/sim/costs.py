@@ -26,18 +26,47 @@ VPU_PASSES = {"VADD": 1, "VMUL": 1, "VCOPY": 1, "GELU": 1, "LAYERNORM": 3, "SOFT
               "ARGMAX": 1}
 
 
-def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
-    """MM: ``batch·m·⌈n/lanes⌉·⌈k/width⌉`` cycles plus one pipeline fill.
+def _mm_fast_b(hw: "HardwareConfig", f: dict[str, int]) -> bool:
+    """Whether B's lane chunks lie in distinct scratchpad banks (chunk-aligned rows and
+    ``ldb / C ≡ 1 mod lanes``, ``C = mpu.width``): one bank read gives every lane its chunk."""
+    c, nb = hw.mpu.width, hw.mpu.lanes
+    ldb = f["ldb"]
+    return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and (ldb // c) % nb == 1 % nb
+            and (max(f["batch"], 1) <= 1 or f["bsb"] % c == 0))
 
-    Each of the ``lanes`` dot-product lanes consumes ``width`` products per cycle; the rows of A
-    and the lane groups of B stream through the multiplier/adder tree back to back, so the
-    pipeline (``hw.mpu.pipeline_cycles``) fills once per instruction, not once per row.
+
+def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
+    """MM on the MPU engine (fpgpt/hw/mpu_engine.py), cycle for cycle.
+
+    Per row of A (``rows = batch·m``): its ``nA`` line reads into the A-row buffer plus one
+    cycle, then for each of the ``G = ⌈N/lanes⌉`` lane groups the ``nk = ⌈K/width⌉`` chunk
+    steps (one cycle each when B's layout is bank-conflict-free, :func:`_mm_fast_b`; the
+    compiler lays B out so). A group with a bias needs at least two cycles (its bias line
+    read). Otherwise B reaches one lane per cycle: ``nk·N`` cycles per row plus a bias read and
+    a write cycle per group. Then the lanes' pipeline (``mpu.pipeline_cycles``) once, and
+    start/finish cycles. Measured equal to the RTL for every MM of the Verilator bench
+    (tests/rtl/test_hw_mpu_engine.py); tests/rtl/test_hw_calibration.py checks this function
+    against the engine's own formula.
     """
     p = hw.mpu
+    c, line = p.width, p.width * p.lanes
     k = f["k"] + f["rk"]
     n = f["n"] + f["rn"]
-    work = max(f["batch"], 1) * f["m"] * -(-n // p.lanes) * -(-k // p.width)
-    return float(work + p.pipeline_cycles) if work > 0 else 1.0
+    rows = max(f["batch"], 1) * f["m"]
+    if rows == 0 or n == 0:
+        return 3.0
+    nk = max(1, -(-k // c))
+    groups = -(-n // p.lanes)
+    hb = 1 if f["has_bias"] else 0
+    aligned = f["a"] % c == 0 and f["lda"] % c == 0 and (max(f["batch"], 1) <= 1
+                                                          or f["bsa"] % c == 0)
+    a_lines = -(-(k + (0 if aligned else c - 1)) // line) if k else 0
+    load = max(a_lines, 1) + 1
+    if _mm_fast_b(hw, f):
+        per_row, last = load + groups * max(nk, 1 + hb), 0
+    else:
+        per_row, last = load + groups * (hb + 1) + nk * n, -1
+    return float(2 + rows * per_row + last + p.pipeline_cycles + 3)
 
 
 def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
@@ -62,17 +91,32 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
 
 
 def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
-    """VPU: per row, ``passes · ⌈cols/width⌉`` beats plus the op's fill.
+    """A VPU instruction on the VPU engine (fpgpt/hw/vpu_engine.py), operands row-aligned.
 
-    The RTL VPU takes one row per command and does not overlap rows (a row's scalar phase must
-    finish before its next pass), so every row pays the fill.
+    Per row: ``passes · ⌈cols/width⌉`` beats plus the op's fill (:func:`_vpu_fill`), plus the
+    two cycles the VPU takes after a row's last output before its next command; then one cycle
+    of start and final line write, and the operands' first window reads that the VPU waits for
+    (VADD/VMUL one, LAYERNORM two; one more each when there are several rows or the row is
+    longer than one window of ``K·C`` elements, ``K`` = the engine's window chunks). ARGMAX
+    writes its register instead of a line (one cycle less).
+
+    With every operand row starting at a multiple of ``vpu.width`` (the compiler's layouts) this
+    equals the engine's own cycle model (asserted equal to the RTL in tests/rtl/
+    test_hw_vpu_engine*.py) or falls one cycle short (about one shape in six: a window
+    boundary inside a row); tests/rtl/test_hw_calibration.py checks that bound.
     """
-    cols = f["cols"] + f.get("rc", 0)
-    rows = f.get("rows", 1)
-    beats = -(-cols // hw.vpu.width)
+    v = hw.vpu
+    cols = f["cols"] + (0 if op == "LAYERNORM" else f.get("rc", 0))
+    rows = 1 if op == "ARGMAX" else f.get("rows", 1)
+    beats = -(-cols // v.width)
     if rows <= 0 or beats <= 0:
         return 1.0
-    return float(rows * (VPU_PASSES[op] * beats + _vpu_fill(hw, op)))
+    c = hw.mpu.width
+    window = min(hw.mpu.lanes, max(2, 4 * v.width // c)) * c
+    first = {"VADD": 1, "VMUL": 1, "LAYERNORM": 2, "ARGMAX": -1}.get(op, 0)
+    if op in ("VADD", "VMUL", "LAYERNORM") and (rows > 1 or cols > window):
+        first += 2 if op == "LAYERNORM" else 1
+    return float(rows * (VPU_PASSES[op] * beats + _vpu_fill(hw, op) + 2) + 1 + first)
 
 
 def _hop_ns(hw: "HardwareConfig", nbytes: int) -> float:

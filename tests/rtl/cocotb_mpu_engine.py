@@ -1,16 +1,20 @@
-"""cocotb test module: the MPU engine (fpgpt.hw.mpu_engine.MPUEngine for preset MPU_PRESET) with a
-Python scratchpad on its port, against fpgpt.sim's executor, MM by MM, bit for bit.
+"""cocotb test module: the MPU engine (fpgpt.hw.mpu_engine.MPUEngine for preset MPU_PRESET) on a
+Python wide scratchpad (cocotb_util.line_port / bank_port), against fpgpt.sim's executor, MM by
+MM, bit for bit; and, while the line port grants every request, cycle for cycle against
+fpgpt.hw.mpu_engine.engine_cycles.
 
-Random MMs: K not a multiple of width (and K = 0), N not a multiple of lanes, R[rk] / R[rn]
-offsets, bias, causal mask, batch with strides, ldb = 0 (broadcast). The scratchpad refuses one
-request in five (the DMA's priority), and commands arrive after idle cycles.
+Cases: compiler-like MMs on the fast B path (weights: b chunk-aligned, ldb = K padded to the
+fast rule; attention: small K/N, batch, mask, R[rk]/R[rn]) and random MMs (K not a multiple of
+width and K = 0, N not a multiple of lanes, R[rk] / R[rn], bias, causal mask, batch with
+strides, ldb = 0, any alignment). The first MPU_EXACT MMs run with every grant; the rest with
+the line port refusing one request in five (bit-exactness only). Commands arrive after idle
+cycles.
 
-Environment: MPU_PRESET, MPU_SEED, MPU_N (instructions), MPU_STATS (JSON written here).
+Environment: MPU_PRESET, MPU_SEED, MPU_N (random MMs), MPU_EXACT, MPU_STATS (JSON written here).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 
@@ -19,10 +23,11 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from cocotb_util import issue_and_wait, scratchpad
+from cocotb_util import bank_port, issue_and_wait, line_geometry, line_port
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.dma import captured_layout
+from fpgpt.hw.mpu_engine import engine_cycles, fast_b_layout
 from fpgpt.isa import Instr, Program, Unit
 from fpgpt.sim.control import capture
 from fpgpt.sim.costs import mpu_cycles
@@ -30,7 +35,7 @@ from fpgpt.sim.executor import run_stream
 from fpgpt.sim.machine import Machine
 
 REG_RK, REG_RN = 5, 6
-REGION = 4096            # elements per operand region (A, B, bias, C are disjoint)
+REGION = 32768           # elements per operand region (A, B, bias, C are disjoint)
 
 
 def pack(fields: dict[str, int], op: str, unit: Unit) -> int:
@@ -39,6 +44,41 @@ def pack(fields: dict[str, int], op: str, unit: Unit) -> int:
         v = Opcode[op].value if name == "op" else fields.get(name, 0)
         word |= (v & ((1 << fl.width) - 1)) << fl.offset
     return word
+
+
+def fast_ld(hw, k: int) -> int:
+    """The smallest row stride >= k that the fast B path takes: whole chunks, = 1 mod banks."""
+    c, nb, _ = line_geometry(hw)
+    q = max(1, -(-k // c))
+    return (q + (1 - q) % nb) * c
+
+
+def compiler_mms(hw, regs) -> list[tuple[Instr, dict[int, int]]]:
+    """MMs shaped like the compiler's: weight MMs and attention MMs on the fast path."""
+    c, nb, _ = line_geometry(hw)
+    R = REGION
+    out = []
+
+    def mm(rk=0, rn=0, **kw):
+        base = dict(a=0, b=R, bias=2 * R, dst=3 * R, batch=1, rk=REG_RK, rn=REG_RN,
+                    has_bias=0, mask=0)
+        base.update(kw)
+        out.append((Instr.make("MM", **base), {REG_RK: rk, REG_RN: rn}))
+
+    for m_, k, n, bias in ((1, 64, 257, 0), (2, 64, 192, 1), (2, 256, 64, 0), (1, 64, 40, 1)):
+        mm(m=m_, k=k, n=n, lda=k, ldb=fast_ld(hw, k), ldc=n, has_bias=bias)
+    # attention: scores = Q K^T (batch = heads, mask, kv length from R[rn]) and P V (k from R[rk])
+    hd, heads, t = 2 * c, 2, 3
+    ldk = fast_ld(hw, hd)
+    mm(m=t, k=hd, n=1, rn=t - 1, lda=hd * heads, ldb=ldk, ldc=16, batch=heads, bsa=hd,
+       bsb=ldk * 8, bsc=t * 16, mask=1)
+    ldv = fast_ld(hw, 13)
+    mm(m=t, k=10, n=hd, rk=3, lda=16, ldb=ldv, ldc=hd * heads, batch=heads, bsa=t * 16,
+       bsb=ldv * hd, bsc=hd)
+    mm(m=2, k=20, n=nb + 1, lda=21, ldb=fast_ld(hw, 20), ldc=nb + 3, has_bias=1, mask=1,
+       a=3, bias=2 * R + 5, dst=3 * R + 7)
+    mm(m=2, k=8, n=0, lda=8, ldb=8, ldc=8, has_bias=1)      # N = 0: completes at once
+    return out
 
 
 def random_mm(rng, hw, regs) -> Instr:
@@ -53,15 +93,24 @@ def random_mm(rng, hw, regs) -> Instr:
     K, N = k + rk, n + rn
     batch = int(rng.integers(1, 4))
     lda = K + int(rng.integers(0, 4))
-    ldb = 0 if rng.random() < 0.1 else K + int(rng.integers(0, 4))
+    r = rng.random()
+    if r < 0.1:
+        ldb = 0
+    elif r < 0.4:
+        ldb = fast_ld(hw, K) + w * lanes * int(rng.integers(0, 2))
+    else:
+        ldb = K + int(rng.integers(0, 4))
     ldc = N + int(rng.integers(0, 4))
     bsa = m * lda + int(rng.integers(0, 8))
     bsb = max(N * ldb, 1) + int(rng.integers(0, 8))
+    if r < 0.4 and rng.random() < 0.7:
+        bsb = -(-bsb // w) * w
     bsc = m * ldc + int(rng.integers(0, 8))
+    b = REGION + (int(rng.integers(0, 8)) * w if rng.random() < 0.5 else int(rng.integers(0, 64)))
     for used in (batch * bsa, batch * (bsb + K), N, batch * bsc):
-        if used > REGION:
+        if used > REGION - 64:
             raise AssertionError(f"bench bug: region of {used} elements")
-    return Instr.make("MM", a=int(rng.integers(0, 64)), b=REGION + int(rng.integers(0, 64)),
+    return Instr.make("MM", a=int(rng.integers(0, 64)), b=b,
                       bias=2 * REGION + int(rng.integers(0, 64)),
                       dst=3 * REGION + int(rng.integers(0, 64)),
                       m=m, k=k, n=n, lda=lda, ldb=ldb, ldc=ldc, batch=batch,
@@ -77,11 +126,26 @@ def random_f16(rng, size) -> np.ndarray:
     return x
 
 
+class Grants:
+    """The line port's grants: all while ``exact``, else one refusal in five."""
+
+    def __init__(self):
+        self.exact, self.n = True, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> int:
+        self.n += 1
+        return 1 if self.exact else int(self.n % 5 != 0)
+
+
 @cocotb.test()
 async def mpu_engine_matches_executor(dut):
     hw = load_preset(os.environ["MPU_PRESET"])
     rng = np.random.default_rng(int(os.environ.get("MPU_SEED", "1")))
-    n_instr = int(os.environ.get("MPU_N", "30"))
+    n_rand = int(os.environ.get("MPU_N", "30"))
+    n_exact = int(os.environ.get("MPU_EXACT", "20"))
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     dut.cmd__valid.value = 0
@@ -89,15 +153,24 @@ async def mpu_engine_matches_executor(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     sram = np.zeros(hw.buffers.sram_elements, np.uint16)
-    cocotb.start_soon(scratchpad(dut, sram, itertools.cycle([1, 1, 1, 1, 0])))
+    grants = Grants()
+    cocotb.start_soon(line_port(dut, "line", sram, hw, grants))
+    cocotb.start_soon(bank_port(dut, "bank", sram, hw))
 
     machine = Machine(hw, 0)
+    fixed = compiler_mms(hw, machine.regs)
     records, bad = [], []
-    for t in range(n_instr):
+    for t in range(len(fixed) + n_rand):
+        grants.exact = t < len(fixed) + n_exact
         init = random_f16(rng, 5 * REGION)
         sram[:5 * REGION] = init
         machine.sram.view(np.uint16)[:5 * REGION] = init
-        ins = random_mm(rng, hw, machine.regs)
+        if t < len(fixed):
+            ins, regs = fixed[t]
+            for r, v in regs.items():
+                machine.regs[r] = v
+        else:
+            ins = random_mm(rng, hw, machine.regs)
         f = capture(ins, machine.regs)
         run_stream(machine, Program(streams={"s": [ins, Instr.make("HALT")]}), "s")
         cycles = await issue_and_wait(dut, pack(f, "MM", Unit.MPU), idle=int(rng.integers(0, 3)),
@@ -107,10 +180,15 @@ async def mpu_engine_matches_executor(dut):
             diff = np.flatnonzero(got != want)
             bad.append({"i": t, "fields": f, "differ": int(diff.size),
                         "first": [int(diff[0]), int(got[diff[0]]), int(want[diff[0]])]})
+        expect = engine_cycles(hw, f)
+        if grants.exact and cycles != expect:
+            bad.append({"i": t, "fields": f, "rtl_cycles": cycles, "engine_cycles": expect})
         records.append({"m": f["m"], "k": f["k"] + f["rk"], "n": f["n"] + f["rn"],
                         "batch": f["batch"], "has_bias": f["has_bias"], "mask": f["mask"],
-                        "rtl_cycles": cycles, "model_cycles": mpu_cycles(hw, f)})
+                        "ldb": f["ldb"], "fast": fast_b_layout(hw, f), "exact": grants.exact,
+                        "compiler": t < len(fixed), "rtl_cycles": cycles,
+                        "engine_cycles": expect, "model_cycles": mpu_cycles(hw, f)})
     if os.environ.get("MPU_STATS"):
         with open(os.environ["MPU_STATS"], "w") as fh:
-            json.dump({"instructions": n_instr, "mismatches": bad, "records": records}, fh)
-    assert not bad, f"{len(bad)} of {n_instr} MMs differ from the executor: {bad[:3]}"
+            json.dump({"instructions": len(records), "mismatches": bad, "records": records}, fh)
+    assert not bad, f"{len(bad)} of {len(records)} MMs differ: {bad[:3]}"

@@ -1,6 +1,7 @@
-"""The MPU engine: constructor checks and the Verilator bench against the executor
-(cocotb_mpu_engine.py: random MMs with K % width != 0, N % lanes != 0, bias, mask, batch,
-R[rk]/R[rn], ldb = 0; scratchpad back-pressure; bit-exact scratchpad)."""
+"""The MPU engine: constructor checks, the closed-form cycle count, and the Verilator bench against
+the executor (cocotb_mpu_engine.py: compiler-like fast-path MMs and random MMs with K % width != 0,
+K = 0, N % lanes != 0, bias, mask, batch, R[rk]/R[rn], ldb = 0, any alignment; every MM bit-exact,
+and cycle-exact against engine_cycles while the scratchpad grants every request)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,51 @@ from pathlib import Path
 import pytest
 
 from fpgpt.config import load_preset
-from fpgpt.hw.mpu_engine import MPUEngine
+from fpgpt.hw.mpu_engine import MPUEngine, engine_cycles, fast_b_layout
+from fpgpt.sim.costs import mpu_cycles
+
+
+def _mm(**kw):
+    f = dict(a=0, b=0, bias=0, dst=0, m=1, k=64, n=64, lda=64, ldb=72, ldc=64, batch=1,
+             bsa=0, bsb=0, bsc=0, rk=0, rn=0, has_bias=0, mask=0)
+    f.update(kw)
+    return f
 
 
 def test_mpu_engine_checks(quiet_unused):
     with pytest.raises(TypeError, match=r"^hw must be a HardwareConfig, not 'tiny'$"):
         MPUEngine(hw="tiny")
+    with pytest.raises(ValueError, match=r"^max_k must be a positive integer, not 0$"):
+        MPUEngine(hw=load_preset("tiny"), max_k=0)
+
+
+def test_fast_b_rule():
+    hw = load_preset("tiny")        # C = 8, 4 banks: ldb/8 must be 1 mod 4
+    assert fast_b_layout(hw, _mm(ldb=72))
+    assert fast_b_layout(hw, _mm(ldb=40, b=16))
+    assert not fast_b_layout(hw, _mm(ldb=64))            # 8 chunks: every lane in one bank
+    assert not fast_b_layout(hw, _mm(ldb=73))            # rows not chunk-aligned
+    assert not fast_b_layout(hw, _mm(ldb=72, b=4))       # start not chunk-aligned
+    assert not fast_b_layout(hw, _mm(ldb=0))             # broadcast
+    assert not fast_b_layout(hw, _mm(ldb=72, batch=2, bsb=7))
+    assert fast_b_layout(hw, _mm(ldb=72, batch=2, bsb=8))
+
+
+def test_engine_cycles_fast_path_is_the_model_plus_row_loads():
+    """On the fast path the engine costs the timing model plus A-row loads and fixed ends."""
+    hw = load_preset("tiny")
+    for m, k, n in ((1, 64, 257), (2, 256, 64), (3, 64, 192)):
+        f = _mm(m=m, k=k, n=n, lda=k, ldb=((k // 8 + 1) * 8 if (k // 8) % 4 != 1 else k))
+        assert fast_b_layout(hw, f)
+        rows_overhead = m * (-(-k // 32) + 1)
+        assert engine_cycles(hw, f) - int(mpu_cycles(hw, f)) == rows_overhead + 2 + 3
+    # slow path: one lane-chunk per cycle
+    f = _mm(m=1, k=64, n=8, ldb=64)
+    assert engine_cycles(hw, f) == 2 + (2 + 1 + 2 * 1 + 8 * 8) + hw.mpu.pipeline_cycles + 2
 
 
 def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
-    """30 random MMs in Verilator, each compared with the executor bit for bit."""
+    """Compiler-like and random MMs in Verilator: bit-exact, and cycle-exact when granted."""
     from fpgpt.hw.cosim import run_cocotb, write_verilog
 
     hw = load_preset("tiny")
@@ -27,13 +63,19 @@ def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
     v = write_verilog(MPUEngine(hw=hw), "mpu_engine", d / "mpu_engine.v")
     stats = tmp_path / "stats.json"
     run_cocotb([v], "mpu_engine", "cocotb_mpu_engine", d / "sim", test_dir=Path(__file__).parent,
-               env={"MPU_PRESET": "tiny", "MPU_N": "30", "MPU_SEED": "3", "MPU_STATS": str(stats)})
+               env={"MPU_PRESET": "tiny", "MPU_N": "40", "MPU_EXACT": "25", "MPU_SEED": "3",
+                    "MPU_STATS": str(stats)})
     s = json.loads(stats.read_text())
-    assert s["instructions"] == 30 and s["mismatches"] == []
+    assert s["mismatches"] == []
     recs = s["records"]
+    exact = [r for r in recs if r["exact"]]
+    assert len(exact) >= 30 and all(r["rtl_cycles"] == r["engine_cycles"] for r in exact)
+    assert any(not r["exact"] for r in recs)
     # The bench covered what it claims to.
     w, lanes = hw.mpu.width, hw.mpu.lanes
+    for group in (exact, [r for r in recs if not r["exact"]]):
+        assert any(r["fast"] for r in group) and any(not r["fast"] for r in group)
     assert any(r["k"] % w for r in recs) and any(r["k"] == 0 for r in recs)
-    assert any(r["n"] % lanes for r in recs)
+    assert any(r["n"] % lanes for r in recs) and any(r["ldb"] == 0 for r in recs)
     assert any(r["has_bias"] for r in recs) and any(r["mask"] for r in recs)
     assert any(r["batch"] > 1 for r in recs)
