@@ -7,7 +7,12 @@ in the timing model, the stream totals, and the simulation speed (simulated cycl
 second, the Verilator build excluded).
 
     python bench/bench_rtl_program.py [--model micro] [--preset tiny] [--prompt def]
-                                      [--tokens 3] [--json]
+                                      [--tokens 3] [--pauses] [--json]
+
+The HBM AxiRams serve a beat per cycle (an ideal memory) unless ``--pauses`` gives them the
+benches' back-pressure; the top is built with its completion probes, so every instruction's
+completion cycle is compared with the model's (the largest per-instruction differences are
+printed).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RTL_TESTS = ROOT / "tests" / "rtl"
 sys.path.insert(0, str(RTL_TESTS))
 
-from program_case import compare, make_case  # noqa: E402
+from program_case import compare, make_case, per_instruction  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,6 +37,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--prompt", default="def")
     ap.add_argument("--tokens", type=int, default=3)
+    ap.add_argument("--pauses", action="store_true",
+                    help="back-pressure and idle cycles on the HBM AxiRams (default: none)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = ap.parse_args(argv)
 
@@ -41,9 +48,9 @@ def main(argv=None) -> int:
 
     case = make_case(model=a.model, preset=a.preset, prompt=a.prompt, new_tokens=a.tokens)
     hw = load_preset(a.preset)
-    d = ROOT / "build" / "rtl" / f"core_{hw.artifact_name}"
+    d = ROOT / "build" / "rtl" / f"core_probes_{hw.artifact_name}"
     t0 = time.perf_counter()
-    v = write_top(hw, d / "fpgpt_top.v", flat=True)
+    v = write_top(hw, d / "fpgpt_top.v", flat=True, probes=True)
     emit_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         case_file, stats_file = Path(tmp) / "case.json", Path(tmp) / "stats.json"
@@ -53,6 +60,7 @@ def main(argv=None) -> int:
             run_cocotb([v], "fpgpt_top", "cocotb_program", d / "sim", test_dir=RTL_TESTS,
                        cxx_opt=False,
                        env={"PROGRAM_CASE": str(case_file), "PROGRAM_STATS": str(stats_file),
+                            "PROGRAM_PAUSES": "1" if a.pauses else "0",
                             "COCOTB_LOG_LEVEL": "WARNING"})      # not a line per AXI-Lite poll
             failure = None
         except RuntimeError as e:       # still report what the run measured
@@ -63,13 +71,15 @@ def main(argv=None) -> int:
             return 1
         stats = json.loads(stats_file.read_text())
     rows = compare(case, stats)
+    instrs = per_instruction(case, stats)
     cycles = sum(r["cycles"] for r in stats["runs"])
     wall = sum(r["wall_s"] for r in stats["runs"])
     out = {"model": a.model, "preset": a.preset, "prompt_tokens": len(case["prompt"]),
            "tokens": stats["tokens"], "hbm_bytes_differing": stats["differ"],
            "emit_s": round(emit_s, 1), "build_and_run_s": round(total_s, 1), "failure": failure,
            "run_wall_s": round(wall, 1), "rtl_cycles": cycles,
-           "cycles_per_s": round(cycles / wall) if wall else None, "rows": rows}
+           "cycles_per_s": round(cycles / wall) if wall else None, "rows": rows,
+           "instructions": instrs}
     if a.json:
         print(json.dumps(out, indent=1))
         return 0
@@ -82,6 +92,16 @@ def main(argv=None) -> int:
         model = f"{r['model']:.0f}" if r["model"] is not None else "-"
         print(f"{r['stream']:8} {r['what']:6} {n:>6} {r['rtl'] if r['rtl'] is not None else '-':>10} "
               f"{model:>10} {diff:>8}")
+    steps = [r for r in instrs if r["step"] is not None]
+    print(f"per instruction (completion, RTL - model; 'step' = what the instruction added):")
+    for u in ("dma", "mpu", "vpu", "net"):
+        us = [r for r in steps if r["unit"] == u]
+        if us:
+            print(f"  {u}: {len(us)} instructions, mean |step| "
+                  f"{sum(abs(r['step']) for r in us) / len(us):.1f}, largest:")
+            for r in sorted(us, key=lambda r: -abs(r["step"]))[:5]:
+                print(f"    {r['stream']:8} #{r['index']:<3} {r['op']:9} model {r['model']:9.0f} "
+                      f"RTL {r['rtl']:9} diff {r['diff']:+8.0f} step {r['step']:+7.0f}")
     print(f"emit {out['emit_s']} s, build + run {out['build_and_run_s']} s; the runs took "
           f"{out['run_wall_s']} s for {cycles} cycles: {out['cycles_per_s']} cycles/s")
     if failure:

@@ -9,40 +9,57 @@ HBM address mapping (docs/execution.md: byte ``a`` lives in channel ``(a // G) %
 of port ``(a // G) % C``, plus ``data_base`` (one base added on every port, where a Vitis
 kernel's buffer of that pseudo-channel starts). :func:`channel_address` is that mapping.
 
-How a transfer runs (one instruction at a time, in order):
+Two paths, chosen per instruction when it starts (:func:`dma_path` says which, in Python):
 
-- The *address generator* walks the instruction's runs of contiguous HBM bytes, in the order of
-  the ISA's loop nest: a LOAD/STORE row (``cols + R[rc]`` elements) or, transposed, an HBM
-  column (``rows + R[rr]`` elements, whose scratchpad addresses step by ``sstride``); a GATHER
-  row after its index has been read. It cuts each run at interleave-granule boundaries into
-  *pieces* (one channel, one AXI burst, at most ``G`` bytes, never across 4 KiB) and pushes them
-  into a FIFO of ``outstanding`` entries; for reads it issues the burst's AR at the same time,
-  so up to ``outstanding`` bursts are in flight over all channels.
-- The *read side* pops pieces in order and takes their R beats from the piece's channel only
-  (so every channel's in-order R data arrive in the global element order), writing one element
-  per cycle into the scratchpad.
-- The *write side* pops pieces in order, sends the AW, reads one element per cycle from the
-  scratchpad (read data one cycle later), packs them into beats with byte strobes and sends W;
-  the instruction completes when every B response is back.
+*Stripe path* (the fast one). Where ``G`` is one AXI beat (``B = hbm.port_bits/8`` bytes), the
+channels' beats at one channel-local beat address ``s`` are the ``C·B`` consecutive HBM bytes
+``[s·C·B, (s+1)·C·B)``: a *stripe* of ``E = C·B/2`` elements (tiny 16, u280 with ``G = 64``:
+1024 = one scratchpad line). When every row of a transfer starts at an HBM element address
+congruent to its scratchpad address modulo the chunk ``Cs = mpu.width`` (the *alignment
+rule*, :func:`dma_path`), a stripe lands at a chunk-aligned scratchpad address and moves as ONE
+masked line access, with no element shifting at all:
 
-Limits of this version (stated, not hidden): scratchpad traffic is one element (2 bytes) per
-cycle, so a transfer moves at most 2 bytes/cycle whatever the number of channels (the timing
-model's DMA streams ``channels × port_bits/8`` bytes/cycle); one instruction is in flight at a
-time. HBM addresses of FP16 data must be even and of int32 data (GATHER indices, STR) multiples
-of 4, as the compiler emits them; other alignments give undefined data.
+- the address generator cuts each run (a row; the whole instruction is rows × batches of runs)
+  into *segments* of at most ``S = min(256, 4096/B)`` stripes, aligned to ``S`` (an AXI burst
+  never exceeds 256 beats nor crosses 4 KiB), and issues, in ONE cycle, every participating
+  channel's burst of the segment (channel ``k``'s beats of stripes ``first_k .. last_k``), AR for
+  loads and AW for stores; it queues the segment (``outstanding`` segments at most);
+- loads: the *stripe reader* takes one stripe per cycle (when every channel it needs has
+  ``rvalid``) and writes it with one masked line write (the mask cuts a run's partial first
+  and last stripes);
+- stores: the *stripe writer* reads one line per cycle, holds it in a stripe register and sends
+  every channel's beat from it (byte strobes cut partial stripes); a line read whose data find
+  the register still busy (W back-pressure) is dropped and repeated, so the register is the only
+  buffer and an ideal memory sees one stripe per cycle;
+- GATHER reads each row's index through the element path (below), then the row by stripes;
+  one row at a time (an index read waits for the previous row's data).
+
+*Element path* (everything else: transposed transfers, rows breaking the alignment rule, STR,
+GATHER indices, any ``hw`` whose interleave is not one beat). It cuts each run at
+interleave-granule boundaries into *pieces* (one channel, one AXI burst, at most ``G`` bytes)
+and moves one element per cycle through the line port: the read side pops pieces in order and
+takes their R beats from the piece's channel only (so every channel's in-order R data arrive in
+the global element order); the write side reads one element per cycle, packs beats with byte
+strobes and sends W; the instruction completes when every B response is back.
+
+:func:`engine_cycles` is the exact cycle count of both paths for an ideal memory (module-level
+docstring there). One instruction is in flight at a time. HBM addresses of FP16 data must be
+even and of int32 data (GATHER indices, STR) multiples of 4, as the compiler emits them; other
+alignments give undefined data.
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
 from ..isa.table import INSTRUCTIONS, Kind, Unit
 from .decoder import Opcode, field_shape
-from .scratchpad import port_signature
+from .scratchpad import chunk_elements, line_elements, line_signature
 
-__all__ = ["captured_layout", "axi4_signature", "channel_address", "DMA", "AXI_ADDR_BITS"]
+__all__ = ["captured_layout", "axi4_signature", "channel_address", "DMA", "AXI_ADDR_BITS",
+           "stripes_ok", "dma_path", "engine_cycles"]
 
 #: Address width of every AXI4 master port (Vitis kernels use 64-bit buffer addresses).
 AXI_ADDR_BITS = 64
@@ -95,6 +112,63 @@ def _log2(x: int) -> int:
     return x.bit_length() - 1
 
 
+#: Stripes of a segment at most: an AXI burst has at most 256 beats and never crosses 4 KiB.
+def _segment_stripes(hw: HardwareConfig) -> int:
+    return min(_AXI_MAX_BEATS, _AXI_4K // (hw.hbm.port_bits // 8))
+
+
+def stripes_ok(hw: HardwareConfig) -> bool:
+    """Whether ``hw`` allows the DMA's stripe path: HBM interleaved by one AXI beat
+    (``hbm.interleave_bytes == hbm.port_bits/8``, so the channels' beats at one channel-local
+    address are ``channels × beat`` consecutive bytes, a *stripe*), a stripe a whole number of
+    scratchpad chunks and at most a line."""
+    h = hw.hbm
+    beat = h.port_bits // 8
+    elems = h.channels * beat // 2
+    return (h.interleave_bytes == beat and elems % chunk_elements(hw) == 0
+            and elems <= line_elements(hw))
+
+
+def dma_path(hw: HardwareConfig, op: str, f: dict) -> str:
+    """Which path the RTL DMA takes for a captured instruction: ``"stripe"``, ``"element"``,
+    ``"str"`` (STR) or ``"empty"`` (nothing to move).
+
+    The stripe path needs :func:`stripes_ok` and the *alignment rule*: every row's first HBM
+    element address congruent to its scratchpad address modulo the chunk ``Cs = mpu.width``,
+    with every HBM byte address even. Per instruction (``C`` = ``Cs``, ``/`` exact):
+
+    - LOAD/STORE, not transposed: ``(hbm + ra*hstride)/2 ≡ sram``, ``hstride/2 ≡ sstride`` and,
+      when ``batch > 1``, ``hbatch/2 ≡ sbatch`` (mod ``C``); ``hbm + ra*hstride``, ``hstride``
+      (and ``hbatch``) even;
+    - GATHER: ``hbm/2 ≡ sram``, ``hstride/2 ≡ 0`` and ``sstride ≡ 0`` (mod ``C``), ``hbm`` and
+      ``hstride`` even (any index then keeps the rule);
+    - transposed LOAD/STORE: never (element path).
+
+    ``f`` holds the captured fields (register fields as their values, as
+    :func:`fpgpt.sim.control.capture` gives them).
+    """
+    if op == "STR":
+        return "str"
+    if op == "GATHER":
+        if f["rows"] + f["rr"] == 0 or f["cols"] == 0:
+            return "empty"
+    elif f["rows"] + f["rr"] == 0 or f["cols"] + f["rc"] == 0 or f["batch"] == 0:
+        return "empty"
+    if not stripes_ok(hw) or f.get("transpose"):
+        return "element"
+    c = chunk_elements(hw)
+    if op == "GATHER":
+        ok = (f["hbm"] % 2 == 0 and f["hstride"] % 2 == 0 and (f["hbm"] // 2 - f["sram"]) % c == 0
+              and (f["hstride"] // 2) % c == 0 and f["sstride"] % c == 0)
+    else:
+        h0 = (f["hbm"] + f["ra"] * f["hstride"]) % (1 << _HBM_BITS)
+        ok = h0 % 2 == 0 and f["hstride"] % 2 == 0 and (h0 // 2 - f["sram"]) % c == 0
+        ok = ok and (f["hstride"] // 2 - f["sstride"]) % c == 0
+        if f["batch"] > 1:
+            ok = ok and f["hbatch"] % 2 == 0 and (f["hbatch"] // 2 - f["sbatch"]) % c == 0
+    return "stripe" if ok else "element"
+
+
 class DMA(wiring.Component):
     """DMA unit of one device: executes captured DMA instructions one at a time.
 
@@ -104,7 +178,8 @@ class DMA(wiring.Component):
         ``hbm.channels`` (a power of two) AXI4 ports of ``hbm.port_bits``; ``interleave_bytes``
         at most 4 KiB and 256 beats (one burst per piece).
     outstanding : int
-        Pieces (AXI bursts) in flight at most.
+        Pieces (element path) or segments (stripe path) in flight at most. The stripe path
+        never starves an ideal memory while ``outstanding > latency`` (AR to first R, cycles).
 
     Ports
     -----
@@ -116,7 +191,7 @@ class DMA(wiring.Component):
     busy : Out(1)
     data_base : In(64)
         Added to every AXI address.
-    sram : Out(scratchpad.port_signature(hw))
+    line : Out(scratchpad.line_signature(hw))
     m_axi0 ... m_axi{channels-1} : Out(axi4_signature(64, hbm.port_bits))
     """
 
@@ -134,10 +209,11 @@ class DMA(wiring.Component):
             raise ValueError(f"outstanding must be a positive integer, not {outstanding!r}")
         self._hw = hw
         self._outstanding = outstanding
+        self.stripes = stripes_ok(hw)
         members = {
             "cmd": In(stream.Signature(captured_layout(Unit.DMA))),
             "done": Out(1), "busy": Out(1), "data_base": In(AXI_ADDR_BITS),
-            "sram": Out(port_signature(hw)),
+            "line": Out(line_signature(hw)),
         }
         for k in range(h.channels):
             members[f"m_axi{k}"] = Out(axi4_signature(AXI_ADDR_BITS, h.port_bits))
@@ -145,16 +221,24 @@ class DMA(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        h = self._hw.hbm
+        hw = self._hw
+        h = hw.hbm
         C, B, G = h.channels, h.port_bits // 8, h.interleave_bytes
         LC, LB, LG = _log2(C), _log2(B), _log2(G)
         axi = [getattr(self, f"m_axi{k}") for k in range(C)]
+        CE, P = chunk_elements(hw), line_elements(hw)
+        LCE = _log2(CE)
+
+        # The element path's scratchpad access (one element per grant), carried on the line port.
+        el = Signal(data.StructLayout({"re": unsigned(1), "we": unsigned(1), "wdata": unsigned(16),
+                                       "rdata": unsigned(16), "grant": unsigned(1)}))
 
         # ---- the instruction, latched ------------------------------------------------------
         c = Signal(captured_layout(Unit.DMA))
         is_load, is_store = c.op == Opcode.LOAD, c.op == Opcode.STORE
         is_gather, is_str = c.op == Opcode.GATHER, c.op == Opcode.STR
         is_write = is_store | is_str
+        fmode = Signal()                 # this instruction takes the stripe path
 
         # Loop nest: batch b < nbatch, run j < nruns, element i < n (per run); a run is 2n
         # contiguous HBM bytes; scratchpad steps: estep per element, rstep per run.
@@ -190,16 +274,42 @@ class DMA(wiring.Component):
         plen = Mux(rem < room, rem, room)[:LG + 1]       # bytes of this piece
         beats = ((hp[:LB] + plen + (B - 1)) >> LB)       # beats of its burst
 
+        # AR and AW address/length per channel: the element path (one channel) or the
+        # stripe path's segment (every channel its own burst).
+        ar_addr = [Signal(AXI_ADDR_BITS) for _ in range(C)]
+        ar_len = [Signal(8) for _ in range(C)]
+        e_arvalid = Signal(C)
+        f_avalid = Signal(C)                             # stripe path: AR/AW valid per channel
+        for k, p in enumerate(axi):
+            m.d.comb += [p.araddr.eq(ar_addr[k]), p.arlen.eq(ar_len[k]), p.arsize.eq(LB),
+                         p.arburst.eq(1), p.arvalid.eq(e_arvalid[k] | (f_avalid[k] & ~is_write))]
+
         def issue_ar(addr, nbeats, fire):
-            for k, p in enumerate(axi):
-                m.d.comb += [p.araddr.eq(local(addr)), p.arlen.eq(nbeats - 1), p.arsize.eq(LB),
-                             p.arburst.eq(1)]
-            sel = Array(p.arvalid for p in axi)[channel(addr)]
-            m.d.comb += sel.eq(q.w_rdy)
+            for k in range(C):
+                m.d.comb += [ar_addr[k].eq(local(addr)), ar_len[k].eq(nbeats - 1)]
+            m.d.comb += e_arvalid.eq(Mux(q.w_rdy, 1 << channel(addr), 0))
             ready = Array(p.arready for p in axi)[channel(addr)]
             m.d.comb += fire.eq(q.w_rdy & ready)
 
         fire = Signal()
+
+        # ---- stripe path: state and the segment FIFO ----------------------------------------
+        SB = C * B                                       # bytes of a stripe
+        LSB, ES = _log2(SB), SB // 2                     # ES: elements of a stripe
+        NSEG = _segment_stripes(hw)
+        LS = _log2(NSEG)
+        LES = _log2(ES)
+        seg = data.StructLayout({"chunk": unsigned(32), "n": unsigned(LS + 1),
+                                 "lo": unsigned(LES + 1), "hi": unsigned(LES + 1)})
+        m.submodules.segs = sq = fifo.SyncFIFOBuffered(width=seg.size, depth=self._outstanding)
+        sq_in, sq_out = data.View(seg, sq.w_data), data.View(seg, sq.r_data)
+        st = Signal(_HBM_BITS - LSB)                     # next stripe of the run to request
+        fsb, fsj = Signal(32), Signal(32)                # scratchpad: batch base, run start
+        acc = Signal(C)                                  # channels whose AR/AW is accepted
+        fast = Signal()
+        fast_rr = Signal(C)
+        f_busy = Signal()                                # the stripe reader/writer has work
+        f_aw = Signal(C)                                 # stripe path AWs accepted this cycle
 
         m.d.comb += self.cmd.ready.eq(0)
         with m.FSM(name="ag"):
@@ -212,7 +322,8 @@ class DMA(wiring.Component):
                 rows_e = (c.rows + c.rr)[:_COUNT_BITS]
                 cols_e = (c.cols + c.rc)[:_COUNT_BITS]
                 # Multiplication by the row offset happens once per instruction.
-                hstart = Mux(c.transpose, c.hbm + 2 * c.ra, c.hbm + c.ra * c.hstride)[:_HBM_BITS]
+                hstart = Mux(c.transpose & ~is_gather, c.hbm + 2 * c.ra,
+                             Mux(is_gather, c.hbm, c.hbm + c.ra * c.hstride))[:_HBM_BITS]
                 with m.If(c.transpose & ~is_gather):
                     m.d.sync += [nruns.eq(cols_e), n.eq(rows_e), estep.eq(c.sstride), rstep.eq(1)]
                 with m.Else():
@@ -222,15 +333,30 @@ class DMA(wiring.Component):
                 elems = Mux(c.transpose & ~is_gather, rows_e, Mux(is_gather, c.cols, cols_e))
                 m.d.sync += [nbatch.eq(Mux(is_gather, 1, c.batch)), b.eq(0), j.eq(0),
                              hb.eq(hstart), hj.eq(hstart), hp.eq(hstart), rem.eq(2 * elems),
+                             st.eq(hstart >> LSB), fsb.eq(c.sram), fsj.eq(c.sram), acc.eq(0),
                              ia.eq(c.idx + 4 * c.ra)]
+                if self.stripes:
+                    # The alignment rule (dma_path): congruent modulo the chunk.
+                    def same(x, y):
+                        return (x[1:1 + LCE] == y[:LCE]) if LCE else Const(1)
+                    zero = (lambda v: v[:LCE] == 0) if LCE else (lambda v: Const(1))
+                    ls = ((is_load | is_store) & ~c.transpose & ~hstart[0] & ~c.hstride[0]
+                          & same(hstart, c.sram) & same(c.hstride, c.sstride)
+                          & ((c.batch <= 1) | (~c.hbatch[0] & same(c.hbatch, c.sbatch))))
+                    g = (is_gather & ~c.hbm[0] & ~c.hstride[0] & same(c.hbm, c.sram)
+                         & zero(c.hstride[1:]) & zero(c.sstride))
+                    m.d.comb += fast.eq(ls | g)
+                m.d.sync += fmode.eq(fast)
                 empty = (rows_n == 0) | (elems == 0) | (~is_gather & (c.batch == 0))
                 with m.If(is_str):
-                    m.d.sync += [hp.eq((c.hbm + 4 * c.ra)[:_HBM_BITS]), rem.eq(4)]
+                    m.d.sync += [hp.eq((c.hbm + 4 * c.ra)[:_HBM_BITS]), rem.eq(4), fmode.eq(0)]
                     m.next = "STR"
                 with m.Elif(empty):
                     m.next = "FINISH"
                 with m.Elif(is_gather):
                     m.next = "INDEX"
+                with m.Elif(fast):
+                    m.next = "FRUN"
                 with m.Else():
                     m.next = "PIECE"
             with m.State("PIECE"):
@@ -257,10 +383,60 @@ class DMA(wiring.Component):
                             with m.If(is_gather):
                                 m.next = "INDEX"
 
+            with m.State("FRUN"):
+                # One segment of the run: every channel's AR (AW) for its beats of stripes
+                # st..sg, all in one cycle when the channels are ready.
+                h1 = (hj + 2 * n)[:_HBM_BITS]
+                s0, se = hj[LSB:], (h1 - 1)[LSB:_HBM_BITS]
+                cap = st | (NSEG - 1)
+                sg = Mux(se < cap, se, cap)[:_HBM_BITS - LSB]
+                lo_b = hj[:LSB]                                   # run start's byte in its stripe
+                hi_b = ((h1 - 1)[:LSB] + 1)[:LSB + 1]             # bytes of the run in its last stripe
+                done_all = Const(1)
+                for k, p in enumerate(axi):
+                    first = (st + ((st == s0) & ((k + 1) * B <= lo_b)))[:_HBM_BITS - LSB]
+                    last = (sg - ((sg == se) & (k * B >= hi_b)))[:_HBM_BITS - LSB]
+                    inv = first <= last
+                    valid = inv & ~acc[k] & sq.w_rdy
+                    ready = Mux(is_write, p.awready, p.arready)
+                    m.d.comb += [ar_addr[k].eq((self.data_base + (first << LB))[:AXI_ADDR_BITS]),
+                                 ar_len[k].eq(last - first), f_avalid[k].eq(valid)]
+                    with m.If(valid & ready):
+                        m.d.sync += acc[k].eq(1)
+                        with m.If(is_write):
+                            m.d.comb += f_aw[k].eq(1)
+                    done_all = done_all & (~inv | acc[k] | (valid & ready))
+                first_elem = (fsj + ((st << LSB) >> 1) - (hj >> 1))[:32]
+                m.d.comb += [sq_in.chunk.eq(first_elem >> LCE), sq_in.n.eq(sg - st + 1),
+                             sq_in.lo.eq(Mux(st == s0, lo_b >> 1, 0)),
+                             sq_in.hi.eq(Mux(sg == se, hi_b >> 1, ES))]
+                with m.If(done_all & sq.w_rdy):
+                    m.d.comb += sq.w_en.eq(1)
+                    m.d.sync += [acc.eq(0), st.eq(sg + 1)]
+                    with m.If(sg == se):        # the run's last segment: next run or batch
+                        with m.If(j + 1 == nruns):
+                            with m.If(b + 1 == nbatch):
+                                m.next = "FINISH"
+                            with m.Else():
+                                nh = (hb + c.hbatch)[:_HBM_BITS]
+                                m.d.sync += [b.eq(b + 1), j.eq(0), hb.eq(nh), hj.eq(nh),
+                                             st.eq(nh >> LSB), fsb.eq(fsb + c.sbatch),
+                                             fsj.eq(fsb + c.sbatch)]
+                        with m.Else():
+                            nh = (hj + c.hstride)[:_HBM_BITS]
+                            m.d.sync += [j.eq(j + 1), hj.eq(nh), st.eq(nh >> LSB),
+                                         fsj.eq(fsj + c.sstride)]
+                            with m.If(is_gather):
+                                m.next = "INDEX"
+
             with m.State("INDEX"):
+                # On the stripe path the previous row's beats must all be taken first: the
+                # index beat follows them on its channel.
+                ok = ~fmode | ((sq.level == 0) & ~f_busy)
                 m.d.comb += [q_in.ch.eq(channel(ia)), q_in.off.eq(ia[:LB]), q_in.nelem.eq(2),
                              q_in.idx.eq(1)]
-                issue_ar(ia, 1, fire)
+                with m.If(ok):
+                    issue_ar(ia, 1, fire)
                 m.d.comb += q.w_en.eq(fire)
                 with m.If(fire):
                     m.d.sync += ia.eq(ia + 4)
@@ -268,8 +444,11 @@ class DMA(wiring.Component):
             with m.State("INDEX_WAIT"):
                 with m.If(t_valid):
                     row = (c.hbm + t_val.as_signed() * c.hstride.as_unsigned())[:_HBM_BITS]
-                    m.d.sync += [hp.eq(row), rem.eq(2 * n)]
-                    m.next = "PIECE"
+                    m.d.sync += [hp.eq(row), hj.eq(row), st.eq(row >> LSB), rem.eq(2 * n)]
+                    with m.If(fmode):
+                        m.next = "FRUN"
+                    with m.Else():
+                        m.next = "PIECE"
             with m.State("STR"):
                 m.d.comb += [q_in.ch.eq(channel(hp)), q_in.off.eq(hp[:LB]), q_in.nelem.eq(2),
                              q_in.idx.eq(0), fire.eq(q.w_rdy), q.w_en.eq(q.w_rdy)]
@@ -279,7 +458,6 @@ class DMA(wiring.Component):
                 with m.If(drained):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
-
 
         # ---- scratchpad element addresses, in the same loop order --------------------------
         sb, sj, s = Signal(32), Signal(32), Signal(32)
@@ -298,7 +476,6 @@ class DMA(wiring.Component):
                     m.d.sync += [ej.eq(ej + 1), sj.eq(sj + rstep), s.eq(sj + rstep)]
             with m.Else():
                 m.d.sync += [ei.eq(ei + 1), s.eq(s + estep)]
-        m.d.comb += self.sram.addr.eq(s)
 
         # ---- read side (LOAD, GATHER) ------------------------------------------------------
         cur = Signal(piece)
@@ -309,7 +486,7 @@ class DMA(wiring.Component):
         rdata = Array(p.rdata for p in axi)[cur.ch]
         take_beat = Signal()
         for k, p in enumerate(axi):
-            m.d.comb += p.rready.eq(take_beat & (cur.ch == k))
+            m.d.comb += p.rready.eq((take_beat & (cur.ch == k)) | fast_rr[k])
         elem = rdata.word_select(pos[1:LB], 16) if LB > 1 else rdata[:16]
         word = rdata.word_select(pos[2:LB], 32) if LB > 2 else rdata[:32]
         with m.FSM(name="rd"):
@@ -326,8 +503,8 @@ class DMA(wiring.Component):
                         m.d.sync += [t_valid.eq(1), t_val.eq(word)]
                         m.next = "IDLE"
                 with m.Else():
-                    m.d.comb += [self.sram.we.eq(rvalid), self.sram.wdata.eq(elem)]
-                    with m.If(rvalid & self.sram.grant):
+                    m.d.comb += [el.we.eq(rvalid), el.wdata.eq(elem)]
+                    with m.If(rvalid & el.grant):
                         m.d.comb += [advance.eq(1),
                                      take_beat.eq((pos == B - 2) | (left == 1))]
                         m.d.sync += [pos.eq(Mux(pos == B - 2, 0, pos + 2)), left.eq(left - 1)]
@@ -345,13 +522,11 @@ class DMA(wiring.Component):
         aw_count = Signal(16)                # bursts without a B response yet
         aw_fire = Signal()
         w_busy = Signal()
-        for k, p in enumerate(axi):
-            m.d.comb += [p.awsize.eq(LB),
-                         p.awburst.eq(1), p.wdata.eq(wbuf), p.wstrb.eq(wstrb), p.bready.eq(1)]
+        e_awvalid = Signal(C)
+        e_wvalid = Signal(C)
+        e_wlast = Signal()
         waddr = Signal(_HBM_BITS)            # the piece's HBM address (for AW)
         wbeats = Signal(LG + 1)
-        for p in axi:
-            m.d.comb += [p.awaddr.eq(local(waddr)), p.awlen.eq(wbeats - 1)]
         awready = Array(p.awready for p in axi)[cur.ch]
         wready = Array(p.wready for p in axi)[cur.ch]
         # The piece's HBM address, for AW, travels in a FIFO beside the piece FIFO.
@@ -367,9 +542,7 @@ class DMA(wiring.Component):
                                  wbuf.eq(0), wstrb.eq(0), beat_issued.eq(0), pend.eq(0)]
                     m.next = "AW"
             with m.State("AW"):
-                m.d.comb += w_busy.eq(1)
-                for k, p in enumerate(axi):
-                    m.d.comb += p.awvalid.eq(cur.ch == k)
+                m.d.comb += [w_busy.eq(1), e_awvalid.eq(1 << cur.ch)]
                 with m.If(awready):
                     m.d.comb += aw_fire.eq(1)
                     with m.If(is_str):
@@ -383,12 +556,12 @@ class DMA(wiring.Component):
                 m.d.comb += w_busy.eq(1)
                 # Capture the element requested last cycle.
                 with m.If(pend):
-                    m.d.sync += [wbuf.word_select(ppos[1:LB], 16).eq(self.sram.rdata),
+                    m.d.sync += [wbuf.word_select(ppos[1:LB], 16).eq(el.rdata),
                                  wstrb.word_select(ppos[1:LB], 2).eq(0b11)]
                 # Request the next element of this beat.
                 want = ~beat_issued & (left != 0)
-                m.d.comb += self.sram.re.eq(want)
-                granted = want & self.sram.grant
+                m.d.comb += el.re.eq(want)
+                granted = want & el.grant
                 m.d.sync += [pend.eq(granted), ppos.eq(pos)]
                 with m.If(granted):
                     m.d.comb += advance.eq(1)
@@ -398,19 +571,152 @@ class DMA(wiring.Component):
                 with m.If(beat_issued & pend):
                     m.next = "SEND"
             with m.State("SEND"):
-                m.d.comb += w_busy.eq(1)
-                for k, p in enumerate(axi):
-                    m.d.comb += [p.wvalid.eq(cur.ch == k), p.wlast.eq(left == 0)]
+                m.d.comb += [w_busy.eq(1), e_wvalid.eq(1 << cur.ch), e_wlast.eq(left == 0)]
                 with m.If(wready):
                     m.d.sync += [wbuf.eq(0), wstrb.eq(0), beat_issued.eq(0), pend.eq(0)]
                     with m.If(left == 0):
                         m.next = "IDLE"
                     with m.Else():
                         m.next = "DATA"
+
+        # ---- stripe reader (LOAD, GATHER rows): one stripe per cycle, one masked line write --
+        def need_of(lo, hi, first, last):
+            """Channels holding elements of a stripe (a run's first/last stripe is partial)."""
+            return Cat(*[(~first | ((k + 1) * (B // 2) > lo)) & (~last | (k * (B // 2) < hi))
+                         for k in range(C)])
+
+        def mask_of(lo, hi, first, last):
+            """The stripe's elements that belong to the run."""
+            return Cat(*[(~first | (e >= lo)) & (~last | (e < hi)) for e in range(ES)])
+
+        fc = Signal(seg)
+        x = Signal(LS + 1)
+        rd_act = Signal()
+        f_chunk, f_we, f_re, f_mask = Signal(32), Signal(), Signal(), Signal(ES)
+        f_line = Signal()                    # the stripe path drives the line port this cycle
+        f_data = Cat(*[p.rdata for p in axi])          # the stripe's ES elements, in order
+        with m.If(~is_write):
+            with m.FSM(name="stripes"):
+                with m.State("IDLE"):
+                    with m.If(sq.r_rdy):
+                        m.d.comb += sq.r_en.eq(1)
+                        m.d.sync += [fc.eq(sq_out), x.eq(0)]
+                        m.next = "DATA"
+                with m.State("DATA"):
+                    m.d.comb += [rd_act.eq(1), f_line.eq(1)]
+                    first, last = x == 0, x + 1 == fc.n
+                    need = Signal(C)
+                    m.d.comb += need.eq(need_of(fc.lo, fc.hi, first, last))
+                    allv = (need & ~Cat(*[p.rvalid for p in axi])) == 0
+                    m.d.comb += [f_mask.eq(mask_of(fc.lo, fc.hi, first, last)), f_we.eq(allv),
+                                 f_chunk.eq(fc.chunk + x * (ES // CE))]
+                    with m.If(allv & self.line.grant):
+                        m.d.comb += fast_rr.eq(need)
+                        m.d.sync += x.eq(x + 1)
+                        with m.If(last):
+                            with m.If(sq.r_rdy):        # the next segment without a bubble
+                                m.d.comb += sq.r_en.eq(1)
+                                m.d.sync += [fc.eq(sq_out), x.eq(0)]
+                            with m.Else():
+                                m.next = "IDLE"
+
+        # ---- stripe writer (STORE): one line read per cycle into the stripe register ---------
+        # wfc/wx: the segment and the stripe to read next; fl: a read granted last cycle (its
+        # data are on line.rdata now); hold/hv: the stripe register and its channels still to
+        # send. A read whose data find hv not emptied this cycle is dropped and repeated.
+        wfc = Signal(seg)
+        wx = Signal(LS + 1)
+        wact = Signal()                      # wfc holds a segment
+        stripe = data.StructLayout({"x": unsigned(LS + 1), "lo": unsigned(LES + 1),
+                                    "hi": unsigned(LES + 1), "need": unsigned(C),
+                                    "wlast": unsigned(C)})
+        fl = Signal()
+        flm = Signal(stripe)
+        hold = Signal(8 * SB)
+        hv = Signal(C)
+        hm = Signal(stripe)
+        wready_v = Cat(*[p.wready for p in axi])
+        hold_free = (hv & ~wready_v) == 0
+        capture = fl & hold_free
+        m.d.sync += hv.eq(hv & ~wready_v)
+        with m.If(capture):
+            m.d.sync += [hold.eq(self.line.rdata[:8 * SB]), hv.eq(flm.need), hm.eq(flm)]
+        rewind = fl & ~capture
+        sel = Signal(seg)
+        tx = Signal(LS + 1)
+        w_req = Signal()
+        pop = Signal()
+        with m.If(is_write & fmode):
+            with m.If(rewind):
+                m.d.comb += [sel.eq(wfc), tx.eq(flm.x), w_req.eq(1)]
+            with m.Elif(wact & (wx != wfc.n)):
+                m.d.comb += [sel.eq(wfc), tx.eq(wx), w_req.eq(1)]
+            with m.Elif(sq.r_rdy):
+                m.d.comb += [sel.eq(sq_out), tx.eq(0), w_req.eq(1), pop.eq(1), sq.r_en.eq(1)]
+                m.d.sync += [wfc.eq(sq_out), wact.eq(1)]
+        wfirst, wlast_s = tx == 0, tx + 1 == sel.n
+        lo_e, hi_e = Mux(wfirst, sel.lo, 0), Mux(wlast_s, sel.hi, ES)
+        w_need = need_of(sel.lo, sel.hi, wfirst, wlast_s)
+        # Channel k's burst ends at its last beat of the segment: the last stripe, or the one
+        # before where the run's end leaves channel k out of the last.
+        w_wl = Cat(*[w_need[k] & (wlast_s | ((tx + 2 == sel.n) & ~(k * (B // 2) < sel.hi)))
+                     for k in range(C)])
+        granted_w = w_req & self.line.grant
+        m.d.sync += fl.eq(granted_w)
+        with m.If(granted_w):
+            m.d.sync += [flm.x.eq(tx), flm.lo.eq(lo_e), flm.hi.eq(hi_e), flm.need.eq(w_need),
+                         flm.wlast.eq(w_wl), wx.eq(tx + 1)]
+        with m.Elif(w_req):
+            m.d.sync += wx.eq(tx)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += wact.eq(0)
+        w_mask = mask_of(hm.lo, hm.hi, Const(1), Const(1))
+        w_strb = Cat(*[Cat(w_mask[e], w_mask[e]) for e in range(ES)])
+        w_fbusy = fl | (hv != 0) | (wact & (wx != wfc.n))
+        m.d.comb += f_busy.eq(rd_act | w_fbusy)
+
+        # ---- AXI write channels: the element path's one beat, or the stripe register ---------
+        for k, p in enumerate(axi):
+            m.d.comb += [p.awsize.eq(LB), p.awburst.eq(1), p.bready.eq(1)]
+            with m.If(fmode):
+                m.d.comb += [p.awaddr.eq(ar_addr[k]), p.awlen.eq(ar_len[k]),
+                             p.awvalid.eq(f_avalid[k] & is_write),
+                             p.wdata.eq(hold[8 * B * k:8 * B * (k + 1)]),
+                             p.wstrb.eq(w_strb[B * k:B * (k + 1)]), p.wlast.eq(hm.wlast[k]),
+                             p.wvalid.eq(hv[k])]
+            with m.Else():
+                m.d.comb += [p.awaddr.eq(local(waddr)), p.awlen.eq(wbeats - 1),
+                             p.awvalid.eq(e_awvalid[k]), p.wdata.eq(wbuf), p.wstrb.eq(wstrb),
+                             p.wlast.eq(e_wlast), p.wvalid.eq(e_wvalid[k])]
         bcount = sum((p.bvalid for p in axi), Const(0, LC + 1))
-        m.d.sync += aw_count.eq(aw_count + aw_fire - bcount)
+        afire = sum((f_aw[k] for k in range(C)), Const(0, LC + 1))
+        m.d.sync += aw_count.eq(aw_count + aw_fire + afire - bcount)
+
+        # ---- the line port: the stripe path, or the element path as one-element lines --------
+        e_r = Signal(max(1, LCE))
+        w_chunk = (sel.chunk + tx * (ES // CE))[:32]
+        with m.If(f_line):
+            m.d.comb += [self.line.chunk.eq(f_chunk), self.line.we.eq(f_we),
+                         self.line.wdata.eq(f_data), self.line.wmask.eq(f_mask)]
+        with m.Elif(is_write & fmode):
+            m.d.comb += [self.line.chunk.eq(w_chunk), self.line.re.eq(w_req)]
+        with m.Else():
+            m.d.comb += [self.line.chunk.eq(s >> LCE), self.line.re.eq(el.re),
+                         self.line.we.eq(el.we), self.line.wdata.eq(Cat(*[el.wdata] * P)),
+                         self.line.wmask.eq(Const(1, P) << (s[:LCE] if LCE else 0)),
+                         el.grant.eq(self.line.grant)]
+            with m.If(el.re & self.line.grant):
+                m.d.sync += e_r.eq(s[:LCE] if LCE else 0)
+        m.d.comb += el.rdata.eq(self.line.rdata.word_select(e_r, 16) if LCE
+                                else self.line.rdata[:16])
 
         # ---- completion --------------------------------------------------------------------
-        m.d.comb += drained.eq((q.level == 0) & ~r_busy & ~w_busy & (aw_count == 0) & ~aw_fire)
+        m.d.comb += drained.eq((q.level == 0) & ~r_busy & ~w_busy & (aw_count == 0) & ~aw_fire
+                               & (afire == 0) & (sq.level == 0) & ~f_busy)
         m.d.comb += self.busy.eq(~self.cmd.ready)
         return m
+
+
+def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, latency, indices=None) -> int:
+    """Placeholder."""
+    return 0

@@ -2,10 +2,14 @@
 cocotbext-axi ``AxiRam`` per HBM channel and a Python scratchpad on its scratchpad port, against
 fpgpt.sim's executor, instruction by instruction, bit for bit (scratchpad and HBM).
 
-Back-pressure is on everywhere: every AXI channel of every RAM pauses one cycle in three, the
-scratchpad refuses one request in five, and commands arrive after idle cycles.
+With DMA_PAUSES=1 (the default) back-pressure is on everywhere: every AXI channel of every RAM
+pauses one cycle in three, the scratchpad refuses one request in five, and commands arrive after
+idle cycles; only bit-exactness is checked. With DMA_PAUSES=0 the memory is ideal (no pauses,
+every scratchpad request granted) and every instruction's measured cycles must equal
+fpgpt.hw.dma.engine_cycles at the AxiRams' latencies (AXI_LATENCY).
 
-Environment: DMA_PRESET, DMA_SEED, DMA_N (instructions), DMA_STATS (JSON written here).
+Environment: DMA_PRESET, DMA_SEED, DMA_N (instructions), DMA_PAUSES, DMA_STATS (JSON written
+here), DMA_CASES (a JSON file of ``[op, fields, regs]`` instructions run before the random ones).
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from cocotb_util import HBM, issue_and_wait, scratchpad
+from cocotb_util import HBM, issue_and_wait, line_port
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
-from fpgpt.hw.dma import captured_layout
+from fpgpt.hw.dma import captured_layout, dma_path, engine_cycles
 from fpgpt.isa import Instr, Program, Unit
 from fpgpt.sim.control import capture
 from fpgpt.sim.executor import run_stream
@@ -33,6 +37,9 @@ HBM_BYTES = 1 << 15          # the program's HBM: 32 KiB over the channels
 IDX_BASE = HBM_BYTES - 256   # GATHER index vectors live here (never written by STOREs)
 TABLE_ROWS = 16
 REG_RA, REG_RR, REG_RC, REG_VAL = 5, 6, 7, 8
+#: The AxiRams' latencies in an ideal run (cycles): AR accepted to first R beat, last W beat to B
+#: received, as the DMA's engine_cycles takes them (measured on cocotbext-axi's AxiRam).
+AXI_LATENCY = {"read": 2, "write": 2}
 
 
 def pack(fields: dict[str, int], op: str) -> int:
@@ -59,8 +66,15 @@ def random_instr(rng, hw, regs) -> Instr:
         hstride = 2 * cols + 2 * int(rng.integers(0, 30))
         sstride = cols + int(rng.integers(0, 9))
         span = (TABLE_ROWS - 1) * hstride + 2 * cols
+        c = hw.mpu.width
+        if rng.random() < 0.6:      # the stripe path's alignment rule
+            hstride += (-hstride // 2) % c * 2
+            sstride += (-sstride) % c
+            span = (TABLE_ROWS - 1) * hstride + 2 * cols
         hbm = 2 * int(rng.integers(0, (IDX_BASE - span) // 2))
-        sram = int(rng.integers(0, n_sram - (rows + rr) * sstride))
+        sram = int(rng.integers(c, n_sram - (rows + rr) * sstride))
+        if rng.random() < 0.6:
+            sram -= (sram - hbm // 2) % c
         return Instr.make("GATHER", sram=sram, hbm=hbm, idx=IDX_BASE + 4 * int(rng.integers(0, 20)),
                           rows=rows, cols=cols, hstride=hstride, sstride=sstride,
                           ra=REG_RA, rr=REG_RR)
@@ -78,20 +92,56 @@ def random_instr(rng, hw, regs) -> Instr:
     hbm = 2 * int(rng.integers(0, (IDX_BASE - total) // 2))
     sstride = ce + int(rng.integers(0, 9))
     sbatch = re * sstride + int(rng.integers(0, 20))
+    c = hw.mpu.width
+    stripe = not transpose and rng.random() < 0.6
+    if stripe:      # rows congruent modulo the chunk in HBM and scratchpad: the stripe path
+        sstride += (hstride // 2 - sstride) % c
+        sbatch = re * sstride + int(rng.integers(0, 20))
+        sbatch += (hbatch // 2 - sbatch) % c
     stotal = (batch - 1) * sbatch + re * sstride
-    sram = int(rng.integers(0, n_sram - stotal))
+    sram = int(rng.integers(c, n_sram - stotal))
+    if stripe:
+        sram -= (sram - (hbm + ra * hstride) // 2) % c
     return Instr.make(op, sram=sram, hbm=hbm, rows=rows, cols=cols, hstride=hstride,
                       sstride=sstride, batch=batch, hbatch=hbatch, sbatch=sbatch,
                       ra=REG_RA, rr=REG_RR, rc=REG_RC, transpose=transpose)
 
 
+def ideal_memory(hbm: HBM) -> None:
+    """Make ``hbm``'s AxiRams an ideal memory: besides no pauses, no limit on queued requests
+    (cocotbext-axi's AxiRam queues 2 per AXI channel and drops ready beyond, which throttles
+    trains of short bursts); what remains is one beat per cycle per channel at a fixed latency."""
+    for ram in hbm.rams:
+        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
+                   ram.read_if.ar_channel, ram.read_if.r_channel):
+            ch.queue_occupancy_limit = -1
+
+
 class TB:
-    def __init__(self, dut, hw):
+    def __init__(self, dut, hw, pauses: bool):
         self.dut, self.hw = dut, hw
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         self.hbm = HBM(dut, hw, HBM_BYTES, port="m_axi{k}", separator="__", clock=dut.clk,
-                       reset=dut.rst)
+                       reset=dut.rst, pauses=pauses)
+        if not pauses:
+            ideal_memory(self.hbm)
         self.sram = np.zeros(hw.buffers.sram_elements, dtype=np.uint16)
+
+
+def gather_indices(machine, f) -> list[int]:
+    """The table rows a GATHER reads (its int32 index vector, from the HBM image)."""
+    a = f["idx"] + 4 * f["ra"]
+    n = f["rows"] + f["rr"]
+    return [int(v) for v in np.frombuffer(machine.hbm[a:a + 4 * n].tobytes(), "<i4")]
+
+
+def explicit_cases() -> list[tuple[Instr, dict[int, int]]]:
+    """DMA_CASES' instructions with the register values to set before each."""
+    path = os.environ.get("DMA_CASES")
+    if not path:
+        return []
+    return [(Instr.make(op, **fields), {int(k): v for k, v in r.items()})
+            for op, fields, r in json.loads(open(path).read())]
 
 
 @cocotb.test()
@@ -99,14 +149,16 @@ async def dma_matches_executor(dut):
     hw = load_preset(os.environ["DMA_PRESET"])
     rng = np.random.default_rng(int(os.environ.get("DMA_SEED", "1")))
     n_instr = int(os.environ.get("DMA_N", "40"))
-    tb = TB(dut, hw)
+    pauses = os.environ.get("DMA_PAUSES", "1") == "1"
+    tb = TB(dut, hw, pauses)
     dut.rst.value = 1
     dut.cmd__valid.value = 0
     dut.data_base.value = 0
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-    cocotb.start_soon(scratchpad(dut, tb.sram, itertools.cycle([1, 1, 1, 1, 0])))
+    grants = itertools.cycle([1, 1, 1, 1, 0] if pauses else [1])
+    cocotb.start_soon(line_port(dut, "line", tb.sram, hw, grants))
 
     machine = Machine(hw, HBM_BYTES)
     image = rng.integers(0, 256, HBM_BYTES, dtype=np.uint8)
@@ -118,12 +170,20 @@ async def dma_matches_executor(dut):
     machine.sram.view(np.uint16)[:] = sram0
     tb.sram[:] = sram0
 
-    records, bad = [], []
-    for i in range(n_instr):
-        ins = random_instr(rng, hw, machine.regs)
+    cases = explicit_cases()
+    records, bad, slow = [], [], []
+    for i in range(len(cases) + n_instr):
+        if i < len(cases):
+            ins, regs = cases[i]
+            for r, v in regs.items():
+                machine.regs[r] = v
+        else:
+            ins = random_instr(rng, hw, machine.regs)
         f = capture(ins, machine.regs)
+        indices = gather_indices(machine, f) if ins.op == "GATHER" else None
         run_stream(machine, Program(streams={"s": [ins, Instr.make("HALT")]}), "s")
-        cycles = await issue_and_wait(dut, pack(f, ins.op), idle=int(rng.integers(0, 3)),
+        cycles = await issue_and_wait(dut, pack(f, ins.op),
+                                      idle=int(rng.integers(0, 3)) if pauses else 1,
                                       limit=200_000, what=f"instruction {i} ({ins.op})")
         await RisingEdge(dut.clk)     # the last scratchpad write lands in the model
         hbm_ok = np.array_equal(tb.hbm.read(), machine.hbm)
@@ -137,9 +197,20 @@ async def dma_matches_executor(dut):
         kind, work, idx, straggle = model.plan(dma_segments(ins.op, f))
         model_cycles = model.issue(0.0, kind, work, idx, straggle) + \
             (model.latency_cycles if ins.op == "GATHER" else 0.0)
-        records.append({"op": ins.op, "bytes": dma_bytes(ins.op, f), "rtl_cycles": cycles,
-                        "model_cycles": model_cycles, "transpose": f.get("transpose", 0)})
+        formula = engine_cycles(hw, ins.op, f, latency=AXI_LATENCY, indices=indices)
+        rec = {"i": i, "op": ins.op, "fields": f, "bytes": dma_bytes(ins.op, f),
+               "rtl_cycles": cycles, "model_cycles": model_cycles, "formula": formula,
+               "path": dma_path(hw, ins.op, f), "indices": indices}
+        records.append(rec)
+        if not pauses and cycles != formula:
+            slow.append(rec)
+        # Settle: the idle gap before the next command is part of neither count.
+        for _ in range(2):
+            await RisingEdge(dut.clk)
     if os.environ.get("DMA_STATS"):
         with open(os.environ["DMA_STATS"], "w") as fh:
-            json.dump({"instructions": n_instr, "mismatches": bad, "records": records}, fh)
-    assert not bad, f"{len(bad)} of {n_instr} instructions differ from the executor: {bad[:3]}"
+            json.dump({"instructions": len(records), "mismatches": bad, "formula_misses": slow,
+                       "pauses": pauses, "records": records}, fh)
+    assert not bad, f"{len(bad)} of {len(records)} instructions differ from the executor: {bad[:3]}"
+    assert not slow, (f"{len(slow)} of {len(records)} instructions' cycles differ from "
+                      f"engine_cycles: {[(r['op'], r['rtl_cycles'], r['formula']) for r in slow[:5]]}")

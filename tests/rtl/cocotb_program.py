@@ -27,7 +27,8 @@ async def generation_matches_simulator(dut):
     case = json.loads(open(os.environ["PROGRAM_CASE"]).read())
     hw = load_preset(case["preset"])
     image = np.frombuffer(bytes.fromhex(case["hbm_in"]), np.uint8)
-    card = Card(dut, hw, len(image), bytes.fromhex(case["program"]))
+    card = Card(dut, hw, len(image), bytes.fromhex(case["program"]),
+                pauses=os.environ.get("PROGRAM_PAUSES", "1") == "1")
     await card.reset()
     card.hbm.write(image)
     runs = []

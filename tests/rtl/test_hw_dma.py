@@ -58,3 +58,4 @@ def test_dma_verilator_tiny(tmp_path, rtl_build):
     s = json.loads(stats.read_text())
     assert s["instructions"] == 40 and s["mismatches"] == []
     assert {r["op"] for r in s["records"]} == {"LOAD", "STORE", "GATHER", "STR"}
+    assert any(r["stripes"] for r in s["records"])      # the stripe path was exercised
