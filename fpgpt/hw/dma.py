@@ -49,6 +49,8 @@ alignments give undefined data.
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -230,8 +232,10 @@ class DMA(wiring.Component):
         LCE = _log2(CE)
 
         # The element path's scratchpad access (one element per grant), carried on the line port.
-        el = Signal(data.StructLayout({"re": unsigned(1), "we": unsigned(1), "wdata": unsigned(16),
-                                       "rdata": unsigned(16), "grant": unsigned(1)}))
+        # Separate signals, not one struct: Verilator would see a loop through grant and re.
+        el = SimpleNamespace(re=Signal(name="el_re"), we=Signal(name="el_we"),
+                             wdata=Signal(16, name="el_wdata"), rdata=Signal(16, name="el_rdata"),
+                             grant=Signal(name="el_grant"))
 
         # ---- the instruction, latched ------------------------------------------------------
         c = Signal(captured_layout(Unit.DMA))
@@ -261,6 +265,7 @@ class DMA(wiring.Component):
         t_valid = Signal()                               # read side: index t arrived
         t_val = Signal(32)
         drained = Signal()                               # nothing left in flight
+        r_busy = Signal()                                # element read side: a piece open
 
         def local(addr):
             """Beat-aligned byte address in the channel's own memory, plus data_base."""
@@ -430,9 +435,10 @@ class DMA(wiring.Component):
                                 m.next = "INDEX"
 
             with m.State("INDEX"):
-                # On the stripe path the previous row's beats must all be taken first: the
-                # index beat follows them on its channel.
-                ok = ~fmode | ((sq.level == 0) & ~f_busy)
+                # The previous row's beats are all taken first: on the stripe path the index
+                # beat follows them on its channel; on both, a row then costs the same
+                # whatever the latency (engine_cycles: two latencies per row).
+                ok = (q.level == 0) & ~r_busy & (sq.level == 0) & ~f_busy
                 m.d.comb += [q_in.ch.eq(channel(ia)), q_in.off.eq(ia[:LB]), q_in.nelem.eq(2),
                              q_in.idx.eq(1)]
                 with m.If(ok):
@@ -481,7 +487,6 @@ class DMA(wiring.Component):
         cur = Signal(piece)
         pos = Signal(LB + 1)                 # byte position in the current beat
         left = Signal(LG + 1)                # elements left in the piece
-        r_busy = Signal()
         rvalid = Array(p.rvalid for p in axi)[cur.ch]
         rdata = Array(p.rdata for p in axi)[cur.ch]
         take_beat = Signal()
@@ -717,6 +722,102 @@ class DMA(wiring.Component):
         return m
 
 
-def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, latency, indices=None) -> int:
-    """Placeholder."""
-    return 0
+def _runs(op: str, f: dict) -> list[tuple[int, int]]:
+    """``(first HBM byte, elements)`` of every run of a LOAD/STORE, in issue order."""
+    re, ce = f["rows"] + f["rr"], f["cols"] + f["rc"]
+    runs = []
+    for b in range(f["batch"]):
+        hb = f["hbm"] + b * f["hbatch"]
+        if f.get("transpose"):
+            runs += [(hb + c * f["hstride"] + 2 * f["ra"], re) for c in range(ce)]
+        else:
+            runs += [(hb + (r + f["ra"]) * f["hstride"], ce) for r in range(re)]
+    return runs
+
+
+def _stripes(hw: HardwareConfig, a: int, n: int) -> int:
+    """Stripes (``channels × beat`` bytes, aligned) that ``n`` elements from byte ``a`` touch."""
+    sb = hw.hbm.channels * hw.hbm.port_bits // 8
+    return (a + 2 * n - 1) // sb - a // sb + 1
+
+
+def _pieces(hw: HardwareConfig, a: int, n: int) -> int:
+    """Interleave granules that ``n`` elements from byte ``a`` touch (element path pieces)."""
+    g = hw.hbm.interleave_bytes
+    return (a + 2 * n - 1) // g - a // g + 1
+
+
+def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, latency, indices=None,
+                  outstanding: int = 8) -> int:
+    """Exact cycles of one DMA instruction on an ideal memory: from the cycle the command is
+    taken to the ``done`` pulse, as cocotb_dma's bench counts them.
+
+    Ideal memory: every channel takes an AR/AW/W each cycle and returns one R beat per cycle,
+    the first ``Lr`` cycles after its AR, and a burst's B ``Lw`` cycles after its last W beat;
+    the scratchpad grants every request. With ``S`` the stripes and ``Sr`` a row's stripes
+    (:func:`dma_path`; a run of ``n`` elements from byte ``a`` touches
+    ``(a + 2n - 1)//(C·B) - a//(C·B) + 1``), ``E``/``Er`` the elements and ``Q``/``Qr`` the
+    pieces (interleave granules touched, per run), ``R`` a GATHER's rows::
+
+        stripe LOAD     S + Lr + 4                one stripe per cycle, every channel at once
+        stripe STORE    S + Lw + 7
+        stripe GATHER   3 + sum over rows (Sr + 2·Lr + 4)        index, then the row
+        element LOAD    E + Q + Lr + 3            one element per cycle + 1 per piece
+        element STORE   E + 4·Q + Lw + 5
+        element GATHER  3 + sum over rows (Er + Qr + 2·Lr + 3)
+        STR             Lw + 8
+        empty           3
+
+    Segments (bursts) cost nothing beyond their stripes: a segment's bursts are issued in one
+    cycle while earlier stripes stream, ``outstanding`` segments ahead, so the channels never
+    starve while ``Lr < outstanding``.
+
+    Parameters
+    ----------
+    hw : HardwareConfig
+    op : str
+        ``"LOAD"``, ``"STORE"``, ``"GATHER"`` or ``"STR"``.
+    f : dict
+        The captured fields (register fields as values, :func:`fpgpt.sim.control.capture`).
+    latency : int or (int, int)
+        ``Lr`` and ``Lw`` (one int: both), cycles.
+    indices : sequence of int, optional
+        A GATHER's table rows (its index vector); needed unless every row costs the same
+        (``hstride`` a multiple of the stripe, or of the interleave on the element path).
+    outstanding : int
+        The DMA's ``outstanding``.
+
+    Raises
+    ------
+    ValueError
+        If ``latency`` is not below ``outstanding`` (the formula assumes no starvation), or a
+        GATHER's cost depends on indices that were not given.
+    """
+    lr, lw = (latency, latency) if isinstance(latency, int) else latency
+    if not (0 <= lr < outstanding and 0 <= lw):
+        raise ValueError(f"latency {latency!r} must be below outstanding={outstanding} for "
+                         "engine_cycles to be exact; build the DMA with more outstanding")
+    path = dma_path(hw, op, f)
+    if path == "empty":
+        return 3
+    if path == "str":
+        return lw + 8
+    stripe = path == "stripe"
+    if op == "GATHER":
+        n, hs, sb = f["cols"], f["hstride"], hw.hbm.channels * hw.hbm.port_bits // 8
+        rows = f["rows"] + f["rr"]
+        if indices is None:
+            if hs % (sb if stripe else hw.hbm.interleave_bytes):
+                raise ValueError("a GATHER whose rows' alignment varies needs its indices=")
+            indices = [0] * rows
+        starts = [f["hbm"] + t * hs for t in indices]
+        per = (sum(_stripes(hw, a, n) for a in starts) if stripe
+               else sum(n + _pieces(hw, a, n) for a in starts))
+        return 3 + per + rows * (2 * lr + (4 if stripe else 3))
+    runs = _runs(op, f)
+    if stripe:
+        s = sum(_stripes(hw, a, n) for a, n in runs)
+        return s + (lr + 4 if op == "LOAD" else lw + 7)
+    e = sum(n for _, n in runs)
+    q = sum(_pieces(hw, a, n) for a, n in runs)
+    return e + q + lr + 3 if op == "LOAD" else e + 4 * q + lw + 5

@@ -2,7 +2,8 @@
 
 Every number comes from :class:`~fpgpt.config.HardwareConfig`; the only structure stated here is
 *which* pipelines an operation passes through (docs/timing.md). DMA time is not here: it comes
-from the HBM model (:mod:`fpgpt.sim.hbm`). All results are in core clock cycles; each
+from the HBM model (:mod:`fpgpt.sim.hbm`) and, as a lower bound, from the DMA engine's own
+cycles (:func:`dma_cycles`). All results are in core clock cycles; each
 instruction costs at least one cycle.
 
 Functions take ``f``, an instruction's fields with register fields replaced by register values
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..config import HardwareConfig
 
-__all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "VPU_PASSES"]
+__all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "dma_cycles", "VPU_PASSES"]
 
 #: Passes over the data each VPU operation makes (one element per lane per cycle per pass):
 #: LayerNorm sums, then accumulates squared deviations, then normalises; softmax finds the
@@ -140,3 +141,75 @@ def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     else:
         raise ValueError(f"{op} is not a NET instruction")
     return max(1.0, math.ceil(ns * hw.clock_mhz / 1e3))
+
+
+def _dma_stripe_ok(hw: "HardwareConfig", op: str, f: dict[str, int]) -> bool:
+    """The RTL DMA's stripe path (fpgpt/hw/dma.py ``dma_path``): HBM interleaved by one beat,
+    a stripe of whole chunks within a line, rows congruent modulo the chunk in HBM and
+    scratchpad, not transposed."""
+    h, c = hw.hbm, hw.mpu.width
+    beat = h.port_bits // 8
+    elems = h.channels * beat // 2
+    if not (h.interleave_bytes == beat and elems % c == 0 and elems <= c * hw.mpu.lanes):
+        return False
+    if f.get("transpose"):
+        return False
+    if op == "GATHER":
+        return (f["hbm"] % 2 == 0 and f["hstride"] % 2 == 0 and (f["hbm"] // 2 - f["sram"]) % c == 0
+                and (f["hstride"] // 2) % c == 0 and f["sstride"] % c == 0)
+    h0 = f["hbm"] + f["ra"] * f["hstride"]
+    ok = h0 % 2 == 0 and f["hstride"] % 2 == 0 and (h0 // 2 - f["sram"]) % c == 0
+    ok = ok and (f["hstride"] // 2 - f["sstride"]) % c == 0
+    if f["batch"] > 1:
+        ok = ok and f["hbatch"] % 2 == 0 and (f["hbatch"] // 2 - f["sbatch"]) % c == 0
+    return ok
+
+
+def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
+    """The DMA engine's own cycles for one instruction (fpgpt/hw/dma.py ``engine_cycles``) with
+    the memory answering ``hbm.latency_ns`` after a request and one beat per cycle per channel.
+
+    Stripe path (LOAD/STORE/GATHER rows aligned as the compiler lays them out): one stripe of
+    ``channels × beat`` bytes per cycle; element path (transposed transfers, other alignments):
+    one element per cycle plus one cycle per interleave piece (four for STORE). The timing model
+    charges the later of this and the HBM model's completion (:mod:`fpgpt.sim.timing`). A
+    GATHER is costed as if every index gave the first row's alignment (the timing model does not
+    read data).
+    """
+    lat = round(hw.hbm.latency_ns * hw.clock_mhz / 1e3)
+    h = hw.hbm
+    sb = h.channels * h.port_bits // 8
+    g = h.interleave_bytes
+
+    def stripes(a: int, n: int) -> int:
+        return (a + 2 * n - 1) // sb - a // sb + 1
+
+    def pieces(a: int, n: int) -> int:
+        return (a + 2 * n - 1) // g - a // g + 1
+
+    if op == "STR":
+        return float(lat + 8)
+    if op == "GATHER":
+        rows, n = f["rows"] + f["rr"], f["cols"]
+        if rows == 0 or n == 0:
+            return 3.0
+        a = f["hbm"]
+        if _dma_stripe_ok(hw, op, f):
+            return float(3 + rows * (stripes(a, n) + 2 * lat + 4))
+        return float(3 + rows * (n + pieces(a, n) + 2 * lat + 3))
+    re, ce, batch = f["rows"] + f["rr"], f["cols"] + f["rc"], f["batch"]
+    if re == 0 or ce == 0 or batch == 0:
+        return 3.0
+    runs = []
+    for b in range(batch):
+        hb = f["hbm"] + b * f["hbatch"]
+        if f.get("transpose"):
+            runs += [(hb + c * f["hstride"] + 2 * f["ra"], re) for c in range(ce)]
+        else:
+            runs += [(hb + (r + f["ra"]) * f["hstride"], ce) for r in range(re)]
+    if _dma_stripe_ok(hw, op, f):
+        s = sum(stripes(a, n) for a, n in runs)
+        return float(s + (lat + 4 if op == "LOAD" else lat + 7))
+    e = sum(n for _, n in runs)
+    q = sum(pieces(a, n) for a, n in runs)
+    return float(e + q + lat + 3 if op == "LOAD" else e + 4 * q + lat + 5)

@@ -11,8 +11,10 @@ never with cycles:
   of X must have completed (a queue entry is held until its instruction completes, so a DMA
   queue also bounds the transfers in flight);
 - it starts at max(dispatch, X free, its waits met), waits being docs/execution.md's counts;
-- MPU/VPU/NET occupy the unit for their duration; the DMA unit issues a transfer in one cycle
-  and the transfer's bytes stream on the HBM channels while the next transfer issues;
+- MPU/VPU/NET occupy the unit for their duration; the DMA unit executes one transfer at a
+  time, as the RTL DMA does: until the later of the HBM model's completion and the DMA
+  engine's own cycles (``costs.dma_cycles``: one stripe of ``channels × beat`` bytes per cycle
+  on its stripe path, one element per cycle on its element path);
 - completion is in order per unit; SYNC and HALT wait for every unit to drain;
 - the register scoreboard stalls dispatch of any instruction that touches a register an
   in-flight ARGMAX writes. The timing model does not know the token: ARGMAX writes 0.
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..isa import Kind, Unit
 from .control import MAX_STEPS_DEFAULT, Registers, capture
-from .costs import mpu_cycles, net_cycles, vpu_cycles
+from .costs import dma_cycles, mpu_cycles, net_cycles, vpu_cycles
 from .hazards import HazardChecker, TimingHazard
 from .hbm import HBMModel, dma_bytes, dma_segments
 from .machine import SimError
@@ -58,7 +60,8 @@ def _cost_function(hw: "HardwareConfig", hbm: HBMModel, op: str, unit: Unit) -> 
     """f (captured fields) -> cost: cycles for MPU/VPU/NET, a transfer plan tuple for DMA."""
     if unit is Unit.DMA:
         extra = hbm.latency_cycles if op == "GATHER" else 0.0   # the dependent index read
-        return lambda f: hbm.plan(dma_segments(op, f)) + (dma_bytes(op, f), extra)
+        return lambda f: hbm.plan(dma_segments(op, f)) + (dma_bytes(op, f), extra,
+                                                          dma_cycles(hw, op, f))
     if unit is Unit.MPU:
         return lambda f: mpu_cycles(hw, f)
     if unit is Unit.VPU:
@@ -223,14 +226,16 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
             if dyn is not None:
                 cost = _dyn_cost(dyn, regs_v)
             if code == 0:
-                kind, work, idx, straggle, nbytes, extra = cost
+                kind, work, idx, straggle, nbytes, extra, eng = cost
                 e = issue(s, kind, work, idx, straggle) + extra
+                if s + eng > e:             # the DMA engine, not HBM, bounds this transfer
+                    e = s + eng
                 prev = last[0]
                 if e < prev:
                     e = prev
                 lo = s if s > prev else prev
                 per_busy[pc] += e - lo
-                free[0] = s + 1.0
+                free[0] = e                 # one transfer at a time, as the RTL DMA
                 hbm_bytes += nbytes
                 if trace is not None and nbytes:
                     trace.instr(0, plan.ops[pc], pc, lo, e)

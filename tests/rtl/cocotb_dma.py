@@ -39,7 +39,7 @@ TABLE_ROWS = 16
 REG_RA, REG_RR, REG_RC, REG_VAL = 5, 6, 7, 8
 #: The AxiRams' latencies in an ideal run (cycles): AR accepted to first R beat, last W beat to B
 #: received, as the DMA's engine_cycles takes them (measured on cocotbext-axi's AxiRam).
-AXI_LATENCY = {"read": 2, "write": 2}
+AXI_LATENCY = (2, 2)
 
 
 def pack(fields: dict[str, int], op: str) -> int:
@@ -117,6 +117,30 @@ def ideal_memory(hbm: HBM) -> None:
             ch.queue_occupancy_limit = -1
 
 
+async def axi_latency(dut, k: int, out: dict) -> None:
+    """Measure channel ``k``'s AxiRam latencies (cycles): AR accepted to its burst's first R
+    beat, and last W beat accepted to its B; keep the smallest seen (no queueing)."""
+    p = f"m_axi{k}__"
+    sig = {n: getattr(dut, p + n) for n in ("arvalid", "arready", "rvalid", "rready", "rlast",
+                                            "wvalid", "wready", "wlast", "bvalid")}
+    cyc, ars, wl, first = 0, [], [], True
+    while True:
+        await RisingEdge(dut.clk)
+        cyc += 1
+        v = {n: int(x.value) for n, x in sig.items()}
+        if v["arvalid"] and v["arready"]:
+            ars.append(cyc)
+        if v["rvalid"] and first and ars:
+            out["read"] = min(out.get("read", 1 << 30), cyc - ars.pop(0))
+            first = False
+        if v["rvalid"] and v["rready"] and v["rlast"]:
+            first = True
+        if v["wvalid"] and v["wready"] and v["wlast"]:
+            wl.append(cyc)
+        if v["bvalid"] and wl:
+            out["write"] = min(out.get("write", 1 << 30), cyc - wl.pop(0))
+
+
 class TB:
     def __init__(self, dut, hw, pauses: bool):
         self.dut, self.hw = dut, hw
@@ -159,6 +183,8 @@ async def dma_matches_executor(dut):
     dut.rst.value = 0
     grants = itertools.cycle([1, 1, 1, 1, 0] if pauses else [1])
     cocotb.start_soon(line_port(dut, "line", tb.sram, hw, grants))
+    measured = {}
+    cocotb.start_soon(axi_latency(dut, 0, measured))
 
     machine = Machine(hw, HBM_BYTES)
     image = rng.integers(0, 256, HBM_BYTES, dtype=np.uint8)
@@ -210,7 +236,11 @@ async def dma_matches_executor(dut):
     if os.environ.get("DMA_STATS"):
         with open(os.environ["DMA_STATS"], "w") as fh:
             json.dump({"instructions": len(records), "mismatches": bad, "formula_misses": slow,
-                       "pauses": pauses, "records": records}, fh)
+                       "pauses": pauses, "axi_latency": measured,
+                       "records": records}, fh)
+    if not pauses:
+        assert measured == {"read": AXI_LATENCY[0], "write": AXI_LATENCY[1]}, \
+            f"the AxiRams' latencies are {measured}, not AXI_LATENCY={AXI_LATENCY}"
     assert not bad, f"{len(bad)} of {len(records)} instructions differ from the executor: {bad[:3]}"
     assert not slow, (f"{len(slow)} of {len(records)} instructions' cycles differ from "
                       f"engine_cycles: {[(r['op'], r['rtl_cycles'], r['formula']) for r in slow[:5]]}")
