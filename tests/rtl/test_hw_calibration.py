@@ -66,3 +66,29 @@ def test_vpu_model_is_the_engine(preset):
             exact += got == want
             total += 1
     assert exact >= 0.6 * total
+
+
+def test_dma_model_is_the_engine():
+    """costs.dma_cycles (tiny: 2-cycle memory) equals the DMA's own formula on compiler-like and
+    random transfers, both paths."""
+    from fpgpt.hw import dma
+
+    hw = load_preset("tiny")
+    lat = round(hw.hbm.latency_ns * hw.clock_mhz / 1e3)
+    rng = np.random.default_rng(5)
+    paths = set()
+    for _ in range(400):
+        op = str(rng.choice(["LOAD", "STORE", "GATHER"]))
+        cols, rows = int(rng.integers(1, 70)), int(rng.integers(1, 5))
+        hs = 2 * cols + 16 * int(rng.integers(0, 4))
+        f = {"hbm": 16 * int(rng.integers(0, 99)), "sram": 8 * int(rng.integers(0, 99)),
+             "rows": rows, "cols": cols, "rr": 0, "rc": 0, "ra": 0, "hstride": hs,
+             "sstride": hs // 2 if rng.random() < 0.6 else cols + 1, "batch": 1, "hbatch": 0,
+             "sbatch": 0, "transpose": int(op != "GATHER" and rng.random() < 0.3)}
+        if op == "GATHER":
+            f["hstride"] = -(-hs // 32) * 32
+            f["sstride"] = -(-cols // 8) * 8
+        want = dma.engine_cycles(hw, op, f, latency=lat, indices=[0] * rows)
+        assert costs.dma_cycles(hw, op, f) == want, (op, f)
+        paths.add(dma.dma_path(hw, op, f))
+    assert {"stripe", "element"} <= paths
