@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fpgpt.config import HardwareConfig
+from fpgpt.geometry import b_stride
 from fpgpt.models import ModelSpec
 
 from .errors import CompileError
@@ -66,20 +67,6 @@ class BufferPlan:
     @property
     def used_elems(self) -> int:
         return max(self.addr[k] + self.size[k] for k in self.addr)
-
-
-def b_stride(n: int, hw: HardwareConfig) -> int:
-    """The row stride (elements) the compiler gives an MM's B operand of rows of ``n``.
-
-    The MPU streams B through the scratchpad's bank port at one chunk (``C = mpu.width``
-    elements) per lane per cycle only when the lanes' chunks sit in distinct banks: rows start
-    chunk-aligned and ``ldb / C ≡ 1 (mod mpu.lanes)`` (docs/rtl.md, "The wide scratchpad";
-    fpgpt/hw/mpu_engine.py). This is the smallest such stride ``>= n``.
-    """
-    c, nb = hw.mpu.width, hw.mpu.lanes
-    chunks = -(-n // c)
-    chunks += (1 - chunks) % nb
-    return chunks * c
 
 
 def slot_target_elems(hw: HardwareConfig) -> int:

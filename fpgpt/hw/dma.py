@@ -56,6 +56,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
+from ..geometry import dma_stripe_aligned, stripe_elements, stripes_ok
 from ..isa.table import INSTRUCTIONS, Kind, Unit
 from .decoder import Opcode, field_shape
 from .scratchpad import chunk_elements, line_elements, line_signature
@@ -119,23 +120,12 @@ def _segment_stripes(hw: HardwareConfig) -> int:
     return min(_AXI_MAX_BEATS, _AXI_4K // (hw.hbm.port_bits // 8))
 
 
-def stripes_ok(hw: HardwareConfig) -> bool:
-    """Whether ``hw`` allows the DMA's stripe path: HBM interleaved by one AXI beat
-    (``hbm.interleave_bytes == hbm.port_bits/8``, so the channels' beats at one channel-local
-    address are ``channels × beat`` consecutive bytes, a *stripe*), a stripe a whole number of
-    scratchpad chunks and at most a line."""
-    h = hw.hbm
-    beat = h.port_bits // 8
-    elems = h.channels * beat // 2
-    return (h.interleave_bytes == beat and elems % chunk_elements(hw) == 0
-            and elems <= line_elements(hw))
-
-
 def dma_path(hw: HardwareConfig, op: str, f: dict) -> str:
     """Which path the RTL DMA takes for a captured instruction: ``"stripe"``, ``"element"``,
     ``"str"`` (STR) or ``"empty"`` (nothing to move).
 
-    The stripe path needs :func:`stripes_ok` and the *alignment rule*: every row's first HBM
+    The stripe path needs ``fpgpt.geometry.stripes_ok`` and the *alignment rule*
+    (``geometry.dma_stripe_aligned``): every row's first HBM
     element address congruent to its scratchpad address modulo the chunk ``Cs = mpu.width``,
     with every HBM byte address even. Per instruction (``C`` = ``Cs``, ``/`` exact):
 
@@ -156,19 +146,7 @@ def dma_path(hw: HardwareConfig, op: str, f: dict) -> str:
             return "empty"
     elif f["rows"] + f["rr"] == 0 or f["cols"] + f["rc"] == 0 or f["batch"] == 0:
         return "empty"
-    if not stripes_ok(hw) or f.get("transpose"):
-        return "element"
-    c = chunk_elements(hw)
-    if op == "GATHER":
-        ok = (f["hbm"] % 2 == 0 and f["hstride"] % 2 == 0 and (f["hbm"] // 2 - f["sram"]) % c == 0
-              and (f["hstride"] // 2) % c == 0 and f["sstride"] % c == 0)
-    else:
-        h0 = (f["hbm"] + f["ra"] * f["hstride"]) % (1 << _HBM_BITS)
-        ok = h0 % 2 == 0 and f["hstride"] % 2 == 0 and (h0 // 2 - f["sram"]) % c == 0
-        ok = ok and (f["hstride"] // 2 - f["sstride"]) % c == 0
-        if f["batch"] > 1:
-            ok = ok and f["hbatch"] % 2 == 0 and (f["hbatch"] // 2 - f["sbatch"]) % c == 0
-    return "stripe" if ok else "element"
+    return "stripe" if dma_stripe_aligned(hw, op, f) else "element"
 
 
 class DMA(wiring.Component):
@@ -737,7 +715,7 @@ def _runs(op: str, f: dict) -> list[tuple[int, int]]:
 
 def _stripes(hw: HardwareConfig, a: int, n: int) -> int:
     """Stripes (``channels × beat`` bytes, aligned) that ``n`` elements from byte ``a`` touch."""
-    sb = hw.hbm.channels * hw.hbm.port_bits // 8
+    sb = 2 * stripe_elements(hw)
     return (a + 2 * n - 1) // sb - a // sb + 1
 
 

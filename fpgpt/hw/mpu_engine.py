@@ -37,6 +37,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
+from ..geometry import mm_fast_b
 from ..isa.table import Unit
 from .dma import captured_layout
 from .fpu import delay
@@ -67,16 +68,8 @@ def _lane_latency(hw: HardwareConfig) -> int:
     return mpu.mul_latency + mpu.tree_levels * mpu.add_latency + 1 + mpu.add_latency + 1
 
 
-def fast_b_layout(hw: HardwareConfig, f: dict[str, int]) -> bool:
-    """Whether an MM's B takes the fast path: ``b``, ``ldb`` (and ``bsb`` when ``batch > 1``)
-    multiples of ``C = mpu.width`` and ``(ldb / C) mod mpu.lanes == 1``.
-
-    ``f`` holds the captured fields (registers folded in, as :func:`fpgpt.sim.control.capture`
-    gives them)."""
-    c, nb = chunk_elements(hw), bank_count(hw)
-    ldb = f["ldb"]
-    return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and (ldb // c) % nb == 1 % nb
-            and (f["batch"] <= 1 or f["bsb"] % c == 0))
+#: Whether an MM's B takes the fast path (the rule lives in fpgpt.geometry).
+fast_b_layout = mm_fast_b
 
 
 def _a_lines(hw: HardwareConfig, f: dict[str, int], k: int) -> int:

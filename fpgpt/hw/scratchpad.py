@@ -24,6 +24,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
+from ..geometry import bank_count, chunk_elements, line_elements
 
 __all__ = ["ELEMENT_BITS", "addr_bits", "chunk_elements", "bank_count", "line_elements",
            "chunk_bits", "row_bits", "port_signature", "line_signature", "bank_signature",
@@ -36,21 +37,6 @@ SPRAM_MODULE = "fpgpt_spram"
 
 #: Bits of one scratchpad element (FP16).
 ELEMENT_BITS = 16
-
-
-def chunk_elements(hw: HardwareConfig) -> int:
-    """``C``: elements of one chunk, what one MPU lane reduces per cycle (``mpu.width``)."""
-    return hw.mpu.width
-
-
-def bank_count(hw: HardwareConfig) -> int:
-    """``NB``: banks, one per MPU lane (``mpu.lanes``)."""
-    return hw.mpu.lanes
-
-
-def line_elements(hw: HardwareConfig) -> int:
-    """``P = C·NB``: elements one line access moves."""
-    return chunk_elements(hw) * bank_count(hw)
 
 
 def check_geometry(hw: HardwareConfig) -> None:

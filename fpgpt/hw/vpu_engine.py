@@ -57,6 +57,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
+from ..geometry import vpu_window_chunks
 from ..isa.table import Unit
 from .decoder import Opcode
 from .dma import captured_layout
@@ -70,11 +71,8 @@ _A = 32                  # scratchpad address arithmetic (the ISA's addresses ar
 _E = ELEMENT_BITS
 
 
-def window_chunks(hw: HardwareConfig) -> int:
-    """``K``: chunks of one operand window / of the write buffer (module docstring): enough that
-    a window holds four beats, at least two (a beat may straddle two chunks), at most a line."""
-    c, w = chunk_elements(hw), hw.vpu.width
-    return min(line_elements(hw) // c, max(2, 4 * w // c))
+#: ``K``: chunks of one operand window / of the write buffer (module docstring).
+window_chunks = vpu_window_chunks
 
 
 def check_engine_args(hw: HardwareConfig, max_cols: int) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ..geometry import dma_stripe_aligned, mm_fast_b, stripe_elements, vpu_window_chunks
+
 if TYPE_CHECKING:
     from ..config import HardwareConfig
 
@@ -27,21 +29,12 @@ VPU_PASSES = {"VADD": 1, "VMUL": 1, "VCOPY": 1, "GELU": 1, "LAYERNORM": 3, "SOFT
               "ARGMAX": 1}
 
 
-def _mm_fast_b(hw: "HardwareConfig", f: dict[str, int]) -> bool:
-    """Whether B's lane chunks lie in distinct scratchpad banks (chunk-aligned rows and
-    ``ldb / C ≡ 1 mod lanes``, ``C = mpu.width``): one bank read gives every lane its chunk."""
-    c, nb = hw.mpu.width, hw.mpu.lanes
-    ldb = f["ldb"]
-    return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and (ldb // c) % nb == 1 % nb
-            and (max(f["batch"], 1) <= 1 or f["bsb"] % c == 0))
-
-
 def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
     """MM on the MPU engine (fpgpt/hw/mpu_engine.py), cycle for cycle.
 
     Per row of A (``rows = batch·m``): its ``nA`` line reads into the A-row buffer plus one
     cycle, then for each of the ``G = ⌈N/lanes⌉`` lane groups the ``nk = ⌈K/width⌉`` chunk
-    steps (one cycle each when B's layout is bank-conflict-free, :func:`_mm_fast_b`; the
+    steps (one cycle each when B's layout is bank-conflict-free, ``geometry.mm_fast_b``; the
     compiler lays B out so). A group with a bias needs at least two cycles (its bias line
     read). Otherwise B reaches one lane per cycle: ``nk·N`` cycles per row plus a bias read and
     a write cycle per group. Then the lanes' pipeline (``mpu.pipeline_cycles``) once, and
@@ -63,7 +56,7 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
                                                           or f["bsa"] % c == 0)
     a_lines = -(-(k + (0 if aligned else c - 1)) // line) if k else 0
     load = max(a_lines, 1) + 1
-    if _mm_fast_b(hw, f):
+    if mm_fast_b(hw, f):
         per_row, last = load + groups * max(nk, 1 + hb), 0
     else:
         per_row, last = load + groups * (hb + 1) + nk * n, -1
@@ -113,7 +106,7 @@ def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     if rows <= 0 or beats <= 0:
         return 1.0
     c = hw.mpu.width
-    window = min(hw.mpu.lanes, max(2, 4 * v.width // c)) * c
+    window = vpu_window_chunks(hw) * c
     first = {"VADD": 1, "VMUL": 1, "LAYERNORM": 2, "ARGMAX": -1}.get(op, 0)
     if op in ("VADD", "VMUL", "LAYERNORM") and (rows > 1 or cols > window):
         first += 2 if op == "LAYERNORM" else 1
@@ -143,28 +136,6 @@ def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     return max(1.0, math.ceil(ns * hw.clock_mhz / 1e3))
 
 
-def _dma_stripe_ok(hw: "HardwareConfig", op: str, f: dict[str, int]) -> bool:
-    """The RTL DMA's stripe path (fpgpt/hw/dma.py ``dma_path``): HBM interleaved by one beat,
-    a stripe of whole chunks within a line, rows congruent modulo the chunk in HBM and
-    scratchpad, not transposed."""
-    h, c = hw.hbm, hw.mpu.width
-    beat = h.port_bits // 8
-    elems = h.channels * beat // 2
-    if not (h.interleave_bytes == beat and elems % c == 0 and elems <= c * hw.mpu.lanes):
-        return False
-    if f.get("transpose"):
-        return False
-    if op == "GATHER":
-        return (f["hbm"] % 2 == 0 and f["hstride"] % 2 == 0 and (f["hbm"] // 2 - f["sram"]) % c == 0
-                and (f["hstride"] // 2) % c == 0 and f["sstride"] % c == 0)
-    h0 = f["hbm"] + f["ra"] * f["hstride"]
-    ok = h0 % 2 == 0 and f["hstride"] % 2 == 0 and (h0 // 2 - f["sram"]) % c == 0
-    ok = ok and (f["hstride"] // 2 - f["sstride"]) % c == 0
-    if f["batch"] > 1:
-        ok = ok and f["hbatch"] % 2 == 0 and (f["hbatch"] // 2 - f["sbatch"]) % c == 0
-    return ok
-
-
 def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     """The DMA engine's own cycles for one instruction (fpgpt/hw/dma.py ``engine_cycles``) with
     the memory answering ``hbm.latency_ns`` after a request and one beat per cycle per channel.
@@ -178,7 +149,7 @@ def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     """
     lat = round(hw.hbm.latency_ns * hw.clock_mhz / 1e3)
     h = hw.hbm
-    sb = h.channels * h.port_bits // 8
+    sb = 2 * stripe_elements(hw)         # bytes of a stripe
     g = h.interleave_bytes
 
     def stripes(a: int, n: int) -> int:
@@ -194,7 +165,7 @@ def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
         if rows == 0 or n == 0:
             return 3.0
         a = f["hbm"]
-        if _dma_stripe_ok(hw, op, f):
+        if dma_stripe_aligned(hw, op, f):
             return float(3 + rows * (stripes(a, n) + 2 * lat + 4))
         return float(3 + rows * (n + pieces(a, n) + 2 * lat + 3))
     re, ce, batch = f["rows"] + f["rr"], f["cols"] + f["rc"], f["batch"]
@@ -207,7 +178,7 @@ def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
             runs += [(hb + c * f["hstride"] + 2 * f["ra"], re) for c in range(ce)]
         else:
             runs += [(hb + (r + f["ra"]) * f["hstride"], ce) for r in range(re)]
-    if _dma_stripe_ok(hw, op, f):
+    if dma_stripe_aligned(hw, op, f):
         s = sum(stripes(a, n) for a, n in runs)
         return float(s + (lat + 4 if op == "LOAD" else lat + 7))
     e = sum(n for _, n in runs)

@@ -12,7 +12,6 @@ import pytest
 
 from fpgpt.config import load_preset
 from fpgpt.hw.mpu_engine import MPUEngine, engine_cycles, fast_b_layout
-from fpgpt.sim.costs import mpu_cycles
 
 
 def _mm(**kw):
@@ -41,14 +40,17 @@ def test_fast_b_rule():
     assert fast_b_layout(hw, _mm(ldb=72, batch=2, bsb=8))
 
 
-def test_engine_cycles_fast_path_is_the_model_plus_row_loads():
-    """On the fast path the engine costs the timing model plus A-row loads and fixed ends."""
+def test_engine_cycles_fast_path_is_one_chunk_step_per_cycle_plus_row_loads():
+    """On the fast path the engine costs one cycle per chunk step (batch·m·⌈N/lanes⌉·⌈K/C⌉,
+    the model's rate before it was calibrated to this engine) plus the lane pipeline, the
+    A-row loads and fixed ends."""
     hw = load_preset("tiny")
     for m, k, n in ((1, 64, 257), (2, 256, 64), (3, 64, 192)):
         f = _mm(m=m, k=k, n=n, lda=k, ldb=((k // 8 + 1) * 8 if (k // 8) % 4 != 1 else k))
         assert fast_b_layout(hw, f)
         rows_overhead = m * (-(-k // 32) + 1)
-        assert engine_cycles(hw, f) - int(mpu_cycles(hw, f)) == rows_overhead + 2 + 3
+        steps = m * -(-n // hw.mpu.lanes) * -(-k // hw.mpu.width)
+        assert engine_cycles(hw, f) - (steps + hw.mpu.pipeline_cycles) == rows_overhead + 2 + 3
     # slow path: one lane-chunk per cycle
     f = _mm(m=1, k=64, n=8, ldb=64)
     assert engine_cycles(hw, f) == 2 + (2 + 1 + 2 * 1 + 8 * 8) + hw.mpu.pipeline_cycles + 2

@@ -1,0 +1,90 @@
+"""The scratchpad and HBM geometry every part of fpgpt shares, derived from HardwareConfig.
+
+The compiler lays data out by these rules, the RTL (fpgpt.hw) builds its fast paths on them and
+the timing model (fpgpt.sim.costs) charges by them; they are written here once (docs/rtl.md, "The
+wide scratchpad"). A *chunk* is ``mpu.width`` consecutive scratchpad elements, one bank per MPU
+lane holds every ``mpu.lanes``-th chunk, a *line* is ``mpu.lanes`` chunks; a *stripe* is one AXI
+beat from every HBM channel at one channel-local address.
+"""
+
+from __future__ import annotations
+
+from .config import HardwareConfig
+
+__all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
+           "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned"]
+
+
+def chunk_elements(hw: HardwareConfig) -> int:
+    """``C``: elements of one chunk, what one MPU lane reduces per cycle (``mpu.width``)."""
+    return hw.mpu.width
+
+
+def bank_count(hw: HardwareConfig) -> int:
+    """``NB``: scratchpad banks, one per MPU lane (``mpu.lanes``)."""
+    return hw.mpu.lanes
+
+
+def line_elements(hw: HardwareConfig) -> int:
+    """``P = C·NB``: elements one line access of the scratchpad moves."""
+    return chunk_elements(hw) * bank_count(hw)
+
+
+def b_stride(n: int, hw: HardwareConfig) -> int:
+    """The smallest row stride ``>= n`` that :func:`mm_fast_b` accepts: a multiple of ``C``
+    whose chunk count is 1 mod ``NB`` (what the compiler gives every MM B operand)."""
+    c, nb = chunk_elements(hw), bank_count(hw)
+    chunks = -(-n // c)
+    chunks += (1 - chunks) % nb
+    return chunks * c
+
+
+def mm_fast_b(hw: HardwareConfig, f: dict[str, int]) -> bool:
+    """Whether an MM's B lanes' chunks lie in distinct banks, one bank read per chunk step:
+    ``b``, ``ldb`` (and ``bsb`` when ``batch > 1``) multiples of ``C`` and
+    ``(ldb / C) mod NB == 1``. ``f``: captured fields."""
+    c, nb = chunk_elements(hw), bank_count(hw)
+    ldb = f["ldb"]
+    return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and (ldb // c) % nb == 1 % nb
+            and (max(f["batch"], 1) <= 1 or f["bsb"] % c == 0))
+
+
+def vpu_window_chunks(hw: HardwareConfig) -> int:
+    """``K``: chunks of one VPU-engine operand window: four beats, at least two chunks (a beat
+    may straddle two), at most a line."""
+    c = chunk_elements(hw)
+    return min(bank_count(hw), max(2, 4 * hw.vpu.width // c))
+
+
+def stripe_elements(hw: HardwareConfig) -> int:
+    """FP16 elements of one stripe (``channels × port_bits/8`` bytes)."""
+    return hw.hbm.channels * hw.hbm.port_bits // 16
+
+
+def stripes_ok(hw: HardwareConfig) -> bool:
+    """Whether the DMA can move a stripe per cycle: HBM interleaved by one AXI beat, a stripe a
+    whole number of chunks and at most a line."""
+    h = hw.hbm
+    e = stripe_elements(hw)
+    return (h.interleave_bytes == h.port_bits // 8 and e % chunk_elements(hw) == 0
+            and e <= line_elements(hw))
+
+
+def dma_stripe_aligned(hw: HardwareConfig, op: str, f: dict[str, int]) -> bool:
+    """Whether a captured LOAD/STORE/GATHER takes the DMA's stripe path: :func:`stripes_ok`, not
+    transposed, every HBM byte address even and every row's HBM element address congruent to
+    its scratchpad address mod ``C`` (LOAD/STORE: ``(hbm + ra·hstride)/2 ≡ sram``,
+    ``hstride/2 ≡ sstride``, ``hbatch/2 ≡ sbatch`` when ``batch > 1``; GATHER: ``hbm/2 ≡ sram``,
+    ``hstride/2 ≡ 0``, ``sstride ≡ 0``)."""
+    if not stripes_ok(hw) or f.get("transpose"):
+        return False
+    c = chunk_elements(hw)
+    if op == "GATHER":
+        return (f["hbm"] % 2 == 0 and f["hstride"] % 2 == 0 and (f["hbm"] // 2 - f["sram"]) % c == 0
+                and (f["hstride"] // 2) % c == 0 and f["sstride"] % c == 0)
+    h0 = f["hbm"] + f["ra"] * f["hstride"]     # (the RTL wraps at 2**48: same residues)
+    ok = h0 % 2 == 0 and f["hstride"] % 2 == 0 and (h0 // 2 - f["sram"]) % c == 0
+    ok = ok and (f["hstride"] // 2 - f["sstride"]) % c == 0
+    if f["batch"] > 1:
+        ok = ok and f["hbatch"] % 2 == 0 and (f["hbatch"] // 2 - f["sbatch"]) % c == 0
+    return ok
