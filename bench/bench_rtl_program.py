@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=3)
     ap.add_argument("--pauses", action="store_true",
                     help="back-pressure and idle cycles on the HBM AxiRams (default: none)")
+    ap.add_argument("--all", action="store_true",
+                    help="list every instruction (start and duration, RTL vs model)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = ap.parse_args(argv)
 
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
 
     case = make_case(model=a.model, preset=a.preset, prompt=a.prompt, new_tokens=a.tokens)
     hw = load_preset(a.preset)
-    d = ROOT / "build" / "rtl" / f"core_probes_{hw.artifact_name}"
+    d = ROOT / "build" / "rtl" / f"core_{hw.artifact_name}"     # the tests' build
     t0 = time.perf_counter()
     v = write_top(hw, d / "fpgpt_top.v", flat=True, probes=True)
     emit_s = time.perf_counter() - t0
@@ -101,12 +103,26 @@ def main(argv=None) -> int:
                   f"{sum(abs(r['step']) for r in us) / len(us):.1f}, largest:")
             for r in sorted(us, key=lambda r: -abs(r["step"]))[:5]:
                 print(f"    {r['stream']:8} #{r['index']:<3} {r['op']:9} model {r['model']:9.0f} "
-                      f"RTL {r['rtl']:9} diff {r['diff']:+8.0f} step {r['step']:+7.0f}")
+                      f"RTL {r['rtl']:9} diff {r['diff']:+8.0f} step {r['step']:+7.0f}"
+                      + _start_dur(r))
+    if a.all:
+        print("every instruction, in model start order:")
+        for r in sorted(steps, key=lambda r: (r["stream"], r["model_start"] or 0)):
+            print(f"  {r['stream']:8} {r['unit']:4} #{r['index']:<3} {r['op']:9} model "
+                  f"{r['model_start'] or 0:8.0f}..{r['model']:8.0f} RTL "
+                  f"{r['rtl_start'] if r['rtl_start'] is not None else '-':>8}..{r['rtl']:8}"
+                  + _start_dur(r))
     print(f"emit {out['emit_s']} s, build + run {out['build_and_run_s']} s; the runs took "
           f"{out['run_wall_s']} s for {cycles} cycles: {out['cycles_per_s']} cycles/s")
     if failure:
         print(f"FAILED: {failure}")
     return 1 if failure else 0
+
+
+def _start_dur(r: dict) -> str:
+    if r.get("start_diff") is None:
+        return ""
+    return f"  (start {r['start_diff']:+6.0f}, duration {r['dur_diff']:+6.0f})"
 
 
 if __name__ == "__main__":

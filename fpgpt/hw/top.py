@@ -59,10 +59,11 @@ class Core(wiring.Component):
     m_axi_prog : Out(dma.axi4_signature(64, WORD_BITS))   program image reads
     m_axi0 ... : Out(dma.axi4_signature(64, hbm.port_bits))
     tx_next, tx_prev : Out(net.axis_signature(hw)); rx_prev, rx_next : In(...)
-    probe : Out(len(WAIT_UNITS) + 1), only with ``probes=True``
-        Bit ``i``: unit ``WAIT_UNITS[i]`` completes an instruction this cycle; the last bit:
-        the dispatcher runs. For cosimulation benches (per-instruction completion cycles), not
-        for the Vitis kernel.
+    probe : Out(2 * len(WAIT_UNITS) + 1), only with ``probes=True``
+        With ``n = len(WAIT_UNITS)``: bit ``i < n``, unit ``WAIT_UNITS[i]`` completes an
+        instruction this cycle; bit ``n``, the dispatcher runs; bit ``n + 1 + i``, the unit
+        takes an instruction from its queue this cycle. For cosimulation benches
+        (per-instruction start and completion cycles), not for the Vitis kernel.
     """
 
     def __init__(self, *, hw: HardwareConfig, pc_bits: int = 10, max_cols: int = 2048,
@@ -79,7 +80,7 @@ class Core(wiring.Component):
         for name in NET_PORTS:
             members[name] = (Out if name.startswith("tx") else In)(axis_signature(hw))
         if probes:
-            members["probe"] = Out(len(WAIT_UNITS) + 1)
+            members["probe"] = Out(2 * len(WAIT_UNITS) + 1)
         self._probes = probes
         super().__init__(members)
 
@@ -93,7 +94,11 @@ class Core(wiring.Component):
         m.submodules.net = net = NetUnit(hw=hw)
         m.submodules.vpu = vpu = VPUEngine(hw=hw, max_cols=self._max_cols)
         # Port B of the scratchpad, in priority order; a unit with a `line` member moves lines.
-        requesters = [dma, mpu, net, vpu]
+        # The DMA comes last: it is the one heavy user (a stripe every cycle while it streams)
+        # and the only one that can wait without changing its own time much (it holds the AXI
+        # read data back); the engines' few accesses then never wait behind a transfer
+        # (docs/rtl.md, "Port B priority").
+        requesters = [mpu, vpu, net, dma]
         kinds = ["line" if "line" in u.signature.members else "element" for u in requesters]
         m.submodules.spad = spad = Scratchpad(hw=hw, ports=kinds, bank=True)
         m.submodules.loader = loader = ProgramLoader(pc_bits=self._pc_bits)
@@ -162,8 +167,9 @@ class Core(wiring.Component):
                 m.d.sync += last.eq(cycles)
             m.d.comb += ctl.last_done[32 * i:32 * i + 32].eq(last)
         if self._probes:
+            issued = [getattr(disp, f"{u.value}_cmd") for u in WAIT_UNITS]
             m.d.comb += self.probe.eq(Cat(*[getattr(disp, f"{u.value}_done") for u in WAIT_UNITS],
-                                          disp.running))
+                                          disp.running, *[c.valid & c.ready for c in issued]))
         return m
 
 

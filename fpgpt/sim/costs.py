@@ -20,7 +20,8 @@ from ..geometry import dma_stripe_aligned, mm_fast_b, stripe_elements, vpu_windo
 if TYPE_CHECKING:
     from ..config import HardwareConfig
 
-__all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "dma_cycles", "VPU_PASSES"]
+__all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "dma_cycles", "VPU_PASSES",
+           "port_b_accesses", "dma_port_b"]
 
 #: Passes over the data each VPU operation makes (one element per lane per cycle per pass):
 #: LayerNorm sums, then accumulates squared deviations, then normalises; softmax finds the
@@ -184,3 +185,53 @@ def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     e = sum(n for _, n in runs)
     q = sum(pieces(a, n) for a, n in runs)
     return float(e + q + lat + 3 if op == "LOAD" else e + 4 * q + lat + 5)
+
+
+def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
+    """Scratchpad port-B accesses of one MPU, VPU or NET instruction (docs/timing.md, "Port B").
+
+    The engines come before the DMA on port B (fpgpt/hw/top.py), so these never wait behind a
+    transfer; each one that falls inside a DMA stripe transfer delays it by a cycle. MM: the
+    A rows' line reads, then per lane group its bias line read and its result line write (the
+    slow B path adds its ``nk·N`` B line reads per row). VPU: per row, one line read per
+    operand window of ``K·C`` elements and one masked line write per window of results. NET:
+    one element access per element moved.
+    """
+    if op == "MM":
+        p = hw.mpu
+        c, line = p.width, p.width * p.lanes
+        k, n = f["k"] + f["rk"], f["n"] + f["rn"]
+        rows = max(f["batch"], 1) * f["m"]
+        if rows == 0 or n == 0:
+            return 0
+        nk = max(1, -(-k // c))
+        a_lines = -(-(k + c - 1) // line) if k else 0
+        per_row = a_lines + -(-n // p.lanes) * (2 if f["has_bias"] else 1)
+        if not mm_fast_b(hw, f):
+            per_row += nk * n
+        return rows * per_row
+    if op in VPU_PASSES:
+        cols = f["cols"] + (0 if op == "LAYERNORM" else f.get("rc", 0))
+        rows = 1 if op == "ARGMAX" else f.get("rows", 1)
+        if rows <= 0 or cols <= 0:
+            return 0
+        windows = -(-cols // (vpu_window_chunks(hw) * hw.mpu.width))
+        reads = {"VADD": 2, "VMUL": 2, "LAYERNORM": 3}.get(op, 1)
+        writes = 0 if op == "ARGMAX" else 1
+        return rows * windows * (reads + writes)
+    return int(f.get("count", 0))
+
+
+def dma_port_b(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
+    """Port-B accesses of one DMA instruction: a stripe each on the stripe path, an element
+    each on the element path (what :func:`dma_cycles` counts)."""
+    if op == "STR":
+        return 0
+    se = stripe_elements(hw)
+    if op == "GATHER":
+        rows, n = f["rows"] + f["rr"], f["cols"]
+        per = -(-n // se) + 1 if dma_stripe_aligned(hw, op, f) else n + 1
+        return rows * per
+    re, ce, batch = f["rows"] + f["rr"], f["cols"] + f["rc"], f["batch"]
+    n = re * ce * batch
+    return -(-n // se) if dma_stripe_aligned(hw, op, f) else n

@@ -103,18 +103,21 @@ def _fold(a0: int, n: int, stride: int, period: int) -> tuple[np.ndarray, np.nda
 
 
 def channel_demand(hw: "HardwareConfig", a0: int, length: int, n: int = 1, stride: int = 0,
-                   batch: int = 1, bstride: int = 0) -> np.ndarray:
+                   batch: int = 1, bstride: int = 0, burst: int | None = None) -> np.ndarray:
     """Burst-charged bytes per channel of ``batch × n`` segments of ``length`` bytes.
 
     Segment ``(b, i)`` covers HBM bytes ``[a0 + b*bstride + i*stride, +length)``. Cost is
     O(distinct start residues × channels), at most O(n × channels), never per byte.
+    ``burst`` is the charging granule (default ``hbm.min_burst_bytes``; the AXI beat gives
+    what the port carries).
 
     Returns
     -------
     numpy.ndarray
         int64 charged bytes per channel.
     """
-    C, G, B = hw.hbm.channels, hw.hbm.interleave_bytes, hw.hbm.min_burst_bytes
+    C, G = hw.hbm.channels, hw.hbm.interleave_bytes
+    B = hw.hbm.min_burst_bytes if burst is None else burst
     P = G * C
     out = np.zeros(C, dtype=np.int64)
     if length <= 0 or n <= 0 or batch <= 0:
@@ -205,6 +208,13 @@ class HBMModel:
             rate = hw.hbm_port_bytes_per_s
         #: bytes one channel serves per cycle of work time (between refreshes)
         self.bytes_per_cycle = rate / hz
+        # An AXI beat narrower than the memory's burst (tiny's 8-byte ports): the port carries
+        # beats and the memory serves bursts, each at its own rate, so a scattered transfer is
+        # charged the slower of the two, not a whole burst at the port's rate.
+        self.beat_bytes = h.port_bits // 8
+        self._split = self.beat_bytes < h.min_burst_bytes
+        self.port_bytes_per_cycle = hw.hbm_port_bytes_per_s / hz
+        self.mem_bytes_per_cycle = h.channel_gbps * 1e9 * (eff if self.refresh else h.efficiency) / hz
         self.latency_cycles = h.latency_ns * hw.clock_mhz / 1e3
         self.interval_cycles = h.refresh_interval_ns * hw.clock_mhz / 1e3
         self.refresh_cycles = h.refresh_ns * hw.clock_mhz / 1e3
@@ -242,16 +252,17 @@ class HBMModel:
         return np.maximum(self._base, self._lo) + self._shift
 
     def demand(self, a0: int, length: int, n: int = 1, stride: int = 0, batch: int = 1,
-               bstride: int = 0) -> np.ndarray:
+               bstride: int = 0, burst: int | None = None) -> np.ndarray:
         """Cached :func:`channel_demand` (keyed on the start residue, not the address)."""
         P = self.period
         key = (a0 % P, length, n, stride % P, stride == length, batch, bstride % P,
-               bstride == length * n)
+               bstride == length * n, burst)
         d = self._cache.get(key)
         if d is None:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
-            d = self._cache[key] = channel_demand(self.hw, a0, length, n, stride, batch, bstride)
+            d = self._cache[key] = channel_demand(self.hw, a0, length, n, stride, batch, bstride,
+                                                  burst)
         return d
 
     def plan(self, segments: list[tuple[int, int, int, int, int, int]]) -> tuple:
@@ -273,6 +284,11 @@ class HBMModel:
         if charged is None or not charged.any():
             return (0, 0.0, None, 0.0)
         work = charged / self.bytes_per_cycle
+        if self._split:
+            beats = sum(self.demand(*seg, burst=self.beat_bytes) for seg in segments)
+            work = np.maximum(beats / self.port_bytes_per_cycle,
+                              charged / self.mem_bytes_per_cycle)
+            charged = np.round(work * self.bytes_per_cycle).astype(np.int64)
         lo, hi = int(charged.min()), int(charged.max())
         if lo == hi:
             return (1, float(work[0]), None, 0.0)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..isa import Kind, Unit
 from .control import MAX_STEPS_DEFAULT, Registers, capture
-from .costs import dma_cycles, mpu_cycles, net_cycles, vpu_cycles
+from .costs import dma_cycles, dma_port_b, mpu_cycles, net_cycles, port_b_accesses, vpu_cycles
 from .hazards import HazardChecker, TimingHazard
 from .hbm import HBMModel, dma_bytes, dma_segments
 from .machine import SimError
@@ -57,16 +57,20 @@ class TimingError(SimError):
 
 
 def _cost_function(hw: "HardwareConfig", hbm: HBMModel, op: str, unit: Unit) -> Callable[[dict], Any]:
-    """f (captured fields) -> cost: cycles for MPU/VPU/NET, a transfer plan tuple for DMA."""
+    """f (captured fields) -> cost: (cycles, port-B accesses) for MPU/VPU/NET, a transfer plan
+    tuple for DMA (with the engine's cycles and its port-B occupancy)."""
     if unit is Unit.DMA:
         extra = hbm.latency_cycles if op == "GATHER" else 0.0   # the dependent index read
-        return lambda f: hbm.plan(dma_segments(op, f)) + (dma_bytes(op, f), extra,
-                                                          dma_cycles(hw, op, f))
+        def dma(f):
+            eng = dma_cycles(hw, op, f)
+            occupancy = min(1.0, dma_port_b(hw, op, f) / eng) if eng > 0 else 0.0
+            return hbm.plan(dma_segments(op, f)) + (dma_bytes(op, f), extra, eng, occupancy)
+        return dma
     if unit is Unit.MPU:
-        return lambda f: mpu_cycles(hw, f)
+        return lambda f: (mpu_cycles(hw, f), port_b_accesses(hw, op, f))
     if unit is Unit.VPU:
-        return lambda f: vpu_cycles(hw, op, f)
-    return lambda f: net_cycles(hw, op, f)
+        return lambda f: (vpu_cycles(hw, op, f), port_b_accesses(hw, op, f))
+    return lambda f: (net_cycles(hw, op, f), port_b_accesses(hw, op, f))
 
 
 class StreamPlan:
@@ -188,6 +192,54 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
     max_pend = 0.0
     hbm_bytes = 0
     issue = hbm.issue
+    # DMA transfers whose completion no instruction has read yet: the engines' port-B
+    # accesses during them may still delay them (module docstring). Each is a list
+    # [k, pc, ready, s, e, e_hbm, eng, steal, occupancy, nbytes, trace event].
+    inflight: list[list] = []
+    frozen = [-1]                                      # DMA dispatch numbers <= this are final
+
+    def finalize(upto: int) -> None:
+        """Completions of DMA transfers ``<= upto`` are read: no more delays; trace them."""
+        if upto <= frozen[0]:
+            return
+        frozen[0] = upto
+        while inflight and inflight[0][0] <= upto:
+            k_, pc_, _, s_, e_, _, _, _, _, nb_, ev_ = inflight.pop(0)
+            per_busy[pc_] += e_ - s_
+            if ev_ is not None:
+                trace.retime(ev_, s_, e_)
+                trace.transfer(plan.ops[pc_], pc_, s_, e_, nb_)
+
+    def steal(sc: float, ec: float, acc: int) -> None:
+        """An engine instruction on [sc, ec) makes ``acc`` port-B accesses, spread evenly; each
+        that meets a DMA transfer's port-B cycle (its occupancy) delays that transfer by one
+        cycle, and every later transfer queued behind it."""
+        first = -1
+        span = ec - sc if ec > sc else 1.0
+        for i, rec in enumerate(inflight):
+            ov = min(ec, rec[4]) - max(sc, rec[3])
+            if ov > 0:
+                rec[7] += acc * ov / span * rec[8]
+                if first < 0:
+                    first = i
+        if first < 0:
+            return
+        prev_e = inflight[first - 1][4] if first else -1.0
+        for rec in inflight[first:]:
+            s_new = rec[2] if rec[2] > prev_e else prev_e
+            if s_new > rec[3]:
+                rec[5] += s_new - rec[3]
+                rec[3] = s_new
+            e_new = rec[3] + rec[6] + rec[7]
+            if rec[5] > e_new:
+                e_new = rec[5]
+            if prev_e > e_new:
+                e_new = prev_e
+            rec[4] = e_new
+            ring[0][rec[0] & rmask] = e_new
+            prev_e = e_new
+        last[0] = free[0] = prev_e
+
     t = 0.0                                            # dispatch clock (cycles)
     pc = 0
     steps = 0
@@ -211,39 +263,43 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
             k = cnt[code]
             ru = ring[code]
             if k >= depth:
+                if code == 0 and inflight:
+                    finalize(k - depth)
                 q = ru[(k - depth) & rmask]
                 if q > t:
                     t = q
-            s = free[code]
-            if t > s:
-                s = t
+            ready = t
             for wu, kk in waits:
                 j = cnt[wu] - kk
                 if j >= 0:
+                    if wu == 0 and inflight:
+                        finalize(j)
                     c = ring[wu][j & rmask]
-                    if c > s:
-                        s = c
+                    if c > ready:
+                        ready = c
+            s = free[code]
+            if ready > s:
+                s = ready
             if dyn is not None:
                 cost = _dyn_cost(dyn, regs_v)
             if code == 0:
-                kind, work, idx, straggle, nbytes, extra, eng = cost
-                e = issue(s, kind, work, idx, straggle) + extra
-                if s + eng > e:             # the DMA engine, not HBM, bounds this transfer
-                    e = s + eng
+                kind, work, idx, straggle, nbytes, extra, eng, occ = cost
+                e_hbm = issue(s, kind, work, idx, straggle) + extra
+                e = s + eng if s + eng > e_hbm else e_hbm   # the DMA engine or HBM bounds it
                 prev = last[0]
                 if e < prev:
                     e = prev
-                lo = s if s > prev else prev
-                per_busy[pc] += e - lo
                 free[0] = e                 # one transfer at a time, as the RTL DMA
                 hbm_bytes += nbytes
-                if trace is not None and nbytes:
-                    trace.instr(0, plan.ops[pc], pc, lo, e)
-                    trace.transfer(plan.ops[pc], pc, lo, e, nbytes)
+                ev = trace.instr(0, plan.ops[pc], pc, s, e) if trace is not None and nbytes else None
+                inflight.append([k, pc, ready, s, e, e_hbm, eng, 0.0, occ, nbytes, ev])
             else:
+                cost, acc = cost
                 e = s + cost
                 free[code] = e
                 per_busy[pc] += cost
+                if acc and inflight:
+                    steal(s, e, acc)
                 if trace is not None:
                     trace.instr(code, plan.ops[pc], pc, s, e)
             last[code] = e
@@ -263,6 +319,8 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
         for wu, kk in waits:
             j = cnt[wu] - kk
             if j >= 0:
+                if wu == 0 and inflight:
+                    finalize(j)
                 c = ring[wu][j & rmask]
                 if c > t:
                     t = c
@@ -280,10 +338,14 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
             if x1:
                 regs_v[x1] = (regs_v[x2[0]] + x2[1]) & _MASK32
         elif code == _SYNC:
+            if inflight:
+                finalize(cnt[0] - 1)
             for c in last:
                 if c > t:
                     t = c
         elif code == _HALT:
+            if inflight:
+                finalize(cnt[0] - 1)
             for c in last:
                 if c > t:
                     t = c

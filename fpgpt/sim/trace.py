@@ -71,12 +71,20 @@ class TraceRecorder:
         else:
             self.dropped += 1
 
-    def instr(self, unit: int, op: str, index: int, start: float, end: float) -> None:
-        """One instruction on a unit track, ``start``/``end`` in cycles of the current stream."""
+    def instr(self, unit: int, op: str, index: int, start: float, end: float) -> dict[str, Any]:
+        """One instruction on a unit track, ``start``/``end`` in cycles of the current stream;
+        returns the event, for :meth:`retime` (events stay in dispatch order)."""
         k = self._us_per_cycle
-        self._add({"name": op, "ph": "X", "pid": self.pid, "tid": unit,
-                   "ts": self._offset_us + start * k, "dur": (end - start) * k,
-                   "args": {"index": index, "stream": self._stream}})
+        ev = {"name": op, "ph": "X", "pid": self.pid, "tid": unit,
+              "ts": self._offset_us + start * k, "dur": (end - start) * k,
+              "args": {"index": index, "stream": self._stream}}
+        self._add(ev)
+        return ev
+
+    def retime(self, ev: dict[str, Any], start: float, end: float) -> None:
+        """Move an event :meth:`instr` returned to ``[start, end)`` (cycles of the stream)."""
+        k = self._us_per_cycle
+        ev["ts"], ev["dur"] = self._offset_us + start * k, (end - start) * k
 
     def transfer(self, op: str, index: int, start: float, end: float, nbytes: int) -> None:
         """A transfer's streaming interval on the ``hbm`` track and the ``hbm GB/s`` counter."""

@@ -19,7 +19,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
@@ -54,26 +54,38 @@ class Card:
         self.host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_control"), dut.ap_clk,
                                   dut.ap_rst_n, reset_active_level=False)
         self._stamps: dict[str, list[int]] | None = None
+        self._starts: dict[str, list[int]] | None = None
         if hasattr(dut, "probe"):       # a top written with probes=True: per-instruction stamps
             self._stamps = {u: [] for u in UNITS}
+            self._starts = {u: [] for u in UNITS}
             cocotb.start_soon(self._watch())
 
     async def _watch(self) -> None:
-        """Record each unit's completion cycles, counted from the dispatcher's start (the run
-        counter's origin), from the top's ``probe`` port."""
-        bits = [UNITS.index(u.value) for u in WAIT_UNITS]
-        sig, prev, t_run = self.dut.probe, 0, 0
+        """Record each unit's issue and completion cycles, counted from the dispatcher's start
+        (the run counter's origin), from the top's ``probe`` port: bits ``0..n-1`` completion,
+        ``n`` running, ``n+1..2n`` issue, for the units of ``WAIT_UNITS``. An event bit can stay
+        high for back-to-back events, so it is sampled every cycle while any is high."""
+        units = [u.value for u in WAIT_UNITS]
+        n = len(units)
+        events = ((1 << n) - 1) | (((1 << n) - 1) << (n + 1))
+        sig, running, t_run = self.dut.probe, 0, 0
         while True:
             await sig.value_change
-            v = int(sig.value)
-            t = get_sim_time("ns")
-            rose = v & ~prev
-            prev = v
-            if rose >> len(bits) & 1:
-                t_run = t
-            for i, u in enumerate(bits):
-                if rose >> i & 1:
-                    self._stamps[UNITS[u]].append(round((t - t_run) / 10))
+            while True:
+                v = int(sig.value)
+                t = get_sim_time("ns")
+                if v >> n & 1 and not running:
+                    t_run = t
+                running = v >> n & 1
+                for i, u in enumerate(units):
+                    if v >> i & 1:
+                        self._stamps[u].append(round((t - t_run) / 10))
+                    if v >> (n + 1 + i) & 1:
+                        self._starts[u].append(round((t - t_run) / 10))
+                if not v & events:
+                    break
+                await RisingEdge(self.dut.ap_clk)
+                await ReadOnly()
 
     async def reset(self) -> None:
         self.dut.ap_rst_n.value = 0
@@ -120,8 +132,9 @@ class Card:
                                "last": await self.host.read_dword(REG_LAST_DONE + 4 * i)}
             self._completed[u] = done
         if self._stamps is not None:
-            out["stamps"] = self._stamps
+            out["stamps"], out["starts"] = self._stamps, self._starts
             self._stamps = {u: [] for u in UNITS}
+            self._starts = {u: [] for u in UNITS}
         return out
 
     async def reg(self, i: int) -> int:

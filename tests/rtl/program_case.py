@@ -26,19 +26,20 @@ from fpgpt.sim.trace import TraceRecorder
 __all__ = ["make_case", "compare", "per_instruction"]
 
 
-def _model_stamps(program, stream, hw, regs
-                  ) -> tuple[float, dict[str, list[float]], dict[str, list[str]]]:
-    """The timing model's stream length and, per unit, its completion cycles in order with the
-    instructions' names."""
+def _model_stamps(program, stream, hw, regs) -> tuple[float, dict, dict, dict]:
+    """The timing model's stream length and, per unit in order, the instructions' completion
+    cycles, names and start cycles."""
     tr = TraceRecorder(max_events=10_000_000)
     t = time_stream(program, stream, hw, regs, trace=tr)
     ends: dict[str, list[tuple[float, str]]] = {u: [] for u in UNITS}
     for ev in tr.events:
         if ev.get("ph") == "X" and ev["tid"] < len(UNITS):
-            ends[UNITS[ev["tid"]]].append(((ev["ts"] + ev["dur"]) * hw.clock_mhz, ev["name"]))
+            ends[UNITS[ev["tid"]]].append(((ev["ts"] + ev["dur"]) * hw.clock_mhz, ev["name"],
+                                           ev["ts"] * hw.clock_mhz))
     ends = {u: sorted(v) for u, v in ends.items()}
-    return (t.cycles, {u: [c for c, _ in v] for u, v in ends.items()},
-            {u: [n for _, n in v] for u, v in ends.items()})
+    return (t.cycles, {u: [e[0] for e in v] for u, v in ends.items()},
+            {u: [e[1] for e in v] for u, v in ends.items()},
+            {u: [e[2] for e in v] for u, v in ends.items()})
 
 
 def make_case(model: str = "micro", preset: str = "tiny", prompt: str = "def",
@@ -64,9 +65,10 @@ def make_case(model: str = "micro", preset: str = "tiny", prompt: str = "def",
             m.regs[int(r)] = int(v)
             timing_regs[int(r)] = int(v)
         run_stream(m, program, name)
-        cycles, stamps, names = _model_stamps(program, name, hw, timing_regs)
+        cycles, stamps, names, starts = _model_stamps(program, name, hw, timing_regs)
         runs.append({"stream": name, "regs": {int(r): int(v) for r, v in regs.items()},
-                     "model_cycles": cycles, "model_stamps": stamps, "model_names": names})
+                     "model_cycles": cycles, "model_stamps": stamps, "model_names": names,
+                     "model_starts": starts})
     out = program.regions["tokens_out"]
     tokens = [int(t) for t in m.read_array(out.addr, new_tokens, I32)]
     image, entries = program.image()
@@ -98,19 +100,27 @@ def compare(case: dict, stats: dict) -> list[dict]:
 
 
 def per_instruction(case: dict, stats: dict) -> list[dict]:
-    """Every instruction's completion cycle, RTL (the top's probe port) vs model, in each unit's
-    completion order: ``diff`` = RTL - model, ``step`` = how much of it this instruction added
-    (its diff minus the previous one's in the same unit)."""
+    """Every instruction's start and completion cycle, RTL (the top's probe port) vs model, in
+    each unit's order: ``diff`` = RTL - model completion, ``step`` = how much of it this
+    instruction added (its diff minus the previous one's in the same unit), ``start_diff`` the
+    same for the start and ``dur_diff`` = RTL - model duration."""
     out = []
     for run, got in zip(case["runs"], stats["runs"]):
         for u in UNITS:
             prev = 0.0
             rtl = got.get("stamps", {}).get(u, [])
+            rtl_s = got.get("starts", {}).get(u, [])
             for i, (want, name) in enumerate(zip(run["model_stamps"][u], run["model_names"][u])):
                 have = rtl[i] if i < len(rtl) else None
                 diff = None if have is None else have - want
+                m_s = run.get("model_starts", {}).get(u, [None] * (i + 1))[i]
+                r_s = rtl_s[i] if i < len(rtl_s) else None
+                both = None not in (m_s, r_s, have)
                 out.append({"stream": run["stream"], "unit": u, "index": i, "op": name,
                             "model": want, "rtl": have, "diff": diff,
-                            "step": None if diff is None else diff - prev})
+                            "step": None if diff is None else diff - prev,
+                            "model_start": m_s, "rtl_start": r_s,
+                            "start_diff": r_s - m_s if both else None,
+                            "dur_diff": (have - r_s) - (want - m_s) if both else None})
                 prev = diff if diff is not None else prev
     return out

@@ -62,7 +62,7 @@ def test_core_runs_mm_program_like_the_simulator(tmp_path, rtl_build):
                  for ev in tr.events if ev.get("ph") == "X" and "index" in ev.get("args", {})}
 
     d = rtl_build(f"core_{hw.artifact_name}")
-    v = write_top(hw, d / "fpgpt_top.v", flat=True)
+    v = write_top(hw, d / "fpgpt_top.v", flat=True, probes=True)   # one build with the program test
     words, entries = prog.image()
     case, stats = tmp_path / "case.json", tmp_path / "stats.json"
     case.write_text(json.dumps({"hbm_in": image.tobytes().hex(), "program": words.hex(),
