@@ -1,7 +1,8 @@
 """No design decodes faster than its memory floor or prefills faster than its MPU peak.
 
 For every GPT-2 size and every preset whose HBM holds it: simulated decode time per token
->= weight bytes read per token / peak HBM bandwidth, and prefill time >= its FLOPs / MPU peak.
+>= weight bytes read per token / peak HBM bandwidth, and prefill time >= its FLOPs / MPU peak;
+and decode within ``CEILING`` times the floor.
 """
 
 import pytest
@@ -13,6 +14,7 @@ from fpgpt.sim import simulate
 
 PROMPT, GEN = 32, 3
 SIZES = ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
+CEILING = 3.0     # decode time per token / HBM floor that the shipped designs stay under
 
 
 def prefill_flops(spec, p):
@@ -35,6 +37,9 @@ def test_simulated_time_respects_physical_floors(preset, size):
     assert r.hbm_bytes_per_token >= spec.weight_bytes_per_token()
     assert r.ttft_ms / 1e3 >= prefill_flops(spec, PROMPT) / hw.mpu_peak_flops
     assert 0 < r.hbm_bw_utilization <= 1
+    # And no shipped design falls far from its floor: a regression guard (a 1 KiB HBM
+    # interleave once sent every dfx transfer down the DMA's element path, 1,000x the floor).
+    assert r.ms_per_token / 1e3 <= CEILING * floor_s, f"{r.ms_per_token:.3f} ms/token"
 
 
 def test_a_model_larger_than_hbm_is_refused_with_sizes():
