@@ -15,7 +15,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigne
 
 __all__ = ["FPFormat", "FP16", "FP32", "F32_QNAN", "F16_QNAN", "count_leading_zeros",
            "round_pack", "build_f32_add", "build_f32_mul", "build_f16_mul_f32",
-           "build_f16_to_f32", "build_f32_to_f16"]
+           "build_f16_to_f32", "build_f32_to_f16", "count_leading_zeros_tree",
+           "build_f32_add_mpu"]
 
 
 @dataclass(frozen=True)
@@ -254,3 +255,132 @@ def build_f32_to_f16(m: Module, a: Value, name: str = "f2h") -> Signal:
         (fa.is_nan, Const(F16_QNAN, 16)),
         (fa.is_inf, _inf(FP16, fa.sign)),
     ])
+
+
+def count_leading_zeros_tree(m: Module, x: Value, name: str = "lzt") -> tuple[Signal, Signal]:
+    """Leading zeros of ``x`` by a log-depth tree, and whether ``x`` is nonzero.
+
+    Returns ``(lz, nonzero)``; ``lz`` is only meaningful when ``nonzero`` (a zero ``x`` gives
+    ``2**k - 1`` for the power of two ``2**k >= len(x)`` it is padded to). Each level merges
+    two halves' (nonzero, count) pairs with one multiplexer per count bit, where the priority
+    chain of :func:`count_leading_zeros` is ``len(x)`` multiplexers deep.
+    """
+    width = len(x)
+    k = max(1, (width - 1).bit_length())
+    padded = Cat(Const(0, (1 << k) - width), x) if (1 << k) > width else x   # zeros at the bottom
+    # leaves: one bit each, MSB first; (nonzero, count) with count of width 0
+    nodes: list[tuple[Value, Value | None]] = [(padded[i], None) for i in reversed(range(1 << k))]
+    while len(nodes) > 1:
+        merged = []
+        for hi, lo in zip(nodes[0::2], nodes[1::2]):
+            (vh, ch), (vl, cl) = hi, lo
+            if ch is None:
+                count = ~vh
+            else:
+                count = Cat(Mux(vh, ch, cl), ~vh)
+            merged.append((vh | vl, count))
+        nodes = merged
+    lz = Signal(k, name=name)
+    nonzero = Signal(name=f"{name}_nz")
+    m.d.comb += [lz.eq(nodes[0][1]), nonzero.eq(nodes[0][0])]
+    return lz, nonzero
+
+
+def _one_hot(m: Module, amount: Value, values: int, *, enable: Value = Const(1),
+             name: str) -> Signal:
+    """``2**amount``, ``values`` wide, or 0 when not ``enable``: the multiplier operand that
+    makes a DSP48E2 shift. ``enable`` costs nothing: it is one more input of the same LUTs."""
+    onehot = Signal(values, name=name)
+    m.d.comb += onehot.eq(Mux(enable, Const(1, values) << amount, 0))
+    return onehot
+
+
+def build_f32_add_mpu(m: Module, a: Value, b: Value, name: str = "madd") -> Signal:
+    """``a + b`` in binary32, RNE, for operands from the MPU's domain (docs/rtl-mpu-adder.md).
+
+    Bit for bit :func:`build_f32_add` on every pair whose finite operands are zeros or normals
+    and whose exact sum, when finite, rounds to a normal or a zero -- which holds for every sum
+    the MPU lane forms (docs/numerics.md, "Consequences": each value is a multiple of 2**-48
+    with magnitude far below 2**128, so no subnormal and no overflow arises). Infinities and
+    NaNs are handled as in IEEE (NaN canonical). Outside that domain (subnormal operands, an
+    overflowing sum) the result is unspecified. Both shifts are multiplications by a one-hot
+    operand, which Yosys maps to DSP48E2 (two per adder) instead of LUT barrel shifters.
+    """
+    swap = a[:31] < b[:31]    # magnitude order: exponent then fraction, as one integer
+    big = Signal(32, name=f"{name}_big")
+    m.d.comb += big.eq(Mux(swap, b, a))
+    big_exp = big[23:31]
+    small_exp = Signal(8, name=f"{name}_sexp")
+    m.d.comb += small_exp.eq(Mux(swap, a[23:31], b[23:31]))
+    # exponent field 0 is a zero here (no subnormals), so the hidden bit is "exponent != 0"
+    nz_a, nz_b = a[23:31] != 0, b[23:31] != 0
+    big_sig = Cat(big[:23], Mux(swap, nz_b, nz_a))
+    sig_a, sig_b = Cat(a[:23], nz_a), Cat(b[:23], nz_b)
+    diff = Signal(8, name=f"{name}_diff")
+    m.d.comb += diff.eq(big_exp - small_exp)
+    # At 27 places or more the small operand lies wholly below the round bit (sticky only):
+    # it is aligned as if 27 apart.
+    far = diff >= 27
+    # Alignment: a window of 26 exact bits (the big significand's 24, guard, round) and a
+    # sticky bit below (Goldberg 1991, section 1.4), from one DSP: p = x * 2**k with bit
+    # 13 + j of p window bit j and p's bits below 13 the sticky bit. diff = 16*c + r:
+    # c = 0: x = small_sig, k = 15 - r. c = 1: x = small_sig >> 12 with its lost bits ORed
+    # into x's bit 0 (they all fall below the window; any nonzero stand-in below it rounds
+    # the same), k = 11 - r (r <= 10; k = 0 when far). Selecting x from a, b, c is one LUT6
+    # per bit.
+    c, r = diff[4] | far, diff[:4]
+    low_a, low_b = a[:13] != 0, b[:13] != 0
+    x = Signal(24, name=f"{name}_ax")
+    m.d.comb += x.eq(Cat(
+        Mux(c, Mux(swap, low_a, low_b), Mux(swap, sig_a[0], sig_b[0])),
+        *[Mux(c, Mux(swap, sig_a[i + 12], sig_b[i + 12]), Mux(swap, sig_a[i], sig_b[i]))
+          for i in range(1, 12)],
+        *[~c & Mux(swap, sig_a[i], sig_b[i]) for i in range(12, 24)]))
+    k = Signal(4, name=f"{name}_k")
+    m.d.comb += k.eq(Mux(far, 0, Mux(c, 11 - r, 15 - r)))
+    p = Signal(40, name=f"{name}_ap")
+    m.d.comb += p.eq(x * _one_hot(m, k, 16, name=f"{name}_aoh"))
+    aligned = Cat(p[:13] != 0, p[13:39])
+    # One adder: big + aligned, or big + ~aligned + 1.
+    sub = a[31] ^ b[31]
+    total = Signal(29, name=f"{name}_sum")
+    m.d.comb += total.eq(Cat(sub, Const(0, 3), big_sig, 0)
+                         + Cat(sub, aligned ^ sub.replicate(27), sub))
+    mant = total[1:29]        # 28 bits; bit 27 is worth 2**(big_exp - 126)
+    lz, nonzero = count_leading_zeros_tree(m, mant, f"{name}_lz")
+    # Infinities and NaNs: the operand of largest magnitude is the NaN or infinity, if any.
+    max_a, max_b = a[23:31] == FP32.emax_field, b[23:31] == FP32.emax_field
+    frac_a, frac_b = low_a | (a[13:23] != 0), low_b | (b[13:23] != 0)
+    special = max_a | max_b
+    nan = (max_a & frac_a) | (max_b & frac_b) | (max_a & max_b & sub)
+    # Normalisation, mant << lz, from the second DSP. Only norm[3:27] (fraction and guard)
+    # is needed: bit 27 is the hidden one, and the bits below the guard are nonzero only for
+    # lz <= 2 (a larger lz needs cancellation, so exponents at most 1 apart and no sticky).
+    # The DSP takes mant[1:27] (26 bits; mant[27] set means lz = 0, where mant[1:27] still
+    # holds bits 3..26) shifted by 8 * (lz // 8) in LUTs (one LUT6 per bit: the top lz bits
+    # are zero, so nothing is lost) and multiplies it by 2**(lz % 8). A special result zeroes
+    # the product (fraction, guard: no rounding), so only the exponent field, the quiet bit
+    # and the sign need a multiplexer.
+    src = Signal(26, name=f"{name}_nsrc")
+    m.d.comb += src.eq((mant[1:27] << Cat(Const(0, 3), lz[3:5]))[:26])
+    q = Signal(34, name=f"{name}_np")
+    m.d.comb += q.eq(src * _one_hot(m, lz[:3], 8, enable=~special, name=f"{name}_noh"))
+    frac, guard = Cat(q[3:25], q[25] | nan), q[2]
+    rest = Mux(lz == 0, mant[:3] != 0, Mux(lz == 1, mant[:2] != 0, (lz == 2) & mant[0]))
+    round_up = guard & (rest | frac[0])
+    # The result's biased exponent is big_exp + 1 - lz, never below 1 for a nonzero sum in
+    # the domain (no clamp). A zero sum (exponent field 0) and a special result (all ones)
+    # replace the subtraction's operands (0 + 1 - 1, 255 + 1 - 1), not its result: that is
+    # more inputs of the subtractor's LUTs rather than a multiplexer after it.
+    e_op = Signal(8, name=f"{name}_eop")
+    lz_op = Signal(5, name=f"{name}_lzop")
+    m.d.comb += [e_op.eq(Mux(special, FP32.emax_field, Mux(nonzero, big_exp, 0))),
+                 lz_op.eq(Mux(special | ~nonzero, 1, lz))]
+    exp_field = Signal(8, name=f"{name}_ef")
+    m.d.comb += exp_field.eq(e_op + 1 - lz_op)
+    packed = Signal(31, name=f"{name}_packed")
+    m.d.comb += packed.eq(Cat(frac, exp_field) + round_up)
+    sign = Mux(special, big[31] & ~nan, Mux(nonzero, big[31], a[31] & b[31]))
+    out = Signal(32, name=name)
+    m.d.comb += out.eq(Cat(packed, sign))
+    return out

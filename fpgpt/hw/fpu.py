@@ -17,8 +17,8 @@ from amaranth.lib.wiring import In, Out
 
 from . import fplogic
 
-__all__ = ["check_latency", "FPUnit", "F16MulF32", "F32Add", "F32Mul", "F16ToF32", "F32ToF16",
-           "ParallelUnit", "UnitBank", "UNITS"]
+__all__ = ["check_latency", "FPUnit", "F16MulF32", "F32Add", "F32AddMPU", "F32Mul", "F16ToF32",
+           "F32ToF16", "ParallelUnit", "UnitBank", "UNITS"]
 
 
 def check_latency(latency: object, what: str = "latency") -> int:
@@ -80,6 +80,13 @@ class F32Add(FPUnit):
     """FP32 + FP32 -> FP32, RNE (the MPU adder tree and accumulator, the VPU adder)."""
     in_width, out_width, arity = 32, 32, 2
     build = staticmethod(fplogic.build_f32_add)
+
+
+class F32AddMPU(FPUnit):
+    """FP32 + FP32 -> FP32, RNE, for the MPU's operands only (the lane's tree, accumulator and
+    bias adders): no subnormal operands or results, no overflow (docs/rtl-mpu-adder.md)."""
+    in_width, out_width, arity = 32, 32, 2
+    build = staticmethod(fplogic.build_f32_add_mpu)
 
 
 class F32Mul(FPUnit):

@@ -4,11 +4,15 @@ Contract (docs/numerics.md, ``numerics.mpu_dot``): products exact in FP32; a pai
 tree whose level 0 adds products (0,1), (2,3), ...; the chunk sums accumulated in order into an
 FP32 accumulator that starts at +0.0; an optional FP32 bias add; RNE rounding to FP16.
 
+Every FP32 add is :func:`fplogic.build_f32_add_mpu`: the lane's values are multiples of 2**-48
+far below FP32's overflow, so the adder needs no subnormal or overflow logic and does both
+shifts in DSP48E2 (docs/rtl-mpu-adder.md).
+
 Pipeline (docs/rtl.md)::
 
-    a,b ─► width x F16MulF32 (mul_latency) ─► log2(width) levels of F32Add (add_latency each)
-        ─► accumulator: one F32Add + register, 1 chunk per cycle
-        ─► on ``last``: bias F32Add (add_latency) ─► F32ToF16 (1 register)
+    a,b ─► width x F16MulF32 (mul_latency) ─► log2(width) levels of F32AddMPU (add_latency
+        each) ─► accumulator: one F32AddMPU + register, 1 chunk per cycle
+        ─► on ``last``: bias F32AddMPU (add_latency) ─► F32ToF16 (1 register)
 
 The accumulator's adder is combinational with its register closing the loop, so a lane takes
 one chunk per cycle. (A pipelined accumulator adder would need ``add_latency`` dot products
@@ -93,8 +97,8 @@ class MPULane(wiring.Component):
             level.append(delay(m, p, mpu.mul_latency, f"mul{i}"))
         # Pairwise tree: level 0 adds (0,1), (2,3), ... as numerics._tree does.
         for depth in range(mpu.tree_levels):
-            level = [delay(m, fplogic.build_f32_add(m, level[2 * j], level[2 * j + 1],
-                                                    name=f"t{depth}_{j}"),
+            level = [delay(m, fplogic.build_f32_add_mpu(m, level[2 * j], level[2 * j + 1],
+                                                        name=f"t{depth}_{j}"),
                            mpu.add_latency, f"t{depth}_{j}")
                      for j in range(len(level) // 2)]
         chunk_sum = level[0]
@@ -108,7 +112,7 @@ class MPULane(wiring.Component):
         # (so a -0 chunk sum becomes +0, as in the contract).
         acc = Signal(32)
         acc_in = Mux(c_first, Const(0, 32), acc)
-        acc_next = fplogic.build_f32_add(m, acc_in, chunk_sum, name="acc_add")
+        acc_next = fplogic.build_f32_add_mpu(m, acc_in, chunk_sum, name="acc_add")
         done = Signal()
         done_bias = Signal(16)
         done_has_bias = Signal()
@@ -120,7 +124,7 @@ class MPULane(wiring.Component):
 
         # Bias (one more FP32 add) and write-back rounding.
         bias32 = fplogic.build_f16_to_f32(m, done_bias, name="bias32")
-        biased = fplogic.build_f32_add(m, acc, bias32, name="bias_add")
+        biased = fplogic.build_f32_add_mpu(m, acc, bias32, name="bias_add")
         total = Mux(done_has_bias, biased, acc)
         total_d = delay(m, total, mpu.add_latency, "total")
         y16 = fplogic.build_f32_to_f16(m, total_d, name="wb")
