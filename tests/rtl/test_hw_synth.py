@@ -16,7 +16,8 @@ from fpgpt.config import load_preset
 from fpgpt.hw import fplogic, fpu
 from fpgpt.hw.cosim import write_verilog
 from fpgpt.hw.synth import (COMPONENTS, CORE_UNITS, RESOURCES, URAM_BITS, Component,
-                            _cells_to_resources, _class_black_boxes, _fp_black_boxes,
+                            _cells_to_resources, _class_black_boxes, _fp_black_boxes, _stubs,
+                            _used_stubs,
                             core_units, scratchpad_memory, scratchpad_ports, synth_module,
                             synth_report)
 
@@ -79,6 +80,50 @@ def test_core_row_black_boxes_every_unit(tmp_path):
     assert top.DMA is DMA                           # restored
 
 
+class _Wide(wiring.Component):
+    """Two outputs of 40,000 bits: more than one Amaranth instance may drive (2^16 - 1)."""
+
+    def __init__(self):
+        super().__init__({"a": In(8), "x": Out(40000), "y": Out(40000)})
+
+    def elaborate(self, platform):
+        raise AssertionError("black-boxed in the test")
+
+
+class _WideParent(wiring.Component):
+    def __init__(self):
+        super().__init__({"x": Out(40000), "y": Out(40000)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.w = w = _Wide()
+        m.d.comb += [self.x.eq(w.x), self.y.eq(w.y)]
+        return m
+
+
+def test_black_box_outputs_spread_over_instances(tmp_path):
+    # the u280 scratchpad's line ports give its core black box 81,920 output bits
+    stubs: dict = {}
+    with _class_black_boxes(((__name__, "_Wide"),), stubs):
+        text = write_verilog(_WideParent(), "wide", tmp_path / "wide.v").read_text()
+    assert sorted(stubs) == ["fpgpt_bb__wide", "fpgpt_bb__wide_p1"]
+    assert "input wire [7:0] a" in stubs["fpgpt_bb__wide"]
+    assert "output wire [39999:0] x" in stubs["fpgpt_bb__wide"]
+    assert "output wire [39999:0] y" in stubs["fpgpt_bb__wide_p1"]
+    assert "a" not in stubs["fpgpt_bb__wide_p1"].split("(", 1)[1]
+    for box in stubs:
+        assert text.count(f"{box} ") == 1
+
+
+def test_cache_key_keeps_only_the_black_boxes_a_block_uses():
+    # a new FP operator (a stub every block's lib gets) must not invalidate unrelated blocks
+    lib = _stubs(load_preset("tiny"))
+    text = "module top();\n  fpgpt_bb_f32_add u0 (.a(x), .b(y), .y(z));\nendmodule\n"
+    used = _used_stubs(lib, text)
+    assert used.startswith("module fpgpt_bb_f32_add(") and used.count("endmodule") == 1
+    assert _used_stubs(lib + "module fpgpt_bb_new(input wire [0:0] a);\nendmodule\n", text) == used
+
+
 def test_fp_black_box_takes_a_positional_name(tmp_path):
     # net.py calls build_f16_to_f32(m, value, "net_h2f"): the name must not become an operand
     from fpgpt.hw.net import NetUnit
@@ -134,7 +179,7 @@ def test_fp_black_boxes_count_the_mpu_operators(tmp_path):
     assert fplogic.build_f32_add is original          # restored
     L, W = hw.mpu.lanes, hw.mpu.width
     # per lane: W products, W-1 tree adders, the accumulator and the bias adder
-    assert counts == {"f16_mul_f32": L * W, "f32_add": L * (W + 1), "f16_to_f32": L,
+    assert counts == {"f16_mul_f32": L * W, "f32_add_mpu": L * (W + 1), "f16_to_f32": L,
                       "f32_to_f16": L}
     assert v.read_text().count("fpgpt_bb_f16_mul_f32 ") == L * W
 
