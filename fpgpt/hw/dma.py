@@ -39,8 +39,12 @@ GATHER indices, any ``hw`` whose interleave is not one beat). It cuts each run a
 interleave-granule boundaries into *pieces* (one channel, one AXI burst, at most ``G`` bytes)
 and moves one element per cycle through the line port: the read side pops pieces in order and
 takes their R beats from the piece's channel only (so every channel's in-order R data arrive in
-the global element order); the write side reads one element per cycle, packs beats with byte
-strobes and sends W; the instruction completes when every B response is back.
+the global element order); the write side is a pipeline that overlaps consecutive pieces:
+AWs go out ahead of the data (bursts without a B response at most ``outstanding``), one
+element is requested per cycle, the next piece's first right after the previous piece's last,
+and packed beats (byte strobes) leave back to back, so a piece of ``k`` elements costs ``k``
+cycles, one element (a transposed STORE's piece) one cycle. The instruction completes when
+every B response is back.
 
 :func:`engine_cycles` is the exact cycle count of both paths for an ideal memory (module-level
 docstring there). One instruction is in flight at a time. HBM addresses of FP16 data must be
@@ -49,6 +53,7 @@ alignments give undefined data.
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
+import math
 from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
@@ -61,8 +66,8 @@ from ..isa.table import INSTRUCTIONS, Kind, Unit
 from .decoder import Opcode, field_shape
 from .scratchpad import chunk_elements, line_elements, line_signature
 
-__all__ = ["captured_layout", "axi4_signature", "channel_address", "DMA", "AXI_ADDR_BITS",
-           "stripes_ok", "dma_path", "engine_cycles"]
+__all__ = ["captured_layout", "axi4_signature", "channel_address", "DMA", "default_outstanding",
+           "AXI_ADDR_BITS", "stripes_ok", "dma_path", "engine_cycles"]
 
 #: Address width of every AXI4 master port (Vitis kernels use 64-bit buffer addresses).
 AXI_ADDR_BITS = 64
@@ -70,6 +75,18 @@ _HBM_BITS = 48          # internal HBM byte address arithmetic (the ISA's addres
 _COUNT_BITS = 34        # rows + R[rr] and friends (16-bit field + 32-bit register)
 _AXI_4K = 4096          # an AXI burst may not cross a 4 KiB boundary
 _AXI_MAX_BEATS = 256
+
+
+def default_outstanding(hw: HardwareConfig) -> int:
+    """Segments/pieces in flight the DMA is built with: the smallest power of two, at least 8,
+    above ``hbm.latency_ns`` in core cycles plus the two cycles of the DMA's own request path, so
+    that a transfer whose rows are one stripe each (a u280 weight tile: 1,024 FP16 per row)
+    still streams a stripe per cycle (u280: 110 ns at 300 MHz = 33 cycles -> 64)."""
+    need = math.ceil(hw.hbm.latency_ns * hw.clock_mhz / 1e3) + 2
+    n = 8
+    while n <= need:
+        n *= 2
+    return n
 
 
 def captured_layout(unit: Unit) -> data.StructLayout:
@@ -157,9 +174,12 @@ class DMA(wiring.Component):
     hw : HardwareConfig
         ``hbm.channels`` (a power of two) AXI4 ports of ``hbm.port_bits``; ``interleave_bytes``
         at most 4 KiB and 256 beats (one burst per piece).
-    outstanding : int
+    outstanding : int, optional
         Pieces (element path) or segments (stripe path) in flight at most. The stripe path
-        never starves an ideal memory while ``outstanding > latency`` (AR to first R, cycles).
+        never starves an ideal memory while ``outstanding > latency`` (AR to first R, cycles);
+        an element STORE's bursts awaiting B are bounded by it too, and stream one element per
+        cycle while ``outstanding >= latency + 2`` (last W to B, cycles; :func:`engine_cycles`);
+        default :func:`default_outstanding` (8 on tiny, 64 on u280).
 
     Ports
     -----
@@ -175,7 +195,9 @@ class DMA(wiring.Component):
     m_axi0 ... m_axi{channels-1} : Out(axi4_signature(64, hbm.port_bits))
     """
 
-    def __init__(self, *, hw: HardwareConfig, outstanding: int = 8):
+    def __init__(self, *, hw: HardwareConfig, outstanding: int | None = None):
+        if outstanding is None and isinstance(hw, HardwareConfig):
+            outstanding = default_outstanding(hw)
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
         h = hw.hbm
@@ -275,6 +297,7 @@ class DMA(wiring.Component):
             m.d.comb += fire.eq(q.w_rdy & ready)
 
         fire = Signal()
+        aw_room = Signal()                               # the write side's AW FIFO has room
 
         # ---- stripe path: state and the segment FIFO ----------------------------------------
         SB = C * B                                       # bytes of a stripe
@@ -346,7 +369,7 @@ class DMA(wiring.Component):
                 m.d.comb += [q_in.ch.eq(channel(hp)), q_in.off.eq(hp[:LB]),
                              q_in.nelem.eq(plen >> 1), q_in.idx.eq(0)]
                 with m.If(is_write):
-                    m.d.comb += fire.eq(q.w_rdy)
+                    m.d.comb += fire.eq(q.w_rdy & aw_room)
                 with m.Else():
                     issue_ar(hp, beats, fire)
                 m.d.comb += q.w_en.eq(fire)
@@ -435,7 +458,7 @@ class DMA(wiring.Component):
                         m.next = "PIECE"
             with m.State("STR"):
                 m.d.comb += [q_in.ch.eq(channel(hp)), q_in.off.eq(hp[:LB]), q_in.nelem.eq(2),
-                             q_in.idx.eq(0), fire.eq(q.w_rdy), q.w_en.eq(q.w_rdy)]
+                             q_in.idx.eq(0), fire.eq(q.w_rdy & aw_room), q.w_en.eq(fire)]
                 with m.If(fire):
                     m.next = "FINISH"
             with m.State("FINISH"):
@@ -497,80 +520,126 @@ class DMA(wiring.Component):
             m.d.sync += t_valid.eq(0)
 
         # ---- write side (STORE, STR) -------------------------------------------------------
-        wbuf = Signal(8 * B)
-        wstrb = Signal(B)
-        pend = Signal()                      # a scratchpad read was granted last cycle
-        ppos = Signal(LB + 1)                # its byte position in the beat
-        beat_issued = Signal()               # every element of the current beat was requested
+        # Three decoupled stages, so that consecutive pieces overlap and an ideal memory takes
+        # one element per cycle (with one-element pieces, one burst per cycle):
+        # - AW: pops the piece's address from wq and issues its AW as soon as the channel
+        #   takes it, ahead of the data (AXI lets AW and W come in either order); bursts without
+        #   a B response stay below ``outstanding``;
+        # - request: pops pieces from q and asks the line port for one element per cycle, the
+        #   next piece's first element right after the previous piece's last;
+        # - capture: the element granted last cycle (the scratchpad's read is registered) goes
+        #   into the beat being assembled (abuf); a complete beat moves to the W register
+        #   (wbuf, so beats leave back to back) or, while W is stalled, waits in abuf (afull).
+        # A request is made only when its data will find room next cycle, so a granted read is
+        # never dropped and the scratchpad's refusals only stall the request stage.
         aw_count = Signal(16)                # bursts without a B response yet
         aw_fire = Signal()
         w_busy = Signal()
         e_awvalid = Signal(C)
         e_wvalid = Signal(C)
         e_wlast = Signal()
-        waddr = Signal(_HBM_BITS)            # the piece's HBM address (for AW)
+        wpiece = data.StructLayout({"addr": unsigned(_HBM_BITS), "nelem": unsigned(LG + 1)})
+        m.submodules.waddrs = wq = fifo.SyncFIFOBuffered(width=wpiece.size,
+                                                         depth=self._outstanding)
+        wq_in, wq_out = data.View(wpiece, wq.w_data), data.View(wpiece, wq.r_data)
+        m.d.comb += [wq_in.addr.eq(hp), wq_in.nelem.eq(q_in.nelem),
+                     wq.w_en.eq(q.w_en & is_write), aw_room.eq(wq.w_rdy)]
+        waddr = Signal(_HBM_BITS)            # the AW stage's piece: HBM address and beats
         wbeats = Signal(LG + 1)
-        awready = Array(p.awready for p in axi)[cur.ch]
-        wready = Array(p.wready for p in axi)[cur.ch]
-        # The piece's HBM address, for AW, travels in a FIFO beside the piece FIFO.
-        m.submodules.waddrs = wq = fifo.SyncFIFOBuffered(width=_HBM_BITS, depth=self._outstanding)
-        m.d.comb += [wq.w_data.eq(hp), wq.w_en.eq(q.w_en & is_write)]
-        nbeats_of = ((q_out.off + (q_out.nelem << 1) + (B - 1)) >> LB)
-        with m.FSM(name="wr"):
-            with m.State("IDLE"):
-                with m.If(q.r_rdy & is_write):
-                    m.d.comb += [q.r_en.eq(1), wq.r_en.eq(1)]
-                    m.d.sync += [cur.eq(q_out), pos.eq(q_out.off), left.eq(q_out.nelem),
-                                 waddr.eq(wq.r_data), wbeats.eq(nbeats_of),
-                                 wbuf.eq(0), wstrb.eq(0), beat_issued.eq(0), pend.eq(0)]
-                    m.next = "AW"
-            with m.State("AW"):
-                m.d.comb += [w_busy.eq(1), e_awvalid.eq(1 << cur.ch)]
-                with m.If(awready):
-                    m.d.comb += aw_fire.eq(1)
-                    with m.If(is_str):
-                        m.d.sync += [wbuf.word_select(cur.off[2:LB] if LB > 2 else 0, 32).eq(c.rs),
-                                     wstrb.word_select(cur.off[2:LB] if LB > 2 else 0, 4).eq(0xF),
-                                     left.eq(0)]
-                        m.next = "SEND"
-                    with m.Else():
-                        m.next = "DATA"
-            with m.State("DATA"):
-                m.d.comb += w_busy.eq(1)
-                # Capture the element requested last cycle.
-                with m.If(pend):
-                    m.d.sync += [wbuf.word_select(ppos[1:LB], 16).eq(el.rdata),
-                                 wstrb.word_select(ppos[1:LB], 2).eq(0b11)]
-                # Request the next element of this beat.
-                want = ~beat_issued & (left != 0)
-                m.d.comb += el.re.eq(want)
-                granted = want & el.grant
-                m.d.sync += [pend.eq(granted), ppos.eq(pos)]
-                with m.If(granted):
-                    m.d.comb += advance.eq(1)
-                    m.d.sync += [pos.eq(Mux(pos == B - 2, 0, pos + 2)), left.eq(left - 1)]
-                    with m.If((pos == B - 2) | (left == 1)):
-                        m.d.sync += beat_issued.eq(1)
-                with m.If(beat_issued & pend):
-                    m.next = "SEND"
-            with m.State("SEND"):
-                m.d.comb += [w_busy.eq(1), e_wvalid.eq(1 << cur.ch), e_wlast.eq(left == 0)]
-                with m.If(wready):
-                    m.d.sync += [wbuf.eq(0), wstrb.eq(0), beat_issued.eq(0), pend.eq(0)]
-                    with m.If(left == 0):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "DATA"
+        aw_ch = Signal(max(1, LC))
+        m.d.comb += [waddr.eq(wq_out.addr), aw_ch.eq(channel(waddr)),
+                     wbeats.eq((waddr[:LB] + (wq_out.nelem << 1) + (B - 1)) >> LB)]
+        awready = Array(p.awready for p in axi)[aw_ch]
+        # aw_count only falls while an AW waits, so AWVALID, once raised, stays until taken.
+        aw_go = is_write & wq.r_rdy & (aw_count < self._outstanding)
+        m.d.comb += e_awvalid.eq(Mux(aw_go, 1 << aw_ch, 0))
+        with m.If(aw_go & awready):
+            m.d.comb += [aw_fire.eq(1), wq.r_en.eq(1)]
+
+        # Request stage: the open piece (channel, byte position in its beat, elements left).
+        wopen = Signal()
+        wch, wpos, wleft = Signal(max(1, LC)), Signal(LB + 1), Signal(LG + 1)
+        # Capture stage: the element granted last cycle, where it goes and what it ends.
+        pend, pend_end, pend_last = Signal(), Signal(), Signal()
+        ppos, pch = Signal(LB + 1), Signal(max(1, LC))
+        abuf, astrb = Signal(8 * B), Signal(B)           # the beat being assembled
+        afull = Signal()                                 # abuf: a complete beat W cannot take
+        alast, ach = Signal(), Signal(max(1, LC))
+        wbuf, wstrb = Signal(8 * B), Signal(B)           # the W register
+        wvalid_r, wlast_r, wch_o = Signal(), Signal(), Signal(max(1, LC))
+        wready = Array(p.wready for p in axi)[wch_o]
+        o_free = Signal()                                # the W register is free next cycle
+        m.d.comb += o_free.eq(~wvalid_r | wready)
+        # The request's data arrive next cycle; they need abuf not to hold a waiting beat then.
+        req_ok = ~((afull | (pend & pend_end)) & ~o_free)
+        # With no piece open, the next one is taken from the FIFO and its first element
+        # requested in the same cycle (STR's piece is one 32-bit word from the register).
+        use_q = Signal()
+        rch, rpos, rleft = Signal(max(1, LC)), Signal(LB + 1), Signal(LG + 1)
+        m.d.comb += use_q.eq(is_write & ~wopen & q.r_rdy)
+        with m.If(wopen):
+            m.d.comb += [rch.eq(wch), rpos.eq(wpos), rleft.eq(wleft)]
+        with m.Else():
+            m.d.comb += [rch.eq(q_out.ch), rpos.eq(q_out.off),
+                         rleft.eq(Mux(is_str, 1, q_out.nelem))]
+        want = Signal()
+        granted = Signal()
+        m.d.comb += [want.eq((wopen | use_q) & req_ok), granted.eq(want & (is_str | el.grant))]
+        with m.If(~is_str):
+            m.d.comb += el.re.eq(want)
+        with m.If(use_q):
+            m.d.comb += q.r_en.eq(1)
+            m.d.sync += [wopen.eq(1), wch.eq(rch), wpos.eq(rpos), wleft.eq(rleft)]
+        m.d.sync += pend.eq(granted)
+        with m.If(granted):
+            m.d.comb += advance.eq(~is_str)
+            m.d.sync += [ppos.eq(rpos), pend_end.eq((rpos == B - 2) | (rleft == 1)),
+                         pend_last.eq(rleft == 1), pch.eq(rch), wleft.eq(rleft - 1),
+                         wpos.eq(Mux(rpos == B - 2, 0, rpos + 2))]
+            with m.If(rleft == 1):
+                m.d.sync += wopen.eq(0)
+
+        merged, mstrb = Signal(8 * B), Signal(B)         # abuf with the arriving element
+        m.d.comb += [merged.eq(abuf), mstrb.eq(astrb)]
+        with m.If(is_str):
+            wsel = ppos[2:LB] if LB > 2 else 0
+            m.d.comb += [merged.word_select(wsel, 32).eq(c.rs), mstrb.word_select(wsel, 4).eq(0xF)]
+        with m.Else():
+            m.d.comb += [merged.word_select(ppos[1:LB], 16).eq(el.rdata),
+                         mstrb.word_select(ppos[1:LB], 2).eq(0b11)]
+        with m.If(o_free):
+            m.d.sync += wvalid_r.eq(0)
+        with m.If(afull):
+            with m.If(o_free):
+                m.d.sync += [wbuf.eq(abuf), wstrb.eq(astrb), wlast_r.eq(alast), wch_o.eq(ach),
+                             wvalid_r.eq(1), afull.eq(0), abuf.eq(0), astrb.eq(0)]
+        with m.Elif(pend):
+            with m.If(pend_end & o_free):
+                m.d.sync += [wbuf.eq(merged), wstrb.eq(mstrb), wlast_r.eq(pend_last),
+                             wch_o.eq(pch), wvalid_r.eq(1), abuf.eq(0), astrb.eq(0)]
+            with m.Else():
+                m.d.sync += [abuf.eq(merged), astrb.eq(mstrb), afull.eq(pend_end),
+                             alast.eq(pend_last), ach.eq(pch)]
+        m.d.comb += [e_wvalid.eq(Mux(wvalid_r, 1 << wch_o, 0)), e_wlast.eq(wlast_r),
+                     w_busy.eq(wopen | pend | afull | wvalid_r | (wq.level != 0))]
 
         # ---- stripe reader (LOAD, GATHER rows): one stripe per cycle, one masked line write --
-        def need_of(lo, hi, first, last):
+        # need_of / mask_of give named Signals, assigned unconditionally (so called outside any
+        # If/FSM state): indexing an unnamed Cat of ES (1,024 on u280) expressions recomputes
+        # every operand's shape, which made the DMA's elaboration take minutes.
+        def need_of(lo, hi, first, last, name):
             """Channels holding elements of a stripe (a run's first/last stripe is partial)."""
-            return Cat(*[(~first | ((k + 1) * (B // 2) > lo)) & (~last | (k * (B // 2) < hi))
-                         for k in range(C)])
+            out = Signal(C, name=name)
+            m.d.comb += out.eq(Cat(*[(~first | ((k + 1) * (B // 2) > lo))
+                                     & (~last | (k * (B // 2) < hi)) for k in range(C)]))
+            return out
 
-        def mask_of(lo, hi, first, last):
+        def mask_of(lo, hi, first, last, name):
             """The stripe's elements that belong to the run."""
-            return Cat(*[(~first | (e >= lo)) & (~last | (e < hi)) for e in range(ES)])
+            out = Signal(ES, name=name)
+            m.d.comb += out.eq(Cat(*[(~first | (e >= lo)) & (~last | (e < hi))
+                                     for e in range(ES)]))
+            return out
 
         fc = Signal(seg)
         x = Signal(LS + 1)
@@ -578,6 +647,9 @@ class DMA(wiring.Component):
         f_chunk, f_we, f_re, f_mask = Signal(32), Signal(), Signal(), Signal(ES)
         f_line = Signal()                    # the stripe path drives the line port this cycle
         f_data = Cat(*[p.rdata for p in axi])          # the stripe's ES elements, in order
+        r_first, r_last = x == 0, x + 1 == fc.n
+        r_need = need_of(fc.lo, fc.hi, r_first, r_last, "r_need")
+        r_mask = mask_of(fc.lo, fc.hi, r_first, r_last, "r_mask")
         with m.If(~is_write):
             with m.FSM(name="stripes"):
                 with m.State("IDLE"):
@@ -587,11 +659,11 @@ class DMA(wiring.Component):
                         m.next = "DATA"
                 with m.State("DATA"):
                     m.d.comb += [rd_act.eq(1), f_line.eq(1)]
-                    first, last = x == 0, x + 1 == fc.n
+                    last = r_last
                     need = Signal(C)
-                    m.d.comb += need.eq(need_of(fc.lo, fc.hi, first, last))
+                    m.d.comb += need.eq(r_need)
                     allv = (need & ~Cat(*[p.rvalid for p in axi])) == 0
-                    m.d.comb += [f_mask.eq(mask_of(fc.lo, fc.hi, first, last)), f_we.eq(allv),
+                    m.d.comb += [f_mask.eq(r_mask), f_we.eq(allv),
                                  f_chunk.eq(fc.chunk + x * (ES // CE))]
                     with m.If(allv & self.line.grant):
                         m.d.comb += fast_rr.eq(need)
@@ -639,7 +711,7 @@ class DMA(wiring.Component):
                 m.d.sync += [wfc.eq(sq_out), wact.eq(1)]
         wfirst, wlast_s = tx == 0, tx + 1 == sel.n
         lo_e, hi_e = Mux(wfirst, sel.lo, 0), Mux(wlast_s, sel.hi, ES)
-        w_need = need_of(sel.lo, sel.hi, wfirst, wlast_s)
+        w_need = need_of(sel.lo, sel.hi, wfirst, wlast_s, "w_need")
         # Channel k's burst ends at its last beat of the segment: the last stripe, or the one
         # before where the run's end leaves channel k out of the last.
         w_wl = Cat(*[w_need[k] & (wlast_s | ((tx + 2 == sel.n) & ~(k * (B // 2) < sel.hi)))
@@ -653,8 +725,9 @@ class DMA(wiring.Component):
             m.d.sync += wx.eq(tx)
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += wact.eq(0)
-        w_mask = mask_of(hm.lo, hm.hi, Const(1), Const(1))
-        w_strb = Cat(*[Cat(w_mask[e], w_mask[e]) for e in range(ES)])
+        w_mask = mask_of(hm.lo, hm.hi, Const(1), Const(1), "w_mask")
+        w_strb = Signal(2 * ES)
+        m.d.comb += w_strb.eq(Cat(*[Cat(w_mask[e], w_mask[e]) for e in range(ES)]))
         w_fbusy = fl | (hv != 0) | (wact & (wx != wfc.n))
         m.d.comb += f_busy.eq(rd_act | w_fbusy)
 
@@ -741,14 +814,17 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, latency, indices=None
         stripe STORE    S + Lw + 7
         stripe GATHER   3 + sum over rows (Sr + 2·Lr + 4)        index, then the row
         element LOAD    E + Q + Lr + 3            one element per cycle + 1 per piece
-        element STORE   E + 4·Q + Lw + 5
+        element STORE   E + Lw + 7                one element per cycle, pieces overlapped
         element GATHER  3 + sum over rows (Er + Qr + 2·Lr + 3)
         STR             Lw + 8
         empty           3
 
     Segments (bursts) cost nothing beyond their stripes: a segment's bursts are issued in one
     cycle while earlier stripes stream, ``outstanding`` segments ahead, so the channels never
-    starve while ``Lr < outstanding``.
+    starve while ``Lr < outstanding``. An element STORE's pieces cost nothing beyond their
+    elements while ``Lw + 2 <= outstanding``: a piece's AW must precede its data by a cycle or
+    two, and the bursts awaiting B are bounded (measured on the AxiRam bench, ``Lw = 2``: exact
+    with ``outstanding`` 4, slower with 3).
 
     Parameters
     ----------
@@ -768,14 +844,19 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, latency, indices=None
     Raises
     ------
     ValueError
-        If ``latency`` is not below ``outstanding`` (the formula assumes no starvation), or a
-        GATHER's cost depends on indices that were not given.
+        If ``latency`` is not below ``outstanding`` (an element STORE: ``Lw + 2`` above it;
+        the formula assumes no starvation), or a GATHER's cost depends on indices that were
+        not given.
     """
     lr, lw = (latency, latency) if isinstance(latency, int) else latency
     if not (0 <= lr < outstanding and 0 <= lw):
         raise ValueError(f"latency {latency!r} must be below outstanding={outstanding} for "
                          "engine_cycles to be exact; build the DMA with more outstanding")
     path = dma_path(hw, op, f)
+    if path == "element" and op == "STORE" and lw + 2 > outstanding:
+        raise ValueError(f"write latency {lw} must be at most outstanding-2={outstanding - 2} "
+                         "for an element STORE's engine_cycles to be exact; build the DMA with "
+                         "more outstanding")
     if path == "empty":
         return 3
     if path == "str":
@@ -797,5 +878,6 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, latency, indices=None
         s = sum(_stripes(hw, a, n) for a, n in runs)
         return s + (lr + 4 if op == "LOAD" else lw + 7)
     e = sum(n for _, n in runs)
-    q = sum(_pieces(hw, a, n) for a, n in runs)
-    return e + q + lr + 3 if op == "LOAD" else e + 4 * q + lw + 5
+    if op == "STORE":
+        return e + lw + 7
+    return e + sum(_pieces(hw, a, n) for a, n in runs) + lr + 3

@@ -143,7 +143,8 @@ def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
 
     Stripe path (LOAD/STORE/GATHER rows aligned as the compiler lays them out): one stripe of
     ``channels × beat`` bytes per cycle; element path (transposed transfers, other alignments):
-    one element per cycle plus one cycle per interleave piece (four for STORE). The timing model
+    one element per cycle, plus one cycle per interleave piece for LOAD (a STORE overlaps its
+    pieces: a transposed STORE's one-element pieces cost a cycle each). The timing model
     charges the later of this and the HBM model's completion (:mod:`fpgpt.sim.timing`). A
     GATHER is costed as if every index gave the first row's alignment (the timing model does not
     read data).
@@ -183,8 +184,9 @@ def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
         s = sum(stripes(a, n) for a, n in runs)
         return float(s + (lat + 4 if op == "LOAD" else lat + 7))
     e = sum(n for _, n in runs)
-    q = sum(pieces(a, n) for a, n in runs)
-    return float(e + q + lat + 3 if op == "LOAD" else e + 4 * q + lat + 5)
+    if op == "STORE":
+        return float(e + lat + 7)
+    return float(e + sum(pieces(a, n) for a, n in runs) + lat + 3)
 
 
 def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:

@@ -4,7 +4,9 @@ fpgpt.sim's executor, instruction by instruction, bit for bit (scratchpad and HB
 
 With DMA_PAUSES=1 (the default) back-pressure is on everywhere: every AXI channel of every RAM
 pauses one cycle in three, the scratchpad refuses one request in five, and commands arrive after
-idle cycles; only bit-exactness is checked. With DMA_PAUSES=0 the memory is ideal (no pauses,
+idle cycles; only bit-exactness is checked. DMA_PAUSES=2 is heavier where the element path's
+write pipeline holds data: W and B pause in bursts (four cycles in seven) and the scratchpad
+refuses two requests in five. With DMA_PAUSES=0 the memory is ideal (no pauses,
 every scratchpad request granted) and every instruction's measured cycles must equal
 fpgpt.hw.dma.engine_cycles at the AxiRams' latencies (AXI_LATENCY).
 
@@ -141,14 +143,23 @@ async def axi_latency(dut, k: int, out: dict) -> None:
             out["write"] = min(out.get("write", 1 << 30), cyc - wl.pop(0))
 
 
+#: DMA_PAUSES=2: W and B stall in runs (a full W register with a complete beat waiting behind
+#: it, and bursts piling up without B), per channel out of phase.
+HEAVY_WB = [1, 1, 0, 1, 1, 0, 0]
+
+
 class TB:
-    def __init__(self, dut, hw, pauses: bool):
+    def __init__(self, dut, hw, pauses: int):
         self.dut, self.hw = dut, hw
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         self.hbm = HBM(dut, hw, HBM_BYTES, port="m_axi{k}", separator="__", clock=dut.clk,
-                       reset=dut.rst, pauses=pauses)
+                       reset=dut.rst, pauses=pauses > 0)
         if not pauses:
             ideal_memory(self.hbm)
+        if pauses > 1:
+            for k, ram in enumerate(self.hbm.rams):
+                for ch in (ram.write_if.w_channel, ram.write_if.b_channel):
+                    ch.set_pause_generator(itertools.cycle(HEAVY_WB[k:] + HEAVY_WB[:k]))
         self.sram = np.zeros(hw.buffers.sram_elements, dtype=np.uint16)
 
 
@@ -173,7 +184,7 @@ async def dma_matches_executor(dut):
     hw = load_preset(os.environ["DMA_PRESET"])
     rng = np.random.default_rng(int(os.environ.get("DMA_SEED", "1")))
     n_instr = int(os.environ.get("DMA_N", "40"))
-    pauses = os.environ.get("DMA_PAUSES", "1") == "1"
+    pauses = int(os.environ.get("DMA_PAUSES", "1"))
     tb = TB(dut, hw, pauses)
     dut.rst.value = 1
     dut.cmd__valid.value = 0
@@ -181,7 +192,7 @@ async def dma_matches_executor(dut):
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-    grants = itertools.cycle([1, 1, 1, 1, 0] if pauses else [1])
+    grants = itertools.cycle({0: [1], 1: [1, 1, 1, 1, 0], 2: [1, 0, 1, 1, 0]}[pauses])
     cocotb.start_soon(line_port(dut, "line", tb.sram, hw, grants))
     measured = {}
     cocotb.start_soon(axi_latency(dut, 0, measured))
