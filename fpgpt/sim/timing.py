@@ -240,6 +240,19 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
             prev_e = e_new
         last[0] = free[0] = prev_e
 
+    def waits_met(waits: tuple, t0: float) -> float:
+        """The earliest time >= t0 at which every wait ``(unit, k)`` is met (a DMA completion
+        read here is final)."""
+        for wu, kk in waits:
+            j = cnt[wu] - kk
+            if j >= 0:
+                if wu == 0 and inflight:
+                    finalize(j)
+                c = ring[wu][j & rmask]
+                if c > t0:
+                    t0 = c
+        return t0
+
     t = 0.0                                            # dispatch clock (cycles)
     pc = 0
     steps = 0
@@ -268,15 +281,7 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
                 q = ru[(k - depth) & rmask]
                 if q > t:
                     t = q
-            ready = t
-            for wu, kk in waits:
-                j = cnt[wu] - kk
-                if j >= 0:
-                    if wu == 0 and inflight:
-                        finalize(j)
-                    c = ring[wu][j & rmask]
-                    if c > ready:
-                        ready = c
+            ready = waits_met(waits, t) if waits else t
             s = free[code]
             if ready > s:
                 s = ready
@@ -316,14 +321,8 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
             pc += 1
             continue
         # CTRL: executes in the dispatcher once its waits are met.
-        for wu, kk in waits:
-            j = cnt[wu] - kk
-            if j >= 0:
-                if wu == 0 and inflight:
-                    finalize(j)
-                c = ring[wu][j & rmask]
-                if c > t:
-                    t = c
+        if waits:
+            t = waits_met(waits, t)
         if code == _BNZ:
             t += 1.0
             if regs_v[x1]:
