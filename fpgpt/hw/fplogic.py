@@ -16,7 +16,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigne
 __all__ = ["FPFormat", "FP16", "FP32", "F32_QNAN", "F16_QNAN", "count_leading_zeros",
            "round_pack", "build_f32_add", "build_f32_mul", "build_f16_mul_f32",
            "build_f16_to_f32", "build_f32_to_f16", "count_leading_zeros_tree",
-           "build_f32_add_mpu"]
+           "build_f32_add_mpu", "build_f16_mul_f32_mpu"]
 
 
 @dataclass(frozen=True)
@@ -383,4 +383,49 @@ def build_f32_add_mpu(m: Module, a: Value, b: Value, name: str = "madd") -> Sign
     sign = Mux(special, big[31] & ~nan, Mux(nonzero, big[31], a[31] & b[31]))
     out = Signal(32, name=name)
     m.d.comb += out.eq(Cat(packed, sign))
+    return out
+
+
+def build_f16_mul_f32_mpu(m: Module, a: Value, b: Value, name: str = "mmul") -> Signal:
+    """The exact FP32 product of two FP16 values, normalised in a DSP48E2 (the MPU lane's).
+
+    Bit for bit :func:`build_f16_mul_f32` on every pair of FP16 inputs (docs/rtl-mpu-adder.md,
+    "The MPU's multiplier"): the 11x11-bit product ``p`` is always exact and normal in FP32,
+    so the only work after the multiplication is ``p << lz`` and the exponent
+    ``ea + eb + 98 - lz`` (``lz`` the leading zeros of the 22-bit ``p``, above 1 only for a
+    subnormal input). The shift is a second multiplication, by the one-hot ``2**(lz % 16)``,
+    after a coarse shift by 16 in LUTs (12 of them); the specials zero that one-hot instead of
+    multiplexing the fraction. Two DSP48E2 per multiplier.
+    """
+    ef_a, ef_b = a[10:15], b[10:15]
+    fa, fb = a[:10], b[:10]
+    nz_a, nz_b = ef_a != 0, ef_b != 0          # hidden bits
+    max_a, max_b = ef_a == FP16.emax_field, ef_b == FP16.emax_field
+    fz_a, fz_b = fa == 0, fb == 0
+    # A zero factor, told from the inputs rather than from p == 0: off the DSP's path.
+    zero = (~nz_a & fz_a) | (~nz_b & fz_b)
+    special = max_a | max_b
+    nan = (max_a & ~fz_a) | (max_b & ~fz_b) | (special & zero)
+    p = Signal(22, name=f"{name}_p")
+    m.d.comb += p.eq(Cat(fa, nz_a) * Cat(fb, nz_b))
+    lz, _ = count_leading_zeros_tree(m, p, f"{name}_lz")   # p == 0: zero, handled apart
+    # Coarse shift by 16 when lz >= 16: then p < 2**6, so p[6:16] is zero either way and only
+    # p[:6] and p[16:] need a gate or a multiplexer. The fine shift, lz % 16, is the DSP's.
+    lz16 = lz[4]
+    src = Signal(22, name=f"{name}_src")
+    m.d.comb += src.eq(Cat(p[:6] & ~lz16.replicate(6), p[6:16], Mux(lz16, p[:6], p[16:22])))
+    q = Signal(38, name=f"{name}_q")        # q[21] is the hidden bit, q[:21] the fraction
+    m.d.comb += q.eq(src * _one_hot(m, lz[:4], 16, enable=~special, name=f"{name}_oh"))
+    # p * 2**(ea + eb - 50) with its leading one at bit 21 - lz: biased exponent
+    # ea + eb + 98 - lz (subnormal exponent fields read as 1). The sum of the input exponents
+    # is formed beside the first DSP; only the subtraction of lz follows it.
+    ea = Cat(ef_a[0] | ~nz_a, ef_a[1:])
+    eb = Cat(ef_b[0] | ~nz_b, ef_b[1:])
+    e_in = Signal(8, name=f"{name}_ein")
+    m.d.comb += e_in.eq(ea + eb + (FP32.bias - 2 * FP16.bias - 20 + 21))
+    exp_field = Signal(8, name=f"{name}_ef")
+    m.d.comb += exp_field.eq(Mux(special, FP32.emax_field, Mux(zero, 0, e_in - lz)))
+    out = Signal(32, name=name)
+    m.d.comb += out.eq(Cat(Const(0, 2), q[:20], q[20] | nan, exp_field,
+                           (a[15] ^ b[15]) & ~nan))
     return out

@@ -17,8 +17,8 @@ from amaranth.lib.wiring import In, Out
 
 from . import fplogic
 
-__all__ = ["check_latency", "FPUnit", "F16MulF32", "F32Add", "F32AddMPU", "F32Mul", "F16ToF32",
-           "F32ToF16", "ParallelUnit", "UnitBank", "UNITS"]
+__all__ = ["check_latency", "FPUnit", "F16MulF32", "F16MulF32MPU", "F32Add", "F32AddMPU",
+           "F32Mul", "F16ToF32", "F32ToF16", "ParallelUnit", "UnitBank", "UNITS"]
 
 
 def check_latency(latency: object, what: str = "latency") -> int:
@@ -74,6 +74,13 @@ class F16MulF32(FPUnit):
     """FP16 x FP16 -> FP32, exact (the MPU multiplier)."""
     in_width, out_width, arity = 16, 32, 2
     build = staticmethod(fplogic.build_f16_mul_f32)
+
+
+class F16MulF32MPU(FPUnit):
+    """FP16 x FP16 -> FP32, exact, normalised in a second DSP48E2 (the MPU lane's multiplier):
+    the same bits as :class:`F16MulF32` on every input pair (docs/rtl-mpu-adder.md)."""
+    in_width, out_width, arity = 16, 32, 2
+    build = staticmethod(fplogic.build_f16_mul_f32_mpu)
 
 
 class F32Add(FPUnit):

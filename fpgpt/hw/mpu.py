@@ -7,10 +7,12 @@ FP32 accumulator that starts at +0.0; an optional FP32 bias add; RNE rounding to
 Every FP32 add is :func:`fplogic.build_f32_add_mpu`: the lane's values are multiples of 2**-48
 far below FP32's overflow, so the adder needs no subnormal or overflow logic and does both
 shifts in DSP48E2 (docs/rtl-mpu-adder.md).
+Every product is :func:`fplogic.build_f16_mul_f32_mpu`: exact like the general multiplier,
+with its normalising shift in a second DSP48E2 (docs/rtl-mpu-adder.md).
 
 Pipeline (docs/rtl.md)::
 
-    a,b ─► width x F16MulF32 (mul_latency) ─► log2(width) levels of F32AddMPU (add_latency
+    a,b ─► width x F16MulF32MPU (mul_latency) ─► log2(width) levels of F32AddMPU (add_latency
         each) ─► accumulator: one F32AddMPU + register, 1 chunk per cycle
         ─► on ``last``: bias F32AddMPU (add_latency) ─► F32ToF16 (1 register)
 
@@ -92,8 +94,8 @@ class MPULane(wiring.Component):
         # Products, exact in FP32.
         level = []
         for i in range(w):
-            p = fplogic.build_f16_mul_f32(m, self.a[16 * i:16 * i + 16], self.b[16 * i:16 * i + 16],
-                                          name=f"mul{i}")
+            p = fplogic.build_f16_mul_f32_mpu(m, self.a[16 * i:16 * i + 16],
+                                              self.b[16 * i:16 * i + 16], name=f"mul{i}")
             level.append(delay(m, p, mpu.mul_latency, f"mul{i}"))
         # Pairwise tree: level 0 adds (0,1), (2,3), ... as numerics._tree does.
         for depth in range(mpu.tree_levels):

@@ -98,7 +98,7 @@ EXCLUDED = ("HBM controllers, AXI interconnect, the network MACs / Aurora cores 
 #: whose ``build`` is the builder (its widths and arity give the black box's ports).
 FP_OPERATORS: dict[str, type[fpu.FPUnit]] = {
     "f16_mul_f32": fpu.F16MulF32, "f32_add": fpu.F32Add, "f32_mul": fpu.F32Mul,
-    "f32_add_mpu": fpu.F32AddMPU,
+    "f32_add_mpu": fpu.F32AddMPU, "f16_mul_f32_mpu": fpu.F16MulF32MPU,
     "f16_to_f32": fpu.F16ToF32, "f32_to_f16": fpu.F32ToF16,
     "exp": vpu_special.Exp, "recip": vpu_special.Recip, "rsqrt": vpu_special.Rsqrt,
     "gelu": vpu_special.Gelu, "gelu16": vpu_special.Gelu16,

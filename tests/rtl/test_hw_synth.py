@@ -179,9 +179,9 @@ def test_fp_black_boxes_count_the_mpu_operators(tmp_path):
     assert fplogic.build_f32_add is original          # restored
     L, W = hw.mpu.lanes, hw.mpu.width
     # per lane: W products, W-1 tree adders, the accumulator and the bias adder
-    assert counts == {"f16_mul_f32": L * W, "f32_add_mpu": L * (W + 1), "f16_to_f32": L,
+    assert counts == {"f16_mul_f32_mpu": L * W, "f32_add_mpu": L * (W + 1), "f16_to_f32": L,
                       "f32_to_f16": L}
-    assert v.read_text().count("fpgpt_bb_f16_mul_f32 ") == L * W
+    assert v.read_text().count("fpgpt_bb_f16_mul_f32_mpu ") == L * W
 
 
 def test_cells_to_resources():
