@@ -17,6 +17,7 @@ import numpy as np
 from cocotb.triggers import Timer
 
 from fpref import F16_SPECIAL, ref
+from mpu_operators import port
 
 SIGN16 = np.uint16(0x8000)
 
@@ -53,6 +54,7 @@ def mul_pairs(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(a_parts).astype(np.uint16), np.concatenate(b_parts).astype(np.uint16))
 
 
+
 @cocotb.test()
 async def mpu_multiplier_matches_numpy(dut):
     copies = int(os.environ["MUL_COPIES"])
@@ -66,10 +68,10 @@ async def mpu_multiplier_matches_numpy(dut):
     outs = bytearray()
     t0 = time.perf_counter()
     for s in range(0, len(abytes), step):
-        dut.a.value = int.from_bytes(abytes[s:s + step], "little")
-        dut.b.value = int.from_bytes(bbytes[s:s + step], "little")
+        port(dut, 'a').value = int.from_bytes(abytes[s:s + step], "little")
+        port(dut, 'b').value = int.from_bytes(bbytes[s:s + step], "little")
         await Timer(1, "ns")
-        outs += dut.y.value.to_unsigned().to_bytes(2 * step, "little")
+        outs += port(dut, 'y').value.to_unsigned().to_bytes(2 * step, "little")
     sim_s = time.perf_counter() - t0
     got = np.frombuffer(bytes(outs), dtype="<u4")[:n]
     bad = np.flatnonzero(got != want)

@@ -17,6 +17,7 @@ import numpy as np
 from cocotb.triggers import Timer
 
 from fpref import ref
+from mpu_operators import port
 
 SIGN = np.uint32(0x80000000)
 #: Largest magnitude drawn: 2**40 (K * 2**32 for K up to 256 products, with room).
@@ -82,6 +83,7 @@ def mpu_domain_pairs(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(a_parts).astype(np.uint32), np.concatenate(b_parts).astype(np.uint32)
 
 
+
 @cocotb.test()
 async def mpu_adder_matches_numpy(dut):
     copies = int(os.environ["TREE_COPIES"])
@@ -95,10 +97,10 @@ async def mpu_adder_matches_numpy(dut):
     outs = bytearray()
     t0 = time.perf_counter()
     for s in range(0, len(abytes), step):
-        dut.a.value = int.from_bytes(abytes[s:s + step], "little")
-        dut.b.value = int.from_bytes(bbytes[s:s + step], "little")
+        port(dut, 'a').value = int.from_bytes(abytes[s:s + step], "little")
+        port(dut, 'b').value = int.from_bytes(bbytes[s:s + step], "little")
         await Timer(1, "ns")
-        outs += dut.y.value.to_unsigned().to_bytes(step, "little")
+        outs += port(dut, 'y').value.to_unsigned().to_bytes(step, "little")
     sim_s = time.perf_counter() - t0
     got = np.frombuffer(bytes(outs), dtype="<u4")[:n]
     bad = np.flatnonzero(got != want)

@@ -15,14 +15,16 @@ from amaranth.hdl import Fragment
 
 from fpgpt.config import load_preset
 from fpgpt.hw import fplogic, fpu
-from fpgpt.hw.cosim import run_cocotb, write_verilog
+from fpgpt.hw.cosim import run_cocotb
+
+import mpu_operators
 from fpgpt.hw.mpu import MPULane
 from cocotb_fpu_mul import b_values, mul_pairs
 from fpref import F16_SPECIAL, ref
 from test_hw_fpu import run_parallel
 
 HERE = Path(__file__).parent
-COPIES = 64
+COPIES = mpu_operators.MUL_COPIES
 COUNT = 1_000_000   # random operand pairs in Verilator, besides every a against b_values()
 
 
@@ -89,12 +91,11 @@ def test_mpu_lane_uses_the_mpu_multiplier():
 
 def test_every_a_and_million_pairs_verilator(tmp_path, rtl_build):
     """Every FP16 ``a`` against about 150 ``b`` values, plus 1M random pairs, in Verilator."""
-    d = rtl_build(f"fpu_mul_x{COPIES}")
-    v = write_verilog(fpu.ParallelUnit(unit=fpu.F16MulF32MPU, copies=COPIES), "fpu_mul",
-                      d / "fpu_mul.v")
+    d = rtl_build(mpu_operators.TOP)
+    v = mpu_operators.write(d)
     stats = tmp_path / "stats.json"
-    run_cocotb([v], "fpu_mul", "cocotb_fpu_mul", d / "sim", test_dir=HERE,
-               env={"MUL_COPIES": str(COPIES), "MUL_COUNT": str(COUNT), "MUL_SEED": "1",
+    run_cocotb([v], mpu_operators.TOP, "cocotb_fpu_mul", d / "sim", test_dir=HERE,
+               env={"MUL_COPIES": str(COPIES), "FP_PORTS": "mul_", "MUL_COUNT": str(COUNT), "MUL_SEED": "1",
                     "MUL_STATS": str(stats)})
     s = json.loads(stats.read_text())
     assert s["mismatches"] == 0, s["first"]

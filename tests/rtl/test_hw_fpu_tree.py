@@ -15,14 +15,16 @@ from amaranth.hdl import Fragment
 
 from fpgpt.config import load_preset
 from fpgpt.hw import fplogic, fpu
-from fpgpt.hw.cosim import run_cocotb, write_verilog
+from fpgpt.hw.cosim import run_cocotb
+
+import mpu_operators
 from fpgpt.hw.mpu import MPULane
 from cocotb_fpu_tree import SPECIAL, in_domain, mpu_domain_pairs
 from fpref import ref
 from test_hw_fpu import run_parallel
 
 HERE = Path(__file__).parent
-COPIES = 32
+COPIES = mpu_operators.TREE_COPIES
 COUNT = 1_000_000   # random operand pairs in Verilator (plus the corner pairs)
 
 
@@ -88,12 +90,11 @@ def test_mpu_lane_uses_the_mpu_adder():
 def test_million_pairs_verilator(tmp_path, rtl_build):
     """1M random pairs of the MPU domain in Verilator (measured: build about a minute cold on
     the shared 2-core machine, the run 6 s)."""
-    d = rtl_build(f"fpu_tree_x{COPIES}")
-    v = write_verilog(fpu.ParallelUnit(unit=fpu.F32AddMPU, copies=COPIES), "fpu_tree",
-                      d / "fpu_tree.v")
+    d = rtl_build(mpu_operators.TOP)
+    v = mpu_operators.write(d)
     stats = tmp_path / "stats.json"
-    run_cocotb([v], "fpu_tree", "cocotb_fpu_tree", d / "sim", test_dir=HERE,
-               env={"TREE_COPIES": str(COPIES), "TREE_COUNT": str(COUNT), "TREE_SEED": "5",
+    run_cocotb([v], mpu_operators.TOP, "cocotb_fpu_tree", d / "sim", test_dir=HERE,
+               env={"TREE_COPIES": str(COPIES), "FP_PORTS": "tree_", "TREE_COUNT": str(COUNT), "TREE_SEED": "5",
                     "TREE_STATS": str(stats)})
     s = json.loads(stats.read_text())
     assert s["mismatches"] == 0, s["first"]
