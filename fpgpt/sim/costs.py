@@ -44,7 +44,7 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
     against the engine's own formula.
     """
     p = hw.mpu
-    c, line = p.width, p.width * p.lanes
+    c = p.width
     k = f["k"] + f["rk"]
     n = f["n"] + f["rn"]
     rows = max(f["batch"], 1) * f["m"]
@@ -53,15 +53,20 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
     nk = max(1, -(-k // c))
     groups = -(-n // p.lanes)
     hb = 1 if f["has_bias"] else 0
-    aligned = f["a"] % c == 0 and f["lda"] % c == 0 and (max(f["batch"], 1) <= 1
-                                                          or f["bsa"] % c == 0)
-    a_lines = -(-(k + (0 if aligned else c - 1)) // line) if k else 0
-    load = max(a_lines, 1) + 1
+    load = max(_a_lines(hw, f, k), 1) + 1
     if mm_fast_b(hw, f):
         per_row, last = load + groups * max(nk, 1 + hb), 0
     else:
         per_row, last = load + groups * (hb + 1) + nk * n, -1
     return float(2 + rows * per_row + last + p.pipeline_cycles + 3)
+
+
+def _a_lines(hw: "HardwareConfig", f: dict[str, int], k: int) -> int:
+    """Line reads of one A row of an MM: enough for any row offset unless A is chunk-aligned."""
+    c, line = hw.mpu.width, hw.mpu.width * hw.mpu.lanes
+    aligned = f["a"] % c == 0 and f["lda"] % c == 0 and (max(f["batch"], 1) <= 1
+                                                          or f["bsa"] % c == 0)
+    return -(-(k + (0 if aligned else c - 1)) // line) if k else 0
 
 
 def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
@@ -201,14 +206,13 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
     """
     if op == "MM":
         p = hw.mpu
-        c, line = p.width, p.width * p.lanes
+        c = p.width
         k, n = f["k"] + f["rk"], f["n"] + f["rn"]
         rows = max(f["batch"], 1) * f["m"]
         if rows == 0 or n == 0:
             return 0
         nk = max(1, -(-k // c))
-        a_lines = -(-(k + c - 1) // line) if k else 0
-        per_row = a_lines + -(-n // p.lanes) * (2 if f["has_bias"] else 1)
+        per_row = _a_lines(hw, f, k) + -(-n // p.lanes) * (2 if f["has_bias"] else 1)
         if not mm_fast_b(hw, f):
             per_row += nk * n
         return rows * per_row

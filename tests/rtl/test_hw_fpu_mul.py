@@ -94,7 +94,7 @@ def test_every_a_and_million_pairs_verilator(tmp_path, rtl_build):
     d = rtl_build(mpu_operators.TOP)
     v = mpu_operators.write(d)
     stats = tmp_path / "stats.json"
-    run_cocotb([v], mpu_operators.TOP, "cocotb_fpu_mul", d / "sim", test_dir=HERE,
+    run_cocotb([v], mpu_operators.TOP, "cocotb_fpu_mul", d / "sim", test_dir=HERE, cxx_opt=False,
                env={"MUL_COPIES": str(COPIES), "FP_PORTS": "mul_", "MUL_COUNT": str(COUNT), "MUL_SEED": "1",
                     "MUL_STATS": str(stats)})
     s = json.loads(stats.read_text())

@@ -93,7 +93,7 @@ def test_million_pairs_verilator(tmp_path, rtl_build):
     d = rtl_build(mpu_operators.TOP)
     v = mpu_operators.write(d)
     stats = tmp_path / "stats.json"
-    run_cocotb([v], mpu_operators.TOP, "cocotb_fpu_tree", d / "sim", test_dir=HERE,
+    run_cocotb([v], mpu_operators.TOP, "cocotb_fpu_tree", d / "sim", test_dir=HERE, cxx_opt=False,
                env={"TREE_COPIES": str(COPIES), "FP_PORTS": "tree_", "TREE_COUNT": str(COUNT), "TREE_SEED": "5",
                     "TREE_STATS": str(stats)})
     s = json.loads(stats.read_text())
