@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import Timer
 
 from fpref import F16_SPECIAL, ref
-from mpu_operators import port
+from mpu_operators import stream_pairs
 
 SIGN16 = np.uint16(0x8000)
 
@@ -61,19 +59,7 @@ async def mpu_multiplier_matches_numpy(dut):
     a, b = mul_pairs(int(os.environ["MUL_COUNT"]), int(os.environ.get("MUL_SEED", "1")))
     want = ref("f16_mul_f32", a, b)
     n = len(a)
-    pad = -n % copies
-    abytes = np.concatenate([a, np.zeros(pad, np.uint16)]).astype("<u2").tobytes()
-    bbytes = np.concatenate([b, np.zeros(pad, np.uint16)]).astype("<u2").tobytes()
-    step = 2 * copies
-    outs = bytearray()
-    t0 = time.perf_counter()
-    for s in range(0, len(abytes), step):
-        port(dut, 'a').value = int.from_bytes(abytes[s:s + step], "little")
-        port(dut, 'b').value = int.from_bytes(bbytes[s:s + step], "little")
-        await Timer(1, "ns")
-        outs += port(dut, 'y').value.to_unsigned().to_bytes(2 * step, "little")
-    sim_s = time.perf_counter() - t0
-    got = np.frombuffer(bytes(outs), dtype="<u4")[:n]
+    got, sim_s = await stream_pairs(dut, a, b, copies, "<u4")
     bad = np.flatnonzero(got != want)
     first = None if not bad.size else (f"a={a[bad[0]]:#06x} b={b[bad[0]]:#06x} "
                                        f"got {got[bad[0]]:#010x} want {want[bad[0]]:#010x}")

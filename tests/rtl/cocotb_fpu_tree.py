@@ -10,14 +10,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 
 import cocotb
 import numpy as np
-from cocotb.triggers import Timer
 
 from fpref import ref
-from mpu_operators import port
+from mpu_operators import stream_pairs
 
 SIGN = np.uint32(0x80000000)
 #: Largest magnitude drawn: 2**40 (K * 2**32 for K up to 256 products, with room).
@@ -90,19 +88,7 @@ async def mpu_adder_matches_numpy(dut):
     a, b = mpu_domain_pairs(int(os.environ["TREE_COUNT"]), int(os.environ.get("TREE_SEED", "1")))
     want = ref("f32_add", a, b)
     n = len(a)
-    pad = -n % copies
-    abytes = np.concatenate([a, np.zeros(pad, np.uint32)]).astype("<u4").tobytes()
-    bbytes = np.concatenate([b, np.zeros(pad, np.uint32)]).astype("<u4").tobytes()
-    step = 4 * copies
-    outs = bytearray()
-    t0 = time.perf_counter()
-    for s in range(0, len(abytes), step):
-        port(dut, 'a').value = int.from_bytes(abytes[s:s + step], "little")
-        port(dut, 'b').value = int.from_bytes(bbytes[s:s + step], "little")
-        await Timer(1, "ns")
-        outs += port(dut, 'y').value.to_unsigned().to_bytes(step, "little")
-    sim_s = time.perf_counter() - t0
-    got = np.frombuffer(bytes(outs), dtype="<u4")[:n]
+    got, sim_s = await stream_pairs(dut, a, b, copies, "<u4")
     bad = np.flatnonzero(got != want)
     first = None if not bad.size else (f"a={a[bad[0]]:#x} b={b[bad[0]]:#x} "
                                        f"got {got[bad[0]]:#x} want {want[bad[0]]:#x}")

@@ -10,15 +10,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-from amaranth.hdl import Fragment
 
 from fpgpt.config import load_preset
-from fpgpt.hw import fplogic, fpu
+from fpgpt.hw import fpu
 from fpgpt.hw.cosim import run_cocotb
 
 import mpu_operators
-from fpgpt.hw.mpu import MPULane
 from cocotb_fpu_mul import b_values, mul_pairs
 from fpref import F16_SPECIAL, ref
 from test_hw_fpu import run_parallel
@@ -67,26 +64,8 @@ def test_matches_general_multiplier():
 
 
 def test_mpu_lane_uses_the_mpu_multiplier():
-    counts = {"general": 0, "mpu": 0}
-    orig_general, orig_mpu = fplogic.build_f16_mul_f32, fplogic.build_f16_mul_f32_mpu
-
-    def general(*args, **kw):
-        counts["general"] += 1
-        return orig_general(*args, **kw)
-
-    def mpu(*args, **kw):
-        counts["mpu"] += 1
-        return orig_mpu(*args, **kw)
-
     hw = load_preset("tiny")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(fplogic, "build_f16_mul_f32", general)
-    mp.setattr(fplogic, "build_f16_mul_f32_mpu", mpu)
-    try:
-        Fragment.get(MPULane(hw=hw), None)
-    finally:
-        mp.undo()
-    assert counts == {"general": 0, "mpu": hw.mpu.width}
+    assert mpu_operators.builder_calls("build_f16_mul_f32", "build_f16_mul_f32_mpu") == {"general": 0, "mpu": hw.mpu.width}
 
 
 def test_every_a_and_million_pairs_verilator(tmp_path, rtl_build):

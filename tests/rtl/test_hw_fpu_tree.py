@@ -10,15 +10,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-from amaranth.hdl import Fragment
 
 from fpgpt.config import load_preset
-from fpgpt.hw import fplogic, fpu
+from fpgpt.hw import fpu
 from fpgpt.hw.cosim import run_cocotb
 
 import mpu_operators
-from fpgpt.hw.mpu import MPULane
 from cocotb_fpu_tree import SPECIAL, in_domain, mpu_domain_pairs
 from fpref import ref
 from test_hw_fpu import run_parallel
@@ -64,27 +61,9 @@ def test_matches_general_adder_at_the_edges():
 
 
 def test_mpu_lane_uses_the_mpu_adder():
-    counts = {"general": 0, "mpu": 0}
-    orig_general, orig_mpu = fplogic.build_f32_add, fplogic.build_f32_add_mpu
-
-    def general(*args, **kw):
-        counts["general"] += 1
-        return orig_general(*args, **kw)
-
-    def mpu(*args, **kw):
-        counts["mpu"] += 1
-        return orig_mpu(*args, **kw)
-
     hw = load_preset("tiny")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(fplogic, "build_f32_add", general)
-    mp.setattr(fplogic, "build_f32_add_mpu", mpu)
-    try:
-        Fragment.get(MPULane(hw=hw), None)
-    finally:
-        mp.undo()
     # the tree's width - 1 adders, the accumulator and the bias adder
-    assert counts == {"general": 0, "mpu": hw.mpu.width + 1}
+    assert mpu_operators.builder_calls("build_f32_add", "build_f32_add_mpu") == {"general": 0, "mpu": hw.mpu.width + 1}
 
 
 def test_million_pairs_verilator(tmp_path, rtl_build):
