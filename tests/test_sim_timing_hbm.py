@@ -130,3 +130,15 @@ def test_balanced_approximation_is_close_to_exact(hw):
             t = m.issue(float(i), *m.plan([(i * tile, tile, 1, 0, 1, 0)]))
         results.append(t)
     assert results[0] == pytest.approx(results[1], rel=2e-3)
+
+
+def test_a_beat_narrower_than_a_burst_is_charged_at_the_port_for_beats():
+    """tiny: 8-byte AXI beats, 64-byte bursts. A lone 2-byte access costs one beat on the port
+    (1 cycle), not a whole burst at the port's rate (8 cycles); the memory side still serves
+    the burst, at its own rate."""
+    hw = load_preset("tiny")
+    model = HBMModel(hw)
+    kind, work, _, _ = model.plan([(0, 2, 1, 0, 1, 0)])
+    w = float(work) if kind == 1 else float(max(work))
+    burst_at_memory = hw.hbm.min_burst_bytes / model.mem_bytes_per_cycle
+    assert w == max(1.0, burst_at_memory) and w < hw.hbm.min_burst_bytes / model.port_bytes_per_cycle

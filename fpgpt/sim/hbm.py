@@ -283,8 +283,9 @@ class HBMModel:
             charged = d if charged is None else charged + d
         if charged is None or not charged.any():
             return (0, 0.0, None, 0.0)
-        work = charged / self.bytes_per_cycle
-        if self._split:
+        if not self._split:
+            work = charged / self.bytes_per_cycle
+        else:
             beats = sum(self.demand(*seg, burst=self.beat_bytes) for seg in segments)
             work = np.maximum(beats / self.port_bytes_per_cycle,
                               charged / self.mem_bytes_per_cycle)
