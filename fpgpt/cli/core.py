@@ -1,4 +1,5 @@
-"""The ``fpgpt`` command.
+"""The ``fpgpt`` command: the group, the shared helpers (errors, JSON, outputs) and the
+commands of the first parts (hw, asm/disasm, compile, simulate, generate, rtl, synth).
 
 Every command prints a table for people and, with ``--json``, JSON for programs. Bad input is a
 one-line error (exit 2); a failure while running is a one-line error (exit 1); never a traceback.
@@ -15,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from .. import __version__
 
 console = Console()
 err_console = Console(stderr=True)
@@ -27,17 +28,17 @@ class UsageProblem(Exception):
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean 'your input is wrong' (exit 2)."""
-    from .config import ConfigError
-    from .isa import ISAError
+    from ..config import ConfigError
+    from ..isa import ISAError
     types: list[type[BaseException]] = [ConfigError, ISAError, UsageProblem, FileExistsError,
                                         FileNotFoundError, IsADirectoryError]
     try:
-        from .models import ModelError
+        from ..models import ModelError
         types.append(ModelError)
     except ImportError:
         pass
     try:
-        from .compiler import CompileError
+        from ..compiler import CompileError
         types.append(CompileError)
     except ImportError:
         pass
@@ -47,7 +48,7 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 def _run_errors() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = []
     try:
-        from .sim import SimError
+        from ..sim import SimError
         types.append(SimError)
     except ImportError:
         pass
@@ -125,7 +126,7 @@ def hw() -> None:
 @_guard
 def hw_list(as_json: bool) -> None:
     """List the shipped presets."""
-    from .config import load_preset, preset_names
+    from ..config import load_preset, preset_names
     rows = []
     for name in preset_names():
         c = load_preset(name)
@@ -152,7 +153,7 @@ def hw_list(as_json: bool) -> None:
 @_guard
 def hw_show(config: str, as_json: bool) -> None:
     """Show a preset (u280, dfx, u55c, tiny) or a TOML file, with derived figures and sources."""
-    from .config import load_config
+    from ..config import load_config
     c = load_config(config)
     if as_json:
         _emit_json({**c.to_dict(), "derived": c.derived(), "artifact": c.artifact_name})
@@ -184,7 +185,7 @@ def hw_show(config: str, as_json: bool) -> None:
 @_guard
 def hw_save(config: str, output: str, force: bool) -> None:
     """Write a preset as a TOML file to edit and pass back with --hw FILE."""
-    from .config import load_config
+    from ..config import load_config
     c = load_config(config)
     p = _check_output(output, force)
     p.write_text(c.to_toml())
@@ -201,7 +202,7 @@ def hw_save(config: str, output: str, force: bool) -> None:
 @_guard
 def asm(source: str, output: str, force: bool, as_json: bool) -> None:
     """Assemble a text program (see docs/isa.md, "Assembly syntax")."""
-    from .isa import assemble_file, encode_many
+    from ..isa import assemble_file, encode_many
     program = assemble_file(source)
     out = _check_output(output, force)
     if out.suffix == ".fpx":
@@ -228,8 +229,8 @@ def asm(source: str, output: str, force: bool, as_json: bool) -> None:
 @_guard
 def disasm(binary: str, stream: str | None, as_json: bool) -> None:
     """Disassemble a .fpx Program or a file of raw instruction words."""
-    from .isa import Program, decode_many, disassemble, format_program
-    from .isa.program import MAGIC
+    from ..isa import Program, decode_many, disassemble, format_program
+    from ..isa.program import MAGIC
     p = Path(binary)
     if not p.is_file():
         raise UsageProblem(f"{binary}: no such file")
@@ -254,7 +255,7 @@ def disasm(binary: str, stream: str | None, as_json: bool) -> None:
 # --------------------------------------------------------------------- models and programs
 def _resolve_model(model: str, *, need_weights: bool):
     """(spec, weights or None, tokenizer or None, label) for a shipped name, preset or folder."""
-    from .models import (SHIPPED_MODELS, get_spec, load_model, load_tokenizer, model_names,
+    from ..models import (SHIPPED_MODELS, get_spec, load_model, load_tokenizer, model_names,
                          shipped_model_path)
     if model in SHIPPED_MODELS or Path(model).is_dir():
         weights = load_model(model)
@@ -325,8 +326,8 @@ def _timing_table(result, title: str) -> Table:
 def compile_cmd(model: str, hw_name: str, prompt_len: int, output: str, force: bool,
                 as_json: bool) -> None:
     """Compile GPT-2 to a Program (prefill + decode streams, HBM layout, memory image)."""
-    from .compiler import compile_model
-    from .config import load_config
+    from ..compiler import compile_model
+    from ..config import load_config
     hwc = load_config(hw_name)
     spec, weights, _, label = _resolve_model(model, need_weights=False)
     out = _check_output(output, force)
@@ -358,10 +359,10 @@ def compile_cmd(model: str, hw_name: str, prompt_len: int, output: str, force: b
 def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: str | None,
              trace_path: str | None, force: bool) -> None:
     """Time a generation on the simulated card (no weights needed)."""
-    from .compiler import compile_model
-    from .config import load_config
-    from .sim.timing import simulate as run_timing
-    from .sim.trace import TraceRecorder
+    from ..compiler import compile_model
+    from ..config import load_config
+    from ..sim.timing import simulate as run_timing
+    from ..sim.trace import TraceRecorder
     hwc = load_config(hw_name)
     spec, _, _, label = _resolve_model(model, need_weights=False)
     if prompt_len < 1 or gen_len < 1:
@@ -424,7 +425,7 @@ def generate(model: str, hw_name: str, prompt: str | None, prompt_ids: str | Non
     """Generate text on the simulated accelerator (greedy, on the device), with its latencies."""
     import time
 
-    from .config import load_config
+    from ..config import load_config
     spec, weights, tok, label = _resolve_model(model, need_weights=True)
     if (prompt is None) == (prompt_ids is None):
         raise UsageProblem("give exactly one of --prompt and --prompt-ids")
@@ -451,13 +452,13 @@ def generate(model: str, hw_name: str, prompt: str | None, prompt_ids: str | Non
     out: dict[str, Any] = {"model": label, "prompt_ids": ids}
     t0 = time.perf_counter()
     if reference:
-        from .models import Reference
+        from ..models import Reference
         new = Reference(weights).generate(ids, max_new_tokens, top_k=top_k, seed=seed)
         out.update({"engine": "reference (numpy, fp32)", "tokens": [int(t) for t in new]})
     else:
-        from .compiler import compile_model
-        from .sim import generate as sim_generate
-        from .sim.timing import simulate as run_timing
+        from ..compiler import compile_model
+        from ..sim import generate as sim_generate
+        from ..sim.timing import simulate as run_timing
         hwc = load_config(hw_name)
         program = compile_model(weights, hwc, prompt_len=len(ids))
         with err_console.status(f"running {label} on the simulated {hwc.name} ({mode} mode)"):
@@ -500,8 +501,8 @@ def generate(model: str, hw_name: str, prompt: str | None, prompt_ids: str | Non
 @_guard
 def rtl(hw_name: str, output: str, lint: bool, top: bool, force: bool, as_json: bool) -> None:
     """Write the accelerator's Verilog and a JSON manifest (ports, parameters, config)."""
-    from .config import load_config
-    from .hw.emit import emit_verilog, lint_verilog
+    from ..config import load_config
+    from ..hw.emit import emit_verilog, lint_verilog
     hwc = load_config(hw_name)
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -545,8 +546,8 @@ def rtl(hw_name: str, output: str, lint: bool, top: bool, force: bool, as_json: 
 def synth(hw_name: str, work: str, no_cache: bool, as_json: bool) -> None:
     """Estimate FPGA resources of the whole core with Yosys (synth_xilinx -family xcup), block
     by block, summed by instance count (docs/rtl.md, "Synthesis estimate")."""
-    from .config import load_config
-    from .hw.synth import RESOURCES, synth_report
+    from ..config import load_config
+    from ..hw.synth import RESOURCES, synth_report
     hwc = load_config(hw_name)
     title = f"yosys synth_xilinx -family xcup, {hwc.artifact_name}"
     with err_console.status(title) as status:
@@ -576,5 +577,3 @@ def synth(hw_name: str, work: str, no_cache: bool, as_json: bool) -> None:
     console.print("not counted: " + "; ".join(rep["excluded"]))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()

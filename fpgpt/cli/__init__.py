@@ -1,0 +1,12 @@
+"""The ``fpgpt`` command, one module per command group (DESIGN.md: ``cli`` sits on top).
+
+:mod:`fpgpt.cli.core` holds the group, the shared helpers (``_guard``, ``_emit_json``,
+``_check_output``, ``UsageProblem``) and the first commands; every other module adds its
+commands to :data:`main` when imported here.
+"""
+
+from __future__ import annotations
+
+from .core import main
+
+__all__ = ["main"]
