@@ -18,7 +18,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError", "DeviceConfig", "MPUConfig", "VPUConfig", "BufferConfig", "HBMConfig",
-    "LinkConfig", "PowerConfig", "HardwareConfig", "preset_names", "load_preset", "load_config",
+    "LinkConfig", "PowerConfig", "POWER_CONSTANTS", "HardwareConfig", "preset_names", "load_preset", "load_config",
 ]
 
 
@@ -212,20 +212,65 @@ class LinkConfig:
         return self.gbps * 1e9 / 8 * (1.0 - self.overhead)
 
 
+#: The constants of :class:`PowerConfig`, each with an optional ``<name>_range = [lo, hi]``.
+POWER_CONSTANTS = ("static_w", "pj_per_mac", "pj_per_vpu_op", "pj_per_sram_byte", "pj_per_hbm_bit",
+                   "nj_per_hbm_activation", "pj_per_link_bit", "link_w")
+
+
 @dataclass(frozen=True)
 class PowerConfig:
-    """Power and energy constants of one card (see energy/)."""
+    """Power and energy constants of one card, read by :mod:`fpgpt.energy` (docs/energy.md).
 
-    static_w: float         # board power with the design loaded and idle
+    Each constant ``x`` may carry ``x_range = [lo, hi]``, the spread its sources allow; without
+    one the range collapses to the value (a measured figure: Vivado ``report_power``, ``xbutil``).
+    """
+
+    static_w: float         # board power with the design loaded, clocked and idle
     pj_per_mac: float       # FP16 multiply + FP32 add, whole datapath, per MAC
     pj_per_vpu_op: float    # one FP32 vector lane operation
-    pj_per_sram_byte: float
-    pj_per_hbm_bit: float
-    link_w: float           # per active link (transceiver + MAC)
+    pj_per_sram_byte: float  # one scratchpad byte read or written
+    pj_per_hbm_bit: float   # one HBM bit read or written (DRAM, I/O and the FPGA's controller)
+    link_w: float           # per active link (transceiver + MAC + cable end), when devices > 1
+    nj_per_hbm_activation: float = 0.0  # one HBM row (page) activation
+    pj_per_link_bit: float = 0.0        # one payload bit sent on a ring link
+    static_w_range: tuple[float, float] | None = None
+    pj_per_mac_range: tuple[float, float] | None = None
+    pj_per_vpu_op_range: tuple[float, float] | None = None
+    pj_per_sram_byte_range: tuple[float, float] | None = None
+    pj_per_hbm_bit_range: tuple[float, float] | None = None
+    link_w_range: tuple[float, float] | None = None
+    nj_per_hbm_activation_range: tuple[float, float] | None = None
+    pj_per_link_bit_range: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for name in POWER_CONSTANTS:   # TOML gives lists: keep tuples so configs compare and hash
+            r = getattr(self, name + "_range")
+            if isinstance(r, list):
+                object.__setattr__(self, name + "_range", tuple(r))
 
     def validate(self, p: str = "power") -> None:
-        for f in fields(self):
-            _check_float(f"{p}.{f.name}", getattr(self, f.name), lo_open=False)
+        for name in POWER_CONSTANTS:
+            v = getattr(self, name)
+            _check_float(f"{p}.{name}", v, lo_open=False)
+            r = getattr(self, name + "_range")
+            if r is None:
+                continue
+            if not isinstance(r, tuple) or len(r) != 2:
+                raise ConfigError(f"{p}.{name}_range must be [low, high], not {r!r}")
+            for x in r:
+                _check_float(f"{p}.{name}_range", x, lo_open=False)
+            if not r[0] <= v <= r[1]:
+                raise ConfigError(f"{p}.{name} = {v!r} lies outside {p}.{name}_range = "
+                                  f"[{r[0]!r}, {r[1]!r}]; widen the range or remove it (a measured "
+                                  "figure needs no range)")
+
+    def range_of(self, name: str) -> tuple[float, float]:
+        """``(low, high)`` of constant ``name``; ``(value, value)`` when it has no range."""
+        if name not in POWER_CONSTANTS:
+            raise ConfigError(f"unknown power constant {name!r}; known: {', '.join(POWER_CONSTANTS)}")
+        r = getattr(self, name + "_range")
+        v = getattr(self, name)
+        return (float(r[0]), float(r[1])) if r is not None else (float(v), float(v))
 
 
 _SECTIONS = {"device": DeviceConfig, "mpu": MPUConfig, "vpu": VPUConfig, "buffers": BufferConfig, "hbm": HBMConfig,
@@ -347,7 +392,9 @@ class HardwareConfig:
             extra = sorted(set(sd) - names)
             if extra:
                 raise ConfigError(f"{origin}: unknown key {key}.{extra[0]}; known: {', '.join(sorted(names))}")
-            missing = sorted(names - set(sd))
+            required = {f.name for f in fields(section_cls)
+                        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+            missing = sorted(required - set(sd))
             if missing:
                 raise ConfigError(f"{origin}: missing key {key}.{missing[0]}")
             kwargs[key] = section_cls(**sd)
@@ -374,12 +421,14 @@ class HardwareConfig:
                 return "true" if v else "false"
             if isinstance(v, (int, float)):
                 return repr(v)
+            if isinstance(v, (list, tuple)):
+                return "[" + ", ".join(fmt(x) for x in v) + "]"
             return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
         d = self.to_dict()
         lines = [f"{k} = {fmt(d[k])}" for k in ("name", "description", "clock_mhz", "devices")]
         for key in _SECTIONS:
-            lines += ["", f"[{key}]"] + [f"{k} = {fmt(v)}" for k, v in d[key].items()]
+            lines += ["", f"[{key}]"] + [f"{k} = {fmt(v)}" for k, v in d[key].items() if v is not None]
         if d["sources"]:
             lines += ["", "[sources]"] + [f'"{k}" = {fmt(v)}' for k, v in d["sources"].items()]
         return "\n".join(lines) + "\n"
