@@ -1,0 +1,95 @@
+"""The timing model's figures are pinned: cycles to the last digit, bytes and instruction counts.
+
+GOLDEN was recorded from the timing model at commit 68094fb (before the DMA engine's
+cycles became closed forms, issue 10 part 3), as follows: compile the model for the
+preset at the prompt length, ``simulate`` with the generation length, and keep
+``(prefill cycles, decode cycles, prefill hbm_bytes, decode hbm_bytes, prefill instructions,
+decode instructions)``. Any change to these figures is a change of the timing model, not of its
+speed, and must be made on purpose (and the figures re-recorded, saying why, in the commit).
+
+The programs cover the DMA engine's stripe path (u280/dfx/u55c/tiny weight and K/V loads), the
+element path (the ``odd`` shapes: rows not a whole number of chunks), transposed stores (V^T),
+GATHER (token embeddings, on both paths), register-dependent shapes (K/V lengths that grow
+every token) and balanced and unbalanced HBM demands.
+"""
+
+import pytest
+
+from fpgpt.compiler import compile_model
+from fpgpt.config import load_preset
+from fpgpt.models import ModelSpec, get_spec, load_model
+from fpgpt.sim.timing import simulate
+
+TOY = {"toy": ModelSpec("toy", n_layer=2, n_head=4, d_model=128, d_ff=512, vocab=300, n_ctx=64),
+       "odd": ModelSpec("odd", n_layer=2, n_head=5, d_model=200, d_ff=808, vocab=333, n_ctx=80)}
+
+# "model@preset:prompt:gen": (prefill cycles, decode cycles, prefill HBM bytes, decode HBM bytes,
+#                             prefill instructions, decode instructions)
+GOLDEN = {
+    'gpt2@u280:32:16': (5085259.719912477, 4316410.688607487,
+                       249764484, 3732318780, 536, 8071),
+    'gpt2@dfx:32:16': (4631706.668368156, 4169946.1697386904,
+                      249764484, 3732318780, 832, 12511),
+    'gpt2@u55c:32:16': (4614192.719912477, 4135513.6190322903,
+                       249764484, 3732318780, 536, 8071),
+    'toy@u280:7:9': (33393.78446997237, 76829.78446997236,
+                    888352, 7069728, 54, 449),
+    'toy@u280:13:9': (60531.78446997237, 89823.39223498618,
+                     903736, 7118880, 54, 449),
+    'toy@dfx:7:9': (35228.0, 78984.88888888888,
+                   888352, 7069728, 58, 481),
+    'toy@dfx:13:9': (63326.0, 91696.88888888888,
+                    903736, 7118880, 58, 481),
+    'toy@u55c:7:9': (35339.78446997237, 78725.78697182829,
+                    888352, 7069728, 54, 449),
+    'toy@u55c:13:9': (63545.78446997237, 91490.86341734079,
+                     903736, 7118880, 54, 449),
+    'toy@tiny:7:9': (116275.0, 250921.63271258603,
+                    888352, 7069728, 76, 625),
+    'toy@tiny:13:9': (213513.0, 253025.62092286398,
+                     903736, 7118880, 76, 625),
+    'odd@u280:7:9': (1093015.3907267058, 8692012.392234987,
+                    2105264, 16784288, 54, 449),
+    'odd@u280:13:9': (1108102.6439133147, 8732434.186310414,
+                     2129288, 16861088, 54, 449),
+    'odd@dfx:7:9': (1092369.3046849067, 8689767.428905068,
+                   2105264, 16784288, 62, 513),
+    'odd@dfx:13:9': (1107096.122532891, 8730177.757492209,
+                    2129288, 16861088, 62, 513),
+    'odd@u55c:7:9': (1092639.6522373878, 8690982.064658243,
+                    2105264, 16784288, 54, 449),
+    'odd@u55c:13:9': (1107490.0537252643, 8731372.537704237,
+                     2129288, 16861088, 54, 449),
+    'odd@tiny:7:9': (252204.0, 592048.7483599678,
+                    2105264, 16784288, 110, 897),
+    'odd@tiny:13:9': (465086.0, 594028.0658640628,
+                     2129288, 16861088, 110, 897),
+    'micro@tiny:16:8': (88793.0, 69937.76428814571,
+                       253636, 1708700, 54, 393),
+    'tiny@tiny:16:8': (518359.0, 412343.49402234587,
+                      1726276, 11872028, 138, 981),
+    'micro@u280:16:8': (45243.39223498618, 51274.39223498618,
+                       253636, 1708700, 54, 393),
+    'tiny@u280:16:8': (144833.78446997236, 158445.78446997236,
+                      1726276, 11872028, 96, 687),
+}
+
+
+def _spec(name):
+    if name in TOY:
+        return TOY[name]
+    if name in ("micro", "tiny"):
+        return load_model(name).spec
+    return get_spec(name)
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN))
+def test_timing_figures_equal_the_recorded_ones(case):
+    model, rest = case.split("@")
+    preset, prompt, gen = rest.split(":")
+    hw = load_preset(preset)
+    program = compile_model(_spec(model), hw, prompt_len=int(prompt), verify=False)
+    r = simulate(program, hw, prompt_len=int(prompt), gen_len=int(gen))
+    got = (r.prefill.cycles, r.decode.cycles, r.prefill.hbm_bytes, r.decode.hbm_bytes,
+           r.prefill.instructions, r.decode.instructions)
+    assert got == GOLDEN[case]
