@@ -21,7 +21,8 @@ SMALL = ModelSpec("t", n_layer=2, n_head=3, d_model=48, d_ff=200, vocab=101, n_c
 
 
 def test_pipeline_lists_the_passes_in_order():
-    assert PASSES == ("lower", "layout", "buffers", "tile", "codegen", "schedule", "emit")
+    assert PASSES == ("lower", "partition", "layout", "buffers", "tile", "codegen", "schedule",
+                      "emit")
 
 
 # -- lower -----------------------------------------------------------------------------------

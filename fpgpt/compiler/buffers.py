@@ -22,8 +22,10 @@ from fpgpt.geometry import b_stride
 from fpgpt.models import ModelSpec
 
 from .errors import CompileError
+from .partition import Shard, shard as make_shard
 
-__all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride"]
+__all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride",
+           "stage_count"]
 
 #: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams.
 WEIGHT_SLOTS = 4
@@ -73,17 +75,32 @@ def slot_target_elems(hw: HardwareConfig) -> int:
     return min(_MAX_SLOT_BYTES, hw.buffers.sram_bytes // 8) // 2
 
 
+def stage_count(sh: Shard, name: str, rows: int) -> int:
+    """Elements of one card's chunk of the all-gather staging for split ``name`` (0: the slices
+    are gathered in place, as one row split evenly is)."""
+    if sh.devices == 1 or (rows == 1 and sh.even(name)):
+        return 0
+    return rows * sh.widest(name)
+
+
 def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: int, slot: int,
-             vec_len: int) -> dict[str, tuple[int, tuple[int, int]]]:
+             vec_len: int, sh: Shard) -> dict[str, tuple[int, tuple[int, int]]]:
     d, f, dh = spec.d_model, spec.d_ff, spec.d_head
     dhs, cs = b_stride(dh, hw), b_stride(ctx, hw)
-    b = {"x": (rows * d, _ALL), "h": (rows * d, _ALL), "qkv": (rows * 3 * d, _QKV),
+    b = {"x": (rows * d, _ALL), "h": (rows * d, _ALL), "qkv": (rows * 3 * sh.d_attn, _QKV),
          "attn": (rows * d, (2, 4)), "ffn": (rows * f, _MLP),
          "kst": (group * ctx * dhs, _ATT), "vst": (group * dh * cs, _ATT),
          "scores": (group * rows * cs, _ATT), "logits": (spec.vocab, _HEAD),
          "lnf": (2 * d, _HEAD), "params0": (vec_len, _ALL), "params1": (vec_len, _ALL)}
     for i in range(WEIGHT_SLOTS):
         b[f"slot{i}"] = (slot, _ALL)
+    if sh.devices > 1:      # all-gather staging (partition.py): layer outputs, then the logits
+        layer = max(stage_count(sh, n, rows) for n in ("attn", "proj", "fc", "fc2"))
+        if layer:
+            b["stage"] = (sh.devices * layer, (2, 4))
+        head = stage_count(sh, "vocab", 1)
+        if head:
+            b["lstage"] = (sh.devices * head, _HEAD)
     return b
 
 
@@ -113,8 +130,9 @@ def _halvings(n: int) -> list[int]:
 
 
 def plan_buffers(spec: ModelSpec, hw: HardwareConfig, stream: str, *, prompt_len: int,
-                 vec_len: int) -> BufferPlan:
-    """The scratchpad plan of ``stream`` ("prefill" or "decode").
+                 vec_len: int, sh: Shard | None = None) -> BufferPlan:
+    """The scratchpad plan of ``stream`` ("prefill" or "decode") on card ``sh`` (default: the
+    whole model on one card): its heads, its ``qkv`` slice and the all-gather staging.
 
     Raises
     ------
@@ -124,6 +142,7 @@ def plan_buffers(spec: ModelSpec, hw: HardwareConfig, stream: str, *, prompt_len
     """
     limit = hw.buffers.sram_elements
     align = hw.mpu.width
+    sh = sh if sh is not None else make_shard(spec, 1, 0)
     prefill = stream == "prefill"
     ctx = prompt_len if prefill else spec.n_ctx
     min_slot = max(spec.d_ff, spec.d_model)          # one row of the widest W^T
@@ -131,8 +150,8 @@ def plan_buffers(spec: ModelSpec, hw: HardwareConfig, stream: str, *, prompt_len
     tried = None
     while True:
         for rows in (_halvings(prompt_len) if prefill else [1]):
-            for group in _halvings(min(spec.n_head, 255)):
-                bufs = _buffers(spec, hw, rows, ctx, group, slot, vec_len)
+            for group in _halvings(min(sh.n_head, 255)):
+                bufs = _buffers(spec, hw, rows, ctx, group, slot, vec_len, sh)
                 addr = _allocate(bufs, limit, align)
                 tried = bufs
                 if addr is not None:

@@ -17,9 +17,10 @@ from fpgpt.config import HardwareConfig
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
-from .buffers import WEIGHT_SLOTS, BufferPlan, b_stride
+from .buffers import WEIGHT_SLOTS, BufferPlan, b_stride, stage_count
 from .ir import Graph, Op, OpKind
 from .layout import Layout
+from .partition import Shard, shard as make_shard
 
 __all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT"]
 
@@ -35,11 +36,59 @@ class Item:
     chunk: int | None = None
 
 
+#: Width of each gathered activation buffer (partition.GATHERED) in terms of the spec.
+def _width(spec: ModelSpec, buf: str) -> int:
+    return {"attn": spec.d_model, "h": spec.d_model, "ffn": spec.d_ff, "logits": spec.vocab}[buf]
+
+
 class _Gen:
-    def __init__(self, spec: ModelSpec, layout: Layout, plan: BufferPlan, hw: HardwareConfig) -> None:
-        self.spec, self.layout, self.plan, self.hw = spec, layout, plan, hw
+    def __init__(self, spec: ModelSpec, layout: Layout, plan: BufferPlan, hw: HardwareConfig,
+                 sh: Shard) -> None:
+        self.spec, self.layout, self.plan, self.hw, self.sh = spec, layout, plan, hw, sh
         self.items: list[Item] = []
         self.chunks = 0
+        self.pending: tuple[Op, int] | None = None     # an output slice not gathered yet
+
+    # -- multi-device: where a card writes its slice, and the all-gather (partition.py) --------
+    def target(self, op: Op, rows: int) -> tuple[int, int]:
+        """(scratchpad address, row stride) where this card writes its slice of ``op``'s output:
+        the buffer itself on one card; in place at its columns when one row is split evenly;
+        else its chunk of the staging buffer, packed."""
+        sh, buf = self.sh, op["dst"]
+        if sh.devices == 1 or "split" not in op.attrs:     # the whole output (qkv: its own)
+            return self.a(buf), op.attrs.get("n", self.spec.d_model)
+        c0, n = sh.local(op["split"])
+        cnt = stage_count(sh, op["split"], rows)
+        if not cnt:
+            return self.a(buf) + c0, n
+        return self.a(self._stage(op)) + sh.device * cnt, n
+
+    @staticmethod
+    def _stage(op: Op) -> str:
+        return "lstage" if op["split"] == "vocab" else "stage"
+
+    def gather(self) -> None:
+        """All-gather the pending slices into the full buffer (VCOPYs unpack a staging)."""
+        if self.pending is None:
+            return
+        op, rows = self.pending
+        self.pending = None
+        sh, buf, name = self.sh, op["dst"], op["split"]
+        width = _width(self.spec, buf)
+        cnt = stage_count(sh, name, rows)
+        if not cnt:
+            self.emit("ALLGATHER", sram=self.a(buf), count=sh.local(name)[1],
+                      comment=f"{op.name}: all-gather {buf}")
+            return
+        stage = self.a(self._stage(op))
+        self.emit("ALLGATHER", sram=stage, count=cnt, comment=f"{op.name}: all-gather (staged)")
+        for c, (c0, n) in enumerate(sh.parts(name)):
+            self.emit("VCOPY", dst=self.a(buf) + c0, a=stage + c * cnt, rows=rows, cols=n,
+                      ldd=width, lda=n, comment=f"{op.name}: card {c}'s slice -> {buf}")
+
+    def produced(self, op: Op, rows: int) -> None:
+        if self.sh.devices > 1 and "split" in op.attrs:
+            self.pending = (op, rows)
 
     def emit(self, op: str, *, hoist: bool = False, chunk: int | None = None, comment: str = "",
              **fields) -> None:
@@ -87,26 +136,33 @@ class _Gen:
                   eps=float(self.spec.ln_eps), comment=op.name)
 
     def linear(self, op: Op, rows: int) -> None:
-        k, n = op["k"], op["n"]
+        k = op["k"]
         w = self.layout[op["weight"]]
+        w0 = op.attrs.get("row0", 0)          # first row of W^T this card uses (LM head)
         bias = op.attrs.get("bias")
         ks = b_stride(k, self.hw)
+        m = 1 if op.kind is OpKind.LM_HEAD else rows
+        dst, ldc = self.target(op, m)
         for r0, nr in op["chunks"]:
             slot = self.plan.slots[self.chunks % WEIGHT_SLOTS]
-            self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot, hbm=w.addr + 2 * r0 * k,
-                      rows=nr, cols=k, hstride=2 * k, sstride=ks, comment=f"{op.name}[{r0}:{r0 + nr}]")
-            self.emit("MM", dst=self.a(op["dst"]) + r0, a=self.a(op["src"]), b=slot,
+            self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot,
+                      hbm=w.addr + 2 * (w0 + r0) * k, rows=nr, cols=k, hstride=2 * k, sstride=ks,
+                      comment=f"{op.name}[{r0}:{r0 + nr}]")
+            self.emit("MM", dst=dst + r0, a=self.a(op["src"]), b=slot,
                       bias=self._vec(op, bias) + r0 if bias else 0, has_bias=bool(bias),
-                      m=1 if op.kind is OpKind.LM_HEAD else rows, k=k, n=nr, lda=k, ldb=ks, ldc=n,
+                      m=m, k=k, n=nr, lda=k, ldb=ks, ldc=ldc,
                       comment=f"{op.name}[{r0}:{r0 + nr}]")
             self.chunks += 1
+        self.produced(op, m)
 
     def attention(self, op: Op, rows: int) -> None:
         s, p = self.spec, self.plan
-        d, H, dh, T, ctx = s.d_model, s.n_head, s.d_head, s.n_ctx, p.ctx
+        # this card's heads (all of them on one card): qkv holds their Q | K | V, d wide each
+        d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, p.ctx
         dhs, cs = b_stride(dh, self.hw), b_stride(ctx, self.hw)     # B row strides (buffers.py)
         kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
-        qkv, out = self.a(op["qkv"]), self.a(op["dst"])
+        qkv = self.a(op["qkv"])
+        out, ldo = self.target(op, rows)
         self.emit("STORE", sram=qkv + d, hbm=kc.addr, rows=rows, cols=dh, hstride=2 * dh,
                   sstride=3 * d, batch=H, hbatch=2 * T * dh, sbatch=dh, ra=POS,
                   comment=f"{op.name} K -> cache[R1:]")
@@ -128,13 +184,16 @@ class _Gen:
             self.emit("SOFTMAX", dst=self.a("scores"), a=self.a("scores"), rows=g * rows, cols=rows,
                       rc=POS, ldd=cs, lda=cs, scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax")
             self.emit("MM", dst=out + h0 * dh, a=self.a("scores"), b=self.a("vst"), m=rows, k=rows,
-                      rk=POS, n=dh, lda=cs, ldb=cs, ldc=d, batch=g, bsa=rows * cs, bsb=dh * cs,
+                      rk=POS, n=dh, lda=cs, ldb=cs, ldc=ldo, batch=g, bsa=rows * cs, bsb=dh * cs,
                       bsc=dh, comment=f"{tag}: P V")
+        self.produced(op, rows)
 
     def block(self, graph: Graph, rows: int, prefill: bool) -> None:
         d, f = self.spec.d_model, self.spec.d_ff
         for op in graph.body:
             k = op.kind
+            if k is not OpKind.GELU:
+                self.gather()
             if k is OpKind.EMBED:
                 self.embed(rows, prefill)
             elif k is OpKind.LOAD_PARAMS:
@@ -145,6 +204,12 @@ class _Gen:
                 self.linear(op, rows)
             elif k is OpKind.ATTENTION:
                 self.attention(op, rows)
+            elif k is OpKind.GELU and self.pending is not None:
+                # on this card's slice of the fc output, before it is gathered
+                fc, _ = self.pending
+                at, ld = self.target(fc, rows)
+                self.emit("GELU", dst=at, a=at, rows=rows, cols=ld, ldd=ld, lda=ld, comment=op.name)
+                self.gather()
             elif k is OpKind.GELU:
                 self.emit("GELU", dst=self.a(op["buf"]), a=self.a(op["buf"]), rows=rows, cols=f,
                           ldd=f, lda=f, comment=op.name)
@@ -153,9 +218,12 @@ class _Gen:
                           rows=rows, cols=d, ldd=d, lda=d, ldb=d, comment=op.name)
             else:
                 raise AssertionError(f"op {op.name} ({k}) cannot appear in a block")
+        self.gather()
 
     def head(self, graph: Graph, rows: int) -> None:
+        self.gather()
         for op in graph.head:
+            self.gather()
             if op.kind is OpKind.LOAD_PARAMS:
                 self.params(op)
             elif op.kind is OpKind.LAYERNORM:
@@ -170,9 +238,10 @@ class _Gen:
 
 
 def codegen_stream(stream: str, graph: Graph, spec: ModelSpec, layout: Layout,
-                   plan: BufferPlan, hw: HardwareConfig) -> list[Item]:
-    """Instructions of ``stream`` ("prefill" or "decode") in natural order."""
-    g = _Gen(spec, layout, plan, hw)
+                   plan: BufferPlan, hw: HardwareConfig, sh: Shard | None = None) -> list[Item]:
+    """Instructions of ``stream`` ("prefill" or "decode") in natural order, for card ``sh``
+    (default: the whole model on one card)."""
+    g = _Gen(spec, layout, plan, hw, sh if sh is not None else make_shard(spec, 1, 0))
     out = layout["tokens_out"].addr
     if stream == "prefill":
         for i, (_, rows) in enumerate(plan.tiles):

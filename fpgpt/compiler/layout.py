@@ -20,12 +20,15 @@ from fpgpt.isa import Region
 from fpgpt.models import ModelSpec
 
 from .errors import CompileError
+from .partition import Shard, shard as make_shard
 
 __all__ = ["Layout", "plan_layout", "memory_image", "VEC_FIELDS"]
 
-#: The layer vector block, in order (name, length in units of d_model or "f" for d_ff).
-VEC_FIELDS = (("ln1_g", "d"), ("ln1_b", "d"), ("b_qkv", "3d"), ("b_proj", "d"),
-              ("ln2_g", "d"), ("ln2_b", "d"), ("b_fc", "f"), ("b_fc2", "d"))
+#: The layer vector block, in order (name, length: "d" d_model, else the card's share of a split:
+#: "qkv" 3 x its heads' width, "proj" / "fc" / "fc2" its output columns; on one card these are
+#: 3 d_model, d_model, d_ff, d_model).
+VEC_FIELDS = (("ln1_g", "d"), ("ln1_b", "d"), ("b_qkv", "qkv"), ("b_proj", "proj"),
+              ("ln2_g", "d"), ("ln2_b", "d"), ("b_fc", "fc"), ("b_fc2", "fc2"))
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,9 @@ class Layout:
                 if n.endswith("_cache") or n == "tokens_out"]
 
 
-def _vec_offsets(spec: ModelSpec) -> tuple[dict[str, int], int]:
-    size = {"d": spec.d_model, "3d": 3 * spec.d_model, "f": spec.d_ff}
+def _vec_offsets(spec: ModelSpec, sh: Shard) -> tuple[dict[str, int], int]:
+    size = {"d": spec.d_model, "qkv": 3 * sh.d_attn, "proj": sh.local("proj")[1],
+            "fc": sh.local("fc")[1], "fc2": sh.local("fc2")[1]}
     out, off = {}, 0
     for name, unit in VEC_FIELDS:
         out[name] = off
@@ -56,17 +60,20 @@ def _vec_offsets(spec: ModelSpec) -> tuple[dict[str, int], int]:
     return out, off
 
 
-def plan_layout(spec: ModelSpec, hw: HardwareConfig) -> Layout:
-    """Place every region of ``spec`` in ``hw``'s HBM.
+def plan_layout(spec: ModelSpec, hw: HardwareConfig, sh: Shard | None = None) -> Layout:
+    """Place every region of ``spec`` (card ``sh``'s share of it; default: all of it on one
+    card) in ``hw``'s HBM.
 
     Raises
     ------
     CompileError
         If the model, its KV cache and the token buffers exceed ``hbm.capacity_bytes``.
     """
+    sh = sh if sh is not None else make_shard(spec, 1, 0)
     align = hw.hbm.interleave_bytes
-    d, f, H, dh, T = spec.d_model, spec.d_ff, spec.n_head, spec.d_head, spec.n_ctx
-    vec_offsets, vec_len = _vec_offsets(spec)
+    d, f, H, dh, T = spec.d_model, spec.d_ff, sh.n_head, spec.d_head, spec.n_ctx
+    da = sh.d_attn
+    vec_offsets, vec_len = _vec_offsets(spec, sh)
     regions: dict[str, Region] = {}
     addr = 0
 
@@ -84,14 +91,20 @@ def plan_layout(spec: ModelSpec, hw: HardwareConfig) -> Layout:
     for i in range(spec.n_layer):
         p = f"layer{i}"
         add(f"{p}.vec", (vec_len,))
-        add(f"{p}.w_qkv", (3 * d, d))
-        add(f"{p}.w_proj", (d, d))
-        add(f"{p}.w_fc", (f, d))
-        add(f"{p}.w_fc2", (d, f))
+        add(f"{p}.w_qkv", (3 * da, d))
+        add(f"{p}.w_proj", (sh.local("proj")[1], d))
+        add(f"{p}.w_fc", (sh.local("fc")[1], d))
+        add(f"{p}.w_fc2", (sh.local("fc2")[1], f))
     for i in range(spec.n_layer):
         add(f"layer{i}.k_cache", (H, T, dh))
         add(f"layer{i}.v_cache", (H, dh, T))
     cap = hw.hbm.capacity_bytes
+    if addr > cap and sh.devices > 1:
+        raise CompileError(
+            f"{spec.name} on {sh.devices} devices needs {addr / 1e9:.2f} GB of HBM on card "
+            f"{sh.device} (its share of the weights and KV cache for n_ctx {T}, and the replicated "
+            f"embeddings) but {hw.name} has {cap / 1e9:.2f} GB (hbm.capacity_mib = "
+            f"{hw.hbm.capacity_mib}); use more devices or a card with more HBM")
     if addr > cap:
         raise CompileError(
             f"{spec.name} needs {addr / 1e9:.2f} GB of HBM (weights, KV cache for n_ctx {T}) but "
@@ -100,10 +113,24 @@ def plan_layout(spec: ModelSpec, hw: HardwareConfig) -> Layout:
     return Layout(regions, vec_offsets, vec_len, addr)
 
 
-def memory_image(layout: Layout, weights) -> list[tuple[int, bytes]]:
-    """HBM segments (address, FP16 bytes) holding ``weights`` (a GPT2Weights) in ``layout``."""
+def memory_image(layout: Layout, weights, sh: Shard | None = None) -> list[tuple[int, bytes]]:
+    """HBM segments (address, FP16 bytes) holding card ``sh``'s share of ``weights`` (a
+    GPT2Weights; default: all of it) in ``layout``."""
     t = weights.tensors
     spec = weights.spec
+    sh = sh if sh is not None else make_shard(spec, 1, 0)
+    d = spec.d_model
+    q0, qn = sh.local("attn")
+    qkv_rows = np.concatenate([np.arange(q0, q0 + qn) + i * d for i in range(3)])
+    rows = {"w_qkv": qkv_rows, "b_qkv": qkv_rows}
+    for w, b, part in (("w_proj", "b_proj", "proj"), ("w_fc", "b_fc", "fc"),
+                       ("w_fc2", "b_fc2", "fc2")):
+        c0, n = sh.local(part)
+        rows[w] = rows[b] = np.arange(c0, c0 + n)
+
+    def mine(name: str, a: np.ndarray) -> np.ndarray:
+        """The card's rows of W^T (or entries of a bias); everything on one card."""
+        return a[rows[name]] if name in rows and sh.devices > 1 else a
 
     def f16(a: np.ndarray) -> bytes:
         return np.ascontiguousarray(a, dtype=np.float16).tobytes()
@@ -112,8 +139,8 @@ def memory_image(layout: Layout, weights) -> list[tuple[int, bytes]]:
             (layout["lnf"].addr, f16(np.concatenate([t["lnf_g"], t["lnf_b"]])))]
     for i in range(spec.n_layer):
         p, w = f"layer{i}", weights.layer(i)
-        vec = np.concatenate([w[name] for name, _ in VEC_FIELDS])
+        vec = np.concatenate([mine(name, w[name]) for name, _ in VEC_FIELDS])
         segs.append((layout[f"{p}.vec"].addr, f16(vec)))
         for name in ("w_qkv", "w_proj", "w_fc", "w_fc2"):
-            segs.append((layout[f"{p}.{name}"].addr, f16(w[name].T)))
+            segs.append((layout[f"{p}.{name}"].addr, f16(mine(name, w[name].T))))
     return segs

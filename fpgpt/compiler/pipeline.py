@@ -1,6 +1,7 @@
 """The compiler pipeline: named passes, in order, with the verifiers before and after.
 
     lower      GPT-2 spec -> op IR                       (lower.py)
+    partition  one card's share of the IR                (partition.py)
     layout     HBM regions (+ memory image)              (layout.py)
     buffers    scratchpad plan per stream                (buffers.py)
     tile       linears -> weight chunks                  (tile.py)
@@ -23,12 +24,13 @@ from .errors import CompileError
 from .ir import verify_graph
 from .layout import memory_image, plan_layout
 from .lower import lower
+from .partition import partition_graph, shard
 from .schedule import schedule
 from .tile import tile_graph
 
 __all__ = ["PASSES", "run_pipeline", "stream_regmax"]
 
-PASSES = ("lower", "layout", "buffers", "tile", "codegen", "schedule", "emit")
+PASSES = ("lower", "partition", "layout", "buffers", "tile", "codegen", "schedule", "emit")
 STREAMS = ("prefill", "decode")
 
 
@@ -40,33 +42,36 @@ def stream_regmax(spec: ModelSpec, stream: str, tiles: list[tuple[int, int]]) ->
 
 
 def run_pipeline(spec: ModelSpec, hw: HardwareConfig, *, prompt_len: int, weights=None,
-                 verify: bool = True) -> Program:
-    if hw.devices != 1:
-        raise CompileError(f"hw.devices = {hw.devices}: this compiler maps a model onto one device; "
-                           f"use a config with devices = 1")
+                 verify: bool = True, device: int = 0) -> Program:
+    """Card ``device``'s Program of ``spec`` on a ring of ``hw.devices`` cards (one card: the
+    whole model)."""
+    sh = shard(spec, hw.devices, device)
     if not isinstance(prompt_len, int) or isinstance(prompt_len, bool) or not 1 <= prompt_len < spec.n_ctx:
         raise CompileError(f"prompt_len must be an integer in 1..{spec.n_ctx - 1} for model "
                            f"'{spec.name}' (n_ctx {spec.n_ctx}), not {prompt_len!r}")
-    graph = lower(spec)
+    graph = partition_graph(lower(spec), sh)
     verify_graph(graph)
-    layout = plan_layout(spec, hw)
-    segments = memory_image(layout, weights) if weights is not None else None
+    layout = plan_layout(spec, hw, sh)
+    segments = memory_image(layout, weights, sh) if weights is not None else None
     regions = [(r.addr, r.end) for r in layout.regions.values()]
     streams, plans = {}, {}
     for name in STREAMS:
-        plan = plan_buffers(spec, hw, name, prompt_len=prompt_len, vec_len=layout.vec_len)
+        plan = plan_buffers(spec, hw, name, prompt_len=prompt_len, vec_len=layout.vec_len, sh=sh)
         tiled = tile_graph(graph, hw, plan.slot_elems)
         verify_graph(tiled)
-        items = codegen_stream(name, tiled, spec, layout, plan, hw)
+        items = codegen_stream(name, tiled, spec, layout, plan, hw, sh)
         regmax = stream_regmax(spec, name, plan.tiles)
         if verify:
             _verify(name, [it.instr for it in items], hw, regions, regmax, "before scheduling")
-        streams[name] = schedule(items, regmax, layout.writable)
+        streams[name] = schedule(items, regmax, layout.writable, devices=sh.devices)
         plans[name] = plan
         if verify:
             _verify(name, streams[name], hw, regions, regmax, "after scheduling")
-    return emit_program(spec, hw, layout, streams, prompt_len=prompt_len, segments=segments,
-                        plans=plans)
+    program = emit_program(spec, hw, layout, streams, prompt_len=prompt_len, segments=segments,
+                           plans=plans)
+    if sh.devices > 1:
+        program.meta["partition"] = sh.to_dict()
+    return program
 
 
 def _verify(name, instrs, hw, regions, regmax, when) -> None:

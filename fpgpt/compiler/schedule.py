@@ -129,7 +129,7 @@ def _writes_regs(ins: Instr) -> set[int]:
 
 
 def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int, int]],
-          *, lead: int = LEAD_CHUNKS) -> list[Item]:
+          *, lead: int = LEAD_CHUNKS, devices: int = 1) -> list[Item]:
     """Items in scheduled order: hoistable LOADs moved up as far as allowed (module docstring)."""
     deps = _Deps(writable)
     anchor: list[int] = []
@@ -141,7 +141,7 @@ def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int
     for j, it in enumerate(items):
         ins = it.instr
         unit = ins.definition.unit
-        r, w = footprint(ins, regmax)
+        r, w = footprint(ins, regmax, devices=devices)
         conflicts = deps.access(j, "any", r, w)
         if it.hoist:
             a = max([barrier, *conflicts, *(reg_writer.get(x, -1) for x in _reads_regs(ins))])
@@ -182,7 +182,7 @@ def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int
 
 
 def assign_waits(instrs: list[Instr], regmax: Mapping[int, int],
-                 writable: list[tuple[int, int]]) -> list[Instr]:
+                 writable: list[tuple[int, int]], *, devices: int = 1) -> list[Instr]:
     """``instrs`` (in dispatch order, no branches but the loop back edge to a SYNC) with the
     wait counts their dependencies need."""
     deps = _Deps(writable)
@@ -191,7 +191,7 @@ def assign_waits(instrs: list[Instr], regmax: Mapping[int, int],
     out = []
     for j, ins in enumerate(instrs):
         unit = ins.definition.unit.value
-        r, w = footprint(ins, regmax)
+        r, w = footprint(ins, regmax, devices=devices)
         need: dict[str, int] = {}
         for i in deps.access(j, unit, r, w):
             u, k = pos[i]
@@ -211,9 +211,10 @@ def assign_waits(instrs: list[Instr], regmax: Mapping[int, int],
 
 
 def schedule(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int, int]],
-             *, lead: int = LEAD_CHUNKS) -> list[Instr]:
-    """Hoist, fix branch targets to the new positions of their labels, assign waits."""
-    ordered = hoist(items, regmax, writable, lead=lead)
+             *, lead: int = LEAD_CHUNKS, devices: int = 1) -> list[Instr]:
+    """Hoist, fix branch targets to the new positions of their labels, assign waits
+    (``devices``: the ring size, which sets the span an ALLGATHER writes)."""
+    ordered = hoist(items, regmax, writable, lead=lead, devices=devices)
     new_index = {id(it): i for i, it in enumerate(ordered)}
     instrs = []
     for it in ordered:
@@ -221,4 +222,4 @@ def schedule(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[
         if ins.op == "BNZ":
             ins = ins.replace(target=new_index[id(items[ins["target"]])])
         instrs.append(ins)
-    return assign_waits(instrs, regmax, writable)
+    return assign_waits(instrs, regmax, writable, devices=devices)

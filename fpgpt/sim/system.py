@@ -1,0 +1,302 @@
+"""A ring of N simulated cards run as one system (DESIGN.md contract 6, docs/multi-device.md).
+
+Functional run (:class:`System`, :func:`generate_system`): every card is a
+:class:`~fpgpt.sim.machine.Machine` running its own Program with the executor's handlers, one
+instruction at a time, and the cards meet at their NET instructions:
+
+- ``ALLGATHER`` / ``ALLREDUCE`` complete when every card has reached one, all with the same
+  mnemonic and ``count`` (each card with its own ``sram``): the ISA semantics
+  (fpgpt/isa/table.py), the all-reduce with :func:`fpgpt.isa.numerics.allreduce_sum` in device
+  order, as the RTL's chain (fpgpt/hw/net.py) computes it;
+- ``SEND`` on card ``d`` queues its data on the link to ``d+1`` (``prev=0``) or ``d-1``
+  (``prev=1``); the partner's ``RECV`` with the same direction takes the oldest queued transfer
+  (a ``count`` mismatch is an error, as the RTL's sticky ``error``).
+
+A card that waits for partners that can never come (one finished, one at another collective)
+stops the run with a one-line :class:`SimError` naming every card's instruction. Cards run in a
+round until each blocks, so the order in which their instructions execute never changes a
+result: a card's state is touched by the others only at NET instructions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..config import HardwareConfig
+from ..isa import ISAError, Program, numerics
+from .control import MAX_STEPS_DEFAULT, Captured, walk
+from .executor import HANDLERS, MODES, ExecStats, _Exec
+from .machine import I32, Machine, SimError
+from .runner import REG_COUNT, GenerationError, _check_request, _region, program_hardware
+
+__all__ = ["System", "SystemResult", "generate_system", "check_programs", "NET_OPS"]
+
+NET_OPS = ("SEND", "RECV", "ALLGATHER", "ALLREDUCE")
+_COLLECTIVES = ("ALLGATHER", "ALLREDUCE")
+
+
+def check_programs(programs: Sequence[Program]) -> int:
+    """The ring size of ``programs`` (card ``d``'s at index ``d``), or :class:`GenerationError`."""
+    if not programs:
+        raise GenerationError("no programs: a system needs one Program per card")
+    n = len(programs)
+    for d, p in enumerate(programs):
+        want_d, want_n = p.meta.get("device", 0), p.meta.get("devices", 1)
+        if want_n != n or want_d != d:
+            raise GenerationError(f"program {d} was compiled as card {want_d} of {want_n}, but it "
+                                  f"is given as card {d} of {n}; pass every card's program in "
+                                  f"device order")
+    return n
+
+
+@dataclass
+class SystemResult:
+    """Tokens generated on the ring and what each card executed.
+
+    Attributes
+    ----------
+    tokens, prompt : list of int
+    cards : list of list of ExecStats
+        Per card, one entry per stream run.
+    net : dict
+        ``collectives`` (NET instructions completed per card), ``elements_sent`` per card.
+    wall_s : float
+    mode : str
+    """
+    tokens: list[int]
+    prompt: list[int]
+    cards: list[list[ExecStats]] = field(default_factory=list)
+    net: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+    mode: str = "exact"
+
+    @property
+    def devices(self) -> int:
+        return len(self.cards)
+
+    @property
+    def instructions(self) -> int:
+        return sum(s.instructions for c in self.cards for s in c)
+
+
+class _Card:
+    __slots__ = ("d", "gen", "blocked", "done", "ops", "x", "stream")
+
+    def __init__(self, d: int, machine: Machine, program: Program, stream: str, mode: str,
+                 max_steps: int) -> None:
+        self.d, self.stream = d, stream
+        self.gen = walk(program.stream(stream), machine.regs, max_steps=max_steps)
+        self.blocked: Captured | None = None
+        self.done = False
+        self.ops: Counter[str] = Counter()
+        self.x = _Exec(machine, mode)
+
+    def where(self) -> str:
+        if self.done:
+            return f"card {self.d}: halted"
+        c = self.blocked
+        return f"card {self.d}: {c.op} at {c.index} (count {c.f['count']})"
+
+    def advance(self) -> bool:
+        """Run until a NET instruction (left in ``blocked``) or HALT; True if anything ran."""
+        ran = False
+        while True:
+            try:
+                cap = next(self.gen)
+            except StopIteration:
+                self.done = True
+                return ran
+            except ISAError as e:
+                raise SimError(f"card {self.d}, stream {self.stream!r}: {e}") from None
+            ran = True
+            self.ops[cap.op] += 1
+            if cap.op in NET_OPS:
+                self.blocked = cap
+                return ran
+            handler = HANDLERS.get(cap.op)
+            if handler is not None:
+                try:
+                    handler(self.x, cap)
+                except (SimError, numerics.NumericsError) as e:
+                    raise SimError(f"card {self.d}, stream {self.stream!r}, instruction "
+                                   f"{cap.index} ({cap.op}): {e}") from None
+
+
+class System:
+    """N cards, each with its Program loaded into its own Machine.
+
+    Parameters
+    ----------
+    programs : sequence of Program
+        Card ``d``'s Program at index ``d`` (:func:`fpgpt.compiler.compile_devices`).
+    hw : HardwareConfig, optional
+        One card's design; default: the config stored in the programs.
+    """
+
+    def __init__(self, programs: Sequence[Program], hw: HardwareConfig | None = None) -> None:
+        self.devices = check_programs(programs)
+        self.programs = list(programs)
+        self.hw = hw if hw is not None else program_hardware(self.programs[0])
+        self.machines = [Machine.for_program(self.hw, p) for p in self.programs]
+        self.elements_sent = [0] * self.devices
+        self.collectives = [0] * self.devices
+
+    def hbm_images(self) -> list[bytes]:
+        """Every card's whole modelled HBM, as bytes."""
+        return [m.hbm.tobytes() for m in self.machines]
+
+    # -- running ----------------------------------------------------------------------------
+    def run_stream(self, stream: str, *, mode: str = "exact",
+                   max_steps: int = MAX_STEPS_DEFAULT) -> list[ExecStats]:
+        """Run ``stream`` on every card as one system (module docstring); per-card stats."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        t0 = time.perf_counter()
+        cards = [_Card(d, m, p, stream, mode, max_steps)
+                 for d, (m, p) in enumerate(zip(self.machines, self.programs))]
+        links: dict[tuple[int, int], deque] = {}       # (from, to) -> queued SEND data
+        while not all(c.done for c in cards):
+            progress = False
+            for c in cards:
+                if not c.done and c.blocked is None:
+                    progress |= c.advance()
+            progress |= self._point_to_point(cards, links)
+            waiting = [c for c in cards if not c.done]
+            if waiting and all(c.blocked is not None and c.blocked.op in _COLLECTIVES
+                               for c in cards):
+                self._collective(cards)
+                progress = True
+            if not progress:
+                raise SimError(f"stream {stream!r}: the ring is deadlocked ("
+                               + "; ".join(c.where() for c in cards) + "): every card must run "
+                               "the same collectives in the same order, and each RECV needs its "
+                               "SEND")
+        wall = time.perf_counter() - t0
+        return [ExecStats(stream, sum(c.ops.values()), dict(c.ops), c.x.macs, wall) for c in cards]
+
+    def _neighbour(self, d: int, prev: int) -> int:
+        return (d - 1) % self.devices if prev else (d + 1) % self.devices
+
+    def _point_to_point(self, cards: list[_Card], links: dict) -> bool:
+        progress = False
+        for c in cards:
+            cap = c.blocked
+            if cap is None or cap.op != "SEND":
+                continue
+            if self.devices < 2:
+                raise SimError(f"card {c.d}: SEND at {cap.index} on a system of one card")
+            data = np.array(self._view(c, cap, cap.f["count"]))
+            links.setdefault((c.d, self._neighbour(c.d, cap.f["prev"])), deque()).append(data)
+            self.elements_sent[c.d] += data.size
+            self.collectives[c.d] += 1
+            c.blocked, progress = None, True
+        for c in cards:
+            cap = c.blocked
+            if cap is None or cap.op != "RECV":
+                continue
+            # RECV prev=0 on d pairs with SEND prev=0 on d-1
+            src = (c.d - 1) % self.devices if not cap.f["prev"] else (c.d + 1) % self.devices
+            q = links.get((src, c.d))
+            if not q:
+                continue
+            data = q.popleft()
+            if data.size != cap.f["count"]:
+                raise SimError(f"card {c.d}: RECV at {cap.index} expects {cap.f['count']} elements "
+                               f"but card {src} sent {data.size}")
+            self._view(c, cap, data.size)[...] = data
+            self.collectives[c.d] += 1
+            c.blocked, progress = None, True
+        return progress
+
+    @staticmethod
+    def _view(c: _Card, cap: Captured, n: int) -> np.ndarray:
+        try:
+            return c.x.m.sram_view("buffer (sram)", cap.f["sram"], (n,), (1,))
+        except SimError as e:
+            raise SimError(f"card {c.d}, instruction {cap.index} ({cap.op}): {e}") from None
+
+    def _collective(self, cards: list[_Card]) -> None:
+        first = cards[0].blocked
+        for c in cards[1:]:
+            b = c.blocked
+            if b.op != first.op or b.f["count"] != first.f["count"]:
+                raise SimError("the ring's cards disagree at a collective ("
+                               + "; ".join(x.where() for x in cards) + ")")
+        n, count = self.devices, first.f["count"]
+        if first.op == "ALLGATHER":
+            views = [self._view(c, c.blocked, n * count) for c in cards]
+            chunks = [np.array(v[d * count:(d + 1) * count]) for d, v in enumerate(views)]
+            whole = np.concatenate(chunks) if chunks else np.empty(0, np.float16)
+            for v in views:
+                v[...] = whole
+            sent = (n - 1) * count
+        else:
+            views = [self._view(c, c.blocked, count) for c in cards]
+            total = numerics.allreduce_sum(np.stack(views)) if count else np.empty(0, np.float16)
+            for v in views:
+                v[...] = total
+            sent = 2 * (n - 1) * count // max(n, 1)
+        for c in cards:
+            self.elements_sent[c.d] += sent if n > 1 else 0
+            self.collectives[c.d] += 1
+            c.blocked = None
+
+
+def generate_system(programs: Sequence[Program], prompt_ids: Sequence[int], max_new_tokens: int,
+                    *, mode: str = "exact", hw: HardwareConfig | None = None,
+                    system: System | None = None) -> SystemResult:
+    """Greedy generation on a ring of simulated cards (the host protocol of docs/execution.md on
+    every card: the same prompt, registers and streams).
+
+    Parameters
+    ----------
+    programs : sequence of Program
+        One per card, in device order (:func:`fpgpt.compiler.compile_devices`).
+    prompt_ids, max_new_tokens, mode, hw
+        As for :func:`fpgpt.sim.generate`.
+    system : System, optional
+        A fresh :class:`System` of these programs to run on (to read its cards' HBM afterwards).
+
+    Returns
+    -------
+    SystemResult
+
+    Raises
+    ------
+    GenerationError
+        A request the programs cannot serve, or cards that disagree on the tokens.
+    SimError
+        A program fails on its card, or the ring deadlocks.
+    """
+    t0 = time.perf_counter()
+    prompt = [int(t) for t in prompt_ids]
+    sysm = system if system is not None else System(programs, hw)
+    for p in sysm.programs:
+        _check_request(p, prompt, max_new_tokens)
+    for p, m in zip(sysm.programs, sysm.machines):
+        m.write_array(_region(p, "tokens_in").addr, np.asarray(prompt, dtype=np.int64), I32,
+                      what="prompt (tokens_in)")
+        for reg, value in p.registers.get("prefill", {}).items():
+            m.regs[int(reg)] = int(value)
+    stats = [[s] for s in sysm.run_stream("prefill", mode=mode)]
+    if max_new_tokens > 1:
+        for p, m in zip(sysm.programs, sysm.machines):
+            for reg, value in p.registers.get("decode", {}).items():
+                m.regs[int(reg)] = int(value)
+            m.regs[REG_COUNT] = max_new_tokens - 1
+        for c, s in zip(stats, sysm.run_stream("decode", mode=mode)):
+            c.append(s)
+    outs = [[int(t) for t in m.read_array(_region(p, "tokens_out").addr, max_new_tokens, I32,
+                                          what="tokens_out")]
+            for p, m in zip(sysm.programs, sysm.machines)]
+    for d, o in enumerate(outs[1:], 1):
+        if o != outs[0]:
+            raise GenerationError(f"card {d} generated {o} but card 0 generated {outs[0]}: the "
+                                  f"cards' programs disagree")
+    net = {"collectives": list(sysm.collectives), "elements_sent": list(sysm.elements_sent)}
+    return SystemResult(outs[0], prompt, stats, net, time.perf_counter() - t0, mode)

@@ -1,0 +1,128 @@
+"""Multi-card model parallelism: the partitioned compile and the N-card system's exact run
+(docs/multi-device.md). The N-card tokens and KV caches equal the one-card run bit for bit."""
+
+import numpy as np
+import pytest
+
+from fpgpt.compiler import CompileError, compile_devices, compile_model
+from fpgpt.compiler.layout import plan_layout
+from fpgpt.compiler.partition import shard, split
+from fpgpt.config import ConfigError, load_preset
+from fpgpt.models import ByteTokenizer, Reference, get_spec, load_model
+from fpgpt.sim import generate
+from fpgpt.sim.machine import F16
+from fpgpt.sim.system import System, generate_system
+
+PROMPT = "def f(x):"
+NEW = 8
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return load_model("tiny")
+
+
+@pytest.fixture(scope="module")
+def one_card(tiny_model):
+    ids = ByteTokenizer().encode(PROMPT)
+    hw = load_preset("tiny")
+    program = compile_model(tiny_model, hw, prompt_len=len(ids))
+    return ids, hw, generate(program, ids, NEW).tokens
+
+
+def test_split_is_as_even_as_possible():
+    assert split(25, 4) == ((0, 7), (7, 6), (13, 6), (19, 6))
+    assert split(8, 8) == tuple((i, 1) for i in range(8))
+    for n, d in ((25, 3), (1600, 6), (50257, 8), (6400, 7)):
+        parts = split(n, d)
+        assert sum(c for _, c in parts) == n
+        assert max(c for _, c in parts) - min(c for _, c in parts) <= 1
+
+
+def test_one_device_is_the_one_card_compile(tiny_model):
+    hw = load_preset("tiny")
+    [p] = compile_devices(tiny_model, hw, prompt_len=5, devices=1)
+    q = compile_model(tiny_model, hw, prompt_len=5)
+    assert p.streams == q.streams and p.segments == q.segments
+
+
+def test_micro_two_cards_tokens_and_reference():
+    w = load_model("micro")
+    ids = ByteTokenizer().encode(PROMPT)
+    programs = compile_devices(w, load_preset("tiny"), prompt_len=len(ids), devices=2)
+    assert [p.meta["device"] for p in programs] == [0, 1]
+    assert all(any(i.op == "ALLGATHER" for i in p.streams["decode"]) for p in programs)
+    got = generate_system(programs, ids, NEW).tokens
+    assert got == Reference(w, dtype="fp16").generate(ids, NEW)
+
+
+@pytest.mark.parametrize("devices", [2, 3, 4])
+def test_tiny_tokens_and_kv_caches_equal_one_card(tiny_model, one_card, devices):
+    ids, hw, want = one_card
+    programs = compile_devices(tiny_model, hw, prompt_len=len(ids), devices=devices)
+    system = System(programs)
+    got = generate_system(programs, ids, NEW, system=system)
+    assert got.tokens == want
+    assert all(n == got.net["collectives"][0] and n > 0 for n in got.net["collectives"])
+    # every card's KV cache holds its heads of the one-card cache, bit for bit
+    one = compile_model(tiny_model, hw, prompt_len=len(ids))
+    from fpgpt.sim import Machine
+    from fpgpt.sim.executor import run_stream
+    from fpgpt.sim.runner import REG_COUNT
+    m = Machine.for_program(hw, one)
+    m.write_array(one.regions["tokens_in"].addr, np.asarray(ids), np.int32)
+    m.regs[1] = 0
+    run_stream(m, one, "prefill")
+    m.regs[REG_COUNT] = NEW - 1
+    run_stream(m, one, "decode")
+    spec = tiny_model.spec
+    for layer in (0, spec.n_layer - 1):
+        name = f"layer{layer}.k_cache"
+        full = m.read_array(one.regions[name].addr, one.regions[name].nbytes // 2, F16)
+        full = full.reshape(spec.n_head, spec.n_ctx, spec.d_head)
+        parts = []
+        for p, card in zip(programs, system.machines):
+            r = p.regions[name]
+            parts.append(card.read_array(r.addr, r.nbytes // 2, F16).reshape(r.shape))
+        assert np.array_equal(np.concatenate(parts).view(np.uint16), full.view(np.uint16))
+
+
+def test_uneven_heads_xl_25_heads():
+    spec = get_spec("gpt2-xl")
+    for d in (2, 3, 4, 6, 8):
+        heads = [shard(spec, d, i).n_head for i in range(d)]
+        assert sum(heads) == 25 and max(heads) - min(heads) <= 1
+    hw = load_preset("u280")
+    layouts = [plan_layout(spec, hw, shard(spec, 3, d)) for d in range(3)]
+    assert [lay["layer0.k_cache"].shape[0] for lay in layouts] == [9, 8, 8]
+    assert [lay["layer0.w_fc"].shape[0] for lay in layouts] == [2134, 2133, 2133]
+    # each card holds its share of the weights: three cards hold about a third each
+    one = plan_layout(spec, hw)
+    assert max(lay.total_bytes for lay in layouts) < 0.4 * one.total_bytes
+
+
+@pytest.mark.parametrize("devices, match", [
+    (0, "at least 1"), (-2, "at least 1"), (5, "more than the 4 attention heads"),
+    (2.0, "must be an integer")])
+def test_bad_device_counts(tiny_model, devices, match):
+    with pytest.raises(CompileError, match=match):
+        compile_devices(tiny_model, load_preset("tiny"), prompt_len=4, devices=devices)
+
+
+def test_ring_without_links(tiny_model):
+    hw = load_preset("tiny").replace(**{"link.count": 0})
+    with pytest.raises(CompileError, match="no links"):
+        compile_devices(tiny_model, hw, prompt_len=4, devices=2)
+    with pytest.raises(ConfigError, match="needs ring links"):
+        hw.replace(devices=2)
+
+
+def test_fit_check_is_per_card():
+    spec = get_spec("gpt2-xl")
+    hw = load_preset("u280").replace(**{"hbm.capacity_mib": 2400})
+    with pytest.raises(CompileError, match="more devices"):
+        compile_devices(spec, hw, prompt_len=16, devices=1)
+    assert plan_layout(spec, hw, shard(spec, 2, 0)).total_bytes <= hw.hbm.capacity_bytes
+    small = load_preset("u280").replace(**{"hbm.capacity_mib": 300})
+    with pytest.raises(CompileError, match="on 8 devices needs"):
+        compile_devices(spec, small, prompt_len=16, devices=8)
