@@ -153,11 +153,14 @@ def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     charges the later of this and the HBM model's completion (:mod:`fpgpt.sim.timing`). A
     GATHER is costed as if every index gave the first row's alignment (the timing model does not
     read data).
+
+    The stripe and piece counts are summed in closed form over the rows' start addresses (an
+    arithmetic progression, :func:`_spans`), so the cost of this function does not grow with
+    the rows of a transfer; tests/test_sim_speed_golden.py checks it against the row-by-row walk.
     """
     lat = round(hw.hbm.latency_ns * hw.clock_mhz / 1e3)
-    h = hw.hbm
     sb = 2 * stripe_elements(hw)         # bytes of a stripe
-    g = h.interleave_bytes
+    g = hw.hbm.interleave_bytes          # bytes of an interleave piece
 
     def stripes(a: int, n: int) -> int:
         return (a + 2 * n - 1) // sb - a // sb + 1
@@ -178,20 +181,55 @@ def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     re, ce, batch = f["rows"] + f["rr"], f["cols"] + f["rc"], f["batch"]
     if re == 0 or ce == 0 or batch == 0:
         return 3.0
-    runs = []
-    for b in range(batch):
-        hb = f["hbm"] + b * f["hbatch"]
-        if f.get("transpose"):
-            runs += [(hb + c * f["hstride"] + 2 * f["ra"], re) for c in range(ce)]
-        else:
-            runs += [(hb + (r + f["ra"]) * f["hstride"], ce) for r in range(re)]
+    # Runs: row r (column c when transposed) of block b starts at hb + b*hbatch + r*hstride
+    # (+ 2*ra, resp. ra*hstride) and holds n elements: an arithmetic progression of starts.
+    if f.get("transpose"):
+        a0, n, count = f["hbm"] + 2 * f["ra"], re, ce
+    else:
+        a0, n, count = f["hbm"] + f["ra"] * f["hstride"], ce, re
     if dma_stripe_aligned(hw, op, f):
-        s = sum(stripes(a, n) for a, n in runs)
+        s = _spans(a0, 2 * n, count, f["hstride"], batch, f["hbatch"], sb)
         return float(s + (lat + 4 if op == "LOAD" else lat + 7))
-    e = sum(n for _, n in runs)
+    e = n * count * batch
     if op == "STORE":
         return float(e + lat + 7)
-    return float(e + sum(pieces(a, n) for a, n in runs) + lat + 3)
+    return float(e + _spans(a0, 2 * n, count, f["hstride"], batch, f["hbatch"], g) + lat + 3)
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """``sum(floor((a*i + b) / m) for i in range(n))`` for ``a, b >= 0``, ``m >= 1``, in
+    O(log m) steps (the Euclid-like reduction of the AtCoder Library's ``floor_sum``)."""
+    total = 0
+    while True:
+        if a >= m:
+            total += (n - 1) * n // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            return total
+        n, b, m, a = y_max // m, y_max % m, a, m
+
+
+def _spans(a0: int, length: int, n: int, stride: int, batch: int, bstride: int, unit: int) -> int:
+    """Aligned ``unit``-byte blocks touched, summed over runs of ``length`` bytes starting at
+    ``a0 + b*bstride + i*stride`` (``i < n``, ``b < batch``): ``Σ (end-1)//unit - start//unit + 1``.
+
+    Closed form per block (:func:`_floor_sum`), and blocks whose starts agree modulo ``unit``
+    touch the same count, so at most ``min(batch, unit / gcd(bstride, unit))`` distinct
+    residues are summed: the cost grows with neither rows nor bytes.
+    """
+    q = unit // math.gcd(bstride % unit, unit) if bstride % unit else 1
+    total = 0
+    step = stride % unit
+    for b in range(min(batch, q)):
+        reps = batch // q + (1 if b < batch % q else 0)
+        start = (a0 + b * bstride) % unit
+        total += reps * (_floor_sum(n, unit, step, start + length - 1)
+                         - _floor_sum(n, unit, step, start) + n)
+    return total
 
 
 def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
