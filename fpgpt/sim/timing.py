@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from ..config import HardwareConfig
     from ..isa import Instr, Program
 
-__all__ = ["TimingError", "TimingHazard", "simulate", "time_stream", "StreamPlan"]
+__all__ = ["TimingError", "TimingHazard", "simulate", "time_stream", "stream_timeline",
+           "StreamPlan"]
 
 _UNIT_INDEX = {Unit.DMA: 0, Unit.MPU: 1, Unit.VPU: 2, Unit.NET: 3}
 _NOP, _HALT, _SYNC, _SETI, _ADDI, _BNZ = 10, 11, 12, 13, 14, 15
@@ -135,12 +136,26 @@ def _dyn_cost(dyn: tuple, regs_v: list[int]) -> Any:
     return c
 
 
-def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Registers, *,
-                trace: TraceRecorder | None = None, check_hazards: bool = False,
-                progress: Callable[[str, int], None] | None = None,
-                max_steps: int = MAX_STEPS_DEFAULT, offset_cycles: float = 0.0,
-                exact_hbm: bool = False) -> StreamTiming:
-    """Time one stream of ``program`` on one device, every unit idle at its start.
+def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Registers,
+                **options: Any) -> StreamTiming:
+    """Time one stream of ``program`` on one device, every unit idle at its start: the
+    arguments and result of :func:`stream_timeline`, run to its end (a lone card's NET
+    instructions cost ``costs.net_cycles``, the partner assumed ready)."""
+    gen = stream_timeline(program, stream, hw, regs, **options)
+    try:
+        next(gen)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("an uncoupled timeline never stops at a NET instruction")
+
+
+def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs: Registers, *,
+                    trace: TraceRecorder | None = None, check_hazards: bool = False,
+                    progress: Callable[[str, int], None] | None = None,
+                    max_steps: int = MAX_STEPS_DEFAULT, offset_cycles: float = 0.0,
+                    exact_hbm: bool = False, coupled: bool = False):
+    """Time one stream of ``program`` on one device, every unit idle at its start (a generator:
+    its return value is the :class:`StreamTiming`).
 
     Parameters
     ----------
@@ -164,6 +179,10 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
         Where the stream starts on the trace's time axis.
     exact_hbm : bool
         Track every HBM channel exactly, also for balanced transfers (:meth:`HBMModel.plan`).
+    coupled : bool
+        One card of a ring (fpgpt.sim.system): at each NET instruction the generator yields
+        ``(pc, start, cycles)`` (the earliest start on this card, its idle-ring cost) and is sent
+        back the cycle it completes, once the partners' data have arrived.
 
     Returns
     -------
@@ -301,6 +320,8 @@ def time_stream(program: "Program", stream: str, hw: "HardwareConfig", regs: Reg
             else:
                 cost, acc = cost
                 e = s + cost
+                if coupled and code == 3:              # the ring's partners (sim/system.py)
+                    e = yield (pc, s, cost)
                 free[code] = e
                 per_busy[pc] += cost
                 if acc and inflight:
