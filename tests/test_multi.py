@@ -126,3 +126,39 @@ def test_fit_check_is_per_card():
     small = load_preset("u280").replace(**{"hbm.capacity_mib": 300})
     with pytest.raises(CompileError, match="on 8 devices needs"):
         compile_devices(spec, small, prompt_len=16, devices=8)
+
+
+# -- the ring in the timing model ------------------------------------------------------------
+def test_one_card_system_timing_is_the_one_card_timing(tiny_model):
+    from fpgpt.sim import simulate
+    from fpgpt.sim.system import simulate_system
+    hw = load_preset("tiny")
+    programs = compile_devices(tiny_model, hw, prompt_len=6, devices=1)
+    one = simulate(programs[0], hw, prompt_len=6, gen_len=4)
+    ring = simulate_system(programs, prompt_len=6, gen_len=4)
+    assert ring.result.cycles == one.cycles
+    assert ring.link_bytes_per_token == 0 and ring.to_json()["devices"] == 1
+
+
+def test_xl_step_collectives_obey_link_physics_and_the_hbm_floor():
+    """Every collective of a compiled XL step on 2 cards: the bytes it moves over the link's
+    payload bandwidth fit in the time the link is busy, which fits in the collective; the decode
+    is no faster than the 4-card HBM floor."""
+    from fpgpt.sim.system import simulate_system
+    hw = load_preset("u280")
+    programs = compile_devices("gpt2-xl", hw, prompt_len=2, devices=2, verify=False)
+    r = simulate_system(programs, prompt_len=2, gen_len=3)
+    hw2 = programs[0].meta["config"]
+    rate = hw.link.gbps * 1e9 / 8 * (1 - hw.link.overhead)        # payload bytes / s
+    cyc_s = 1 / (hw.clock_mhz * 1e6)
+    assert len(r.collectives) == 3 * (4 * 48 + 1)       # prefill and two decode steps
+    for c in r.collectives:
+        assert c.link_bytes > 0
+        assert c.link_bytes / rate <= c.link_busy * cyc_s * (1 + 1e-9)
+        assert all(e - c.start >= c.link_busy for e in c.end)
+        assert all(a <= c.start for a in c.arrive)
+    assert hw2["devices"] == 2
+    assert r.result.ms_per_token >= r.hbm_floor_ms()
+    j = r.to_json()
+    assert j["devices"] == 2 and len(j["ring_wait_share"]) == 2
+    assert 0 < j["link_utilization"] < 1 and j["link_bytes_per_token"] > 0

@@ -11,6 +11,7 @@ interleave granule.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,10 @@ def plan_layout(spec: ModelSpec, hw: HardwareConfig, sh: Shard | None = None) ->
     """
     sh = sh if sh is not None else make_shard(spec, 1, 0)
     align = hw.hbm.interleave_bytes
+    if sh.devices > 1:
+        # a card's shares have any size: keep every region on the DMA's stripe path, whose rows'
+        # HBM and scratchpad element addresses agree modulo a chunk (geometry.dma_stripe_aligned)
+        align = math.lcm(align, 2 * hw.mpu.width)
     d, f, H, dh, T = spec.d_model, spec.d_ff, sh.n_head, spec.d_head, spec.n_ctx
     da = sh.d_attn
     vec_offsets, vec_len = _vec_offsets(spec, sh)

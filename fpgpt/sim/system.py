@@ -20,6 +20,7 @@ result: a card's state is touched by the others only at NET instructions.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -27,14 +28,22 @@ from typing import Sequence
 
 import numpy as np
 
+from pathlib import Path
+
 from ..config import HardwareConfig
 from ..isa import ISAError, Program, numerics
-from .control import MAX_STEPS_DEFAULT, Captured, walk
+from ..models import ModelSpec
+from .control import MAX_STEPS_DEFAULT, Captured, Registers, walk
 from .executor import HANDLERS, MODES, ExecStats, _Exec
 from .machine import I32, Machine, SimError
+from .results import SimResult
 from .runner import REG_COUNT, GenerationError, _check_request, _region, program_hardware
+from .timing import TimingError, _check_len, stream_timeline
+from .trace import TraceRecorder
 
-__all__ = ["System", "SystemResult", "generate_system", "check_programs", "NET_OPS"]
+__all__ = ["System", "SystemResult", "generate_system", "check_programs", "NET_OPS",
+           "simulate_system", "SystemSimResult", "Collective", "write_system_trace",
+           "link_busy_ns"]
 
 NET_OPS = ("SEND", "RECV", "ALLGATHER", "ALLREDUCE")
 _COLLECTIVES = ("ALLGATHER", "ALLREDUCE")
@@ -300,3 +309,266 @@ def generate_system(programs: Sequence[Program], prompt_ids: Sequence[int], max_
                                   f"cards' programs disagree")
     net = {"collectives": list(sysm.collectives), "elements_sent": list(sysm.elements_sent)}
     return SystemResult(outs[0], prompt, stats, net, time.perf_counter() - t0, mode)
+
+
+# ---------------------------------------------------------------------------------- timing
+#: Trace tracks of a card's two ring links (after the unit and hbm tracks of trace.py).
+LINK_TIDS = {"next": 10, "prev": 11}
+
+
+def link_busy_ns(hw: HardwareConfig, nbytes: int) -> float:
+    """Nanoseconds one link spends transferring ``nbytes`` (payload at the line rate less the
+    Aurora 64b/66b overhead, plus the per-packet cost; the hop latency is not busy time)."""
+    lk = hw.link
+    if nbytes <= 0:
+        return 0.0
+    return nbytes / lk.payload_bytes_per_s * 1e9 + -(-nbytes // lk.packet_bytes) * lk.packet_overhead_ns
+
+
+@dataclass
+class Collective:
+    """One NET instruction of every card, as the system model timed it (cycles of its stream).
+
+    ``arrive`` is each card's earliest start (its own dependencies met), ``start`` the last
+    arrival (a ring collective needs every card), ``end`` each card's completion, ``link_bytes``
+    what each card sends on its ``tx_next`` link, ``link_busy`` that link's transfer cycles."""
+    stream: str
+    op: str
+    count: int
+    arrive: list[float]
+    start: float
+    end: list[float]
+    link_bytes: int
+    link_busy: float
+
+
+@dataclass
+class SystemSimResult:
+    """:func:`simulate_system`'s result: the system's figures and every card's.
+
+    Attributes
+    ----------
+    result : SimResult
+        The system as one: each stream's time is its slowest card's (what the host sees).
+    cards : list of SimResult
+        Per card.
+    collectives : list of Collective
+    """
+    result: SimResult
+    cards: list[SimResult]
+    collectives: list[Collective]
+    wall_s: float = 0.0
+    spec: ModelSpec | None = None
+    traces: list = field(default_factory=list, repr=False)
+
+    @property
+    def devices(self) -> int:
+        return len(self.cards)
+
+    def _stream_cycles(self, stream: str) -> float:
+        s = getattr(self.result, stream)
+        return s.cycles if s is not None else 0.0
+
+    def link_bytes(self, stream: str = "decode") -> int:
+        """Bytes sent on all the ring's links during ``stream``."""
+        return sum(c.link_bytes * self.devices for c in self.collectives if c.stream == stream)
+
+    @property
+    def link_bytes_per_token(self) -> float:
+        """Bytes sent over all links of the ring per decoded token."""
+        n = self.result.tokens_decoded
+        return self.link_bytes("decode") / n if n else 0.0
+
+    @property
+    def link_utilization(self) -> float:
+        """Busy cycles of a card's ``tx_next`` link / decode cycles (every card's link carries
+        the same all-gather traffic)."""
+        cyc = self._stream_cycles("decode")
+        busy = sum(c.link_busy for c in self.collectives if c.stream == "decode")
+        return busy / cyc if cyc else 0.0
+
+    def ring_wait_share(self, stream: str = "decode") -> list[float]:
+        """Per card, the share of ``stream``'s time its NET unit is occupied (from the cycle the
+        card could start a collective until the data arrived: transfers and waiting)."""
+        cyc = self._stream_cycles(stream)
+        out = [0.0] * self.devices
+        for c in self.collectives:
+            if c.stream == stream:
+                for d in range(self.devices):
+                    out[d] += c.end[d] - c.arrive[d]
+        return [x / cyc if cyc else 0.0 for x in out]
+
+    def partner_wait_share(self, stream: str = "decode") -> list[float]:
+        """Per card, the share of ``stream``'s time it waited for slower partners to arrive."""
+        cyc = self._stream_cycles(stream)
+        out = [0.0] * self.devices
+        for c in self.collectives:
+            if c.stream == stream:
+                for d in range(self.devices):
+                    out[d] += c.start - c.arrive[d]
+        return [x / cyc if cyc else 0.0 for x in out]
+
+    def hbm_floor_ms(self) -> float | None:
+        """Decode floor of the ring: the model's weight bytes per token over every card's peak
+        HBM bandwidth together (None when the model spec is unknown)."""
+        if self.spec is None:
+            return None
+        return (self.spec.weight_bytes_per_token()
+                / (self.result.hw.hbm_peak_bytes_per_s * self.devices) * 1e3)
+
+    def to_json(self) -> dict:
+        d = self.result.to_json()
+        d.update({
+            "devices": self.devices,
+            "link_bytes_per_token": self.link_bytes_per_token,
+            "link_utilization": self.link_utilization,
+            "ring_wait_share": self.ring_wait_share(),
+            "partner_wait_share": self.partner_wait_share(),
+            "prefill_ring_wait_share": self.ring_wait_share("prefill"),
+            "hbm_floor_ms_per_token": self.hbm_floor_ms(),
+            "collectives_per_token": (sum(1 for c in self.collectives if c.stream == "decode")
+                                      / self.result.tokens_decoded
+                                      if self.result.tokens_decoded else 0.0),
+            "cards": [{"device": i, "ttft_ms": c.ttft_ms, "ms_per_token": c.ms_per_token,
+                       "hbm_bytes_per_token": c.hbm_bytes_per_token,
+                       "unit_utilization": c.unit_utilization}
+                      for i, c in enumerate(self.cards)],
+            "wall_s": self.wall_s,
+        })
+        return d
+
+
+def _time_system_stream(programs, stream: str, hw: HardwareConfig, regs: list, *,
+                        traces, collectives: list[Collective], offset: float,
+                        exact_hbm: bool, progress) -> list:
+    n = len(programs)
+    gens = [stream_timeline(p, stream, hw, r, trace=t, coupled=True, offset_cycles=offset,
+                            exact_hbm=exact_hbm, progress=progress if d == 0 else None)
+            for d, (p, r, t) in enumerate(zip(programs, regs, traces))]
+    at: list = [None] * n
+    done: list = [None] * n
+
+    def step(d: int, value) -> None:
+        try:
+            at[d] = gens[d].send(value)
+        except StopIteration as stop:
+            at[d], done[d] = None, stop.value
+
+    for d in range(n):
+        step(d, None)
+    lat = hw.link.latency_ns
+    while any(a is not None for a in at):
+        if any(a is None for a in at):
+            where = "; ".join(f"card {d}: " + ("halted" if a is None else
+                                               f"{programs[d].streams[stream][a[0]].op} at {a[0]}")
+                              for d, a in enumerate(at))
+            raise TimingError(f"stream {stream!r}: the ring is deadlocked ({where})")
+        instrs = [programs[d].streams[stream][a[0]] for d, a in enumerate(at)]
+        op, count = instrs[0].op, instrs[0]["count"]
+        if any(i.op != op or i["count"] != count for i in instrs):
+            raise TimingError(f"stream {stream!r}: the cards disagree at a collective ("
+                              + "; ".join(f"card {d}: {i.op} count {i['count']}"
+                                          for d, i in enumerate(instrs)) + ")")
+        arrive = [a[1] for a in at]
+        cost = max(a[2] for a in at)
+        start = max(arrive)
+        hops = {"ALLGATHER": n - 1, "ALLREDUCE": 2 * (n - 1)}.get(op, 1)
+        per_hop = 2 * (count if op != "ALLREDUCE" else -(-count // n))
+        busy_ns = hops * link_busy_ns(hw, per_hop) if count else 0.0
+        busy = busy_ns * hw.clock_mhz / 1e3
+        end = [start + cost] * n
+        collectives.append(Collective(stream, op, count, arrive, start, end, hops * per_hop if count else 0,
+                                      busy))
+        for d, t in enumerate(traces):
+            if t is not None and busy > 0:
+                k = t._us_per_cycle
+                t._add({"name": op, "ph": "X", "pid": t.pid, "tid": LINK_TIDS["next"],
+                        "ts": t._offset_us + start * k, "dur": max(busy, end[d] - start - lat * hw.clock_mhz / 1e3) * k,
+                        "args": {"bytes": hops * per_hop, "to": (d + 1) % n, "stream": stream}})
+        for d in range(n):
+            step(d, end[d])
+    return done
+
+
+def simulate_system(programs: Sequence[Program], *, prompt_len: int, gen_len: int,
+                    hw: HardwareConfig | None = None, trace: bool = False,
+                    progress=None, exact_hbm: bool = False) -> SystemSimResult:
+    """Time a generation on the ring: every card's timeline simulated together, each NET
+    instruction completing when every partner's data have arrived (docs/multi-device.md).
+
+    Parameters
+    ----------
+    programs : sequence of Program
+        One per card, in device order.
+    prompt_len, gen_len, progress, exact_hbm
+        As for :func:`fpgpt.sim.simulate`.
+    hw : HardwareConfig, optional
+        One card's design (default: the programs' config, whose ``devices`` is the ring size).
+    trace : bool
+        Record a Perfetto timeline: one process per card, a track per link
+        (:func:`write_system_trace`).
+
+    Returns
+    -------
+    SystemSimResult
+    """
+    _check_len("prompt_len", prompt_len, 1)
+    _check_len("gen_len", gen_len, 1)
+    n = check_programs(programs)
+    hw = hw if hw is not None else program_hardware(programs[0])
+    meta = programs[0].meta or {}
+    if isinstance(meta.get("prompt_len"), int) and meta["prompt_len"] != prompt_len:
+        raise TimingError(f"prompt_len={prompt_len} but the programs were compiled for a "
+                          f"{meta['prompt_len']}-token prompt; recompile with --prompt-len {prompt_len}")
+    if isinstance(meta.get("n_ctx"), int) and prompt_len + gen_len - 1 > meta["n_ctx"]:
+        raise TimingError(f"prompt_len + gen_len - 1 = {prompt_len + gen_len - 1} exceeds the "
+                          f"model's context of {meta['n_ctx']} positions; generate fewer tokens")
+    t0 = time.perf_counter()
+    traces = [TraceRecorder(pid=d, name=f"card {d}") if trace else None for d in range(n)]
+    for t in traces:
+        if t is not None:
+            for name, tid in LINK_TIDS.items():
+                t._meta.append({"ph": "M", "name": "thread_name", "pid": t.pid, "tid": tid,
+                                "args": {"name": f"link {name} (tx)"}})
+    regs = [Registers(p.registers.get("prefill", {})) for p in programs]
+    colls: list[Collective] = []
+    pre = _time_system_stream(programs, "prefill", hw, regs, traces=traces, collectives=colls,
+                              offset=0.0, exact_hbm=exact_hbm, progress=progress)
+    dec = [None] * n
+    if gen_len > 1:
+        for r in regs:
+            r[REG_COUNT] = gen_len - 1
+        off = max(s.cycles for s in pre)
+        dec = _time_system_stream(programs, "decode", hw, regs, traces=traces, collectives=colls,
+                                  offset=off, exact_hbm=exact_hbm, progress=progress)
+    model = str(meta.get("model", "?"))
+    wall = time.perf_counter() - t0
+    cards = [SimResult(model, hw, prompt_len, gen_len, p, d, wall) for p, d in zip(pre, dec)]
+    slow_pre = max(pre, key=lambda s: s.cycles)
+    slow_dec = max(dec, key=lambda s: s.cycles) if gen_len > 1 else None
+    spec = None
+    if isinstance(meta.get("spec"), dict):
+        try:
+            spec = ModelSpec(**meta["spec"])
+        except (TypeError, ValueError):
+            spec = None
+    return SystemSimResult(SimResult(model, hw, prompt_len, gen_len, slow_pre, slow_dec, wall),
+                           cards, colls, wall, spec, traces)
+
+
+def write_system_trace(result: SystemSimResult, path, *, overwrite: bool = False):
+    """Write the Perfetto trace of a :func:`simulate_system` run made with ``trace=True``."""
+    traces = [t for t in result.traces if t is not None]
+    if not traces:
+        raise ValueError("the run recorded no trace; call simulate_system(..., trace=True)")
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
+    events, meta, dropped = [], [], 0
+    for t in traces:
+        j = t.to_json()
+        dropped += j["otherData"]["dropped_events"]
+        events.extend(j["traceEvents"])
+    path.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns",
+                                "otherData": {"dropped_events": dropped}}))
+    return path
