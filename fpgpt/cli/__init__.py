@@ -8,5 +8,6 @@ commands to :data:`main` when imported here.
 from __future__ import annotations
 
 from .core import main
+from . import energy  # noqa: F401,E402 - registers fpgpt compare, gpu-bench, report
 
 __all__ = ["main"]

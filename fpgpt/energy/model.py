@@ -174,7 +174,7 @@ def stream_energy(stream: Any, hw: HardwareConfig, *, tokens: int,
         Mark the events as estimated rather than simulated.
     """
     if events is None:
-        events = _get(stream, "events") or _get(stream, "events_per_device")
+        events = _get(stream, "events_per_device") or _get(stream, "events")
         if not events:
             raise EnergyError(f"stream {_get(stream, 'name')!r} has no event counts; pass "
                               "events=estimate_events(...) to use estimated ones")
@@ -243,7 +243,7 @@ def energy_of(result: Any, hw: HardwareConfig | None = None, *,
         if s is None or tokens < 1:
             out[name] = None
             continue
-        ev = _get(s, "events") or _get(s, "events_per_device")
+        ev = _get(s, "events_per_device") or _get(s, "events")
         if ev:
             out[name] = stream_energy(s, hw, tokens=tokens, events=ev)
         elif spec is not None:

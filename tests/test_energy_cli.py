@@ -1,0 +1,61 @@
+"""fpgpt compare / gpu-bench / report on small configurations (GPT-2 small, short lengths)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fpgpt.cli import main
+from fpgpt.energy.gpu_bench import baseline_record
+
+
+def _run(*args):
+    r = CliRunner().invoke(main, list(args))
+    return r.exit_code, r.output
+
+
+def test_gpu_bench_without_a_gpu_says_so_in_one_line():
+    code, out = _run("gpu-bench", "--model", "gpt2")
+    assert code == 2
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("fpgpt: error: no CUDA GPU"), out
+    code, out = _run("gpu-bench", "--model", "gpt5")
+    assert code == 2 and "unknown model 'gpt5'" in out
+
+
+def test_compare_json_numbers_and_a_measured_baseline(tmp_path):
+    rec = baseline_record(model="gpt2", prompt_len=8, gen_len=4, mode="eager", full_s=0.05,
+                          prefill_s=0.02, full_mj=6000.0, prefill_mj=2000.0, repeats=1,
+                          provenance={"gpu_name": "Test GPU", "driver": "0"})
+    b = tmp_path / "base.json"
+    b.write_text(json.dumps(rec))
+    code, out = _run("compare", "--model", "gpt2", "--hw", "u280", "--prompt-len", "8",
+                     "--gen-len", "4", "--gpus", "v100x4,h100", "--baseline", str(b), "--json")
+    assert code == 0, out
+    d = json.loads(out[out.index("{"):])
+    des = d["design"]
+    assert des["kind"] == "simulated" and des["cards"] == 1
+    assert des["ms_per_token"]["value"] > 0
+    tpj = des["tokens_per_j"]
+    assert tpj["lo"] <= tpj["value"] <= tpj["hi"]
+    assert des["j_per_token"]["value"] == pytest.approx(1 / tpj["value"])
+    labels = [g["label"] for g in d["gpus"]]
+    assert labels == ["4 x v100", "h100", "Test GPU (measured)"]
+    for g in d["gpus"]:
+        assert g["speedup"]["value"] == pytest.approx(g["ms_per_token"]["value"]
+                                                      / des["ms_per_token"]["value"])
+        assert g["energy_efficiency_ratio"]["value"] == pytest.approx(
+            tpj["value"] / g["tokens_per_j"]["value"])
+    meas = d["gpus"][2]
+    assert meas["kind"] == "measured" and meas["ms_per_token"]["value"] == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--gpus", "v900"], "unknown GPU 'v900'"),
+    (["--gen-len", "1"], "--gen-len >= 2"),
+    (["--baseline", "nowhere.json"], "GPU baseline 'nowhere.json' not found"),
+    (["--hw", "nope"], "unknown hardware preset 'nope'")])
+def test_compare_bad_input_is_one_line_exit_2(args, msg):
+    code, out = _run("compare", "--model", "gpt2", "--prompt-len", "8", *args)
+    assert code == 2, out
+    assert msg in out and "Traceback" not in out
