@@ -162,6 +162,7 @@ class HBMConfig:
     refresh_interval_ns: float  # tREFI
     refresh_ns: float           # time a refresh blocks the channel (tRFC)
     min_burst_bytes: int        # smallest access the controller serves at full efficiency
+    page_bytes: int = 1024      # DRAM row (page) per pseudo-channel: what one activation opens
 
     def validate(self, p: str = "hbm") -> None:
         _check_int(f"{p}.channels", self.channels)
@@ -179,6 +180,7 @@ class HBMConfig:
             raise ConfigError(f"{p}.refresh_ns ({self.refresh_ns}) must be shorter than "
                               f"{p}.refresh_interval_ns ({self.refresh_interval_ns})")
         _check_pow2(f"{p}.min_burst_bytes", self.min_burst_bytes)
+        _check_pow2(f"{p}.page_bytes", self.page_bytes)
         if self.interleave_bytes < self.port_bits // 8:
             raise ConfigError(f"{p}.interleave_bytes ({self.interleave_bytes}) must be at least one "
                               f"AXI beat ({self.port_bits // 8} bytes)")

@@ -15,13 +15,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..geometry import dma_stripe_aligned, mm_fast_b, stripe_elements, vpu_window_chunks
+from ..geometry import (dma_stripe_aligned, line_elements, mm_fast_b, stripe_elements,
+                        vpu_window_chunks)
+from ..isa.operands import operands
 
 if TYPE_CHECKING:
     from ..config import HardwareConfig
 
 __all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "dma_cycles", "VPU_PASSES",
-           "port_b_accesses", "dma_port_b"]
+           "port_b_accesses", "dma_port_b", "EVENT_KEYS", "instr_events", "link_bytes"]
 
 #: Passes over the data each VPU operation makes (one element per lane per cycle per pass):
 #: LayerNorm sums, then accumulates squared deviations, then normalises; softmax finds the
@@ -279,3 +281,94 @@ def dma_port_b(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
     re, ce, batch = f["rows"] + f["rr"], f["cols"] + f["rc"], f["batch"]
     n = re * ce * batch
     return -(-n // se) if dma_stripe_aligned(hw, op, f) else n
+
+
+#: The events the timing model counts for the energy model (StreamTiming.events), in the order of
+#: the vectors :func:`instr_events` returns. Definitions: :func:`instr_events`.
+EVENT_KEYS = ("mpu_macs", "vpu_ops.VADD", "vpu_ops.VMUL", "vpu_ops.VCOPY", "vpu_ops.GELU",
+              "vpu_ops.LAYERNORM", "vpu_ops.SOFTMAX", "vpu_ops.ARGMAX", "spad_read_bytes",
+              "spad_write_bytes", "hbm_read_bytes", "hbm_write_bytes", "hbm_activations",
+              "link_bytes")
+
+
+def link_bytes(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
+    """Bytes one device sends onto its links for a NET instruction, as :func:`net_cycles` models
+    the ring: SEND ``2·count``; ALLGATHER ``D-1`` hops of ``2·count``; ALLREDUCE ``2(D-1)`` hops
+    of ``2·⌈count/D⌉``; RECV sends nothing."""
+    count, d = f["count"], hw.devices
+    if op == "SEND":
+        return 2 * count
+    if op == "ALLGATHER":
+        return (d - 1) * 2 * count
+    if op == "ALLREDUCE":
+        return 2 * (d - 1) * 2 * -(-count // d)
+    return 0
+
+
+def instr_events(hw: "HardwareConfig", op: str, f: dict[str, int],
+                 ops: list | None = None) -> dict[str, float]:
+    """Energy-relevant events of one MPU, VPU, NET or DMA instruction, the nonzero ones of
+    :data:`EVENT_KEYS` (``f``: captured fields; ``ops``: its :func:`~fpgpt.isa.operands.operands`
+    when the caller has them). ``hbm_activations`` is not here: it needs the HBM model's
+    per-channel charge (:meth:`fpgpt.sim.hbm.HBMModel.activations`).
+
+    - ``mpu_macs``: the multiply-accumulates the MPU engine performs, with the *padded* sizes it
+      computes: ``rows × ⌈K/C⌉·C × ⌈N/lanes⌉·lanes`` on the fast B path (every lane of a group
+      computes every chunk step, ``C`` = ``mpu.width``), ``rows × ⌈K/C⌉·C × N`` on the slow path
+      (only the valid lanes are fed); ``rows = batch·m``.
+    - ``vpu_ops.<OP>``: element operations, ``rows × cols × VPU_PASSES[OP]`` (unpadded; ARGMAX
+      one row).
+    - ``spad_read_bytes`` / ``spad_write_bytes``: scratchpad bytes read and written. Reads count
+      whole accesses as the engines make them (docs/timing.md, "Port B"): an MM's A-row line
+      reads (``P = C·lanes`` elements each), its B chunks (one per lane and chunk step: two bytes
+      per MAC) and one bias line per lane group and row; a VPU row's operand windows
+      (``vpu_window_chunks·C`` elements each, per operand: VADD/VMUL two, LAYERNORM three with
+      gamma and beta, others one). Writes count the elements written (masked line writes): an
+      MM's ``rows × N``, a VPU's ``rows × cols`` (ARGMAX writes a register). A LOAD/GATHER writes
+      and a STORE reads its useful elements; NET reads and writes its scratchpad operands
+      (:func:`fpgpt.isa.operands.operands`).
+    - ``hbm_read_bytes`` / ``hbm_write_bytes``: useful HBM bytes each way (a GATHER's index
+      words included; STR writes 4 bytes).
+    - ``link_bytes``: :func:`link_bytes`.
+    """
+    if op == "MM":
+        p = hw.mpu
+        c = p.width
+        k, n = f["k"] + f["rk"], f["n"] + f["rn"]
+        rows = max(f["batch"], 1) * f["m"]
+        if rows == 0 or n == 0:
+            return {}
+        nk = max(1, -(-k // c))
+        groups = -(-n // p.lanes)
+        cols = groups * p.lanes if mm_fast_b(hw, f) else n
+        macs = rows * nk * c * cols
+        line = line_elements(hw)
+        reads = rows * (_a_lines(hw, f, k) * line + (groups * line if f["has_bias"] else 0))
+        return {"mpu_macs": macs, "spad_read_bytes": 2 * (reads + macs),
+                "spad_write_bytes": 2 * rows * n}
+    if op in VPU_PASSES:
+        cols = f["cols"] + (0 if op == "LAYERNORM" else f.get("rc", 0))
+        rows = 1 if op == "ARGMAX" else f.get("rows", 1)
+        if rows <= 0 or cols <= 0:
+            return {}
+        wc = vpu_window_chunks(hw) * hw.mpu.width
+        windows = -(-cols // wc)
+        reads = {"VADD": 2, "VMUL": 2, "LAYERNORM": 3}.get(op, 1)
+        ev = {"vpu_ops." + op: rows * cols * VPU_PASSES[op],
+              "spad_read_bytes": 2 * rows * windows * reads * wc}
+        if op != "ARGMAX":
+            ev["spad_write_bytes"] = 2 * rows * cols
+        return ev
+    ev: dict[str, float] = {}
+    for o in operands(op, f, devices=hw.devices) if ops is None else ops:
+        if o.length <= 0 or o.rows <= 0:
+            continue
+        size = o.length * o.rows * max(o.batch, 1)
+        if o.space == "H":
+            key = "hbm_write_bytes" if o.write else "hbm_read_bytes"
+        else:
+            key, size = "spad_write_bytes" if o.write else "spad_read_bytes", 2 * size
+        ev[key] = ev.get(key, 0) + size
+    if op in ("SEND", "ALLGATHER", "ALLREDUCE"):
+        ev["link_bytes"] = link_bytes(hw, op, f)
+    return ev

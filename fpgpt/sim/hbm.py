@@ -277,10 +277,27 @@ class HBMModel:
         accumulate for consecutive tiles of one tensor (their extra granules rotate over the
         channels). ``exact=True`` on the model turns it off.
         """
+        return self._plan(self._charged(segments), segments)
+
+    def plan_tally(self, segments: list[tuple[int, int, int, int, int, int]]) -> tuple:
+        """:meth:`plan`, with the transfer's page activations (:meth:`activations`) and the
+        channel-cycles of work it asks (summed over the channels), from one demand sum."""
+        charged = self._charged(segments)
+        p = self._plan(charged, segments)
+        if p[0] == 0:
+            return p, 0, 0.0
+        page = self.hw.hbm.page_bytes
+        act = int(((charged + (page - 1)) // page).sum())
+        return p, act, (p[1] * self.channels if p[0] == 1 else float(p[1].sum()))
+
+    def _charged(self, segments: list[tuple[int, int, int, int, int, int]]):
         charged = None
         for seg in segments:
             d = self.demand(*seg)
             charged = d if charged is None else charged + d
+        return charged
+
+    def _plan(self, charged, segments: list[tuple[int, int, int, int, int, int]]) -> tuple:
         if charged is None or not charged.any():
             return (0, 0.0, None, 0.0)
         if not self._split:
@@ -298,6 +315,17 @@ class HBMModel:
             return (1, mean, None, float(work.max()) - mean)
         nz = np.flatnonzero(charged)
         return (2, work, None if nz.size == self.channels else nz, 0.0)
+
+    def activations(self, segments: list[tuple[int, int, int, int, int, int]]) -> int:
+        """HBM row (page) activations of one transfer: per channel, the burst-charged bytes it
+        asks of that channel (what :meth:`plan` charges) over ``hbm.page_bytes``, rounded up,
+        summed over the channels. An estimate for the energy model: a transfer is assumed to
+        open each page it streams through once, and to find none open."""
+        charged = self._charged(segments)
+        if charged is None:
+            return 0
+        page = self.hw.hbm.page_bytes
+        return int(((charged + (page - 1)) // page).sum())
 
     def issue(self, start: float, kind: int, work, idx, extra: float = 0.0) -> float:
         """Issue a planned transfer at cycle ``start``; returns the cycle its data is complete."""

@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..config import HardwareConfig
 
-__all__ = ["UNITS", "StreamTiming", "SimResult"]
+__all__ = ["UNITS", "CAUSES", "StreamTiming", "SimResult"]
 
 #: Units in wait-field order (fpgpt.isa.WAIT_UNITS).
 UNITS = ("dma", "mpu", "vpu", "net")
+#: What a unit's instruction can wait on (StreamTiming.waits): another unit's completion, or the
+#: in-order dispatcher (one instruction per cycle, CTRL instructions).
+CAUSES = UNITS + ("dispatch",)
 
 
 @dataclass
@@ -37,6 +40,17 @@ class StreamTiming:
         Per unit, busy cycles per mnemonic (sums to ``busy_cycles``).
     hbm_bytes : int
         Useful bytes moved between HBM and the device.
+    events : dict[str, float]
+        Energy-relevant events summed over every dispatched instruction (a loop body counts once
+        per iteration), keys :data:`fpgpt.sim.costs.EVENT_KEYS`, definitions
+        :func:`fpgpt.sim.costs.instr_events` and :meth:`fpgpt.sim.hbm.HBMModel.activations`.
+    waits : dict[str, dict[str, float]]
+        Per unit, cycles it was free while its next instruction had not started, by what that
+        instruction waited for (:data:`CAUSES`): the unit whose completion held it (a wait
+        count, a queue slot, the scoreboard, SYNC) or the dispatcher (docs/sim-speed-events.md).
+    hbm_channel_busy_cycles : float
+        Mean over the HBM channels of the cycles each spent serving bytes (burst-charged bytes
+        over its rate; refresh stalls not included).
     """
     name: str
     cycles: float
@@ -46,6 +60,9 @@ class StreamTiming:
     busy_cycles: dict[str, float] = field(default_factory=dict)
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
     hbm_bytes: int = 0
+    events: dict[str, float] = field(default_factory=dict)
+    waits: dict[str, dict[str, float]] = field(default_factory=dict)
+    hbm_channel_busy_cycles: float = 0.0
 
     @property
     def ms(self) -> float:
@@ -56,12 +73,40 @@ class StreamTiming:
         """Busy time / stream time per unit."""
         return {u: (self.busy_cycles.get(u, 0.0) / self.cycles if self.cycles else 0.0) for u in UNITS}
 
+    @property
+    def hbm_idle_cycles(self) -> float:
+        """Cycles with no DMA transfer in flight (the DMA runs one at a time, so the stream's
+        cycles less the DMA's busy cycles)."""
+        return max(0.0, self.cycles - self.busy_cycles.get("dma", 0.0))
+
+    @property
+    def unit_breakdown(self) -> dict[str, dict[str, float]]:
+        """Per unit, where the stream's cycles went: ``busy``, ``wait.<cause>`` for each cause it
+        waited on (:attr:`waits`) and ``idle`` (the rest: before its first and after its last
+        instruction's wait, i.e. nothing left for it to do); they sum to :attr:`cycles`. Plus
+        ``hbm``: ``idle`` (no transfer in flight) and ``channel_idle`` (the mean channel not
+        serving bytes)."""
+        out: dict[str, dict[str, float]] = {}
+        for u in UNITS:
+            busy = self.busy_cycles.get(u, 0.0)
+            w = self.waits.get(u, {})
+            row = {"busy": busy}
+            row.update({f"wait.{c}": v for c, v in w.items()})
+            row["idle"] = max(0.0, self.cycles - busy - sum(w.values()))
+            out[u] = row
+        out["hbm"] = {"idle": self.hbm_idle_cycles,
+                      "channel_idle": max(0.0, self.cycles - self.hbm_channel_busy_cycles)}
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "cycles": self.cycles, "ms": self.ms,
                 "instructions": self.instructions, "counts": dict(self.counts),
                 "busy_cycles": dict(self.busy_cycles), "utilization": self.utilization,
                 "breakdown_cycles": {u: dict(d) for u, d in self.breakdown.items()},
-                "hbm_bytes": self.hbm_bytes}
+                "hbm_bytes": self.hbm_bytes, "events": dict(self.events),
+                "waits_cycles": {u: dict(d) for u, d in self.waits.items()},
+                "unit_breakdown_cycles": self.unit_breakdown,
+                "hbm_channel_busy_cycles": self.hbm_channel_busy_cycles}
 
 
 @dataclass

@@ -26,16 +26,21 @@ register value and cached.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..isa import Kind, Unit
+from ..geometry import stripe_elements
+from ..isa.operands import operands
 from .control import MAX_STEPS_DEFAULT, Registers, capture
-from .costs import dma_cycles, dma_port_b, mpu_cycles, net_cycles, port_b_accesses, vpu_cycles
+from .costs import (EVENT_KEYS, dma_cycles, dma_port_b, instr_events, mpu_cycles, net_cycles,
+                    port_b_accesses, vpu_cycles)
 from .hazards import HazardChecker, TimingHazard
-from .hbm import HBMModel, dma_bytes, dma_segments
+from .hbm import HBMModel
 from .machine import SimError
-from .results import UNITS, SimResult, StreamTiming
+from .results import CAUSES, UNITS, SimResult, StreamTiming
 from .trace import TraceRecorder
 
 if TYPE_CHECKING:
@@ -50,6 +55,7 @@ _NOP, _HALT, _SYNC, _SETI, _ADDI, _BNZ = 10, 11, 12, 13, 14, 15
 _CTRL = {"NOP": _NOP, "HALT": _HALT, "SYNC": _SYNC, "SETI": _SETI, "ADDI": _ADDI, "BNZ": _BNZ}
 _MASK32 = 0xFFFFFFFF
 _DYN_CACHE_LIMIT = 4096
+_SHARED_CACHE_LIMIT = 1 << 16
 _PROGRESS_EVERY = 1 << 16
 
 
@@ -57,21 +63,72 @@ class TimingError(SimError):
     """A timing request that cannot be served (bad lengths, a stream without HALT, ...)."""
 
 
+_CHANNEL_WORK = "hbm_channel_cycles"      # a tally key beside the events (not an event)
+
+
 def _cost_function(hw: "HardwareConfig", hbm: HBMModel, op: str, unit: Unit) -> Callable[[dict], Any]:
-    """f (captured fields) -> cost: (cycles, port-B accesses) for MPU/VPU/NET, a transfer plan
-    tuple for DMA (with the engine's cycles and its port-B occupancy)."""
+    """f (captured fields) -> cost: (cycles, port-B accesses, tally) for MPU/VPU/NET, a
+    transfer plan tuple for DMA (with the engine's cycles, its port-B occupancy and a tally).
+
+    The tally (last item) is what the stream totals add up per dispatch, as ``(key, value)``
+    pairs: the instruction's nonzero events (:func:`fpgpt.sim.costs.instr_events`, the page
+    activations from the HBM model) and, for a DMA, the HBM channel-cycles of work it asks
+    (its charged bytes over the channel rate, summed over the channels)."""
     if unit is Unit.DMA:
         extra = hbm.latency_cycles if op == "GATHER" else 0.0   # the dependent index read
         def dma(f):
             eng = dma_cycles(hw, op, f)
             occupancy = min(1.0, dma_port_b(hw, op, f) / eng) if eng > 0 else 0.0
-            return hbm.plan(dma_segments(op, f)) + (dma_bytes(op, f), extra, eng, occupancy)
+            ops = operands(op, f)
+            segs = [(o.base, o.length, o.rows, o.row_stride, o.batch, o.batch_stride)
+                    for o in ops if o.space == "H"]        # what hbm.dma_segments gives
+            plan, act, work = hbm.plan_tally(segs)
+            ev = instr_events(hw, op, f, ops)
+            nbytes = ev.get("hbm_read_bytes", 0) + ev.get("hbm_write_bytes", 0)
+            if act:
+                ev["hbm_activations"] = act
+            if work:
+                ev[_CHANNEL_WORK] = work
+            return plan + (nbytes, extra, eng, occupancy, tuple(ev.items()))
         return dma
     if unit is Unit.MPU:
-        return lambda f: (mpu_cycles(hw, f), port_b_accesses(hw, op, f))
-    if unit is Unit.VPU:
-        return lambda f: (vpu_cycles(hw, op, f), port_b_accesses(hw, op, f))
-    return lambda f: (net_cycles(hw, op, f), port_b_accesses(hw, op, f))
+        cyc = lambda f: mpu_cycles(hw, f)                               # noqa: E731
+    elif unit is Unit.VPU:
+        cyc = lambda f: vpu_cycles(hw, op, f)                           # noqa: E731
+    else:
+        cyc = lambda f: net_cycles(hw, op, f)                           # noqa: E731
+    return lambda f: (cyc(f), port_b_accesses(hw, op, f), tuple(instr_events(hw, op, f).items()))
+
+
+def _address_moduli(hw: "HardwareConfig") -> dict[str, int]:
+    """Address fields, and the modulus their cost depends on them through.
+
+    Every cost (:mod:`fpgpt.sim.costs`, :meth:`HBMModel.plan_tally`) reads an HBM address only
+    through its residue modulo the interleave period (the channel demand), the stripe (the DMA
+    engine's stripe counts), the interleave piece and ``2·C`` (the stripe-path alignment test), and
+    a scratchpad address only modulo ``C`` (chunk alignment); so instructions whose fields agree
+    but for addresses congruent modulo these share one cost, exactly (each layer's tiles)."""
+    c = hw.mpu.width
+    h = hw.hbm
+    m = math.lcm(h.interleave_bytes * h.channels, 2 * stripe_elements(hw), h.interleave_bytes, 2 * c)
+    return {"hbm": m, "idx": m, "sram": c, "a": c, "b": c, "bias": c, "dst": c, "gamma": c,
+            "beta": c}
+
+
+def _shared_cost(fn: Callable[[dict], Any], op: str, moduli: dict[str, int], cache: dict,
+                 rs_free: bool) -> Callable[[dict], Any]:
+    """``fn`` through ``cache``, keyed on the fields with addresses reduced (:func:`_address_moduli`);
+    ``rs_free``: the instruction's ``rs`` (STR's stored value) does not enter its cost."""
+    def cost(f: dict) -> Any:
+        key = (op,) + tuple([v % moduli[k] if k in moduli else (0 if rs_free and k == "rs" else v)
+                             for k, v in f.items()])
+        c = cache.get(key)
+        if c is None:
+            if len(cache) >= _SHARED_CACHE_LIMIT:
+                cache.clear()
+            c = cache[key] = fn(f)
+        return c
+    return cost
 
 
 class StreamPlan:
@@ -89,6 +146,8 @@ class StreamPlan:
         self.units = [ins.definition.unit for ins in stream]
         entries = []
         fns: dict[str, Callable] = {}
+        moduli = _address_moduli(hw)
+        shared: dict[tuple, Any] = {}
         for ins in stream:
             d = ins.definition
             f = dict(ins.args)
@@ -110,7 +169,8 @@ class StreamPlan:
                 continue
             fn = fns.get(ins.op)
             if fn is None:
-                fn = fns[ins.op] = _cost_function(hw, hbm, ins.op, d.unit)
+                fn = fns[ins.op] = _shared_cost(_cost_function(hw, hbm, ins.op, d.unit), ins.op,
+                                                moduli, shared, ins.op == "STR")
             dyn_regs = tuple((name, r) for name, r in regs_read if r)
             if dyn_regs:
                 cost, dyn = None, (tuple(r for _, r in dyn_regs), tuple(n for n, _ in dyn_regs),
@@ -208,14 +268,49 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     per_busy = [0.0] * n
     regs_v = regs.v
     pend = [0.0] * len(regs_v)                         # scoreboard: register ready time
+    pend_u = [0] * len(regs_v)                         # ... and the unit that writes it
     max_pend = 0.0
     hbm_bytes = 0
     issue = hbm.issue
     # DMA transfers whose completion no instruction has read yet: the engines' port-B
     # accesses during them may still delay them (module docstring). Each is a list
-    # [k, pc, ready, s, e, e_hbm, eng, steal, occupancy, nbytes, trace event].
+    # [k, pc, ready, s, e, e_hbm, eng, steal, occupancy, nbytes, trace event, blame], blame
+    # None or what blame() needs to attribute the wait before the transfer's start.
     inflight: list[list] = []
     frozen = [-1]                                      # DMA dispatch numbers <= this are final
+    # Waits (docs/timing.md, "Decode breakdown"): wm[unit][cause] cycles that the unit was free
+    # but its next instruction had not started, by the unit whose completion it waited for
+    # (0..3) or the dispatcher (4). The dispatch clock t was last raised (by a queue slot, the
+    # scoreboard, a CTRL wait or SYNC) to `traise`, waiting on unit `tcause`.
+    wm = [[0.0] * len(CAUSES) for _ in UNITS]
+    tcause, traise = 4, 0.0
+    wc = [4]                                           # the wait that bound waits_met's result
+    dma_end = [0.0]                                    # the last final DMA completion
+    dyn_hist: list = []                                # the cost of every register-dependent dispatch
+
+    def blame(u: int, f0: float, s: float, td: float, ready: float, wcause: int, tr: float,
+              tcs: int) -> None:
+        """Attribute [f0, s), unit ``u`` free but its instruction not started: the part after
+        its dispatch ``td`` to the wait that held ``ready``, the rest to the dispatch clock's last
+        stall up to ``tr`` and to the dispatcher after it; a DMA start pushed past ``ready``
+        (port-B delays of an earlier transfer) to the DMA itself."""
+        row = wm[u]
+        if s > ready:
+            lo = ready if ready > f0 else f0
+            row[u] += s - lo
+            s = lo
+        if s > td:
+            lo = td if td > f0 else f0
+            row[wcause] += s - lo
+            s = lo
+        if s <= f0:
+            return
+        if tr > f0:
+            hi = tr if tr < s else s
+            row[tcs] += hi - f0
+            row[4] += s - hi
+        else:
+            row[4] += s - f0
 
     def finalize(upto: int) -> None:
         """Completions of DMA transfers ``<= upto`` are read: no more delays; trace them."""
@@ -223,8 +318,11 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             return
         frozen[0] = upto
         while inflight and inflight[0][0] <= upto:
-            k_, pc_, _, s_, e_, _, _, _, _, nb_, ev_ = inflight.pop(0)
+            k_, pc_, _, s_, e_, _, _, _, _, nb_, ev_, bl_ = inflight.pop(0)
             per_busy[pc_] += e_ - s_
+            if s_ > dma_end[0] and bl_ is not None:
+                blame(0, dma_end[0], s_, *bl_)
+            dma_end[0] = e_
             if ev_ is not None:
                 trace.retime(ev_, s_, e_)
                 trace.transfer(plan.ops[pc_], pc_, s_, e_, nb_)
@@ -270,6 +368,7 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 c = ring[wu][j & rmask]
                 if c > t0:
                     t0 = c
+                    wc[0] = wu
         return t0
 
     t = 0.0                                            # dispatch clock (cycles)
@@ -290,7 +389,8 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         if max_pend > t:
             for r in touched:
                 if pend[r] > t:
-                    t = pend[r]
+                    t = traise = pend[r]
+                    tcause = pend_u[r]
         if code < 4:
             k = cnt[code]
             ru = ring[code]
@@ -299,15 +399,17 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                     finalize(k - depth)
                 q = ru[(k - depth) & rmask]
                 if q > t:
-                    t = q
+                    t = traise = q
+                    tcause = code
             ready = waits_met(waits, t) if waits else t
-            s = free[code]
+            f0 = s = free[code]
             if ready > s:
                 s = ready
             if dyn is not None:
                 cost = _dyn_cost(dyn, regs_v)
+                dyn_hist.append(cost)
             if code == 0:
-                kind, work, idx, straggle, nbytes, extra, eng, occ = cost
+                kind, work, idx, straggle, nbytes, extra, eng, occ, _ = cost
                 e_hbm = issue(s, kind, work, idx, straggle) + extra
                 e = s + eng if s + eng > e_hbm else e_hbm   # the DMA engine or HBM bounds it
                 prev = last[0]
@@ -316,9 +418,12 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 free[0] = e                 # one transfer at a time, as the RTL DMA
                 hbm_bytes += nbytes
                 ev = trace.instr(0, plan.ops[pc], pc, s, e) if trace is not None and nbytes else None
-                inflight.append([k, pc, ready, s, e, e_hbm, eng, 0.0, occ, nbytes, ev])
+                inflight.append([k, pc, ready, s, e, e_hbm, eng, 0.0, occ, nbytes, ev,
+                                 (t, ready, wc[0], traise, tcause) if s > f0 else None])
             else:
-                cost, acc = cost
+                cost, acc, _ = cost
+                if s > f0:
+                    blame(code, f0, s, t, ready, wc[0], traise, tcause)
                 e = s + cost
                 if coupled and code == 3:              # the ring's partners (sim/system.py)
                     e = yield (pc, s, cost)
@@ -336,6 +441,7 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             if x1:
                 regs_v[x1] = 0                         # ARGMAX: token unknown to timing
                 pend[x1] = e
+                pend_u[x1] = code
                 if e > max_pend:
                     max_pend = e
             t += 1.0
@@ -343,7 +449,10 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             continue
         # CTRL: executes in the dispatcher once its waits are met.
         if waits:
-            t = waits_met(waits, t)
+            t0 = waits_met(waits, t)
+            if t0 > t:
+                t = traise = t0
+                tcause = wc[0]
         if code == _BNZ:
             t += 1.0
             if regs_v[x1]:
@@ -357,19 +466,15 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         elif code == _ADDI:
             if x1:
                 regs_v[x1] = (regs_v[x2[0]] + x2[1]) & _MASK32
-        elif code == _SYNC:
+        elif code == _SYNC or code == _HALT:
             if inflight:
                 finalize(cnt[0] - 1)
-            for c in last:
+            for u, c in enumerate(last):
                 if c > t:
-                    t = c
-        elif code == _HALT:
-            if inflight:
-                finalize(cnt[0] - 1)
-            for c in last:
-                if c > t:
-                    t = c
-            break
+                    t = traise = c
+                    tcause = u
+            if code == _HALT:
+                break
         t += 1.0
         pc += 1
 
@@ -387,9 +492,28 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             busy[u] += per_busy[i]
             d = breakdown.setdefault(u, {})
             d[op] = d.get(op, 0.0) + per_busy[i]
+    # Events and HBM channel work: static costs once per instruction times its dispatches,
+    # register-dependent ones once per distinct cost object times its dispatches.
+    tally = dict.fromkeys(EVENT_KEYS + (_CHANNEL_WORK,), 0)
+    for i, c in enumerate(per_cnt):
+        cst = entries[i][3]
+        if c and cst is not None and entries[i][0] < 4:
+            for key, v in cst[-1]:
+                tally[key] += c * v
+    if dyn_hist:
+        objs = {id(c): c for c in dyn_hist}
+        for ident, c in Counter(map(id, dyn_hist)).items():
+            for key, v in objs[ident][-1]:
+                tally[key] += c * v
+    work = tally.pop(_CHANNEL_WORK)
+    events = {k: float(v) for k, v in tally.items()}
+    waits_out = {u: {CAUSES[c]: wm[i][c] for c in range(len(CAUSES)) if wm[i][c] > 0}
+                 for i, u in enumerate(UNITS)}
     if progress is not None:
         progress(stream, steps)
-    return StreamTiming(stream, t, hw.clock_mhz, steps, counts, busy, breakdown, hbm_bytes)
+    return StreamTiming(stream, t, hw.clock_mhz, steps, counts, busy, breakdown, hbm_bytes,
+                        events=events, waits=waits_out,
+                        hbm_channel_busy_cycles=float(work) / hbm.channels)
 
 
 def _check_len(name: str, value: Any, minimum: int) -> None:
