@@ -8,6 +8,7 @@ commands to :data:`main` when imported here.
 from __future__ import annotations
 
 from .core import main
+from . import multi  # noqa: F401,E402 - registers fpgpt scale (and the --devices paths)
 from . import energy  # noqa: F401,E402 - registers fpgpt compare, gpu-bench, report
 
 __all__ = ["main"]

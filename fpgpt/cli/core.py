@@ -319,13 +319,19 @@ def _timing_table(result, title: str) -> Table:
 @click.option("--hw", "hw_name", default="u280", show_default=True, help="Preset or TOML file.")
 @click.option("--prompt-len", type=int, default=128, show_default=True,
               help="Prompt length the prefill stream is compiled for.")
-@click.option("-o", "--output", required=True, help="Program file to write (.fpx).")
+@click.option("-o", "--output", required=True, help="Program file to write (.fpx); with "
+              "--devices N, a folder for card0.fpx .. and manifest.json.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.option("--devices", type=int, default=None,
+              help="Cards in the ring (model parallel, docs/multi-device.md).")
 @_guard
 def compile_cmd(model: str, hw_name: str, prompt_len: int, output: str, force: bool,
-                as_json: bool) -> None:
+                as_json: bool, devices: int | None) -> None:
     """Compile GPT-2 to a Program (prefill + decode streams, HBM layout, memory image)."""
+    if devices is not None and devices != 1:            # a ring of cards: fpgpt/cli/multi.py
+        from .multi import compile_ring
+        return compile_ring(model, hw_name, prompt_len, output, force, as_json, devices)
     from ..compiler import compile_model
     from ..config import load_config
     hwc = load_config(hw_name)
@@ -355,10 +361,16 @@ def compile_cmd(model: str, hw_name: str, prompt_len: int, output: str, force: b
               help="Write JSON to a file (or stdout when given no file).")
 @click.option("--trace", "trace_path", default=None, help="Write a Perfetto/Chrome trace JSON.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--devices", type=int, default=None,
+              help="Cards in the ring (model parallel, docs/multi-device.md).")
 @_guard
 def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: str | None,
-             trace_path: str | None, force: bool) -> None:
+             trace_path: str | None, force: bool, devices: int | None) -> None:
     """Time a generation on the simulated card (no weights needed)."""
+    if devices is not None and devices != 1:            # a ring of cards: fpgpt/cli/multi.py
+        from .multi import simulate_ring
+        return simulate_ring(model, hw_name, prompt_len, gen_len, json_out, trace_path, force,
+                             devices)
     from ..compiler import compile_model
     from ..config import load_config
     from ..sim.timing import simulate as run_timing
@@ -418,10 +430,12 @@ def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: 
 @click.option("--top-k", type=int, default=None, help="With --reference: top-k sampling.")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --top-k: the seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--devices", type=int, default=None,
+              help="Cards in the ring (model parallel, docs/multi-device.md).")
 @_guard
 def generate(model: str, hw_name: str, prompt: str | None, prompt_ids: str | None,
              max_new_tokens: int, mode: str, reference: bool, top_k: int | None, seed: int,
-             as_json: bool) -> None:
+             as_json: bool, devices: int | None) -> None:
     """Generate text on the simulated accelerator (greedy, on the device), with its latencies."""
     import time
 
@@ -455,6 +469,9 @@ def generate(model: str, hw_name: str, prompt: str | None, prompt_ids: str | Non
         from ..models import Reference
         new = Reference(weights).generate(ids, max_new_tokens, top_k=top_k, seed=seed)
         out.update({"engine": "reference (numpy, fp32)", "tokens": [int(t) for t in new]})
+    elif devices is not None and devices != 1:          # a ring of cards: fpgpt/cli/multi.py
+        from .multi import generate_ring
+        out.update(generate_ring(weights, tok, label, ids, max_new_tokens, mode, hw_name, devices))
     else:
         from ..compiler import compile_model
         from ..sim import generate as sim_generate
