@@ -162,3 +162,18 @@ def test_xl_step_collectives_obey_link_physics_and_the_hbm_floor():
     j = r.to_json()
     assert j["devices"] == 2 and len(j["ring_wait_share"]) == 2
     assert 0 < j["link_utilization"] < 1 and j["link_bytes_per_token"] > 0
+
+
+def test_a_slower_card_delays_the_others_at_the_collectives(tiny_model):
+    """Three cards share 4 heads 2/1/1: card 0 has more attention work, so it arrives last at
+    the gather after attention and the others wait for it there; a NET instruction completes
+    only once every card has arrived."""
+    from fpgpt.sim.system import simulate_system
+    programs = compile_devices(tiny_model.spec, load_preset("u280"), prompt_len=8, devices=3)
+    r = simulate_system(programs, prompt_len=8, gen_len=4)
+    att = [c for c in r.collectives if c.stream == "decode" and c.count == 2 * 32]
+    assert att and all(c.arrive[0] == c.start and c.arrive[1] < c.start for c in att)
+    waits = r.partner_wait_share()
+    assert waits[0] < waits[1] and waits[1] > 0
+    for c in r.collectives:
+        assert min(c.end) >= c.start + c.link_busy

@@ -76,3 +76,15 @@ def test_ring_without_links_exit_2(tmp_path):
     r = run("simulate", "--model", "micro", "--hw", str(cfg), "--prompt-len", "4", "--gen-len",
             "2", "--devices", "2")
     assert r.exit_code == 2 and "no links" in r.output
+
+
+def test_trace_has_a_process_per_card_and_link_tracks(tmp_path):
+    path = tmp_path / "t.json"
+    r = run("simulate", "--model", "micro", "--hw", "tiny", "--prompt-len", "4", "--gen-len", "2",
+            "--devices", "2", "--trace", str(path))
+    assert r.exit_code == 0, r.output
+    ev = json.loads(path.read_text())["traceEvents"]
+    names = {(e["pid"], e["args"]["name"]) for e in ev if e.get("name") == "process_name"}
+    assert names == {(0, "card 0"), (1, "card 1")}
+    link = [e for e in ev if e.get("ph") == "X" and e.get("tid") == 10]
+    assert {e["pid"] for e in link} == {0, 1} and all(e["args"]["bytes"] > 0 for e in link)
