@@ -63,15 +63,15 @@ def plot_tokens_per_joule(data: dict[str, Any], out: Path) -> str:
     """Tokens per joule for the headline model, error bars from the constants' ranges."""
     plt = _plt()
     rows = data["headline"]["rows"]
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
-    labels = [f"{r['label']}\n({r['kind']})" for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    labels = [f"{r['label'].replace(' (', chr(10) + '(')}\n[{r['kind']}]" for r in rows]
     vals = [r["tokens_per_j"]["value"] for r in rows]
     err = [[r["tokens_per_j"]["value"] - r["tokens_per_j"]["lo"] for r in rows],
            [r["tokens_per_j"]["hi"] - r["tokens_per_j"]["value"] for r in rows]]
     colors = ["#2ca02c" if r["kind"] == "simulated" else "#1f77b4" if r["kind"] == "model"
               else "#ff7f0e" for r in rows]
     ax.bar(range(len(rows)), vals, yerr=err, capsize=4, color=colors)
-    ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=20, ha="right")
+    ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=35, ha="right")
     ax.set_ylabel("tokens per joule (decode, batch 1)")
     ax.set_title(f"{data['headline']['model']}: energy efficiency (bars: low-high range)")
     ax.grid(True, axis="y", alpha=0.3)
@@ -83,21 +83,26 @@ def plot_roofline(data: dict[str, Any], out: Path) -> str:
     import numpy as np
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.6))
+    models = sorted({pt["model"] for rf in data["rooflines"] for pt in rf["points"]},
+                    key=lambda m: [x["model"] for x in data["models"]].index(m)
+                    if m in [x["model"] for x in data["models"]] else 0)
+    marks = dict(zip(models, "osD^vP*X"))
     for i, rf in enumerate(data["rooflines"]):
         bw, peak = rf["hbm_gb_s"] * 1e9, rf["mpu_peak_tflops"] * 1e12
         x = np.logspace(-1, 3, 200)
         ax.plot(x, np.minimum(x * bw, peak) / 1e12, color=f"C{i}", lw=2,
                 label=f"{rf['hw']}: {rf['hbm_gb_s']:.0f} GB/s, {rf['mpu_peak_tflops']:.2f} TFLOP/s")
         for pt in rf["points"]:
-            ax.scatter([pt["intensity"]], [pt["tflops"]], color=f"C{i}",
-                       marker="o" if pt["stream"] == "decode" else "s", s=28, zorder=5)
-            ax.annotate(f"{pt['model']} {pt['stream']}", (pt["intensity"], pt["tflops"]),
-                        fontsize=6, textcoords="offset points", xytext=(3, -8))
+            dec = pt["stream"] == "decode"
+            ax.scatter([pt["intensity"]], [pt["tflops"]], marker=marks[pt["model"]], s=34,
+                       zorder=5, edgecolors=f"C{i}", facecolors=f"C{i}" if dec else "none")
+    for m in models:
+        ax.scatter([], [], marker=marks[m], color="k", label=m)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity, FLOP per HBM byte")
     ax.set_ylabel("achieved TFLOP/s (simulated)")
-    ax.set_title("Roofline: decode (o) and prefill (s) per model")
+    ax.set_title("Roofline: decode (filled, intensity ~1) and prefill (hollow) per model")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, out, "roofline.png")
@@ -138,7 +143,11 @@ def plot_scaling(data: dict[str, Any], out: Path) -> str | None:
                        [r["tokens_per_j"]["hi"] - r["tokens_per_j"]["value"] for r in rows]],
                  color="C1", marker="s", capsize=3, label="tokens/J")
     ax2.set_ylabel("tokens per joule")
-    ax.set_title(f"Scaling {rows[0]['model']} on {rows[0]['hw']}")
+    ax.set_xticks([r["cards"] for r in rows])
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center")
+    ax.set_title(f"Scaling {rows[0]['model']} on {rows[0]['hw']} (simulated; tokens/J with its range)")
     ax.grid(True, alpha=0.3)
     return _save(fig, out, "scaling.png")
 
