@@ -10,5 +10,6 @@ from __future__ import annotations
 from .core import main
 from . import multi  # noqa: F401,E402 - registers fpgpt scale (and the --devices paths)
 from . import energy  # noqa: F401,E402 - registers fpgpt compare, gpu-bench, report
+from . import sweep  # noqa: F401,E402 - registers fpgpt sweep, sweep-resources
 
 __all__ = ["main"]

