@@ -59,3 +59,29 @@ def test_compare_bad_input_is_one_line_exit_2(args, msg):
     code, out = _run("compare", "--model", "gpt2", "--prompt-len", "8", *args)
     assert code == 2, out
     assert msg in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("cache", [None, "static"])
+def test_gpu_bench_measurement_loop_on_cpu(cache):
+    """The HF generate loop gpu-bench times, run on the CPU with a tiny GPT-2 and a fake
+    energy counter drawing 100 W: decode time and energy per token come out consistent."""
+    import time
+
+    import torch
+
+    from fpgpt.energy.gpu_bench import build_model, measure
+    from fpgpt.models import ModelSpec
+    spec = ModelSpec("t", n_layer=2, n_head=2, d_model=32, d_ff=64, vocab=100, n_ctx=64)
+    m, label = build_model(spec, device="cpu", dtype=torch.float32)
+    assert label == "t"
+    if cache:
+        m.generation_config.cache_implementation = cache
+    ids = torch.randint(0, 100, (1, 8))
+    full_s, pre_s, full_mj, pre_mj = measure(m, ids, gen_len=6, repeats=2, warmup=1,
+                                             energy_mj=lambda: time.perf_counter() * 1e5,
+                                             sync=lambda: None)
+    assert full_s > pre_s > 0
+    rec = baseline_record(model=label, prompt_len=8, gen_len=6, mode="eager", full_s=full_s,
+                          prefill_s=pre_s, full_mj=full_mj, prefill_mj=pre_mj, repeats=2,
+                          provenance={"gpu_name": "cpu"})
+    assert rec["avg_power_w"] == pytest.approx(100.0, rel=0.05)

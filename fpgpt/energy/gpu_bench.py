@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["NoGPU", "check_gpu", "run_gpu_bench", "baseline_record"]
+__all__ = ["NoGPU", "check_gpu", "run_gpu_bench", "baseline_record", "measure", "build_model"]
 
 
 class NoGPU(RuntimeError):
@@ -46,22 +46,55 @@ def check_gpu() -> None:
         raise NoGPU(f"a CUDA GPU is present but {e.name} is missing (pip install 'fpgpt[gpu]')") from None
 
 
-def _load_model(model: str, torch: Any) -> tuple[Any, str]:
-    """(GPT2LMHeadModel in FP16 on CUDA, label): a local checkpoint folder, or a preset's shapes
-    with random weights (timing and energy do not depend on the values)."""
+def build_model(model: Any, *, device: str = "cuda", dtype: Any = None) -> tuple[Any, str]:
+    """(GPT2LMHeadModel on ``device`` in ``dtype`` (FP16 by default), label) from a local checkpoint
+    folder, a preset name or a :class:`~fpgpt.models.ModelSpec` (random weights: time and energy
+    do not depend on the values)."""
+    import torch
     from transformers import GPT2Config, GPT2LMHeadModel
-    if Path(model).is_dir():
-        m = GPT2LMHeadModel.from_pretrained(model, torch_dtype=torch.float16)
+    dtype = torch.float16 if dtype is None else dtype
+    if isinstance(model, (str, Path)) and Path(model).is_dir():
+        m = GPT2LMHeadModel.from_pretrained(str(model))
         label = Path(model).name
     else:
         from ..models import get_spec
-        s = get_spec(model)
+        s = get_spec(model) if isinstance(model, str) else model
         cfg = GPT2Config(n_layer=s.n_layer, n_head=s.n_head, n_embd=s.d_model, n_inner=s.d_ff,
                          vocab_size=s.vocab, n_positions=s.n_ctx, layer_norm_epsilon=s.ln_eps)
         torch.manual_seed(0)
-        m = GPT2LMHeadModel(cfg).to(torch.float16)
-        label = model
-    return m.to("cuda").eval(), label
+        m = GPT2LMHeadModel(cfg)
+        label = s.name
+    return m.to(device=device, dtype=dtype).eval(), label
+
+
+def measure(m: Any, ids: Any, *, gen_len: int, repeats: int, warmup: int,
+            energy_mj: Callable[[], float], sync: Callable[[], None]) -> tuple[float, float, float, float]:
+    """Warm up, then time ``repeats`` greedy generations of ``gen_len`` tokens and of 1 token
+    (the prompt only): ``(full_s, prefill_s, full_mj, prefill_mj)`` per run, energy from
+    ``energy_mj()`` (a cumulative counter) read around each batch of runs."""
+    import torch
+    mask = torch.ones_like(ids)
+
+    def gen(n: int) -> None:
+        m.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
+                   do_sample=False, pad_token_id=0)
+
+    def timed(n: int) -> tuple[float, float]:
+        sync()
+        e0, t0 = energy_mj(), time.perf_counter()
+        for _ in range(repeats):
+            gen(n)
+        sync()
+        t1, e1 = time.perf_counter(), energy_mj()
+        return (t1 - t0) / repeats, (e1 - e0) / repeats
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            gen(gen_len)
+            gen(1)
+        full_s, full_mj = timed(gen_len)
+        prefill_s, prefill_mj = timed(1)
+    return full_s, prefill_s, full_mj, prefill_mj
 
 
 def baseline_record(*, model: str, prompt_len: int, gen_len: int, mode: str,
@@ -96,54 +129,30 @@ def run_gpu_bench(model: str, *, prompt_len: int = 128, gen_len: int = 128, repe
     pynvml.nvmlInit()
     try:
         h = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
-        m, label = _load_model(model, torch)
+        m, label = build_model(model)
         if prompt_len + gen_len > m.config.n_positions:
             raise ValueError(f"prompt {prompt_len} + {gen_len} tokens exceed the model's context "
                              f"of {m.config.n_positions}")
         ids = torch.randint(0, m.config.vocab_size, (1, prompt_len), device="cuda")
-        mask = torch.ones_like(ids)
+        args = dict(gen_len=gen_len, repeats=repeats, warmup=warmup,
+                    energy_mj=lambda: float(pynvml.nvmlDeviceGetTotalEnergyConsumption(h)),
+                    sync=torch.cuda.synchronize)
         mode, why = "eager", ""
         if compiled:
             try:
                 m.generation_config.cache_implementation = "static"
                 m.forward = torch.compile(m.forward, mode="reduce-overhead", fullgraph=True)
+                log(f"measuring {label} (static cache + torch.compile), {repeats} runs of "
+                    f"{prompt_len}:{gen_len}")
+                full_s, prefill_s, full_mj, prefill_mj = measure(m, ids, **args)
                 mode = "compiled-static-cache"
-            except Exception as e:  # noqa: BLE001 - fall back to eager and say why
-                why = f"{type(e).__name__}: {e}"
-
-        def gen(n: int) -> None:
-            m.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
-                       do_sample=False, pad_token_id=0)
-
-        def timed(n: int) -> tuple[float, float]:
-            torch.cuda.synchronize()
-            e0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h)
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                gen(n)
-            torch.cuda.synchronize()
-            t1 = time.perf_counter()
-            e1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(h)
-            return (t1 - t0) / repeats, (e1 - e0) / repeats
-
-        with torch.inference_mode():
-            try:
-                for _ in range(warmup):
-                    gen(gen_len)
-                    gen(1)
-            except Exception as e:  # noqa: BLE001 - compiled path failed: measure eager instead
-                if mode == "eager":
-                    raise
+            except Exception as e:  # noqa: BLE001 - the best path failed: measure eager, say why
                 why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 log(f"compiled run failed ({why}); measuring eager")
-                m, _ = _load_model(model, torch)
-                mode = "eager"
-                for _ in range(warmup):
-                    gen(gen_len)
-                    gen(1)
-            log(f"measuring {label} ({mode}), {repeats} runs of {prompt_len}:{gen_len}")
-            full_s, full_mj = timed(gen_len)
-            prefill_s, prefill_mj = timed(1)
+                m, _ = build_model(model)
+        if mode == "eager":
+            log(f"measuring {label} (eager), {repeats} runs of {prompt_len}:{gen_len}")
+            full_s, prefill_s, full_mj, prefill_mj = measure(m, ids, **args)
         drv = pynvml.nvmlSystemGetDriverVersion()
         name = pynvml.nvmlDeviceGetName(h)
         from .. import __version__
