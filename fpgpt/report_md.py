@@ -122,6 +122,17 @@ def write_report_files(data: dict[str, Any], out: Path) -> Path:
                  if abs(eg['ms_per_token']['value'] / pub['ms_per_token'] - DFX_CLAIM['speedup'])
                  < abs(ft['ms_per_token']['value'] / pub['ms_per_token'] - DFX_CLAIM['speedup'])
                  else "second (a fused-kernel GPU baseline)."), ""]
+    dfx_multi = [c for c in dfxc if c["design"]["cards"] > 1]
+    if pub and eg and dfx_multi:
+        ratio = DFX_CLAIM["speedup"] / DFX_CLAIM["energy"]
+        d4 = dfx_multi[0]["design"]
+        n = d4["cards"]
+        implied = ratio * eg["avg_power_w"]["value"] / pub["cards"]
+        w = d4["avg_power_w"]
+        L += [f"Power check: DFX's two ratios imply its cards drew {ratio:.2f}x the power of the "
+              f"four V100s; with the modelled HF-eager 4 x V100 at {eg['avg_power_w']['value']:.0f} W "
+              f"that is {implied:.0f} W per U280, against this energy model's "
+              f"{w['value'] / n:.0f} [{w['lo'] / n:.0f}–{w['hi'] / n:.0f}] W per `dfx` card.", ""]
     L += [f"The `dfx` preset runs on {dfxc[0]['design']['cards'] if dfxc else 1} card(s) here"
           + ("" if mc["available"] else " (the multi-card simulator has not landed)") + ".", ""]
 
