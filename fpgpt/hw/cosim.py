@@ -6,9 +6,11 @@ caller names (a pytest ``tmp_path`` or ``build/``), never the current directory.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -80,9 +82,28 @@ def write_verilog(component: wiring.Component, name: str, path: str | Path, *,
         text = verilog.convert(component, name=name, emit_src=False)
     # Rewrite only on change: Verilator skips re-verilating identical inputs (by file
     # metadata), which makes a rebuild of an unchanged design take seconds, not a minute.
+    # Written to a temporary name and renamed, so that a concurrent reader (pytest-xdist
+    # workers sharing a build folder) never sees half a file.
     if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return path
+
+
+@contextmanager
+def build_lock(build_dir: str | Path):
+    """Hold an exclusive lock on ``build_dir`` (created): one process at a time builds or runs
+    in a build folder, so parallel test workers that share a Verilator build wait for each
+    other instead of compiling over each other."""
+    d = Path(build_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".fpgpt-build.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -147,6 +168,15 @@ def run_cocotb(sources: Sequence[Path], toplevel: str, test_module: str, build_d
     from cocotb_tools.runner import get_results, get_runner
 
     runner = get_runner("verilator")
+    with build_lock(build_dir):
+        return _build_and_run(runner, sources, toplevel, test_module, build_dir, test_dir,
+                              env, extra_args, cxx_opt)
+
+
+def _build_and_run(runner, sources, toplevel, test_module, build_dir, test_dir, env, extra_args,
+                   cxx_opt) -> CosimResult:
+    from cocotb_tools.runner import get_results
+
     build_s = build(sources, toplevel, build_dir, extra_args=extra_args, runner=runner,
                     cxx_opt=cxx_opt)
     xml = Path(build_dir).resolve() / f"{test_module}.results.xml"
