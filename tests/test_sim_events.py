@@ -130,3 +130,23 @@ def test_waits_are_blamed_on_the_unit_waited_for():
     assert w.get("dispatch", 0) <= 2
     assert st.unit_breakdown["mpu"]["busy"] == st.busy_cycles["mpu"]
     assert st.unit_breakdown["hbm"]["idle"] == pytest.approx(st.cycles - st.busy_cycles["dma"])
+
+
+def test_cli_simulate_breakdown_table_and_json():
+    import json
+
+    from click.testing import CliRunner
+
+    from fpgpt.cli import main
+    args = ["simulate", "--model", "micro", "--hw", "tiny", "--prompt-len", "8", "--gen-len", "4"]
+    r = CliRunner().invoke(main, args + ["--breakdown"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "decode: ms per token" in r.output and "waits on" in r.output
+    assert "HBM: no transfer in flight" in r.output and "VPU" in r.output
+    r = CliRunner().invoke(main, args + ["--json"], catch_exceptions=False)
+    d = json.loads(r.output)
+    bd = d["breakdown_cycles"]["decode"]
+    assert sum(bd["mpu"].values()) == pytest.approx(d["cycles"]["decode"])
+    assert d["events"]["decode"]["mpu_macs"] > 0
+    r = CliRunner().invoke(main, args + ["--breakdown", "--devices", "2"])
+    assert r.exit_code == 2 and "one card" in r.output

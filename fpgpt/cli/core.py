@@ -352,6 +352,28 @@ def compile_cmd(model: str, hw_name: str, prompt_len: int, output: str, force: b
                   + ("" if weights is not None else " (shapes only, no memory image)"))
 
 
+def _breakdown_table(stream, per: int, title: str) -> Table:
+    """Where a stream's time went, per unit (StreamTiming.unit_breakdown), in ms per ``per``;
+    the HBM's idle time in the caption."""
+    from ..sim.results import CAUSES, UNITS
+    bd = stream.unit_breakdown
+    scale = 1.0 / (stream.clock_mhz * 1e3 * max(per, 1))
+
+    def cell(v: float) -> str:
+        return f"{v * scale:.4f} ({100 * v / stream.cycles:.0f} %)" if v else "-"
+    units = [u for u in UNITS if u != "net" or bd[u]["busy"]]
+    cols = ["busy"] + [f"wait.{c}" for c in CAUSES if any(bd[u].get(f"wait.{c}") for u in units)]
+    h = bd["hbm"]
+    t = Table(title=title, caption=f"HBM: no transfer in flight {cell(h['idle'])}, channels not "
+                                   f"serving {cell(h['channel_idle'])}")
+    t.add_column("unit")
+    for c in cols + ["idle"]:
+        t.add_column(c.replace("wait.", "waits on "), justify="right")
+    for u in units:
+        t.add_row(u.upper(), *(cell(bd[u].get(c, 0.0)) for c in cols + ["idle"]))
+    return t
+
+
 @main.command()
 @click.option("--model", required=True, help="GPT-2 preset name, shipped model or checkpoint folder.")
 @click.option("--hw", "hw_name", default="u280", show_default=True, help="Preset or TOML file.")
@@ -363,11 +385,16 @@ def compile_cmd(model: str, hw_name: str, prompt_len: int, output: str, force: b
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--devices", type=int, default=None,
               help="Cards in the ring (model parallel, docs/multi-device.md).")
+@click.option("--breakdown", is_flag=True,
+              help="Show per unit busy time, time waiting on each other unit, idle and idle HBM "
+                   "time, per stream (always in the JSON: docs/sim-speed-events.md).")
 @_guard
 def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: str | None,
-             trace_path: str | None, force: bool, devices: int | None) -> None:
+             trace_path: str | None, force: bool, devices: int | None, breakdown: bool) -> None:
     """Time a generation on the simulated card (no weights needed)."""
     if devices is not None and devices != 1:            # a ring of cards: fpgpt/cli/multi.py
+        if breakdown:
+            raise UsageProblem("--breakdown is for one card (leave out --devices)")
         from .multi import simulate_ring
         return simulate_ring(model, hw_name, prompt_len, gen_len, json_out, trace_path, force,
                              devices)
@@ -401,6 +428,8 @@ def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: 
                             progress=cb)
     data = result.to_json()
     data["model"] = label
+    data["breakdown_cycles"] = {s.name: s.unit_breakdown for s in result.streams}
+    data["events"] = {s.name: s.events for s in result.streams}
     if trace is not None:
         trace.write_trace(trace_path, overwrite=True)
         err_console.print(f"wrote {trace_path} (open in https://ui.perfetto.dev)")
@@ -411,6 +440,11 @@ def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: 
     floor_ms = spec.weight_bytes_per_token() / hwc.hbm_peak_bytes_per_s * 1e3
     console.print(_timing_table(result, f"{label} on {hwc.name} ({hwc.artifact_name}), "
                                         f"prompt {prompt_len}, generate {gen_len}"))
+    if breakdown:
+        console.print(_breakdown_table(result.prefill, 1, "prefill: ms (% of the stream)"))
+        if result.decode is not None:
+            console.print(_breakdown_table(result.decode, result.tokens_decoded,
+                                           "decode: ms per token (% of the stream)"))
     console.print(f"HBM floor: {floor_ms:.3f} ms/token ({spec.weight_bytes_per_token() / 1e9:.3f} GB of weights "
                   f"read per token / {hwc.hbm_peak_bytes_per_s / 1e9:.1f} GB/s);\nsimulated decode runs at "
                   f"{100 * floor_ms / max(data['ms_per_token'], 1e-12):.1f} % of that floor's speed.")
