@@ -14,13 +14,14 @@ import math
 from dataclasses import dataclass
 
 from fpgpt.config import HardwareConfig
+from fpgpt.geometry import dma_stripe_aligned
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
 from .buffers import WEIGHT_SLOTS, BufferPlan, b_stride, stage_count
 from .ir import Graph, Op, OpKind
 from .layout import Layout
-from .partition import Shard, shard as make_shard
+from .partition import GATHERED, Shard, shard as make_shard
 
 __all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT"]
 
@@ -82,9 +83,33 @@ class _Gen:
             return
         stage = self.a(self._stage(op))
         self.emit("ALLGATHER", sram=stage, count=cnt, comment=f"{op.name}: all-gather (staged)")
+        scratch = self.layout.regions.get("gather")
+        if rows > 1 and scratch is not None and self._dma_unpack(stage, cnt, scratch.addr, name,
+                                                                 rows, width):
+            # several rows: each card's packed slice to its columns of the HBM scratch, then the
+            # whole tile back, in row order (the DMA's stripe path beats VCOPYs on the VPU)
+            for c, (c0, n) in enumerate(sh.parts(name)):
+                self.emit("STORE", sram=stage + c * cnt, hbm=scratch.addr + 2 * c0, rows=rows,
+                          cols=n, hstride=2 * width, sstride=n,
+                          comment=f"{op.name}: card {c}'s slice -> gather scratch")
+            self.emit("LOAD", sram=self.a(buf), hbm=scratch.addr, rows=rows, cols=width,
+                      hstride=2 * width, sstride=width, comment=f"{op.name}: gathered {buf}")
+            return
         for c, (c0, n) in enumerate(sh.parts(name)):
             self.emit("VCOPY", dst=self.a(buf) + c0, a=stage + c * cnt, rows=rows, cols=n,
                       ldd=width, lda=n, comment=f"{op.name}: card {c}'s slice -> {buf}")
+
+    def _dma_unpack(self, stage: int, cnt: int, hbm: int, name: str, rows: int,
+                    width: int) -> bool:
+        """Whether every transfer of the DMA unpack takes the DMA's stripe path."""
+        def ok(op: str, sram: int, h: int, cols: int, sstride: int) -> bool:
+            f = {"sram": sram, "hbm": h, "rows": rows, "cols": cols, "hstride": 2 * width,
+                 "sstride": sstride, "batch": 1, "hbatch": 0, "sbatch": 0, "ra": 0, "rr": 0,
+                 "rc": 0, "transpose": 0}
+            return dma_stripe_aligned(self.hw, op, f)
+        return (all(ok("STORE", stage + c * cnt, hbm + 2 * c0, n, n)
+                    for c, (c0, n) in enumerate(self.sh.parts(name)))
+                and ok("LOAD", self.a(GATHERED[name]), hbm, width, width))
 
     def produced(self, op: Op, rows: int) -> None:
         if self.sh.devices > 1 and "split" in op.attrs:

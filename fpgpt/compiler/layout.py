@@ -46,9 +46,10 @@ class Layout:
 
     @property
     def writable(self) -> list[tuple[int, int]]:
-        """Byte ranges that programs write (KV caches, tokens_out): the ones dependencies track."""
+        """Byte ranges that programs write (KV caches, tokens_out, the multi-card ``gather``
+        scratch): the ones dependencies track."""
         return [(r.addr, r.end) for n, r in self.regions.items()
-                if n.endswith("_cache") or n == "tokens_out"]
+                if n.endswith("_cache") or n in ("tokens_out", "gather")]
 
 
 def _vec_offsets(spec: ModelSpec, sh: Shard) -> tuple[dict[str, int], int]:
@@ -103,6 +104,10 @@ def plan_layout(spec: ModelSpec, hw: HardwareConfig, sh: Shard | None = None) ->
     for i in range(spec.n_layer):
         add(f"layer{i}.k_cache", (H, T, dh))
         add(f"layer{i}.v_cache", (H, dh, T))
+    if sh.devices > 1:
+        # where a prefill tile's gathered slices are put back in row order by two DMA transfers
+        # (codegen.py, _Gen.gather): n_ctx rows of the widest gathered buffer
+        add("gather", (T, max(d, f)))
     cap = hw.hbm.capacity_bytes
     if addr > cap and sh.devices > 1:
         raise CompileError(
