@@ -1,27 +1,32 @@
 """The timing model's figures are pinned: cycles to the last digit, bytes and instruction counts.
 
-GOLDEN was recorded from the timing model at commit 68094fb (before the DMA engine's
-cycles became closed forms, issue 10 part 3), as follows: compile the model for the
-preset at the prompt length, ``simulate`` with the generation length, and keep
-``(prefill cycles, decode cycles, prefill hbm_bytes, decode hbm_bytes, prefill instructions,
-decode instructions)``. Any change to these figures is a change of the timing model, not of its
-speed, and must be made on purpose (and the figures re-recorded, saying why, in the commit).
+GOLDEN was recorded from the timing model at commit 68094fb (before the DMA engine's cycles
+became closed forms, issue 10 part 3): compile the model for the preset at the prompt length,
+``simulate`` with the generation length, keep ``(prefill cycles, decode cycles, prefill
+hbm_bytes, decode hbm_bytes, prefill instructions, decode instructions)``. The programs that
+commit compiled and its presets are stored in tests/data/sim_golden/ (``<case>.fpgpt.gz``,
+``<preset>.toml``), so that compiler and preset changes do not move these figures: only a change
+of the timing model does, and that must be made on purpose (re-record, saying why).
 
 The programs cover the DMA engine's stripe path (u280/dfx/u55c/tiny weight and K/V loads), the
 element path (the ``odd`` shapes: rows not a whole number of chunks), transposed stores (V^T),
 GATHER (token embeddings, on both paths), register-dependent shapes (K/V lengths that grow
-every token) and balanced and unbalanced HBM demands.
+every token) and balanced and unbalanced HBM demands. ``toy`` and ``odd`` are
+``ModelSpec("toy", n_layer=2, n_head=4, d_model=128, d_ff=512, vocab=300, n_ctx=64)`` and
+``ModelSpec("odd", n_layer=2, n_head=5, d_model=200, d_ff=808, vocab=333, n_ctx=80)``; micro
+and tiny the shipped models.
 """
+
+import gzip
+from pathlib import Path
 
 import pytest
 
-from fpgpt.compiler import compile_model
-from fpgpt.config import load_preset
-from fpgpt.models import ModelSpec, get_spec, load_model
+from fpgpt.config import load_config, load_preset
+from fpgpt.isa import Program
 from fpgpt.sim.timing import simulate
 
-TOY = {"toy": ModelSpec("toy", n_layer=2, n_head=4, d_model=128, d_ff=512, vocab=300, n_ctx=64),
-       "odd": ModelSpec("odd", n_layer=2, n_head=5, d_model=200, d_ff=808, vocab=333, n_ctx=80)}
+DATA = Path(__file__).resolve().parent / "data" / "sim_golden"
 
 # "model@preset:prompt:gen": (prefill cycles, decode cycles, prefill HBM bytes, decode HBM bytes,
 #                             prefill instructions, decode instructions)
@@ -75,20 +80,13 @@ GOLDEN = {
 }
 
 
-def _spec(name):
-    if name in TOY:
-        return TOY[name]
-    if name in ("micro", "tiny"):
-        return load_model(name).spec
-    return get_spec(name)
-
-
 @pytest.mark.parametrize("case", sorted(GOLDEN))
 def test_timing_figures_equal_the_recorded_ones(case):
     model, rest = case.split("@")
     preset, prompt, gen = rest.split(":")
-    hw = load_preset(preset)
-    program = compile_model(_spec(model), hw, prompt_len=int(prompt), verify=False)
+    hw = load_config(str(DATA / f"{preset}.toml"))
+    name = case.replace("@", "_").replace(":", "_")
+    program = Program.from_bytes(gzip.decompress((DATA / f"{name}.fpgpt.gz").read_bytes()))
     r = simulate(program, hw, prompt_len=int(prompt), gen_len=int(gen))
     got = (r.prefill.cycles, r.decode.cycles, r.prefill.hbm_bytes, r.decode.hbm_bytes,
            r.prefill.instructions, r.decode.instructions)

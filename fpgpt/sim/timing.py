@@ -284,7 +284,8 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     # scoreboard, a CTRL wait or SYNC) to `traise`, waiting on unit `tcause`.
     wm = [[0.0] * len(CAUSES) for _ in UNITS]
     tcause, traise = 4, 0.0
-    wc = [4]                                           # the wait that bound waits_met's result
+    wcause = 4                                         # the wait that bound an instruction's ready
+    wc = [4]                                           # ... as waits_met reports it
     dma_end = [0.0]                                    # the last final DMA completion
     dyn_hist: list = []                                # the cost of every register-dependent dispatch
 
@@ -333,12 +334,21 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         cycle, and every later transfer queued behind it."""
         first = -1
         span = ec - sc if ec > sc else 1.0
-        for i, rec in enumerate(inflight):
-            ov = min(ec, rec[4]) - max(sc, rec[3])
-            if ov > 0:
-                rec[7] += acc * ov / span * rec[8]
-                if first < 0:
-                    first = i
+        i = 0
+        for rec in inflight:
+            # Transfers run one after another (starts and ends never decrease along the list):
+            # none from the first that starts at or after ec on can overlap.
+            rs = rec[3]
+            if rs >= ec:
+                break
+            re_ = rec[4]
+            if re_ > sc:
+                ov = (ec if ec < re_ else re_) - (sc if sc > rs else rs)
+                if ov > 0:
+                    rec[7] += acc * ov / span * rec[8]
+                    if first < 0:
+                        first = i
+            i += 1
         if first < 0:
             return
         prev_e = inflight[first - 1][4] if first else -1.0
@@ -359,7 +369,8 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
 
     def waits_met(waits: tuple, t0: float) -> float:
         """The earliest time >= t0 at which every wait ``(unit, k)`` is met (a DMA completion
-        read here is final)."""
+        read here is final); ``wc[0]``: the unit whose completion set it, when above t0. (Inlined
+        for unit instructions in the loop below.)"""
         for wu, kk in waits:
             j = cnt[wu] - kk
             if j >= 0:
@@ -395,13 +406,22 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             k = cnt[code]
             ru = ring[code]
             if k >= depth:
-                if code == 0 and inflight:
+                if code == 0 and inflight and k - depth > frozen[0]:
                     finalize(k - depth)
                 q = ru[(k - depth) & rmask]
                 if q > t:
                     t = traise = q
                     tcause = code
-            ready = waits_met(waits, t) if waits else t
+            ready = t
+            for wu, kk in waits:                       # waits_met, inlined (hot path)
+                j = cnt[wu] - kk
+                if j >= 0:
+                    if wu == 0 and inflight and j > frozen[0]:
+                        finalize(j)
+                    c = ring[wu][j & rmask]
+                    if c > ready:
+                        ready = c
+                        wcause = wu
             f0 = s = free[code]
             if ready > s:
                 s = ready
@@ -419,11 +439,11 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 hbm_bytes += nbytes
                 ev = trace.instr(0, plan.ops[pc], pc, s, e) if trace is not None and nbytes else None
                 inflight.append([k, pc, ready, s, e, e_hbm, eng, 0.0, occ, nbytes, ev,
-                                 (t, ready, wc[0], traise, tcause) if s > f0 else None])
+                                 (t, ready, wcause, traise, tcause) if s > f0 else None])
             else:
                 cost, acc, _ = cost
                 if s > f0:
-                    blame(code, f0, s, t, ready, wc[0], traise, tcause)
+                    blame(code, f0, s, t, ready, wcause, traise, tcause)
                 e = s + cost
                 if coupled and code == 3:              # the ring's partners (sim/system.py)
                     e = yield (pc, s, cost)
