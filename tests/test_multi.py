@@ -177,3 +177,34 @@ def test_a_slower_card_delays_the_others_at_the_collectives(tiny_model):
     assert waits[0] < waits[1] and waits[1] > 0
     for c in r.collectives:
         assert min(c.end) >= c.start + c.link_busy
+
+
+def test_send_recv_pairs_functional_and_timed():
+    """A hand-written 2-card program: SEND/RECV both ways pair by direction, move the data, and
+    each pair completes when both ends are there (a RECV waits for its SEND's card)."""
+    from fpgpt.isa import Instr, Program
+    from fpgpt.sim.system import simulate_system
+    hw = load_preset("tiny").replace(devices=2)
+
+    def prog(d, body):
+        s = [Instr.make(op, **f) for op, f in body] + [Instr.make("HALT")]
+        return Program(streams={"prefill": s, "decode": [Instr.make("HALT")]},
+                       meta={"device": d, "devices": 2, "config": hw.to_dict()})
+    p0 = prog(0, [("SEND", {"sram": 0, "count": 8}), ("RECV", {"sram": 16, "count": 8, "prev": 1})])
+    p1 = prog(1, [("VADD", {"dst": 64, "a": 64, "b": 64, "rows": 1, "cols": 4000, "ldd": 4000,
+                            "lda": 4000, "ldb": 4000}),
+                  ("RECV", {"sram": 0, "count": 8, "waits": {"vpu": 1}}),
+                  ("SEND", {"sram": 32, "count": 8, "prev": 1})])
+    system = System([p0, p1])
+    a, b = system.machines
+    a.sram[:8] = np.arange(8)
+    b.sram[32:40] = -np.arange(8)
+    system.run_stream("prefill")
+    assert list(b.sram[:8]) == list(range(8)) and list(a.sram[16:24]) == [-i for i in range(8)]
+    r = simulate_system([p0, p1], prompt_len=1, gen_len=1)
+    first, second = r.collectives
+    assert first.cards == (0, 1) and second.cards == (1, 0)
+    # card 1's RECV waits for its VADD (a few hundred cycles): card 0's SEND waits for it
+    assert first.arrive[0] + 100 < first.arrive[1] == first.start
+    assert second.start >= first.end[1]
+    assert r.partner_wait_share("prefill")[0] > 0

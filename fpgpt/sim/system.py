@@ -327,11 +327,14 @@ def link_busy_ns(hw: HardwareConfig, nbytes: int) -> float:
 
 @dataclass
 class Collective:
-    """One NET instruction of every card, as the system model timed it (cycles of its stream).
+    """One NET instruction of every card (a collective), or a SEND and its RECV, as the system
+    model timed it (cycles of its stream).
 
-    ``arrive`` is each card's earliest start (its own dependencies met), ``start`` the last
-    arrival (a ring collective needs every card), ``end`` each card's completion, ``link_bytes``
-    what each card sends on its ``tx_next`` link, ``link_busy`` that link's transfer cycles."""
+    ``cards`` are the cards taking part (every card, or the sender then the receiver);
+    ``arrive`` each one's earliest start (its own dependencies met), ``start`` the last arrival
+    (the transfer needs all of them), ``end`` each one's completion, ``link_bytes`` what each link
+    in ``links`` (``(card, "next" | "prev")``: a card's transmitter) carries, ``link_busy`` that
+    link's transfer cycles."""
     stream: str
     op: str
     count: int
@@ -340,6 +343,8 @@ class Collective:
     end: list[float]
     link_bytes: int
     link_busy: float
+    cards: tuple[int, ...] = ()
+    links: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass
@@ -371,7 +376,7 @@ class SystemSimResult:
 
     def link_bytes(self, stream: str = "decode") -> int:
         """Bytes sent on all the ring's links during ``stream``."""
-        return sum(c.link_bytes * self.devices for c in self.collectives if c.stream == stream)
+        return sum(c.link_bytes * len(c.links) for c in self.collectives if c.stream == stream)
 
     @property
     def link_bytes_per_token(self) -> float:
@@ -381,11 +386,15 @@ class SystemSimResult:
 
     @property
     def link_utilization(self) -> float:
-        """Busy cycles of a card's ``tx_next`` link / decode cycles (every card's link carries
-        the same all-gather traffic)."""
+        """Busy cycles / decode cycles of the busiest link (a card's transmitter; the compiled
+        programs' all-gathers load every ``tx_next`` link alike)."""
         cyc = self._stream_cycles("decode")
-        busy = sum(c.link_busy for c in self.collectives if c.stream == "decode")
-        return busy / cyc if cyc else 0.0
+        busy: dict[tuple[int, str], float] = {}
+        for c in self.collectives:
+            if c.stream == "decode":
+                for link in c.links:
+                    busy[link] = busy.get(link, 0.0) + c.link_busy
+        return max(busy.values(), default=0.0) / cyc if cyc else 0.0
 
     def ring_wait_share(self, stream: str = "decode") -> list[float]:
         """Per card, the share of ``stream``'s time its NET unit is occupied (from the cycle the
@@ -394,8 +403,8 @@ class SystemSimResult:
         out = [0.0] * self.devices
         for c in self.collectives:
             if c.stream == stream:
-                for d in range(self.devices):
-                    out[d] += c.end[d] - c.arrive[d]
+                for d, a, e in zip(c.cards, c.arrive, c.end):
+                    out[d] += e - a
         return [x / cyc if cyc else 0.0 for x in out]
 
     def partner_wait_share(self, stream: str = "decode") -> list[float]:
@@ -404,8 +413,8 @@ class SystemSimResult:
         out = [0.0] * self.devices
         for c in self.collectives:
             if c.stream == stream:
-                for d in range(self.devices):
-                    out[d] += c.start - c.arrive[d]
+                for d, a in zip(c.cards, c.arrive):
+                    out[d] += c.start - a
         return [x / cyc if cyc else 0.0 for x in out]
 
     def hbm_floor_ms(self) -> float | None:
@@ -456,37 +465,66 @@ def _time_system_stream(programs, stream: str, hw: HardwareConfig, regs: list, *
 
     for d in range(n):
         step(d, None)
-    lat = hw.link.latency_ns
-    while any(a is not None for a in at):
-        if any(a is None for a in at):
-            where = "; ".join(f"card {d}: " + ("halted" if a is None else
-                                               f"{programs[d].streams[stream][a[0]].op} at {a[0]}")
-                              for d, a in enumerate(at))
-            raise TimingError(f"stream {stream!r}: the ring is deadlocked ({where})")
-        instrs = [programs[d].streams[stream][a[0]] for d, a in enumerate(at)]
-        op, count = instrs[0].op, instrs[0]["count"]
-        if any(i.op != op or i["count"] != count for i in instrs):
-            raise TimingError(f"stream {stream!r}: the cards disagree at a collective ("
-                              + "; ".join(f"card {d}: {i.op} count {i['count']}"
-                                          for d, i in enumerate(instrs)) + ")")
-        arrive = [a[1] for a in at]
-        cost = max(a[2] for a in at)
+    lat_cycles = hw.link.latency_ns * hw.clock_mhz / 1e3
+    instr = [programs[d].streams[stream] for d in range(n)]
+
+    def record(op: str, count: int, cards: tuple, hops: int, per_hop: int,
+               links: tuple) -> None:
+        """Time one transfer among ``cards`` (all at their NET instruction) and resume them."""
+        arrive = [at[d][1] for d in cards]
         start = max(arrive)
-        hops = {"ALLGATHER": n - 1, "ALLREDUCE": 2 * (n - 1)}.get(op, 1)
-        per_hop = 2 * (count if op != "ALLREDUCE" else -(-count // n))
-        busy_ns = hops * link_busy_ns(hw, per_hop) if count else 0.0
-        busy = busy_ns * hw.clock_mhz / 1e3
-        end = [start + cost] * n
-        collectives.append(Collective(stream, op, count, arrive, start, end, hops * per_hop if count else 0,
-                                      busy))
-        for d, t in enumerate(traces):
+        cost = max(at[d][2] for d in cards)
+        busy = hops * link_busy_ns(hw, per_hop) * hw.clock_mhz / 1e3 if count else 0.0
+        end = [start + cost] * len(cards)
+        collectives.append(Collective(stream, op, count, arrive, start, end,
+                                      hops * per_hop if count else 0, busy, cards, links))
+        for card, direction in links:
+            t = traces[card]
             if t is not None and busy > 0:
                 k = t._us_per_cycle
-                t._add({"name": op, "ph": "X", "pid": t.pid, "tid": LINK_TIDS["next"],
-                        "ts": t._offset_us + start * k, "dur": max(busy, end[d] - start - lat * hw.clock_mhz / 1e3) * k,
-                        "args": {"bytes": hops * per_hop, "to": (d + 1) % n, "stream": stream}})
-        for d in range(n):
-            step(d, end[d])
+                to = (card + 1) % n if direction == "next" else (card - 1) % n
+                t._add({"name": op, "ph": "X", "pid": t.pid, "tid": LINK_TIDS[direction],
+                        "ts": t._offset_us + start * k,
+                        "dur": max(busy, cost - lat_cycles) * k,
+                        "args": {"bytes": hops * per_hop, "to": to, "stream": stream}})
+        for d, e in zip(cards, end):
+            step(d, e)
+
+    while any(a is not None for a in at):
+        ops = [instr[d][a[0]] if a is not None else None for d, a in enumerate(at)]
+        progressed = False
+        # a SEND and its partner's RECV (prev=0: d -> d+1; prev=1: d -> d-1), same count
+        for d, ins in enumerate(ops):
+            if ins is None or ins.op != "SEND" or at[d] is None:
+                continue
+            to = (d - 1) % n if ins["prev"] else (d + 1) % n
+            peer = ops[to]
+            if (at[to] is not None and peer is not None and peer.op == "RECV"
+                    and peer["prev"] == ins["prev"] and to != d):
+                if peer["count"] != ins["count"]:
+                    raise TimingError(f"stream {stream!r}: card {d} SENDs {ins['count']} elements "
+                                      f"but card {to} RECVs {peer['count']}")
+                record("SEND", ins["count"], (d, to), 1, 2 * ins["count"],
+                       ((d, "prev" if ins["prev"] else "next"),))
+                ops[d] = ops[to] = None
+                progressed = True
+        if all(a is not None for a in at) and all(
+                o is not None and o.op in _COLLECTIVES for o in ops):
+            op, count = ops[0].op, ops[0]["count"]
+            if any(o.op != op or o["count"] != count for o in ops):
+                raise TimingError(f"stream {stream!r}: the cards disagree at a collective ("
+                                  + "; ".join(f"card {d}: {o.op} count {o['count']}"
+                                              for d, o in enumerate(ops)) + ")")
+            hops = n - 1 if op == "ALLGATHER" else 2 * (n - 1)
+            per_hop = 2 * (count if op == "ALLGATHER" else -(-count // n))
+            record(op, count, tuple(range(n)), hops, per_hop,
+                   tuple((d, "next") for d in range(n)))
+            progressed = True
+        if not progressed:
+            where = "; ".join(f"card {d}: " + ("halted" if a is None else
+                                               f"{instr[d][a[0]].op} at {a[0]}")
+                              for d, a in enumerate(at))
+            raise TimingError(f"stream {stream!r}: the ring is deadlocked ({where})")
     return done
 
 
