@@ -52,6 +52,7 @@ def test_scale_json_and_plot(tmp_path):
     rows = json.loads(r.stdout)["rows"]
     assert [x["devices"] for x in rows] == [1, 2]
     assert rows[0]["speedup"] == 1.0 and rows[1]["efficiency"] == pytest.approx(rows[1]["speedup"] / 2)
+    assert all(x["ms_per_token"] >= x["hbm_floor_ms_per_token"] for x in rows)
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
