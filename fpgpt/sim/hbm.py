@@ -335,7 +335,8 @@ class HBMModel:
         if refresh:   # wall -> work time, inlined (hot path)
             iv = self.interval_cycles
             k = (start // iv)
-            s = k * self._avail + max(0.0, start - k * iv - self.refresh_cycles)
+            s = start - k * iv - self.refresh_cycles
+            s = k * self._avail + (s if s > 0.0 else 0.0)
         else:
             s = start
         if kind == 1:

@@ -54,8 +54,7 @@ _UNIT_INDEX = {Unit.DMA: 0, Unit.MPU: 1, Unit.VPU: 2, Unit.NET: 3}
 _NOP, _HALT, _SYNC, _SETI, _ADDI, _BNZ = 10, 11, 12, 13, 14, 15
 _CTRL = {"NOP": _NOP, "HALT": _HALT, "SYNC": _SYNC, "SETI": _SETI, "ADDI": _ADDI, "BNZ": _BNZ}
 _MASK32 = 0xFFFFFFFF
-_DYN_CACHE_LIMIT = 4096
-_SHARED_CACHE_LIMIT = 1 << 16
+_COST_CACHE_LIMIT = 1 << 16
 _PROGRESS_EVERY = 1 << 16
 
 
@@ -115,30 +114,18 @@ def _address_moduli(hw: "HardwareConfig") -> dict[str, int]:
             "beta": c}
 
 
-def _shared_cost(fn: Callable[[dict], Any], op: str, moduli: dict[str, int], cache: dict,
-                 rs_free: bool) -> Callable[[dict], Any]:
-    """``fn`` through ``cache``, keyed on the fields with addresses reduced (:func:`_address_moduli`);
-    ``rs_free``: the instruction's ``rs`` (STR's stored value) does not enter its cost."""
-    def cost(f: dict) -> Any:
-        key = (op,) + tuple([v % moduli[k] if k in moduli else (0 if rs_free and k == "rs" else v)
-                             for k, v in f.items()])
-        c = cache.get(key)
-        if c is None:
-            if len(cache) >= _SHARED_CACHE_LIMIT:
-                cache.clear()
-            c = cache[key] = fn(f)
-        return c
-    return cost
-
-
 class StreamPlan:
     """Static per-instruction data of one stream, built once (see module docstring).
 
     ``entries[i]`` is ``(code, waits, touched, cost, dyn, x1, x2)``: code 0..3 a unit (wait-field
     order) or a CTRL code; waits ``((unit, k), ...)`` for k > 0; registers the scoreboard
-    checks; the static cost (None when register-dependent); ``dyn`` = (register numbers, base
-    fields, cache, cost function) for register-dependent shapes; x1/x2 per code (ARGMAX rd;
-    SETI rd/imm; ADDI rd/(rs, imm); BNZ rs/target).
+    checks; the static cost (None when register-dependent); ``dyn`` = (register numbers, their
+    field names, base fields, shape id, cost function) for register-dependent shapes; x1/x2 per
+    code (ARGMAX rd; SETI rd/imm; ADDI rd/(rs, imm); BNZ rs/target).
+
+    Costs live in ``costs``, keyed ``(shape id, register values...)``: the shape id names the
+    mnemonic and the fields other than register values, addresses reduced by
+    :func:`_address_moduli`, so the tiles of every layer share their costs (exactly).
     """
 
     def __init__(self, stream: list["Instr"], hw: "HardwareConfig", hbm: HBMModel) -> None:
@@ -147,7 +134,8 @@ class StreamPlan:
         entries = []
         fns: dict[str, Callable] = {}
         moduli = _address_moduli(hw)
-        shared: dict[tuple, Any] = {}
+        self.costs: dict[tuple, Any] = {}
+        shapes: dict[tuple, int] = {}
         for ins in stream:
             d = ins.definition
             f = dict(ins.args)
@@ -169,30 +157,38 @@ class StreamPlan:
                 continue
             fn = fns.get(ins.op)
             if fn is None:
-                fn = fns[ins.op] = _shared_cost(_cost_function(hw, hbm, ins.op, d.unit), ins.op,
-                                                moduli, shared, ins.op == "STR")
-            dyn_regs = tuple((name, r) for name, r in regs_read if r)
+                fn = fns[ins.op] = _cost_function(hw, hbm, ins.op, d.unit)
+            # STR's rs is the value it stores: no part of its cost.
+            dyn_regs = tuple((name, r) for name, r in regs_read
+                             if r and not (ins.op == "STR" and name == "rs"))
+            names = tuple(n for n, _ in dyn_regs)
+            shape = (ins.op,) + tuple(v % moduli[k] if k in moduli else v
+                                      for k, v in f.items() if k not in names)
+            sid = shapes.setdefault(shape, len(shapes))
             if dyn_regs:
-                cost, dyn = None, (tuple(r for _, r in dyn_regs), tuple(n for n, _ in dyn_regs),
-                                   f, {}, fn)
+                cost, dyn = None, (tuple(r for _, r in dyn_regs), names, f, sid, fn)
             else:
-                cost, dyn = fn(f), None
+                cost = self.costs.get((sid,))
+                if cost is None:
+                    cost = self.costs[(sid,)] = fn(f)
+                dyn = None
             rd = f["rd"] if ins.op == "ARGMAX" else 0
             entries.append((_UNIT_INDEX[d.unit], waits, touched, cost, dyn, rd, 0))
         self.entries = entries
 
 
-def _dyn_cost(dyn: tuple, regs_v: list[int]) -> Any:
-    regnums, names, base, cache, fn = dyn
-    key = tuple([regs_v[r] for r in regnums])
-    c = cache.get(key)
+def _dyn_cost(dyn: tuple, regs_v: list[int], costs: dict) -> Any:
+    """The cost of a register-dependent instruction at the current register values."""
+    regnums, names, base, sid, fn = dyn
+    key = (sid, *[regs_v[r] for r in regnums])
+    c = costs.get(key)
     if c is None:
-        if len(cache) >= _DYN_CACHE_LIMIT:
-            cache.clear()
+        if len(costs) >= _COST_CACHE_LIMIT:
+            costs.clear()
         f = dict(base)
-        for name, v in zip(names, key):
+        for name, v in zip(names, key[1:]):
             f[name] = v
-        c = cache[key] = fn(f)
+        c = costs[key] = fn(f)
     return c
 
 
@@ -252,6 +248,7 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     hbm = HBMModel(hw, exact=exact_hbm)
     plan = StreamPlan(instrs, hw, hbm)
     entries = plan.entries
+    costs = plan.costs
     hz = HazardChecker(hw, stream) if check_hazards else None
     if trace is not None:
         trace.begin_stream(stream, offset_cycles, hw.clock_mhz)
@@ -385,17 +382,21 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     t = 0.0                                            # dispatch clock (cycles)
     pc = 0
     steps = 0
+    check_at = min(_PROGRESS_EVERY, max_steps + 1)     # the next step count to look at
     while True:
-        if pc >= n:
-            raise TimingError(f"stream {stream!r}: execution ran off the end of the stream at "
-                              f"instruction {pc} (missing HALT?)")
         steps += 1
-        if steps > max_steps:
-            raise TimingError(f"stream {stream!r}: stopped after {max_steps} instructions without "
-                              "HALT (endless loop?)")
-        if progress is not None and not steps % _PROGRESS_EVERY:
-            progress(stream, steps)
-        code, waits, touched, cost, dyn, x1, x2 = entries[pc]
+        if steps >= check_at:
+            if steps > max_steps:
+                raise TimingError(f"stream {stream!r}: stopped after {max_steps} instructions "
+                                  "without HALT (endless loop?)")
+            if progress is not None and not steps % _PROGRESS_EVERY:
+                progress(stream, steps)
+            check_at = min(steps + _PROGRESS_EVERY - steps % _PROGRESS_EVERY, max_steps + 1)
+        try:
+            code, waits, touched, cost, dyn, x1, x2 = entries[pc]
+        except IndexError:
+            raise TimingError(f"stream {stream!r}: execution ran off the end of the stream at "
+                              f"instruction {pc} (missing HALT?)") from None
         per_cnt[pc] += 1
         if max_pend > t:
             for r in touched:
@@ -426,7 +427,9 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             if ready > s:
                 s = ready
             if dyn is not None:
-                cost = _dyn_cost(dyn, regs_v)
+                cost = costs.get((dyn[3], *[regs_v[r] for r in dyn[0]]))   # (hot path)
+                if cost is None:
+                    cost = _dyn_cost(dyn, regs_v, costs)
                 dyn_hist.append(cost)
             if code == 0:
                 kind, work, idx, straggle, nbytes, extra, eng, occ, _ = cost
