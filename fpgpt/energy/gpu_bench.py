@@ -32,6 +32,11 @@ class NoGPU(RuntimeError):
 def check_gpu() -> None:
     """Raise :class:`NoGPU` with a one-line reason unless torch, transformers, NVML and a CUDA
     device are all there."""
+    import sys
+    if sys.platform == "linux" and not (Path("/proc/driver/nvidia").exists()
+                                        or Path("/dev/dxg").exists()):   # native or WSL driver
+        raise NoGPU("no CUDA GPU on this machine (no NVIDIA driver loaded); gpu-bench measures a "
+                    "real GPU, fpgpt compare models them")
     try:
         import torch
     except ImportError:
