@@ -596,8 +596,12 @@ def rtl(hw_name: str, output: str, lint: bool, top: bool, force: bool, as_json: 
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Fan the blocks out as tasks of an existing Dask scheduler (tcp://host:8786); "
                    "--work must be a folder every worker sees (its cache is shared).")
+@click.option("--fmax/--no-fmax", "with_fmax", default=True, show_default=True,
+              help="Estimate each block's Fmax from its netlist (docs/rtl-clock.md); a cached "
+                   "block without a kept netlist is synthesized again.")
 @_guard
-def synth(hw_name: str, work: str, no_cache: bool, as_json: bool, scheduler: str | None) -> None:
+def synth(hw_name: str, work: str, no_cache: bool, as_json: bool, scheduler: str | None,
+          with_fmax: bool = True) -> None:
     """Estimate FPGA resources of the whole core with Yosys (synth_xilinx -family xcup), block
     by block, summed by instance count (docs/rtl.md, "Synthesis estimate")."""
     from ..config import load_config
@@ -615,7 +619,8 @@ def synth(hw_name: str, work: str, no_cache: bool, as_json: bool, scheduler: str
     try:
         with err_console.status(title) as status:
             rep = synth_report(hwc, str(Path(work).resolve()), cache=not no_cache, client=client,
-                               progress=lambda line: status.update(f"{title}: {line}"))
+                               progress=lambda line: status.update(f"{title}: {line}"),
+                               **({"fmax": True} if with_fmax else {}))
     finally:
         if client is not None:
             client.close()
@@ -631,15 +636,47 @@ def synth(hw_name: str, work: str, no_cache: bool, as_json: bool, scheduler: str
     t.add_column("instances", justify="right")
     for r in RESOURCES:
         t.add_column(r, justify="right")
+    fm = rep.get("fmax")                             # fpgpt/hw/fmax.py: MHz per block
+    if fm:
+        t.add_column("Fmax MHz\nretimed / as written", justify="right")
+
+    def fcell(name: str) -> tuple[str, ...]:
+        if not fm:
+            return ()
+        b = fm["blocks"].get(name) or fm["operators"].get(name[3:] if name.startswith("fp_")
+                                                         else name)
+        if b is None:
+            return ("",)
+        if "delay_ns" in b:                          # an operator: its combinational delay
+            return (f"{b['delay_ns']:.2f} ns comb.",)
+        if not b.get("fmax_mhz"):
+            return ("-",)
+        return (f"{b['retimed_fmax_mhz']:,.0f} / {b['fmax_mhz']:,.0f}",)
+
     for name, c in rep["components"].items():
-        t.add_row(name, f"{c['instances']:,}", *(fmt(c["total"][r]) for r in RESOURCES))
-    t.add_row("[bold]total[/bold]", "", *(fmt(rep["total"][r]) for r in RESOURCES))
-    t.add_row("capacity", "", *(f"{rep['capacity'][r]:,}" for r in RESOURCES))
-    t.add_row("utilisation", "", *(f"{100 * rep['utilisation'][r]:.1f} %" for r in RESOURCES))
+        t.add_row(name, f"{c['instances']:,}", *(fmt(c["total"][r]) for r in RESOURCES),
+                  *fcell(name))
+    core = fm["core"] if fm else {}
+    t.add_row("[bold]total[/bold]", "", *(fmt(rep["total"][r]) for r in RESOURCES),
+              *((f"[bold]{core['retimed_fmax_mhz']:,.0f} / {core['fmax_mhz']:,.0f}[/bold]"
+                 if core else "",) if fm else ()))
+    t.add_row("capacity", "", *(f"{rep['capacity'][r]:,}" for r in RESOURCES),
+              *(("",) if fm else ()))
+    t.add_row("utilisation", "", *(f"{100 * rep['utilisation'][r]:.1f} %" for r in RESOURCES),
+              *(("",) if fm else ()))
     console.print(t)
     worst = max(RESOURCES, key=lambda r: rep["utilisation"][r])
     console.print(f"fits within 70 %: {'yes' if rep['fits_70'] else 'no'} "
                   f"(highest: {worst} {100 * rep['utilisation'][worst]:.1f} %)")
     console.print("not counted: " + "; ".join(rep["excluded"]))
+    if core:
+        verdict = "within" if fm.get("claim_ok") else "ABOVE"
+        console.print(
+            f"estimated Fmax (UltraScale+ -2, pre-placement, docs/rtl-clock.md): core "
+            f"{core['retimed_fmax_mhz']:,.1f} MHz with the FP registers retimed "
+            f"({core['retimed_critical_block']}), {core['fmax_mhz']:,.1f} MHz as written "
+            f"({core['critical_block']}); supported clock with the {fm['margin']:.0%} margin: "
+            f"{core['supported_clock_mhz']:,.0f} MHz; the preset claims "
+            f"{fm['claimed_clock_mhz']:,.0f} MHz ({verdict} it)")
 
 

@@ -433,7 +433,7 @@ def _used_stubs(lib: str, text: str) -> str:
 
 def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: str = "",
                  stack_mib: int = DEFAULT_STACK_MIB, cache: bool = True,
-                 cache_dir: str | Path | None = None) -> dict[str, Any]:
+                 cache_dir: str | Path | None = None, netlist: bool = False) -> dict[str, Any]:
     """Run ``synth_xilinx -family xcup -top top`` on one file; cell counts and resources.
 
     Parameters
@@ -446,6 +446,9 @@ def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: st
     cache : reuse a result for the same Verilog, ``lib`` and script.
     cache_dir : the cache folder (default ``work_dir/cache``; blocks synthesized in folders
         of their own share one).
+    netlist : also keep the mapped netlist, compacted for :mod:`fpgpt.hw.fmax`, beside the
+        cached result (``<cache>.net.json.gz``; its path is the result's ``"netlist"``). A
+        cached result without one is synthesized again when it is asked for.
 
     Returns
     -------
@@ -470,11 +473,16 @@ def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: st
     script = f"{reads}synth_xilinx -family xcup -top {top}; tee -q -o {stat} stat -json"
     key = hashlib.sha256("\0".join((text, lib, script)).encode()).hexdigest()[:24]
     cached = (Path(cache_dir) if cache_dir is not None else work / "cache") / f"{top}-{key}.json"
-    if cache and cached.is_file():
+    # -- fmax (fpgpt/hw/fmax.py): the netlist is written by the same run, keyed as the result
+    net_path = cached.with_name(cached.stem + ".net.json.gz")
+    if netlist:
+        script += f"; write_json -noscopeinfo {top}.net.json"
+    if cache and cached.is_file() and (not netlist or net_path.is_file()):
         doc = json.loads(cached.read_text())
         # resources are recomputed from the cells, so a cache outlives a mapping change
         return {**doc, "resources": _cells_to_resources(doc["cells"]), "seconds": 0.0,
-                "cached": True, "first_seconds": doc["seconds"]}
+                "cached": True, "first_seconds": doc["seconds"],
+                **({"netlist": str(net_path)} if netlist else {})}
     if src != work / f"{top}.src.v":
         (work / f"{top}.src.v").write_text(text)
     t0 = time.perf_counter()
@@ -489,10 +497,14 @@ def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: st
     out = {"top": top, "seconds": round(seconds, 1), "cached": False, "cells": cells,
            "resources": _cells_to_resources(cells)}
     cached.parent.mkdir(parents=True, exist_ok=True)
+    if netlist:                                     # -- fmax: compact, then drop Yosys's file
+        from . import fmax
+        fmax.save_netlist(fmax.compact_netlist(work / f"{top}.net.json", top), net_path)
+        (work / f"{top}.net.json").unlink()
     tmp = cached.with_suffix(f".{time.time_ns()}.tmp")   # atomic: tasks may read it at once
     tmp.write_text(json.dumps(out))
     tmp.replace(cached)
-    return out
+    return {**out, **({"netlist": str(net_path)} if netlist else {})}
 
 
 def _hw_key(hw: HardwareConfig) -> str:
@@ -501,7 +513,7 @@ def _hw_key(hw: HardwareConfig) -> str:
 
 def synth_block(hw: HardwareConfig, component: Component, work_dir: str | Path, *,
                 stack_mib: int = DEFAULT_STACK_MIB, cache: bool = True,
-                progress: Callable[[str], None] | None = None
+                progress: Callable[[str], None] | None = None, netlist: bool = False
                 ) -> tuple[dict[str, Any], float, Counter]:
     """Elaborate and synthesize one block of the core for ``hw`` (one row of
     :func:`synth_report`; a pure function of its arguments, so it can run as a Dask task).
@@ -531,12 +543,12 @@ def synth_block(hw: HardwareConfig, component: Component, work_dir: str | Path, 
     elab = round(time.perf_counter() - t0, 1)
     say(f"{c.name}: yosys")
     s = synth_module(v, top, work_dir=sub, lib=_stubs(hw) + "".join(stubs.values()),
-                     stack_mib=stack_mib, cache=cache, cache_dir=work / "cache")
+                     stack_mib=stack_mib, cache=cache, cache_dir=work / "cache", netlist=netlist)
     return s, elab, local
 
 
 def synth_fp_operator(kind: str, work_dir: str | Path, *, stack_mib: int = DEFAULT_STACK_MIB,
-                      cache: bool = True) -> tuple[dict[str, Any], float]:
+                      cache: bool = True, netlist: bool = False) -> tuple[dict[str, Any], float]:
     """Synthesize one FP operator of :data:`FP_OPERATORS`, combinational (a Dask task too).
 
     Returns ``(synth_module's result, elaboration seconds)``."""
@@ -548,7 +560,7 @@ def synth_fp_operator(kind: str, work_dir: str | Path, *, stack_mib: int = DEFAU
     v = write_verilog(cls(latency=0), top, sub / f"fp_{kind}.v")
     elab = round(time.perf_counter() - t0, 1)
     s = synth_module(v, top, work_dir=sub, stack_mib=stack_mib, cache=cache,
-                     cache_dir=work / "cache")
+                     cache_dir=work / "cache", netlist=netlist)
     return s, elab
 
 
@@ -556,7 +568,7 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
                  components: tuple[Component, ...] | None = None,
                  stack_mib: int = DEFAULT_STACK_MIB, cache: bool = True,
                  progress: Callable[[str], None] | None = None,
-                 client: Any = None) -> dict[str, Any]:
+                 client: Any = None, fmax: bool = False) -> dict[str, Any]:
     """Synthesize every block of the core for ``hw`` and sum (module docstring).
 
     Parameters
@@ -568,6 +580,8 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
     progress : called with a line before each step (e.g. to print it).
     client : a ``distributed.Client``, optional: each block becomes one Dask task on its
         workers (:func:`synth_block`); the FP operators and the sum stay here.
+    fmax : also estimate each block's and the core's Fmax from the netlists
+        (:func:`fpgpt.hw.fmax.fmax_report`): the result's ``"fmax"``.
 
     Returns
     -------
@@ -600,13 +614,16 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
                       "cached": s.get("cached", False), "what": what}
 
     if client is None:
-        done = [synth_block(hw, c, work, stack_mib=stack_mib, cache=cache, progress=say)
+        done = [synth_block(hw, c, work, stack_mib=stack_mib, cache=cache, progress=say,
+                            netlist=fmax)
                 for c in comps]
     else:
         # one Dask task per block (fpgpt.sweep / ``fpgpt synth --scheduler``): the blocks
         # synthesize in parallel on the cluster's workers, sharing the cache folder
         futures = [client.submit(synth_block, hw, c, work, stack_mib=stack_mib, cache=cache,
-                                 key=f"fpgpt-synth-{hw.artifact_name}-{c.name}-{_hw_key(hw)}")
+                                 netlist=fmax,
+                                 key=f"fpgpt-synth-{hw.artifact_name}-{c.name}-{_hw_key(hw)}"
+                                     + ("-net" if fmax else ""))
                    for c in comps]
         done = []
         for c, f in zip(comps, futures):
@@ -623,10 +640,12 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
         fp_done = []
         for kind in kinds:
             say(f"fp {kind}: yosys")
-            fp_done.append(synth_fp_operator(kind, work, stack_mib=stack_mib, cache=cache))
+            fp_done.append(synth_fp_operator(kind, work, stack_mib=stack_mib, cache=cache,
+                                             netlist=fmax))
     else:
         fp_done = client.gather([client.submit(synth_fp_operator, kind, work, stack_mib=stack_mib,
-                                               cache=cache, key=f"fpgpt-synth-fp-{kind}")
+                                               cache=cache, netlist=fmax,
+                                               key=f"fpgpt-synth-fp-{kind}-{int(fmax)}")
                                  for kind in kinds])
     for kind, (s, elab) in zip(kinds, fp_done):
         add(f"fp_{kind}", "fp_operator", ops[kind], s, elab,
@@ -642,6 +661,14 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
         "what": (f"{spad['elements']:,} FP16 elements, {spad['elements_per_word']} per 72-bit "
                  f"URAM288 word (analytic)")}
 
+    timing = None
+    if fmax:                                        # -- fmax: fpgpt/hw/fmax.py
+        from .fmax import fmax_report
+        say("fmax: static timing of the netlists")
+        timing = fmax_report(
+            {c.name: s["netlist"] for c, (s, _e, _l) in zip(comps, done)},
+            {kind: s["netlist"] for kind, (s, _e) in zip(kinds, fp_done)},
+            clock_mhz=hw.clock_mhz)
     total = {k: sum(r["total"][k] for r in rows.values()) for k in RESOURCES}
     cap = hw.device.capacity()
     util = {k: total[k] / cap[k] for k in RESOURCES}
@@ -659,4 +686,5 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
         "units": rows,
         "excluded": list(EXCLUDED),
         "wall_seconds": round(time.perf_counter() - t_all, 1),
+        **({"fmax": timing} if timing is not None else {}),
     }

@@ -1,0 +1,197 @@
+"""Fmax estimate (fpgpt/hw/fmax.py): the timing walk on hand-made netlists, and on tiny's
+MPU lane synthesized by Yosys (about two minutes of Yosys: the lane and its four operators)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fpgpt.hw import fmax
+from fpgpt.hw.fmax import DELAYS as D
+
+
+def _net(cells, ports=None):
+    """cells: (type, name, {port: (dir, [bits])}); a DSP gets no registers."""
+    out = []
+    for t, name, conns in cells:
+        c = {"name": name, "type": t, "conns": {p: [d, b] for p, (d, b) in conns.items()}}
+        if t == "DSP48E2":
+            c["regs"] = {}
+        out.append(c)
+    return {"top": "t", "ports": ports or {}, "cells": out}
+
+
+def _ff(name, d, q):
+    return ("FDRE", name, {"D": ("input", [d]), "Q": ("output", [q]), "C": ("input", [99]),
+                           "CE": ("input", ["1"]), "R": ("input", ["0"])})
+
+
+def _lut(name, ins, o):
+    return (f"LUT{len(ins)}", name, {**{f"I{i}": ("input", [b]) for i, b in enumerate(ins)},
+                                     "O": ("output", [o])})
+
+
+def test_two_luts_between_registers():
+    net = _net([_ff("r0", 10, 1), _lut("l1", [1], 2), _lut("l2", [2], 3), _ff("r1", 3, 4)])
+    r = fmax.analyse(net)
+    want = D.ff_clk_to_q + 3 * D.route + 2 * D.lut + D.ff_setup
+    assert r["period_ns"] == pytest.approx(want, abs=1e-3)
+    assert r["fmax_mhz"] == pytest.approx(1000 / want, abs=0.1)
+    assert r["levels"] == {"LUT": 2}
+    assert [t for t, _ in r["path"]] == ["FDRE", "LUT1", "LUT1"]
+
+
+def test_carry_chain_and_lut_in_front_are_dedicated():
+    carry = lambda n, s, ci, co: ("CARRY4", n, {"S": ("input", [s]), "DI": ("input", ["0"]),
+                                                "CI": ("input", [ci]), "CO": ("output", [co]),
+                                                "O": ("output", [co + 100])})
+    net = _net([_ff("r0", 10, 1), _lut("l", [1], 2), carry("c0", 2, "0", 3),
+                carry("c1", 1, 3, 4), _ff("r1", 4, 5)])
+    r = fmax.analyse(net)
+    # r0 -> hop -> LUT -> (in slice) carry entry -> chain -> hop -> r1
+    want = D.ff_clk_to_q + D.route + D.lut + D.carry_entry + D.carry_chain + D.route + D.ff_setup
+    assert r["period_ns"] == pytest.approx(want, abs=1e-3)
+
+
+def _box(name, a, y):
+    return ("fpgpt_bb_f32_add_mpu", name, {"a": ("input", [a]), "y": ("output", [y])})
+
+
+OP = {"f32_add_mpu": {"delay_ns": 10.0, "atomic_ns": 2.0}}
+
+
+def test_retiming_spreads_a_path_over_its_register_chain():
+    # r0 -> adder (10 ns) -> d0 -> d1 -> d2: three registers after the logic
+    net = _net([_ff("r0", 10, 1), _box("add", 1, 2), _ff("d0", 2, 3), _ff("d1", 3, 4),
+                _ff("d2", 4, 5), _lut("use", [5], 6), _ff("out", 6, 7)])
+    r = fmax.analyse(net, fp_delays=OP)
+    path = D.ff_clk_to_q + D.route + 10.0 + D.route + D.ff_setup
+    assert r["period_ns"] == pytest.approx(path, abs=1e-3)
+    assert r["retimed_stages"] == 3
+    assert r["retimed_period_ns"] == pytest.approx(path / 3, abs=1e-3)
+    assert r["levels"] == {"f32_add_mpu": 1}
+
+
+def test_a_loop_through_the_adder_is_not_retimed():
+    # acc -> mux LUT -> adder -> acc, the accumulator; its Q also leaves the block
+    net = _net([_ff("acc", 2, 1), _lut("mux", [1], 3), _box("add", 3, 2),
+                _ff("d0", 1, 4), _ff("d1", 4, 5)],
+               ports={"y": ["output", [5]]})
+    r = fmax.analyse(net, fp_delays=OP)
+    loop = D.ff_clk_to_q + 3 * D.route + D.lut + 10.0 + D.ff_setup
+    assert r["retimed_stages"] == 1
+    assert r["retimed_period_ns"] == pytest.approx(loop, abs=1e-3)
+    assert r["period_ns"] == pytest.approx(loop, abs=1e-3)
+
+
+def test_retiming_never_beats_the_slowest_cell():
+    net = _net([_ff("r0", 1000, 1), _box("add", 1, 2)] +
+               [_ff(f"d{i}", 2 + i, 3 + i) for i in range(40)])
+    r = fmax.analyse(net, fp_delays=OP)
+    assert r["retimed_stages"] == 40
+    assert r["retimed_period_ns"] == pytest.approx(2.0 + D.ff_clk_to_q + D.ff_setup, abs=1e-3)
+
+
+def test_combinational_dsp_and_ports():
+    dsp = ("DSP48E2", "m", {"A": ("input", [1]), "B": ("input", [2]), "P": ("output", [3]),
+                            "CLK": ("input", [99])})
+    net = _net([_ff("ra", 10, 1), _ff("rb", 11, 2), dsp, _ff("rp", 3, 4)])
+    r = fmax.analyse(net)
+    assert r["period_ns"] == pytest.approx(D.ff_clk_to_q + 2 * D.route + D.dsp_comb
+                                           + D.ff_setup, abs=1e-3)
+    # an operator alone: ports at time 0, no hop in or out
+    op = _net([dsp], ports={"a": ["input", [1]], "b": ["input", [2]], "y": ["output", [3]]})
+    o = fmax.operator_delay(op)
+    assert o["delay_ns"] == pytest.approx(D.dsp_comb, abs=1e-3)
+    assert o["levels"] == {"DSP48E2": 1}
+
+
+def test_supported_clock_applies_the_margin():
+    assert fmax.supported_clock_mhz(400.0) == 320.0
+    assert fmax.supported_clock_mhz(67.9) == 50.0
+    assert fmax.supported_clock_mhz(100.0, margin=1.0) == 100.0
+
+
+# -- tiny's MPU lane through Yosys -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_lane(tmp_path_factory):
+    from fpgpt.config import load_preset
+    from fpgpt.hw.synth import COMPONENTS, synth_report
+    hw = load_preset("tiny")
+    comps = tuple(c for c in COMPONENTS if c.name == "mpu_lane")
+    rep = synth_report(hw, tmp_path_factory.mktemp("fmax"), components=comps, fmax=True)
+    return hw, rep["fmax"]
+
+
+def test_tiny_lane_estimate_finds_the_accumulator_loop(tiny_lane):
+    hw, f = tiny_lane
+    assert set(f["operators"]) == {"f16_mul_f32_mpu", "f32_add_mpu", "f16_to_f32", "f32_to_f16"}
+    add = f["operators"]["f32_add_mpu"]
+    assert add["levels"].get("DSP48E2") == 2 and add["levels"].get("LUT", 0) >= 5
+    assert add["delay_ns"] > 2 * D.dsp_comb
+    lane = f["blocks"]["mpu_lane"]
+    # the tree's adders have add_latency registers behind them and retime; the accumulator
+    # closes a loop through one register, so it is what limits the retimed lane
+    assert lane["retimed_stages"] == 1
+    assert lane["retimed_levels"].get("f32_add_mpu") == 1
+    assert lane["retimed_fmax_mhz"] >= lane["fmax_mhz"]
+    loop = add["delay_ns"] + D.ff_clk_to_q + D.ff_setup + 2 * D.route
+    assert lane["retimed_fmax_mhz"] <= 1000 / loop + 0.1
+    assert f["core"]["retimed_critical_block"] == "mpu_lane"
+    assert f["core"]["supported_clock_mhz"] == fmax.supported_clock_mhz(
+        f["core"]["retimed_fmax_mhz"])
+    assert f["claimed_clock_mhz"] == hw.clock_mhz
+    assert f["claim_ok"] == (hw.clock_mhz <= f["core"]["supported_clock_mhz"])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "tiny claims 100 MHz; the MPU lane's accumulator (one combinational FP32 add closing a "
+    "loop) supports about 68 MHz, 50 MHz with the margin, until it is pipelined (issue 10, "
+    "part 1: interleave the accumulator over output columns). strict: passing means the "
+    "pipelining landed, so remove this mark."))
+def test_tiny_clock_is_within_its_estimate(tiny_lane):
+    hw, f = tiny_lane
+    assert math.isfinite(f["core"]["supported_clock_mhz"])
+    assert hw.clock_mhz <= f["core"]["supported_clock_mhz"], (
+        f"tiny claims {hw.clock_mhz} MHz, its MPU lane supports "
+        f"{f['core']['supported_clock_mhz']} MHz (docs/rtl-clock.md)")
+
+
+def test_cli_synth_shows_fmax_beside_the_resources(monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from fpgpt import cli
+    from fpgpt.hw import synth
+    from fpgpt.hw.synth import RESOURCES
+
+    def fake(hw, work_dir, *, cache=True, progress=None, fmax=False, **_):
+        row = {"kind": "block", "instances": 4, "total": dict.fromkeys(RESOURCES, 1)}
+        op = {"kind": "fp_operator", "instances": 4, "total": dict.fromkeys(RESOURCES, 1)}
+        cap = hw.device.capacity()
+        rep = {"components": {"mpu_lane": row, "fp_f32_add_mpu": op},
+               "total": dict.fromkeys(RESOURCES, 2), "capacity": cap,
+               "utilisation": dict.fromkeys(RESOURCES, 0.0), "fits_70": True, "excluded": []}
+        if fmax:
+            rep["fmax"] = {
+                "blocks": {"mpu_lane": {"fmax_mhz": 58.4, "retimed_fmax_mhz": 67.9}},
+                "operators": {"f32_add_mpu": {"delay_ns": 13.55}}, "margin": 0.8,
+                "core": {"fmax_mhz": 58.4, "retimed_fmax_mhz": 67.9, "critical_block": "mpu_lane",
+                         "retimed_critical_block": "mpu_lane", "supported_clock_mhz": 50.0},
+                "claimed_clock_mhz": hw.clock_mhz, "claim_ok": False}
+        return rep
+
+    monkeypatch.setattr(synth, "synth_report", fake)
+    r = CliRunner().invoke(cli.main, ["synth", "--hw", "tiny"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "68 / 58" in r.output and "13.55 ns" in r.output
+    assert "supported clock with the 80% margin: 50 MHz" in r.output
+    assert "claims 100 MHz (ABOVE it)" in r.output
+    r = CliRunner().invoke(cli.main, ["synth", "--hw", "tiny", "--no-fmax"],
+                           catch_exceptions=False)
+    assert "Fmax" not in r.output and "claims" not in r.output
+    r = CliRunner().invoke(cli.main, ["synth", "--hw", "tiny", "--json"], catch_exceptions=False)
+    assert json.loads(r.output)["fmax"]["core"]["supported_clock_mhz"] == 50.0
