@@ -1,21 +1,35 @@
-"""Speed of the simulator itself (issue: compiler and single-device simulator, point 4).
+"""Speed of the simulator itself (issue: compiler and single-device simulator, point 4; issue 10
+part 3).
 
 Measures, on this machine:
 
+0. the whole command ``fpgpt simulate --model gpt2-xl --hw u280 --prompt-len 128 --gen-len 128``
+   as a user runs it (a fresh Python process: wall and CPU seconds), and its parts: Python
+   start-up with the CLI's imports, compiling, simulating (in-process);
 1. timing-only GPT-2 XL, 128-token prompt + 128 generated tokens, one u280 device (wall seconds of
    ``simulate``; compiling is reported apart);
 2. how the timing cost grows with gen-len (64, 128, 256: doubling gen-len should about double it);
 3. the shipped model's 64-token generation in exact mode (compile + functional run), and in fast
    mode.
 
-Run: ``.venv/bin/python bench/bench_sim_speed.py [--json]``. Numbers are measured, never assumed;
-on a shared machine, also look at the CPU seconds.
+Run: ``.venv/bin/python bench/bench_sim_speed.py [--json] [--command-only]``. Numbers are measured,
+never assumed; on a shared machine, also look at the CPU seconds.
+
+Before and after issue 10 part 3 (the XL command, measured back to back on this 2-core machine
+shared by several sessions, load average 5-12, ``--command-only``; "before" is commit 68094fb run
+from an exported tree through PYTHONPATH): see docs/sim-speed-events.md for the figures. The
+DMA engine's cycles walked every row of every transfer in Python (``costs.dma_cycles``: 41 M
+generator steps for XL); they are closed forms now, costs are computed once per distinct shape
+and shared between layers, and the dispatch loop does less per instruction.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 
 from fpgpt.compiler import compile_model
@@ -28,6 +42,38 @@ def _timed(fn):
     w, c = time.perf_counter(), time.process_time()
     out = fn()
     return out, time.perf_counter() - w, time.process_time() - c
+
+
+XL_COMMAND = ["simulate", "--model", "gpt2-xl", "--hw", "u280", "--prompt-len", "128",
+              "--gen-len", "128", "--json"]
+
+
+def _child(args: list[str]) -> tuple[str, float, float]:
+    """Run ``python -c ...`` in a fresh process: (stdout, wall s, CPU s of the child)."""
+    before = os.times()
+    w = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - w
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return out.stdout, wall, cpu
+
+
+def command_run() -> dict:
+    """The XL command end to end in a fresh process, and its parts."""
+    out, wall, cpu = _child(["from fpgpt.cli import main; main()", *XL_COMMAND])
+    d = json.loads(out)
+    _, start_wall, start_cpu = _child(["import fpgpt.cli, fpgpt.compiler, fpgpt.sim.timing"])
+    hw = load_preset("u280")
+    program, cw, cc = _timed(lambda: compile_model("gpt2-xl", hw, prompt_len=128))
+    r, sw, sc = _timed(lambda: simulate(program, hw, prompt_len=128, gen_len=128))
+    assert r.decode.cycles == d["cycles"]["decode"]
+    return {"command": "fpgpt " + " ".join(XL_COMMAND), "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 3), "startup_imports_wall_s": round(start_wall, 3),
+            "startup_imports_cpu_s": round(start_cpu, 3), "compile_wall_s": round(cw, 3),
+            "compile_cpu_s": round(cc, 3), "simulate_wall_s": round(sw, 3),
+            "simulate_cpu_s": round(sc, 3), "cycles": d["cycles"],
+            "ms_per_token": d["ms_per_token"], "load_average": os.getloadavg()}
 
 
 def timing_runs(model: str = "gpt2-xl", hw_name: str = "u280", prompt: int = 128,
@@ -63,12 +109,26 @@ def shipped_generation(model: str = "tiny", n: int = 64) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="simulator speed")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--command-only", action="store_true",
+                    help="Only the XL command and its parts (item 0).")
     args = ap.parse_args(argv)
+    cmd = command_run()
+    if args.command_only:
+        print(json.dumps(cmd, indent=1) if args.json else
+              f"{cmd['command']}\n  whole command {cmd['wall_s']:.2f} s wall, {cmd['cpu_s']:.2f} s CPU"
+              f" (load average {cmd['load_average'][0]:.1f})\n  start-up + imports "
+              f"{cmd['startup_imports_wall_s']:.2f} s wall ({cmd['startup_imports_cpu_s']:.2f} CPU), "
+              f"compile {cmd['compile_wall_s']:.2f} ({cmd['compile_cpu_s']:.2f}), simulate "
+              f"{cmd['simulate_wall_s']:.2f} ({cmd['simulate_cpu_s']:.2f})\n  cycles {cmd['cycles']}")
+        return 0
     timing = timing_runs()
     gen = shipped_generation()
     if args.json:
-        print(json.dumps({"timing": timing, "generation": gen}, indent=1))
+        print(json.dumps({"command": cmd, "timing": timing, "generation": gen}, indent=1))
         return 0
+    print(f"{cmd['command']}: {cmd['wall_s']:.2f} s wall, {cmd['cpu_s']:.2f} s CPU (start-up + "
+          f"imports {cmd['startup_imports_wall_s']:.2f}, compile {cmd['compile_wall_s']:.2f}, "
+          f"simulate {cmd['simulate_wall_s']:.2f} s wall)")
     print("timing-only GPT-2 XL on u280 (compile "
           f"{timing[0]['compile_s']:.2f} s, not included):")
     print(f"{'prompt:gen':>11} {'instructions':>13} {'wall s':>8} {'cpu s':>7} {'instr/s':>9}")

@@ -319,7 +319,7 @@ def instr_events(hw: "HardwareConfig", op: str, f: dict[str, int],
     - ``vpu_ops.<OP>``: element operations, ``rows × cols × VPU_PASSES[OP]`` (unpadded; ARGMAX
       one row).
     - ``spad_read_bytes`` / ``spad_write_bytes``: scratchpad bytes read and written. Reads count
-      whole accesses as the engines make them (docs/timing.md, "Port B"): an MM's A-row line
+      whole accesses as the engines make them (docs/timing.md, "Scratchpad port B"): an MM's A-row line
       reads (``P = C·lanes`` elements each), its B chunks (one per lane and chunk step: two bytes
       per MAC) and one bias line per lane group and row; a VPU row's operand windows
       (``vpu_window_chunks·C`` elements each, per operand: VADD/VMUL two, LAYERNORM three with
