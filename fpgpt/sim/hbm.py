@@ -340,11 +340,14 @@ class HBMModel:
         else:
             s = start
         if kind == 1:
-            lo = s - self._shift
-            if lo > self._lo:
-                self._lo = lo
-            self._shift += work
-            fin = (self._maxbase if self._maxbase > self._lo else self._lo) + self._shift + extra
+            shift = self._shift
+            lo = s - shift
+            cur = self._lo
+            if lo > cur:
+                self._lo = cur = lo
+            self._shift = shift = shift + work
+            mb = self._maxbase
+            fin = (mb if mb > cur else cur) + shift + extra
         else:
             busy = np.maximum(self._base, self._lo)
             busy += self._shift
