@@ -17,7 +17,7 @@ never assumed; on a shared machine, also look at the CPU seconds.
 
 Before and after issue 10 part 3 (the XL command, ``--command-only``, measured back to back on
 this 2-core machine shared by several sessions, load average ~15; "before" is commit 68094fb,
-"after" 5159c53, each run from an exported tree through PYTHONPATH, on the same compiled program:
+"after" bab2f7a, each run from an exported tree through PYTHONPATH, on the same compiled program:
 prefill 272,288,815.19 and decode 403,494,880.79 cycles in both):
 
     before: whole command 104.5 s wall, 37.1 s CPU (start-up + imports 0.37 s CPU, compile 1.16,
