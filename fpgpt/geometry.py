@@ -12,7 +12,8 @@ from __future__ import annotations
 from .config import HardwareConfig
 
 __all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
-           "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned"]
+           "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
+           "ring_stream_bits"]
 
 
 def chunk_elements(hw: HardwareConfig) -> int:
@@ -88,3 +89,17 @@ def dma_stripe_aligned(hw: HardwareConfig, op: str, f: dict[str, int]) -> bool:
     if f["batch"] > 1:
         ok = ok and f["hbatch"] % 2 == 0 and (f["hbatch"] // 2 - f["sbatch"]) % c == 0
     return ok
+
+
+def ring_stream_bits(hw: HardwareConfig) -> int:
+    """``tdata`` width of the NET unit's AXI4-Stream ring ports (fpgpt/hw/net.py).
+
+    The smallest power of two that carries the link's payload rate (``link.payload_bytes_per_s``)
+    in one core cycle (``clock_mhz``), at least 32 bits (one FP32 partial sum) and at most 512
+    (the user interface of a 100G MAC / Aurora core, CMAC: 512 bits).
+    """
+    import math
+
+    per_cycle = hw.link.payload_bytes_per_s * 8 / (hw.clock_mhz * 1e6)
+    bits = 1 << max(0, math.ceil(math.log2(max(per_cycle, 1.0))))
+    return min(512, max(32, bits))

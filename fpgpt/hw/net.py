@@ -64,20 +64,21 @@ does not emit them for one device; the executor rejects them).
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
-import math
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
+from ..geometry import ring_stream_bits
 from ..isa.table import Unit
 from .decoder import Opcode
 from .dma import captured_layout
 from .fplogic import build_f16_to_f32, build_f32_add, build_f32_to_f16
 from .scratchpad import ELEMENT_BITS, addr_bits, port_signature
 
-__all__ = ["NetUnit", "axis_signature", "stream_bits", "STREAM_MIN_BITS", "STREAM_MAX_BITS"]
+__all__ = ["NetUnit", "axis_signature", "stream_bits", "engine_cycles", "STREAM_MIN_BITS",
+           "STREAM_MAX_BITS"]
 
 #: Narrowest ``tdata``: one FP32 partial sum (two slots) fits one beat.
 STREAM_MIN_BITS = 32
@@ -87,7 +88,7 @@ _A = 32            # scratchpad address arithmetic (the ISA's addresses are 32 b
 _READ_FIFO = 4     # reader FIFO depth (read data waiting for the packer / partial sum)
 
 def stream_bits(hw: HardwareConfig) -> int:
-    """``tdata`` width of the ring ports for ``hw``.
+    """``tdata`` width of the ring ports for ``hw`` (:func:`fpgpt.geometry.ring_stream_bits`).
 
     The smallest power of two that carries the link's payload rate
     (``hw.link.payload_bytes_per_s``) in one core cycle (``hw.clock_mhz``), at least
@@ -95,9 +96,44 @@ def stream_bits(hw: HardwareConfig) -> int:
     """
     if not isinstance(hw, HardwareConfig):
         raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
-    per_cycle = hw.link.payload_bytes_per_s * 8 / (hw.clock_mhz * 1e6)
-    bits = 1 << max(0, math.ceil(math.log2(max(per_cycle, 1.0))))
-    return min(STREAM_MAX_BITS, max(STREAM_MIN_BITS, bits))
+    return ring_stream_bits(hw)
+
+
+def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, devices: "int | None" = None) -> int:
+    """The unit's own cycles for one NET instruction on an idle ring (module docstring's table:
+    links of zero latency, scratchpad grant and ``tready`` always high, every device given its
+    instruction in the same cycle; ``cmd`` accepted to ``done``, the slowest device).
+
+    ``f``: captured fields (``count``); ``devices``: the ring's size (default ``hw.devices``);
+    ``K`` = slots per beat (:func:`stream_bits` / 16). One element per port cycle:
+
+    - SEND ``n + 7`` while the transfer fits one beat, else ``K·⌈n/K⌉ + 7`` (the receiver takes
+      a beat per ``K`` cycles and the last beat leaves when it is taken);
+    - RECV (paired) ``n + 7 + min(n, K)``;
+    - ALLGATHER ``1 + (D-1)(2n + 6)``: an upper bound, exact for ``n <= K`` and for
+      ``n mod K = 1``, ``n > 2K``, at most 4 cycles per step above the RTL otherwise (reads and
+      writes share the port, writes first, and their interleaving depends on ``n mod K``);
+    - ALLREDUCE ``3n + 10D - 5 + (n mod 2)`` (exact for ``n >= 4``, above the RTL for smaller);
+    - ``n = 0``, ``D = 1`` collectives: 1.
+
+    ``fpgpt.sim.costs.net_engine_cycles`` is the same formula (the simulator may not import the
+    RTL); tests/rtl/test_hw_calibration.py checks that they agree and that this equals
+    ``test_cycle_cost``'s measured cycles where it states exactness.
+    """
+    d = hw.devices if devices is None else devices
+    n = int(f["count"])
+    k = stream_bits(hw) // ELEMENT_BITS
+    if op in ("ALLGATHER", "ALLREDUCE") and (n == 0 or d <= 1):
+        return 1
+    if op == "SEND":
+        return n + 7 if n <= k else k * -(-n // k) + 7
+    if op == "RECV":
+        return n + 7 + min(n, k)
+    if op == "ALLGATHER":
+        return 1 + (d - 1) * (2 * n + 6)
+    if op == "ALLREDUCE":
+        return 3 * n + 10 * d - 5 + n % 2
+    raise ValueError(f"{op!r} is not a NET instruction")
 
 
 def axis_signature(hw: HardwareConfig) -> wiring.Signature:

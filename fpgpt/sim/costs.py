@@ -15,15 +15,16 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..geometry import (dma_stripe_aligned, line_elements, mm_fast_b, stripe_elements,
-                        vpu_window_chunks)
+from ..geometry import (dma_stripe_aligned, line_elements, mm_fast_b, ring_stream_bits,
+                        stripe_elements, vpu_window_chunks)
 from ..isa.operands import operands
 
 if TYPE_CHECKING:
     from ..config import HardwareConfig
 
-__all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "dma_cycles", "VPU_PASSES",
-           "port_b_accesses", "dma_port_b", "EVENT_KEYS", "instr_events", "link_bytes"]
+__all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "net_engine_cycles", "dma_cycles",
+           "VPU_PASSES", "port_b_accesses", "dma_port_b", "EVENT_KEYS", "instr_events",
+           "link_bytes"]
 
 #: Passes over the data each VPU operation makes (one element per lane per cycle per pass):
 #: LayerNorm sums, then accumulates squared deviations, then normalises; softmax finds the
@@ -121,27 +122,71 @@ def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     return float(rows * (VPU_PASSES[op] * beats + _vpu_fill(hw, op) + 2) + 1 + first)
 
 
-def _hop_ns(hw: "HardwareConfig", nbytes: int) -> float:
+def _link_busy_ns(hw: "HardwareConfig", nbytes: int) -> float:
+    """Nanoseconds a link spends transferring ``nbytes``: payload rate plus per-packet cost
+    (the hop latency is not busy time; ``fpgpt.sim.system.link_busy_ns``)."""
     lk = hw.link
+    if nbytes <= 0:
+        return 0.0
     packets = -(-nbytes // lk.packet_bytes)
-    return lk.latency_ns + nbytes / lk.payload_bytes_per_s * 1e9 + packets * lk.packet_overhead_ns
+    return nbytes / lk.payload_bytes_per_s * 1e9 + packets * lk.packet_overhead_ns
+
+
+def net_engine_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
+    """The NET unit's own cycles on an idle ring of zero-latency links (fpgpt/hw/net.py
+    ``engine_cycles``, the same formula; tests/rtl/test_hw_calibration.py compares them):
+    one scratchpad element per port cycle, ``K`` = slots per ring beat
+    (:func:`~fpgpt.geometry.ring_stream_bits` / 16), ``D = hw.devices``:
+    SEND ``n + 7`` (one beat) or ``K·⌈n/K⌉ + 7``; RECV ``n + 7 + min(n, K)``; ALLGATHER
+    ``1 + (D-1)(2n + 6)``; ALLREDUCE ``3n + 10D - 5 + (n mod 2)``; empty collectives 1."""
+    d = hw.devices
+    n = int(f["count"])
+    k = ring_stream_bits(hw) // 16
+    if op in ("ALLGATHER", "ALLREDUCE") and (n == 0 or d <= 1):
+        return 1.0
+    if op == "SEND":
+        return float(n + 7 if n <= k else k * -(-n // k) + 7)
+    if op == "RECV":
+        return float(n + 7 + min(n, k))
+    if op == "ALLGATHER":
+        return float(1 + (d - 1) * (2 * n + 6))
+    if op == "ALLREDUCE":
+        return float(3 * n + 10 * d - 5 + n % 2)
+    raise ValueError(f"{op} is not a NET instruction")
 
 
 def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     """NET on an idle ring (the partner is assumed ready; the multi-device system model adds
-    waiting for it). Ring collectives on D devices: all-gather D-1 hops of ``count`` elements,
-    all-reduce 2(D-1) hops of ``⌈count/D⌉`` (reduce-scatter then all-gather)."""
+    waiting for it): the later of the NET unit's own cycles (:func:`net_engine_cycles`) and
+    the links' time, per hop, plus the hop latency (docs/multi-device.md, "The NET unit's rate").
+
+    The port and the link work concurrently (data cannot leave faster than the unit reads them
+    nor faster than the link carries them), and every hop's data wait ``link.latency_ns`` on
+    the wire. SEND/RECV: one hop, ``L + max(E, busy(2n))``. ALLGATHER: ``D-1`` steps of one hop
+    each, ``1 + (D-1)(L + max(E_step, busy(2n)))`` with ``E_step = (E - 1)/(D-1)``. ALLREDUCE
+    (the RTL's chain in device order: FP32 partial sums ``0 -> D-1``, then the FP16 result
+    ``D-1 -> 0 -> .. -> D-2``): ``2(D-1)`` hop latencies plus ``max(E, busy(4n) + busy(2n))``.
+    ``L`` = ``link.latency_ns`` in cycles, ``busy`` = :func:`_link_busy_ns` in cycles, ``E`` =
+    :func:`net_engine_cycles`.
+    """
+    if op not in ("SEND", "RECV", "ALLGATHER", "ALLREDUCE"):
+        raise ValueError(f"{op} is not a NET instruction")
     count = f["count"]
     d = hw.devices
+    eng = net_engine_cycles(hw, op, f)
+    cyc = hw.clock_mhz / 1e3                        # cycles per ns
+    lat = hw.link.latency_ns * cyc
     if op in ("SEND", "RECV"):
-        ns = _hop_ns(hw, 2 * count) if count else 0.0
+        total = lat + max(eng, _link_busy_ns(hw, 2 * count) * cyc) if count else eng
+    elif count == 0 or d <= 1:
+        total = eng
     elif op == "ALLGATHER":
-        ns = (d - 1) * _hop_ns(hw, 2 * count) if count else 0.0
-    elif op == "ALLREDUCE":
-        ns = 2 * (d - 1) * _hop_ns(hw, 2 * -(-count // d)) if count else 0.0
+        step = (eng - 1) / (d - 1)
+        total = 1 + (d - 1) * (lat + max(step, _link_busy_ns(hw, 2 * count) * cyc))
     else:
-        raise ValueError(f"{op} is not a NET instruction")
-    return max(1.0, math.ceil(ns * hw.clock_mhz / 1e3))
+        busy = (_link_busy_ns(hw, 4 * count) + _link_busy_ns(hw, 2 * count)) * cyc
+        total = 2 * (d - 1) * lat + max(eng, busy)
+    return max(1.0, math.ceil(total - 1e-9))
 
 
 def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
@@ -241,8 +286,10 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
     transfer; each one that falls inside a DMA stripe transfer delays it by a cycle. MM: the
     A rows' line reads, then per lane group its bias line read and its result line write (the
     slow B path adds its ``nk·N`` B line reads per row). VPU: per row, one line read per
-    operand window of ``K·C`` elements and one masked line write per window of results. NET:
-    one element access per element moved.
+    operand window of ``K·C`` elements and one masked line write per window of results. NET
+    (one element per access): SEND and RECV ``count``, ALLGATHER ``2(D-1)·count`` (each step
+    reads a chunk and writes one), ALLREDUCE ``3·count`` (the last device's read, write-back
+    and re-read).
     """
     if op == "MM":
         p = hw.mpu
@@ -265,7 +312,12 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
         reads = {"VADD": 2, "VMUL": 2, "LAYERNORM": 3}.get(op, 1)
         writes = 0 if op == "ARGMAX" else 1
         return rows * windows * (reads + writes)
-    return int(f.get("count", 0))
+    n = int(f.get("count", 0))
+    if op == "ALLGATHER":
+        return 2 * (hw.devices - 1) * n
+    if op == "ALLREDUCE":
+        return 3 * n if hw.devices > 1 else 0
+    return n
 
 
 def dma_port_b(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:

@@ -92,3 +92,33 @@ def test_dma_model_is_the_engine():
         assert costs.dma_cycles(hw, op, f) == want, (op, f)
         paths.add(dma.dma_path(hw, op, f))
     assert {"stripe", "element"} <= paths
+
+
+@pytest.mark.parametrize("preset", ["tiny", "u280"])
+def test_net_model_is_the_engine(preset):
+    """costs.net_engine_cycles equals the NET unit's own formula (fpgpt.hw.net.engine_cycles,
+    which tests/rtl/test_hw_net.py test_cycle_cost compares with the RTL's cycles) for every
+    NET op, ring size and count; costs.net_cycles is never below either it or the link's
+    time (bytes at the payload rate plus the hop latency)."""
+    import dataclasses
+
+    from fpgpt.hw import net
+
+    base = load_preset(preset)
+    rng = np.random.default_rng(13)
+    for d in (1, 2, 3, 4, 8):
+        hw = dataclasses.replace(base, devices=d)
+        lat = hw.link.latency_ns * hw.clock_mhz / 1e3
+        for n in [0, 1, 2, 3, 4, 5, 31, 32, 33] + [int(x) for x in rng.integers(1, 20000, 12)]:
+            for op in ("SEND", "RECV", "ALLGATHER", "ALLREDUCE"):
+                f = {"count": n}
+                eng = net.engine_cycles(hw, op, f)
+                assert costs.net_engine_cycles(hw, op, f) == eng, (op, d, n)
+                got = costs.net_cycles(hw, op, f)
+                assert got >= eng, (op, d, n)
+                if n and (d > 1 or op in ("SEND", "RECV")):
+                    # bytes each link carries: a hop per step; ALLREDUCE's chain FP32 then FP16
+                    hops = {"ALLGATHER": d - 1, "ALLREDUCE": 2 * (d - 1)}.get(op, 1)
+                    nbytes = 6 * n if op == "ALLREDUCE" else 2 * n * hops
+                    link = nbytes / hw.link.payload_bytes_per_s * hw.clock_mhz * 1e6
+                    assert got >= hops * lat + link, (op, d, n)
