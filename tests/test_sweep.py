@@ -187,8 +187,10 @@ def test_two_workers_a_killed_worker_loses_no_point(tmp_path, client):
     assert killed and run.computed == 12
     assert [r["status"] for r in run.rows] == ["ok"] * 12
     assert _strip(run.rows) == _strip(serial.rows)
-    workers = {r["worker"] for r in ResultStore(tmp_path / "dask").read()}
-    assert len(workers) >= 2
+    # the killed process gave at most the one row that had arrived when it was killed: the
+    # points it held were computed again by the other worker (or its restart)
+    assert sum(r["worker"].endswith(f":{killed[0]}")
+               for r in ResultStore(tmp_path / "dask").read()) <= 1
 
 
 def test_a_raising_point_is_a_failed_row_and_the_sweep_goes_on(tmp_path, client):

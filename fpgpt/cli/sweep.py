@@ -144,11 +144,15 @@ def sweep_resources(collect: bool, fit: bool, hw_name: str | None, as_json: bool
     if as_json:
         _emit_json(model["error"])
         return
-    t = Table(title="resource model: error against real synthesis on held-out configurations")
-    for c in ("config", "resource", "synthesized", "model", "error %"):
+    t = Table(title="resource model against real synthesis (Yosys per block) on held-out "
+                    "configurations: per block, then the sum of the measured blocks and FP operators")
+    for c in ("config", "block", "resource", "synthesized", "model", "error %"):
         t.add_column(c, justify="right")
-    for e in model["error"]["total"]:
-        t.add_row(e["config"], e["resource"], f"{e['synth']:,.0f}", f"{e['model']:,.0f}",
-                  f"{e['error_pct']:+.1f}")
+    err = model["error"]
+    for e in err["blocks"] + [dict(e, block="measured sum") for e in err["total"]]:
+        t.add_row(e["config"], e["block"], e["resource"], f"{e['synth']:,.0f}",
+                  f"{e['model']:,.0f}", "-" if e["error_pct"] is None else f"{e['error_pct']:+.1f}")
     console.print(t)
-    console.print(model["error"]["summary"])
+    console.print(err["summary"])
+    console.print("fitted on: " + ", ".join(sorted({c for b in model["blocks"].values()
+                                                    for c in b["fitted_on"]})))

@@ -27,7 +27,7 @@ from typing import Any
 from .. import __version__
 from ..config import ConfigError, HardwareConfig
 
-__all__ = ["STATUSES", "point_key", "build_config", "evaluate_point", "failed_row",
+__all__ = ["STATUSES", "point_key", "build_config", "design_columns", "evaluate_point", "failed_row",
            "FMAX_REASON"]
 
 STATUSES = ("ok", "invalid", "infeasible", "unsupported", "failed")
@@ -109,7 +109,7 @@ def _evaluate(task: dict[str, Any]) -> dict[str, Any]:
         return failed_row(task, "invalid", f"prompt {pl} + {gl} generated tokens need "
                                            f"{pl + gl - 1} positions; {spec.name} has {spec.n_ctx}")
     row = {"key": task["key"], **point, "status": "ok", "reason": "",
-           "artifact": hw.artifact_name, "fpgpt_version": __version__}
+           "artifact": hw.artifact_name, "fpgpt_version": __version__, **design_columns(hw)}
     timing = _timing(spec, hw, pl, gl, row)
     if timing is None:
         return row
@@ -118,6 +118,17 @@ def _evaluate(task: dict[str, Any]) -> dict[str, Any]:
     row["fmax_mhz"] = None
     row["fmax_reason"] = FMAX_REASON
     return row
+
+
+def design_columns(hw: HardwareConfig) -> dict[str, Any]:
+    """Figures of the design itself (no simulation): peak rates and whether the DMA can use its
+    stripe path (a stripe of channels x port_bits at most one scratchpad line: fpgpt.geometry;
+    off it, every transfer takes the element path, orders of magnitude slower)."""
+    from ..geometry import line_elements, stripe_elements, stripes_ok
+    return {"mpu_macs_per_cycle": hw.mpu_macs_per_cycle,
+            "hbm_peak_gb_per_s": hw.hbm_peak_bytes_per_s / 1e9,
+            "line_elements": line_elements(hw), "stripe_elements": stripe_elements(hw),
+            "stripe_path": stripes_ok(hw)}
 
 
 def _timing(spec, hw: HardwareConfig, pl: int, gl: int, row: dict[str, Any]):
@@ -171,7 +182,8 @@ def _resources(hw: HardwareConfig, task: dict[str, Any]) -> dict[str, Any]:
         from .resources import estimate
         est = estimate(hw)
         tot, cap = est["total"], est["capacity"]
-        out = {"resources_source": "model", "resources_note": est["note"]}
+        out = {"resources_source": "model", "resources_note": est["note"],
+               "resource_model": est["model"]}
     for col, r in RESOURCE_COLUMNS.items():
         out[col] = float(tot[r])
     for col, r in PCT_COLUMNS.items():

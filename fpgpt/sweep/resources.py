@@ -57,6 +57,7 @@ def features(p: dict[str, float]) -> dict[str, float]:
         "line_bits": line,
         "line_rot": line * math.log2(max(L, 2)),          # an L-way rotation of a line
         "axi_bits": p["channels"] * p["port_bits"],      # all HBM ports' data
+        "datapath_bits": line + p["channels"] * p["port_bits"],
         "lanes": L,
         "lane_bits": L * W,
         "queue_depth": p["queue_depth"],
@@ -67,21 +68,23 @@ def features(p: dict[str, float]) -> dict[str, float]:
 #: not listed are constant (the same Verilog for every configuration).
 BLOCK_FEATURES: dict[str, dict[str, Any]] = {
     "dispatcher": {"count": "1", "features": ["1", "queue_depth"]},
-    "dma": {"count": "1", "features": ["1", "line_bits", "axi_bits"]},
+    "dma": {"count": "1", "features": ["1", "datapath_bits"]},
     "scratchpad_arbiter": {"count": "1", "features": ["line_rot", "line_bits"]},
     "mpu_engine": {"count": "1", "features": ["1", "line_rot", "line_bits"]},
-    "mpu_lane": {"count": "lanes", "features": ["1", "width"]},
+    "mpu_lane": {"count": "lanes", "features": ["1", "width"], "op_features": ["1", "width"]},
     "net": {"count": "1", "features": ["1", "line_bits"]},
-    "vpu_engine": {"count": "1", "features": ["1", "line_bits", "vpu_width"]},
-    "vpu": {"count": "1", "features": ["1", "vpu_width"]},
+    "vpu_engine": {"count": "1", "features": ["1", "line_bits"]},
+    "vpu": {"count": "1", "features": ["1", "vpu_width"], "op_features": ["1", "vpu_width"]},
     "vpu_lane": {"count": "vpu_width", "features": ["1"]},
     "core": {"count": "1", "features": ["1"]},
     "control": {"count": "1", "features": ["1"]},
     "program_loader": {"count": "1", "features": ["1"]},
 }
 
-#: Features the FP operator counts (per block instance) are linear in.
-OP_FEATURES = ["1", "width", "vpu_width"]
+#: Features a block's FP operator counts (per instance) are linear in, unless its entry gives
+#: ``op_features``: the MPU lane's adder tree grows with its width, the VPU's scalar phase
+#: with the lanes it reduces.
+OP_FEATURES = ["1"]
 
 
 def _count(block: str, p: dict[str, float]) -> float:
@@ -104,7 +107,7 @@ def fit_model(data: dict[str, Any] | None = None,
     fit_recs = [r for r in recs if r["config"] not in held_out]
     blocks: dict[str, Any] = {}
     for b, spec in BLOCK_FEATURES.items():
-        rs = [r for r in fit_recs if r["block"] == b]
+        rs = [r for r in fit_recs if r["block"] == b and r["per_instance"] is not None]
         if not rs:
             raise ValueError(f"no synthesis record of block {b!r} to fit on")
         names = spec["features"]
@@ -118,47 +121,66 @@ def fit_model(data: dict[str, Any] | None = None,
     for b in BLOCK_FEATURES:
         rs = [r for r in fit_recs if r["block"] == b and r.get("fp_ops") is not None]
         kinds = sorted({k for r in rs for k in r["fp_ops"]})
+        names = BLOCK_FEATURES[b].get("op_features", OP_FEATURES)
         for kind in kinds:
-            X = [[features(r["params"])[f] for f in OP_FEATURES] for r in rs]
+            X = [[features(r["params"])[f] for f in names] for r in rs]
             op_counts.setdefault(b, {})[kind] = _lstsq(X, [r["fp_ops"].get(kind, 0) for r in rs])
+        if kinds:
+            blocks[b]["op_features"] = names
     model = {"provenance": data.get("provenance", {}), "held_out": list(held_out),
-             "blocks": blocks, "op_features": OP_FEATURES, "op_counts": op_counts,
-             "op_cost": op_cost}
+             "blocks": blocks, "op_counts": op_counts, "op_cost": op_cost}
     model["error"] = _errors(model, recs, held_out, data)
     return model
 
 
-def _synth_total(recs: list[dict], config: str, data: dict) -> tuple[dict, dict] | None:
-    """The whole core at ``config`` from real synthesis: its measured blocks, the constant
-    blocks' records, FP operators by the counts its elaboration gave. None if incomplete."""
-    rs = {r["block"]: r for r in recs if r["config"] == config}
-    if not rs:
+def _measured_sum(model: dict, recs: list[dict], config: str, data: dict
+                  ) -> tuple[dict, dict, list[str]] | None:
+    """Real synthesis against the model at ``config``, over what was measured there: its
+    synthesized blocks (x instances) plus every FP operator its blocks build (counts by
+    elaboration, figures from the operators' own synthesis). ``(synth, model, blocks)``."""
+    rs = [r for r in recs if r["config"] == config]
+    ops_rec = {r["block"]: r["fp_ops"] for r in rs if r.get("fp_ops") is not None}
+    if not rs or not {"mpu_lane", "net", "vpu", "vpu_lane"} <= set(ops_rec):
         return None
-    p = next(iter(rs.values()))["params"]
-    const = {r["block"]: r for r in recs if r["source"] == "published"}
-    total = dict.fromkeys(RESOURCES, 0.0)
-    ops: dict[str, float] = {}
-    for b in BLOCK_FEATURES:
-        r = rs.get(b) or (const.get(b) if BLOCK_FEATURES[b]["features"] == ["1"] else None)
-        if r is None:
-            return None
+    p = rs[0]["params"]
+    syn, est = dict.fromkeys(RESOURCES, 0.0), dict.fromkeys(RESOURCES, 0.0)
+    blocks = []
+    for r in rs:
+        if r["per_instance"] is None:
+            continue
+        n = _count(r["block"], p)
+        e = _block_estimate(model, r["block"], p)
+        blocks.append(r["block"])
+        for res in RESOURCES:
+            syn[res] += n * r["per_instance"][res]
+            est[res] += n * e[res]
+    f = features(p)
+    for b, ops in ops_rec.items():
         n = _count(b, p)
-        for res in RESOURCES:
-            total[res] += n * r["per_instance"][res]
-        for kind, k in (rs.get(b, {}).get("fp_ops") or {}).items():
-            ops[kind] = ops.get(kind, 0.0) + n * k
-    if any(rs[b].get("fp_ops") is None for b in rs):
-        return None
-    for kind, k in ops.items():
-        for res in RESOURCES:
-            total[res] += k * data["fp_operators"][kind][res]
-    return total, p
+        for kind, k in ops.items():
+            for res in RESOURCES:
+                syn[res] += n * k * data["fp_operators"][kind][res]
+        xo = [f[x] for x in model["blocks"][b].get("op_features", OP_FEATURES)]
+        for kind, coef in model["op_counts"].get(b, {}).items():
+            k = max(0.0, round(sum(c * v for c, v in zip(coef, xo))))
+            for res in RESOURCES:
+                est[res] += n * k * data["fp_operators"][kind][res]
+    return syn, est, blocks
 
 
 def _errors(model: dict, recs: list[dict], held_out: tuple[str, ...], data: dict) -> dict:
-    per_block, totals = [], []
+    def rows(cfg):
+        got = _measured_sum(model, recs, cfg, data)
+        if got is None:
+            return []
+        syn, est, blocks = got
+        return [{"config": cfg, "resource": res, "synth": syn[res], "model": est[res],
+                 "error_pct": 100 * (est[res] - syn[res]) / syn[res] if syn[res] else 0.0,
+                 "blocks": blocks + ["fp_operators"]}
+                for res in ("LUT", "FF", "DSP48E2", "BRAM36")]
+    per_block = []
     for cfg in held_out:
-        for r in (r for r in recs if r["config"] == cfg):
+        for r in (r for r in recs if r["config"] == cfg and r["per_instance"] is not None):
             est = _block_estimate(model, r["block"], r["params"])
             for res in ("LUT", "FF", "DSP48E2", "BRAM36"):
                 syn = r["per_instance"][res]
@@ -166,22 +188,15 @@ def _errors(model: dict, recs: list[dict], held_out: tuple[str, ...], data: dict
                     per_block.append({"config": cfg, "block": r["block"], "resource": res,
                                       "synth": syn, "model": est[res],
                                       "error_pct": 100 * (est[res] - syn) / syn if syn else None})
-        got = _synth_total(recs, cfg, data)
-        if got is None:
-            continue
-        syn_total, p = got
-        est_total = _estimate_params(model, p)
-        for res in ("LUT", "FF", "DSP48E2", "BRAM36"):
-            totals.append({"config": cfg, "resource": res, "synth": syn_total[res],
-                           "model": est_total[res],
-                           "error_pct": 100 * (est_total[res] - syn_total[res]) / syn_total[res]
-                           if syn_total[res] else 0.0})
-    worst = max((abs(e["error_pct"]) for e in totals), default=None)
+    totals = [e for cfg in held_out for e in rows(cfg)]
+    in_sample = [e for cfg in sorted({r["config"] for r in recs} - set(held_out))
+                 for e in rows(cfg)]
+    worst = max((abs(e["error_pct"]) for e in totals if e["synth"]), default=None)
     lut = [e for e in totals if e["resource"] == "LUT"]
-    summary = (f"held out {', '.join(held_out)}: whole-core error "
+    summary = (f"held out {', '.join(held_out)} ({', '.join(lut[0]['blocks']) if lut else '-'}): "
                + ", ".join(f"{e['resource']} {e['error_pct']:+.1f} %" for e in totals)
                + (f" (worst {worst:.1f} %)" if worst is not None else " (no complete record)"))
-    return {"total": totals, "blocks": per_block, "summary": summary,
+    return {"total": totals, "blocks": per_block, "in_sample": in_sample, "summary": summary,
             "lut_error_pct": lut[0]["error_pct"] if lut else None}
 
 
@@ -196,12 +211,12 @@ def _estimate_params(model: dict, p: dict[str, float], *, sram_uram: float = 0.0
                      ) -> dict[str, float]:
     total = dict.fromkeys(RESOURCES, 0.0)
     f = features(p)
-    xo = [f[n] for n in model["op_features"]]
     for b in model["blocks"]:
         n = _count(b, p)
         est = _block_estimate(model, b, p)
         for res in RESOURCES:
             total[res] += n * est[res]
+        xo = [f[x] for x in model["blocks"][b].get("op_features", OP_FEATURES)]
         for kind, coef in model["op_counts"].get(b, {}).items():
             k = max(0.0, round(sum(c * v for c, v in zip(coef, xo))))
             for res in RESOURCES:
@@ -211,7 +226,11 @@ def _estimate_params(model: dict, p: dict[str, float], *, sram_uram: float = 0.0
 
 
 def save_model(model: dict[str, Any], path: str | Path = MODEL_PATH) -> None:
+    import hashlib
+    body = {k: v for k, v in model.items() if k != "fingerprint"}
+    model["fingerprint"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
     Path(path).write_text(json.dumps(model, indent=1) + "\n")
+    load_model.cache_clear()
 
 
 @functools.lru_cache(maxsize=2)
@@ -233,7 +252,8 @@ def estimate(hw: HardwareConfig) -> dict[str, Any]:
     note = ("resource model (fitted per block on Yosys results"
             + (f"; held-out whole-core LUT error {err:+.1f} %" if err is not None else "")
             + "), not synthesis")
-    return {"total": total, "capacity": hw.device.capacity(), "note": note}
+    return {"total": total, "capacity": hw.device.capacity(), "note": note,
+            "model": model.get("fingerprint", "")}
 
 
 def published_u280() -> HardwareConfig:

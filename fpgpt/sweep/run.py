@@ -152,6 +152,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, scheduler: str | None = None,
                 if cluster is not None:
                     cluster.close()
     by_key = {r["key"]: r for r in store.read({t["key"] for t in tasks + extra})}
+    _refresh_resources(by_key, tasks + extra)
     rows = [dict(by_key[t["key"]], **t["point"]) for t in tasks if t["key"] in by_key]
     mark_table(rows, spec.constraints, spec.objectives)
     preset_rows = []
@@ -163,6 +164,20 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, scheduler: str | None = None,
                    workers=n_workers, scheduler=address)
     run.files = write_table(run, spec, plots=plots)
     return run
+
+
+def _refresh_resources(by_key: dict[str, dict], tasks: list[dict]) -> None:
+    """Rows sized by the resource model take the current model's figures and the design's own
+    columns (instant), so a refit model applies to a finished sweep without simulating again."""
+    from ..config import HardwareConfig
+    from .point import _resources, build_config, design_columns
+    for t in tasks:
+        r = by_key.get(t["key"])
+        if r is None or r.get("status") != "ok" or r.get("resources_source") != "model":
+            continue
+        hw = build_config(HardwareConfig.from_dict(t["base"], origin="sweep base"), t["point"])
+        r.update(_resources(hw, t))
+        r.update(design_columns(hw))
 
 
 def _run_dask(client, todo: list[dict], record) -> None:

