@@ -1,6 +1,8 @@
 """Pass 5, codegen: IR ops to instructions, in natural (unscheduled) order, with zero waits.
 
-Register ABI (docs/execution.md): R1 POS, R2 TOKEN, R3 COUNT, R4 OUT. The row block at
+Register ABI (docs/execution.md): R1 POS, R2 TOKEN, R3 COUNT, R4 OUT; the program keeps
+R5 KPOS = d_head·R1 itself (set to 0 at the start of prefill, advanced with R1), the element
+count of a head's cached K rows, so that the K load is one contiguous run per head. The row block at
 positions R1 .. R1 + rows - 1 is computed the same way in both streams, so the decode step is
 the prefill code with rows = 1: K and V of the block are stored to the HBM caches at row R1
 (V transposed), then rows 0 .. R1 + rows - 1 of the caches are loaded back and attended with the
@@ -23,9 +25,9 @@ from .ir import Graph, Op, OpKind
 from .layout import Layout
 from .partition import GATHERED, Shard, shard as make_shard
 
-__all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT"]
+__all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT", "KPOS"]
 
-POS, TOKEN, COUNT, OUT = 1, 2, 3, 4
+POS, TOKEN, COUNT, OUT, KPOS = 1, 2, 3, 4, 5
 
 
 @dataclass
@@ -191,15 +193,26 @@ class _Gen:
         self.emit("STORE", sram=qkv + d, hbm=kc.addr, rows=rows, cols=dh, hstride=2 * dh,
                   sstride=3 * d, batch=H, hbatch=2 * T * dh, sbatch=dh, ra=POS,
                   comment=f"{op.name} K -> cache[R1:]")
-        self.emit("STORE", sram=qkv + 2 * d, hbm=vc.addr, rows=rows, cols=dh, hstride=2 * T,
-                  sstride=3 * d, batch=H, hbatch=2 * dh * T, sbatch=dh, ra=POS, transpose=True,
-                  comment=f"{op.name} V -> V^T cache[:, R1:]")
         for h0 in range(0, H, p.group):
             g = min(p.group, H - h0)
             tag = f"{op.name} heads {h0}..{h0 + g - 1}"
-            self.emit("LOAD", sram=self.a("kst"), hbm=kc.addr + 2 * h0 * T * dh, rows=rows, rr=POS,
-                      cols=dh, hstride=2 * dh, sstride=dhs, batch=g, hbatch=2 * T * dh,
-                      sbatch=ctx * dhs, comment=f"{tag}: K[0:R1+{rows}]")
+            if dhs == dh:
+                # a head's cached rows are contiguous on both sides: one run of d_head·(R1+rows)
+                # elements per head (R5 = d_head·R1), a stripe per cycle instead of one per row
+                self.emit("LOAD", sram=self.a("kst"), hbm=kc.addr + 2 * h0 * T * dh, rows=1,
+                          cols=dh * rows, rc=KPOS, hstride=2 * dh * T, sstride=ctx * dhs,
+                          batch=g, hbatch=2 * T * dh, sbatch=ctx * dhs,
+                          comment=f"{tag}: K[0:R1+{rows}]")
+            else:
+                self.emit("LOAD", sram=self.a("kst"), hbm=kc.addr + 2 * h0 * T * dh, rows=rows,
+                          rr=POS, cols=dh, hstride=2 * dh, sstride=dhs, batch=g,
+                          hbatch=2 * T * dh, sbatch=ctx * dhs, comment=f"{tag}: K[0:R1+{rows}]")
+            if h0 == 0:
+                # V's transposed store (an element per cycle) after the first K load: Q K^T and
+                # the softmax need only K, so the store overlaps them instead of delaying them
+                self.emit("STORE", sram=qkv + 2 * d, hbm=vc.addr, rows=rows, cols=dh,
+                          hstride=2 * T, sstride=3 * d, batch=H, hbatch=2 * dh * T, sbatch=dh,
+                          ra=POS, transpose=True, comment=f"{op.name} V -> V^T cache[:, R1:]")
             self.emit("LOAD", sram=self.a("vst"), hbm=vc.addr + 2 * h0 * dh * T, rows=dh, cols=rows,
                       rc=POS, hstride=2 * T, sstride=cs, batch=g, hbatch=2 * dh * T,
                       sbatch=dh * cs, comment=f"{tag}: V^T[:, 0:R1+{rows}]")
@@ -215,6 +228,7 @@ class _Gen:
 
     def block(self, graph: Graph, rows: int, prefill: bool) -> None:
         d, f = self.spec.d_model, self.spec.d_ff
+        prev = None
         for op in graph.body:
             k = op.kind
             if k is not OpKind.GELU:
@@ -236,13 +250,25 @@ class _Gen:
                 self.emit("GELU", dst=at, a=at, rows=rows, cols=ld, ldd=ld, lda=ld, comment=op.name)
                 self.gather()
             elif k is OpKind.GELU:
-                self.emit("GELU", dst=self.a(op["buf"]), a=self.a(op["buf"]), rows=rows, cols=f,
-                          ldd=f, lda=f, comment=op.name)
+                # decode: the GELU in three pieces, all fc chunks but the last two, then each
+                # of those, so that a piece runs while the next chunks' MMs do and only the
+                # last chunk's stays between the fc and fc2 products (a prefill tile's rows
+                # would pay each piece's per-row fill: one GELU there)
+                buf = self.a(op["buf"])
+                pieces = [(0, f)]
+                if (rows == 1 and prev is not None and prev.kind is OpKind.LINEAR
+                        and prev["dst"] == op["buf"] and len(prev["chunks"]) > 2):
+                    ch = prev["chunks"]
+                    pieces = [(0, ch[-2][0]), ch[-2], ch[-1]]
+                for c0, n in pieces:
+                    self.emit("GELU", dst=buf + c0, a=buf + c0, rows=rows, cols=n, ldd=f, lda=f,
+                              comment=op.name if len(pieces) == 1 else f"{op.name}[{c0}:{c0 + n}]")
             elif k is OpKind.ADD:
                 self.emit("VADD", dst=self.a(op["dst"]), a=self.a(op["dst"]), b=self.a(op["src"]),
                           rows=rows, cols=d, ldd=d, lda=d, ldb=d, comment=op.name)
             else:
                 raise AssertionError(f"op {op.name} ({k}) cannot appear in a block")
+            prev = op
         self.gather()
 
     def head(self, graph: Graph, rows: int) -> None:
@@ -268,12 +294,15 @@ def codegen_stream(stream: str, graph: Graph, spec: ModelSpec, layout: Layout,
     (default: the whole model on one card)."""
     g = _Gen(spec, layout, plan, hw, sh if sh is not None else make_shard(spec, 1, 0))
     out = layout["tokens_out"].addr
+    dh = spec.d_head
     if stream == "prefill":
+        g.emit("SETI", rd=KPOS, imm=0, comment="R5 = d_head * R1 = 0")
         for i, (_, rows) in enumerate(plan.tiles):
             g.block(graph, rows, prefill=True)
             if i == len(plan.tiles) - 1:
                 g.head(graph, rows)
             g.emit("ADDI", rd=POS, rs=POS, imm=rows, comment="R1 += rows")
+            g.emit("ADDI", rd=KPOS, rs=KPOS, imm=dh * rows, comment="R5 += d_head * rows")
         g.emit("STR", rs=TOKEN, hbm=out, ra=0, comment="tokens_out[0] = R2")
         g.emit("SETI", rd=OUT, imm=1, comment="R4 = 1")
         g.emit("HALT")
@@ -283,6 +312,7 @@ def codegen_stream(stream: str, graph: Graph, spec: ModelSpec, layout: Layout,
         g.head(graph, 1)
         g.emit("STR", rs=TOKEN, hbm=out, ra=OUT, comment="tokens_out[R4] = R2")
         g.emit("ADDI", rd=POS, rs=POS, imm=1)
+        g.emit("ADDI", rd=KPOS, rs=KPOS, imm=dh)
         g.emit("ADDI", rd=OUT, rs=OUT, imm=1)
         g.emit("ADDI", rd=COUNT, rs=COUNT, imm=-1)
         g.emit("BNZ", rs=COUNT, target=0)
