@@ -13,7 +13,7 @@ from .config import HardwareConfig
 
 __all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
-           "ring_stream_bits"]
+           "ring_stream_bits", "ring_group_elements"]
 
 
 def chunk_elements(hw: HardwareConfig) -> int:
@@ -103,3 +103,10 @@ def ring_stream_bits(hw: HardwareConfig) -> int:
     per_cycle = hw.link.payload_bytes_per_s * 8 / (hw.clock_mhz * 1e6)
     bits = 1 << max(0, math.ceil(math.log2(max(per_cycle, 1.0))))
     return min(512, max(32, bits))
+
+
+def ring_group_elements(hw: HardwareConfig) -> int:
+    """``G``: scratchpad elements the NET unit moves per port access on SEND / RECV / ALLGATHER:
+    the slots of a ring beat (:func:`ring_stream_bits` / 16) or a line, whichever is fewer (both
+    powers of two, so ``G`` divides ``C`` or ``C`` divides ``G``)."""
+    return min(ring_stream_bits(hw) // 16, line_elements(hw))

@@ -32,53 +32,75 @@ complete at once without touching memory):
   ``0 .. D-3`` store it and forward each element, ``D-2`` stores it. Both phase chains end at a
   device that only receives, so neither can deadlock.
 
-Datapath: one scratchpad element per cycle (the port's rate) shared by a *reader* (reads,
-1-cycle latency, into a 4-entry FIFO; then an FP16 pass-through, or f32 conversion + FP32 add
-of the received partial sum, then the transmit packer or, rounded to FP16, a write-back) and a
-*writer* (received FP16 elements into the scratchpad, optionally forwarded to the packer);
-writes take the port before reads. The FP16->FP32, FP32 add and FP32->FP16 are the
-combinational ``fplogic`` builders (no pipeline registers in this version: a long path).
+Datapath (the scratchpad's line port, fpgpt/hw/scratchpad.py ``line_signature``). SEND, RECV
+and ALLGATHER move a *group* of ``G`` = :func:`group_elements` elements per port access: a
+beat's slots (``stream_bits / 16``) or a line (``P = C·NB``), whichever is fewer (u280: a
+512-bit beat, 32 elements = 64 bytes per cycle at 300 MHz, above the link's 40.4 payload bytes
+per cycle; tiny: 32 elements, a beat and a line). The protocol on the ring ports is unchanged
+(slots LSB first, every transfer starts in a fresh beat, only its last beat is partial), so
+the two ends of a transfer may have any alignment:
 
-Cycle cost, measured (tests/rtl/test_hw_net.py ``test_cycle_cost``: 64-bit ``tdata``, an idle
-ring (links and scratchpad grant always ready), every device given its instruction in the same
-cycle; cycles from ``cmd`` accepted to ``done``, the slowest device for the collectives):
+- the *reader* reads the ``G``-aligned blocks of ``S`` its operand touches
+  (``B(a, n) = ⌈(a mod G + n)/G⌉`` line accesses; a block lies in one line access because
+  ``G`` divides ``C`` or ``C`` divides ``G``), through a 4-entry FIFO, and a realigner (a
+  one-block ``hold`` register and a ``G``-element shifter by ``a mod G``) hands the packer
+  group ``j`` = elements ``jG .. jG+G-1`` of the transfer, one per cycle;
+- the *writer* writes the ``G``-aligned blocks of its destination, each from the previous
+  received group and the current one (a shifter by ``G - b mod G``) with an element write
+  mask (the first and last blocks partial), one per cycle, plus a last block when the tail
+  spills past the last group's block.
+
+Writes take the port before reads. ALLREDUCE (FP32 partial sums in device order; the compiler
+never emits it) keeps one element per port cycle through the same line port: a *reader*
+(element reads, 1-cycle latency, the FIFO; then an FP16 pass-through, or f32 conversion + FP32
+add of the received partial sum, then the packer or, rounded to FP16, a write-back) and a
+*writer* (received FP16 elements, optionally forwarded). The FP16->FP32, FP32 add and
+FP32->FP16 are the combinational ``fplogic`` builders (no pipeline registers in this version: a
+long path).
+
+Cycle cost, measured (tests/rtl/test_hw_net.py ``test_cycle_cost``: 64-bit ``tdata`` (``G`` =
+4), operands at ``sram = 0``, an idle ring (links of zero latency, scratchpad grant always
+ready), every device given its instruction in the same cycle; cycles from ``cmd`` accepted to
+``done``, the slowest device for the collectives). :func:`engine_cycles` is the closed form
+(exact for SEND, RECV, ALLREDUCE with ``n >= 4``; an ALLGATHER at most 3 cycles per step
+above the RTL):
 
 ==================  ====  ====  ====  ====
 count n             1     4     16    64
 ==================  ====  ====  ====  ====
-SEND                8     11    23    71      (n + 7)
-RECV (paired)       9     15    27    75
-ALLGATHER, D=2      9     15    35    131     (about (D-1)(2n + 3))
-ALLGATHER, D=3      17    29    69    261
+SEND                9     9     12    24      (8 + ⌈n/G⌉)
+RECV (paired)       10    10    13    25      (9 + B(sram, n))
+ALLGATHER, D=2      10    10    13    37      (about 1 + (D-1)(2n/G + 5))
+ALLGATHER, D=3      19    19    25    73
 ALLREDUCE, D=2      17    27    63    207     (3n + 10D - 5 for n >= 4)
 ALLREDUCE, D=3      23    37    73    217
 ==================  ====  ====  ====  ====
 
-The rate is the scratchpad port's one element per cycle, not the link's: an ALLGATHER step
-reads and writes ``count`` elements each (2n port cycles), device ``D-1`` of an ALLREDUCE reads,
-writes back and re-reads (3n). ``fpgpt.sim.costs.net_cycles`` charges the link rate instead
-(and a reduce-scatter all-reduce); a wider scratchpad port would close that gap.
-``count = 0``, ``D = 1`` collectives and a bad ``device_index``: done 1 cycle after ``cmd``.
-SEND/RECV on ``D = 1`` are not special-cased: they use the ports like on a ring (the compiler
-does not emit them for one device; the executor rejects them).
+Before the groups (one element per port cycle for every op) SEND of 64 took 71 cycles and a
+3-device ALLGATHER of 64 261. The timing model (``fpgpt.sim.costs.net_cycles``) charges, per
+hop, the later of this unit's work and the link's (latency, payload rate, packets):
+docs/multi-device.md, "The NET unit's rate". ``count = 0``, ``D = 1`` collectives and a bad
+``device_index``: done 1 cycle after ``cmd``. SEND/RECV on ``D = 1`` are not special-cased:
+they use the ports like on a ring (the compiler does not emit them for one device; the
+executor rejects them).
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
-from ..geometry import ring_stream_bits
+from ..geometry import chunk_elements, line_elements, ring_group_elements, ring_stream_bits
 from ..isa.table import Unit
 from .decoder import Opcode
 from .dma import captured_layout
 from .fplogic import build_f16_to_f32, build_f32_add, build_f32_to_f16
-from .scratchpad import ELEMENT_BITS, addr_bits, port_signature
+from .scratchpad import ELEMENT_BITS, line_signature
 
-__all__ = ["NetUnit", "axis_signature", "stream_bits", "engine_cycles", "STREAM_MIN_BITS",
-           "STREAM_MAX_BITS"]
+__all__ = ["NetUnit", "axis_signature", "stream_bits", "group_elements", "engine_cycles",
+           "STREAM_MIN_BITS", "STREAM_MAX_BITS"]
 
 #: Narrowest ``tdata``: one FP32 partial sum (two slots) fits one beat.
 STREAM_MIN_BITS = 32
@@ -99,38 +121,59 @@ def stream_bits(hw: HardwareConfig) -> int:
     return ring_stream_bits(hw)
 
 
+def group_elements(hw: HardwareConfig) -> int:
+    """``G``: elements one wide access moves (:func:`fpgpt.geometry.ring_group_elements`): a
+    beat's slots or a scratchpad line, whichever is fewer."""
+    if not isinstance(hw, HardwareConfig):
+        raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
+    return ring_group_elements(hw)
+
+
 def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, devices: "int | None" = None) -> int:
     """The unit's own cycles for one NET instruction on an idle ring (module docstring's table:
     links of zero latency, scratchpad grant and ``tready`` always high, every device given its
     instruction in the same cycle; ``cmd`` accepted to ``done``, the slowest device).
 
-    ``f``: captured fields (``count``); ``devices``: the ring's size (default ``hw.devices``);
-    ``K`` = slots per beat (:func:`stream_bits` / 16). One element per port cycle:
+    ``f``: captured fields (``count``, ``sram``); ``devices``: the ring's size (default
+    ``hw.devices``); ``G`` = :func:`group_elements`. SEND, RECV and ALLGATHER move a group per
+    port access: a transfer of ``n`` elements at ``a`` reads (or writes) the
+    ``B(a, n) = ⌈(a mod G + n)/G⌉`` G-aligned blocks it touches.
 
-    - SEND ``n + 7`` while the transfer fits one beat, else ``K·⌈n/K⌉ + 7`` (the receiver takes
-      a beat per ``K`` cycles and the last beat leaves when it is taken);
-    - RECV (paired) ``n + 7 + min(n, K)``;
-    - ALLGATHER ``1 + (D-1)(2n + 6)``: an upper bound, exact for ``n <= K`` and for
-      ``n mod K = 1``, ``n > 2K``, at most 4 cycles per step above the RTL otherwise (reads and
-      writes share the port, writes first, and their interleaving depends on ``n mod K``);
-    - ALLREDUCE ``3n + 10D - 5 + (n mod 2)`` (exact for ``n >= 4``, above the RTL for smaller);
+    - SEND ``8 + ⌈n/G⌉`` (its reads run ahead of the packer, so the alignment costs nothing);
+    - RECV (paired) ``9 + B(sram, n)``;
+    - ALLGATHER ``1 + Σ_s max_d max(W + 8, R + W + 6)`` over its ``D-1`` steps ``s`` and the
+      devices ``d``, ``R = B(sram + ((d-s) mod D)·n, n)`` the blocks ``d`` reads and
+      ``W = B(sram + ((d-s-1) mod D)·n, n)`` those it writes (reads and writes share the port,
+      writes first): exact for one-block chunks, above the RTL by at most 3 cycles per step
+      otherwise (how reads and writes interleave depends on the offsets);
+    - ALLREDUCE (one element per port cycle) ``3n + 10D - 5 + (n mod 2)`` (exact for
+      ``n >= 4``, above the RTL for smaller);
     - ``n = 0``, ``D = 1`` collectives: 1.
 
     ``fpgpt.sim.costs.net_engine_cycles`` is the same formula (the simulator may not import the
-    RTL); tests/rtl/test_hw_calibration.py checks that they agree and that this equals
-    ``test_cycle_cost``'s measured cycles where it states exactness.
+    RTL); tests/rtl/test_hw_calibration.py checks that they agree, and test_hw_net.py
+    ``test_cycle_cost`` compares this with the RTL's cycles.
     """
     d = hw.devices if devices is None else devices
-    n = int(f["count"])
-    k = stream_bits(hw) // ELEMENT_BITS
+    n, a = int(f["count"]), int(f.get("sram", 0))
+    g = group_elements(hw)
+
+    def blocks(x: int) -> int:
+        return (x % g + n + g - 1) // g
+
     if op in ("ALLGATHER", "ALLREDUCE") and (n == 0 or d <= 1):
         return 1
     if op == "SEND":
-        return n + 7 if n <= k else k * -(-n // k) + 7
+        return 8 + -(-n // g)
     if op == "RECV":
-        return n + 7 + min(n, k)
+        return 9 + blocks(a)
     if op == "ALLGATHER":
-        return 1 + (d - 1) * (2 * n + 6)
+        total = 1
+        for s in range(d - 1):
+            total += max(max(blocks(a + ((i - s - 1) % d) * n) + 8,
+                             blocks(a + ((i - s) % d) * n) + blocks(a + ((i - s - 1) % d) * n) + 6)
+                         for i in range(d))
+        return total
     if op == "ALLREDUCE":
         return 3 * n + 10 * d - 5 + n % 2
     raise ValueError(f"{op!r} is not a NET instruction")
@@ -162,7 +205,8 @@ class NetUnit(wiring.Component):
     error : Out(1)
         Sticky: a received ``tlast`` disagreed with the instruction's count, or an instruction
         ran with ``device_index >= device_count`` (it then completes at once, doing nothing).
-    sram : Out(scratchpad.port_signature(hw))
+    line : Out(scratchpad.line_signature(hw))
+        The NET unit's scratchpad port (line accesses; element accesses for ALLREDUCE).
     device_index, device_count : In(8)
         This device's place on the ring and the ring's size (1 on one card).
     tx_next, tx_prev : Out(axis_signature(hw))
@@ -177,7 +221,7 @@ class NetUnit(wiring.Component):
         super().__init__({
             "cmd": In(stream.Signature(captured_layout(Unit.NET))),
             "done": Out(1), "busy": Out(1), "error": Out(1),
-            "sram": Out(port_signature(hw)),
+            "line": Out(line_signature(hw)),
             "device_index": In(8), "device_count": In(8),
             "tx_next": Out(axis), "tx_prev": Out(axis),
             "rx_prev": In(axis), "rx_next": In(axis),
@@ -188,10 +232,16 @@ class NetUnit(wiring.Component):
         hw = self._hw
         W = stream_bits(hw)
         K = W // ELEMENT_BITS                      # slots per beat
+        G = group_elements(hw)                     # elements per wide access (a group)
+        P, C = line_elements(hw), chunk_elements(hw)
+        lg, lc = G.bit_length() - 1, C.bit_length() - 1
+        GW = G * ELEMENT_BITS
         ins = Signal(captured_layout(Unit.NET))
         dev, ndev = self.device_index, self.device_count
+        line = self.line
 
         # ---- step configuration (latched in SETUP) ------------------------------------------
+        wide = Signal()                            # SEND / RECV / ALLGATHER: a group per access
         a_en, a_comb, a_tx32, a_wr = Signal(), Signal(), Signal(), Signal()
         a_rd, a_wa = Signal(_A), Signal(_A)
         b_en, b_fwd, b_wa = Signal(), Signal(), Signal(_A)
@@ -199,9 +249,10 @@ class NetUnit(wiring.Component):
         count = Signal(32)
         step, nsteps = Signal(8), Signal(8)
 
-        # ---- packer: slots -> beats on tx_next / tx_prev -------------------------------------
+        # ---- packer: slots (one, two, or a group of G) -> beats on tx_next / tx_prev ---------
         pk_valid, pk_ready, pk_two, pk_last = Signal(), Signal(), Signal(), Signal()
         pk_data = Signal(32)
+        pk_gdata, pk_gcnt = Signal(GW), Signal(range(G + 1))
         acc = [Signal(ELEMENT_BITS, name=f"acc{j}") for j in range(K)]
         acc_n = Signal(range(K + 1))
         acc_last, closed = Signal(), Signal()
@@ -223,28 +274,36 @@ class NetUnit(wiring.Component):
             m.d.sync += o_valid.eq(0)
         with m.If(pk_take):
             for j in range(K):
-                with m.If(base == j):
+                with m.If(wide):                    # base is a multiple of G
+                    with m.If((base >> lg) == j // G):
+                        m.d.sync += acc[j].eq(pk_gdata.word_select(j % G, ELEMENT_BITS))
+                    with m.Elif(base == 0):
+                        m.d.sync += acc[j].eq(0)
+                with m.Elif(base == j):
                     m.d.sync += acc[j].eq(pk_data[:16])
                 with m.Elif(pk_two & (base + 1 == j)):
                     m.d.sync += acc[j].eq(pk_data[16:])
                 with m.Elif(base == 0):     # a new beat: unused slots read 0
                     m.d.sync += acc[j].eq(0)
-            new_n = base + 1 + pk_two
+            new_n = base + Mux(wide, pk_gcnt, 1 + pk_two)
             m.d.sync += [acc_n.eq(new_n), closed.eq((new_n == K) | pk_last),
                          acc_last.eq(pk_last)]
         with m.Elif(move):
             m.d.sync += [acc_n.eq(0), closed.eq(0)]
         pk_idle = ~o_valid & ~closed & (acc_n == 0)
 
-        # ---- unpacker: beats from rx_prev / rx_next -> slots ---------------------------------
+        # ---- unpacker: beats from rx_prev / rx_next -> slots (or groups) ---------------------
         rb_data, rb_valid, rb_last = Signal(W), Signal(), Signal()
         rb_idx = Signal(range(K + 1))
         rx_valid, rx_take, rx_lastel, rx_need = Signal(), Signal(), Signal(), Signal()
         rx_data = Signal(32)
+        rx_group = Signal(GW)
         m.d.comb += [rx_valid.eq(rb_valid),
                      rx_data.eq(Mux(rx32, rb_data.word_select(rb_idx[1:], 32),
-                                    rb_data.word_select(rb_idx, 16)))]
-        new_idx = rb_idx + 1 + rx32
+                                    rb_data.word_select(rb_idx, 16))),
+                     rx_group.eq(rb_data.word_select(rb_idx >> lg, GW) if K > G
+                                 else rb_data[:GW])]
+        new_idx = rb_idx + Mux(wide, G, 1 + rx32)
         beat_end = (new_idx == K) | rx_lastel
         in_valid = Mux(rx_rev, self.rx_next.tvalid, self.rx_prev.tvalid)
         in_data = Mux(rx_rev, self.rx_next.tdata, self.rx_prev.tdata)
@@ -263,36 +322,102 @@ class NetUnit(wiring.Component):
             m.d.sync += [rb_valid.eq(1), rb_data.eq(in_data), rb_last.eq(in_last), rb_idx.eq(0)]
 
         # ---- reader (flow A): S -> [+ partial sum] -> packer or write-back --------------------
-        m.submodules.rq = rq = fifo.SyncFIFO(width=ELEMENT_BITS, depth=_READ_FIFO)
-        a_iss, a_out = Signal(32), Signal(32)
+        # Narrow (ALLREDUCE): element a_iss of the operand; wide: the G-aligned block a_iss of
+        # the blocks the operand touches, realigned into stream order by `hold`.
+        m.submodules.rq = rq = fifo.SyncFIFO(width=GW, depth=_READ_FIFO)
+        a_iss, a_out = Signal(33), Signal(33)
         pend = Signal()
-        a_rreq = a_en & (a_iss < count) & ((rq.level + pend) < _READ_FIFO)
-        h = build_f16_to_f32(m, rq.r_data, "net_h2f")
+        a_off = a_rd[:lg] if lg else Const(0, 1)
+        a_blocks = (a_rd[:lg] + count + (G - 1)) >> lg if lg else count
+        a_rreq = a_en & (a_iss < Mux(wide, a_blocks, count)) & ((rq.level + pend) < _READ_FIFO)
+        h = build_f16_to_f32(m, rq.r_data[:16], "net_h2f")
         ssum = build_f32_add(m, Mux(a_comb, rx_data, 0), h, "net_add")
         r16 = build_f32_to_f16(m, ssum, "net_f2h")
-        a_have = a_en & rq.r_rdy & (~a_comb | rx_valid)
+        a_have = a_en & ~wide & rq.r_rdy & (~a_comb | rx_valid)
         a_wreq = a_have & a_wr
         a_lastel = a_out == count - 1
+        # wide: group j of the stream = elements off..off+G-1 of blocks j, j+1
+        hold, hold_v = Signal(GW), Signal()
+        g_rem = Signal(33)
+        m.d.comb += g_rem.eq(count - a_out)
+        g_last = g_rem <= G
+        g_cnt = Mux(g_last, g_rem, G)[:lg + 1]
+        g_next = (a_off + g_cnt) > G                 # the group's tail is in the next block
+        g_win = Cat(hold, rq.r_data).bit_select(a_off * ELEMENT_BITS, GW) if lg else hold
+        g_mask = Cat(*[Mux(i < g_cnt, 0xFFFF, 0)[:16] for i in range(G)])
+        g_go = a_en & wide & hold_v & (a_out < count) & (~g_next | rq.r_rdy) & pk_ready
+        g_load = a_en & wide & ~hold_v & rq.r_rdy & (a_out < count)
+        with m.If(g_go):
+            m.d.sync += a_out.eq(a_out + g_cnt)
+            with m.If(rq.r_rdy & (g_next | ~g_last)):
+                m.d.sync += hold.eq(rq.r_data)
+            with m.Else():
+                m.d.sync += hold_v.eq(0)
+        with m.Elif(g_load):
+            m.d.sync += [hold.eq(rq.r_data), hold_v.eq(1)]
+        g_pop = (g_go & rq.r_rdy & (g_next | ~g_last)) | g_load
 
         # ---- writer (flow B): received FP16 -> S [and forward] -------------------------------
-        b_n = Signal(32)
-        b_req = b_en & (b_n < count) & rx_valid & (~b_fwd | pk_ready)
+        # Narrow: element b_n; wide: the G-aligned block b_blk of the destination, from the
+        # previous group (`bhold`) and the one received now (none for a last spilled block).
+        b_n, b_blk = Signal(33), Signal(33)
+        b_rem = Signal(34)                           # count + off - G*b_blk: lanes still due
+        b_off = b_wa[:lg] if lg else Const(0, 1)
+        b_blocks = (b_wa[:lg] + count + (G - 1)) >> lg if lg else count
+        bhold = Signal(GW)
+        b_req = Signal()
+        b_grp = (b_n < count)                        # a group is still to come (else a spill)
+        b_left = Signal(33)
+        m.d.comb += b_left.eq(count - b_n)
+        wb_cnt = Mux(b_left <= G, b_left, G)[:lg + 1]
+        b_cur = Mux(b_grp, rx_group, 0)
+        b_sh = Signal(range(G + 1))
+        m.d.comb += b_sh.eq(G - b_off)
+        b_block = Cat(bhold, b_cur).bit_select(b_sh * ELEMENT_BITS, GW) if lg else b_cur
+        def first_ok(i):        # lane i of the first block is at or past the start (no
+            if i == 0:          # comparison that is constant: Verilator's CMPCONST)
+                return b_off == 0
+            return Const(1, 1) if i >= G - 1 else b_off <= i
+        b_lmask = Cat(*[((b_blk != 0) | first_ok(i)) & (i < b_rem) for i in range(G)])
+        m.d.comb += b_req.eq(Mux(wide, b_en & (b_blk < b_blocks) & (~b_grp | rx_valid),
+                                 b_en & (b_n < count) & rx_valid & (~b_fwd | pk_ready)))
         b_lastel = b_n == count - 1
 
-        # ---- the scratchpad port: writes first, then reads ----------------------------------
-        grant = self.sram.grant
+        # ---- the scratchpad line port: writes first, then reads -----------------------------
+        grant = line.grant
         b_go = b_req & grant
         a_wgo = a_wreq & ~b_req & grant
         a_rgo = a_rreq & ~b_req & ~a_wreq & grant
+        w_addr = Signal(_A)
+        r_addr = Signal(_A)
         m.d.comb += [
-            self.sram.we.eq(b_req | a_wreq),
-            self.sram.re.eq(a_rreq & ~b_req & ~a_wreq),
-            self.sram.wdata.eq(Mux(b_req, rx_data[:16], r16)),
-            self.sram.addr.eq(Mux(b_req, b_wa + b_n, Mux(a_wreq, a_wa + a_out, a_rd + a_iss))
-                              [:addr_bits(hw)]),
+            w_addr.eq(Mux(b_req, Mux(wide, ((b_wa >> lg) + b_blk[:_A]) << lg, b_wa + b_n),
+                          a_wa + a_out)),
+            r_addr.eq(Mux(wide, ((a_rd >> lg) + a_iss[:_A]) << lg, a_rd + a_iss)),
         ]
+        wr = b_req | a_wreq
+        addr = Mux(wr, w_addr, r_addr)
+        wd16 = Mux(b_req, rx_data[:16], r16)
+        w_sub = w_addr[lg:lc] if G < C else Const(0, 1)
+        g_wmask = Signal(P)
+        m.d.comb += g_wmask.eq(b_lmask << (w_sub * G) if G < C else b_lmask)
+        m.d.comb += [
+            line.we.eq(wr),
+            line.re.eq(a_rreq & ~wr),
+            line.chunk.eq((addr >> lc)[:len(line.chunk)]),
+            line.wdata.eq(Mux(b_req & wide, Cat(*[b_block] * (P // G)),
+                              Cat(*[wd16] * P))),
+            line.wmask.eq(Mux(b_req & wide, g_wmask,
+                              (Const(1, P) << w_addr[:lc]) if lc else Const(1, P))[:P]),
+        ]
+        # read data: select the element, or the group, the access asked for
+        sel_r = Signal(max(1, lc))
+        with m.If(a_rgo):
+            m.d.sync += sel_r.eq(r_addr[:lc] if lc else 0)
+        rd_el = line.rdata.word_select(sel_r, ELEMENT_BITS) if lc else line.rdata[:16]
+        rd_grp = line.rdata.word_select(sel_r[lg:], GW) if G < C else line.rdata[:GW]
         m.d.sync += pend.eq(a_rgo)
-        m.d.comb += [rq.w_en.eq(pend), rq.w_data.eq(self.sram.rdata)]
+        m.d.comb += [rq.w_en.eq(pend), rq.w_data.eq(Mux(wide, rd_grp, rd_el))]
         with m.If(a_rgo):
             m.d.sync += a_iss.eq(a_iss + 1)
 
@@ -301,18 +426,27 @@ class NetUnit(wiring.Component):
         with m.If(a_go):
             m.d.sync += a_out.eq(a_out + 1)
         with m.If(b_go):
-            m.d.sync += b_n.eq(b_n + 1)
+            with m.If(wide):
+                m.d.sync += [b_blk.eq(b_blk + 1), b_rem.eq(b_rem - G)]
+                with m.If(b_grp):
+                    m.d.sync += [b_n.eq(b_n + wb_cnt), bhold.eq(rx_group)]
+            with m.Else():
+                m.d.sync += b_n.eq(b_n + 1)
         m.d.comb += [
-            rq.r_en.eq(a_go),
-            pk_valid.eq((a_have & ~a_wr & pk_ready) | (b_go & b_fwd)),
-            pk_data.eq(Mux(b_fwd, rx_data[:16], Mux(a_tx32, ssum, rq.r_data))),
+            rq.r_en.eq(Mux(wide, g_pop, a_go)),
+            pk_valid.eq(Mux(wide, g_go, (a_have & ~a_wr & pk_ready) | (b_go & b_fwd))),
+            pk_data.eq(Mux(b_fwd, rx_data[:16], Mux(a_tx32, ssum, rq.r_data[:16]))),
+            pk_gdata.eq(g_win & g_mask),
+            pk_gcnt.eq(g_cnt),
             pk_two.eq(~b_fwd & a_tx32),
-            pk_last.eq(Mux(b_fwd, b_lastel, a_lastel)),
-            rx_take.eq((a_go & a_comb) | b_go),
-            rx_lastel.eq(Mux(b_en, b_lastel, a_lastel)),
+            pk_last.eq(Mux(wide, g_last, Mux(b_fwd, b_lastel, a_lastel))),
+            rx_take.eq(Mux(wide, b_go & b_grp, (a_go & a_comb) | b_go)),
+            rx_lastel.eq(Mux(wide, b_left <= G, Mux(b_en, b_lastel, a_lastel))),
             rx_need.eq((b_en & (b_n < count)) | (a_en & a_comb & (a_out < count))),
         ]
-        step_done = (~a_en | (a_out == count)) & (~b_en | (b_n == count)) & pk_idle & ~pend
+        step_done = ((~a_en | (a_out == count)) & (~b_en | Mux(wide, b_blk == b_blocks,
+                                                                 b_n == count))
+                     & pk_idle & ~pend)
 
         # ---- step plan --------------------------------------------------------------------
         op = ins.op
@@ -328,18 +462,21 @@ class NetUnit(wiring.Component):
 
         def setup():
             s = ins.sram
-            stmts = [a_iss.eq(0), a_out.eq(0), b_n.eq(0), count.eq(ins.count),
+            stmts = [a_iss.eq(0), a_out.eq(0), b_n.eq(0), b_blk.eq(0), count.eq(ins.count),
                      a_en.eq(0), a_comb.eq(0), a_tx32.eq(0), a_wr.eq(0), a_rd.eq(s), a_wa.eq(s),
                      b_en.eq(0), b_fwd.eq(0), b_wa.eq(s), tx_rev.eq(0), rx_rev.eq(0),
-                     rx32.eq(0)]
+                     rx32.eq(0), hold_v.eq(0), wide.eq(~is_ar),
+                     b_rem.eq(ins.count + (s[:lg] if lg else 0))]
             m.d.sync += stmts
             with m.If(is_send):
                 m.d.sync += [a_en.eq(1), tx_rev.eq(ins.prev)]
             with m.Elif(is_recv):
                 m.d.sync += [b_en.eq(1), rx_rev.eq(ins.prev)]
             with m.Elif(is_ag):
+                b_start = s + c_rx * ins.count
                 m.d.sync += [a_en.eq(1), a_rd.eq(s + c_tx * ins.count),
-                             b_en.eq(1), b_wa.eq(s + c_rx * ins.count)]
+                             b_en.eq(1), b_wa.eq(b_start),
+                             b_rem.eq(ins.count + (b_start[:lg] if lg else 0))]
             with m.Elif(is_ar & (step == 0)):       # phase 1: FP32 partial sums, 0 -> D-1
                 m.d.sync += [a_en.eq(1), a_comb.eq(~first_dev), rx32.eq(1),
                              a_tx32.eq(~last_dev), a_wr.eq(last_dev)]

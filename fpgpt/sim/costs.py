@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..geometry import (dma_stripe_aligned, line_elements, mm_fast_b, ring_stream_bits,
+from ..geometry import (dma_stripe_aligned, line_elements, mm_fast_b, ring_group_elements,
                         stripe_elements, vpu_window_chunks)
 from ..isa.operands import operands
 
@@ -132,24 +132,44 @@ def _link_busy_ns(hw: "HardwareConfig", nbytes: int) -> float:
     return nbytes / lk.payload_bytes_per_s * 1e9 + packets * lk.packet_overhead_ns
 
 
+def _net_blocks(hw: "HardwareConfig", a: int, n: int) -> int:
+    """G-aligned blocks a transfer of ``n`` elements at scratchpad address ``a`` touches."""
+    g = ring_group_elements(hw)
+    return (a % g + n + g - 1) // g
+
+
+def _allgather_steps(hw: "HardwareConfig", f: dict[str, int]) -> list[tuple[int, int]]:
+    """Per ALLGATHER step, the most (reads, writes) blocks a device makes, for the worst one:
+    ``(R, W)`` of the device maximising ``max(W + 8, R + W + 6)``."""
+    d, n, a = hw.devices, int(f["count"]), int(f.get("sram", 0))
+    out = []
+    for s in range(d - 1):
+        rw = [(_net_blocks(hw, a + ((i - s) % d) * n, n),
+               _net_blocks(hw, a + ((i - s - 1) % d) * n, n)) for i in range(d)]
+        out.append(max(rw, key=lambda x: max(x[1] + 8, x[0] + x[1] + 6)))
+    return out
+
+
 def net_engine_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     """The NET unit's own cycles on an idle ring of zero-latency links (fpgpt/hw/net.py
-    ``engine_cycles``, the same formula; tests/rtl/test_hw_calibration.py compares them):
-    one scratchpad element per port cycle, ``K`` = slots per ring beat
-    (:func:`~fpgpt.geometry.ring_stream_bits` / 16), ``D = hw.devices``:
-    SEND ``n + 7`` (one beat) or ``K·⌈n/K⌉ + 7``; RECV ``n + 7 + min(n, K)``; ALLGATHER
-    ``1 + (D-1)(2n + 6)``; ALLREDUCE ``3n + 10D - 5 + (n mod 2)``; empty collectives 1."""
+    ``engine_cycles``, the same formula; tests/rtl/test_hw_calibration.py compares them).
+
+    SEND, RECV, ALLGATHER move ``G`` elements per scratchpad access
+    (:func:`~fpgpt.geometry.ring_group_elements`); a transfer of ``n`` elements at ``a`` touches
+    ``B(a, n) = ⌈(a mod G + n)/G⌉`` G-aligned blocks. SEND ``8 + ⌈n/G⌉``; RECV ``9 + B``;
+    ALLGATHER ``1 + Σ_steps max_devices max(W + 8, R + W + 6)`` (``R``/``W`` blocks read and
+    written); ALLREDUCE (an element per cycle) ``3n + 10D - 5 + (n mod 2)``; empty
+    collectives 1."""
     d = hw.devices
     n = int(f["count"])
-    k = ring_stream_bits(hw) // 16
     if op in ("ALLGATHER", "ALLREDUCE") and (n == 0 or d <= 1):
         return 1.0
     if op == "SEND":
-        return float(n + 7 if n <= k else k * -(-n // k) + 7)
+        return float(8 + -(-n // ring_group_elements(hw)))
     if op == "RECV":
-        return float(n + 7 + min(n, k))
+        return float(9 + _net_blocks(hw, int(f.get("sram", 0)), n))
     if op == "ALLGATHER":
-        return float(1 + (d - 1) * (2 * n + 6))
+        return float(1 + sum(max(w + 8, r + w + 6) for r, w in _allgather_steps(hw, f)))
     if op == "ALLREDUCE":
         return float(3 * n + 10 * d - 5 + n % 2)
     raise ValueError(f"{op} is not a NET instruction")
@@ -157,35 +177,43 @@ def net_engine_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float
 
 def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     """NET on an idle ring (the partner is assumed ready; the multi-device system model adds
-    waiting for it): the later of the NET unit's own cycles (:func:`net_engine_cycles`) and
-    the links' time, per hop, plus the hop latency (docs/multi-device.md, "The NET unit's rate").
+    waiting for it): the NET unit's own work and the links' time, concurrent
+    (docs/multi-device.md, "The NET unit's rate").
 
-    The port and the link work concurrently (data cannot leave faster than the unit reads them
-    nor faster than the link carries them), and every hop's data wait ``link.latency_ns`` on
-    the wire. SEND/RECV: one hop, ``L + max(E, busy(2n))``. ALLGATHER: ``D-1`` steps of one hop
-    each, ``1 + (D-1)(L + max(E_step, busy(2n)))`` with ``E_step = (E - 1)/(D-1)``. ALLREDUCE
-    (the RTL's chain in device order: FP32 partial sums ``0 -> D-1``, then the FP16 result
-    ``D-1 -> 0 -> .. -> D-2``): ``2(D-1)`` hop latencies plus ``max(E, busy(4n) + busy(2n))``.
-    ``L`` = ``link.latency_ns`` in cycles, ``busy`` = :func:`_link_busy_ns` in cycles, ``E`` =
-    :func:`net_engine_cycles`.
+    Data cannot leave faster than the unit reads them nor faster than the link carries them,
+    and every hop's data wait ``L`` = ``link.latency_ns`` on the wire before the receiver can
+    write them; ``busy`` = :func:`_link_busy_ns` in cycles (payload rate and packet cost),
+    ``R``/``W`` blocks read/written (:func:`net_engine_cycles`):
+
+    - SEND ``L + max(⌈n/G⌉, busy(2n)) + 8``; RECV ``L + max(W, busy(2n)) + 9`` (the system
+      model completes a pair at the later of the two);
+    - ALLGATHER: ``1 + Σ_steps max(R + W + 6, L + max(W, busy(2n)) + 8)`` (the port's work, or
+      the hop's latency then the later of the receiver's writes and the link's transfer);
+    - ALLREDUCE (the RTL's chain in device order, FP32 partial sums ``0 -> D-1`` then the FP16
+      result ``D-1 -> 0 -> .. -> D-2``): ``2(D-1)·L + max(E, busy(4n) + busy(2n))``.
+
+    With ``L = 0`` and idle links this is :func:`net_engine_cycles`.
     """
     if op not in ("SEND", "RECV", "ALLGATHER", "ALLREDUCE"):
         raise ValueError(f"{op} is not a NET instruction")
-    count = f["count"]
+    n = int(f["count"])
     d = hw.devices
     eng = net_engine_cycles(hw, op, f)
     cyc = hw.clock_mhz / 1e3                        # cycles per ns
     lat = hw.link.latency_ns * cyc
-    if op in ("SEND", "RECV"):
-        total = lat + max(eng, _link_busy_ns(hw, 2 * count) * cyc) if count else eng
-    elif count == 0 or d <= 1:
+    busy = _link_busy_ns(hw, 2 * n) * cyc
+    if n == 0 or (d <= 1 and op in ("ALLGATHER", "ALLREDUCE")):
         total = eng
+    elif op == "SEND":
+        total = lat + max(eng - 8, busy) + 8
+    elif op == "RECV":
+        total = lat + max(eng - 9, busy) + 9
     elif op == "ALLGATHER":
-        step = (eng - 1) / (d - 1)
-        total = 1 + (d - 1) * (lat + max(step, _link_busy_ns(hw, 2 * count) * cyc))
+        total = 1 + sum(max(r + w + 6, lat + max(w, busy) + 8)
+                        for r, w in _allgather_steps(hw, f))
     else:
-        busy = (_link_busy_ns(hw, 4 * count) + _link_busy_ns(hw, 2 * count)) * cyc
-        total = 2 * (d - 1) * lat + max(eng, busy)
+        chain = (_link_busy_ns(hw, 4 * n) + _link_busy_ns(hw, 2 * n)) * cyc
+        total = 2 * (d - 1) * lat + max(eng, chain)
     return max(1.0, math.ceil(total - 1e-9))
 
 
@@ -286,10 +314,10 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
     transfer; each one that falls inside a DMA stripe transfer delays it by a cycle. MM: the
     A rows' line reads, then per lane group its bias line read and its result line write (the
     slow B path adds its ``nk·N`` B line reads per row). VPU: per row, one line read per
-    operand window of ``K·C`` elements and one masked line write per window of results. NET
-    (one element per access): SEND and RECV ``count``, ALLGATHER ``2(D-1)·count`` (each step
-    reads a chunk and writes one), ALLREDUCE ``3·count`` (the last device's read, write-back
-    and re-read).
+    operand window of ``K·C`` elements and one masked line write per window of results. NET:
+    one access per G-aligned block a SEND reads or a RECV writes, per step of an ALLGATHER the
+    worst device's blocks read and written (:func:`net_engine_cycles`); ALLREDUCE one per
+    element (``3·count``: the last device's read, write-back and re-read).
     """
     if op == "MM":
         p = hw.mpu
@@ -313,11 +341,13 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
         writes = 0 if op == "ARGMAX" else 1
         return rows * windows * (reads + writes)
     n = int(f.get("count", 0))
+    if n == 0:
+        return 0
     if op == "ALLGATHER":
-        return 2 * (hw.devices - 1) * n
+        return sum(r + w for r, w in _allgather_steps(hw, f))
     if op == "ALLREDUCE":
         return 3 * n if hw.devices > 1 else 0
-    return n
+    return _net_blocks(hw, int(f.get("sram", 0)), n)
 
 
 def dma_port_b(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:

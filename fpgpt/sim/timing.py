@@ -32,7 +32,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..isa import Kind, Unit
-from ..geometry import stripe_elements
+from ..geometry import ring_group_elements, stripe_elements
 from ..isa.operands import operands
 from .control import MAX_STEPS_DEFAULT, Registers, capture
 from .costs import (EVENT_KEYS, dma_cycles, dma_port_b, instr_events, mpu_cycles, net_cycles,
@@ -105,12 +105,15 @@ def _address_moduli(hw: "HardwareConfig") -> dict[str, int]:
     Every cost (:mod:`fpgpt.sim.costs`, :meth:`HBMModel.plan_tally`) reads an HBM address only
     through its residue modulo the interleave period (the channel demand), the stripe (the DMA
     engine's stripe counts), the interleave piece and ``2·C`` (the stripe-path alignment test), and
-    a scratchpad address only modulo ``C`` (chunk alignment); so instructions whose fields agree
+    a scratchpad address only modulo ``C`` (chunk alignment; a NET operand modulo the NET
+    unit's group ``G`` too); so instructions whose fields agree
     but for addresses congruent modulo these share one cost, exactly (each layer's tiles)."""
     c = hw.mpu.width
     h = hw.hbm
     m = math.lcm(h.interleave_bytes * h.channels, 2 * stripe_elements(hw), h.interleave_bytes, 2 * c)
-    return {"hbm": m, "idx": m, "sram": c, "a": c, "b": c, "bias": c, "dst": c, "gamma": c,
+    # NET reads its scratchpad operand in G-aligned blocks (costs.net_engine_cycles)
+    sram = math.lcm(c, ring_group_elements(hw))
+    return {"hbm": m, "idx": m, "sram": sram, "a": c, "b": c, "bias": c, "dst": c, "gamma": c,
             "beta": c}
 
 

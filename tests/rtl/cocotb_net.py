@@ -1,6 +1,7 @@
 """cocotb test module: one NET unit (fpgpt.hw.net.NetUnit, device 1 of a ring of 2) in Verilator,
 its ring ports driven by cocotbext-axi AxiStreamSource / AxiStreamSink (bound with
-``bus_separator="__"`` to Amaranth's flat names) and a Python scratchpad on its port.
+``bus_separator="__"`` to Amaranth's flat names) and a Python scratchpad on its line port
+(the tiny preset's geometry, which the test's configuration keeps).
 
 Checks: SEND in both directions (the bytes on ``tx_next`` / ``tx_prev`` are the elements,
 little-endian, LSB first), RECV in both directions, and ALLREDUCE as the last device (FP32
@@ -20,7 +21,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from cocotb_util import issue_and_wait, scratchpad
+from cocotb_util import issue_and_wait, line_port
+from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.dma import captured_layout
 from fpgpt.isa import numerics
@@ -62,7 +64,8 @@ async def net_unit_axis(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     sram = rng.integers(0, 1 << 16, SRAM, dtype=np.uint16)
-    cocotb.start_soon(scratchpad(dut, sram, iter(lambda: int(rng.random() < 0.75), None)))
+    cocotb.start_soon(line_port(dut, "line", sram, load_preset("tiny"),     # tiny's geometry
+                                iter(lambda: int(rng.random() < 0.75), None)))
 
     # SEND, both directions: the frame is the elements' bytes, little-endian
     for prev, port in ((0, "tx_next"), (1, "tx_prev")):

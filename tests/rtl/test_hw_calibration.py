@@ -111,7 +111,7 @@ def test_net_model_is_the_engine(preset):
         lat = hw.link.latency_ns * hw.clock_mhz / 1e3
         for n in [0, 1, 2, 3, 4, 5, 31, 32, 33] + [int(x) for x in rng.integers(1, 20000, 12)]:
             for op in ("SEND", "RECV", "ALLGATHER", "ALLREDUCE"):
-                f = {"count": n}
+                f = {"count": n, "sram": int(rng.integers(0, 4096))}
                 eng = net.engine_cycles(hw, op, f)
                 assert costs.net_engine_cycles(hw, op, f) == eng, (op, d, n)
                 got = costs.net_cycles(hw, op, f)
