@@ -64,13 +64,18 @@ def features(p: dict[str, float]) -> dict[str, float]:
     }
 
 
-#: Per block: its instance count and the features its per-instance cost is linear in. Blocks
-#: not listed are constant (the same Verilog for every configuration).
+#: Per block: its instance count and the features its per-instance cost is linear in (and, in
+#: ``per_resource``, other features for some resources). Blocks whose features are ``["1"]``
+#: are constant (the same Verilog for every configuration).
 BLOCK_FEATURES: dict[str, dict[str, Any]] = {
     "dispatcher": {"count": "1", "features": ["1", "queue_depth"]},
     "dma": {"count": "1", "features": ["1", "datapath_bits"]},
-    "scratchpad_arbiter": {"count": "1", "features": ["line_rot", "line_bits"]},
-    "mpu_engine": {"count": "1", "features": ["1", "line_rot", "line_bits"]},
+    "scratchpad_arbiter": {"count": "1", "features": ["line_rot", "line_bits"],
+                           "per_resource": {"FF": ["1"]}},
+    # the A-row buffer: BRAM in the small designs, LUTRAM in u280 (Yosys's choice by size),
+    # so BRAM is fitted as a constant, the weakest figure of the model
+    "mpu_engine": {"count": "1", "features": ["1", "line_bits"],
+                   "per_resource": {"DSP48E2": ["1", "lanes"], "BRAM36": ["1"]}},
     "mpu_lane": {"count": "lanes", "features": ["1", "width"], "op_features": ["1", "width"]},
     "net": {"count": "1", "features": ["1", "line_bits"]},
     "vpu_engine": {"count": "1", "features": ["1", "line_bits"]},
@@ -110,9 +115,9 @@ def fit_model(data: dict[str, Any] | None = None,
         rs = [r for r in fit_recs if r["block"] == b and r["per_instance"] is not None]
         if not rs:
             raise ValueError(f"no synthesis record of block {b!r} to fit on")
-        names = spec["features"]
-        X = [[features(r["params"])[f] for f in names] for r in rs]
-        coef = {res: _lstsq(X, [r["per_instance"][res] for r in rs]) for res in RESOURCES}
+        names = {res: spec.get("per_resource", {}).get(res, spec["features"]) for res in RESOURCES}
+        coef = {res: _lstsq([[features(r["params"])[f] for f in names[res]] for r in rs],
+                            [r["per_instance"][res] for r in rs]) for res in RESOURCES}
         blocks[b] = {"count": spec["count"], "features": names, "coef": coef,
                      "fitted_on": sorted({r["config"] for r in rs})}
     # FP operators: per-instance cost from any record; counts per block instance fitted
@@ -203,8 +208,8 @@ def _errors(model: dict, recs: list[dict], held_out: tuple[str, ...], data: dict
 def _block_estimate(model: dict, block: str, p: dict[str, float]) -> dict[str, float]:
     m = model["blocks"][block]
     f = features(p)
-    x = [f[n] for n in m["features"]]
-    return {res: max(0.0, sum(c * v for c, v in zip(m["coef"][res], x))) for res in RESOURCES}
+    return {res: max(0.0, sum(c * f[n] for c, n in zip(m["coef"][res], m["features"][res])))
+            for res in RESOURCES}
 
 
 def _estimate_params(model: dict, p: dict[str, float], *, sram_uram: float = 0.0
