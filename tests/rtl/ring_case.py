@@ -205,12 +205,30 @@ def model_case(model: str = "micro", preset: str = "tiny", prompt: str = "de",
 
 
 def ring_report(cases: list[dict], stats: list[dict]) -> dict:
-    """Per card: the unit and stream rows (program_case.compare: RTL vs the system timing model)
-    and every instruction's start and completion (program_case.per_instruction)."""
+    """Per card: the unit and stream rows (program_case.compare: RTL vs the system timing model),
+    every instruction's start and completion (program_case.per_instruction), and per stream the
+    NET unit's busy cycles on both sides (``net``: the sum of the NET instructions' durations)
+    with the stream's cycles less them (``rest_diff_pct``: how far RTL and model agree on
+    everything but the NET unit's own time)."""
     from program_case import compare, per_instruction
 
-    return {"cards": [{"card": d, "rows": compare(c, s), "instructions": per_instruction(c, s),
-                       "runs": s["runs"], "beats": s["beats"], "differ": s["differ"],
-                       "tokens": s["tokens"]}
-                      for d, (c, s) in enumerate(zip(cases, stats))]}
-
+    cards = []
+    for d, (c, s) in enumerate(zip(cases, stats)):
+        instrs = per_instruction(c, s)
+        streams = []
+        for run, got in zip(c["runs"], s["runs"]):
+            net = [r for r in instrs if r["stream"] == run["stream"] and r["unit"] == "net"
+                   and r["rtl_start"] is not None]
+            net_rtl = sum(r["rtl"] - r["rtl_start"] for r in net)
+            net_model = sum(r["model"] - r["model_start"] for r in net)
+            rest_rtl, rest_model = got["cycles"] - net_rtl, run["model_cycles"] - net_model
+            streams.append({"stream": run["stream"], "rtl": got["cycles"],
+                            "model": run["model_cycles"],
+                            "diff_pct": 100.0 * (got["cycles"] - run["model_cycles"])
+                            / run["model_cycles"],
+                            "net_rtl": net_rtl, "net_model": net_model,
+                            "rest_diff_pct": 100.0 * (rest_rtl - rest_model) / rest_model})
+        cards.append({"card": d, "rows": compare(c, s), "streams": streams,
+                      "instructions": instrs, "runs": s["runs"], "beats": s["beats"],
+                      "differ": s["differ"], "tokens": s["tokens"]})
+    return {"cards": cards}
