@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..config import HardwareConfig
-from .cosim import CosimResult, build
+from .cosim import CosimResult, build, build_lock
 from .verilator_env import setup_verilator
 
 __all__ = ["link_latency_cycles", "pipe_name", "run_ring"]
@@ -90,7 +90,34 @@ def run_ring(sources: Sequence[Path], toplevel: str, test_module: str, build_dir
     if len(env) != cards:
         raise ValueError(f"env must give one mapping per card ({cards}), not {len(env)}")
     setup_verilator()
-    from cocotb_tools.runner import get_results, get_runner
+    from cocotb_tools.runner import get_results
+
+    with build_lock(build_dir):     # no other worker rebuilds the core under the cards
+        build_s, outcome = _build_and_run(sources, toplevel, test_module, build_dir, cards,
+                                          work_dir, test_dir, env, cxx_opt, timeout_s)
+    bad, results = [], []
+    for d, got in enumerate(outcome):
+        if got is None:
+            bad.append(f"card {d}: still running after {timeout_s:.0f} s")
+            continue
+        run_s, xml, err = got
+        if err is None and xml.is_file():
+            total, failed = get_results(xml)
+            if failed or total == 0:
+                err = f"{failed} of {total} tests failed"
+        elif err is None:
+            err = "no results file"
+        if err is not None:
+            bad.append(f"card {d}: {err} (see {xml})")
+        results.append(CosimResult(build_s, run_s, xml))
+    if bad:
+        raise RuntimeError(f"ring of {cards} cards ({test_module}): " + "; ".join(bad))
+    return results
+
+
+def _build_and_run(sources, toplevel, test_module, build_dir, cards, work_dir, test_dir, env,
+                   cxx_opt, timeout_s):
+    from cocotb_tools.runner import get_runner
 
     built = get_runner("verilator")
     build_s = build(sources, toplevel, build_dir, cxx_opt=cxx_opt, runner=built)
@@ -129,21 +156,4 @@ def run_ring(sources: Sequence[Path], toplevel: str, test_module: str, build_dir
             t.join(timeout_s)
     finally:
         sys.path.remove(str(test_dir))
-    bad, results = [], []
-    for d, got in enumerate(outcome):
-        if got is None:
-            bad.append(f"card {d}: still running after {timeout_s:.0f} s")
-            continue
-        run_s, xml, err = got
-        if err is None and xml.is_file():
-            total, failed = get_results(xml)
-            if failed or total == 0:
-                err = f"{failed} of {total} tests failed"
-        elif err is None:
-            err = "no results file"
-        if err is not None:
-            bad.append(f"card {d}: {err} (see {xml})")
-        results.append(CosimResult(build_s, run_s, xml))
-    if bad:
-        raise RuntimeError(f"ring of {cards} cards ({test_module}): " + "; ".join(bad))
-    return results
+    return build_s, outcome
