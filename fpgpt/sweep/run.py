@@ -212,7 +212,8 @@ def write_table(run: SweepRun, spec: SweepSpec, *, plots: bool = True) -> dict[s
     """``results.parquet`` + ``results.csv`` (spec rows, then the presets' rows with their
     ``preset`` column) and the plots; returns their paths."""
     import pandas as pd
-    rows = [dict(r, preset="") for r in run.rows] + run.presets
+    rows = [dict(r, preset="") for r in run.rows] + [
+        dict(r, meets_constraints=False, pareto=False) for r in run.presets]
     df = pd.DataFrame(rows)
     files = {}
     if len(df):
@@ -221,7 +222,7 @@ def write_table(run: SweepRun, spec: SweepSpec, *, plots: bool = True) -> dict[s
         cols = [c for c in dict.fromkeys(first) if c in df.columns]
         df = df[cols + [c for c in df.columns if c not in cols]]
         for c in df.columns:       # mixed-type columns (e.g. an axis of strings) as text
-            if df[c].dtype == object and df[c].map(type).nunique() > 1:
+            if df[c].dtype == object and df[c].dropna().map(type).nunique() > 1:
                 df[c] = df[c].map(lambda v: None if v is None else str(v))
         pq = run.out / "results.parquet"
         df.to_parquet(pq, engine="pyarrow", index=False)
