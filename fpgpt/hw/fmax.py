@@ -253,8 +253,14 @@ def analyse(net: dict[str, Any], *, delays: Delays = DELAYS,
         ``retimed_end`` / ``retimed_stages``, ``max_arrival_ns`` (of any output port, for
         operators), ``combinational_loops`` (cells left unordered), ``unknown_cells``.
     """
+    from .synth import FP_OPERATORS          # the FP black boxes' kinds
     d = delays
     fp_delays = fp_delays or {}
+    missing = {c["type"][9:] for c in net["cells"] if c["type"].startswith("fpgpt_bb_")
+               and c["type"][9:] in FP_OPERATORS and c["type"][9:] not in fp_delays}
+    if missing:
+        raise KeyError(f"no delay for the FP operator(s) {sorted(missing)}: time their "
+                       f"netlists first (operator_delay)")
     cells = net["cells"]
     names = net.get("names", {})
 
@@ -265,6 +271,10 @@ def analyse(net: dict[str, Any], *, delays: Delays = DELAYS,
     g = _graph(net)
     chains = chain_lengths(net, g)
     fp_kinds = set(fp_delays)
+    hier = sorted({c["type"] for c in cells if "." in c["type"]})
+    if hier:
+        raise ValueError(f"the netlist of {net.get('top')!r} is not flat (cells {hier[:3]}): "
+                         "synthesize it again with synth_module(..., netlist=True)")
 
     arr: dict[int, float] = {}         # bit -> arrival at the driver's output
     pred: dict[int, int | None] = {}   # bit -> the bit it came from

@@ -474,9 +474,9 @@ def synth_module(verilog: str | Path, top: str, *, work_dir: str | Path, lib: st
     key = hashlib.sha256("\0".join((text, lib, script)).encode()).hexdigest()[:24]
     cached = (Path(cache_dir) if cache_dir is not None else work / "cache") / f"{top}-{key}.json"
     # -- fmax (fpgpt/hw/fmax.py): the netlist is written by the same run, keyed as the result
-    net_path = cached.with_name(cached.stem + ".net.json.gz")
-    if netlist:
-        script += f"; write_json -noscopeinfo {top}.net.json"
+    net_path = cached.with_name(cached.stem + ".flat.net.json.gz")
+    if netlist:            # flattened after mapping: the blocks' Amaranth submodules inlined
+        script += f"; flatten; write_json -noscopeinfo {top}.net.json"
     if cache and cached.is_file() and (not netlist or net_path.is_file()):
         doc = json.loads(cached.read_text())
         # resources are recomputed from the cells, so a cache outlives a mapping change
