@@ -77,12 +77,13 @@ def failed_row(task: dict[str, Any], status: str, reason: str) -> dict[str, Any]
 def evaluate_point(task: dict[str, Any]) -> dict[str, Any]:
     """Evaluate one point (``task``: ``key``, ``point``, ``base`` (a HardwareConfig dict),
     ``resources`` ("model" or "synth"), ``synth_dir``). Returns its row."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         row = _evaluate(task)
     except Exception as e:  # noqa: BLE001 - a point that raises is a failed row, never a crash
         row = failed_row(task, "failed", _one_line(e))
     row["wall_s"] = round(time.perf_counter() - t0, 3)
+    row["cpu_s"] = round(time.process_time() - c0, 3)      # this process's CPU: load-independent
     row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     return row
 

@@ -23,7 +23,7 @@ __all__ = ["SweepRun", "SHIPPED_PRESETS", "make_tasks", "run_sweep", "start_clie
 SHIPPED_PRESETS = ("u280", "u55c", "dfx")
 
 #: Columns that describe the run, not the point: left out when rows are compared.
-RUN_COLUMNS = ("wall_s", "worker")
+RUN_COLUMNS = ("wall_s", "cpu_s", "worker")
 
 
 @dataclass
