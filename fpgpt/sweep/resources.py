@@ -255,7 +255,7 @@ def estimate(hw: HardwareConfig) -> dict[str, Any]:
     total = _estimate_params(model, p, sram_uram=scratchpad_memory(hw)["uram288"])
     err = model["error"].get("lut_error_pct")
     note = ("resource model (fitted per block on Yosys results"
-            + (f"; held-out whole-core LUT error {err:+.1f} %" if err is not None else "")
+            + (f"; held-out LUT error {err:+.1f} % over the blocks measured there" if err is not None else "")
             + "), not synthesis")
     return {"total": total, "capacity": hw.device.capacity(), "note": note,
             "model": model.get("fingerprint", "")}
