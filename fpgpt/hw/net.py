@@ -398,17 +398,21 @@ class NetUnit(wiring.Component):
         wr = b_req | a_wreq
         addr = Mux(wr, w_addr, r_addr)
         wd16 = Mux(b_req, rx_data[:16], r16)
+        # Both writes land in the line's first max(C, G) elements: a G-element block (the
+        # group, or the element repeated) repeated along the line, and a mask of that width.
         w_sub = w_addr[lg:lc] if G < C else Const(0, 1)
-        g_wmask = Signal(P)
-        m.d.comb += g_wmask.eq(b_lmask << (w_sub * G) if G < C else b_lmask)
+        mw = max(C, G)
+        g_wmask, e_wmask = Signal(mw), Signal(mw)
+        w_blk = Signal(GW)
+        m.d.comb += [g_wmask.eq(b_lmask << (w_sub * G) if G < C else b_lmask),
+                     e_wmask.eq(Const(1, mw) << w_addr[:lc] if lc else Const(1, mw)),
+                     w_blk.eq(Mux(b_req & wide, b_block, Cat(*[wd16] * G)))]
         m.d.comb += [
             line.we.eq(wr),
             line.re.eq(a_rreq & ~wr),
             line.chunk.eq((addr >> lc)[:len(line.chunk)]),
-            line.wdata.eq(Mux(b_req & wide, Cat(*[b_block] * (P // G)),
-                              Cat(*[wd16] * P))),
-            line.wmask.eq(Mux(b_req & wide, g_wmask,
-                              (Const(1, P) << w_addr[:lc]) if lc else Const(1, P))[:P]),
+            line.wdata.eq(Cat(*[w_blk] * (P // G))),
+            line.wmask.eq(Mux(b_req & wide, g_wmask, e_wmask)),
         ]
         # read data: select the element, or the group, the access asked for
         sel_r = Signal(max(1, lc))
