@@ -254,9 +254,9 @@ def estimate(hw: HardwareConfig) -> dict[str, Any]:
     p = config_params(hw)
     total = _estimate_params(model, p, sram_uram=scratchpad_memory(hw)["uram288"])
     err = model["error"].get("lut_error_pct")
-    note = ("resource model (fitted per block on Yosys results"
-            + (f"; held-out LUT error {err:+.1f} % over the blocks measured there" if err is not None else "")
-            + "), not synthesis")
+    held = (f"; held-out LUT error {err:+.1f} % over the blocks measured there"
+            if err is not None else "")
+    note = f"resource model (fitted per block on Yosys results{held}), not synthesis"
     return {"total": total, "capacity": hw.device.capacity(), "note": note,
             "model": model.get("fingerprint", "")}
 
