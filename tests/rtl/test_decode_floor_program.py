@@ -1,0 +1,66 @@
+"""The decode schedule of docs/decode.md on the whole core: a model whose heads are one MPU chunk
+wide on the ``tiny`` preset (d_head 8 = ``mpu.width``, so a head's cached K rows are contiguous
+in HBM and in the scratchpad and each head's K load is one run of ``d_head·(R1+rows)`` elements
+through R5), with an MLP wide enough for three weight chunks (the GELU in three pieces). The
+shipped ``micro`` model of tests/rtl/test_hw_program.py takes neither path on ``tiny`` (its
+d_head of 32 has a padded scratchpad stride). As there: every HBM byte equal to fpgpt.sim's
+exact mode, every instruction completed, each stream within 2 % of the timing model. Random
+weights (seed 0): what is compared is the core against the simulator, not the tokens' sense.
+
+The Verilator build is tests/rtl/test_hw_program.py's (same top, same folder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from program_case import compare, make_case
+
+CYCLE_TOLERANCE = 0.02
+
+
+def _spec():
+    from fpgpt.models.spec import ModelSpec
+    return ModelSpec(name="floor8", n_layer=1, n_head=4, d_model=32, d_ff=2048, vocab=257,
+                     n_ctx=64, ln_eps=1e-5)
+
+
+def test_decode_floor_paths_are_compiled_for_this_case():
+    """The case below takes both paths (else it would test nothing new)."""
+    from fpgpt.compiler import compile_model
+    from fpgpt.config import load_preset
+    prog = compile_model(_spec(), load_preset("tiny"), prompt_len=2)
+    dec = prog.stream("decode")
+    k_loads = [i for i in dec if i.op == "LOAD" and "K[" in i.comment]
+    assert k_loads and all(i["rows"] == 1 and i["rc"] == 5 for i in k_loads)
+    assert sum(i.op == "GELU" for i in dec) == 3
+
+
+def test_decode_floor_paths_on_the_core(tmp_path, rtl_build):
+    from fpgpt.config import load_preset
+    from fpgpt.hw.cosim import run_cocotb
+    from fpgpt.hw.top import write_top
+
+    spec = _spec()
+    case = make_case(model=spec, preset="tiny", prompt="de", new_tokens=3)
+    case["model"] = spec.name
+    hw = load_preset(case["preset"])
+    d = rtl_build(f"core_{hw.artifact_name}")
+    v = write_top(hw, d / "fpgpt_top.v", flat=True, probes=True)
+    case_file, stats_file = tmp_path / "case.json", tmp_path / "stats.json"
+    case_file.write_text(json.dumps(case))
+    run_cocotb([v], "fpgpt_top", "cocotb_program", d / "sim", test_dir=Path(__file__).parent,
+               cxx_opt=False,
+               env={"PROGRAM_CASE": str(case_file), "PROGRAM_STATS": str(stats_file),
+                    "PROGRAM_PAUSES": "0", "COCOTB_LOG_LEVEL": "WARNING"})
+    stats = json.loads(stats_file.read_text())
+    rows = compare(case, stats)
+    assert stats["differ"] == 0 and stats["tokens"] == case["tokens"]
+    for r in rows:
+        if "count_rtl" in r:
+            assert r["count_rtl"] == r["count_model"], r
+    for run, got in zip(case["runs"], stats["runs"]):
+        model, rtl = run["model_cycles"], got["cycles"]
+        assert abs(rtl - model) <= CYCLE_TOLERANCE * model, (
+            f"{run['stream']}: {rtl} RTL cycles vs {model:.0f} modelled "
+            f"({(rtl - model) / model:+.1%})")
