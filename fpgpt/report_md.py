@@ -68,7 +68,12 @@ def write_report_files(data: dict[str, Any], out: Path) -> Path:
          "**measured** = an `fpgpt gpu-bench` baseline. Ranges `[lo–hi]` come from the `[power]`",
          "constants' ranges (design) and from the GPU power brackets, all-reduce latency and",
          "calibration residual (GPUs): they are the honest spread, not error bars of a measurement.",
-         f"Batch 1, FP16, prompt {pl} tokens, {gl} generated.", ""]
+         f"Batch 1, FP16, prompt {pl} tokens, {gl} generated.", "",
+         "**Clock.** Every design figure is at its preset's `clock_mhz` (u280: a 300 MHz design",
+         "target, sourced from published U280 designs). `fpgpt synth` estimates the RTL as",
+         "written today at about 35 MHz (its MPU accumulator and NET all-reduce add are single",
+         "combinational cycles; docs/rtl-clock.md): until they are pipelined, the u280 figures",
+         "describe the architecture at its target clock, not the Verilog as it stands.", ""]
     if not mc["available"]:
         L += [f"> **One card.** {mc['note']}.", ""]
     ev = {r["energy"]["events"] for r in data["decode"]}
