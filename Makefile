@@ -21,11 +21,12 @@ demo: $(STAMP)
 	$(BIN)/fpgpt generate --prompt "The assert statement" --max-new-tokens 64
 	$(BIN)/fpgpt simulate --model gpt2-medium --hw u280 --prompt-len 128 --gen-len 128
 
-# The suite runs on every core up to four (pytest-xdist; a file's tests stay on one worker,
-# and workers that share a Verilator build folder take turns: fpgpt.hw.cosim.build_lock).
+# The suite runs on every core up to four (pytest-xdist; a file's tests stay on one worker, the
+# whole-core Verilator files share one: tests/conftest.py; workers that share any other build
+# folder take turns: fpgpt.hw.cosim.build_lock).
 TEST_JOBS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --maxprocesses 4 --dist loadfile tests
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --maxprocesses 4 --dist loadgroup tests
 
 reports: $(STAMP)
 	$(BIN)/python -m fpgpt.report

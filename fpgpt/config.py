@@ -357,7 +357,9 @@ class HardwareConfig:
         d: dict[str, Any] = {"name": self.name, "description": self.description,
                              "clock_mhz": self.clock_mhz, "devices": self.devices}
         for key in _SECTIONS:
-            d[key] = dataclasses.asdict(getattr(self, key))
+            # plain data, as JSON and TOML hold it: a (lo, hi) range is a list
+            d[key] = {k: list(v) if isinstance(v, tuple) else v
+                      for k, v in dataclasses.asdict(getattr(self, key)).items()}
         d["sources"] = dict(self.sources)
         return d
 

@@ -5,8 +5,30 @@ workers (pytest-xdist) on a 2-core machine shared with Verilator builds, where a
 wall time says nothing about the code under test; the properties themselves are unchanged.
 """
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("fpgpt", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("fpgpt")
+
+
+# --- parallel workers (pytest-xdist, `make test`: --dist loadgroup) ---------------------------
+#: Test files that build and run the whole tiny core's Verilator model: one worker runs them
+#: all, so the core's Verilog is emitted (minutes) and built once, and they never wait on each
+#: other's build lock from two workers.
+CORE_FILES = {"test_hw_core.py", "test_hw_program.py", "test_decode_floor_program.py",
+              "test_hw_ring.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Every test gets an ``xdist_group``: its file's, or "core_tiny" for :data:`CORE_FILES`
+    (so that ``--dist loadgroup`` keeps a file on one worker, as ``loadfile`` would, and puts
+    the core's files together). Runs before xdist reads the marks."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        path = item.nodeid.split("::")[0]
+        name = path.rsplit("/", 1)[-1]
+        item.add_marker(pytest.mark.xdist_group("core_tiny" if name in CORE_FILES else path))

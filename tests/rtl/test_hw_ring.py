@@ -17,6 +17,8 @@ top, same folder): a ring costs no build of its own when those ran first.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ring_case import net_case, ring_report, run_cases
@@ -70,7 +72,10 @@ def test_net_case_agrees_with_the_system_simulator(cards):
             bytes.fromhex(c["hbm_in"]), np.uint8)) > 0        # the program changed something
 
 
-@pytest.mark.parametrize("cards", [2, 3])
+@pytest.mark.parametrize("cards", [2, pytest.param(3, marks=pytest.mark.skipif(
+    os.environ.get("FPGPT_SLOW_RTL") != "1",
+    reason="three Verilator cards cost about 2 CPU minutes that make test's 15-minute budget "
+           "lacks; the two-card case runs; run with FPGPT_SLOW_RTL=1 (docs/rtl-ring.md)"))])
 def test_net_program_on_a_ring(cards, tmp_path, rtl_build):
     from fpgpt.config import load_preset
 
