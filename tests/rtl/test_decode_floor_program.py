@@ -12,7 +12,10 @@ The Verilator build is tests/rtl/test_hw_program.py's (same top, same folder).""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from program_case import compare, make_case
 
@@ -36,6 +39,10 @@ def test_decode_floor_paths_are_compiled_for_this_case():
     assert sum(i.op == "GELU" for i in dec) == 3
 
 
+@pytest.mark.skipif(os.environ.get("FPGPT_SLOW_RTL") != "1", reason=(
+    "5.4 min on the core's worker, the suite's critical path (make test measured 18:41 with it); "
+    "run with FPGPT_SLOW_RTL=1 (measured: every HBM byte equal, prefill +0.05 %, decode +0.03 %; "
+    "docs/decode.md)"))
 def test_decode_floor_paths_on_the_core(tmp_path, rtl_build):
     from fpgpt.config import load_preset
     from fpgpt.hw.cosim import run_cocotb
