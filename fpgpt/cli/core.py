@@ -290,6 +290,25 @@ def _sim_progress(description: str):
     return progress
 
 
+def _simulation_inputs(model: str, hw_name: str, prompt_len: int, gen_len: int,
+                       outputs: tuple[str | None, ...], force: bool):
+    """What ``simulate`` (one card or a ring) checks before it runs: the config, the model's
+    shapes and label, the lengths against the context, and the output files."""
+    from ..config import load_config
+    hwc = load_config(hw_name)
+    spec, _, _, label = _resolve_model(model, need_weights=False)
+    if prompt_len < 1 or gen_len < 1:
+        raise UsageProblem("--prompt-len and --gen-len must be at least 1")
+    if prompt_len + gen_len - 1 > spec.n_ctx:
+        raise UsageProblem(f"prompt of {prompt_len} + {gen_len} generated tokens needs "
+                           f"{prompt_len + gen_len - 1} positions but {label} has a context of "
+                           f"{spec.n_ctx}; shorten --prompt-len or --gen-len")
+    for p in outputs:
+        if p not in (None, "-"):
+            _check_output(p, force)
+    return hwc, spec, label
+
+
 def _timing_table(result, title: str) -> Table:
     j = result.to_json()
     t = Table(title=title)
@@ -399,20 +418,10 @@ def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: 
         return simulate_ring(model, hw_name, prompt_len, gen_len, json_out, trace_path, force,
                              devices)
     from ..compiler import compile_model
-    from ..config import load_config
     from ..sim.timing import simulate as run_timing
     from ..sim.trace import TraceRecorder
-    hwc = load_config(hw_name)
-    spec, _, _, label = _resolve_model(model, need_weights=False)
-    if prompt_len < 1 or gen_len < 1:
-        raise UsageProblem("--prompt-len and --gen-len must be at least 1")
-    if prompt_len + gen_len - 1 > spec.n_ctx:
-        raise UsageProblem(f"prompt of {prompt_len} + {gen_len} generated tokens needs "
-                           f"{prompt_len + gen_len - 1} positions but {label} has a context of "
-                           f"{spec.n_ctx}; shorten --prompt-len or --gen-len")
-    for p in (json_out, trace_path):
-        if p not in (None, "-"):
-            _check_output(p, force)
+    hwc, spec, label = _simulation_inputs(model, hw_name, prompt_len, gen_len,
+                                          (json_out, trace_path), force)
     program = compile_model(spec, hwc, prompt_len=prompt_len)
     trace = TraceRecorder() if trace_path else None
     progress = _sim_progress("simulating")

@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 
 from .core import (UsageProblem, _check_output, _emit_json, _guard, _resolve_model, _sim_progress,
-                   _timing_table, console, err_console, main)
+                   _simulation_inputs, _timing_table, console, err_console, main)
 
 __all__ = ["compile_ring", "simulate_ring", "generate_ring", "scale_rows"]
 
@@ -99,20 +99,10 @@ def simulate_ring(model: str, hw_name: str, prompt_len: int, gen_len: int, json_
                   trace_path: str | None, force: bool, devices: int) -> None:
     """``fpgpt simulate --devices N``: the ring's timing (docs/multi-device.md)."""
     from ..compiler import compile_devices
-    from ..config import load_config
     from ..sim.system import simulate_system, write_system_trace
     n = _devices(devices)
-    hwc = load_config(hw_name)
-    spec, _, _, label = _resolve_model(model, need_weights=False)
-    if prompt_len < 1 or gen_len < 1:
-        raise UsageProblem("--prompt-len and --gen-len must be at least 1")
-    if prompt_len + gen_len - 1 > spec.n_ctx:
-        raise UsageProblem(f"prompt of {prompt_len} + {gen_len} generated tokens needs "
-                           f"{prompt_len + gen_len - 1} positions but {label} has a context of "
-                           f"{spec.n_ctx}; shorten --prompt-len or --gen-len")
-    for p in (json_out, trace_path):
-        if p not in (None, "-"):
-            _check_output(p, force)
+    hwc, spec, label = _simulation_inputs(model, hw_name, prompt_len, gen_len,
+                                          (json_out, trace_path), force)
     with err_console.status(f"compiling {label} for {n} x {hwc.name}"):
         programs = compile_devices(spec, hwc, prompt_len=prompt_len, devices=n)
     progress = _sim_progress("simulating")
