@@ -47,13 +47,9 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
     against the engine's own formula.
     """
     p = hw.mpu
-    c = p.width
-    k = f["k"] + f["rk"]
-    n = f["n"] + f["rn"]
-    rows = max(f["batch"], 1) * f["m"]
+    k, n, rows, nk = _mm_shape(hw, f)
     if rows == 0 or n == 0:
         return 3.0
-    nk = max(1, -(-k // c))
     groups = -(-n // p.lanes)
     hb = 1 if f["has_bias"] else 0
     load = max(_a_lines(hw, f, k), 1) + 1
@@ -62,6 +58,13 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
     else:
         per_row, last = load + groups * (hb + 1) + nk * n, -1
     return float(2 + rows * per_row + last + p.pipeline_cycles + 3)
+
+
+def _mm_shape(hw: "HardwareConfig", f: dict[str, int]) -> tuple[int, int, int, int]:
+    """An MM's reduction length K, output width N, rows of A (``batch·m``) and chunk steps
+    ``⌈K/width⌉`` (at least one), with the register-extended sizes."""
+    k, n = f["k"] + f["rk"], f["n"] + f["rn"]
+    return k, n, max(f["batch"], 1) * f["m"], max(1, -(-k // hw.mpu.width))
 
 
 def _a_lines(hw: "HardwareConfig", f: dict[str, int], k: int) -> int:
@@ -321,12 +324,9 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
     """
     if op == "MM":
         p = hw.mpu
-        c = p.width
-        k, n = f["k"] + f["rk"], f["n"] + f["rn"]
-        rows = max(f["batch"], 1) * f["m"]
+        k, n, rows, nk = _mm_shape(hw, f)
         if rows == 0 or n == 0:
             return 0
-        nk = max(1, -(-k // c))
         per_row = _a_lines(hw, f, k) + -(-n // p.lanes) * (2 if f["has_bias"] else 1)
         if not mm_fast_b(hw, f):
             per_row += nk * n
@@ -416,11 +416,9 @@ def instr_events(hw: "HardwareConfig", op: str, f: dict[str, int],
     if op == "MM":
         p = hw.mpu
         c = p.width
-        k, n = f["k"] + f["rk"], f["n"] + f["rn"]
-        rows = max(f["batch"], 1) * f["m"]
+        k, n, rows, nk = _mm_shape(hw, f)
         if rows == 0 or n == 0:
             return {}
-        nk = max(1, -(-k // c))
         groups = -(-n // p.lanes)
         cols = groups * p.lanes if mm_fast_b(hw, f) else n
         macs = rows * nk * c * cols
