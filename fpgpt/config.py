@@ -75,19 +75,29 @@ class MPUConfig:
     """Matrix unit: ``lanes`` dot products in parallel, each over ``width`` FP16 pairs per cycle.
 
     Products are exact in FP32 and reduced by a ``width``-input FP32 adder tree (log2(width)
-    levels), then accumulated in one FP32 accumulator per lane (docs/numerics.md).
+    levels), then accumulated in FP32 in each lane (docs/numerics.md): the accumulator adder is
+    pipelined over ``acc_latency`` registers, with that many dot products in flight.
     """
 
     lanes: int
     width: int
     mul_latency: int    # FP16 multiplier pipeline depth, cycles
-    add_latency: int    # FP32 adder pipeline depth, cycles (each tree level and the accumulator)
+    add_latency: int    # FP32 adder pipeline depth, cycles (each tree level and the bias add)
+    #: Registers of the accumulator's loop, ``D``: its FP32 adder is followed by a ring of ``D``
+    #: registers that synthesis retimes it over, with ``D`` dot products (lane groups of output
+    #: columns) in flight per lane; a dot product's next chunk enters ``D`` cycles (or a
+    #: multiple) after its previous one (fpgpt/hw/mpu.py, docs/rtl.md). Derived with the
+    #: Fmax walk (fpgpt/hw/fmax.py, docs/rtl-clock.md): the smallest ``D`` whose loop
+    #: stage, the adder's loop (14.7 ns) / D, is under one DSP48E2 between registers (3.04 ns):
+    #: 5. A larger ``D`` costs bubbles when an MM has fewer than ``D`` lane groups.
+    acc_latency: int = 5
 
     def validate(self, p: str = "mpu") -> None:
         _check_int(f"{p}.lanes", self.lanes)
         _check_pow2(f"{p}.width", self.width)
         _check_int(f"{p}.mul_latency", self.mul_latency)
         _check_int(f"{p}.add_latency", self.add_latency)
+        _check_int(f"{p}.acc_latency", self.acc_latency)
 
     @property
     def macs_per_cycle(self) -> int:
@@ -99,12 +109,14 @@ class MPUConfig:
 
     @property
     def pipeline_cycles(self) -> int:
-        """Cycles from the first operand entering to the first FP16 result leaving.
+        """Cycles from a dot product's last chunk entering a lane to its FP16 result leaving.
 
-        Multiplier, tree levels and accumulator adder, plus the accumulator register and the FP16
-        rounding register: the count the RTL lane (fpgpt/hw/mpu.py) measures in cocotb.
+        Multiplier, tree levels, the accumulator's ``acc_latency`` loop registers, the bias
+        adder and the FP16 rounding register: the count the RTL lane (fpgpt/hw/mpu.py)
+        measures in cocotb.
         """
-        return self.mul_latency + (self.tree_levels + 1) * self.add_latency + 2
+        return (self.mul_latency + self.tree_levels * self.add_latency + self.acc_latency
+                + self.add_latency + 1)
 
 
 @dataclass(frozen=True)

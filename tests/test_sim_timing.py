@@ -50,13 +50,17 @@ def run(instrs, hw=HW, regs=None, **kw):
 # -- durations ---------------------------------------------------------------------------------
 def test_mm_duration_scales_with_shape_and_fills_once():
     """The MPU engine's cost: per row of A its line loads and one chunk step per lane group and
-    chunk of K (fast B layout), the pipeline once; the slow B layout one lane per cycle."""
+    chunk of K (fast B layout; steps padded to the accumulator's D slots when fewer than D
+    groups are left), the pipeline once; the slow B layout one lane per cycle."""
     c, lanes = HW.mpu.width, HW.mpu.lanes
     ldb = b_stride(1600, HW)
     f = dict(m=1, k=1600, n=320, batch=1, rk=0, rn=0, has_bias=0, a=0, lda=1600, bsa=0,
              b=0, ldb=ldb, bsb=0)
     fill = HW.mpu.pipeline_cycles
-    per_row = -(-1600 // (c * lanes)) + 1 + (320 // lanes) * (1600 // c)
+    # 20 groups of 25 chunk steps over the accumulator's D slots (super-groups of D groups,
+    # every step but the last D cycles long: padded when fewer than D groups are left)
+    d, groups, nk = HW.mpu.acc_latency, 320 // lanes, 1600 // c
+    per_row = -(-1600 // (c * lanes)) + 1 + (nk - 1) * d * -(-groups // d) + groups
     assert mpu_cycles(HW, f) == 5 + per_row + fill
     assert mpu_cycles(HW, {**f, "m": 128}) == 5 + 128 * per_row + fill
     assert mpu_cycles(HW, {**f, "batch": 3, "bsa": 1600, "bsb": 320 * ldb}) == \

@@ -13,12 +13,17 @@ with its normalising shift in a second DSP48E2 (docs/rtl-mpu-adder.md).
 Pipeline (docs/rtl.md)::
 
     a,b ─► width x F16MulF32MPU (mul_latency) ─► log2(width) levels of F32AddMPU (add_latency
-        each) ─► accumulator: one F32AddMPU + register, 1 chunk per cycle
-        ─► on ``last``: bias F32AddMPU (add_latency) ─► F32ToF16 (1 register)
+        each) ─► accumulator: one F32AddMPU + a ring of D = acc_latency registers
+        ─► on ``last``, D cycles later: bias F32AddMPU + F32ToF16 (add_latency + 1 registers)
 
-The accumulator's adder is combinational with its register closing the loop, so a lane takes
-one chunk per cycle. (A pipelined accumulator adder would need ``add_latency`` dot products
-interleaved per lane to keep that rate; the contract's order is unchanged by interleaving.)
+The accumulator is C-slow: its adder is combinational and followed by a plain chain of ``D``
+registers whose last one feeds the adder back (through the ``first`` Mux), so synthesis may
+retime the adder over the ``D`` stages, and ``D`` dot products are in flight, each in its own
+*slot* (the cycle modulo ``D`` at which its chunks enter). A dot product's chunk ``kc >= 1``
+must enter exactly a multiple of ``D`` cycles after its chunk ``kc - 1`` (the partial sum then
+leaves the ring as the chunk's tree sum arrives); when no chunk is taken the ring keeps its
+values (they go round, plus +0). A chunk marked ``first`` starts from +0.0 whatever its slot holds.
+Interleaving changes no dot product's order of additions, so the contract holds.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ class MPULane(wiring.Component):
         A chunk of the two FP16 vectors, element ``i`` at bits ``[16*i, 16*i+16)``. Pad a short
         last chunk with +0.0 (the contract pads with +0 products).
     valid : In(1)
-        The chunk is taken this cycle.
+        The chunk is taken this cycle. A dot product's chunks after its first enter a multiple
+        of ``hw.mpu.acc_latency`` cycles after its previous chunk (module docstring).
     first, last : In(1)
         The chunk starts / ends a dot product (both for a single-chunk one).
     bias : In(16), has_bias : In(1)
@@ -79,12 +85,14 @@ class MPULane(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the ``last`` chunk's inputs to ``y_valid``."""
-        return self.chunk_latency + 1 + self._hw.mpu.add_latency + _WRITEBACK_LATENCY
+        mpu = self._hw.mpu
+        return self.chunk_latency + mpu.acc_latency + mpu.add_latency + _WRITEBACK_LATENCY
 
     @property
-    def cycles_per_chunk(self) -> int:
-        """Initiation interval: chunks taken per cycle, back to back."""
-        return 1
+    def slots(self) -> int:
+        """Dot products in flight in the accumulator (``D``): the lane takes a chunk every
+        cycle when ``D`` dot products are interleaved."""
+        return self._hw.mpu.acc_latency
 
     def elaborate(self, platform):
         m = Module()
@@ -110,29 +118,39 @@ class MPULane(wiring.Component):
         ctl_d = delay(m, ctl, self.chunk_latency, "ctl")
         c_valid, c_first, c_last, c_has_bias, c_bias = ctl_d[0], ctl_d[1], ctl_d[2], ctl_d[3], ctl_d[4:20]
 
-        # Sequential accumulation from +0.0: a first chunk adds to +0, never replaces it
-        # (so a -0 chunk sum becomes +0, as in the contract).
-        acc = Signal(32)
-        acc_in = Mux(c_first, Const(0, 32), acc)
-        acc_next = fplogic.build_f32_add_mpu(m, acc_in, chunk_sum, name="acc_add")
-        done = Signal()
-        done_bias = Signal(16)
-        done_has_bias = Signal()
-        m.d.sync += done.eq(c_valid & c_last)
-        with m.If(c_valid):
-            m.d.sync += acc.eq(acc_next)
-        with m.If(c_valid & c_last):
-            m.d.sync += [done_bias.eq(c_bias), done_has_bias.eq(c_has_bias)]
+        # C-slow accumulation from +0.0: the adder, then a plain chain of D registers (the
+        # ring) whose last one closes the loop, so the adder retimes over D stages. A first
+        # chunk adds to +0, never replaces it (so a -0 chunk sum becomes +0, as in the
+        # contract). A cycle without a chunk adds +0 to the ring's value, which leaves it
+        # unchanged (a partial sum is never -0: it starts at +0 and x + (-x) is +0), so the
+        # loop holds one LUT level (the Mux) besides the adder; the gating of the chunk sum
+        # sits outside it.
+        D = mpu.acc_latency
+        acc_tail = Signal(32)
+        addend = Signal(32)
+        m.d.comb += addend.eq(Mux(c_valid, chunk_sum, 0))
+        acc_in = Mux(c_first & c_valid, Const(0, 32), acc_tail)
+        acc_next = fplogic.build_f32_add_mpu(m, acc_in, addend, name="acc_add")
+        m.d.comb += acc_tail.eq(delay(m, acc_next, D, "acc"))
+        # A dot product's sum leaves the ring D cycles after its last chunk: its control
+        # travels beside it.
+        done_ctl = delay(m, Cat(c_valid & c_last, c_has_bias, c_bias), D, "acc_ctl")
+        done, done_has_bias, done_bias = done_ctl[0], done_ctl[1], done_ctl[2:18]
+        acc = acc_tail
 
         # Bias (one more FP32 add) and write-back rounding.
         bias32 = fplogic.build_f16_to_f32(m, done_bias, name="bias32")
         biased = fplogic.build_f32_add_mpu(m, acc, bias32, name="bias_add")
-        total = Mux(done_has_bias, biased, acc)
-        total_d = delay(m, total, mpu.add_latency, "total")
-        y16 = fplogic.build_f32_to_f16(m, total_d, name="wb")
+        # The rounding sits before the bias adder's registers, so that synthesis retimes the
+        # add, the Mux and the rounding together over add_latency + 1 stages (the rounding
+        # behind its own single register was the lane's slowest stage, 5.9 ns).
+        total = Signal(32)
+        m.d.comb += total.eq(Mux(done_has_bias, biased, acc))
+        y16 = fplogic.build_f32_to_f16(m, total, name="wb")
+        out = mpu.add_latency + _WRITEBACK_LATENCY
         m.d.comb += [
-            self.acc.eq(delay(m, total_d, _WRITEBACK_LATENCY, "acc_out")),
-            self.y.eq(delay(m, y16, _WRITEBACK_LATENCY, "y_out")),
-            self.y_valid.eq(delay(m, done, mpu.add_latency + _WRITEBACK_LATENCY, "y_valid")),
+            self.acc.eq(delay(m, total, out, "acc_out")),
+            self.y.eq(delay(m, y16, out, "y_out")),
+            self.y_valid.eq(delay(m, done, out, "y_valid")),
         ]
         return m

@@ -12,19 +12,36 @@ Schedule, per row ``(bt, i)``:
 * *A load*: ``nA`` line reads (line port) of the row into the A-row buffer (``max_k`` elements,
   one memory per chunk slot so that a line lands without a shifter); a chunk of A is then read
   from two buffered chunks through one chunk-wide extractor (any element offset of A).
-* *groups*: the output columns ``lanes`` at a time (lane ``l`` computes column ``j0 + l``); the
-  group streams ``nk = max(1, ceil(K/C))`` chunks. Two B paths:
+* *groups*: the output columns ``lanes`` at a time (lane ``l`` computes column ``jx + l``); a
+  group streams ``nk = max(1, ceil(K/C))`` chunks. Each lane's accumulator is C-slow over
+  ``D = mpu.acc_latency`` slots (:class:`MPULane`): a column's chunk ``kc >= 1`` enters a
+  multiple of ``D`` cycles after its chunk ``kc - 1``. So the groups go in *super-groups* of up
+  to ``D``: for each chunk step ``kc``, groups ``0..g-1`` take chunk ``kc`` on consecutive
+  cycles (the A chunk is reused), and the next step starts ``D`` cycles after this one (bubbles
+  when ``g < D``; none after the last step, and no waiting at all when ``nk = 1``). A free
+  running phase (cycle mod ``D``) keeps every item at its slot when a request is refused. Two
+  B paths:
 
   - **fast** (``b``, ``bsb`` and ``ldb`` multiples of ``C`` and ``(ldb/C) mod NB == 1``): lane
     ``l``'s chunk ``kc`` is chunk ``q0 + l + kc (mod NB)``'s bank, so one bank-port read gives
-    every lane its chunk, rotated into place by ``q0 + kc``: one chunk step per cycle;
-  - **slow** (anything else, ``ldb = 0`` included): one lane-chunk per line-port read (two chunks
-    from the line, one extractor), ``nl`` (valid lanes) reads per chunk step.
+    every lane its chunk, rotated into place by ``q0 + kc``: one chunk step of a group per
+    cycle;
+  - **slow** (anything else, ``ldb = 0`` included): one group at a time, one lane-chunk per
+    line-port read (two chunks from the line, one extractor), ``nl`` (valid lanes) reads per
+    chunk step, lane ``l`` at its own slot (a step but the last takes a multiple of ``D``).
 
-  The group's bias elements come in one line read; the FP16 results leave the lanes
-  ``MPULane.latency`` cycles after the group's last chunk into a FIFO and a *writer* stores the
-  group with one masked line write (``lanes <= P - C + 1`` elements always fit one line), on the
-  line port's cycles the sequencer does not use.
+  Each group's bias elements come in one line read (fast: group ``g``'s in the super-group's
+  first chunk step, held in one of ``D`` register sets until its last chunk); the FP16 results
+  leave the lanes ``MPULane.latency`` cycles after the group's last chunk (one group per cycle
+  from a super-group) into a FIFO and a *writer* stores each group with one masked line write
+  (``lanes <= P - C + 1`` elements always fit one line), on the line port's cycles the
+  sequencer does not use.
+
+*Liveness*: the fast path waits only on the bank port (never refused), its bias reads (any
+cycle) and the result FIFO, so it always progresses. A slow-path lane reads only at its slot:
+a line port that refused every cycle of one phase modulo ``D`` forever (a competitor with a
+period dividing ``D``) would stall it; staging each lane's chunk ahead of its slot would remove
+that (the compiler emits fast-path MMs only).
 
 :func:`engine_cycles` gives the cycles of one MM, handshake to ``done``, when every line request
 is granted.
@@ -63,9 +80,9 @@ _EMPTY = 3               # batch, m or N zero
 
 
 def _lane_latency(hw: HardwareConfig) -> int:
-    # MPULane.latency without elaborating one: chunk latency + accumulator + bias add + rounding.
-    mpu = hw.mpu
-    return mpu.mul_latency + mpu.tree_levels * mpu.add_latency + 1 + mpu.add_latency + 1
+    # MPULane.latency without elaborating one: chunk latency + accumulator ring + bias add +
+    # rounding (MPUConfig.pipeline_cycles).
+    return hw.mpu.pipeline_cycles
 
 
 #: Whether an MM's B takes the fast path (the rule lives in fpgpt.geometry).
@@ -88,14 +105,20 @@ def engine_cycles(hw: HardwareConfig, f: dict[str, int]) -> int:
     ``f``: captured fields with ``rk``/``rn`` holding the register values (as
     :func:`fpgpt.sim.control.capture` gives them). With ``K = k + rk``, ``N = n + rn``,
     ``nk = max(1, ceil(K/C))``, ``G = ceil(N/lanes)``, ``nA`` = :func:`_a_lines`, ``hb`` =
-    ``has_bias``, ``L`` = the lane latency::
+    ``has_bias``, ``L`` = the lane latency, ``D`` = ``mpu.acc_latency`` (the accumulator's
+    slots), ``nl_g`` the valid lanes of group ``g``::
 
         rows  = batch · m
-        fast:  2 + rows·(max(nA,1) + 1 + G·max(nk, 1 + hb)) + L + 3
-        slow:  2 + rows·(max(nA,1) + 1 + G·(hb + 1) + nk·N) + L + 2
+        fast, nk = 1:  2 + rows·(max(nA,1) + 1 + G·(1 + hb)) + L + 3
+        fast, nk > 1:  2 + rows·(max(nA,1) + 1 + (nk-1)·D·ceil(G/D) + G) + L + 3
+        slow:  2 + rows·(max(nA,1) + 1 + sum_g (hb + 1 + nl_g + (nk-1)·D·ceil(nl_g/D))) + L + 2
         empty (rows or N zero): 3
+
+    (fast, nk > 1: super-groups of up to ``D`` groups, each chunk step but the last padded to
+    ``D`` cycles; slow: a group's chunk steps but the last rounded up to a multiple of ``D``.)
     """
     nb, c = bank_count(hw), chunk_elements(hw)
+    d = hw.mpu.acc_latency
     k, n = f["k"] + f["rk"], f["n"] + f["rn"]
     rows = f["batch"] * f["m"]
     if rows == 0 or n == 0:
@@ -105,9 +128,15 @@ def engine_cycles(hw: HardwareConfig, f: dict[str, int]) -> int:
     hb = 1 if f["has_bias"] else 0
     load = max(_a_lines(hw, f, k), 1) + _ROW
     if fast_b_layout(hw, f):
-        per_row, last = load + groups * max(nk, 1 + hb), 0
+        if nk == 1:
+            per_row = load + groups * (1 + hb)
+        else:
+            per_row = load + (nk - 1) * d * -(-groups // d) + groups
+        last = 0
     else:   # the last group's writer cycle overlaps the lanes' latency
-        per_row, last = load + groups * (hb + 1) + nk * n, -1
+        nl_last = n - (groups - 1) * nb
+        steps = ((groups - 1) * -(-nb // d) + -(-nl_last // d)) * (nk - 1) * d
+        per_row, last = load + groups * (hb + 1) + n + steps, -1
     return _START + rows * per_row + last + _lane_latency(hw) + _TAIL
 
 
@@ -162,6 +191,7 @@ class MPUEngine(wiring.Component):
         lc, lnb = C.bit_length() - 1, NB.bit_length() - 1
         CB, RB, QB = C * ELEMENT_BITS, row_bits(hw), chunk_bits(hw)
         lanes = [MPULane(hw=hw) for _ in range(L)]
+        D = lanes[0].slots                          # dot products in flight per lane
         for l, lane in enumerate(lanes):
             m.submodules[f"lane{l}"] = lane
         lat = lanes[0].latency
@@ -179,19 +209,24 @@ class MPUEngine(wiring.Component):
         nk = Signal(_W)                             # chunk steps per group (>= 1)
 
         # ---- loop state ----------------------------------------------------------------------
-        bt, i, j0 = Signal(16), Signal(16), Signal(_W)
+        bt, i, j0 = Signal(16), Signal(16), Signal(_W)   # j0: the super-group's first column
         kc, c_off = Signal(_W), Signal(_W)
+        jx = Signal(_W)                             # first column of the group issued now
+        gx = Signal(range(D))                       # fast path: group within the super-group
+        gx_off = Signal(_A)                         # fast path: gx * lanes * ldb
+        boff = Signal(_A)                           # c_off + gx_off
+        bx = Signal(range(D + 1))                   # bias lines read in this super-group
+        bias_col = Signal(_W)                       # first column of group bx
         a_bt, b_bt, d_bt = Signal(_A), Signal(_A), Signal(_A)
         a_row, d_row = Signal(_A), Signal(_A)
         lane_off = [Signal(_A, name=f"lane_off{l}") for l in range(L)]   # l * ldb
         b_lane = [Signal(_A, name=f"b_lane{l}") for l in range(L)]       # lane l's B row
         t = Signal(range(da + 2))                   # A line counter
         ls = Signal(range(L))                       # slow path: lane of the next read
-        bias_got = Signal()
         inflight = Signal(range(depth + 1))
 
         nl = Signal(range(L + 1))                   # valid lanes of this group
-        rem_n = (N - j0)[:_W]
+        rem_n = (N - jx)[:_W]
         m.d.comb += nl.eq(Mux(rem_n >= L, L, rem_n))
         is_last = kc + 1 >= nk
         ke = Signal(range(C + 1))                   # elements of K in chunk kc
@@ -199,7 +234,19 @@ class MPUEngine(wiring.Component):
         m.d.comb += ke.eq(Mux(K > c_off, Mux(rem_k >= C, C, rem_k), 0))
         addr = [Signal(_A, name=f"addr{l}") for l in range(L)]            # lane l's chunk kc
         for l in range(L):
-            m.d.comb += addr[l].eq(b_lane[l] + c_off)
+            m.d.comb += addr[l].eq(b_lane[l] + boff)
+
+        # ---- the accumulator's slots (MPULane): a free-running phase, cycle mod D ---------
+        # A dot product's chunks after its first enter its lane a multiple of D cycles apart:
+        # each item (fast: a group, slow: a lane) issues its chunks at the phase `slot`, items
+        # of a super-group (slow: of a group) at consecutive phases from `base`, the phase of
+        # the first item's first chunk. With one chunk step (nk = 1) nothing waits.
+        ph, base, slot = Signal(range(D)), Signal(range(D)), Signal(range(D))
+
+        def inc(v):
+            return Mux(v == D - 1, 0, v + 1)[:max(1, (D - 1).bit_length())] if D > 1 else v
+        m.d.sync += ph.eq(inc(ph))
+        multi = nk > 1
 
         # ---- line port: sequencer requests (priority) and the writer ----------------------
         s_re = Signal()
@@ -217,6 +264,7 @@ class MPUEngine(wiring.Component):
         rd_a, rd_bias = Signal(), Signal()
         rd_t = Signal.like(t)
         rd_off = Signal(range(C))                   # element offset of the wanted data
+        rd_bx = Signal(range(D))                    # the group a bias read is for
         m.d.sync += [rd_a.eq(0), rd_bias.eq(0)]
 
         # ---- A-row buffer: one memory per chunk slot of a line ------------------------------
@@ -239,6 +287,7 @@ class MPUEngine(wiring.Component):
         f_rot = Signal(max(1, lnb))                  # bank of lane 0's chunk (fast)
         f_kcs = Signal(max(1, lnb))                  # kc mod NB (A slot of chunk kc)
         f_oa = Signal(range(C))                      # A row's element offset
+        f_gx = Signal(range(D))                      # the group's bias registers
         m.d.sync += [f_mask.eq(0), f_final.eq(0)]
 
         # Every wide intermediate below is a named Signal: Amaranth re-emits an unnamed
@@ -286,14 +335,25 @@ class MPUEngine(wiring.Component):
             else:
                 m.d.comb += rot[l].eq(rot_in[l])
 
-        bias_reg = [Signal(ELEMENT_BITS, name=f"bias{l}") for l in range(L)]
+        # one bias line per group, D groups' biases held (read in a super-group's first chunk
+        # step, used with its last)
+        bias_reg = [[Signal(ELEMENT_BITS, name=f"bias{g}_{l}") for l in range(L)]
+                    for g in range(D)]
         with m.If(rd_bias):
-            for l in range(L):
-                m.d.sync += bias_reg[l].eq(
-                    self.line.rdata.bit_select((rd_off + l) * ELEMENT_BITS, ELEMENT_BITS))
+            with m.Switch(rd_bx):
+                for g in range(D):
+                    with m.Case(g):
+                        for l in range(L):
+                            m.d.sync += bias_reg[g][l].eq(self.line.rdata.bit_select(
+                                (rd_off + l) * ELEMENT_BITS, ELEMENT_BITS))
+        lane_bias = [Signal(ELEMENT_BITS, name=f"lane_bias{l}") for l in range(L)]
+        with m.Switch(f_gx):
+            for g in range(D):
+                with m.Case(g):
+                    m.d.comb += [lane_bias[l].eq(bias_reg[g][l]) for l in range(L)]
         for l, lane in enumerate(lanes):
             m.d.comb += [lane.a.eq(a_chunk), lane.b.eq(rot[l]),
-                         lane.bias.eq(bias_reg[l]), lane.has_bias.eq(ins.has_bias),
+                         lane.bias.eq(lane_bias[l]), lane.has_bias.eq(ins.has_bias),
                          lane.valid.eq(f_mask[l]), lane.first.eq(f_first),
                          lane.last.eq(f_last)]
 
@@ -303,9 +363,9 @@ class MPUEngine(wiring.Component):
         m.submodules.res_q = res_q = fifo.SyncFIFO(width=ELEMENT_BITS * L, depth=depth)
         valid_mask = Cat(*[nl > l for l in range(L)])
         lim = (i + ins.rn)[:_W + 1]
-        neg_mask = Cat(*[ins.mask & ((j0 + l) > lim) for l in range(L)])
+        neg_mask = Cat(*[ins.mask & ((jx + l) > lim) for l in range(L)])
         push_desc = Signal()
-        m.d.comb += [desc_q.w_data.eq(Cat((d_row + j0)[:_A], valid_mask, neg_mask)),
+        m.d.comb += [desc_q.w_data.eq(Cat((d_row + jx)[:_A], valid_mask, neg_mask)),
                      desc_q.w_en.eq(push_desc)]
         y_push = delay(m, f_final, lat, "y_push")
         y_hold = [Signal(ELEMENT_BITS, name=f"y_hold{l}") for l in range(L)]
@@ -335,30 +395,42 @@ class MPUEngine(wiring.Component):
         m.d.comb += [self.cmd.ready.eq(0), self.busy.eq(1)]
 
         def next_group():
-            """Assignments after a group's last chunk, and the next state."""
-            with m.If(j0 + L < N):                          # next group of the same row
-                m.d.sync += [j0.eq(j0 + L)]
-                m.d.sync += [b_lane[l].eq(b_lane[l] + (ins.ldb << lnb)) for l in range(L)]
+            """Assignments after a super-group's (slow: a group's) last chunk, and the next
+            state."""
+            nj = jx + L
+            with m.If(nj < N):                              # next group of the same row
+                m.d.sync += [j0.eq(nj), jx.eq(nj), bias_col.eq(nj)]
+                m.d.sync += [b_lane[l].eq(b_lane[l] + gx_off + (ins.ldb << lnb))
+                             for l in range(L)]
                 m.next = "STREAM"
             with m.Elif(i + 1 < ins.m):                     # next row
-                m.d.sync += [j0.eq(0), i.eq(i + 1), a_row.eq(a_row + ins.lda),
-                             d_row.eq(d_row + ins.ldc), t.eq(0)]
+                m.d.sync += [j0.eq(0), jx.eq(0), bias_col.eq(0), i.eq(i + 1),
+                             a_row.eq(a_row + ins.lda), d_row.eq(d_row + ins.ldc), t.eq(0)]
                 m.d.sync += [b_lane[l].eq(b_bt + lane_off[l]) for l in range(L)]
                 m.next = "LOADA"
             with m.Elif(bt + 1 < ins.batch):                # next matrix
                 nb_a, nb_b, nb_d = a_bt + ins.bsa, b_bt + ins.bsb, d_bt + ins.bsc
-                m.d.sync += [j0.eq(0), i.eq(0), bt.eq(bt + 1), a_bt.eq(nb_a), b_bt.eq(nb_b),
-                             d_bt.eq(nb_d), a_row.eq(nb_a), d_row.eq(nb_d), t.eq(0)]
+                m.d.sync += [j0.eq(0), jx.eq(0), bias_col.eq(0), i.eq(0), bt.eq(bt + 1),
+                             a_bt.eq(nb_a), b_bt.eq(nb_b), d_bt.eq(nb_d), a_row.eq(nb_a),
+                             d_row.eq(nb_d), t.eq(0)]
                 m.d.sync += [b_lane[l].eq(nb_b + lane_off[l]) for l in range(L)]
                 m.next = "LOADA"
             with m.Else():
                 m.next = "DRAIN"
-            m.d.sync += [kc.eq(0), c_off.eq(0), ls.eq(0), bias_got.eq(0)]
+            m.d.sync += [kc.eq(0), c_off.eq(0), boff.eq(0), gx_off.eq(0), gx.eq(0), ls.eq(0),
+                         bx.eq(0)]
+
+        def issue_slot(first_item, step_end):
+            """Slot bookkeeping when an item issues a chunk."""
+            now = Mux(first_item, ph, slot)
+            base_n = Mux(first_item, ph, base)
+            m.d.sync += [base.eq(base_n), slot.eq(Mux(step_end, base_n, inc(now)))]
 
         def feed(mask, final, slow):
             m.d.sync += [f_mask.eq(mask), f_first.eq(kc == 0), f_last.eq(is_last),
                          f_final.eq(final), f_slow.eq(slow), f_ke.eq(ke),
-                         f_kcs.eq(lo(kc, lnb)), f_oa.eq(lo(a_row, lc))]
+                         f_kcs.eq(lo(kc, lnb)), f_oa.eq(lo(a_row, lc)),
+                         f_gx.eq(Mux(slow, 0, gx))]
 
         with m.FSM(name="mpu"):
             with m.State("IDLE"):
@@ -366,8 +438,9 @@ class MPUEngine(wiring.Component):
                 with m.If(self.cmd.valid):
                     pl = self.cmd.payload
                     m.d.sync += [ins.eq(pl), K.eq(pl.k + pl.rk), N.eq(pl.n + pl.rn),
-                                 bt.eq(0), i.eq(0), j0.eq(0), kc.eq(0), c_off.eq(0), t.eq(0),
-                                 ls.eq(0), bias_got.eq(0),
+                                 bt.eq(0), i.eq(0), j0.eq(0), jx.eq(0), kc.eq(0), c_off.eq(0),
+                                 boff.eq(0), gx_off.eq(0), gx.eq(0), t.eq(0), ls.eq(0),
+                                 bx.eq(0), bias_col.eq(0),
                                  a_bt.eq(pl.a), b_bt.eq(pl.b), d_bt.eq(pl.dst),
                                  a_row.eq(pl.a), d_row.eq(pl.dst)]
                     m.d.sync += [lane_off[l].eq(pl.ldb * l) for l in range(L)]
@@ -398,50 +471,70 @@ class MPUEngine(wiring.Component):
             with m.State("AWAIT"):   # the last line lands in the buffer
                 m.next = "STREAM"
             with m.State("STREAM"):
-                bias_chunk = ((ins.bias + j0) >> lc)[:QB]
-                want_bias = ins.has_bias & ~bias_got
+                bias_at = (ins.bias + bias_col)[:_A]
+                bias_chunk = (bias_at >> lc)[:QB]
                 with m.If(fast):
-                    # the bias read rides on the line port while the banks stream B
+                    # Groups gx = 0.. of a super-group (at most D) take chunk kc on consecutive
+                    # cycles (A's chunk is reused), then chunk kc + 1 a multiple of D cycles
+                    # later. Group bx's bias line rides on the line port while the banks stream
+                    # B (in the first chunk step; before its only one when nk = 1).
+                    want_bias = ins.has_bias & (bx <= gx)
                     m.d.comb += [s_re.eq(want_bias), s_chunk.eq(bias_chunk)]
                     with m.If(s_granted):
-                        m.d.sync += [bias_got.eq(1), rd_bias.eq(1),
-                                     rd_off.eq(lo(ins.bias + j0, lc))]
-                    ok = ~is_last | ((~ins.has_bias | bias_got) & room)
+                        m.d.sync += [bx.eq(bx + 1), bias_col.eq(bias_col + L), rd_bias.eq(1),
+                                     rd_bx.eq(bx), rd_off.eq(lo(bias_at, lc))]
+                    first_item = (kc == 0) & (gx == 0)
+                    phase_ok = ~multi | first_item | (ph == slot)
+                    got = ~ins.has_bias | (bx > gx)
+                    ok = phase_ok & (~is_last | (got & room))
+                    grp_end = ((gx == D - 1) if D > 1 else 1) | (jx + L >= N)
                     rows = Signal(NB * RB)
                     rot0 = lo(addr[0] >> lc, lnb) if lnb else Const(0, 1)
                     with m.Switch(rot0):
-                        for x in range(NB):
-                            with m.Case(x):
+                        for r in range(NB):
+                            with m.Case(r):
                                 m.d.comb += rows.eq(Cat(*[
-                                    (addr[(b - x) % NB] >> (lc + lnb))[:RB] for b in range(NB)]))
+                                    (addr[(b - r) % NB] >> (lc + lnb))[:RB] for b in range(NB)]))
                     m.d.comb += [self.bank.rows.eq(rows), self.bank.re.eq(ok)]
                     with m.If(ok):
                         feed(Const((1 << L) - 1, L), is_last, 0)
                         m.d.sync += f_rot.eq(rot0)
                         m.d.comb += push_desc.eq(is_last)
-                        with m.If(is_last):
-                            next_group()
+                        issue_slot(first_item, grp_end)
+                        step = ins.ldb << lnb
+                        with m.If(~grp_end):
+                            m.d.sync += [gx.eq(gx + 1), jx.eq(jx + L), gx_off.eq(gx_off + step),
+                                         boff.eq(boff + step)]
+                        with m.Elif(~is_last):
+                            m.d.sync += [kc.eq(kc + 1), c_off.eq(c_off + C), gx.eq(0),
+                                         jx.eq(j0), gx_off.eq(0), boff.eq(c_off + C)]
                         with m.Else():
-                            m.d.sync += [kc.eq(kc + 1), c_off.eq(c_off + C)]
-                with m.Elif(want_bias):
+                            next_group()
+                with m.Elif(ins.has_bias & (bx == 0)):
                     m.d.comb += [s_re.eq(1), s_chunk.eq(bias_chunk)]
                     with m.If(s_granted):
-                        m.d.sync += [bias_got.eq(1), rd_bias.eq(1),
-                                     rd_off.eq(lo(ins.bias + j0, lc))]
+                        m.d.sync += [bx.eq(1), rd_bias.eq(1), rd_bx.eq(0),
+                                     rd_off.eq(lo(bias_at, lc))]
                 with m.Else():
-                    x = Signal(_A)
+                    # one lane-chunk per line read; lane ls's chunks at its slot
+                    xa = Signal(_A)
                     with m.Switch(ls):
                         for l in range(L):
                             with m.Case(l):
-                                m.d.comb += x.eq(addr[l])
+                                m.d.comb += xa.eq(addr[l])
                     final = is_last & (ls + 1 >= nl)
-                    m.d.comb += [s_re.eq(~final | room), s_chunk.eq((x >> lc)[:QB])]
+                    first_item = (kc == 0) & (ls == 0)
+                    phase_ok = ~multi | first_item | (ph == slot)
+                    m.d.comb += [s_re.eq(phase_ok & (~final | room)),
+                                 s_chunk.eq((xa >> lc)[:QB])]
                     with m.If(s_granted):
-                        m.d.sync += rd_off.eq(lo(x, lc))
+                        m.d.sync += rd_off.eq(lo(xa, lc))
                         feed(Const(1, L) << ls, final, 1)
                         m.d.comb += push_desc.eq(final)
+                        issue_slot(first_item, ls + 1 >= nl)
                         with m.If(ls + 1 >= nl):
-                            m.d.sync += [ls.eq(0), kc.eq(kc + 1), c_off.eq(c_off + C)]
+                            m.d.sync += [ls.eq(0), kc.eq(kc + 1), c_off.eq(c_off + C),
+                                         boff.eq(boff + C)]
                             with m.If(is_last):
                                 m.next = "YIELD"
                         with m.Else():

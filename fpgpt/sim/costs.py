@@ -37,26 +37,34 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
     """MM on the MPU engine (fpgpt/hw/mpu_engine.py), cycle for cycle.
 
     Per row of A (``rows = batch·m``): its ``nA`` line reads into the A-row buffer plus one
-    cycle, then for each of the ``G = ⌈N/lanes⌉`` lane groups the ``nk = ⌈K/width⌉`` chunk
-    steps (one cycle each when B's layout is bank-conflict-free, ``geometry.mm_fast_b``; the
-    compiler lays B out so). A group with a bias needs at least two cycles (its bias line
-    read). Otherwise B reaches one lane per cycle: ``nk·N`` cycles per row plus a bias read and
-    a write cycle per group. Then the lanes' pipeline (``mpu.pipeline_cycles``) once, and
-    start/finish cycles. Measured equal to the RTL for every MM of the Verilator bench
-    (tests/rtl/test_hw_mpu_engine.py); tests/rtl/test_hw_calibration.py checks this function
-    against the engine's own formula.
+    cycle, then the ``G = ⌈N/lanes⌉`` lane groups over the ``nk = ⌈K/width⌉`` chunk steps.
+    Each lane's accumulator is pipelined over ``D = mpu.acc_latency`` registers: a column's
+    next chunk enters ``D`` cycles (or a multiple) after its previous one, so the engine
+    interleaves up to ``D`` groups (a *super-group*), one chunk step per cycle when B's layout
+    is bank-conflict-free (``geometry.mm_fast_b``; the compiler lays B out so): ``(nk-1)·D +
+    g`` cycles per super-group of ``g`` groups (with fewer than ``D`` groups the steps are
+    padded to ``D``); with ``nk = 1`` one cycle per group, two with a bias (its line read).
+    Otherwise B reaches one lane per cycle: per group ``nl`` lanes per chunk step, each step but
+    the last rounded up to a multiple of ``D``, plus a bias read and a write cycle. Then the
+    lanes' pipeline (``mpu.pipeline_cycles``) once, and start/finish cycles. Measured equal to
+    the RTL for every MM of the Verilator bench (tests/rtl/test_hw_mpu_engine.py);
+    tests/rtl/test_hw_calibration.py checks this function against the engine's own formula.
     """
     p = hw.mpu
     k, n, rows, nk = _mm_shape(hw, f)
     if rows == 0 or n == 0:
         return 3.0
+    d = p.acc_latency
     groups = -(-n // p.lanes)
     hb = 1 if f["has_bias"] else 0
     load = max(_a_lines(hw, f, k), 1) + 1
     if mm_fast_b(hw, f):
-        per_row, last = load + groups * max(nk, 1 + hb), 0
+        steps = groups * (1 + hb) if nk == 1 else (nk - 1) * d * -(-groups // d) + groups
+        per_row, last = load + steps, 0
     else:
-        per_row, last = load + groups * (hb + 1) + nk * n, -1
+        nl_last = n - (groups - 1) * p.lanes
+        pad = ((groups - 1) * -(-p.lanes // d) + -(-nl_last // d)) * (nk - 1) * d
+        per_row, last = load + groups * (hb + 1) + n + pad, -1
     return float(2 + rows * per_row + last + p.pipeline_cycles + 3)
 
 

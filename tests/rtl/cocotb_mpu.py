@@ -1,5 +1,6 @@
 """cocotb test module: one MPU lane (fpgpt.hw.mpu.MPULane for preset MPU_PRESET) against
-numerics.mpu_matmul_f32 / mpu_matmul on random dot products, with idle cycles in the input.
+numerics.mpu_matmul_f32 / mpu_matmul on random dot products, interleaved over the accumulator's
+``acc_latency`` slots (:func:`slot_schedule`), with idle cycles in the input.
 
 Environment: MPU_PRESET, MPU_JOBS (dot products), MPU_SEED, MPU_STATS (JSON written here).
 """
@@ -10,6 +11,8 @@ import itertools
 import json
 import os
 import time
+from collections import deque
+from collections.abc import Iterator, Sequence
 
 import cocotb
 import numpy as np
@@ -19,6 +22,31 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from fpgpt.config import load_preset
 from fpgpt.hw.mpu import MPULane
 from fpgpt.isa import numerics as nx
+
+
+def slot_schedule(chunks: Sequence[int], slots: int, go: Iterator[int]
+                  ) -> tuple[list[tuple[int, int] | None], list[int]]:
+    """The lane's input, cycle by cycle, for dot products of ``chunks[j]`` chunks: slot
+    ``t mod slots`` takes the next chunk of its dot product on a cycle where ``go`` says 1 (a
+    free slot starts the next waiting dot product), so a dot product's chunks enter a multiple
+    of ``slots`` cycles apart (MPULane's contract). Returns ``(job, chunk)`` or None per cycle,
+    and the jobs in the order their results leave (the order of their last chunks)."""
+    waiting, held = deque(range(len(chunks))), [None] * slots
+    sched, order = [], []
+    while waiting or any(h is not None for h in held):
+        s = len(sched) % slots
+        item = None
+        if next(go):
+            if held[s] is None and waiting:
+                held[s] = (waiting.popleft(), 0)
+            if held[s] is not None:
+                item = held[s]
+                j, c = item
+                held[s] = (j, c + 1) if c + 1 < chunks[j] else None
+                if c + 1 == chunks[j]:
+                    order.append(j)
+        sched.append(item)
+    return sched, order
 
 
 @cocotb.test()
@@ -38,11 +66,14 @@ async def lane_matches_numerics(dut):
         n = max(1, -(-len(a) // w))
         ap = np.zeros(n * w, np.float16); ap[:len(a)] = a
         bp = np.zeros(n * w, np.float16); bp[:len(b)] = b
-        for c in range(n):
-            chunks.append((int.from_bytes(ap[c * w:(c + 1) * w].tobytes(), "little"),
-                           int.from_bytes(bp[c * w:(c + 1) * w].tobytes(), "little"),
-                           c == 0, c == n - 1,
-                           0 if bias is None else int(bias.view(np.uint16)), bias is not None))
+        chunks.append([(int.from_bytes(ap[c * w:(c + 1) * w].tobytes(), "little"),
+                        int.from_bytes(bp[c * w:(c + 1) * w].tobytes(), "little"),
+                        c == 0, c == n - 1,
+                        0 if bias is None else int(bias.view(np.uint16)), bias is not None)
+                       for c in range(n)])
+    # an idle input cycle in every four (a dot product then waits a whole turn of the ring)
+    sched, order = slot_schedule([len(c) for c in chunks], MPULane(hw=hw).slots,
+                                 itertools.cycle([1, 1, 1, 0]))
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
@@ -59,15 +90,13 @@ async def lane_matches_numerics(dut):
                 outs.append((int(dut.acc.value), int(dut.y.value)))
 
     cocotb.start_soon(collect())
-    idle = itertools.cycle([1, 1, 1, 0])     # an idle input cycle in every four
     t0 = time.perf_counter()
     cycles = 0
-    pending = list(chunks)
-    while pending:
+    for item in sched:
         await RisingEdge(dut.clk)
         cycles += 1
-        if next(idle):
-            a, b, first, last, bias, has_bias = pending.pop(0)
+        if item is not None:
+            a, b, first, last, bias, has_bias = chunks[item[0]][item[1]]
             dut.a.value, dut.b.value = a, b
             dut.first.value, dut.last.value = int(first), int(last)
             dut.bias.value, dut.has_bias.value, dut.valid.value = bias, int(has_bias), 1
@@ -82,13 +111,14 @@ async def lane_matches_numerics(dut):
     wall = time.perf_counter() - t0
     assert len(outs) == len(jobs), (len(outs), len(jobs))
     bad = 0
-    for (a, b, bias), (acc, y) in zip(jobs, outs):
+    for j, (acc, y) in zip(order, outs):
+        a, b, bias = jobs[j]
         bias_arr = None if bias is None else np.array([bias], np.float16)
         want_acc = int(nx.mpu_matmul_f32(a[None], b[None], bias_arr, width=w)[0, 0].view(np.uint32))
         want_y = int(nx.mpu_matmul(a[None], b[None], bias_arr, width=w)[0, 0].view(np.uint16))
         bad += (acc != want_acc) or (y != want_y)
     if os.environ.get("MPU_STATS"):
         with open(os.environ["MPU_STATS"], "w") as f:
-            json.dump({"jobs": len(jobs), "chunks": len(chunks), "mismatches": bad,
+            json.dump({"jobs": len(jobs), "chunks": sum(map(len, chunks)), "mismatches": bad,
                        "cycles": cycles, "cycles_per_s": cycles / wall}, f)
     assert bad == 0, f"{bad} of {len(jobs)} dot products differ from numerics"

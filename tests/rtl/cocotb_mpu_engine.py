@@ -7,7 +7,7 @@ Cases: compiler-like MMs on the fast B path (weights: b chunk-aligned, ldb = K p
 fast rule; attention: small K/N, batch, mask, R[rk]/R[rn]) and random MMs (K not a multiple of
 width and K = 0, N not a multiple of lanes, R[rk] / R[rn], bias, causal mask, batch with
 strides, ldb = 0, any alignment). The first MPU_EXACT MMs run with every grant; the rest with
-the line port refusing one request in five (bit-exactness only). Commands arrive after idle
+the line port refusing one cycle in five at random (bit-exactness only). Commands arrive after idle
 cycles.
 
 Environment: MPU_PRESET, MPU_SEED, MPU_N (random MMs), MPU_EXACT, MPU_STATS (JSON written here).
@@ -127,17 +127,21 @@ def random_f16(rng, size) -> np.ndarray:
 
 
 class Grants:
-    """The line port's grants: all while ``exact``, else one refusal in five."""
+    """The line port's grants: all while ``exact``, else one refusal in five at random cycles.
 
-    def __init__(self):
-        self.exact, self.n = True, 0
+    Not a fixed period: a slow-path lane may read only at its accumulator slot (cycle mod
+    ``mpu.acc_latency``), so refusals every 5th cycle with ``acc_latency`` = 5 would refuse one
+    slot forever (fpgpt/hw/mpu_engine.py, "Liveness")."""
+
+    def __init__(self, seed: int):
+        self.exact = True
+        self.rng = np.random.default_rng(seed)
 
     def __iter__(self):
         return self
 
     def __next__(self) -> int:
-        self.n += 1
-        return 1 if self.exact else int(self.n % 5 != 0)
+        return 1 if self.exact else int(self.rng.random() >= 0.2)
 
 
 @cocotb.test()
@@ -153,7 +157,7 @@ async def mpu_engine_matches_executor(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     sram = np.zeros(hw.buffers.sram_elements, np.uint16)
-    grants = Grants()
+    grants = Grants(int(os.environ.get("MPU_SEED", "1")) + 1)
     cocotb.start_soon(line_port(dut, "line", sram, hw, grants))
     cocotb.start_soon(bank_port(dut, "bank", sram, hw))
 

@@ -41,19 +41,32 @@ def test_fast_b_rule():
 
 
 def test_engine_cycles_fast_path_is_one_chunk_step_per_cycle_plus_row_loads():
-    """On the fast path the engine costs one cycle per chunk step (batch·m·⌈N/lanes⌉·⌈K/C⌉,
-    the model's rate before it was calibrated to this engine) plus the lane pipeline, the
-    A-row loads and fixed ends."""
+    """On the fast path the engine costs one cycle per chunk step (batch·m·⌈N/lanes⌉·⌈K/C⌉)
+    when the groups fill the accumulator's D slots, plus the lane pipeline, the A-row loads and
+    fixed ends; a last super-group of g < D groups pads each chunk step but its last to D."""
     hw = load_preset("tiny")
-    for m, k, n in ((1, 64, 257), (2, 256, 64), (3, 64, 192)):
+    d, lanes = hw.mpu.acc_latency, hw.mpu.lanes
+    assert d == 5
+    for m, k, n in ((1, 64, 2 * d * lanes), (2, 256, d * lanes), (3, 64, 3 * d * lanes)):
         f = _mm(m=m, k=k, n=n, lda=k, ldb=((k // 8 + 1) * 8 if (k // 8) % 4 != 1 else k))
         assert fast_b_layout(hw, f)
         rows_overhead = m * (-(-k // 32) + 1)
-        steps = m * -(-n // hw.mpu.lanes) * -(-k // hw.mpu.width)
+        steps = m * -(-n // lanes) * -(-k // hw.mpu.width)
         assert engine_cycles(hw, f) - (steps + hw.mpu.pipeline_cycles) == rows_overhead + 2 + 3
-    # slow path: one lane-chunk per cycle
+    # 65 groups of 8 chunks: 13 full super-groups
+    f = _mm(m=1, k=64, n=257, lda=64, ldb=72)
+    assert engine_cycles(hw, f) == 2 + (2 + 1 + 65 * 8) + hw.mpu.pipeline_cycles + 3
+    # 7 groups of 8 chunks: a super-group of 5, then one of 2 (3 bubbles per step but its last)
+    f = _mm(m=1, k=64, n=28, lda=64, ldb=72)
+    assert engine_cycles(hw, f) == 2 + (2 + 1 + 7 * d * 2 + 7) + hw.mpu.pipeline_cycles + 3
+    # one chunk step: no dependency, one cycle per group, two with a bias line
+    f = _mm(m=1, k=8, n=40, lda=8, ldb=8, has_bias=1)
+    assert fast_b_layout(hw, f)
+    assert engine_cycles(hw, f) == 2 + (1 + 1 + 10 * 2) + hw.mpu.pipeline_cycles + 3
+    # slow path: one lane-chunk per cycle, a group's steps but its last padded to D
     f = _mm(m=1, k=64, n=8, ldb=64)
-    assert engine_cycles(hw, f) == 2 + (2 + 1 + 2 * 1 + 8 * 8) + hw.mpu.pipeline_cycles + 2
+    assert engine_cycles(hw, f) == 2 + (2 + 1 + 2 * 1 + 2 * (7 * d + 4)) + \
+        hw.mpu.pipeline_cycles + 2
 
 
 def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
