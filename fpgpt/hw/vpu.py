@@ -148,7 +148,6 @@ class VPULane(wiring.Component):
         m = Module()
         md = self.mode
         sm = _is(md, Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT)
-        ln = _is(md, Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT)
         a32 = fplogic.build_f16_to_f32(m, self.a, name="a32")
         b32 = fplogic.build_f16_to_f32(m, self.b, name="b32")
         c32 = fplogic.build_f16_to_f32(m, self.c, name="c32")
@@ -170,15 +169,15 @@ class VPULane(wiring.Component):
         gr = build_recip(m, gd, name="g_r")
         gg = fplogic.build_f32_mul(m, a32, gr, name="g_g")
         gelu = Mux(a32 == _NEG_INF, Const(0x80000000, 32), gg)
-        # d*d (LN pass 2), d*inv (LN pass 3), e*r (SOFTMAX pass 3).
-        m2 = fplogic.build_f32_mul(m, Mux(sm, e, s1),
-                                   Mux(md == int(Mode.LN_VAR), s1, Mux(ln, self.inv, self.r)),
-                                   name="m2")
+        # d*d (LN pass 2), d*inv (LN pass 3); e*r (SOFTMAX pass 3) in a multiplier of its own,
+        # so that no path runs from the shared exp into the LAYERNORM passes' shorter chains.
+        m2 = fplogic.build_f32_mul(m, s1, Mux(md == int(Mode.LN_VAR), s1, self.inv), name="m2")
+        m2s = fplogic.build_f32_mul(m, e, self.r, name="m2s")
         m3 = fplogic.build_f32_mul(m, m2, b32, name="m3")          # * gamma
         a3 = fplogic.build_f32_add(m, m3, c32, name="a3")          # + beta
         results = {Mode.VADD: s1, Mode.VMUL: m1, Mode.GELU: gelu, Mode.VCOPY: self.a,
                    Mode.LN_SUM: a32, Mode.LN_VAR: m2, Mode.LN_OUT: a3, Mode.SM_MAX: m1,
-                   Mode.SM_SUM: e, Mode.SM_OUT: m2, Mode.ARGMAX: a32}
+                   Mode.SM_SUM: e, Mode.SM_OUT: m2s, Mode.ARGMAX: a32}
         # An output pass's result is rounded to FP16 (write-back) before its chain.
         for mode in OUTPUT_MODES:
             if mode != Mode.VCOPY:
