@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated block names (default: every block)")
     ap.add_argument("--work", default="build/synth")
     ap.add_argument("--json", default=None, help="write the fmax report here")
+    ap.add_argument("--structural", default=None, metavar="FILE.json",
+                    help="estimates for blocks left out of --blocks: {block: {retimed_fmax_mhz, "
+                         "fmax_mhz, basis}} (reported as 'structural', not timed)")
     a = ap.parse_args(argv)
     hw = load_config(a.hw)
     names = [c.name for c in COMPONENTS]
@@ -43,30 +46,45 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown block(s) {bad}; blocks: {', '.join(names)}", file=sys.stderr)
         return 2
     comps = tuple(c for c in COMPONENTS if c.name in pick)
+    structural = None
+    if a.structural:
+        try:
+            structural = json.loads(Path(a.structural).read_text())
+        except (OSError, ValueError) as e:
+            print(f"cannot read --structural {a.structural}: {e}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     rep = synth_report(hw, Path(a.work).resolve(), components=comps, fmax=True,
+                       structural=structural,
                        progress=lambda line: print(f"[{time.perf_counter() - t0:7.1f} s] {line}",
                                                    file=sys.stderr, flush=True))
     f = rep["fmax"]
     print(f"\n{hw.artifact_name}: estimated Fmax per block (UltraScale+ -2, pre-placement)")
-    print(f"{'block':22} {'as written':>11} {'retimed':>9} {'stages':>6}  critical path "
-          "(retimed)")
+    print(f"{'block':22} {'as written':>11} {'retimed':>9} {'stages':>6}  {'source':10} "
+          "critical path (retimed)")
     for name, b in f["blocks"].items():
-        if not b.get("fmax_mhz"):
-            print(f"{name:22} {'-':>11} {'-':>9}")
+        if b["status"] == "not timed":
+            print(f"{name:22} {'-':>11} {'-':>9} {'':6}  {'not timed':10} {b['reason']}")
+            continue
+        if b["status"] == "structural":
+            print(f"{name:22} {b['fmax_mhz']:8.1f} MHz {b['retimed_fmax_mhz']:5.1f} MHz "
+                  f"{'':6}  {'structural':10} {b['basis']}")
             continue
         lv = ", ".join(f"{k} {v}" for k, v in b["retimed_levels"].items())
         print(f"{name:22} {b['fmax_mhz']:8.1f} MHz {b['retimed_fmax_mhz']:5.1f} MHz "
-              f"{b['retimed_stages']:6d}  {lv} -> {b['retimed_end']}")
+              f"{b['retimed_stages']:6d}  {'timed':10} {lv} -> {b['retimed_end']}")
     print(f"\n{'operator':22} {'comb. ns':>9}  levels")
     for kind, o in f["operators"].items():
         lv = ", ".join(f"{k} {v}" for k, v in o["levels"].items())
         print(f"{kind:22} {o['delay_ns']:9.2f}  {lv}")
     core = f["core"]
-    left = [n for n in names if n not in pick]
-    print(f"\ncore: {core['retimed_fmax_mhz']:.1f} MHz retimed ({core['retimed_critical_block']}), "
-          f"{core['fmax_mhz']:.1f} MHz as written ({core['critical_block']})"
-          + (f"; blocks not timed: {', '.join(left)}" if left else ""))
+    print(f"\ncore ({core['from']}): {core['retimed_fmax_mhz']:.1f} MHz retimed "
+          f"({core['retimed_critical_block']}), {core['fmax_mhz']:.1f} MHz as written "
+          f"({core['critical_block']}); timed: {', '.join(core['blocks_timed'])}"
+          + (f"; structural: {', '.join(core['blocks_structural'])}"
+             if core["blocks_structural"] else "")
+          + (f"; NOT timed (the core's figure is an upper bound): "
+             f"{', '.join(core['blocks_not_timed'])}" if core["blocks_not_timed"] else ""))
     print(f"supported clock (x{f['margin']}): {core['supported_clock_mhz']:.0f} MHz; "
           f"{hw.name} claims {hw.clock_mhz:.0f} MHz: "
           f"{'within' if f['claim_ok'] else 'ABOVE the estimate'}")
@@ -74,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{n} {r['synth_seconds']:.0f}" for n, r in rep["components"].items()
         if r["kind"] != "memory"))
     if a.json:
+        # the Yosys run that made each (perhaps cached) netlist: its wall seconds
+        yosys = {n: r["first_synth_seconds"] for n, r in rep["components"].items()
+                 if r["kind"] != "memory"}
         Path(a.json).write_text(json.dumps({"hw": hw.name, "blocks_timed": pick,
-                                            "fmax": f}, indent=1))
+                                            "yosys_seconds": yosys, "fmax": f}, indent=1))
     return 0 if f["claim_ok"] else 1
 
 

@@ -660,7 +660,8 @@ def synth(hw_name: str, work: str, no_cache: bool, as_json: bool, scheduler: str
             return (f"{b['delay_ns']:.2f} ns comb.",)
         if not b.get("fmax_mhz"):
             return ("-",)
-        return (f"{b['retimed_fmax_mhz']:,.0f} / {b['fmax_mhz']:,.0f}",)
+        mark = " (structural)" if b.get("status") == "structural" else ""
+        return (f"{b['retimed_fmax_mhz']:,.0f} / {b['fmax_mhz']:,.0f}{mark}",)
 
     for name, c in rep["components"].items():
         t.add_row(name, f"{c['instances']:,}", *(fmt(c["total"][r]) for r in RESOURCES),
@@ -680,8 +681,13 @@ def synth(hw_name: str, work: str, no_cache: bool, as_json: bool, scheduler: str
     console.print("not counted: " + "; ".join(rep["excluded"]))
     if core:
         verdict = "within" if fm.get("claim_ok") else "ABOVE"
+        left = core.get("blocks_not_timed") or []
         console.print(
             f"estimated Fmax (UltraScale+ -2, pre-placement, docs/rtl-clock.md): core "
+            f"(the minimum of its {len(core.get('blocks_timed', []))} blocks timed"
+            + (f", {len(core['blocks_structural'])} estimated structurally"
+               if core.get("blocks_structural") else "")
+            + (f"; not timed: {', '.join(left)}" if left else "") + ") "
             f"{core['retimed_fmax_mhz']:,.1f} MHz with the FP registers retimed "
             f"({core['retimed_critical_block']}), {core['fmax_mhz']:,.1f} MHz as written "
             f"({core['critical_block']}); supported clock with the {fm['margin']:.0%} margin: "

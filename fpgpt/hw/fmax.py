@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Delays", "DELAYS", "MARGIN", "compact_netlist", "save_netlist", "load_netlist", "analyse", "fmax_report",
-           "operator_delay", "chain_lengths", "supported_clock_mhz"]
+           "operator_delay", "chain_lengths", "supported_clock_mhz", "stages_needed",
+           "DSP_STAGE_NS"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,11 @@ class Delays:
 
 #: The delays used unless another set is given.
 DELAYS = Delays()
+
+#: The shortest stage retiming can reach through an FP operator: one combinational DSP48E2
+#: between two fabric registers, with a hop in and out [D: from DELAYS, 3.04 ns = 329 MHz].
+DSP_STAGE_NS = round(DELAYS.ff_clk_to_q + 2 * DELAYS.route + DELAYS.dsp_comb
+                     + DELAYS.ff_setup, 3)
 
 #: Fraction of the estimated Fmax a preset may claim: placement and routing of a large,
 #: congested design lengthen the routing hops that this pre-placement estimate charges at a
@@ -532,6 +538,18 @@ def operator_delay(net: dict[str, Any], *, delays: Delays = DELAYS) -> dict[str,
             "levels": r["output_levels"]}
 
 
+def stages_needed(delay_ns: float, period_ns: float, *, delays: Delays = DELAYS) -> int:
+    """Registers an operator of combinational ``delay_ns`` (:func:`operator_delay`) needs
+    behind it for retiming to reach ``period_ns``: its delay with a hop in and out and a
+    register's clock-to-out and setup, over the period (what a preset's latency must be for
+    its clock; docs/rtl-clock.md, "VPU latencies")."""
+    if not period_ns > 0 or not delay_ns >= 0:
+        raise ValueError(f"period_ns must be > 0 and delay_ns >= 0, not {period_ns!r}, "
+                         f"{delay_ns!r}")
+    path = delay_ns + 2 * delays.route + delays.ff_clk_to_q + delays.ff_setup
+    return max(1, math.ceil(path / period_ns - 1e-9))
+
+
 def supported_clock_mhz(fmax_mhz: float, margin: float = MARGIN) -> float:
     """The clock a preset may claim for a design whose estimated Fmax is ``fmax_mhz``: the
     margin (:data:`MARGIN`), rounded down to a multiple of 5 MHz."""
@@ -540,13 +558,27 @@ def supported_clock_mhz(fmax_mhz: float, margin: float = MARGIN) -> float:
 
 def fmax_report(blocks: dict[str, str | Path], operators: dict[str, str | Path], *,
                 clock_mhz: float | None = None, delays: Delays = DELAYS,
-                margin: float = MARGIN) -> dict[str, Any]:
+                margin: float = MARGIN, not_timed: dict[str, str] | None = None,
+                structural: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Fmax of each block and of the core from their compacted netlists (paths of
     :func:`save_netlist` files; :func:`fpgpt.hw.synth.synth_report` with ``fmax=True``).
 
-    Every FP operator a block instantiates must be among ``operators``. The core's Fmax is
-    the slowest block's; ``supported_clock_mhz`` applies :data:`MARGIN` to the retimed
-    figure, and ``claim_ok`` says whether ``clock_mhz`` (the preset's) is within it.
+    Every FP operator a block instantiates must be among ``operators``. Every block of the
+    core gets a row whose ``status`` says where its figure comes from:
+
+    * ``"timed"``: its netlist walked here;
+    * ``"structural"``: not timed this run, a figure from ``structural`` (``{name:
+      {"retimed_fmax_mhz", "fmax_mhz" (optional), "basis": why}}``: an estimate from the
+      block's structure, e.g. the same block timed on another preset);
+    * ``"not timed"``: neither (``not_timed`` gives the reason).
+
+    The core is not timed as one netlist (far too slow in Yosys): its Fmax is the minimum of
+    its blocks' (``core["from"]`` says so and lists the blocks behind it), each block's ports
+    taken as registered (a path that crosses a block boundary combinationally, e.g. the NET
+    unit's write data into the scratchpad arbiter, is longer in the core; docs/rtl-clock.md).
+    ``supported_clock_mhz`` applies :data:`MARGIN` to the retimed figure, and ``claim_ok`` says
+    whether ``clock_mhz`` (the preset's) is within it; ``core["complete"]`` is False while a
+    block is missing, and then the core's figure is an upper bound.
     """
     ops = {kind: operator_delay(load_netlist(p), delays=delays) for kind, p in operators.items()}
     rows: dict[str, Any] = {}
@@ -558,14 +590,33 @@ def fmax_report(blocks: dict[str, str | Path], operators: dict[str, str | Path],
                                         "combinational_loops", "unknown_cells") if k in r}
         rows[name]["path"] = [t if not t.startswith("fpgpt_bb_") else t[9:]
                               for t, _n in r["path"]]
-    timed = {n: r for n, r in rows.items() if r["fmax_mhz"]}
+        rows[name]["status"] = "timed"
+    for name, est in (structural or {}).items():
+        if name in rows:
+            continue
+        if not isinstance(est, dict) or not est.get("retimed_fmax_mhz") or not est.get("basis"):
+            raise ValueError(f"structural estimate of {name!r} needs retimed_fmax_mhz and "
+                             f"basis, not {est!r}")
+        rows[name] = {"status": "structural", "retimed_fmax_mhz": float(est["retimed_fmax_mhz"]),
+                      "fmax_mhz": float(est.get("fmax_mhz") or est["retimed_fmax_mhz"]),
+                      "basis": str(est["basis"])}
+    for name, why in (not_timed or {}).items():
+        rows.setdefault(name, {"status": "not timed", "fmax_mhz": None,
+                               "retimed_fmax_mhz": None, "reason": why})
+    known = {n: r for n, r in rows.items() if r.get("fmax_mhz")}
     core: dict[str, Any] = {}
-    if timed:
-        slow = min(timed, key=lambda n: timed[n]["fmax_mhz"])
-        slow_rt = min(timed, key=lambda n: timed[n]["retimed_fmax_mhz"])
-        core = {"fmax_mhz": timed[slow]["fmax_mhz"], "critical_block": slow,
-                "retimed_fmax_mhz": timed[slow_rt]["retimed_fmax_mhz"],
-                "retimed_critical_block": slow_rt}
+    if known:
+        slow = min(known, key=lambda n: known[n]["fmax_mhz"])
+        slow_rt = min(known, key=lambda n: known[n]["retimed_fmax_mhz"])
+        missing = sorted(n for n, r in rows.items() if not r.get("fmax_mhz"))
+        core = {"fmax_mhz": known[slow]["fmax_mhz"], "critical_block": slow,
+                "retimed_fmax_mhz": known[slow_rt]["retimed_fmax_mhz"],
+                "retimed_critical_block": slow_rt,
+                "from": "minimum of its blocks (the whole core is not timed as one netlist)",
+                "blocks_timed": sorted(n for n, r in rows.items() if r["status"] == "timed"),
+                "blocks_structural": sorted(n for n, r in rows.items()
+                                            if r["status"] == "structural"),
+                "blocks_not_timed": missing, "complete": not missing}
         core["supported_clock_mhz"] = supported_clock_mhz(core["retimed_fmax_mhz"], margin)
     out = {"method": "static timing of the synth_xilinx netlists, per-cell and per-hop delays "
                      "for UltraScale+ -2 (fpgpt/hw/fmax.py, docs/rtl-clock.md)",

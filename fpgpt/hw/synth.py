@@ -232,7 +232,7 @@ def _vpu(hw):
 
 def _vpu_lane(hw):
     from .vpu import VPULane
-    return VPULane()
+    return VPULane(hw=hw)
 
 
 #: The blocks of the core; adding a unit to the core is one line here.
@@ -265,11 +265,13 @@ COMPONENTS: tuple[Component, ...] = (
               what="VPU instruction sequencer: scratchpad reader/writer, staging, ARGMAX "
                    "write-back",
               boxes=(("fpgpt.hw.vpu_engine", "VPU"),)),
-    Component("vpu", _vpu, what=f"row buffer ({MAX_COLS} columns), delay line, accumulators, "
-                                "scalar phase (FP operators below)",
+    Component("vpu", _vpu, what=f"row buffer ({MAX_COLS} columns), valid / mask delay line, "
+                                "accumulators, scalar phase and its register chains (FP "
+                                "operators below)",
               boxes=(("fpgpt.hw.vpu", "VPULane"),)),
     Component("vpu_lane", _vpu_lane, count=lambda hw: hw.vpu.width,
-              what="the lane's operand and mode multiplexers (FP operators below)"),
+              what="the lane's operand and mode multiplexers, each pass's result register "
+                   "chain (FP operators below)"),
 )
 
 
@@ -568,7 +570,8 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
                  components: tuple[Component, ...] | None = None,
                  stack_mib: int = DEFAULT_STACK_MIB, cache: bool = True,
                  progress: Callable[[str], None] | None = None,
-                 client: Any = None, fmax: bool = False) -> dict[str, Any]:
+                 client: Any = None, fmax: bool = False,
+                 structural: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Synthesize every block of the core for ``hw`` and sum (module docstring).
 
     Parameters
@@ -581,7 +584,11 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
     client : a ``distributed.Client``, optional: each block becomes one Dask task on its
         workers (:func:`synth_block`); the FP operators and the sum stay here.
     fmax : also estimate each block's and the core's Fmax from the netlists
-        (:func:`fpgpt.hw.fmax.fmax_report`): the result's ``"fmax"``.
+        (:func:`fpgpt.hw.fmax.fmax_report`): the result's ``"fmax"``. Every block of
+        :data:`COMPONENTS` gets a row there: the blocks left out of ``components`` are
+        ``"not timed"``, or ``"structural"`` where ``structural`` gives an estimate.
+    structural : ``{block: {"retimed_fmax_mhz", "fmax_mhz", "basis"}}`` for blocks not
+        synthesized this run (:func:`fpgpt.hw.fmax.fmax_report`).
 
     Returns
     -------
@@ -665,10 +672,13 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
     if fmax:                                        # -- fmax: fpgpt/hw/fmax.py
         from .fmax import fmax_report
         say("fmax: static timing of the netlists")
+        picked = {c.name for c in comps}
         timing = fmax_report(
             {c.name: s["netlist"] for c, (s, _e, _l) in zip(comps, done)},
             {kind: s["netlist"] for kind, (s, _e) in zip(kinds, fp_done)},
-            clock_mhz=hw.clock_mhz)
+            clock_mhz=hw.clock_mhz, structural=structural,
+            not_timed={c.name: "not synthesized in this run" for c in COMPONENTS
+                       if c.name not in picked})
     total = {k: sum(r["total"][k] for r in rows.values()) for k in RESOURCES}
     cap = hw.device.capacity()
     util = {k: total[k] / cap[k] for k in RESOURCES}

@@ -8,9 +8,16 @@ reduces the lane accumulators with the contract's pairwise tree and computes the
 
 Datapath per pass (all stages stall together when the output stream is not ready)::
 
-    source (input stream, or the row buffer's read port) -> W x VPULane (combinational)
-        -> delay line, tapped at the pass's latency (the retiming depth of its FP units)
-        -> output stream (FP16 rounding) | lane accumulators (sum, max or argmax; 1 beat/cycle)
+    source (input stream, or the row buffer's read port) -> W x VPULane: the pass's FP32
+        chain (combinational), then its latency in registers (the retiming depth of its FP
+        units; an output pass's result is rounded to FP16 before them)
+        -> output stream | lane accumulators (sum, max or argmax; 1 beat/cycle)
+
+Every pass's result has a register chain of its own, inside the lane and right after its
+logic (each register driving only the next), so that synthesis retiming may spread the
+registers through the logic (docs/rtl-clock.md); a valid / mask delay line beside the lanes is
+tapped at the pass's latency. The scalar phase likewise: its results pass through as many
+registers as the phase waits.
 
 Bit-exactness: each lane applies the contract's FP32 operations in its order; lane ``j`` sees
 elements ``j, j+W, ...`` in order; padded lanes of a short last beat add +0 / are skipped (the
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -100,31 +107,47 @@ def _is(mode, *modes):
 
 
 class VPULane(wiring.Component):
-    """One lane's combinational datapath: every pass's FP32 chain, sharing one exp unit.
+    """One lane: every pass's FP32 chain (sharing one exp unit), each pass's result delayed by
+    the pass's latency (:func:`mode_latency`) in a plain chain of registers after its logic.
+
+    Passes with the same latency share one chain (their results multiplexed by ``mode`` in
+    front of it). An output pass's result is rounded to FP16 before its chain (the write-back
+    rounding: ``mode_latency`` counts its register), so every register follows the logic it
+    may be retimed into (docs/rtl-clock.md, "VPU").
+
+    Parameters
+    ----------
+    hw : HardwareConfig
+        ``hw.vpu``'s add / mul / special latencies (the chains' lengths).
 
     Ports
     -----
     mode : In(4)
         A :class:`Mode`.
+    advance : In(1)
+        The chains shift when it is high (the VPU's stall).
     a, b, c : In(16)
         The element and its operands: VADD/VMUL ``b``; LAYERNORM ``b`` = gamma, ``c`` = beta.
     scale, mmax, mean, inv, r : In(32)
         Row scalars (SOFTMAX scale and maximum, LAYERNORM mean and 1/sqrt(var+eps), 1/sum).
     y : Out(32)
-        FP32 result (VCOPY: ``a`` unchanged in the low half). Output passes round it to FP16
-        after the delay line.
+        The result of the element that entered ``mode_latency(hw)[mode]`` advancing cycles
+        earlier: FP32 for the accumulating passes, the FP16 result in the low half for the
+        output passes (VCOPY: ``a`` unchanged).
     """
 
-    def __init__(self):
-        super().__init__({"mode": In(4), "a": In(16), "b": In(16), "c": In(16),
-                          "scale": In(32), "mmax": In(32), "mean": In(32), "inv": In(32),
-                          "r": In(32), "y": Out(32)})
+    def __init__(self, *, hw: HardwareConfig):
+        if not isinstance(hw, HardwareConfig):
+            raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
+        self._lat = mode_latency(hw)
+        super().__init__({"mode": In(4), "advance": In(1), "a": In(16), "b": In(16),
+                          "c": In(16), "scale": In(32), "mmax": In(32), "mean": In(32),
+                          "inv": In(32), "r": In(32), "y": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
         md = self.mode
         sm = _is(md, Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT)
-        ln = _is(md, Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT)
         a32 = fplogic.build_f16_to_f32(m, self.a, name="a32")
         b32 = fplogic.build_f16_to_f32(m, self.b, name="b32")
         c32 = fplogic.build_f16_to_f32(m, self.c, name="c32")
@@ -146,17 +169,41 @@ class VPULane(wiring.Component):
         gr = build_recip(m, gd, name="g_r")
         gg = fplogic.build_f32_mul(m, a32, gr, name="g_g")
         gelu = Mux(a32 == _NEG_INF, Const(0x80000000, 32), gg)
-        # d*d (LN pass 2), d*inv (LN pass 3), e*r (SOFTMAX pass 3).
-        m2 = fplogic.build_f32_mul(m, Mux(sm, e, s1),
-                                   Mux(md == int(Mode.LN_VAR), s1, Mux(ln, self.inv, self.r)),
-                                   name="m2")
+        # d*d (LN pass 2), d*inv (LN pass 3); e*r (SOFTMAX pass 3) in a multiplier of its own,
+        # so that no path runs from the shared exp into the LAYERNORM passes' shorter chains.
+        m2 = fplogic.build_f32_mul(m, s1, Mux(md == int(Mode.LN_VAR), s1, self.inv), name="m2")
+        m2s = fplogic.build_f32_mul(m, e, self.r, name="m2s")
         m3 = fplogic.build_f32_mul(m, m2, b32, name="m3")          # * gamma
         a3 = fplogic.build_f32_add(m, m3, c32, name="a3")          # + beta
+        results = {Mode.VADD: s1, Mode.VMUL: m1, Mode.GELU: gelu, Mode.VCOPY: self.a,
+                   Mode.LN_SUM: a32, Mode.LN_VAR: m2, Mode.LN_OUT: a3, Mode.SM_MAX: m1,
+                   Mode.SM_SUM: e, Mode.SM_OUT: m2s, Mode.ARGMAX: a32}
+        # An output pass's result is rounded to FP16 (write-back) before its chain.
+        for mode in OUTPUT_MODES:
+            if mode != Mode.VCOPY:
+                results[mode] = fplogic.build_f32_to_f16(m, results[mode],
+                                                         name=f"wb_{mode.name.lower()}")
+        # One chain per distinct latency.
+        ends: dict[Mode, Value] = {}
+        for lat in sorted(set(self._lat.values())):
+            modes = [mode for mode in Mode if self._lat[mode] == lat]
+            head = Signal(32, name=f"p{lat}")
+            with m.Switch(md):
+                for mode in modes:
+                    with m.Case(int(mode)):
+                        m.d.comb += head.eq(results[mode])
+                with m.Default():
+                    m.d.comb += head.eq(0)
+            value = head
+            for k in range(lat):
+                reg = Signal(32, name=f"p{lat}_d{k}")
+                with m.If(self.advance):
+                    m.d.sync += reg.eq(value)
+                value = reg
+            for mode in modes:
+                ends[mode] = value
         with m.Switch(md):
-            for mode, val in ((Mode.VADD, s1), (Mode.VMUL, m1), (Mode.GELU, gelu),
-                              (Mode.VCOPY, self.a), (Mode.LN_SUM, a32), (Mode.LN_VAR, m2),
-                              (Mode.LN_OUT, a3), (Mode.SM_MAX, m1), (Mode.SM_SUM, e),
-                              (Mode.SM_OUT, m2), (Mode.ARGMAX, a32)):
+            for mode, val in ends.items():
                 with m.Case(int(mode)):
                     m.d.comb += self.y.eq(val)
             with m.Default():       # not a Mode: nothing is computed
@@ -296,41 +343,38 @@ class VPU(wiring.Component):
         # ---------------------------------------------------------------- lanes
         ys = []
         for j in range(w):
-            lane = m.submodules[f"lane{j}"] = VPULane()
+            lane = m.submodules[f"lane{j}"] = VPULane(hw=hw)
             sl = slice(16 * j, 16 * j + 16)
-            m.d.comb += [lane.mode.eq(mode), lane.a.eq(operands.a[sl]), lane.b.eq(operands.b[sl]),
+            m.d.comb += [lane.mode.eq(mode), lane.advance.eq(advance),
+                         lane.a.eq(operands.a[sl]), lane.b.eq(operands.b[sl]),
                          lane.c.eq(operands.c[sl]), lane.scale.eq(scale), lane.mmax.eq(mmax),
                          lane.mean.eq(mean), lane.inv.eq(inv), lane.r.eq(rcp)]
             ys.append(lane.y)
 
-        # ---------------------------------------------------------------- delay line + tap
-        stages = [(src_valid, src_mask, Cat(*ys))]
+        # ------------------------------------------- valid / mask delay line + tap
+        # (the data's own chains are in the lanes, one per pass latency)
+        stages = [(src_valid, src_mask)]
         for k in range(depth):
-            pv, pm, pd = stages[-1]
-            sv, smk, sd = Signal(name=f"dl{k}_v"), Signal(w, name=f"dl{k}_m"), \
-                Signal(32 * w, name=f"dl{k}_d")
+            pv, pm = stages[-1]
+            sv, smk = Signal(name=f"dl{k}_v"), Signal(w, name=f"dl{k}_m")
             with m.If(advance):
-                m.d.sync += [sv.eq(pv), smk.eq(pm), sd.eq(pd)]
+                m.d.sync += [sv.eq(pv), smk.eq(pm)]
             with m.If(flush):
                 m.d.sync += sv.eq(0)
-            stages.append((sv, smk, sd))
+            stages.append((sv, smk))
         tap_mask, tap_data = Signal(w), Signal(32 * w)
+        m.d.comb += tap_data.eq(Cat(*ys))
         with m.Switch(mode):
             for md, l in lat.items():
                 with m.Case(int(md)):
-                    m.d.comb += [tap_valid.eq(stages[l][0]), tap_mask.eq(stages[l][1]),
-                                 tap_data.eq(stages[l][2])]
+                    m.d.comb += [tap_valid.eq(stages[l][0]), tap_mask.eq(stages[l][1])]
             with m.Default():
                 m.d.comb += tap_valid.eq(0)
         taken = tap_valid & advance
 
         # ---------------------------------------------------------------- output stream
         state_result = Signal()
-        out16 = []
-        for j in range(w):
-            y = tap_data[32 * j:32 * j + 32]
-            h = fplogic.build_f32_to_f16(m, y, name=f"wb{j}")
-            out16.append(Mux(tap_mask[j], Mux(mode == int(Mode.VCOPY), y[:16], h), 0))
+        out16 = [Mux(tap_mask[j], tap_data[32 * j:32 * j + 16], 0) for j in range(w)]
         m.d.comb += [
             self.o.valid.eq((streaming & out_mode & tap_valid) | state_result),
             self.o.payload.eq(Mux(state_result, result, Cat(*out16))),
@@ -395,6 +439,24 @@ class VPU(wiring.Component):
         s_var = fplogic.build_f32_add(m, s_mean, eps, name="s_var")    # var + eps
         s_inv = build_rsqrt(m, s_var, name="s_inv")
         s_rcp = build_recip(m, tsum, name="s_rcp")
+        # The scalar phase's inputs (accumulators, cols, eps) hold still from the pass's last
+        # beat until its result is taken, ``waits[mode]`` cycles into SCALAR (at least one
+        # more): each result goes through that many registers, a plain chain after its logic
+        # that retiming may spread through it (docs/rtl-clock.md) and that takes it at the
+        # same cycle as the combinational path would.
+        def settle(value, md, name):
+            out = node(f"{name}_s", value)
+            for k in range(waits[md]):
+                reg = Signal.like(out, name=f"{name}_s{k}")
+                m.d.sync += reg.eq(out)
+                out = reg
+            return out
+
+        s_mean = settle(s_mean, Mode.LN_SUM, "s_mean")
+        s_inv = settle(s_inv, Mode.LN_VAR, "s_inv")
+        s_rcp = settle(s_rcp, Mode.SM_SUM, "s_rcp")
+        tmax = settle(tmax, Mode.SM_MAX, "tmax")
+        s_arg = settle(Mux(thas, targ, 0), Mode.ARGMAX, "s_arg")       # all NaN -> 0
 
         # ---------------------------------------------------------------- control
         m.d.comb += self.busy.eq(~self.cmd.ready)
@@ -443,7 +505,7 @@ class VPU(wiring.Component):
                         with m.Case(int(Mode.SM_SUM)):
                             m.d.sync += rcp.eq(s_rcp)
                         with m.Case(int(Mode.ARGMAX)):
-                            m.d.sync += result.eq(Mux(thas, targ, 0))   # all NaN -> 0
+                            m.d.sync += result.eq(s_arg)
                         with m.Default():
                             m.d.sync += result.eq(result)
                     with m.If(mode == int(Mode.ARGMAX)):

@@ -108,10 +108,51 @@ def test_combinational_dsp_and_ports():
     assert o["levels"] == {"DSP48E2": 1}
 
 
+def test_stages_needed_for_a_period():
+    over = 2 * D.route + D.ff_clk_to_q + D.ff_setup          # a register stage's own cost
+    assert fmax.DSP_STAGE_NS == pytest.approx(D.dsp_comb + over, abs=1e-3)
+    assert fmax.stages_needed(D.dsp_comb, fmax.DSP_STAGE_NS) == 1
+    assert fmax.stages_needed(2 * fmax.DSP_STAGE_NS - over, fmax.DSP_STAGE_NS) == 2
+    assert fmax.stages_needed(2 * fmax.DSP_STAGE_NS - over + 0.01, fmax.DSP_STAGE_NS) == 3
+    assert fmax.stages_needed(211.65, fmax.DSP_STAGE_NS) == 70     # exp, docs/rtl-clock.md
+    with pytest.raises(ValueError, match="period_ns must be > 0"):
+        fmax.stages_needed(1.0, 0.0)
+
+
 def test_supported_clock_applies_the_margin():
     assert fmax.supported_clock_mhz(400.0) == 320.0
     assert fmax.supported_clock_mhz(67.9) == 50.0
     assert fmax.supported_clock_mhz(100.0, margin=1.0) == 100.0
+
+
+def test_report_names_each_blocks_source_and_takes_the_core_as_their_minimum(tmp_path):
+    # two timed blocks (one LUT level, three), one structural estimate, one not timed
+    fast = _net([_ff("r0", 10, 1), _lut("l1", [1], 2), _ff("r1", 2, 3)])
+    slow = _net([_ff("r0", 10, 1), _lut("l1", [1], 2), _lut("l2", [2], 3), _lut("l3", [3], 4),
+                 _ff("r1", 4, 5)])
+    paths = {n: fmax.save_netlist(net, tmp_path / f"{n}.net.json.gz")
+             for n, net in (("fast", fast), ("slow", slow))}
+    est = {"guess": {"retimed_fmax_mhz": 100.0, "basis": "the same block timed on tiny"},
+           "fast": {"retimed_fmax_mhz": 1.0, "basis": "ignored: the block is timed"}}
+    rep = fmax.fmax_report(paths, {}, clock_mhz=90.0, structural=est,
+                           not_timed={"left": "not synthesized in this run", "guess": "x"})
+    b = rep["blocks"]
+    assert {n: r["status"] for n, r in b.items()} == {
+        "fast": "timed", "slow": "timed", "guess": "structural", "left": "not timed"}
+    assert b["left"]["reason"] == "not synthesized in this run" and b["left"]["fmax_mhz"] is None
+    assert b["slow"]["fmax_mhz"] < b["fast"]["fmax_mhz"] and b["slow"]["fmax_mhz"] > 100.0
+    core = rep["core"]
+    assert core["retimed_critical_block"] == "guess" and core["retimed_fmax_mhz"] == 100.0
+    assert core["blocks_timed"] == ["fast", "slow"] and core["blocks_structural"] == ["guess"]
+    assert core["blocks_not_timed"] == ["left"] and core["complete"] is False
+    assert "minimum of its blocks" in core["from"]
+    assert core["supported_clock_mhz"] == 80.0 and rep["claim_ok"] is False
+    with pytest.raises(ValueError, match="needs retimed_fmax_mhz and basis"):
+        fmax.fmax_report(paths, {}, structural={"guess": {"retimed_fmax_mhz": 100.0}})
+    # every block timed: the core's figure is complete and the slowest block's
+    full = fmax.fmax_report(paths, {})
+    assert full["core"]["complete"] and full["core"]["critical_block"] == "slow"
+    assert full["core"]["fmax_mhz"] == b["slow"]["fmax_mhz"]
 
 
 # -- tiny's MPU lane through Yosys -----------------------------------------------------------
