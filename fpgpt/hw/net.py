@@ -67,8 +67,8 @@ Cycle cost, measured (tests/rtl/test_hw_net.py ``test_cycle_cost``: 64-bit ``tda
 4), operands at ``sram = 0``, an idle ring (links of zero latency, scratchpad grant always
 ready), every device given its instruction in the same cycle; cycles from ``cmd`` accepted to
 ``done``, the slowest device for the collectives). :func:`engine_cycles` is the closed form
-(exact for SEND, RECV, ALLREDUCE with ``n >= 4``; an ALLGATHER at most 3 cycles per step
-above the RTL):
+(exact for SEND and RECV; an ALLGATHER at most 3 cycles per step above the RTL, an ALLREDUCE
+at most 16):
 
 ==================  ====  ====  ====  ====
 count n             1     4     16    64
@@ -77,9 +77,13 @@ SEND                9     9     12    24      (8 + ⌈n/G⌉)
 RECV (paired)       10    10    13    25      (9 + B(sram, n))
 ALLGATHER, D=2      10    10    13    37      (about 1 + (D-1)(2n/G + 5))
 ALLGATHER, D=3      19    19    25    73
-ALLREDUCE, D=2      17    27    63    207     (3n + 10D - 5 for n >= 4)
-ALLREDUCE, D=3      23    37    73    217
+ALLREDUCE, D=2      47    57    81    228     (at most 3n + (10 + pipe_depth)D - 4)
+ALLREDUCE, D=3      68    82    106   253
 ==================  ====  ====  ====  ====
+
+ALLREDUCE before its pipeline (the FP16 -> FP32 -> add -> FP16 in one cycle): 17, 27, 63, 207
+(D=2) and 23, 37, 73, 217 (D=3), exactly ``3n + 10D - 5`` for ``n >= 4``; each device's phase 1
+now adds the pipeline's depth (15) to the chain.
 
 Before the groups (one element per port cycle for every op) SEND of 64 took 71 cycles and a
 3-device ALLGATHER of 64 261. The timing model (``fpgpt.sim.costs.net_cycles``) charges, per

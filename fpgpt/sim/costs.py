@@ -458,5 +458,5 @@ def instr_events(hw: "HardwareConfig", op: str, f: dict[str, int],
             key, size = "spad_write_bytes" if o.write else "spad_read_bytes", 2 * size
         ev[key] = ev.get(key, 0) + size
     if op in ("SEND", "ALLGATHER", "ALLREDUCE"):
-        ev["link_bytes", "net_allreduce_pipe"] = link_bytes(hw, op, f)
+        ev["link_bytes"] = link_bytes(hw, op, f)
     return ev
