@@ -502,7 +502,9 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                     e = yield (pc, s, cost)
                 free[code] = e
                 per_busy[pc] += cost
-                if acc and inflight:
+                # steal() changes nothing unless a transfer overlaps [s, e): skip the call when
+                # every transfer ended by s or the first starts at e or later (in order).
+                if acc and inflight and inflight[-1][4] > s and inflight[0][3] < e:
                     steal(s, e, acc)
                 if trace is not None:
                     trace.instr(code, plan.ops[pc], pc, s, e)
