@@ -8,12 +8,25 @@
     codegen    IR -> instructions, natural order         (codegen.py)
     schedule   hoist weight loads, wait counts           (schedule.py)
     emit       Program                                   (emit.py)
+
+A timing-only compile (no weights) is cached by :func:`run_pipeline`: in this process and, for
+a fresh process such as ``fpgpt simulate``, as a file under ``build/compile-cache/``
+(``FPGPT_COMPILE_CACHE`` names another folder, or ``off``). The key hashes every fpgpt source
+file, the model spec, the whole HardwareConfig, the prompt length, the card and whether the
+verifier ran, so a cached Program is never stale: any change to the code or the inputs misses.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+
 from fpgpt.config import HardwareConfig
-from fpgpt.isa import Program
+from fpgpt.isa import Instr, Program
+from fpgpt.isa import ISAError
 from fpgpt.isa.verify import ProgramError, verify_stream
 from fpgpt.models import ModelSpec
 
@@ -28,7 +41,7 @@ from .partition import partition_graph, shard
 from .schedule import schedule
 from .tile import tile_graph
 
-__all__ = ["PASSES", "run_pipeline", "stream_regmax"]
+__all__ = ["PASSES", "run_pipeline", "stream_regmax", "cache_dir", "CACHE_ENV"]
 
 PASSES = ("lower", "partition", "layout", "buffers", "tile", "codegen", "schedule", "emit")
 STREAMS = ("prefill", "decode")
@@ -45,7 +58,108 @@ def stream_regmax(spec: ModelSpec, stream: str, tiles: list[tuple[int, int]]) ->
 def run_pipeline(spec: ModelSpec, hw: HardwareConfig, *, prompt_len: int, weights=None,
                  verify: bool = True, device: int = 0) -> Program:
     """Card ``device``'s Program of ``spec`` on a ring of ``hw.devices`` cards (one card: the
-    whole model)."""
+    whole model). Without weights the result is cached (module docstring): every call returns
+    a Program of its own, equal to what the passes give (instruction comments included)."""
+    if weights is not None:
+        return _run_passes(spec, hw, prompt_len=prompt_len, weights=weights, verify=verify,
+                           device=device)
+    folder = cache_dir()
+    if folder is None:
+        return _run_passes(spec, hw, prompt_len=prompt_len, verify=verify, device=device)
+    key = _cache_key(spec, hw, prompt_len, verify, device)
+    blob = _MEMORY.get(key)
+    path = Path(folder) / f"{key}.fpc"
+    if blob is None:
+        try:
+            blob = path.read_bytes()
+        except OSError:
+            blob = None
+    if blob is not None:
+        try:
+            program = _unpack(blob)
+        except (ISAError, ValueError, KeyError, TypeError, struct.error):
+            program = None                          # a damaged file: compile again
+        if program is not None:
+            _remember(key, blob)
+            return program
+    program = _run_passes(spec, hw, prompt_len=prompt_len, verify=verify, device=device)
+    blob = _pack(program)
+    _remember(key, blob)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)                       # atomic: parallel runs never see half a file
+    except OSError:
+        pass                                        # a read-only folder: no disk cache
+    return program
+
+
+#: Environment variable naming the compile cache's folder (``off``, ``0`` or empty: no cache).
+CACHE_ENV = "FPGPT_COMPILE_CACHE"
+_MEMORY: dict[str, bytes] = {}                      # key -> packed Program, this process
+_MEMORY_LIMIT = 32                                  # entries (an XL program packs to ~0.2 MB)
+_DIGEST: list[str] = []
+
+
+def cache_dir() -> Path | None:
+    """The compile cache's folder: ``$FPGPT_COMPILE_CACHE``, else ``build/compile-cache`` in the
+    working directory (as ``fpgpt synth`` keeps ``build/synth``); None when turned off."""
+    v = os.environ.get(CACHE_ENV)
+    if v is None:
+        return Path("build") / "compile-cache"
+    if v.strip().lower() in ("", "0", "off", "no", "false"):
+        return None
+    return Path(v)
+
+
+def _source_digest() -> str:
+    """sha256 over every fpgpt source file (paths and contents), once per process."""
+    if not _DIGEST:
+        root = Path(__file__).resolve().parents[1]
+        h = hashlib.sha256()
+        for p in sorted(root.rglob("*.py")):
+            h.update(p.relative_to(root).as_posix().encode() + b"\0")
+            h.update(p.read_bytes())
+        _DIGEST.append(h.hexdigest())
+    return _DIGEST[0]
+
+
+def _cache_key(spec: ModelSpec, hw: HardwareConfig, prompt_len: int, verify: bool,
+               device: int) -> str:
+    parts = (_source_digest(), repr(spec), repr(hw), prompt_len, bool(verify), device)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
+
+
+def _pack(program: Program) -> bytes:
+    """The Program file (:meth:`Program.to_bytes`) after the instructions' comments, which that
+    format leaves out (tests and the disassembler read them)."""
+    comments = json.dumps({k: [i.comment for i in v] for k, v in program.streams.items()}).encode()
+    return struct.pack("<I", len(comments)) + comments + program.to_bytes()
+
+
+def _unpack(blob: bytes) -> Program:
+    (n,) = struct.unpack_from("<I", blob)
+    comments = json.loads(blob[4:4 + n].decode())
+    program = Program.from_bytes(blob[4 + n:], origin="compile cache")
+    for name, instrs in program.streams.items():
+        cs = comments[name]
+        if len(cs) != len(instrs):
+            raise ValueError("comment count")
+        program.streams[name] = [Instr(i.op, i.args, i.waits, c) if c else i
+                                 for i, c in zip(instrs, cs)]
+    return program
+
+
+def _remember(key: str, blob: bytes) -> None:
+    if key not in _MEMORY and len(_MEMORY) >= _MEMORY_LIMIT:
+        del _MEMORY[next(iter(_MEMORY))]            # the oldest entry
+    _MEMORY[key] = blob
+
+
+def _run_passes(spec: ModelSpec, hw: HardwareConfig, *, prompt_len: int, weights=None,
+                verify: bool = True, device: int = 0) -> Program:
+    """The passes, in order (module docstring)."""
     sh = shard(spec, hw.devices, device)
     if not isinstance(prompt_len, int) or isinstance(prompt_len, bool) or not 1 <= prompt_len < spec.n_ctx:
         raise CompileError(f"prompt_len must be an integer in 1..{spec.n_ctx - 1} for model "

@@ -123,7 +123,8 @@ class StreamPlan:
     ``entries[i]`` is ``(code, waits, touched, cost, dyn, x1, x2)``: code 0..3 a unit (wait-field
     order) or a CTRL code; waits ``((unit, k), ...)`` for k > 0; registers the scoreboard
     checks; the static cost (None when register-dependent); ``dyn`` = (register numbers, their
-    field names, base fields, shape id, cost function) for register-dependent shapes; x1/x2 per
+    field names, base fields, shape id, cost function, the register when it is the only one
+    else -1) for register-dependent shapes; x1/x2 per
     code (ARGMAX rd; SETI rd/imm; ADDI rd/(rs, imm); BNZ rs/target).
 
     Costs live in ``costs``, keyed ``(shape id, register values...)``: the shape id names the
@@ -169,7 +170,9 @@ class StreamPlan:
                                       for k, v in f.items() if k not in names)
             sid = shapes.setdefault(shape, len(shapes))
             if dyn_regs:
-                cost, dyn = None, (tuple(r for _, r in dyn_regs), names, f, sid, fn)
+                regnums = tuple(r for _, r in dyn_regs)
+                cost, dyn = None, (regnums, names, f, sid, fn,
+                                   regnums[0] if len(regnums) == 1 else -1)
             else:
                 cost = self.costs.get((sid,))
                 if cost is None:
@@ -182,7 +185,7 @@ class StreamPlan:
 
 def _dyn_cost(dyn: tuple, regs_v: list[int], costs: dict) -> Any:
     """The cost of a register-dependent instruction at the current register values."""
-    regnums, names, base, sid, fn = dyn
+    regnums, names, base, sid, fn, _ = dyn
     key = (sid, *[regs_v[r] for r in regnums])
     c = costs.get(key)
     if c is None:
@@ -272,6 +275,12 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     max_pend = 0.0
     hbm_bytes = 0
     issue = hbm.issue
+    # The HBM model's O(1) state and constants as locals: kind 0/1 transfers (every channel
+    # alike, the common case) are issued inline below, the same arithmetic in the same order as
+    # HBMModel.issue; kind 2 goes through issue() with the state written back and read again.
+    refresh = hbm.refresh
+    h_iv, h_rc, h_av, h_lat = hbm.interval_cycles, hbm.refresh_cycles, hbm._avail, hbm.latency_cycles
+    h_lo, h_shift, h_mb = hbm._lo, hbm._shift, hbm._maxbase
     # DMA transfers whose completion no instruction has read yet: the engines' port-B
     # accesses during them may still delay them (module docstring). Each is a list
     # [k, pc, ready, s, e, e_hbm, eng, steal, occupancy, nbytes, trace event, blame], blame
@@ -430,13 +439,37 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             if ready > s:
                 s = ready
             if dyn is not None:
-                cost = costs.get((dyn[3], *[regs_v[r] for r in dyn[0]]))   # (hot path)
+                r0 = dyn[5]                            # one register: no list (hot path)
+                cost = costs.get((dyn[3], regs_v[r0]) if r0 >= 0
+                                 else (dyn[3], *[regs_v[r] for r in dyn[0]]))
                 if cost is None:
                     cost = _dyn_cost(dyn, regs_v, costs)
                 dyn_hist.append(cost)
             if code == 0:
                 kind, work, idx, straggle, nbytes, extra, eng, occ, _ = cost
-                e_hbm = issue(s, kind, work, idx, straggle) + extra
+                if kind == 1:                          # HBMModel.issue, inlined (hot path)
+                    if refresh:
+                        kq = s // h_iv
+                        w = s - kq * h_iv - h_rc
+                        w = kq * h_av + (w if w > 0.0 else 0.0)
+                    else:
+                        w = s
+                    w = w - h_shift
+                    if w > h_lo:
+                        h_lo = w
+                    h_shift = h_shift + work
+                    fin = (h_mb if h_mb > h_lo else h_lo) + h_shift + straggle
+                    if refresh:
+                        kq = fin // h_av
+                        w = fin - kq * h_av
+                        fin = kq * h_iv + (h_rc + w if w > 0 else 0.0)
+                    e_hbm = fin + h_lat + extra
+                elif kind == 0:
+                    e_hbm = s + 1.0 + extra
+                else:
+                    hbm._lo, hbm._shift, hbm._maxbase = h_lo, h_shift, h_mb
+                    e_hbm = issue(s, kind, work, idx, straggle) + extra
+                    h_lo, h_shift, h_mb = hbm._lo, hbm._shift, hbm._maxbase
                 e = s + eng if s + eng > e_hbm else e_hbm   # the DMA engine or HBM bounds it
                 prev = last[0]
                 if e < prev:
@@ -449,13 +482,29 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             else:
                 cost, acc, _ = cost
                 if s > f0:
-                    blame(code, f0, s, t, ready, wcause, traise, tcause)
+                    # blame(code, f0, s, t, ready, ...), inlined: an engine starts at
+                    # max(free, ready), so s > f0 means s == ready and its first case is void.
+                    row = wm[code]
+                    x = s
+                    if x > t:
+                        lo = t if t > f0 else f0
+                        row[wcause] += x - lo
+                        x = lo
+                    if x > f0:
+                        if traise > f0:
+                            hi = traise if traise < x else x
+                            row[tcause] += hi - f0
+                            row[4] += x - hi
+                        else:
+                            row[4] += x - f0
                 e = s + cost
                 if coupled and code == 3:              # the ring's partners (sim/system.py)
                     e = yield (pc, s, cost)
                 free[code] = e
                 per_busy[pc] += cost
-                if acc and inflight:
+                # steal() changes nothing unless a transfer overlaps [s, e): skip the call when
+                # every transfer ended by s or the first starts at e or later (in order).
+                if acc and inflight and inflight[-1][4] > s and inflight[0][3] < e:
                     steal(s, e, acc)
                 if trace is not None:
                     trace.instr(code, plan.ops[pc], pc, s, e)
