@@ -1,5 +1,6 @@
 """Imports flow one way (DESIGN.md): config <- isa <- {compiler, sim, hw}; models <- compiler;
-sim never imports compiler; hw never imports sim; nothing below cli imports cli."""
+sim never imports compiler; hw never imports sim; nothing below cli imports cli; sweep (the
+design-space sweeps, on top of everything but the reports) is imported by the CLI only."""
 
 import ast
 from pathlib import Path
@@ -16,6 +17,8 @@ FORBIDDEN = {
     "compiler": {"sim", "hw", "energy", "report", "cli"},
     "sim": {"compiler", "hw", "energy", "report", "cli"},
     "hw": {"sim", "compiler", "energy", "report", "cli"},
+    # sweep drives the lower layers (config, models, compiler, sim, hw, energy, geometry)
+    "sweep": {"report", "report_md", "report_plots", "cli"},
 }
 
 
@@ -47,4 +50,18 @@ def test_imports_flow_one_way(package):
     for f in files:
         for imp in _imports(f, package) & FORBIDDEN[package]:
             bad.append(f"{f.relative_to(ROOT.parent)} imports fpgpt.{imp}")
+    assert not bad, "; ".join(bad)
+
+
+def test_only_the_cli_imports_sweep():
+    """fpgpt.sweep is a top layer: no package but the CLI may import it (a lower one doing so
+    would make it depend on Dask, pandas and everything the sweep drives)."""
+    bad = []
+    for f in sorted(ROOT.rglob("*.py")):
+        rel = f.relative_to(ROOT)
+        if rel.parts[0] in ("sweep", "cli"):
+            continue
+        pkg = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if "sweep" in _imports(f, pkg):
+            bad.append(f"{f.relative_to(ROOT.parent)} imports fpgpt.sweep")
     assert not bad, "; ".join(bad)

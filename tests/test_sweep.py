@@ -12,7 +12,7 @@ import pytest
 
 from fpgpt.config import load_preset
 from fpgpt.sweep.point import evaluate_point, point_key
-from fpgpt.sweep.run import RUN_COLUMNS, make_tasks, run_sweep
+from fpgpt.sweep.run import NO_DASHBOARD, RUN_COLUMNS, make_tasks, run_sweep
 from fpgpt.sweep.spec import SpecError, load_spec
 from fpgpt.sweep.store import ResultStore, mark_table, pareto_mask
 
@@ -49,7 +49,7 @@ def client():
     """A two-worker LocalCluster (processes, small memory limits) shared by the Dask tests."""
     c = distributed.Client(distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
-        dashboard_address=None, silence_logs=50))
+        silence_logs=50, **NO_DASHBOARD))
     yield c
     c.close()
     c.cluster.close()
@@ -81,6 +81,8 @@ def test_spec_axes_ranges_and_sample(tmp_path):
     ('"mpu.lane" = [1]', "axis 'mpu.lane' is neither a HardwareConfig field"),
     ('"vpu.width" = []', "axis 'vpu.width' is an empty list"),
     ('"vpu.width" = {start = 1, stop = 4}', "a range is {start, stop, step}"),
+    ('"vpu.width" = {start = 1, stop = "4", step = 1}', "stop must be a number, not '4'"),
+    ('"vpu.width" = [4, 8', "not valid TOML"),
 ])
 def test_spec_errors_name_the_problem(tmp_path, bad, msg):
     import re
@@ -88,6 +90,57 @@ def test_spec_errors_name_the_problem(tmp_path, bad, msg):
         _spec(tmp_path, SPEC.replace('"vpu.width" = [4, 8]', bad))
     with pytest.raises(SpecError, match="not found"):
         load_spec(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ("lut_pct = {min = 80, max = 70}", "constraint 'lut_pct' can never hold: min 80 > max 70"),
+    ('lut_pct = {max = "70"}', "constraint lut_pct.max must be a number, not '70'"),
+    ("lut_pct = {max = true}", "constraint lut_pct.max must be a number, not True"),
+    ("lut_pct = {below = 70}", "constraint 'lut_pct' must be a table {min = x, max = y}"),
+    ("lut_pct = true", "only stripe_path, clock_within_fmax take true/false"),
+    ("clock_within_fmax = {max = 1}", "constraint 'clock_within_fmax' takes true or false"),
+    ("lut_percent = {max = 70}", "constraint on 'lut_percent', which is not a result column"),
+])
+def test_impossible_or_unknown_constraints_are_spec_errors(tmp_path, bad, msg):
+    import re
+    with pytest.raises(SpecError, match=re.escape(msg)):
+        _spec(tmp_path, SPEC.replace("lut_pct = {max = 70}", bad))
+
+
+def test_spec_tables_objectives_and_boolean_constraints(tmp_path):
+    import re
+    s = _spec(tmp_path, SPEC.replace("lut_pct = {max = 70}",
+                                     "lut_pct = {max = 70}\nclock_within_fmax = true\n"
+                                     "clock_mhz = {max = 150}"))
+    assert s.constraints == {"lut_pct": {"max": 70.0}, "clock_within_fmax": {"eq": True},
+                             "clock_mhz": {"max": 150.0}}
+    with pytest.raises(SpecError, match=re.escape("objective 'lut_percent' is not a numeric")):
+        _spec(tmp_path, SPEC.replace('lut_pct = "min"', 'lut_percent = "min"'))
+    with pytest.raises(SpecError, match=re.escape("axes must be a table [axes], not 3")):
+        _spec(tmp_path, "axes = 3\n" + SPEC[:SPEC.index("[axes]")])
+    with pytest.raises(SpecError, match=re.escape("sweep.base must be a preset name")):
+        _spec(tmp_path, SPEC.replace('base = "tiny"', "base = 4"))
+    # an unknown preset is the config's one-line error
+    from fpgpt.config import ConfigError
+    with pytest.raises(ConfigError):
+        _spec(tmp_path, SPEC.replace('base = "tiny"', 'base = "u999"'))
+    # a boolean constraint: None (not estimated) and False do not meet it
+    rows = [{"status": "ok", "a": 1, "clock_within_fmax": True},
+            {"status": "ok", "a": 0.5, "clock_within_fmax": None},
+            {"status": "ok", "a": 0.2, "clock_within_fmax": False}]
+    mark_table(rows, {"clock_within_fmax": {"eq": True}}, {"a": "min"})
+    assert [r["meets_constraints"] for r in rows] == [True, False, False]
+    assert [r["pareto"] for r in rows] == [True, False, False]
+
+
+def test_the_shipped_examples_load():
+    from pathlib import Path
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("sweep-*.toml"))
+    assert examples
+    for p in examples:
+        s = load_spec(p)
+        assert s.size >= 2 and s.points()[0]["model"]
+    assert load_spec(examples[0].with_name("sweep-u280.toml")).size == 216    # docs/sweep.md
 
 
 def test_key_is_the_full_configuration_and_version():
@@ -110,12 +163,34 @@ def test_points_become_rows_with_a_status(tmp_path):
     for col in ("ms_per_token", "ttft_ms", "tokens_per_s", "pct_hbm_floor", "util_mpu", "lut",
                 "lut_pct", "uram_pct", "resources_source"):
         assert ok[col] is not None, col
-    assert ok["fmax_mhz"] is None and "Fmax" in ok["fmax_reason"]
+    # no synthesis work folder given: the Fmax is not looked up, and the row says so
+    assert ok["fmax_mhz"] is None and ok["fmax_source"] == "not estimated"
+    assert ok["clock_within_fmax"] is None and "not looked up" in ok["fmax_reason"]
+    # every numeric column of a row is one a spec may constrain (NUMERIC_COLUMNS) or an axis
+    from fpgpt.sweep.point import BOOL_COLUMNS, NUMERIC_COLUMNS
+    numeric = {k for k, v in ok.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert numeric - set(NUMERIC_COLUMNS) <= {"mpu.lanes", "mpu.width", "vpu.width",
+                                              "prompt_len", "gen_len"}
+    assert {k for k, v in ok.items() if isinstance(v, bool)} <= set(BOOL_COLUMNS)
     assert ok["tokens_per_j"] is not None or ok["energy_reason"]
     bad = evaluate_point(by[(4, 8, 6)])
     assert bad["status"] == "invalid" and bad["reason"] == "vpu.width must be a power of two, not 6"
     boom = evaluate_point({**by[(4, 8, 4)], "point": {**by[(4, 8, 4)]["point"], "_raise": "x!"}})
     assert boom["status"] == "failed" and boom["reason"] == "RuntimeError: x!"
+
+
+def test_a_design_that_does_not_fit_is_a_row_with_one_line():
+    """GPT-2 XL (3 GB of FP16 weights) on tiny's 64 MiB of HBM, and a prompt past the context."""
+    base = load_preset("tiny").to_dict()
+    big = evaluate_point({"key": "k", "point": {"model": "gpt2-xl", "prompt_len": 8,
+                                                "gen_len": 4}, "base": base,
+                          "resources": "model", "synth_dir": None})
+    assert big["status"] == "infeasible" and big["reason"] and "\n" not in big["reason"]
+    assert big.get("ms_per_token") is None
+    long = evaluate_point({"key": "k", "point": {"model": "micro", "prompt_len": 120,
+                                                 "gen_len": 20}, "base": base,
+                           "resources": "model", "synth_dir": None})
+    assert long["status"] == "invalid" and "micro has 128" in long["reason"]
 
 
 def test_several_cards_are_a_row_not_a_crash():

@@ -32,15 +32,26 @@ def _fmt(v, spec: str = ".3g") -> str:
 @click.option("--synth", is_flag=True,
               help="Real Yosys per-block synthesis as Dask tasks (slow: minutes to an hour per "
                    "new design) instead of the fitted resource model.")
+@click.option("--synth-work", default="build/synth", show_default=True, metavar="DIR",
+              help="The Yosys work folder of `fpgpt synth --work` (its cache is shared): with "
+                   "--synth the blocks synthesize there; with --fmax-lookup each point's Fmax "
+                   "is looked up in its cached netlists.")
+@click.option("--fmax-lookup", is_flag=True,
+              help="Without --synth: look each point's blocks up in the --synth-work cache "
+                   "and time their netlists (elaborates the blocks: about 10 s a tiny point, "
+                   "30 s a u280 one).")
 @click.option("--no-presets", is_flag=True, help="Do not evaluate the shipped presets beside it.")
 @click.option("--no-plots", is_flag=True, help="Do not write the PNG plots.")
 @click.option("--memory-limit", default="4GiB", show_default=True,
               help="Per LocalCluster worker.")
+@click.option("--dashboard", default=None, metavar="ADDRESS",
+              help="Serve the LocalCluster's Dask dashboard there (e.g. :8787); default none.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (rows in the files).")
 @_guard
 def sweep(spec_path: str, out: str | None, scheduler: str | None, workers: int | None,
-          sample: int | None, synth: bool, no_presets: bool, no_plots: bool, memory_limit: str,
-          as_json: bool) -> None:
+          sample: int | None, synth: bool, synth_work: str, fmax_lookup: bool,
+          no_presets: bool, no_plots: bool,
+          memory_limit: str, dashboard: str | None, as_json: bool) -> None:
     """Sweep a design space (docs/sweep.md): every point compiled, simulated, costed, sized;
     results in OUT/results.parquet and .csv, the Pareto front marked, PNG plots."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -50,12 +61,18 @@ def sweep(spec_path: str, out: str | None, scheduler: str | None, workers: int |
     spec = load_spec(spec_path)
     if workers is not None and workers < 1:
         raise UsageProblem(f"--workers must be at least 1, not {workers}")
+    if scheduler and dashboard:
+        raise UsageProblem("--dashboard is the embedded LocalCluster's; an existing scheduler "
+                           "serves its own")
     if scheduler and workers:
         raise UsageProblem("--workers sizes the embedded LocalCluster; with --scheduler the "
                            "cluster's own workers run the points")
     outp = Path(out) if out else Path("build/sweep") / Path(spec_path).stem
     if outp.exists() and not outp.is_dir():
         raise UsageProblem(f"--out {outp} is a file; give a folder")
+    work = Path(synth_work) if (synth or fmax_lookup) else None
+    if work is not None and work.exists() and not work.is_dir():
+        raise UsageProblem(f"--synth-work {work} is a file; give a folder")
     n = min(sample, spec.size) if sample else spec.size
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("failed {task.fields[failed]}"),
@@ -69,23 +86,29 @@ def sweep(spec_path: str, out: str | None, scheduler: str | None, workers: int |
                             rate=s["rate_per_min"])
         run = run_sweep(spec, outp, scheduler=scheduler, workers=workers, sample=sample,
                         synth=synth, presets=not no_presets, progress=cb,
-                        memory_limit=memory_limit, plots=not no_plots)
+                        memory_limit=memory_limit, plots=not no_plots, synth_work=work,
+                        dashboard=dashboard)
     front = [r for r in run.rows if r.get("pareto")]
     front.sort(key=lambda r: r.get("ms_per_token") or 0)
     summary = {"spec": spec_path, "out": str(outp), "points": len(run.rows),
                "computed": run.computed, "reused": run.reused, "status": run.counts,
                "meets_constraints": sum(bool(r.get("meets_constraints")) for r in run.rows),
-               "pareto": len(front), "wall_s": round(run.wall_s, 2), "workers": run.workers,
+               "pareto": len(front),
+               "fmax": {"estimated": sum(r.get("fmax_mhz") is not None for r in run.rows),
+                        "clock_within": sum(r.get("clock_within_fmax") is True for r in run.rows),
+                        "clock_above": sum(r.get("clock_within_fmax") is False for r in run.rows)},
+               "wall_s": round(run.wall_s, 2), "workers": run.workers,
                "scheduler": run.scheduler, "files": run.files,
                "front": [{k: r.get(k) for k in (*spec.axes, "ms_per_token", "lut_pct",
-                                                 "tokens_per_j", "key")} for r in front]}
+                                                 "tokens_per_j", "fmax_mhz", "clock_within_fmax",
+                                                 "key")} for r in front]}
     if as_json:
         _emit_json(summary)
         return
     t = Table(title=f"{spec.name}: Pareto front of {', '.join(f'{k} ({v})' for k, v in spec.objectives.items())}"
                     f" among {summary['meets_constraints']} designs meeting the constraints")
     cols = [*spec.axes, "ms_per_token", "ttft_ms", "pct_hbm_floor", "lut_pct", "dsp_pct",
-            "uram_pct", "tokens_per_j"]
+            "uram_pct", "tokens_per_j", "fmax_mhz", "clock_within_fmax"]
     for c in cols:
         t.add_column(c, justify="right")
     for r in front[:25]:
@@ -97,6 +120,9 @@ def sweep(spec_path: str, out: str | None, scheduler: str | None, workers: int |
     console.print(f"{len(run.rows)} points ({st}); computed {run.computed}, reused "
                   f"{run.reused}; {run.wall_s:.1f} s on {run.workers or 'no'} Dask workers "
                   f"({run.scheduler})")
+    fm = summary["fmax"]
+    console.print(f"Fmax estimated for {fm['estimated']} of {len(run.rows)} points (clock within "
+                  f"it: {fm['clock_within']}, above: {fm['clock_above']}; column fmax_reason)")
     for k, v in run.files.items():
         console.print(f"wrote {v}")
     failed = [r for r in run.rows if r["status"] != "ok"]

@@ -27,14 +27,25 @@ from typing import Any
 from .. import __version__
 from ..config import ConfigError, HardwareConfig
 
-__all__ = ["STATUSES", "point_key", "build_config", "design_columns", "evaluate_point", "failed_row",
-           "FMAX_REASON"]
+__all__ = ["STATUSES", "NUMERIC_COLUMNS", "BOOL_COLUMNS", "point_key", "build_config",
+           "design_columns", "evaluate_point", "failed_row"]
 
 STATUSES = ("ok", "invalid", "infeasible", "unsupported", "failed")
 
-#: Why the Fmax column is empty (DESIGN: every missing column says why).
-FMAX_REASON = ("no Fmax/clock estimate in fpgpt yet (issue 10 part 1): synthesis stops before "
-               "placement and timing; clock_mhz is the design's target, not a closed timing")
+#: The numeric result columns a spec's constraints and objectives may name (besides the
+#: axes and every numeric HardwareConfig field); tests/test_sweep.py checks an ok row has
+#: no other numeric column.
+NUMERIC_COLUMNS = (
+    "ms_per_token", "ttft_ms", "tokens_per_s", "total_ms", "hbm_floor_ms", "pct_hbm_floor",
+    "hbm_bw_util", "util_dma", "util_mpu", "util_vpu", "util_net", "link_util",
+    "mpu_macs_per_cycle", "hbm_peak_gb_per_s", "line_elements", "stripe_elements",
+    "lut", "ff", "dsp", "bram36", "uram", "lut_pct", "ff_pct", "dsp_pct", "bram_pct", "uram_pct",
+    "tokens_per_j", "tokens_per_j_lo", "tokens_per_j_hi", "j_per_token", "decode_power_w",
+    "energy_events", "fmax_mhz", "fmax_supported_clock_mhz", "fmax_blocks_timed",
+    "wall_s", "cpu_s")
+
+#: The true/false result columns a constraint may require (``clock_within_fmax = true``).
+BOOL_COLUMNS = ("stripe_path", "clock_within_fmax")
 
 
 def _hw_overrides(point: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +87,8 @@ def failed_row(task: dict[str, Any], status: str, reason: str) -> dict[str, Any]
 
 def evaluate_point(task: dict[str, Any]) -> dict[str, Any]:
     """Evaluate one point (``task``: ``key``, ``point``, ``base`` (a HardwareConfig dict),
-    ``resources`` ("model" or "synth"), ``synth_dir``). Returns its row."""
+    ``resources`` ("model" or "synth"), ``synth_dir``: the Yosys work folder, whose ``cache``
+    the Fmax is looked up in without --synth, or None). Returns its row."""
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         row = _evaluate(task)
@@ -116,9 +128,20 @@ def _evaluate(task: dict[str, Any]) -> dict[str, Any]:
         return row
     row.update(_resources(hw, task))
     row.update(_energy(timing, hw, spec))
-    row["fmax_mhz"] = None
-    row["fmax_reason"] = FMAX_REASON
+    if task.get("resources") != "synth":          # --synth: the report's own, set above
+        row.update(_fmax_lookup(hw, task))
     return row
+
+
+def _fmax_lookup(hw: HardwareConfig, task: dict[str, Any]) -> dict[str, Any]:
+    """The Fmax columns from the synthesis cache (fpgpt/sweep/clock.py); a lookup that fails
+    is a stated reason, never a failed point."""
+    from .clock import design_fmax, not_estimated
+    work = task.get("synth_dir")
+    try:
+        return design_fmax(hw, None if work is None else f"{work}/cache")
+    except Exception as e:  # noqa: BLE001 - the point is still timed, costed and sized
+        return not_estimated(f"Fmax lookup failed: {_one_line(e)}")
 
 
 def design_columns(hw: HardwareConfig) -> dict[str, Any]:
@@ -175,10 +198,12 @@ def _timing(spec, hw: HardwareConfig, pl: int, gl: int, row: dict[str, Any]):
 def _resources(hw: HardwareConfig, task: dict[str, Any]) -> dict[str, Any]:
     from .resources import PCT_COLUMNS, RESOURCE_COLUMNS
     if task.get("resources") == "synth":
+        from .clock import fmax_columns_from_report
         rep = _synth(hw, task["synth_dir"])
         tot, cap = rep["total"], rep["capacity"]
         out = {"resources_source": "synth",
-               "resources_note": "Yosys synth_xilinx per block, summed by instance count"}
+               "resources_note": "Yosys synth_xilinx per block, summed by instance count",
+               **fmax_columns_from_report(rep.get("fmax"), hw, source="synthesis")}
     else:
         from .resources import estimate
         est = estimate(hw)
@@ -199,9 +224,9 @@ def _synth(hw: HardwareConfig, work: str) -> dict[str, Any]:
         from distributed import get_worker, worker_client
         get_worker()
     except (ImportError, ValueError):
-        return synth_report(hw, work)
+        return synth_report(hw, work, fmax=True)
     with worker_client() as client:          # secedes: the blocks run on the other threads/workers
-        return synth_report(hw, work, client=client)
+        return synth_report(hw, work, client=client, fmax=True)
 
 
 def _energy(res, hw: HardwareConfig, spec) -> dict[str, Any]:

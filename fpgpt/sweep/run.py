@@ -16,11 +16,19 @@ from .point import evaluate_point, failed_row, point_key
 from .spec import SweepSpec
 from .store import ResultStore, mark_table
 
-__all__ = ["SweepRun", "SHIPPED_PRESETS", "make_tasks", "run_sweep", "start_client",
+__all__ = ["SweepRun", "SHIPPED_PRESETS", "NO_DASHBOARD", "make_tasks", "run_sweep",
+           "start_client",
            "write_table"]
 
 #: Presets evaluated beside the sweep (same model and lengths) and marked on its plots.
 SHIPPED_PRESETS = ("u280", "u55c", "dfx")
+
+#: LocalCluster arguments for no dashboard. ``dashboard_address=None`` alone is not enough
+#: (distributed 2026.8): the scheduler still starts its HTTP server (health, metrics) on the
+#: default port 8787 and warns "Port 8787 is already in use" when a second cluster runs on the
+#: machine; ":0" gives it a free port.
+NO_DASHBOARD = {"dashboard_address": None,
+                "scheduler_kwargs": {"dashboard": False, "dashboard_address": ":0"}}
 
 #: Columns that describe the run, not the point: left out when rows are compared.
 RUN_COLUMNS = ("wall_s", "cpu_s", "worker")
@@ -68,9 +76,11 @@ def make_tasks(spec: SweepSpec, *, sample: int | None = None, resources: str = "
 
 
 def start_client(scheduler: str | None = None, workers: int | None = None,
-                 memory_limit: str = "4GiB"):
+                 memory_limit: str = "4GiB", dashboard: str | None = None):
     """A ``distributed.Client``: to ``scheduler`` when given, else to a new ``LocalCluster`` of
-    ``workers`` processes (default: one per core), one thread each."""
+    ``workers`` processes (default: one per core), one thread each, with no dashboard unless
+    ``dashboard`` gives its address (":8787"): a second sweep on the machine would otherwise
+    warn that the port is taken."""
     import dask
     from distributed import Client, LocalCluster
     if scheduler:
@@ -78,9 +88,9 @@ def start_client(scheduler: str | None = None, workers: int | None = None,
     n = workers or os.cpu_count() or 1
     # a lost worker's task is rescheduled; only after this many losses is it a failed row
     dask.config.set({"distributed.scheduler.allowed-failures": 3})
+    quiet = {"dashboard_address": dashboard} if dashboard else NO_DASHBOARD
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           memory_limit=memory_limit, dashboard_address=None,
-                           silence_logs=50)
+                           memory_limit=memory_limit, silence_logs=50, **quiet)
     return Client(cluster)
 
 
@@ -88,7 +98,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, scheduler: str | None = None,
               workers: int | None = None, sample: int | None = None, synth: bool = False,
               presets: bool = True, client=None, serial: bool = False,
               progress: Callable[[dict[str, Any]], None] | None = None,
-              memory_limit: str = "4GiB", plots: bool = True) -> SweepRun:
+              memory_limit: str = "4GiB", plots: bool = True,
+              synth_work: str | Path | None = None, dashboard: str | None = None) -> SweepRun:
     """Evaluate the spec's points that are not done yet in ``out`` and write the table.
 
     Parameters
@@ -98,20 +109,26 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, scheduler: str | None = None,
     scheduler : address of an existing Dask scheduler; default a LocalCluster started here.
     workers : LocalCluster worker processes (default one per core).
     sample : evaluate ``sample`` points drawn with the spec's seed instead of all.
-    synth : real Yosys per-block synthesis (Dask tasks; cache in ``out/synth``) instead of the
-        fitted resource model.
+    synth : real Yosys per-block synthesis (Dask tasks sharing ``synth_work``'s cache) instead of
+        the fitted resource model; the Fmax columns then come from its netlists.
     presets : also evaluate the shipped presets (marked on the plots).
     client : an existing ``distributed.Client`` (the caller keeps it).
     serial : evaluate in this process, no Dask (the reference the tests compare with).
     progress : called after every point with ``{done, failed, total, rate_per_min}``.
     memory_limit : per LocalCluster worker.
+    dashboard : the LocalCluster's dashboard address (default: none).
     plots : write the PNG plots of the front.
+    synth_work : the Yosys work folder (``fpgpt synth --work``; its ``cache`` is shared by
+        every block of every point). With ``synth``: where the blocks synthesize (default
+        ``out/synth``). Without: where each point's Fmax is looked up (fpgpt/sweep/clock.py);
+        None (the default without ``synth``): not looked up.
     """
     t0 = time.perf_counter()
     out = Path(out)
     store = ResultStore(out)
     resources = "synth" if synth else "model"
-    synth_dir = str((out / "synth").resolve()) if synth else None
+    work = (synth_work or out / "synth") if synth else synth_work
+    synth_dir = str(Path(work).resolve()) if work is not None else None
     tasks, extra = make_tasks(spec, sample=sample, resources=resources, synth_dir=synth_dir,
                               presets=presets)
     done = {r["key"] for r in store.read()}        # a half-written file is not done
@@ -139,7 +156,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, scheduler: str | None = None,
             record(evaluate_point(t))
     else:
         if client is None:
-            client = own = start_client(scheduler, workers, memory_limit)
+            client = own = start_client(scheduler, workers, memory_limit, dashboard)
         info = client.scheduler_info()
         n_workers = len(info.get("workers", {}))
         address = scheduler or "LocalCluster"

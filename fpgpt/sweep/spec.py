@@ -16,6 +16,7 @@
 
     [constraints]                # on result columns: a row outside is marked, not dropped
     lut_pct = {max = 70}
+    clock_within_fmax = true     # a true/false column
 
     [objectives]                 # the Pareto front: "min" or "max" per column
     ms_per_token = "min"
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, HardwareConfig, load_config
+from .point import BOOL_COLUMNS, NUMERIC_COLUMNS
 
 __all__ = ["SpecError", "SweepSpec", "RUN_AXES", "load_spec"]
 
@@ -96,7 +98,7 @@ class SweepSpec:
     base_name: str
     axes: dict[str, list[Any]]
     defaults: dict[str, Any]
-    constraints: dict[str, dict[str, float]] = field(default_factory=dict)
+    constraints: dict[str, dict[str, Any]] = field(default_factory=dict)
     objectives: dict[str, str] = field(default_factory=lambda: dict(_DEFAULT_OBJECTIVES))
     seed: int = 0
     name: str = "sweep"
@@ -129,6 +131,41 @@ class SweepSpec:
                 for combo in itertools.product(*(self.axes[n] for n in names))]
 
 
+def _constraint(p: Path, col: str, c: Any, numeric: set[str]) -> dict[str, Any]:
+    """One constraint: ``{min = x, max = y}`` on a numeric column, or ``true``/``false`` on a
+    true/false one (``clock_within_fmax = true``)."""
+    if isinstance(c, bool):
+        if col not in BOOL_COLUMNS:
+            raise SpecError(f"{p}: constraint {col} = {str(c).lower()}: only "
+                            f"{', '.join(BOOL_COLUMNS)} take true/false")
+        return {"eq": c}
+    if col in BOOL_COLUMNS:
+        raise SpecError(f"{p}: constraint {col!r} takes true or false, not {c!r}")
+    if col not in numeric:
+        raise SpecError(f"{p}: constraint on {col!r}, which is not a result column (e.g. "
+                        "lut_pct, ms_per_token, fmax_mhz, or an axis; docs/sweep.md)")
+    if not isinstance(c, dict) or not c or set(c) - {"min", "max"}:
+        raise SpecError(f"{p}: constraint {col!r} must be a table {{min = x, max = y}}, "
+                        f"not {c!r}")
+    for k, v in c.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+            raise SpecError(f"{p}: constraint {col}.{k} must be a number, not {v!r}")
+    if "min" in c and "max" in c and c["min"] > c["max"]:
+        raise SpecError(f"{p}: constraint {col!r} can never hold: min {c['min']} > max "
+                        f"{c['max']}")
+    return {k: float(v) for k, v in c.items()}
+
+
+def _numeric_hw_fields(hw: HardwareConfig) -> set[str]:
+    d = hw.to_dict()
+    out = {k for k in ("clock_mhz", "devices") if isinstance(d.get(k), (int, float))}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "sources":
+            out |= {f"{k}.{leaf}" for leaf, x in v.items()
+                    if isinstance(x, (int, float)) and not isinstance(x, bool)}
+    return out
+
+
 def _hw_fields(hw: HardwareConfig) -> set[str]:
     d = hw.to_dict()
     out = {"clock_mhz", "devices"}
@@ -151,11 +188,16 @@ def load_spec(path: str | Path) -> SweepSpec:
     if unknown:
         raise SpecError(f"{p}: unknown table [{unknown[0]}]; known: sweep, axes, constraints, "
                         "objectives")
+    for t in ("sweep", "axes", "constraints", "objectives"):
+        if not isinstance(doc.get(t, {}), dict):
+            raise SpecError(f"{p}: {t} must be a table [{t}], not {doc[t]!r}")
     sw = doc.get("sweep", {})
     bad = sorted(set(sw) - {"base", "model", "prompt_len", "gen_len", "seed", "name"})
     if bad:
         raise SpecError(f"{p}: unknown key sweep.{bad[0]}")
     base_name = sw.get("base", "u280")
+    if not isinstance(base_name, str):
+        raise SpecError(f"{p}: sweep.base must be a preset name or a TOML file, not {base_name!r}")
     base_path = p.parent / base_name
     base = load_config(str(base_path) if base_name.endswith(".toml") and base_path.exists()
                        else base_name)
@@ -171,16 +213,17 @@ def load_spec(path: str | Path) -> SweepSpec:
         axes[name] = _expand(name, v)
     if not axes:
         raise SpecError(f"{p}: [axes] is empty; give at least one axis")
-    cons: dict[str, dict[str, float]] = {}
+    numeric = set(NUMERIC_COLUMNS) | _numeric_hw_fields(base) | {"prompt_len", "gen_len"}
+    cons: dict[str, dict[str, Any]] = {}
     for col, c in doc.get("constraints", {}).items():
-        if not isinstance(c, dict) or not c or set(c) - {"min", "max"}:
-            raise SpecError(f"{p}: constraint {col!r} must be a table {{min = x, max = y}}, "
-                            f"not {c!r}")
-        cons[col] = {k: float(v) for k, v in c.items()}
+        cons[col] = _constraint(p, col, c, numeric)
     objs = dict(doc.get("objectives", _DEFAULT_OBJECTIVES))
     for col, d in objs.items():
         if d not in ("min", "max"):
             raise SpecError(f"{p}: objective {col!r} must be \"min\" or \"max\", not {d!r}")
+        if col not in numeric:
+            raise SpecError(f"{p}: objective {col!r} is not a numeric result column (e.g. "
+                            "ms_per_token, ttft_ms, tokens_per_j, lut_pct, fmax_mhz; docs/sweep.md)")
     seed = sw.get("seed", 0)
     if not isinstance(seed, int):
         raise SpecError(f"{p}: sweep.seed must be an integer, not {seed!r}")

@@ -79,15 +79,17 @@ def pareto_mask(values: list[list[float]], senses: list[str]) -> list[bool]:
     return mask
 
 
-def mark_table(rows: list[dict[str, Any]], constraints: dict[str, dict[str, float]],
+def mark_table(rows: list[dict[str, Any]], constraints: dict[str, dict[str, Any]],
                objectives: dict[str, str]) -> list[dict[str, Any]]:
     """Add ``meets_constraints`` and ``pareto`` (the front among ``ok`` rows that meet the
-    constraints) to every row."""
+    constraints) to every row. A constraint is ``{min, max}`` or ``{eq: True/False}``; a row
+    with the column missing (None: e.g. an Fmax not estimated) does not meet it."""
     for r in rows:
         ok = r.get("status") == "ok"
         for col, c in constraints.items():
             v = r.get(col)
-            if v is None or ("min" in c and v < c["min"]) or ("max" in c and v > c["max"]):
+            if v is None or ("eq" in c and v != c["eq"]) or \
+                    ("min" in c and v < c["min"]) or ("max" in c and v > c["max"]):
                 ok = False
         r["meets_constraints"] = ok
     cand = [r for r in rows if r["meets_constraints"]]
