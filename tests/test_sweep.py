@@ -281,7 +281,11 @@ def test_a_raising_point_is_a_failed_row_and_the_sweep_goes_on(tmp_path, client)
     inv = [r for r in rows if r["status"] == "invalid"]
     assert len(inv) == 9 and {r["reason"] for r in inv} == {"vpu.width must be a power of two, not 3"}
     assert sum(r["status"] == "ok" for r in rows) == 9
-    assert len({r["worker"] for r in rows}) == 2     # ran in the worker processes
+    # ran in the worker processes, not in this one (which of the two took each point is the
+    # scheduler's choice: a loaded machine may leave one worker all of them)
+    import os
+    pids = {int(r["worker"].rsplit(":", 1)[1]) for r in rows if r.get("worker")}
+    assert pids and os.getpid() not in pids and len(pids) <= 2
 
 
 def test_cli_sweep_json_and_bad_spec(tmp_path):
