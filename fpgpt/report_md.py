@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .config import load_preset
 from . import report_plots as rp
 
 __all__ = ["write_report_files", "fmt_span"]
@@ -60,6 +61,7 @@ def write_report_files(data: dict[str, Any], out: Path) -> Path:
 
     pl, gl, head = data["prompt_len"], data["gen_len"], data["headline"]
     mc = data["multi_card"]
+    u280 = load_preset("u280")
     L = ["# fpgpt report: GPT-2 on FPGA designs against GPUs, per token and per joule", "",
          "Regenerate with `fpgpt report --out reports/` (or `make reports`); every number is in",
          "[report.json](report.json). Kinds: **simulated** = fpgpt's compiler + timing model on a",
@@ -69,11 +71,12 @@ def write_report_files(data: dict[str, Any], out: Path) -> Path:
          "constants' ranges (design) and from the GPU power brackets, all-reduce latency and",
          "calibration residual (GPUs): they are the honest spread, not error bars of a measurement.",
          f"Batch 1, FP16, prompt {pl} tokens, {gl} generated.", "",
-         "**Clock.** Every design figure is at its preset's `clock_mhz` (u280: a 300 MHz design",
-         "target, sourced from published U280 designs). `fpgpt synth` estimates the RTL as",
-         "written today at about 35 MHz (its MPU accumulator and NET all-reduce add are single",
-         "combinational cycles; docs/rtl-clock.md): until they are pipelined, the u280 figures",
-         "describe the architecture at its target clock, not the Verilog as it stands.", ""]
+         "**Clock.** Every design figure is at its preset's `clock_mhz`: for u280 and u55c that is",
+         f"what `fpgpt synth` estimates their Verilog supports today ({u280.clock_mhz:g} MHz: the VPU's lane",
+         "accumulators are the slowest block, docs/rtl-clock.md), not the 300 MHz the architecture",
+         "targets; `dfx` keeps DFX's own published 200 MHz. At that clock the u280's HBM ports",
+         f"deliver {u280.hbm_peak_bytes_per_s / 1e9:.0f} GB/s of the HBM's 460. `fpgpt simulate --hw examples/u280-300mhz.toml` gives",
+         "the 300 MHz what-if.", ""]
     if not mc["available"]:
         L += [f"> **One card.** {mc['note']}.", ""]
     ev = {r["energy"]["events"] for r in data["decode"]}
