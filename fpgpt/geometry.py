@@ -110,3 +110,17 @@ def ring_group_elements(hw: HardwareConfig) -> int:
     the slots of a ring beat (:func:`ring_stream_bits` / 16) or a line, whichever is fewer (both
     powers of two, so ``G`` divides ``C`` or ``C`` divides ``G``)."""
     return min(ring_stream_bits(hw) // 16, line_elements(hw))
+
+
+def net_allreduce_add_stages(hw: HardwareConfig) -> int:
+    """Registers after ALLREDUCE's FP32 adder in the NET unit: the configuration's latency of
+    that operator (``f32_add``, the VPU's adder: ``vpu.add_latency``), at least 4 (its 10.47 ns
+    between two registers, 11.25 ns, over 4 retimed stages is 2.8 ns: docs/rtl-clock.md)."""
+    return max(4, hw.vpu.add_latency)
+
+
+def net_allreduce_pipe(hw: HardwareConfig) -> int:
+    """Registers an element crosses in ALLREDUCE's phase-1 pipeline (fpgpt/hw/net.py, derived
+    from the RTL): the read queue's output and the partial sum (2), the adder's
+    :func:`net_allreduce_add_stages`, the FP32 -> FP16 rounding's 2."""
+    return 2 + net_allreduce_add_stages(hw) + 2

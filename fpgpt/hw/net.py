@@ -101,7 +101,8 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
-from ..geometry import chunk_elements, line_elements, ring_group_elements, ring_stream_bits
+from ..geometry import (chunk_elements, line_elements, net_allreduce_add_stages, net_allreduce_pipe,
+                        ring_group_elements, ring_stream_bits)
 from ..isa.table import Unit
 from .decoder import Opcode
 from .dma import captured_layout
@@ -121,21 +122,13 @@ _READ_FIFO = 4     # reader FIFO depth (read data waiting for the packer / parti
 #: Registers after ALLREDUCE's FP32 -> FP16 rounding: ``f32_to_f16`` is 5.11 ns
 #: (docs/rtl-clock.md, measured), 5.9 ns between two registers, so two stages of about 2.9 ns
 #: once retimed, under a DSP48E2 cell between registers (3.04 ns).
-_F2H_STAGES = 2
+_F2H_STAGES = 2          # the rounding's registers: the last 2 of geometry.net_allreduce_pipe
 
 
-def pipe_add_stages(hw: HardwareConfig) -> int:
-    """Registers after ALLREDUCE's FP32 adder: the configuration's latency of that operator
-    (``f32_add``, the VPU's adder: ``hw.vpu.add_latency``), at least 4 (its 10.47 ns between
-    two registers, 11.25 ns, over 4 retimed stages is 2.8 ns: docs/rtl-clock.md)."""
-    return max(4, hw.vpu.add_latency)
-
-
-def pipe_depth(hw: HardwareConfig) -> int:
-    """Registers an element crosses in ALLREDUCE's phase-1 pipeline: the read queue's output
-    and the partial sum, the FP16 -> FP32 conversion, the adder's
-    :func:`pipe_add_stages` and the rounding's ``_F2H_STAGES``."""
-    return 2 + pipe_add_stages(hw) + _F2H_STAGES
+#: Registers after ALLREDUCE's adder, and of its whole phase-1 pipeline (fpgpt.geometry: the
+#: timing model charges the same figures).
+pipe_add_stages = net_allreduce_add_stages
+pipe_depth = net_allreduce_pipe
 
 
 def _delay(m: Module, value, cycles: int, en, name: str):

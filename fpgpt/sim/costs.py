@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..geometry import (dma_stripe_aligned, line_elements, mm_fast_b, ring_group_elements,
+from ..geometry import (dma_stripe_aligned, line_elements, mm_fast_b, net_allreduce_pipe,
+                        ring_group_elements,
                         stripe_elements, vpu_window_chunks)
 from ..isa.operands import operands
 
@@ -185,13 +186,6 @@ def net_engine_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float
     if op == "ALLREDUCE":
         return float(3 * n + (10 + net_allreduce_pipe(hw)) * d - 4)
     raise ValueError(f"{op} is not a NET instruction")
-
-
-def net_allreduce_pipe(hw: "HardwareConfig") -> int:
-    """Registers of ALLREDUCE's phase-1 pipeline in the NET unit (fpgpt/hw/net.py
-    ``pipe_depth``, the same formula; derived from the RTL): the read queue's output and the
-    partial sum, FP16 -> FP32, the adder's ``max(4, vpu.add_latency)`` and the rounding's 2."""
-    return 2 + max(4, hw.vpu.add_latency) + 2
 
 
 def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
