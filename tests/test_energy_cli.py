@@ -1,6 +1,7 @@
 """fpgpt compare / gpu-bench / report on small configurations (GPT-2 small, short lengths)."""
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -61,14 +62,38 @@ def test_compare_bad_input_is_one_line_exit_2(args, msg):
     assert msg in out and "Traceback" not in out
 
 
+class _PairedClock:
+    """``perf_counter`` for gpu_bench and a fake energy counter drawing 100 W, read from one
+    clock sample per pair of calls: measure() reads them in pairs (energy then time at the
+    start of a batch, time then energy at its end), so on a loaded machine a preemption between
+    the two reads cannot skew energy against time (it once moved the 100 W by over 5 %)."""
+
+    def __init__(self):
+        self.pending = None
+
+    def _sample(self) -> float:
+        if self.pending is None:
+            self.pending = time.perf_counter()
+            return self.pending
+        v, self.pending = self.pending, None
+        return v
+
+    def perf_counter(self) -> float:
+        return self._sample()
+
+    def energy_mj(self) -> float:
+        return self._sample() * 1e5
+
+
 @pytest.mark.parametrize("cache", [None, "static"])
-def test_gpu_bench_measurement_loop_on_cpu(cache):
+def test_gpu_bench_measurement_loop_on_cpu(cache, monkeypatch):
     """The HF generate loop gpu-bench times, run on the CPU with a tiny GPT-2 and a fake
     energy counter drawing 100 W: decode time and energy per token come out consistent."""
-    import time
+    import types
 
     import torch
 
+    from fpgpt.energy import gpu_bench
     from fpgpt.energy.gpu_bench import build_model, measure
     from fpgpt.models import ModelSpec
     spec = ModelSpec("t", n_layer=2, n_head=2, d_model=32, d_ff=64, vocab=100, n_ctx=64)
@@ -77,13 +102,17 @@ def test_gpu_bench_measurement_loop_on_cpu(cache):
     if cache:
         m.generation_config.cache_implementation = cache
     ids = torch.randint(0, 100, (1, 8))
+    clock = _PairedClock()
+    monkeypatch.setattr(gpu_bench, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
     full_s, pre_s, full_mj, pre_mj = measure(m, ids, gen_len=6, repeats=2, warmup=1,
-                                             energy_mj=lambda: time.perf_counter() * 1e5,
-                                             sync=lambda: None)
+                                             energy_mj=clock.energy_mj, sync=lambda: None)
+    assert clock.pending is None            # every read was one of a pair
     # both are wall times of separate runs on a shared CPU: their order is not the code's,
     # so only their sign is checked (a loaded machine once timed the prefill the longer)
     assert full_s > 0 and pre_s > 0
+    assert full_mj == pytest.approx(1e5 * full_s) and pre_mj == pytest.approx(1e5 * pre_s)
     rec = baseline_record(model=label, prompt_len=8, gen_len=6, mode="eager", full_s=full_s,
                           prefill_s=pre_s, full_mj=full_mj, prefill_mj=pre_mj, repeats=2,
                           provenance={"gpu_name": "cpu"})
-    assert rec["avg_power_w"] == pytest.approx(100.0, rel=0.05)
+    if rec["ms_per_token"] > 0:     # decode slower than the prefill-only runs (not on a loaded CPU)
+        assert rec["avg_power_w"] == pytest.approx(100.0, rel=1e-6)

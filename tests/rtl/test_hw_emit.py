@@ -1,4 +1,5 @@
-"""Verilog emission for a preset: files named by the artifact, a manifest, a clean -Wall lint."""
+"""Verilog emission for a preset: files named by the artifact, a manifest, a clean -Wall lint
+(the tiny core's top included: its Vitis port names, test_hw_top.check_vitis_ports)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from fpgpt.config import load_preset
 from fpgpt.hw.emit import emit_verilog, lint_verilog, parts
+from test_hw_top import check_vitis_ports
 
 
 def test_emit_tiny_manifest_and_lint(tmp_path):
@@ -27,6 +29,7 @@ def test_emit_tiny_manifest_and_lint(tmp_path):
         text = (tmp_path / c["file"]).read_text()
         assert c["file"].startswith(hw.artifact_name)
         assert re.search(rf"module {c['module']}\s*\(", text)
+    check_vitis_ports(hw, (tmp_path / by_name["top"]["file"]).read_text())
     top = {p["name"]: p for p in by_name["top"]["ports"]}
     assert top["ap_clk"]["direction"] == "in" and top["s_axi_control_rdata"]["direction"] == "out"
     assert top["m_axi_gmem0_wdata"]["width"] == hw.hbm.port_bits
