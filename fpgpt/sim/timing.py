@@ -134,21 +134,38 @@ class StreamPlan:
 
     def __init__(self, stream: list["Instr"], hw: "HardwareConfig", hbm: HBMModel) -> None:
         self.ops = [ins.op for ins in stream]
-        self.units = [ins.definition.unit for ins in stream]
         entries = []
         fns: dict[str, Callable] = {}
         moduli = _address_moduli(hw)
         self.costs: dict[tuple, Any] = {}
         shapes: dict[tuple, int] = {}
+        # Per mnemonic: its definition, unit, and the fields naming registers it reads/writes;
+        # per wait tuple its (unit, k) list; per register set what the scoreboard checks.
+        defs: dict[str, tuple] = {}
+        wait_sets: dict[tuple, tuple] = {}
+        touch_sets: dict[tuple, tuple] = {}
+        units = []
         for ins in stream:
-            d = ins.definition
+            op = ins.op
+            dd = defs.get(op)
+            if dd is None:
+                d = ins.definition
+                dd = defs[op] = (d, d.unit, tuple(fd.name for fd in d.fields if fd.kind is Kind.REG),
+                                 tuple(fd.name for fd in d.fields if fd.kind is Kind.REGW))
+            d, unit, reg_names, regw_names = dd
+            units.append(unit)
             f = dict(ins.args)
-            waits = tuple((u, k) for u, k in enumerate(ins.waits) if k)
-            regs_read = [(fd.name, f[fd.name]) for fd in d.fields if fd.kind is Kind.REG]
-            touched = tuple(sorted({r for _, r in regs_read if r}
-                                   | {f[fd.name] for fd in d.fields if fd.kind is Kind.REGW} - {0}))
-            if d.unit is Unit.CTRL:
-                code = _CTRL[ins.op]
+            waits = wait_sets.get(ins.waits)
+            if waits is None:
+                waits = wait_sets[ins.waits] = tuple((u, k) for u, k in enumerate(ins.waits) if k)
+            regs_read = [(name, f[name]) for name in reg_names]
+            rkey = (tuple(r for _, r in regs_read), tuple(f[name] for name in regw_names))
+            touched = touch_sets.get(rkey)
+            if touched is None:
+                touched = touch_sets[rkey] = tuple(sorted({r for r in rkey[0] if r}
+                                                          | set(rkey[1]) - {0}))
+            if unit is Unit.CTRL:
+                code = _CTRL[op]
                 x1: Any = 0
                 x2: Any = 0
                 if code == _SETI:
@@ -159,15 +176,15 @@ class StreamPlan:
                     x1, x2 = f["rs"], f["target"]
                 entries.append((code, waits, touched, None, None, x1, x2))
                 continue
-            fn = fns.get(ins.op)
+            fn = fns.get(op)
             if fn is None:
-                fn = fns[ins.op] = _cost_function(hw, hbm, ins.op, d.unit)
+                fn = fns[op] = _cost_function(hw, hbm, op, unit)
             # STR's rs is the value it stores: no part of its cost.
             dyn_regs = tuple((name, r) for name, r in regs_read
-                             if r and not (ins.op == "STR" and name == "rs"))
+                             if r and not (op == "STR" and name == "rs"))
             names = tuple(n for n, _ in dyn_regs)
-            shape = (ins.op,) + tuple(v % moduli[k] if k in moduli else v
-                                      for k, v in f.items() if k not in names)
+            # (The register fields' numbers stay in the key: a finer key, as exact.)
+            shape = (op, names, *[v % moduli[k] if k in moduli else v for k, v in ins.args])
             sid = shapes.setdefault(shape, len(shapes))
             if dyn_regs:
                 regnums = tuple(r for _, r in dyn_regs)
@@ -178,8 +195,9 @@ class StreamPlan:
                 if cost is None:
                     cost = self.costs[(sid,)] = fn(f)
                 dyn = None
-            rd = f["rd"] if ins.op == "ARGMAX" else 0
-            entries.append((_UNIT_INDEX[d.unit], waits, touched, cost, dyn, rd, 0))
+            rd = f["rd"] if op == "ARGMAX" else 0
+            entries.append((_UNIT_INDEX[unit], waits, touched, cost, dyn, rd, 0))
+        self.units = units
         self.entries = entries
 
 
