@@ -300,13 +300,16 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     refresh = hbm.refresh
     h_iv, h_rc, h_av, h_lat = hbm.interval_cycles, hbm.refresh_cycles, hbm._avail, hbm.latency_cycles
     h_lo, h_shift, h_mb = hbm._lo, hbm._shift, hbm._maxbase
-    # DMA transfers whose completion no instruction has read yet: the engines' port-B
-    # accesses during them may still delay them (module docstring). Each is a list
+    # DMA transfers not yet booked, in dispatch order (consecutive ring0 indices): those at
+    # ring0 index <= `frozen` are final (an instruction has read their completion), the rest
+    # are in flight: the engines' port-B accesses during them may still delay them (module
+    # docstring). Each is a list
     # [k, pc, ready, s, e, e_hbm, eng, steal, occupancy, nbytes, trace event, blame], k its
     # index in ring0, blame None or what blame() needs to attribute the wait before the
-    # transfer's start.
+    # transfer's start. Final transfers are booked (busy time, waits, trace) in order, in
+    # batches (at once when tracing, so that the trace's order stays the dispatch order).
     inflight: list[list] = []
-    frozen = pad - 1                                   # DMA transfers at ring0 index <= this are final
+    frozen = pad - 1
     # Waits (docs/timing.md, "Decode breakdown"): wm[unit][cause] cycles that the unit was free
     # but its next instruction had not started, by the unit whose completion it waited for
     # (0..3) or the dispatcher (4). The dispatch clock t was last raised (by a queue slot, the
@@ -319,9 +322,10 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     dyn_hist: list = []                                # the cost of every register-dependent dispatch
     # Unit instructions' waits, split for the loop: the DMA look-back (0: none) and the
     # others as (completion list, -look-back, unit), in unit order (the order they bind in).
-    uwaits = [None if e[0] > 3 else
-              (next((kk for u, kk in e[1] if u == 0), 0),
-               tuple((ring[u], -kk, u) for u, kk in e[1] if u)) for e in entries]
+    entries = [e if e[0] > 3 else
+               (e[0], (next((kk for u, kk in e[1] if u == 0), 0),
+                       tuple((ring[u], -kk, u) for u, kk in e[1] if u))) + e[2:]
+               for e in entries]
 
     def blame(u: int, f0: float, s: float, td: float, ready: float, wcause: int, tr: float,
               tcs: int) -> None:
@@ -347,15 +351,15 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         else:
             row[4] += s - f0
 
-    def finalize(upto: int) -> None:
-        """Completions of DMA transfers at ring0 index ``<= upto`` are read: no more delays;
-        trace them."""
-        nonlocal frozen, dma_end
-        if upto <= frozen:
-            return
-        frozen = upto
-        while inflight and inflight[0][0] <= upto:
-            _, pc_, _, s_, e_, _, _, _, _, nb_, ev_, bl_ = inflight.pop(0)
+    def book() -> None:
+        """Book the final transfers (ring0 index <= ``frozen``), in order: busy time, the wait
+        before each start, the trace."""
+        nonlocal dma_end
+        m = 0
+        for k_, pc_, _, s_, e_, _, _, _, _, nb_, ev_, bl_ in inflight:
+            if k_ > frozen:
+                break
+            m += 1
             per_busy[pc_] += e_ - s_
             if s_ > dma_end and bl_ is not None:
                 blame(0, dma_end, s_, *bl_)
@@ -363,11 +367,20 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             if ev_ is not None:
                 trace.retime(ev_, s_, e_)
                 trace.transfer(plan.ops[pc_], pc_, s_, e_, nb_)
+        del inflight[:m]
 
-    def steal(sc: float, ec: float, acc: int) -> None:
+    def finalize(upto: int) -> None:
+        """Completions of DMA transfers at ring0 index ``<= upto`` are read: no more delays;
+        book them."""
+        nonlocal frozen
+        if upto > frozen:
+            frozen = upto
+        book()
+
+    def steal(sc: float, ec: float, acc: int, recs: list) -> None:
         """An engine instruction on [sc, ec) makes ``acc`` port-B accesses, spread evenly; each
         that meets a DMA transfer's port-B cycle (its occupancy) delays that transfer by one
-        cycle, and every later transfer queued behind it.
+        cycle, and every later transfer queued behind it. ``recs``: the transfers in flight.
 
         One pass: a transfer's overlap is measured on its times before this call moves them
         (transfers start and end in order, so none from the first that starts at or after
@@ -376,7 +389,7 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         span = ec - sc if ec > sc else 1.0
         prev_e = -1.0
         moving = scan = False
-        for rec in inflight:
+        for rec in recs:
             if not moving:
                 rs = rec[3]
                 if rs >= ec:
@@ -464,20 +477,23 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         if code < 4:
             ru = ring[code]
             q = ru[-depth]                             # the queue slot: the instruction depth back
-            if code == 0 and inflight:
+            if code == 0:
                 k = len(ru) - depth
                 if k > frozen:
-                    finalize(k)
+                    frozen = k                         # final now (booked later)
+                    if trace is not None:
+                        book()
             if q > t:
                 t = traise = q
                 tcause = code
             ready = t
-            wd, wo = uwaits[pc]                        # waits_met, inlined (hot path)
+            wd, wo = waits                             # waits_met, inlined (hot path)
             if wd:
-                if inflight:
-                    k = len(ring0) - wd
-                    if k > frozen:
-                        finalize(k)
+                k = len(ring0) - wd
+                if k > frozen:
+                    frozen = k
+                    if trace is not None:
+                        book()
                 c = ring0[-wd]
                 if c > ready:
                     ready = c
@@ -529,6 +545,8 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 ev = trace.instr(0, plan.ops[pc], pc, s, e) if trace is not None and nbytes else None
                 inflight.append([len(ru), pc, ready, s, e, e_hbm, eng, 0.0, occ, nbytes, ev,
                                  (t, ready, wcause, traise, tcause) if s > f0 else None])
+                if len(inflight) > 64:
+                    book()
             else:
                 cost, acc, _ = cost
                 if s > f0:
@@ -553,8 +571,13 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 per_busy[pc] += cost
                 # steal() changes nothing unless a transfer overlaps [s, e): skip the call when
                 # every transfer ended by s or the first starts at e or later (in order).
-                if acc and inflight and inflight[-1][4] > s and inflight[0][3] < e:
-                    steal(s, e, acc)
+                if acc and inflight and inflight[-1][4] > s:
+                    lo = frozen + 1 - inflight[0][0]   # the first in flight
+                    if lo <= 0:
+                        if inflight[0][3] < e:
+                            steal(s, e, acc, inflight)
+                    elif lo < len(inflight) and inflight[lo][3] < e:
+                        steal(s, e, acc, inflight[lo:])
                 if trace is not None:
                     trace.instr(code, plan.ops[pc], pc, s, e)
             free[code] = e
