@@ -76,16 +76,34 @@ def _child(args: list[str], env: dict | None = None) -> tuple[str, float, float]
     return out.stdout, wall, cpu
 
 
-def cached_runs(command: list[str]) -> dict:
-    """``command`` in a fresh process twice on an empty compile cache (a temporary
-    ``FPGPT_COMPILE_CACHE``): the first compiles and fills it, the second finds the Programs."""
+def cached_runs(command: list[str], tree: str | None = None, warm: int = 1) -> dict:
+    """``command`` in a fresh process on an empty compile cache (a temporary
+    ``FPGPT_COMPILE_CACHE``): once cold (it compiles and fills the cache), then ``warm`` times
+    finding the Programs (the best of them is reported). ``tree``: run that fpgpt source tree
+    instead (an exported older commit, put first on PYTHONPATH)."""
     import tempfile
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, FPGPT_COMPILE_CACHE=tmp)
-        for run in ("cold", "warm"):
-            _, wall, cpu = _child(["from fpgpt.cli import main; main()", *command], env)
-            out[f"{run}_wall_s"], out[f"{run}_cpu_s"] = round(wall, 3), round(cpu, 3)
+        if tree is not None:
+            env["PYTHONPATH"] = os.path.abspath(tree)
+        _, wall, cpu = _child(["from fpgpt.cli import main; main()", *command], env)
+        out["cold_wall_s"], out["cold_cpu_s"] = round(wall, 3), round(cpu, 3)
+        runs = [_child(["from fpgpt.cli import main; main()", *command], env)[1:]
+                for _ in range(max(warm, 1))]
+        out["warm_wall_s"] = round(min(w for w, _ in runs), 3)
+        out["warm_cpu_s"] = round(min(c for _, c in runs), 3)
+    return out
+
+
+def before_after(tree: str, warm: int = 3) -> dict:
+    """The XL command on 1 and 4 cards, warm compile cache, for the fpgpt tree ``tree`` (e.g.
+    ``git archive <commit> | tar -x -C /tmp/old``) and for this one, interleaved so that both
+    see the same machine load: the best of ``warm`` runs each."""
+    out: dict = {"load_average_before": os.getloadavg()}
+    for name, cmd in (("devices1", XL_COMMAND), ("devices4", XL4_COMMAND)):
+        out[name] = {"before": cached_runs(cmd, tree, warm), "after": cached_runs(cmd, None, warm)}
+    out["load_average_after"] = os.getloadavg()
     return out
 
 
@@ -147,7 +165,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--command-only", action="store_true",
                     help="Only the XL command and its parts (item 0).")
+    ap.add_argument("--baseline", metavar="TREE",
+                    help="Only the XL command on 1 and 4 cards (warm compile cache, best of 3), "
+                         "run by the fpgpt source tree TREE (an exported older commit) and by "
+                         "this one, interleaved.")
     args = ap.parse_args(argv)
+    if args.baseline:
+        ba = before_after(args.baseline)
+        if args.json:
+            print(json.dumps(ba, indent=1))
+            return 0
+        print(f"load average {ba['load_average_before'][0]:.1f} -> {ba['load_average_after'][0]:.1f}")
+        for name in ("devices1", "devices4"):
+            for when in ("before", "after"):
+                r = ba[name][when]
+                print(f"  {name} {when:6s}: warm {r['warm_wall_s']:.2f} s wall, "
+                      f"{r['warm_cpu_s']:.2f} s CPU; cold {r['cold_wall_s']:.2f} s wall, "
+                      f"{r['cold_cpu_s']:.2f} s CPU")
+        return 0
     cmd = command_run()
     if args.command_only:
         print(json.dumps(cmd, indent=1) if args.json else

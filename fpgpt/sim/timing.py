@@ -88,6 +88,9 @@ def _cost_function(hw: "HardwareConfig", hbm: HBMModel, op: str, unit: Unit) -> 
                 ev["hbm_activations"] = act
             if work:
                 ev[_CHANNEL_WORK] = work
+            if plan[0] == 2:                      # per-channel work as Python floats (the loop's)
+                plan = (2, plan[1].tolist(), None if plan[2] is None else plan[2].tolist(),
+                        plan[3])
             return plan + (nbytes, extra, eng, occupancy, tuple(ev.items()))
         return dma
     if unit is Unit.MPU:
@@ -293,10 +296,11 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     pend_u = [0] * len(regs_v)                         # ... and the unit that writes it
     max_pend = 0.0
     hbm_bytes = 0
-    issue = hbm.issue
-    # The HBM model's O(1) state and constants as locals: kind 0/1 transfers (every channel
-    # alike, the common case) are issued inline below, the same arithmetic in the same order as
-    # HBMModel.issue; kind 2 goes through issue() with the state written back and read again.
+    # The HBM model's state and constants as locals: transfers are issued inline below, the
+    # same arithmetic in the same order as HBMModel.issue (kind 2, per channel, on a list of
+    # Python floats rather than a numpy array: the same IEEE operations), and the state is
+    # written back at the end.
+    h_base = hbm._base.tolist()
     refresh = hbm.refresh
     h_iv, h_rc, h_av, h_lat = hbm.interval_cycles, hbm.refresh_cycles, hbm._avail, hbm.latency_cycles
     h_lo, h_shift, h_mb = hbm._lo, hbm._shift, hbm._maxbase
@@ -534,10 +538,28 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                     e_hbm = fin + h_lat + extra
                 elif kind == 0:
                     e_hbm = s + 1.0 + extra
-                else:
-                    hbm._lo, hbm._shift, hbm._maxbase = h_lo, h_shift, h_mb
-                    e_hbm = issue(s, kind, work, idx, straggle) + extra
-                    h_lo, h_shift, h_mb = hbm._lo, hbm._shift, hbm._maxbase
+                else:                                  # HBMModel.issue, kind 2, inlined
+                    if refresh:
+                        kq = s // h_iv
+                        w = s - kq * h_iv - h_rc
+                        w = kq * h_av + (w if w > 0.0 else 0.0)
+                    else:
+                        w = s
+                    # busy = max(max(base, lo) + shift, w) + work, per channel (after a kind 2
+                    # transfer lo = -inf and shift = 0: busy = base, exactly)
+                    if h_shift == 0.0 and h_lo == -math.inf:
+                        h_base = [(b if b > w else w) + x for b, x in zip(h_base, work)]
+                    else:
+                        h_base = [(y if (y := (b if b > h_lo else h_lo) + h_shift) > w else w) + x
+                                  for b, x in zip(h_base, work)]
+                    h_lo, h_shift = -math.inf, 0.0
+                    h_mb = max(h_base)
+                    fin = h_mb if idx is None else max([h_base[i] for i in idx])
+                    if refresh:
+                        kq = fin // h_av
+                        w = fin - kq * h_av
+                        fin = kq * h_iv + (h_rc + w if w > 0 else 0.0)
+                    e_hbm = fin + h_lat + extra
                 e = s + eng if s + eng > e_hbm else e_hbm   # the DMA engine or HBM bounds it
                 if e < f0:
                     e = f0                 # one transfer at a time, as the RTL DMA
@@ -633,6 +655,8 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 break
         t += 1.0
         pc += 1
+    hbm._base[:] = h_base                              # the HBM model's state, written back
+    hbm._lo, hbm._shift, hbm._maxbase = h_lo, h_shift, h_mb
 
     per_cnt = [0] * (n + 1)                            # dispatches per instruction, from the runs
     for (a, b), c in runs.items():
