@@ -56,6 +56,7 @@ _CTRL = {"NOP": _NOP, "HALT": _HALT, "SYNC": _SYNC, "SETI": _SETI, "ADDI": _ADDI
 _MASK32 = 0xFFFFFFFF
 _COST_CACHE_LIMIT = 1 << 16
 _PROGRESS_EVERY = 1 << 16
+_TRIM_AT = 1 << 12                 # completion-list length at which a SYNC trims the lists
 
 
 class TimingError(SimError):
@@ -646,6 +647,12 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 if c > t:
                     t = traise = c
                     tcause = u
+            if max(map(len, ring)) > _TRIM_AT:
+                # Every transfer is booked: keep the last `pad` completions of each unit (all
+                # that a look-back reads), so memory does not grow with the tokens.
+                for ru in ring:
+                    del ru[:-pad]
+                frozen = pad - 1
             if code == _HALT:
                 key = (run0, pc)
                 runs[key] = runs.get(key, 0) + 1
