@@ -30,6 +30,12 @@ command 5.42 s CPU without the cache, 4.08 s with a warm one; ``--devices 4`` 8.
 (docs/sim-speed-events.md, "Session 6"). ``--command-only`` now also runs both commands twice on
 an empty temporary compile cache (cold, then warm).
 
+Session 7 (less interpreter work per dispatch, a faster compile-cache entry and StreamPlan;
+same cycles), ``--baseline`` against c2aa36d's tree at load average ~10: the XL command with a
+warm cache 3.50 -> 2.97 s CPU (6.71 -> 5.91 s wall), ``--devices 4`` 7.86 -> 6.67 s CPU
+(15.94 -> 13.46 s wall). ``--baseline TREE`` runs an older tree (``git archive <commit> | tar -x
+-C TREE``) and this one interleaved, from a temporary folder so that PYTHONPATH decides which.
+
 (docs/sim-speed-events.md). The
 DMA engine's cycles walked every row of every transfer in Python (``costs.dma_cycles``: 41 M
 generator steps for XL); they are closed forms now, costs are computed once per distinct shape
@@ -44,6 +50,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from fpgpt.compiler import compile_model
 from fpgpt.config import load_preset
@@ -64,28 +71,52 @@ XL_COMMAND = ["simulate", "--model", "gpt2-xl", "--hw", "u280", "--prompt-len", 
 XL4_COMMAND = XL_COMMAND[:-1] + ["--devices", "4", "--json"]
 
 
-def _child(args: list[str], env: dict | None = None) -> tuple[str, float, float]:
+def _child(args: list[str], env: dict | None = None,
+           cwd: str | None = None) -> tuple[str, float, float]:
     """Run ``python -c ...`` in a fresh process: (stdout, wall s, CPU s of the child)."""
     before = os.times()
     w = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", *args], capture_output=True, text=True, check=True,
-                         env=env)
+                         env=env, cwd=cwd)
     wall = time.perf_counter() - w
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     return out.stdout, wall, cpu
 
 
-def cached_runs(command: list[str]) -> dict:
-    """``command`` in a fresh process twice on an empty compile cache (a temporary
-    ``FPGPT_COMPILE_CACHE``): the first compiles and fills it, the second finds the Programs."""
+def cached_runs(command: list[str], tree: str | None = None, warm: int = 1) -> dict:
+    """``command`` in a fresh process on an empty compile cache (a temporary
+    ``FPGPT_COMPILE_CACHE``): once cold (it compiles and fills the cache), then ``warm`` times
+    finding the Programs (the best of them is reported). ``tree``: run that fpgpt source tree
+    instead (an exported older commit, put first on PYTHONPATH)."""
     import tempfile
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, FPGPT_COMPILE_CACHE=tmp)
-        for run in ("cold", "warm"):
-            _, wall, cpu = _child(["from fpgpt.cli import main; main()", *command], env)
-            out[f"{run}_wall_s"], out[f"{run}_cpu_s"] = round(wall, 3), round(cpu, 3)
+        cwd = None
+        if tree is not None:
+            # run in the temporary folder: ``python -c`` puts the working directory first on
+            # sys.path, and a checkout there would win over PYTHONPATH
+            env["PYTHONPATH"] = os.path.abspath(tree)
+            cwd = tmp
+        _, wall, cpu = _child(["from fpgpt.cli import main; main()", *command], env, cwd)
+        out["cold_wall_s"], out["cold_cpu_s"] = round(wall, 3), round(cpu, 3)
+        runs = [_child(["from fpgpt.cli import main; main()", *command], env, cwd)[1:]
+                for _ in range(max(warm, 1))]
+        out["warm_wall_s"] = round(min(w for w, _ in runs), 3)
+        out["warm_cpu_s"] = round(min(c for _, c in runs), 3)
+    return out
+
+
+def before_after(tree: str, warm: int = 3) -> dict:
+    """The XL command on 1 and 4 cards, warm compile cache, for the fpgpt tree ``tree`` (e.g.
+    ``git archive <commit> | tar -x -C /tmp/old``) and for this one, interleaved so that both
+    see the same machine load: the best of ``warm`` runs each."""
+    here = str(Path(__file__).resolve().parents[1])        # this checkout
+    out: dict = {"load_average_before": os.getloadavg()}
+    for name, cmd in (("devices1", XL_COMMAND), ("devices4", XL4_COMMAND)):
+        out[name] = {"before": cached_runs(cmd, tree, warm), "after": cached_runs(cmd, here, warm)}
+    out["load_average_after"] = os.getloadavg()
     return out
 
 
@@ -147,7 +178,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--command-only", action="store_true",
                     help="Only the XL command and its parts (item 0).")
+    ap.add_argument("--baseline", metavar="TREE",
+                    help="Only the XL command on 1 and 4 cards (warm compile cache, best of 3), "
+                         "run by the fpgpt source tree TREE (an exported older commit) and by "
+                         "this one, interleaved.")
     args = ap.parse_args(argv)
+    if args.baseline:
+        ba = before_after(args.baseline)
+        if args.json:
+            print(json.dumps(ba, indent=1))
+            return 0
+        print(f"load average {ba['load_average_before'][0]:.1f} -> {ba['load_average_after'][0]:.1f}")
+        for name in ("devices1", "devices4"):
+            for when in ("before", "after"):
+                r = ba[name][when]
+                print(f"  {name} {when:6s}: warm {r['warm_wall_s']:.2f} s wall, "
+                      f"{r['warm_cpu_s']:.2f} s CPU; cold {r['cold_wall_s']:.2f} s wall, "
+                      f"{r['cold_cpu_s']:.2f} s CPU")
+        return 0
     cmd = command_run()
     if args.command_only:
         print(json.dumps(cmd, indent=1) if args.json else

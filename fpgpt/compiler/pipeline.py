@@ -19,7 +19,7 @@ verifier ran, so a cached Program is never stale: any change to the code or the 
 from __future__ import annotations
 
 import hashlib
-import json
+import marshal
 import os
 import struct
 from pathlib import Path
@@ -77,7 +77,7 @@ def run_pipeline(spec: ModelSpec, hw: HardwareConfig, *, prompt_len: int, weight
     if blob is not None:
         try:
             program = _unpack(blob)
-        except (ISAError, ValueError, KeyError, TypeError, struct.error):
+        except (ISAError, ValueError, KeyError, TypeError, EOFError, struct.error):
             program = None                          # a damaged file: compile again
         if program is not None:
             _remember(key, blob)
@@ -131,23 +131,34 @@ def _cache_key(spec: ModelSpec, hw: HardwareConfig, prompt_len: int, verify: boo
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
 
 
+#: First bytes of a cache entry (a later layout gets a new tag, and old entries miss).
+_FORMAT = b"FPGPTCC\x02"
+
+
 def _pack(program: Program) -> bytes:
-    """The Program file (:meth:`Program.to_bytes`) after the instructions' comments, which that
-    format leaves out (tests and the disassembler read them)."""
-    comments = json.dumps({k: [i.comment for i in v] for k, v in program.streams.items()}).encode()
-    return struct.pack("<I", len(comments)) + comments + program.to_bytes()
+    """A cache entry: the tag, the sha256 of the rest, then (marshal, data only) every stream's
+    instructions as ``(op, fields, waits, comment)`` tuples and the Program file
+    (:meth:`Program.to_bytes`) of everything else (header, regions, registers, meta, memory
+    image) with its streams left empty. Reading tuples back is about 25 times faster than
+    decoding the instruction words (GPT-2 XL: 10,226 instructions)."""
+    streams = {k: [(i.op, i.args, i.waits, i.comment) for i in v] for k, v in program.streams.items()}
+    rest = Program({k: [] for k in program.streams}, program.regions, program.segments,
+                   program.registers, program.meta)
+    body = marshal.dumps((streams, rest.to_bytes()))
+    return _FORMAT + hashlib.sha256(body).digest() + body
 
 
 def _unpack(blob: bytes) -> Program:
-    (n,) = struct.unpack_from("<I", blob)
-    comments = json.loads(blob[4:4 + n].decode())
-    program = Program.from_bytes(blob[4 + n:], origin="compile cache")
-    for name, instrs in program.streams.items():
-        cs = comments[name]
-        if len(cs) != len(instrs):
-            raise ValueError("comment count")
-        program.streams[name] = [Instr(i.op, i.args, i.waits, c) if c else i
-                                 for i, c in zip(instrs, cs)]
+    n = len(_FORMAT)
+    body = blob[n + 32:]
+    if blob[:n] != _FORMAT or hashlib.sha256(body).digest() != blob[n:n + 32]:
+        raise ValueError("not a cache entry of this layout, or damaged")
+    streams, rest = marshal.loads(body)
+    program = Program.from_bytes(rest, origin="compile cache")
+    for name in program.streams:
+        program.streams[name] = [Instr(op, args, waits, c) for op, args, waits, c in streams[name]]
+    if set(streams) != set(program.streams):
+        raise ValueError("stream names")
     return program
 
 

@@ -56,6 +56,7 @@ _CTRL = {"NOP": _NOP, "HALT": _HALT, "SYNC": _SYNC, "SETI": _SETI, "ADDI": _ADDI
 _MASK32 = 0xFFFFFFFF
 _COST_CACHE_LIMIT = 1 << 16
 _PROGRESS_EVERY = 1 << 16
+_TRIM_AT = 1 << 12                 # completion-list length at which a SYNC trims the lists
 
 
 class TimingError(SimError):
@@ -88,6 +89,9 @@ def _cost_function(hw: "HardwareConfig", hbm: HBMModel, op: str, unit: Unit) -> 
                 ev["hbm_activations"] = act
             if work:
                 ev[_CHANNEL_WORK] = work
+            if plan[0] == 2:                      # per-channel work as Python floats (the loop's)
+                plan = (2, plan[1].tolist(), None if plan[2] is None else plan[2].tolist(),
+                        plan[3])
             return plan + (nbytes, extra, eng, occupancy, tuple(ev.items()))
         return dma
     if unit is Unit.MPU:
@@ -134,21 +138,38 @@ class StreamPlan:
 
     def __init__(self, stream: list["Instr"], hw: "HardwareConfig", hbm: HBMModel) -> None:
         self.ops = [ins.op for ins in stream]
-        self.units = [ins.definition.unit for ins in stream]
         entries = []
         fns: dict[str, Callable] = {}
         moduli = _address_moduli(hw)
         self.costs: dict[tuple, Any] = {}
         shapes: dict[tuple, int] = {}
+        # Per mnemonic: its definition, unit, and the fields naming registers it reads/writes;
+        # per wait tuple its (unit, k) list; per register set what the scoreboard checks.
+        defs: dict[str, tuple] = {}
+        wait_sets: dict[tuple, tuple] = {}
+        touch_sets: dict[tuple, tuple] = {}
+        units = []
         for ins in stream:
-            d = ins.definition
+            op = ins.op
+            dd = defs.get(op)
+            if dd is None:
+                d = ins.definition
+                dd = defs[op] = (d, d.unit, tuple(fd.name for fd in d.fields if fd.kind is Kind.REG),
+                                 tuple(fd.name for fd in d.fields if fd.kind is Kind.REGW))
+            d, unit, reg_names, regw_names = dd
+            units.append(unit)
             f = dict(ins.args)
-            waits = tuple((u, k) for u, k in enumerate(ins.waits) if k)
-            regs_read = [(fd.name, f[fd.name]) for fd in d.fields if fd.kind is Kind.REG]
-            touched = tuple(sorted({r for _, r in regs_read if r}
-                                   | {f[fd.name] for fd in d.fields if fd.kind is Kind.REGW} - {0}))
-            if d.unit is Unit.CTRL:
-                code = _CTRL[ins.op]
+            waits = wait_sets.get(ins.waits)
+            if waits is None:
+                waits = wait_sets[ins.waits] = tuple((u, k) for u, k in enumerate(ins.waits) if k)
+            regs_read = [(name, f[name]) for name in reg_names]
+            rkey = (tuple(r for _, r in regs_read), tuple(f[name] for name in regw_names))
+            touched = touch_sets.get(rkey)
+            if touched is None:
+                touched = touch_sets[rkey] = tuple(sorted({r for r in rkey[0] if r}
+                                                          | set(rkey[1]) - {0}))
+            if unit is Unit.CTRL:
+                code = _CTRL[op]
                 x1: Any = 0
                 x2: Any = 0
                 if code == _SETI:
@@ -159,15 +180,15 @@ class StreamPlan:
                     x1, x2 = f["rs"], f["target"]
                 entries.append((code, waits, touched, None, None, x1, x2))
                 continue
-            fn = fns.get(ins.op)
+            fn = fns.get(op)
             if fn is None:
-                fn = fns[ins.op] = _cost_function(hw, hbm, ins.op, d.unit)
+                fn = fns[op] = _cost_function(hw, hbm, op, unit)
             # STR's rs is the value it stores: no part of its cost.
             dyn_regs = tuple((name, r) for name, r in regs_read
-                             if r and not (ins.op == "STR" and name == "rs"))
+                             if r and not (op == "STR" and name == "rs"))
             names = tuple(n for n, _ in dyn_regs)
-            shape = (ins.op,) + tuple(v % moduli[k] if k in moduli else v
-                                      for k, v in f.items() if k not in names)
+            # (The register fields' numbers stay in the key: a finer key, as exact.)
+            shape = (op, names, *[v % moduli[k] if k in moduli else v for k, v in ins.args])
             sid = shapes.setdefault(shape, len(shapes))
             if dyn_regs:
                 regnums = tuple(r for _, r in dyn_regs)
@@ -178,8 +199,9 @@ class StreamPlan:
                 if cost is None:
                     cost = self.costs[(sid,)] = fn(f)
                 dyn = None
-            rd = f["rd"] if ins.op == "ARGMAX" else 0
-            entries.append((_UNIT_INDEX[d.unit], waits, touched, cost, dyn, rd, 0))
+            rd = f["rd"] if op == "ARGMAX" else 0
+            entries.append((_UNIT_INDEX[unit], waits, touched, cost, dyn, rd, 0))
+        self.units = units
         self.entries = entries
 
 
@@ -260,33 +282,39 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         trace.begin_stream(stream, offset_cycles, hw.clock_mhz)
 
     depth = hw.buffers.queue_depth
-    ring_n = 1 << max(depth, 16).bit_length()          # > max(depth, 15): holds every look-back
-    rmask = ring_n - 1
-    ring = [[0.0] * ring_n for _ in UNITS]             # completion time by dispatch number
-    cnt = [0, 0, 0, 0]                                 # instructions dispatched per unit
+    # Completion times by dispatch, one list per unit, after `pad` zeros (no instruction: a
+    # wait on it is met at once, as the clock never runs below 0): the instruction j look-backs
+    # before the next one is at index -j, the DMA transfer dispatched k-th at index pad + k.
+    pad = max([depth, 16] + [kk for e in entries for _, kk in e[1]])
+    ring = [[0.0] * pad for _ in UNITS]
+    ring0 = ring[0]
     free = [0.0, 0.0, 0.0, 0.0]                        # when each unit can start the next
-    last = [0.0, 0.0, 0.0, 0.0]                        # last completion per unit (in order)
+    #                                                    (= its last completion: in order)
     n = len(entries)
-    per_cnt = [0] * n
     per_busy = [0.0] * n
     regs_v = regs.v
     pend = [0.0] * len(regs_v)                         # scoreboard: register ready time
     pend_u = [0] * len(regs_v)                         # ... and the unit that writes it
     max_pend = 0.0
     hbm_bytes = 0
-    issue = hbm.issue
-    # The HBM model's O(1) state and constants as locals: kind 0/1 transfers (every channel
-    # alike, the common case) are issued inline below, the same arithmetic in the same order as
-    # HBMModel.issue; kind 2 goes through issue() with the state written back and read again.
+    # The HBM model's state and constants as locals: transfers are issued inline below, the
+    # same arithmetic in the same order as HBMModel.issue (kind 2, per channel, on a list of
+    # Python floats rather than a numpy array: the same IEEE operations), and the state is
+    # written back at the end.
+    h_base = hbm._base.tolist()
     refresh = hbm.refresh
     h_iv, h_rc, h_av, h_lat = hbm.interval_cycles, hbm.refresh_cycles, hbm._avail, hbm.latency_cycles
     h_lo, h_shift, h_mb = hbm._lo, hbm._shift, hbm._maxbase
-    # DMA transfers whose completion no instruction has read yet: the engines' port-B
-    # accesses during them may still delay them (module docstring). Each is a list
-    # [k, pc, ready, s, e, e_hbm, eng, steal, occupancy, nbytes, trace event, blame], blame
-    # None or what blame() needs to attribute the wait before the transfer's start.
+    # DMA transfers not yet booked, in dispatch order (consecutive ring0 indices): those at
+    # ring0 index <= `frozen` are final (an instruction has read their completion), the rest
+    # are in flight: the engines' port-B accesses during them may still delay them (module
+    # docstring). Each is a list
+    # [k, pc, ready, s, e, e_hbm, eng, steal, occupancy, nbytes, trace event, blame], k its
+    # index in ring0, blame None or what blame() needs to attribute the wait before the
+    # transfer's start. Final transfers are booked (busy time, waits, trace) in order, in
+    # batches (at once when tracing, so that the trace's order stays the dispatch order).
     inflight: list[list] = []
-    frozen = [-1]                                      # DMA dispatch numbers <= this are final
+    frozen = pad - 1
     # Waits (docs/timing.md, "Decode breakdown"): wm[unit][cause] cycles that the unit was free
     # but its next instruction had not started, by the unit whose completion it waited for
     # (0..3) or the dispatcher (4). The dispatch clock t was last raised (by a queue slot, the
@@ -295,8 +323,14 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     tcause, traise = 4, 0.0
     wcause = 4                                         # the wait that bound an instruction's ready
     wc = [4]                                           # ... as waits_met reports it
-    dma_end = [0.0]                                    # the last final DMA completion
+    dma_end = 0.0                                      # the last final DMA completion
     dyn_hist: list = []                                # the cost of every register-dependent dispatch
+    # Unit instructions' waits, split for the loop: the DMA look-back (0: none) and the
+    # others as (completion list, -look-back, unit), in unit order (the order they bind in).
+    entries = [e if e[0] > 3 else
+               (e[0], (next((kk for u, kk in e[1] if u == 0), 0),
+                       tuple((ring[u], -kk, u) for u, kk in e[1] if u))) + e[2:]
+               for e in entries]
 
     def blame(u: int, f0: float, s: float, td: float, ready: float, wcause: int, tr: float,
               tcs: int) -> None:
@@ -322,119 +356,158 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         else:
             row[4] += s - f0
 
-    def finalize(upto: int) -> None:
-        """Completions of DMA transfers ``<= upto`` are read: no more delays; trace them."""
-        if upto <= frozen[0]:
-            return
-        frozen[0] = upto
-        while inflight and inflight[0][0] <= upto:
-            k_, pc_, _, s_, e_, _, _, _, _, nb_, ev_, bl_ = inflight.pop(0)
+    def book() -> None:
+        """Book the final transfers (ring0 index <= ``frozen``), in order: busy time, the wait
+        before each start, the trace."""
+        nonlocal dma_end
+        m = 0
+        for k_, pc_, _, s_, e_, _, _, _, _, nb_, ev_, bl_ in inflight:
+            if k_ > frozen:
+                break
+            m += 1
             per_busy[pc_] += e_ - s_
-            if s_ > dma_end[0] and bl_ is not None:
-                blame(0, dma_end[0], s_, *bl_)
-            dma_end[0] = e_
+            if s_ > dma_end and bl_ is not None:
+                blame(0, dma_end, s_, *bl_)
+            dma_end = e_
             if ev_ is not None:
                 trace.retime(ev_, s_, e_)
                 trace.transfer(plan.ops[pc_], pc_, s_, e_, nb_)
+        del inflight[:m]
 
-    def steal(sc: float, ec: float, acc: int) -> None:
+    def finalize(upto: int) -> None:
+        """Completions of DMA transfers at ring0 index ``<= upto`` are read: no more delays;
+        book them."""
+        nonlocal frozen
+        if upto > frozen:
+            frozen = upto
+        book()
+
+    def steal(sc: float, ec: float, acc: int, recs: list) -> None:
         """An engine instruction on [sc, ec) makes ``acc`` port-B accesses, spread evenly; each
         that meets a DMA transfer's port-B cycle (its occupancy) delays that transfer by one
-        cycle, and every later transfer queued behind it."""
-        first = -1
+        cycle, and every later transfer queued behind it. ``recs``: the transfers in flight.
+
+        One pass: a transfer's overlap is measured on its times before this call moves them
+        (transfers start and end in order, so none from the first that starts at or after
+        ``ec`` on can overlap), its delay added, then its start and end recomputed from its
+        predecessor's; those before the first overlapped transfer do not move."""
         span = ec - sc if ec > sc else 1.0
-        i = 0
-        for rec in inflight:
-            # Transfers run one after another (starts and ends never decrease along the list):
-            # none from the first that starts at or after ec on can overlap.
-            rs = rec[3]
-            if rs >= ec:
-                break
-            re_ = rec[4]
-            if re_ > sc:
-                ov = (ec if ec < re_ else re_) - (sc if sc > rs else rs)
-                if ov > 0:
-                    rec[7] += acc * ov / span * rec[8]
-                    if first < 0:
-                        first = i
-            i += 1
-        if first < 0:
-            return
-        prev_e = inflight[first - 1][4] if first else -1.0
-        for rec in inflight[first:]:
-            s_new = rec[2] if rec[2] > prev_e else prev_e
-            if s_new > rec[3]:
-                rec[5] += s_new - rec[3]
-                rec[3] = s_new
-            e_new = rec[3] + rec[6] + rec[7]
-            if rec[5] > e_new:
-                e_new = rec[5]
+        prev_e = -1.0
+        moving = scan = False
+        for rec in recs:
+            if not moving:
+                rs = rec[3]
+                if rs >= ec:
+                    return                             # nothing overlaps: nothing moves
+                re_ = rec[4]
+                if re_ > sc:
+                    ov = (ec if ec < re_ else re_) - (sc if sc > rs else rs)
+                    if ov > 0:
+                        rec[7] += acc * ov / span * rec[8]
+                        moving = scan = True
+                if not moving:
+                    prev_e = re_
+                    continue
+            elif scan:
+                rs = rec[3]
+                if rs >= ec:
+                    scan = False
+                else:
+                    re_ = rec[4]
+                    if re_ > sc:
+                        ov = (ec if ec < re_ else re_) - (sc if sc > rs else rs)
+                        if ov > 0:
+                            rec[7] += acc * ov / span * rec[8]
+            r = rec[2]
+            s_new = r if r > prev_e else prev_e
+            s_old = rec[3]
+            if s_new > s_old:
+                rec[5] += s_new - s_old
+                rec[3] = s_old = s_new
+            e_new = s_old + rec[6] + rec[7]
+            r = rec[5]
+            if r > e_new:
+                e_new = r
             if prev_e > e_new:
                 e_new = prev_e
             rec[4] = e_new
-            ring[0][rec[0] & rmask] = e_new
+            ring0[rec[0]] = e_new
             prev_e = e_new
-        last[0] = free[0] = prev_e
+        if moving:
+            free[0] = prev_e
+
+    def check_steps(steps: int) -> int:
+        """The step limit and the progress callback, at a count ``>= check_at``; the next
+        count to look at."""
+        if steps > max_steps:
+            raise TimingError(f"stream {stream!r}: stopped after {max_steps} instructions "
+                              "without HALT (endless loop?)")
+        if progress is not None:
+            progress(stream, steps)
+        return min(steps + _PROGRESS_EVERY - steps % _PROGRESS_EVERY, max_steps + 1)
 
     def waits_met(waits: tuple, t0: float) -> float:
         """The earliest time >= t0 at which every wait ``(unit, k)`` is met (a DMA completion
-        read here is final); ``wc[0]``: the unit whose completion set it, when above t0. (Inlined
-        for unit instructions in the loop below.)"""
+        read here is final); ``wc[0]``: the unit whose completion set it, when above t0. (Done
+        inline for unit instructions in the loop below.)"""
         for wu, kk in waits:
-            j = cnt[wu] - kk
-            if j >= 0:
-                if wu == 0 and inflight:
-                    finalize(j)
-                c = ring[wu][j & rmask]
-                if c > t0:
-                    t0 = c
-                    wc[0] = wu
+            ru = ring[wu]
+            if wu == 0 and inflight:
+                finalize(len(ru) - kk)
+            c = ru[-kk]
+            if c > t0:
+                t0 = c
+                wc[0] = wu
         return t0
 
     t = 0.0                                            # dispatch clock (cycles)
     pc = 0
+    # Dispatches are counted per straight run of instructions (from a branch target or the
+    # start to a taken BNZ or HALT), not one by one: runs[(first, last)] = times it ran.
     steps = 0
+    run0 = 0
+    runs: dict[tuple[int, int], int] = {}
     check_at = min(_PROGRESS_EVERY, max_steps + 1)     # the next step count to look at
     while True:
-        steps += 1
-        if steps >= check_at:
-            if steps > max_steps:
-                raise TimingError(f"stream {stream!r}: stopped after {max_steps} instructions "
-                                  "without HALT (endless loop?)")
-            if progress is not None and not steps % _PROGRESS_EVERY:
-                progress(stream, steps)
-            check_at = min(steps + _PROGRESS_EVERY - steps % _PROGRESS_EVERY, max_steps + 1)
         try:
             code, waits, touched, cost, dyn, x1, x2 = entries[pc]
         except IndexError:
             raise TimingError(f"stream {stream!r}: execution ran off the end of the stream at "
                               f"instruction {pc} (missing HALT?)") from None
-        per_cnt[pc] += 1
         if max_pend > t:
             for r in touched:
                 if pend[r] > t:
                     t = traise = pend[r]
                     tcause = pend_u[r]
         if code < 4:
-            k = cnt[code]
             ru = ring[code]
-            if k >= depth:
-                if code == 0 and inflight and k - depth > frozen[0]:
-                    finalize(k - depth)
-                q = ru[(k - depth) & rmask]
-                if q > t:
-                    t = traise = q
-                    tcause = code
+            q = ru[-depth]                             # the queue slot: the instruction depth back
+            if code == 0:
+                k = len(ru) - depth
+                if k > frozen:
+                    frozen = k                         # final now (booked later)
+                    if trace is not None:
+                        book()
+            if q > t:
+                t = traise = q
+                tcause = code
             ready = t
-            for wu, kk in waits:                       # waits_met, inlined (hot path)
-                j = cnt[wu] - kk
-                if j >= 0:
-                    if wu == 0 and inflight and j > frozen[0]:
-                        finalize(j)
-                    c = ring[wu][j & rmask]
-                    if c > ready:
-                        ready = c
-                        wcause = wu
+            wd, wo = waits                             # waits_met, inlined (hot path)
+            if wd:
+                k = len(ring0) - wd
+                if k > frozen:
+                    frozen = k
+                    if trace is not None:
+                        book()
+                c = ring0[-wd]
+                if c > ready:
+                    ready = c
+                    wcause = 0
+            for rw, kk, wu in wo:
+                c = rw[kk]
+                if c > ready:
+                    ready = c
+                    wcause = wu
             f0 = s = free[code]
             if ready > s:
                 s = ready
@@ -466,19 +539,37 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                     e_hbm = fin + h_lat + extra
                 elif kind == 0:
                     e_hbm = s + 1.0 + extra
-                else:
-                    hbm._lo, hbm._shift, hbm._maxbase = h_lo, h_shift, h_mb
-                    e_hbm = issue(s, kind, work, idx, straggle) + extra
-                    h_lo, h_shift, h_mb = hbm._lo, hbm._shift, hbm._maxbase
+                else:                                  # HBMModel.issue, kind 2, inlined
+                    if refresh:
+                        kq = s // h_iv
+                        w = s - kq * h_iv - h_rc
+                        w = kq * h_av + (w if w > 0.0 else 0.0)
+                    else:
+                        w = s
+                    # busy = max(max(base, lo) + shift, w) + work, per channel (after a kind 2
+                    # transfer lo = -inf and shift = 0: busy = base, exactly)
+                    if h_shift == 0.0 and h_lo == -math.inf:
+                        h_base = [(b if b > w else w) + x for b, x in zip(h_base, work)]
+                    else:
+                        h_base = [(y if (y := (b if b > h_lo else h_lo) + h_shift) > w else w) + x
+                                  for b, x in zip(h_base, work)]
+                    h_lo, h_shift = -math.inf, 0.0
+                    h_mb = max(h_base)
+                    fin = h_mb if idx is None else max([h_base[i] for i in idx])
+                    if refresh:
+                        kq = fin // h_av
+                        w = fin - kq * h_av
+                        fin = kq * h_iv + (h_rc + w if w > 0 else 0.0)
+                    e_hbm = fin + h_lat + extra
                 e = s + eng if s + eng > e_hbm else e_hbm   # the DMA engine or HBM bounds it
-                prev = last[0]
-                if e < prev:
-                    e = prev
-                free[0] = e                 # one transfer at a time, as the RTL DMA
+                if e < f0:
+                    e = f0                 # one transfer at a time, as the RTL DMA
                 hbm_bytes += nbytes
                 ev = trace.instr(0, plan.ops[pc], pc, s, e) if trace is not None and nbytes else None
-                inflight.append([k, pc, ready, s, e, e_hbm, eng, 0.0, occ, nbytes, ev,
+                inflight.append([len(ru), pc, ready, s, e, e_hbm, eng, 0.0, occ, nbytes, ev,
                                  (t, ready, wcause, traise, tcause) if s > f0 else None])
+                if len(inflight) > 64:
+                    book()
             else:
                 cost, acc, _ = cost
                 if s > f0:
@@ -500,17 +591,20 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 e = s + cost
                 if coupled and code == 3:              # the ring's partners (sim/system.py)
                     e = yield (pc, s, cost)
-                free[code] = e
                 per_busy[pc] += cost
                 # steal() changes nothing unless a transfer overlaps [s, e): skip the call when
                 # every transfer ended by s or the first starts at e or later (in order).
-                if acc and inflight and inflight[-1][4] > s and inflight[0][3] < e:
-                    steal(s, e, acc)
+                if acc and inflight and inflight[-1][4] > s:
+                    lo = frozen + 1 - inflight[0][0]   # the first in flight
+                    if lo <= 0:
+                        if inflight[0][3] < e:
+                            steal(s, e, acc, inflight)
+                    elif lo < len(inflight) and inflight[lo][3] < e:
+                        steal(s, e, acc, inflight[lo:])
                 if trace is not None:
                     trace.instr(code, plan.ops[pc], pc, s, e)
-            last[code] = e
-            ru[k & rmask] = e
-            cnt[code] = k + 1
+            free[code] = e
+            ru.append(e)
             if hz is not None:
                 hz.check(pc, plan.ops[pc], capture(instrs[pc], regs), s, e, t)
             if x1:
@@ -531,7 +625,12 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         if code == _BNZ:
             t += 1.0
             if regs_v[x1]:
-                pc = x2
+                key = (run0, pc)
+                runs[key] = runs.get(key, 0) + 1
+                steps += pc - run0 + 1
+                if steps >= check_at:
+                    check_at = check_steps(steps)
+                pc = run0 = x2
             else:
                 pc += 1
             continue
@@ -543,16 +642,38 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 regs_v[x1] = (regs_v[x2[0]] + x2[1]) & _MASK32
         elif code == _SYNC or code == _HALT:
             if inflight:
-                finalize(cnt[0] - 1)
-            for u, c in enumerate(last):
+                finalize(len(ring0) - 1)
+            for u, c in enumerate(free):
                 if c > t:
                     t = traise = c
                     tcause = u
+            if max(map(len, ring)) > _TRIM_AT:
+                # Every transfer is booked: keep the last `pad` completions of each unit (all
+                # that a look-back reads), so memory does not grow with the tokens.
+                for ru in ring:
+                    del ru[:-pad]
+                frozen = pad - 1
             if code == _HALT:
+                key = (run0, pc)
+                runs[key] = runs.get(key, 0) + 1
+                steps += pc - run0 + 1
+                if steps > max_steps:
+                    check_steps(steps)
                 break
         t += 1.0
         pc += 1
+    hbm._base[:] = h_base                              # the HBM model's state, written back
+    hbm._lo, hbm._shift, hbm._maxbase = h_lo, h_shift, h_mb
 
+    per_cnt = [0] * (n + 1)                            # dispatches per instruction, from the runs
+    for (a, b), c in runs.items():
+        per_cnt[a] += c
+        per_cnt[b + 1] -= c
+    c = 0
+    for i in range(n):
+        c += per_cnt[i]
+        per_cnt[i] = c
+    del per_cnt[n]
     counts: dict[str, int] = {}
     busy = {u: 0.0 for u in UNITS}
     breakdown: dict[str, dict[str, float]] = {}
