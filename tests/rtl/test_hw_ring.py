@@ -115,7 +115,7 @@ def check_ring_cycles(report: dict, tolerance: float = CYCLE_TOLERANCE) -> None:
 
 def test_compiled_generation_on_a_ring_of_two(tmp_path, rtl_build):
     """The shipped ``micro`` model compiled for 2 cards (fpgpt.compiler.compile_devices), prompt
-    "de", prefill + decode of 2 more tokens on two cores: tokens and every HBM byte of both
+    "de", prefill + one decode step (2 tokens) on two cores: tokens and every HBM byte of both
     cards equal fpgpt.sim.system's exact mode (and the tokens are the one-card core's); every
     instruction of every unit completes; cycles as :func:`check_ring_cycles`. The per-card and
     per-instruction comparison goes to build/rtl/core_reports/ring_micro_tiny_2.json."""
@@ -125,7 +125,7 @@ def test_compiled_generation_on_a_ring_of_two(tmp_path, rtl_build):
     from ring_case import model_case
 
     hw = load_preset("tiny")
-    cases = model_case(model="micro", preset="tiny", prompt="de", new_tokens=3, devices=2)
+    cases = model_case(model="micro", preset="tiny", prompt="de", new_tokens=2, devices=2)
     stats, _ = run_cases(cases, tmp_path / "ring", rtl_build(f"core_{hw.artifact_name}"))
     report = ring_report(cases, stats)
     (rtl_build("core_reports") / "ring_micro_tiny_2.json").write_text(json.dumps(report, indent=1))
