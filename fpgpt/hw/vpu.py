@@ -408,9 +408,9 @@ class VPU(wiring.Component):
         # k stages (docs/rtl-clock.md). The ring is *parked* with the lane's partial sum in its
         # last register; a beat taken then (a summing pass takes one every k cycles at most)
         # turns it k times: the first turn writes partial sum + beat into its first register,
-        # the other k - 1 shift it to the last (what the other registers hold is never used:
-        # it goes round adding +0). Each lane thus still adds its elements in order from +0
-        # (the contract's), one beat per k cycles.
+        # the other k - 1 shift it to the last (what the other registers hold is never used).
+        # Each lane thus still adds its elements in order from +0 (the contract's), one beat
+        # per k cycles.
         # Maxima (SM_MAX, ARGMAX): a compare loop in ``acc{j}``, one beat per cycle.
         acc = [Signal(32, name=f"acc{j}") for j in range(w)]
         best = [Signal(len(cols), name=f"best{j}") for j in range(w)]
@@ -428,8 +428,11 @@ class VPU(wiring.Component):
             y = tap_data[32 * j:32 * j + 32]
             ring = [Signal(32, name=f"sum{j}_r{i}") for i in range(kacc - 1)]
             ring.append(Signal(32, name=f"sum{j}"))
+            # The beat's value (+0 in a lane past the row's end). Only a taken beat's matters:
+            # the other turns add to values that are never used, so ``take_sum`` stays out of
+            # the adder's path (it was 9 LUT levels in front of it, measured on u280).
             addend = Signal(32, name=f"sum{j}_in")
-            m.d.comb += addend.eq(Mux(take_sum & tap_mask[j], y, 0))
+            m.d.comb += addend.eq(Mux(tap_mask[j], y, 0))
             summed = fplogic.build_f32_add(m, ring[-1], addend, name=f"acc_add{j}")
             with m.If(turn):
                 m.d.sync += [ring[0].eq(summed)] + [ring[i].eq(ring[i - 1])
@@ -503,7 +506,10 @@ class VPU(wiring.Component):
         s_inv = settle(s_inv, Mode.LN_VAR, "s_inv")
         s_rcp = settle(s_rcp, Mode.SM_SUM, "s_rcp")
         tmax = settle(tmax, Mode.SM_MAX, "tmax")
-        s_arg = settle(Mux(thas, targ, 0), Mode.ARGMAX, "s_arg")       # all NaN -> 0
+        # All NaN -> index 0, selected after the chains. (Yosys still folds the index tree's
+        # lane-constant low bits into ``s_arg``'s first register's synchronous reset: ARGMAX's
+        # path is the tiny VPU's limit, 123.8 MHz retimed, measured; docs/rtl-clock.md.)
+        s_arg = Mux(settle(thas, Mode.ARGMAX, "s_has"), settle(targ, Mode.ARGMAX, "s_arg"), 0)
 
         # ---------------------------------------------------------------- control
         m.d.comb += self.busy.eq(~self.cmd.ready)

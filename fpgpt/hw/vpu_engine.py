@@ -392,7 +392,8 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
     """Cycles from the ``cmd`` handshake to ``done`` of one instruction, the scratchpad granting
     every request: a cycle-level model of this engine's schedule (its registers, as in
     :meth:`VPUEngine.elaborate`) and of the VPU's stream timing (``mode_latency`` /
-    ``scalar_wait``), asserted equal to the RTL in amaranth.sim.
+    ``scalar_wait``; a summing pass's beats ``vpu.acc_latency`` cycles apart and its end when
+    the accumulator rings are parked), asserted equal to the RTL in amaranth.sim.
 
     Parameters
     ----------
