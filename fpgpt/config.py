@@ -127,12 +127,22 @@ class VPUConfig:
     add_latency: int
     mul_latency: int
     special_latency: int    # exp / reciprocal / rsqrt pipelines, cycles
+    #: Registers of each lane accumulator's loop in the summing passes (LAYERNORM's two,
+    #: SOFTMAX's second), ``k``: the FP32 adder is followed by a ring of ``k`` registers that
+    #: synthesis retimes it over, and a lane takes one beat of a summing pass every ``k``
+    #: cycles (fpgpt/hw/vpu.py, docs/rtl.md "VPU"). Derived: ``fmax.stages_needed`` of the
+    #: f32_add (10.47 ns, fpgpt synth / docs/rtl-clock.md) at the period the core targets: 2
+    #: for the core's next limits (the dispatcher's 155.7 MHz; measured: the VPU block 151.0
+    #: MHz retimed on u280), 4 for one DSP48E2 stage (3.04 ns, 329 MHz). Each step costs
+    #: cycles: GPT-2 medium decode on u280 +7.2 % at 2, +21.6 % at 4 (docs/rtl-clock.md).
+    acc_latency: int = 2
 
     def validate(self, p: str = "vpu") -> None:
         _check_pow2(f"{p}.width", self.width)
         _check_int(f"{p}.add_latency", self.add_latency)
         _check_int(f"{p}.mul_latency", self.mul_latency)
         _check_int(f"{p}.special_latency", self.special_latency)
+        _check_int(f"{p}.acc_latency", self.acc_latency)
 
 
 @dataclass(frozen=True)

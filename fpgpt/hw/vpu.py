@@ -11,13 +11,21 @@ Datapath per pass (all stages stall together when the output stream is not ready
     source (input stream, or the row buffer's read port) -> W x VPULane: the pass's FP32
         chain (combinational), then its latency in registers (the retiming depth of its FP
         units; an output pass's result is rounded to FP16 before them)
-        -> output stream | lane accumulators (sum, max or argmax; 1 beat/cycle)
+        -> output stream | lane accumulators (max or argmax: 1 beat/cycle; sum: 1 beat every
+           k = vpu.acc_latency cycles, the adder retimed over a ring of k registers)
 
 Every pass's result has a register chain of its own, inside the lane and right after its
 logic (each register driving only the next), so that synthesis retiming may spread the
 registers through the logic (docs/rtl-clock.md); a valid / mask delay line beside the lanes is
 tapped at the pass's latency. The scalar phase likewise: its results pass through as many
 registers as the phase waits.
+
+The summing passes (LAYERNORM's sum and variance, SOFTMAX's exp-sum) issue one beat every ``k``
+cycles: each lane's sum is an FP32 adder followed by a plain chain of ``k`` registers whose last
+one feeds it back, so that retiming may spread the adder over ``k`` stages (the MPU lane's
+C-slow accumulator, with one sum per lane instead of ``k`` interleaved ones: the contract fixes
+each lane's order of additions). The pass ends once the last sum has gone round the ring
+(``k - 1`` cycles after its last beat), so a summing pass costs ``k`` cycles a beat.
 
 Bit-exactness: each lane applies the contract's FP32 operations in its order; lane ``j`` sees
 elements ``j, j+W, ...`` in order; padded lanes of a short last beat add +0 / are skipped (the
@@ -39,8 +47,8 @@ from . import fplogic
 from .decoder import INSTR_LAYOUTS, Opcode
 from .vpu_special import _const_f32, _neg, build_exp, build_recip, build_rsqrt, f32_gt
 
-__all__ = ["Mode", "OUTPUT_MODES", "FIRST_MODE", "mode_latency", "scalar_wait", "VPULane",
-           "VPU", "check_vpu_args"]
+__all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "FIRST_MODE", "mode_latency", "scalar_wait",
+           "VPULane", "VPU", "check_vpu_args"]
 
 _ONE = 0x3F800000
 _NEG_INF = 0xFF800000
@@ -72,6 +80,8 @@ _NEXT = {Mode.LN_SUM: Mode.LN_VAR, Mode.LN_VAR: Mode.LN_OUT, Mode.SM_MAX: Mode.S
 FIRST_MODE = {"VADD": Mode.VADD, "VMUL": Mode.VMUL, "GELU": Mode.GELU, "VCOPY": Mode.VCOPY,
               "LAYERNORM": Mode.LN_SUM, "SOFTMAX": Mode.SM_MAX, "ARGMAX": Mode.ARGMAX}
 _BUFFERED = (Mode.LN_SUM, Mode.SM_MAX)          # pass 1 of a three-pass op fills the buffer
+#: Passes whose lanes sum their results: one beat every ``vpu.acc_latency`` cycles.
+SUMMING_MODES = (Mode.LN_SUM, Mode.LN_VAR, Mode.SM_SUM)
 _FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
 
 
@@ -321,7 +331,14 @@ class VPU(wiring.Component):
         streaming = Signal()
         flush = Signal()
         lane_active = Cat(((issued << lw) + j) < cols for j in range(w))
-        feed_stream = streaming & ~src_from_buf & (issued < beats)
+        # A summing pass issues one beat every ``k`` cycles (the accumulators' ring, below):
+        # ``gap`` counts the cycles until the next may issue.
+        kacc = hw.vpu.acc_latency
+        summing = _is(mode, *SUMMING_MODES)
+        gap = Signal(range(kacc), name="gap")
+        src_open = ~summing | (gap == 0)
+        feed_stream = streaming & ~src_from_buf & (issued < beats) & src_open
+        feed_buf = streaming & src_from_buf & (issued < beats) & src_open
         m.d.comb += [
             self.i.ready.eq(feed_stream & advance),
             wr.addr.eq(issued), wr.data.eq(self.i.payload),
@@ -333,10 +350,15 @@ class VPU(wiring.Component):
             with m.If(feed_stream & self.i.valid):
                 m.d.sync += [src.eq(self.i.payload), src_valid.eq(1), src_mask.eq(lane_active),
                              issued.eq(issued + 1)]
-            with m.Elif(streaming & src_from_buf & (issued < beats)):
+            with m.Elif(feed_buf):
                 m.d.sync += [src_valid.eq(1), src_mask.eq(lane_active), issued.eq(issued + 1)]
+        issue = advance & ((feed_stream & self.i.valid) | feed_buf)
+        with m.If(issue & summing):
+            m.d.sync += gap.eq(kacc - 1)
+        with m.Elif(gap != 0):
+            m.d.sync += gap.eq(gap - 1)
         with m.If(flush):
-            m.d.sync += src_valid.eq(0)
+            m.d.sync += [src_valid.eq(0), gap.eq(0)]
         operands = Signal(self.IN_LAYOUT)
         m.d.comb += operands.eq(Mux(src_from_buf, rd.data, src))
 
@@ -381,19 +403,47 @@ class VPU(wiring.Component):
         ]
 
         # ---------------------------------------------------------------- accumulators
+        # Sums: per lane an adder followed by a ring of k = acc_latency registers, the last
+        # (``sum{j}``) feeding the adder back, so that synthesis may retime the adder over the
+        # k stages (docs/rtl-clock.md). The ring is *parked* with the lane's partial sum in its
+        # last register; a beat taken then (a summing pass takes one every k cycles at most)
+        # turns it k times: the first turn writes partial sum + beat into its first register,
+        # the other k - 1 shift it to the last (what the other registers hold is never used).
+        # Each lane thus still adds its elements in order from +0 (the contract's), one beat
+        # per k cycles.
+        # Maxima (SM_MAX, ARGMAX): a compare loop in ``acc{j}``, one beat per cycle.
         acc = [Signal(32, name=f"acc{j}") for j in range(w)]
         best = [Signal(len(cols), name=f"best{j}") for j in range(w)]
         has = [Signal(name=f"has{j}") for j in range(w)]
         reset_sum, reset_max = Signal(), Signal()
+        take_sum = Signal()
+        turn = Signal()                 # the rings turn this cycle
+        phase = Signal(range(kacc))     # turns since the last beat taken (0: parked)
+        m.d.comb += [take_sum.eq(streaming & taken & summing),
+                     turn.eq(take_sum | (phase != 0))]
+        with m.If(turn):
+            m.d.sync += phase.eq(Mux(phase == kacc - 1, 0, phase + 1))
+        sums = []
         for j in range(w):
             y = tap_data[32 * j:32 * j + 32]
+            ring = [Signal(32, name=f"sum{j}_r{i}") for i in range(kacc - 1)]
+            ring.append(Signal(32, name=f"sum{j}"))
+            # The beat's value (+0 in a lane past the row's end). Only a taken beat's matters:
+            # the other turns add to values that are never used, so ``take_sum`` stays out of
+            # the adder's path (it was 9 LUT levels in front of it, measured on u280).
+            addend = Signal(32, name=f"sum{j}_in")
+            m.d.comb += addend.eq(Mux(tap_mask[j], y, 0))
+            summed = fplogic.build_f32_add(m, ring[-1], addend, name=f"acc_add{j}")
+            with m.If(turn):
+                m.d.sync += [ring[0].eq(summed)] + [ring[i].eq(ring[i - 1])
+                                                    for i in range(1, kacc)]
+            with m.If(reset_sum):
+                m.d.sync += [r.eq(0) for r in ring]
+            sums.append(ring[-1])
             nan = (y[23:31] == 255) & (y[:23] != 0)
-            summed = fplogic.build_f32_add(m, acc[j], Mux(tap_mask[j], y, 0), name=f"acc_add{j}")
             gt = f32_gt(y, acc[j])
             with m.If(streaming & taken):
                 with m.Switch(mode):
-                    with m.Case(int(Mode.LN_SUM), int(Mode.LN_VAR), int(Mode.SM_SUM)):
-                        m.d.sync += acc[j].eq(summed)
                     with m.Case(int(Mode.SM_MAX)):
                         with m.If(tap_mask[j] & gt):
                             m.d.sync += acc[j].eq(y)
@@ -431,7 +481,7 @@ class VPU(wiring.Component):
             return (node(f"{name}_has", hx | hy), node(f"{name}_val", Mux(take, vy, vx)),
                     node(f"{name}_idx", Mux(take, iy, ix)))
 
-        tsum = _tree(m, acc, add2, "tsum")
+        tsum = _tree(m, sums, add2, "tsum")
         tmax = _tree(m, acc, max2, "tmax")
         thas, _, targ = _tree(m, list(zip(has, acc, best)), arg2, "targ")
         rn = build_recip(m, _uint_to_f32(m, cols, "n32"), name="rn")   # once per instruction
@@ -439,8 +489,8 @@ class VPU(wiring.Component):
         s_var = fplogic.build_f32_add(m, s_mean, eps, name="s_var")    # var + eps
         s_inv = build_rsqrt(m, s_var, name="s_inv")
         s_rcp = build_recip(m, tsum, name="s_rcp")
-        # The scalar phase's inputs (accumulators, cols, eps) hold still from the pass's last
-        # beat until its result is taken, ``waits[mode]`` cycles into SCALAR (at least one
+        # The scalar phase's inputs (accumulators, cols, eps) hold still from the pass's end
+        # (the rings parked) until its result is taken, ``waits[mode]`` cycles into SCALAR (at least one
         # more): each result goes through that many registers, a plain chain after its logic
         # that retiming may spread through it (docs/rtl-clock.md) and that takes it at the
         # same cycle as the combinational path would.
@@ -456,7 +506,10 @@ class VPU(wiring.Component):
         s_inv = settle(s_inv, Mode.LN_VAR, "s_inv")
         s_rcp = settle(s_rcp, Mode.SM_SUM, "s_rcp")
         tmax = settle(tmax, Mode.SM_MAX, "tmax")
-        s_arg = settle(Mux(thas, targ, 0), Mode.ARGMAX, "s_arg")       # all NaN -> 0
+        # All NaN -> index 0, selected after the chains. (Yosys still folds the index tree's
+        # lane-constant low bits into ``s_arg``'s first register's synchronous reset: ARGMAX's
+        # path is the tiny VPU's limit, 123.8 MHz retimed, measured; docs/rtl-clock.md.)
+        s_arg = Mux(settle(thas, Mode.ARGMAX, "s_has"), settle(targ, Mode.ARGMAX, "s_arg"), 0)
 
         # ---------------------------------------------------------------- control
         m.d.comb += self.busy.eq(~self.cmd.ready)
@@ -481,7 +534,8 @@ class VPU(wiring.Component):
                     m.next = "STREAM"
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
-                with m.If((retired == beats) & (issued == beats)):
+                # (a summing pass ends once its last sum is in the rings' last registers)
+                with m.If((retired == beats) & (issued == beats) & (phase == 0)):
                     with m.If(out_mode):
                         m.next = "IDLE"
                     with m.Else():

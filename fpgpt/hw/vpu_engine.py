@@ -392,7 +392,8 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
     """Cycles from the ``cmd`` handshake to ``done`` of one instruction, the scratchpad granting
     every request: a cycle-level model of this engine's schedule (its registers, as in
     :meth:`VPUEngine.elaborate`) and of the VPU's stream timing (``mode_latency`` /
-    ``scalar_wait``), asserted equal to the RTL in amaranth.sim.
+    ``scalar_wait``; a summing pass's beats ``vpu.acc_latency`` cycles apart and its end when
+    the accumulator rings are parked), asserted equal to the RTL in amaranth.sim.
 
     Parameters
     ----------
@@ -404,7 +405,8 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         ``rc`` (R[rc]'s value; ignored by LAYERNORM), the addresses ``a``, ``b``, ``dst``,
         ``gamma``, ``beta`` and strides ``lda``, ``ldb``, ``ldd`` (missing ones read 0).
     """
-    from .vpu import _FROM_BUFFER, _NEXT, FIRST_MODE, OUTPUT_MODES, mode_latency, scalar_wait
+    from .vpu import (_FROM_BUFFER, _NEXT, FIRST_MODE, OUTPUT_MODES, SUMMING_MODES, mode_latency,
+                      scalar_wait)
 
     if op not in FIRST_MODE:
         raise ValueError(f"op must be a VPU mnemonic {sorted(FIRST_MODE)}, not {op!r}")
@@ -439,6 +441,7 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
     b_valid, b_q, f_busy = False, 0, False
     # VPU registers (as in VPU.elaborate): stages[0] is src_valid.
     state, mode, issued, retired, wait = "IDLE", first_mode, 0, 0, 0
+    kacc, gap, phase = hw.vpu.acc_latency, 0, 0   # summing passes: 1 beat / kacc cycles
     stages = [False] * (max(lat.values()) + 1)
     for t in range(1, 1 << 30):             # cycle 0: the handshake, 1: CHECK (reader only)
         # ---- the cycle's combinational terms: the reader
@@ -465,7 +468,9 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         o_ready = True
         advance = not (out_mode and tap and not o_ready)
         from_buf = mode in _FROM_BUFFER
-        i_ready = streaming and not from_buf and issued < beats and advance
+        summing = mode in SUMMING_MODES
+        src_open = not summing or gap == 0
+        i_ready = streaming and not from_buf and issued < beats and advance and src_open
         handoff = i_valid and i_ready
         cmd_take = t > 1 and state == "IDLE" and sent < rows
         if op == "ARGMAX" and o_valid:
@@ -529,11 +534,12 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
             f_busy = False
         # ---- the VPU's edge
         flush = False
+        turn = (streaming and tap and advance and summing) or phase != 0
         if state == "IDLE":
             if cmd_take:
                 mode, issued, retired, flush, state = first_mode, 0, 0, True, "STREAM"
         elif state == "STREAM":
-            if retired == beats and issued == beats:
+            if retired == beats and issued == beats and phase == 0:
                 if out_mode:
                     state = "IDLE"
                 else:
@@ -549,10 +555,14 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
                     mode, issued, retired, flush, state = _NEXT[mode], 0, 0, True, "STREAM"
         elif o_valid:                       # RESULT
             state = "IDLE"
+        if turn:
+            phase = 0 if phase == kacc - 1 else phase + 1
+        src = advance and streaming and issued < beats and src_open and (handoff or from_buf)
         if advance:
-            src = streaming and issued < beats and (handoff or from_buf)
             issued += src
             stages = [src] + stages[:-1]
+        gap = kacc - 1 if src and summing else max(gap - 1, 0)
         if flush:
             stages = [False] * len(stages)
+            gap = 0
     raise AssertionError("unreachable")

@@ -108,7 +108,9 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
 def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     """A VPU instruction on the VPU engine (fpgpt/hw/vpu_engine.py), operands row-aligned.
 
-    Per row: ``passes · ⌈cols/width⌉`` beats plus the op's fill (:func:`_vpu_fill`), plus the
+    Per row: ``passes · ⌈cols/width⌉`` beats, each summing pass's (LAYERNORM's first two,
+    SOFTMAX's second) taking ``k = vpu.acc_latency`` cycles a beat (its lane accumulators are
+    a ring of ``k`` registers, fpgpt/hw/vpu.py), plus the op's fill (:func:`_vpu_fill`), plus the
     two cycles the VPU takes after a row's last output before its next command; then one cycle
     of start and final line write, and the operands' first window reads that the VPU waits for
     (VADD/VMUL one, LAYERNORM two; one more each when there are several rows or the row is
@@ -131,7 +133,9 @@ def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     first = {"VADD": 1, "VMUL": 1, "LAYERNORM": 2, "ARGMAX": -1}.get(op, 0)
     if op in ("VADD", "VMUL", "LAYERNORM") and (rows > 1 or cols > window):
         first += 2 if op == "LAYERNORM" else 1
-    return float(rows * (VPU_PASSES[op] * beats + _vpu_fill(hw, op) + 2) + 1 + first)
+    summing = {"LAYERNORM": 2, "SOFTMAX": 1}.get(op, 0)      # SUMMING_MODES of fpgpt/hw/vpu.py
+    per_row = (VPU_PASSES[op] + (v.acc_latency - 1) * summing) * beats
+    return float(rows * (per_row + _vpu_fill(hw, op) + 2) + 1 + first)
 
 
 def _link_busy_ns(hw: "HardwareConfig", nbytes: int) -> float:

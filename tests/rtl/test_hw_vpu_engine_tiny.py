@@ -35,9 +35,10 @@ SHAPES = [
 ]
 
 
-# Slow: the 8-lane VPU in amaranth.sim, 14 instructions, took 505 s on 2 cores (measured).
+# Slow: the 8-lane VPU in amaranth.sim, 14 instructions, took 505 s on 2 cores (measured); 691 s
+# of CPU since the summing passes take one beat every vpu.acc_latency = 2 cycles.
 @pytest.mark.skipif(os.environ.get("FPGPT_SLOW_RTL") != "1", reason=(
-    "8-lane VPU in amaranth.sim takes ~8.5 min; run with FPGPT_SLOW_RTL=1"))
+    "8-lane VPU in amaranth.sim takes ~11.5 min; run with FPGPT_SLOW_RTL=1"))
 def test_vpu_engine_tiny_compiler_shapes():
     hw = load_preset("tiny")
     rng = np.random.default_rng(5)
