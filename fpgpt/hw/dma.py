@@ -246,8 +246,7 @@ class DMA(wiring.Component):
 
         # Loop nest: batch b < nbatch, run j < nruns, element i < n (per run); a run is 2n
         # contiguous HBM bytes; scratchpad steps: estep per element, rstep per run.
-        nbatch = Signal(8)
-        nruns, n = Signal(_COUNT_BITS), Signal(_COUNT_BITS)
+        n = Signal(_COUNT_BITS)
         estep, rstep = Signal(32), Signal(32)
 
         # ---- piece FIFO: (channel, byte offset in the first beat, elements, is index) --------
@@ -260,10 +259,29 @@ class DMA(wiring.Component):
         # ---- address generator -------------------------------------------------------------
         hb, hj, hp = Signal(_HBM_BITS), Signal(_HBM_BITS), Signal(_HBM_BITS)   # batch, run, piece
         rem = Signal(_COUNT_BITS + 1)                    # bytes left in the run
-        b, j = Signal(8), Signal(_COUNT_BITS)
+        # Run and batch counters count down, each with its "last" flag registered beside it
+        # (set from the count one step ahead), so that the end-of-run decision is a flag,
+        # not a 34-bit ``j + 1 == nruns`` compare in front of the address muxes (the DMA's
+        # critical path before: 23 LUT levels, docs/rtl-clock.md).
+        def countdown(name, bits):
+            left, last = Signal(bits, name=f"{name}_left"), Signal(name=f"{name}_last")
+            return SimpleNamespace(
+                left=left, last=last,
+                load=lambda total: [left.eq(total - 1), last.eq(total == 1)],
+                reload=lambda m1, one: [left.eq(m1), last.eq(one)],
+                step=lambda: [left.eq(left - 1), last.eq(left == 1)])
+        jc, bc = countdown("j", _COUNT_BITS), countdown("b", 8)
+        ec, rc = countdown("ei", _COUNT_BITS), countdown("ej", _COUNT_BITS)   # scratchpad side
+        nruns_m1, n_m1 = Signal(_COUNT_BITS), Signal(_COUNT_BITS)   # nruns - 1, n - 1
+        nruns_one, n_one = Signal(), Signal()                       # nruns == 1, n == 1
         ia = Signal(_HBM_BITS)                           # next GATHER index address
         t_valid = Signal()                               # read side: index t arrived
-        t_val = Signal(32)
+        # The address products, each made the cycle before it is used, into a register (a
+        # DSP48E2 multiply then an adder chain in one cycle was the next limit): ra_off =
+        # ra·hstride as the command is taken (SETUP adds it), t_off = index·hstride as the
+        # index arrives (INDEX_WAIT adds it).
+        t_off = Signal(_HBM_BITS)
+        ra_off = Signal(_HBM_BITS)
         drained = Signal()                               # nothing left in flight
         r_busy = Signal()                                # element read side: a piece open
 
@@ -310,6 +328,11 @@ class DMA(wiring.Component):
         m.submodules.segs = sq = fifo.SyncFIFOBuffered(width=seg.size, depth=self._outstanding)
         sq_in, sq_out = data.View(seg, sq.w_data), data.View(seg, sq.r_data)
         st = Signal(_HBM_BITS - LSB)                     # next stripe of the run to request
+        # The run's last byte, kept beside its start (hj, hb) so that FRUN reads the run's
+        # last stripe from a register instead of adding ``hj + 2n - 1`` in front of its
+        # compares: h1m1 = hj + 2n - 1, hb1m1 = hb + 2n - 1.
+        h1m1, hb1m1 = Signal(_HBM_BITS), Signal(_HBM_BITS)
+        seg_first = Signal()                             # st is the run's first stripe
         fsb, fsj = Signal(32), Signal(32)                # scratchpad: batch base, run start
         acc = Signal(C)                                  # channels whose AR/AW is accepted
         fast = Signal()
@@ -322,22 +345,32 @@ class DMA(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += c.eq(self.cmd.payload)
+                    pl = data.View(captured_layout(Unit.DMA), self.cmd.payload)
+                    m.d.sync += [c.eq(self.cmd.payload), ra_off.eq(pl.ra * pl.hstride)]
                     m.next = "SETUP"
             with m.State("SETUP"):
                 rows_e = (c.rows + c.rr)[:_COUNT_BITS]
                 cols_e = (c.cols + c.rc)[:_COUNT_BITS]
                 # Multiplication by the row offset happens once per instruction.
                 hstart = Mux(c.transpose & ~is_gather, c.hbm + 2 * c.ra,
-                             Mux(is_gather, c.hbm, c.hbm + c.ra * c.hstride))[:_HBM_BITS]
+                             Mux(is_gather, c.hbm, c.hbm + ra_off))[:_HBM_BITS]
                 with m.If(c.transpose & ~is_gather):
-                    m.d.sync += [nruns.eq(cols_e), n.eq(rows_e), estep.eq(c.sstride), rstep.eq(1)]
+                    m.d.sync += [n.eq(rows_e), estep.eq(c.sstride), rstep.eq(1)]
                 with m.Else():
-                    m.d.sync += [nruns.eq(rows_e), n.eq(Mux(is_gather, c.cols, cols_e)),
+                    m.d.sync += [n.eq(Mux(is_gather, c.cols, cols_e)),
                                  estep.eq(1), rstep.eq(c.sstride)]
                 rows_n = Mux(c.transpose & ~is_gather, cols_e, rows_e)
                 elems = Mux(c.transpose & ~is_gather, rows_e, Mux(is_gather, c.cols, cols_e))
-                m.d.sync += [nbatch.eq(Mux(is_gather, 1, c.batch)), b.eq(0), j.eq(0),
+                nb = Mux(is_gather, 1, c.batch)
+                # hstart + 2·elems - 1, the product added last (its adder in parallel).
+                hend = (c.hbm + 2 * elems - 1)[:_HBM_BITS]
+                hlast = Mux(c.transpose & ~is_gather, hend + 2 * c.ra,
+                            Mux(is_gather, hend, hend + ra_off))[:_HBM_BITS]
+                m.d.sync += [h1m1.eq(hlast), hb1m1.eq(hlast), seg_first.eq(1)]
+                m.d.sync += [*jc.load(rows_n), *bc.load(nb),
+                             nruns_m1.eq(rows_n - 1), nruns_one.eq(rows_n == 1),
+                             n_m1.eq(elems - 1), n_one.eq(elems == 1),
+                             *ec.load(elems), *rc.load(rows_n),
                              hb.eq(hstart), hj.eq(hstart), hp.eq(hstart), rem.eq(2 * elems),
                              st.eq(hstart >> LSB), fsb.eq(c.sram), fsj.eq(c.sram), acc.eq(0),
                              ia.eq(c.idx + 4 * c.ra)]
@@ -377,60 +410,72 @@ class DMA(wiring.Component):
                     m.d.sync += [hp.eq(hp + plen), rem.eq(rem - plen)]
                     # After the last piece of a run: the next run, the next batch, or the end.
                     with m.If(rem == plen):
-                        with m.If(j + 1 == nruns):
-                            with m.If(b + 1 == nbatch):
+                        with m.If(jc.last):
+                            with m.If(bc.last):
                                 m.next = "FINISH"
                             with m.Else():
-                                m.d.sync += [b.eq(b + 1), j.eq(0), hb.eq(hb + c.hbatch),
+                                m.d.sync += [*bc.step(), *jc.reload(nruns_m1, nruns_one),
+                                             hb.eq(hb + c.hbatch),
                                              hj.eq(hb + c.hbatch), hp.eq(hb + c.hbatch), rem.eq(2 * n)]
                         with m.Else():
-                            m.d.sync += [j.eq(j + 1), hj.eq(hj + c.hstride), hp.eq(hj + c.hstride),
+                            m.d.sync += [*jc.step(), hj.eq(hj + c.hstride), hp.eq(hj + c.hstride),
                                          rem.eq(2 * n)]
                             with m.If(is_gather):
                                 m.next = "INDEX"
 
             with m.State("FRUN"):
                 # One segment of the run: every channel's AR (AW) for its beats of stripes
-                # st..sg, all in one cycle when the channels are ready.
-                h1 = (hj + 2 * n)[:_HBM_BITS]
-                s0, se = hj[LSB:], (h1 - 1)[LSB:_HBM_BITS]
+                # st..sg, all in one cycle when the channels are ready. Every decision here
+                # comes from registers through a few LUT levels (no adder in front of a
+                # compare): the run's last stripe se from h1m1, "first segment" a flag, "last
+                # segment" an equality of st and se above the segment bits (segments are
+                # aligned to NSEG and st <= se), and whether channel k has a beat a compare of
+                # the segment's length (LS bits) with the beats the run's ends take off it.
+                se = h1m1[LSB:_HBM_BITS]
                 cap = st | (NSEG - 1)
-                sg = Mux(se < cap, se, cap)[:_HBM_BITS - LSB]
+                seg_last = Signal()
+                m.d.comb += seg_last.eq(se[LS:] == st[LS:])
+                sg = Mux(seg_last, se, cap)[:_HBM_BITS - LSB]
+                span = (Mux(seg_last, se[:LS], NSEG - 1) - st[:LS])[:LS]   # sg - st
                 lo_b = hj[:LSB]                                   # run start's byte in its stripe
-                hi_b = ((h1 - 1)[:LSB] + 1)[:LSB + 1]             # bytes of the run in its last stripe
+                hi_b = (h1m1[:LSB] + 1)[:LSB + 1]                 # bytes of the run in its last stripe
                 done_all = Const(1)
                 for k, p in enumerate(axi):
-                    first = (st + ((st == s0) & ((k + 1) * B <= lo_b)))[:_HBM_BITS - LSB]
-                    last = (sg - ((sg == se) & (k * B >= hi_b)))[:_HBM_BITS - LSB]
-                    inv = first <= last
+                    df = seg_first & ((k + 1) * B <= lo_b)        # k's beat of st is not the run's
+                    dl = seg_last & (k * B >= hi_b)               # k's beat of sg is not the run's
+                    first = (st + df)[:_HBM_BITS - LSB]
+                    inv = (df + dl) <= span                        # first <= last
                     valid = inv & ~acc[k] & sq.w_rdy
                     ready = Mux(is_write, p.awready, p.arready)
                     m.d.comb += [ar_addr[k].eq((self.data_base + (first << LB))[:AXI_ADDR_BITS]),
-                                 ar_len[k].eq(last - first), f_avalid[k].eq(valid)]
+                                 ar_len[k].eq(span - df - dl), f_avalid[k].eq(valid)]
                     with m.If(valid & ready):
                         m.d.sync += acc[k].eq(1)
                         with m.If(is_write):
                             m.d.comb += f_aw[k].eq(1)
                     done_all = done_all & (~inv | acc[k] | (valid & ready))
                 first_elem = (fsj + ((st << LSB) >> 1) - (hj >> 1))[:32]
-                m.d.comb += [sq_in.chunk.eq(first_elem >> LCE), sq_in.n.eq(sg - st + 1),
-                             sq_in.lo.eq(Mux(st == s0, lo_b >> 1, 0)),
-                             sq_in.hi.eq(Mux(sg == se, hi_b >> 1, ES))]
+                m.d.comb += [sq_in.chunk.eq(first_elem >> LCE), sq_in.n.eq(span + 1),
+                             sq_in.lo.eq(Mux(seg_first, lo_b >> 1, 0)),
+                             sq_in.hi.eq(Mux(seg_last, hi_b >> 1, ES))]
                 with m.If(done_all & sq.w_rdy):
                     m.d.comb += sq.w_en.eq(1)
-                    m.d.sync += [acc.eq(0), st.eq(sg + 1)]
-                    with m.If(sg == se):        # the run's last segment: next run or batch
-                        with m.If(j + 1 == nruns):
-                            with m.If(b + 1 == nbatch):
+                    m.d.sync += [acc.eq(0), st.eq(cap + 1), seg_first.eq(0)]
+                    with m.If(seg_last):        # the run's last segment: next run or batch
+                        with m.If(jc.last):
+                            with m.If(bc.last):
                                 m.next = "FINISH"
                             with m.Else():
                                 nh = (hb + c.hbatch)[:_HBM_BITS]
-                                m.d.sync += [b.eq(b + 1), j.eq(0), hb.eq(nh), hj.eq(nh),
-                                             st.eq(nh >> LSB), fsb.eq(fsb + c.sbatch),
-                                             fsj.eq(fsb + c.sbatch)]
+                                nh1 = (hb1m1 + c.hbatch)[:_HBM_BITS]
+                                m.d.sync += [*bc.step(), *jc.reload(nruns_m1, nruns_one),
+                                             hb.eq(nh), hj.eq(nh), hb1m1.eq(nh1), h1m1.eq(nh1),
+                                             st.eq(nh >> LSB), seg_first.eq(1),
+                                             fsb.eq(fsb + c.sbatch), fsj.eq(fsb + c.sbatch)]
                         with m.Else():
                             nh = (hj + c.hstride)[:_HBM_BITS]
-                            m.d.sync += [j.eq(j + 1), hj.eq(nh), st.eq(nh >> LSB),
+                            m.d.sync += [*jc.step(), hj.eq(nh), st.eq(nh >> LSB),
+                                         h1m1.eq(h1m1 + c.hstride), seg_first.eq(1),
                                          fsj.eq(fsj + c.sstride)]
                             with m.If(is_gather):
                                 m.next = "INDEX"
@@ -450,8 +495,10 @@ class DMA(wiring.Component):
                     m.next = "INDEX_WAIT"
             with m.State("INDEX_WAIT"):
                 with m.If(t_valid):
-                    row = (c.hbm + t_val.as_signed() * c.hstride.as_unsigned())[:_HBM_BITS]
-                    m.d.sync += [hp.eq(row), hj.eq(row), st.eq(row >> LSB), rem.eq(2 * n)]
+                    off = t_off
+                    row = (c.hbm + off)[:_HBM_BITS]
+                    m.d.sync += [hp.eq(row), hj.eq(row), st.eq(row >> LSB), rem.eq(2 * n),
+                                 h1m1.eq(hb1m1 + off), seg_first.eq(1)]
                     with m.If(fmode):
                         m.next = "FRUN"
                     with m.Else():
@@ -468,21 +515,22 @@ class DMA(wiring.Component):
 
         # ---- scratchpad element addresses, in the same loop order --------------------------
         sb, sj, s = Signal(32), Signal(32), Signal(32)
-        ei, ej = Signal(_COUNT_BITS), Signal(_COUNT_BITS)
+        # Element and run counters of this loop: countdowns loaded in SETUP (no element
+        # moves before it), flags as above.
         advance = Signal()
         with m.If(self.cmd.valid & self.cmd.ready):
             p = data.View(captured_layout(Unit.DMA), self.cmd.payload)
-            m.d.sync += [sb.eq(p.sram), sj.eq(p.sram), s.eq(p.sram), ei.eq(0), ej.eq(0)]
+            m.d.sync += [sb.eq(p.sram), sj.eq(p.sram), s.eq(p.sram)]
         with m.Elif(advance):
-            with m.If(ei + 1 == n):
-                m.d.sync += ei.eq(0)
-                with m.If(ej + 1 == nruns):
-                    m.d.sync += [ej.eq(0), sb.eq(sb + c.sbatch), sj.eq(sb + c.sbatch),
-                                 s.eq(sb + c.sbatch)]
+            with m.If(ec.last):
+                m.d.sync += ec.reload(n_m1, n_one)
+                with m.If(rc.last):
+                    m.d.sync += [*rc.reload(nruns_m1, nruns_one), sb.eq(sb + c.sbatch),
+                                 sj.eq(sb + c.sbatch), s.eq(sb + c.sbatch)]
                 with m.Else():
-                    m.d.sync += [ej.eq(ej + 1), sj.eq(sj + rstep), s.eq(sj + rstep)]
+                    m.d.sync += [*rc.step(), sj.eq(sj + rstep), s.eq(sj + rstep)]
             with m.Else():
-                m.d.sync += [ei.eq(ei + 1), s.eq(s + estep)]
+                m.d.sync += [*ec.step(), s.eq(s + estep)]
 
         # ---- read side (LOAD, GATHER) ------------------------------------------------------
         cur = Signal(piece)
@@ -506,7 +554,7 @@ class DMA(wiring.Component):
                 with m.If(cur.idx):
                     with m.If(rvalid):
                         m.d.comb += take_beat.eq(1)
-                        m.d.sync += [t_valid.eq(1), t_val.eq(word)]
+                        m.d.sync += [t_valid.eq(1), t_off.eq(word.as_signed() * c.hstride.as_unsigned())]
                         m.next = "IDLE"
                 with m.Else():
                     m.d.comb += [el.we.eq(rvalid), el.wdata.eq(elem)]
@@ -532,7 +580,13 @@ class DMA(wiring.Component):
         #   (wbuf, so beats leave back to back) or, while W is stalled, waits in abuf (afull).
         # A request is made only when its data will find room next cycle, so a granted read is
         # never dropped and the scratchpad's refusals only stall the request stage.
-        aw_count = Signal(16)                # bursts without a B response yet
+        # Bursts without a B response: aw_now. The AWs issued and the B responses taken are
+        # registered as they happen and counted a cycle later (aw_count is the count as of
+        # last cycle, aw_now adds last cycle's events): no population count of the channels'
+        # AW fires and BVALIDs sits behind the stripe path's issue logic (u280: 32 channels,
+        # the DMA's critical path before, docs/rtl-clock.md).
+        aw_count = Signal(16)
+        aw_now = Signal(16)
         aw_fire = Signal()
         w_busy = Signal()
         e_awvalid = Signal(C)
@@ -551,7 +605,7 @@ class DMA(wiring.Component):
                      wbeats.eq((waddr[:LB] + (wq_out.nelem << 1) + (B - 1)) >> LB)]
         awready = Array(p.awready for p in axi)[aw_ch]
         # aw_count only falls while an AW waits, so AWVALID, once raised, stays until taken.
-        aw_go = is_write & wq.r_rdy & (aw_count < self._outstanding)
+        aw_go = is_write & wq.r_rdy & (aw_now < self._outstanding)
         m.d.comb += e_awvalid.eq(Mux(aw_go, 1 << aw_ch, 0))
         with m.If(aw_go & awready):
             m.d.comb += [aw_fire.eq(1), wq.r_en.eq(1)]
@@ -647,7 +701,8 @@ class DMA(wiring.Component):
         f_chunk, f_we, f_re, f_mask = Signal(32), Signal(), Signal(), Signal(ES)
         f_line = Signal()                    # the stripe path drives the line port this cycle
         f_data = Cat(*[p.rdata for p in axi])          # the stripe's ES elements, in order
-        r_first, r_last = x == 0, x + 1 == fc.n
+        x_last = Signal()                    # x + 1 == fc.n, registered one stripe ahead
+        r_first, r_last = x == 0, x_last
         r_need = need_of(fc.lo, fc.hi, r_first, r_last, "r_need")
         r_mask = mask_of(fc.lo, fc.hi, r_first, r_last, "r_mask")
         with m.If(~is_write):
@@ -655,7 +710,7 @@ class DMA(wiring.Component):
                 with m.State("IDLE"):
                     with m.If(sq.r_rdy):
                         m.d.comb += sq.r_en.eq(1)
-                        m.d.sync += [fc.eq(sq_out), x.eq(0)]
+                        m.d.sync += [fc.eq(sq_out), x.eq(0), x_last.eq(sq_out.n == 1)]
                         m.next = "DATA"
                 with m.State("DATA"):
                     m.d.comb += [rd_act.eq(1), f_line.eq(1)]
@@ -667,11 +722,11 @@ class DMA(wiring.Component):
                                  f_chunk.eq(fc.chunk + x * (ES // CE))]
                     with m.If(allv & self.line.grant):
                         m.d.comb += fast_rr.eq(need)
-                        m.d.sync += x.eq(x + 1)
+                        m.d.sync += [x.eq(x + 1), x_last.eq(x + 2 == fc.n)]
                         with m.If(last):
                             with m.If(sq.r_rdy):        # the next segment without a bubble
                                 m.d.comb += sq.r_en.eq(1)
-                                m.d.sync += [fc.eq(sq_out), x.eq(0)]
+                                m.d.sync += [fc.eq(sq_out), x.eq(0), x_last.eq(sq_out.n == 1)]
                             with m.Else():
                                 m.next = "IDLE"
 
@@ -744,9 +799,13 @@ class DMA(wiring.Component):
                 m.d.comb += [p.awaddr.eq(local(waddr)), p.awlen.eq(wbeats - 1),
                              p.awvalid.eq(e_awvalid[k]), p.wdata.eq(wbuf), p.wstrb.eq(wstrb),
                              p.wlast.eq(e_wlast), p.wvalid.eq(e_wvalid[k])]
-        bcount = sum((p.bvalid for p in axi), Const(0, LC + 1))
-        afire = sum((f_aw[k] for k in range(C)), Const(0, LC + 1))
-        m.d.sync += aw_count.eq(aw_count + aw_fire + afire - bcount)
+        b_r, f_aw_r, aw_fire_r = Signal(C), Signal(C), Signal()
+        m.d.sync += [b_r.eq(Cat(*[p.bvalid for p in axi])), f_aw_r.eq(f_aw),
+                     aw_fire_r.eq(aw_fire)]
+        bcount = sum((b_r[k] for k in range(C)), Const(0, LC + 1))
+        afire = sum((f_aw_r[k] for k in range(C)), Const(0, LC + 1))
+        m.d.comb += aw_now.eq(aw_count + aw_fire_r + afire - bcount)
+        m.d.sync += aw_count.eq(aw_now)
 
         # ---- the line port: the stripe path, or the element path as one-element lines --------
         e_r = Signal(max(1, LCE))
@@ -767,8 +826,8 @@ class DMA(wiring.Component):
                                 else self.line.rdata[:16])
 
         # ---- completion --------------------------------------------------------------------
-        m.d.comb += drained.eq((q.level == 0) & ~r_busy & ~w_busy & (aw_count == 0) & ~aw_fire
-                               & (afire == 0) & (sq.level == 0) & ~f_busy)
+        m.d.comb += drained.eq((q.level == 0) & ~r_busy & ~w_busy & (aw_now == 0) & ~aw_fire
+                               & (f_aw == 0) & (sq.level == 0) & ~f_busy)
         m.d.comb += self.busy.eq(~self.cmd.ready)
         return m
 

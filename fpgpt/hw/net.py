@@ -521,10 +521,18 @@ class NetUnit(wiring.Component):
         first_dev, last_dev = dev == 0, dev == ndev - 1
         t1 = Signal(9)
         t2 = Signal(9)
-        # chunk indices (d - s) mod D and (d - s - 1) mod D (one wrap suffices: s <= D-2)
-        m.d.comb += [t1.eq(dev - step), t2.eq(dev - step - 1)]
+        # chunk indices (d - s) mod D and (d - s - 1) mod D (one wrap suffices: s <= D-2) of
+        # the step SETUP starts next: step + 1 while RUN ends one, step itself in CHECK (the
+        # only ways into SETUP). Their products with count go into registers the cycle before
+        # SETUP adds them (the multiply and the adds behind it in SETUP's one cycle were the
+        # block's critical path, docs/rtl-clock.md).
+        in_run = Signal()
+        nstep = Mux(in_run, step + 1, step)[:8]
+        m.d.comb += [t1.eq(dev - nstep), t2.eq(dev - nstep - 1)]
         c_tx = Mux(t1[8], t1 + ndev, t1)[:8]
         c_rx = Mux(t2[8], t2 + ndev, t2)[:8]
+        tx_off, rx_off = Signal(_A), Signal(_A)
+        m.d.sync += [tx_off.eq(c_tx * ins.count), rx_off.eq(c_rx * ins.count)]
 
         def setup():
             s = ins.sram
@@ -539,8 +547,8 @@ class NetUnit(wiring.Component):
             with m.Elif(is_recv):
                 m.d.sync += [b_en.eq(1), rx_rev.eq(ins.prev)]
             with m.Elif(is_ag):
-                b_start = s + c_rx * ins.count
-                m.d.sync += [a_en.eq(1), a_rd.eq(s + c_tx * ins.count),
+                b_start = (s + rx_off)[:_A]
+                m.d.sync += [a_en.eq(1), a_rd.eq(s + tx_off),
                              b_en.eq(1), b_wa.eq(b_start),
                              b_rem.eq(ins.count + (b_start[:lg] if lg else 0))]
             with m.Elif(is_ar & (step == 0)):       # phase 1: FP32 partial sums, 0 -> D-1
@@ -576,7 +584,7 @@ class NetUnit(wiring.Component):
                 setup()
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.busy.eq(1), in_run.eq(1)]
                 with m.If(step_done):
                     m.d.sync += [a_en.eq(0), b_en.eq(0), step.eq(step + 1)]
                     with m.If(step + 1 == nsteps):

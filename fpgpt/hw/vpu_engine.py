@@ -135,8 +135,8 @@ class VPUEngine(wiring.Component):
         is_argmax = Signal()
         running = Signal()
         reading = Signal()                   # the reader runs (from CHECK on: one cycle early)
-        beats = Signal(_N)                   # beats per row
-        m.d.comb += beats.eq((n + (w - 1)) >> lw)
+        beats = Signal(_N)                   # beats per row, registered with n
+        beats_one = Signal()                 # beats == 1
 
         # ---- operand windows: per operand a reader cursor and two window slots --------------
         # Operand x's row r starts at s_x; its windows start at chunks s_x // C + i * stride,
@@ -248,9 +248,13 @@ class VPUEngine(wiring.Component):
             m.d.comb += getattr(vpu.i.payload, "abc"[x]).eq(lanes)
         m.d.comb += vpu.i.valid.eq(running & (ext_row < sent) & full_all)
         handoff = vpu.i.valid & vpu.i.ready
-        row_end = kb + 1 == beats
+        # kb + 1 == beats, kept in a register one beat ahead: the compare was the head of the
+        # engine's critical path (n -> beats -> compare -> the window slots' release, 19-20 LUT
+        # levels, docs/rtl-clock.md).
+        row_end = Signal()
         with m.If(handoff):
-            m.d.sync += kb.eq(Mux(row_end, 0, kb + 1))
+            m.d.sync += [kb.eq(Mux(row_end, 0, kb + 1)),
+                         row_end.eq(Mux(row_end, beats_one, kb + 2 == beats))]
             with m.If(row_end):
                 m.d.sync += ext_row.eq(ext_row + 1)
             for x in range(3):
@@ -278,14 +282,18 @@ class VPUEngine(wiring.Component):
         orow, ocol, d_row = Signal(17), Signal(_N), Signal(_A)
         b_valid, b_q = Signal(), Signal(_A - lc)
         b_data, b_mask = Signal(kc * _E), Signal(kc)
+        # The result beat's destination sd = d_row + ocol, its valid lanes nv = min(W, n -
+        # ocol), "last beat of its row" (ocol + W >= n) and "last row" (orow + 1 == rows) are
+        # registers, each set one beat ahead (the adds and compares were in front of the
+        # buffer's fit test and the beat placement, in one cycle).
         sd = Signal(_A)
         nv = Signal(range(w + 1))
-        orem = (n - ocol)[:_N]
-        m.d.comb += [sd.eq(d_row + ocol), nv.eq(Mux(orem >= w, w, orem))]
+        oc_end, orow_last = Signal(), Signal()
+        n_le_w, nv_row = Signal(), Signal(range(w + 1))    # n <= W, min(W, n): a row's first
         fits = Signal()
         m.d.comb += fits.eq(b_valid & (sd >= (b_q << lc)) & (sd + nv <= ((b_q + k) << lc)))
         last = Signal()
-        m.d.comb += last.eq((orow + 1 == rows) & (ocol + w >= n))
+        m.d.comb += last.eq(orow_last & oc_end)
         f_free = ~f_busy | w_granted
         m.d.comb += vpu.o.ready.eq(running & (is_argmax | ((~b_valid | fits) & ~last) | f_free))
         o_take = vpu.o.valid & vpu.o.ready & ~is_argmax
@@ -293,7 +301,7 @@ class VPUEngine(wiring.Component):
         base = Signal(_A - lc)
         m.d.comb += base.eq(Mux(fits, b_q, sd >> lc))
         p = Signal(_A)
-        m.d.comb += p.eq(sd - (base << lc))
+        m.d.comb += p.eq(Mux(fits, sd - (b_q << lc), sd[:lc]))    # sd - (base << lc)
         pd, pm = Signal(2 * c * _E), Signal(2 * c)
         lane_on = Cat(*[nv > j for j in range(w)])
         with m.Switch(p[:lc]):
@@ -313,9 +321,13 @@ class VPUEngine(wiring.Component):
         mm = old_m | nm_
         load_f = Signal()
         with m.If(o_take):
-            m.d.sync += ocol.eq(ocol + w)
-            with m.If(ocol + w >= n):
-                m.d.sync += [ocol.eq(0), orow.eq(orow + 1), d_row.eq(d_row + ins.ldd)]
+            orem2 = (n - ocol - w)[:_N]                # the next beat's columns left
+            m.d.sync += [ocol.eq(ocol + w), sd.eq(sd + w), oc_end.eq(ocol + 2 * w >= n),
+                         nv.eq(Mux(orem2 >= w, w, orem2))]
+            with m.If(oc_end):
+                nd_row = (d_row + ins.ldd)[:_A]
+                m.d.sync += [ocol.eq(0), orow.eq(orow + 1), d_row.eq(nd_row), sd.eq(nd_row),
+                             oc_end.eq(n_le_w), nv.eq(nv_row), orow_last.eq(orow + 2 == rows)]
             with m.If(b_valid & ~fits):           # flush the buffer, start a new one
                 m.d.comb += load_f.eq(1)
                 m.d.sync += [f_data.eq(b_data), f_mask.eq(b_mask), f_q.eq(b_q),
@@ -347,8 +359,12 @@ class VPUEngine(wiring.Component):
                     argmax = pl.op == Opcode.ARGMAX
                     ln = pl.op == Opcode.LAYERNORM
                     two = (pl.op == Opcode.VADD) | (pl.op == Opcode.VMUL)
+                    n_new = (pl.cols + Mux(ln, 0, pl.rc))[:_N]
+                    beats_new = ((n_new + (w - 1)) >> lw)[:_N]
                     m.d.sync += [
-                        ins.eq(pl), n.eq(pl.cols + Mux(ln, 0, pl.rc)),
+                        beats.eq(beats_new), beats_one.eq(beats_new == 1),
+                        row_end.eq(beats_new == 1),
+                        ins.eq(pl), n.eq(n_new),
                         rows.eq(Mux(argmax, 1, pl.rows)), is_argmax.eq(argmax),
                         n_ops.eq(Mux(ln, 3, Mux(two, 2, 1))),
                         s[0].eq(pl.a), s[1].eq(Mux(ln, pl.gamma, pl.b)), s[2].eq(pl.beta),
@@ -357,6 +373,9 @@ class VPUEngine(wiring.Component):
                         ld[0].eq(pl.lda), ld[1].eq(Mux(ln, 0, pl.ldb)), ld[2].eq(0),
                         ext_row.eq(0), kb.eq(0), sent.eq(0),
                         orow.eq(0), ocol.eq(0), d_row.eq(pl.dst), b_valid.eq(0), f_busy.eq(0),
+                        sd.eq(pl.dst), oc_end.eq(n_new <= w), n_le_w.eq(n_new <= w),
+                        nv.eq(Mux(n_new >= w, w, n_new)), nv_row.eq(Mux(n_new >= w, w, n_new)),
+                        orow_last.eq(Mux(argmax, 1, pl.rows) == 1),
                         pend.eq(0),
                     ]
                     for x in range(3):
