@@ -23,7 +23,7 @@ def test_fp_units_verilator(tmp_path, rtl_build):
     d = rtl_build(f"fp_bank_x{COPIES}")
     v = write_verilog(fpu.UnitBank(units={n: fpu.UNITS[n] for n in names}, copies=COPIES), "fp_bank", d / "fp_bank.v")
     stats = tmp_path / "stats.json"
-    run_cocotb([v], "fp_bank", "cocotb_fpu", d / "sim", test_dir=HERE,
+    run_cocotb([v], "fp_bank", "cocotb_fpu", d / "sim", test_dir=HERE, cxx_opt=False,
                env={"FPU_UNITS": ",".join(names), "FPU_COPIES": str(COPIES),
                     "FPU_COUNT": str(COUNT), "FPU_SEED": "7", "FPU_STATS": str(stats)})
     results = {r["unit"]: r for r in json.loads(stats.read_text())}

@@ -304,5 +304,5 @@ def test_net_cocotb_axis(rtl_build):
     hw = hw_with_link_bits(32)
     d = rtl_build(f"net_{hw.artifact_name}_{stream_bits(hw)}")
     v = write_verilog(NetUnit(hw=hw), "net", d / "net.v")
-    run_cocotb([v], "net", "cocotb_net", d / "sim", test_dir=Path(__file__).parent,
+    run_cocotb([v], "net", "cocotb_net", d / "sim", test_dir=Path(__file__).parent, cxx_opt=False,
                env={"NET_SEED": "11"})

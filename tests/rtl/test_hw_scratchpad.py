@@ -32,7 +32,7 @@ def test_scratchpad_verilator_tiny(tmp_path, rtl_build):
     mem = d / "spram.v"
     mem.write_text(spram_verilog(hw))
     stats = tmp_path / "stats.json"
-    run_cocotb([v, mem], "scratchpad", "cocotb_scratchpad", d / "sim",
+    run_cocotb([v, mem], "scratchpad", "cocotb_scratchpad", d / "sim", cxx_opt=False,
                test_dir=Path(__file__).parent,
                env={"SPAD_PRESET": "tiny", "SPAD_SEED": "5", "SPAD_CYCLES": "3000",
                     "SPAD_STATS": str(stats)})

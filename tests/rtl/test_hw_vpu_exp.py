@@ -78,7 +78,7 @@ def test_exp_gelu_verilator(tmp_path, rtl_build):
     v = write_verilog(fpu.UnitBank(units=units, copies=COPIES), "exp_gelu_bank",
                       d / "exp_gelu_bank.v")
     stats = tmp_path / "stats.json"
-    run_cocotb([v], "exp_gelu_bank", "cocotb_vpu_special", d / "sim",
+    run_cocotb([v], "exp_gelu_bank", "cocotb_vpu_special", d / "sim", cxx_opt=False,
                test_dir=Path(__file__).parent,
                env={"VSP_COPIES": str(COPIES), "VSP_COUNT": str(COUNT), "VSP_SEED": "5",
                     "VSP_STATS": str(stats)})
