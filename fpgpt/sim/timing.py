@@ -520,43 +520,33 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 dyn_hist.append(cost)
             if code == 0:
                 kind, work, idx, straggle, nbytes, extra, eng, occ, _ = cost
-                if kind == 1:                          # HBMModel.issue, inlined (hot path)
-                    if refresh:
-                        kq = s // h_iv
-                        w = s - kq * h_iv - h_rc
-                        w = kq * h_av + (w if w > 0.0 else 0.0)
-                    else:
-                        w = s
-                    w = w - h_shift
-                    if w > h_lo:
-                        h_lo = w
-                    h_shift = h_shift + work
-                    fin = (h_mb if h_mb > h_lo else h_lo) + h_shift + straggle
-                    if refresh:
-                        kq = fin // h_av
-                        w = fin - kq * h_av
-                        fin = kq * h_iv + (h_rc + w if w > 0 else 0.0)
-                    e_hbm = fin + h_lat + extra
-                elif kind == 0:
+                if kind == 0:
                     e_hbm = s + 1.0 + extra
-                else:                                  # HBMModel.issue, kind 2, inlined
-                    if refresh:
+                else:                                  # HBMModel.issue, inlined (hot path)
+                    if refresh:                        # the start, on the refresh-free clock
                         kq = s // h_iv
                         w = s - kq * h_iv - h_rc
                         w = kq * h_av + (w if w > 0.0 else 0.0)
                     else:
                         w = s
-                    # busy = max(max(base, lo) + shift, w) + work, per channel (after a kind 2
-                    # transfer lo = -inf and shift = 0: busy = base, exactly)
-                    if h_shift == 0.0 and h_lo == -math.inf:
-                        h_base = [(b if b > w else w) + x for b, x in zip(h_base, work)]
-                    else:
-                        h_base = [(y if (y := (b if b > h_lo else h_lo) + h_shift) > w else w) + x
-                                  for b, x in zip(h_base, work)]
-                    h_lo, h_shift = -math.inf, 0.0
-                    h_mb = max(h_base)
-                    fin = h_mb if idx is None else max([h_base[i] for i in idx])
-                    if refresh:
+                    if kind == 1:
+                        w = w - h_shift
+                        if w > h_lo:
+                            h_lo = w
+                        h_shift = h_shift + work
+                        fin = (h_mb if h_mb > h_lo else h_lo) + h_shift + straggle
+                    else:                              # kind 2
+                        # busy = max(max(base, lo) + shift, w) + work, per channel (after a
+                        # kind 2 transfer lo = -inf and shift = 0: busy = base, exactly)
+                        if h_shift == 0.0 and h_lo == -math.inf:
+                            h_base = [(b if b > w else w) + x for b, x in zip(h_base, work)]
+                        else:
+                            h_base = [(y if (y := (b if b > h_lo else h_lo) + h_shift) > w
+                                       else w) + x for b, x in zip(h_base, work)]
+                        h_lo, h_shift = -math.inf, 0.0
+                        h_mb = max(h_base)
+                        fin = h_mb if idx is None else max([h_base[i] for i in idx])
+                    if refresh:                        # the finish, back on the wall clock
                         kq = fin // h_av
                         w = fin - kq * h_av
                         fin = kq * h_iv + (h_rc + w if w > 0 else 0.0)
