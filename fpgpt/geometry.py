@@ -13,7 +13,13 @@ from .config import HardwareConfig
 
 __all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
-           "ring_stream_bits", "ring_group_elements"]
+           "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES"]
+
+
+#: Passes per row in which the VPU's lanes sum their results, by op (LAYERNORM: the sum and
+#: the variance; SOFTMAX: the exp-sum): fpgpt/hw/vpu.py's ``SUMMING_MODES``, each taking one beat
+#: every ``vpu.acc_latency`` cycles (its accumulators are rings); fpgpt.sim.costs charges them.
+VPU_SUMMING_PASSES = {"LAYERNORM": 2, "SOFTMAX": 1}
 
 
 def chunk_elements(hw: HardwareConfig) -> int:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..geometry import (dma_stripe_aligned, line_elements, mm_fast_b, net_allreduce_pipe,
-                        ring_group_elements,
-                        stripe_elements, vpu_window_chunks)
+from ..geometry import (VPU_SUMMING_PASSES, dma_stripe_aligned, line_elements, mm_fast_b,
+                        net_allreduce_pipe, ring_group_elements, stripe_elements,
+                        vpu_window_chunks)
 from ..isa.operands import operands
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     first = {"VADD": 1, "VMUL": 1, "LAYERNORM": 2, "ARGMAX": -1}.get(op, 0)
     if op in ("VADD", "VMUL", "LAYERNORM") and (rows > 1 or cols > window):
         first += 2 if op == "LAYERNORM" else 1
-    summing = {"LAYERNORM": 2, "SOFTMAX": 1}.get(op, 0)      # SUMMING_MODES of fpgpt/hw/vpu.py
+    summing = VPU_SUMMING_PASSES.get(op, 0)
     per_row = (VPU_PASSES[op] + (v.acc_latency - 1) * summing) * beats
     return float(rows * (per_row + _vpu_fill(hw, op) + 2) + 1 + first)
 

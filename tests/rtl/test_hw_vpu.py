@@ -148,3 +148,16 @@ def test_vpu_verilator_tiny(tmp_path, rtl_build):
             fill = sum(lat[p] for p in passes) + sum(wait[p] + 1 for p in passes[:2])
             assert s["cycles"][f"{op}/{n}"] == (3 + (k - 1) * summing) * beats + fill + 5
         assert s["cycles"][f"ARGMAX/{n}"] == beats + wait[Mode.ARGMAX] + 4
+
+
+def test_summing_passes_match_the_cost_models_table():
+    """The passes whose lanes sum (one beat every vpu.acc_latency cycles) are the ones
+    fpgpt.sim.costs charges for (fpgpt.geometry.VPU_SUMMING_PASSES)."""
+    from fpgpt.geometry import VPU_SUMMING_PASSES
+    from fpgpt.hw.vpu import SUMMING_MODES
+    op = {"LN": "LAYERNORM", "SM": "SOFTMAX"}
+    counted = {}
+    for m in SUMMING_MODES:
+        name = op[m.name.split("_")[0]]
+        counted[name] = counted.get(name, 0) + 1
+    assert counted == VPU_SUMMING_PASSES
