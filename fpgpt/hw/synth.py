@@ -425,6 +425,46 @@ def _class_black_boxes(boxes, stubs: dict[str, str]) -> Iterator[None]:
             setattr(mod, attr, cls)
 
 
+class _InputsFromBoxes(wiring.Component):
+    """``block`` with its inputs driven by black boxes ``fpgpt_bb_in``, ``fpgpt_bb_in_p1``...
+    instead of top-level pins; its outputs stay pins.
+
+    Amaranth numbers a design's top-level input bits in one netlist cell of fewer than 2^16
+    bits, which the u280 scratchpad arbiter's ports exceed (its 16 banks' line-wide write data
+    for each requester). A black box's outputs are what a top-level input is to both Yosys
+    (kept, undriven by logic) and :mod:`fmax` (a block black box's outputs start paths), so the
+    netlist, its resources and its paths are those of the block with pins."""
+
+    def __init__(self, block: wiring.Component, stubs: dict[str, str]):
+        self._block, self._stubs = block, stubs
+        super().__init__({"__".join(map(str, path)): Out(len(Value.cast(v)))
+                          for path, m, v in block.signature.flatten(block)
+                          if getattr(m, "flow", m) != In})
+
+    def elaborate(self, platform):
+        m, parts = Module(), [([], [])]
+        m.submodules.block = b = self._block
+        for path, member, value in b.signature.flatten(b):
+            pname = "__".join(map(str, path))
+            if getattr(member, "flow", member) == In:
+                if sum(w for _, _, w in parts[-1][1]) + len(Value.cast(value)) > _INSTANCE_OUT_BITS:
+                    parts.append(([], []))
+                parts[-1][0].append((pname, value))
+                parts[-1][1].append(("output", pname, len(Value.cast(value))))
+            else:
+                m.d.comb += getattr(self, pname).eq(value)
+        for k, (ports, decl) in enumerate(parts):
+            name = "fpgpt_bb_in" if k == 0 else f"fpgpt_bb_in_p{k}"
+            self._stubs[name] = _stub(name, decl)
+            m.submodules[f"in{k or ''}"] = Instance(name, **{f"o_{p}": v for p, v in ports})
+        return m
+
+
+def _input_bits(block: wiring.Component) -> int:
+    return sum(len(Value.cast(v)) for _, m, v in block.signature.flatten(block)
+               if getattr(m, "flow", m) == In)
+
+
 def _used_stubs(lib: str, text: str) -> str:
     """The black-box interfaces of ``lib`` that ``text`` instantiates: so that the cache key
     of a block does not change when a black box it does not use is added or changed."""
@@ -537,6 +577,8 @@ def synth_block(hw: HardwareConfig, component: Component, work_dir: str | Path, 
     # the black boxes in its own names (``from .vpu_special import build_exp``) for good.
     block = c.build(hw)
     with _class_black_boxes(c.boxes, stubs), _fp_black_boxes(local):
+        if _input_bits(block) > _INSTANCE_OUT_BITS - 2:   # two netlist bits are constants
+            block = _InputsFromBoxes(block, stubs)
         top = f"fpgpt_{c.name}"
         # each configuration in a folder of its own: blocks of different designs may be
         # synthesized at once (Dask), and Yosys writes ``top``-named files in its folder

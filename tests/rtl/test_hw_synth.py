@@ -115,6 +115,33 @@ def test_black_box_outputs_spread_over_instances(tmp_path):
         assert text.count(f"{box} ") == 1
 
 
+class _WideIn(wiring.Component):
+    """70,000 input bits (the u280 scratchpad arbiter has more): one netlist cell can't hold them."""
+
+    def __init__(self):
+        super().__init__({"a": In(40_000), "b": In(30_000), "y": Out(8)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.y.eq(self.a[:8] ^ self.b[-8:])
+        return m
+
+
+def test_wide_inputs_come_from_black_boxes(tmp_path):
+    from fpgpt.hw.synth import _InputsFromBoxes, _input_bits
+    with pytest.raises(AssertionError):              # Amaranth's limit, which the wrapper avoids
+        write_verilog(_WideIn(), "wide_in", tmp_path / "plain.v")
+    block, stubs = _WideIn(), {}
+    assert _input_bits(block) == 70_000
+    v = write_verilog(_InputsFromBoxes(block, stubs), "wide_in", tmp_path / "wide_in.v")
+    assert sorted(stubs) == ["fpgpt_bb_in", "fpgpt_bb_in_p1"]
+    assert "output wire [39999:0] a" in stubs["fpgpt_bb_in"]
+    assert "output wire [29999:0] b" in stubs["fpgpt_bb_in_p1"]
+    r = synth_module(v, "wide_in", work_dir=tmp_path, lib="".join(stubs.values()))
+    # the block's logic and only it: 8 XORs into 8 registers (the sources are black boxes)
+    assert r["resources"]["FF"] == 8 and 1 <= r["resources"]["LUT"] <= 8
+
+
 def test_cache_key_keeps_only_the_black_boxes_a_block_uses():
     # a new FP operator (a stub every block's lib gets) must not invalidate unrelated blocks
     lib = _stubs(load_preset("tiny"))
