@@ -393,6 +393,19 @@ class VPU(wiring.Component):
             with m.Default():
                 m.d.comb += tap_valid.eq(0)
         taken = tap_valid & advance
+        # The summing passes' tap mask, a register loaded with what the tap's mask will be
+        # after the next advance (the stage before it; at latency 0 the source's next mask),
+        # so that the mode's tap select stays out of the accumulators' loop (below). The mode
+        # holds through a pass; in the cycle after it changes the tap holds no valid beat
+        # (``flush``), so ``sum_mask`` is the tap's mask whenever a beat is taken.
+        sum_mask = Signal(w, name="sum_mask")
+        src_mask_next = Mux(issue, lane_active, src_mask)
+        with m.If(advance):
+            with m.Switch(mode):
+                for md in SUMMING_MODES:
+                    with m.Case(int(md)):
+                        m.d.sync += sum_mask.eq(stages[lat[md] - 1][1] if lat[md]
+                                                else src_mask_next)
 
         # ---------------------------------------------------------------- output stream
         state_result = Signal()
@@ -430,9 +443,10 @@ class VPU(wiring.Component):
             ring.append(Signal(32, name=f"sum{j}"))
             # The beat's value (+0 in a lane past the row's end). Only a taken beat's matters:
             # the other turns add to values that are never used, so ``take_sum`` stays out of
-            # the adder's path (it was 9 LUT levels in front of it, measured on u280).
+            # the adder's path (it was 9 LUT levels in front of it, measured on u280); the lane
+            # mask is the register ``sum_mask`` (the tap's select was 5 LUT in the loop's path).
             addend = Signal(32, name=f"sum{j}_in")
-            m.d.comb += addend.eq(Mux(tap_mask[j], y, 0))
+            m.d.comb += addend.eq(Mux(sum_mask[j], y, 0))
             summed = fplogic.build_f32_add(m, ring[-1], addend, name=f"acc_add{j}")
             with m.If(turn):
                 m.d.sync += [ring[0].eq(summed)] + [ring[i].eq(ring[i - 1])
