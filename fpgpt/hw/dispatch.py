@@ -53,6 +53,9 @@ class UnitQueue(wiring.Component):
         Enqueue ``entry`` this cycle (the dispatcher guarantees room).
     head : Out(layout), head_valid : Out(1)
         The oldest entry (``entry`` itself when the queue is empty and ``push`` is high).
+    empty : Out(1), oldest : Out(layout)
+        No entry is stored (the head, if valid, is ``entry`` falling through); the oldest
+        stored entry (the head when not ``empty``).
     pop : In(1)
         Remove the head this cycle (only while ``head_valid``).
     """
@@ -63,7 +66,8 @@ class UnitQueue(wiring.Component):
         self._depth = depth
         self._layout = layout
         super().__init__({"push": In(1), "entry": In(layout), "head": Out(layout),
-                          "head_valid": Out(1), "pop": In(1)})
+                          "head_valid": Out(1), "empty": Out(1), "oldest": Out(layout),
+                          "pop": In(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -77,7 +81,8 @@ class UnitQueue(wiring.Component):
                      rd.addr.eq(rptr)]
         empty = count == 0
         m.d.comb += [self.head.eq(Mux(empty, self.entry, rd.data)),
-                     self.head_valid.eq(~empty | self.push)]
+                     self.head_valid.eq(~empty | self.push), self.empty.eq(empty),
+                     self.oldest.eq(rd.data)]
 
         def inc(p):
             return Mux(p == d - 1, 0, p + 1)
@@ -171,9 +176,16 @@ class Dispatcher(wiring.Component):
                          comp[u].eq(comp[u] + getattr(self, f"{u.value}_done"))]
             m.d.comb += [getattr(self, f"dispatched_{u.value}").eq(disp[u]),
                          getattr(self, f"completed_{u.value}").eq(comp[u])]
+        # Instructions dispatched and not completed, per unit (``disp - comp``, at most
+        # ``depth``): a register beside the counters, so that the room, the drain and the wait
+        # tests of the word being dispatched are small compares instead of 32-bit subtractions
+        # in front of the issue decision.
+        outs = {u: Signal(range(depth + 1), name=f"outs_{u.value}") for u in UNITS}
+        for u in UNITS:
+            m.d.sync += outs[u].eq(outs[u] + push[u] - getattr(self, f"{u.value}_done"))
         drained = Const(1)
         for u in UNITS:
-            drained = drained & (disp[u] == comp[u])
+            drained = drained & (outs[u] == 0)
 
         def met(u, thr):
             return (comp[u] - thr)[:_COUNT_BITS].as_signed() >= 0
@@ -181,9 +193,10 @@ class Dispatcher(wiring.Component):
         # Wait thresholds of the word being dispatched.
         waits = {u: getattr(view.nop, f"wait_{u.value}") for u in UNITS}
         thr = {u: (disp[u] - waits[u] + 1)[:_COUNT_BITS] for u in UNITS}
+        # met(u, thr[u]) is comp - disp + wait - 1 >= 0, that is outs < wait
         waits_met = Const(1)
         for u in UNITS:
-            waits_met = waits_met & ((waits[u] == 0) | met(u, thr[u]))
+            waits_met = waits_met & ((waits[u] == 0) | (outs[u] < waits[u]))
 
         # ---- queues --------------------------------------------------------------------------
         queues = {}
@@ -196,10 +209,14 @@ class Dispatcher(wiring.Component):
                              getattr(q.entry, f"has_{w.value}").eq(waits[w] != 0)]
             m.d.comb += q.push.eq(push[u])
             cmd = getattr(self, f"{u.value}_cmd")
+            # The head's waits: a stored entry's thresholds against the completions, or, falling
+            # through, the word's own (the same test on ``outs``); the word's thresholds only
+            # go into the queue's storage.
             head_met = Const(1)
             for w in UNITS:
-                head_met = head_met & (~getattr(q.head, f"has_{w.value}")
-                                       | met(w, getattr(q.head, f"thr_{w.value}")))
+                head_met = head_met & (~getattr(q.oldest, f"has_{w.value}")
+                                       | met(w, getattr(q.oldest, f"thr_{w.value}")))
+            head_met = Mux(q.empty, waits_met, head_met)
             m.d.comb += [cmd.payload.eq(q.head.instr), cmd.valid.eq(q.head_valid & head_met),
                          q.pop.eq(cmd.valid & cmd.ready)]
 
@@ -209,26 +226,42 @@ class Dispatcher(wiring.Component):
         next_pc = Signal(self._pc_bits)
         go = Signal()
         run = Signal()          # the dispatcher is in RUN: the word at pc is live
-        stall_sb = Signal()
-        room = {u: (disp[u] - comp[u])[:_COUNT_BITS] < depth for u in UNITS}
+        room = {u: outs[u] < depth for u in UNITS}
+        # Issue condition as a sum of products: ``pending`` is read at every register field
+        # position of the formats in parallel, straight from the word, and the opcode alone
+        # says which positions the instruction reads or writes and whose room (a unit's queue,
+        # or CTRL's waits) it needs. (A per-opcode Switch of ``~sb & ok`` mapped to 15 LUT
+        # levels from the word to the queues' counters; docs/rtl-clock.md.)
+        fields = {}                     # offset in the word -> bit in ``uses``
+        for d in INSTRUCTIONS:
+            lay = WORD_LAYOUT.members[d.name.lower()]
+            for f in d.fields:
+                if f.kind in (Kind.REG, Kind.REGW):
+                    fields.setdefault(lay[f.name].offset, len(fields))
+        uses = Signal(len(fields))
+        is_unit = {u: Signal(name=f"is_{u.value}") for u in UNITS}
+        is_ctrl, is_drain = Signal(), Signal()
+        sb = Const(0)
+        for off, i in fields.items():
+            sb = sb | (uses[i] & pending.bit_select(self.imem_data[off:off + 4], 1))
+        ok = is_ctrl & waits_met & (~is_drain | drained)
+        for u in UNITS:
+            ok = ok | (is_unit[u] & room[u])
+        m.d.comb += go.eq(~sb & ok)
+        for u in UNITS:
+            m.d.comb += push[u].eq(run & go & is_unit[u])
         with m.Switch(op):
             for d in INSTRUCTIONS:
                 with m.Case(Opcode[d.name]):
                     iv = getattr(view, d.name.lower())
-                    touched = [getattr(iv, f.name) for f in d.fields
-                               if f.kind in (Kind.REG, Kind.REGW)]
-                    sb = Const(0)
-                    for r in touched:
-                        sb = sb | pending.bit_select(r, 1)
-                    m.d.comb += stall_sb.eq(sb)
+                    lay = WORD_LAYOUT.members[d.name.lower()]
+                    m.d.comb += uses.eq(sum(1 << fields[lay[f.name].offset] for f in d.fields
+                                            if f.kind in (Kind.REG, Kind.REGW)))
                     if d.unit is Unit.CTRL:
-                        ok = waits_met
-                        if d.name in ("SYNC", "HALT"):
-                            ok = ok & drained
-                        m.d.comb += go.eq(~sb & ok)
+                        m.d.comb += [is_ctrl.eq(1), is_drain.eq(d.name in ("SYNC", "HALT"))]
                         continue
                     q = queues[d.unit]
-                    m.d.comb += go.eq(~sb & room[d.unit])
+                    m.d.comb += is_unit[d.unit].eq(1)
                     m.d.comb += q.entry.instr.op.eq(op)
                     for f in d.fields:
                         v = getattr(iv, f.name)
@@ -261,9 +294,7 @@ class Dispatcher(wiring.Component):
                         for d in INSTRUCTIONS:
                             with m.Case(Opcode[d.name]):
                                 iv = getattr(view, d.name.lower())
-                                if d.unit is not Unit.CTRL:
-                                    m.d.comb += push[d.unit].eq(1)
-                                elif d.name == "SETI":
+                                if d.name == "SETI":
                                     self._write(m, regs, iv.rd, iv.imm.as_unsigned())
                                 elif d.name == "ADDI":
                                     self._write(m, regs, iv.rd, (R[iv.rs] + iv.imm.as_unsigned())[:32])

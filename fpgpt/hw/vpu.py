@@ -393,6 +393,19 @@ class VPU(wiring.Component):
             with m.Default():
                 m.d.comb += tap_valid.eq(0)
         taken = tap_valid & advance
+        # The summing passes' tap mask, a register loaded with what the tap's mask will be
+        # after the next advance (the stage before it; at latency 0 the source's next mask),
+        # so that the mode's tap select stays out of the accumulators' loop (below). The mode
+        # holds through a pass; in the cycle after it changes the tap holds no valid beat
+        # (``flush``), so ``sum_mask`` is the tap's mask whenever a beat is taken.
+        sum_mask = Signal(w, name="sum_mask")
+        src_mask_next = Mux(issue, lane_active, src_mask)
+        with m.If(advance):
+            with m.Switch(mode):
+                for md in SUMMING_MODES:
+                    with m.Case(int(md)):
+                        m.d.sync += sum_mask.eq(stages[lat[md] - 1][1] if lat[md]
+                                                else src_mask_next)
 
         # ---------------------------------------------------------------- output stream
         state_result = Signal()
@@ -430,9 +443,10 @@ class VPU(wiring.Component):
             ring.append(Signal(32, name=f"sum{j}"))
             # The beat's value (+0 in a lane past the row's end). Only a taken beat's matters:
             # the other turns add to values that are never used, so ``take_sum`` stays out of
-            # the adder's path (it was 9 LUT levels in front of it, measured on u280).
+            # the adder's path (it was 9 LUT levels in front of it, measured on u280); the lane
+            # mask is the register ``sum_mask`` (the tap's select was 5 LUT in the loop's path).
             addend = Signal(32, name=f"sum{j}_in")
-            m.d.comb += addend.eq(Mux(tap_mask[j], y, 0))
+            m.d.comb += addend.eq(Mux(sum_mask[j], y, 0))
             summed = fplogic.build_f32_add(m, ring[-1], addend, name=f"acc_add{j}")
             with m.If(turn):
                 m.d.sync += [ring[0].eq(summed)] + [ring[i].eq(ring[i - 1])
@@ -483,7 +497,27 @@ class VPU(wiring.Component):
 
         tsum = _tree(m, sums, add2, "tsum")
         tmax = _tree(m, acc, max2, "tmax")
-        thas, _, targ = _tree(m, list(zip(has, acc, best)), arg2, "targ")
+        # ARGMAX's tree is registered level by level (``log2 W`` of the ``waits[ARGMAX]``
+        # registers its result goes through: taken at the same cycle). Combinational, its
+        # ``has`` / index logic (19 LUT at 8 lanes) ended in the chain's first register's
+        # synchronous reset: Yosys folds the index bits whose inputs are lane constants into
+        # the R pin, where no retiming is credited (123.8 MHz retimed on tiny; docs/rtl-clock.md).
+        # Registered, a path into any reset is one node.
+        level = list(zip(has, acc, best))
+        arg_regs = 0
+        while len(level) > 1:
+            nxt = []
+            for j in range(len(level) // 2):
+                hn, vn, xn = arg2(level[2 * j], level[2 * j + 1], f"targ{arg_regs}_{j}")
+                hr = Signal(name=f"targ{arg_regs}_{j}_has_r")
+                vr = Signal(32, name=f"targ{arg_regs}_{j}_val_r")
+                xr = Signal(len(cols), name=f"targ{arg_regs}_{j}_idx_r")
+                m.d.sync += [hr.eq(hn), xr.eq(xn)]
+                if len(level) > 2:          # the root's value is not used
+                    m.d.sync += vr.eq(vn)
+                nxt.append((hr, vr, xr))
+            level, arg_regs = nxt, arg_regs + 1
+        thas, _, targ = level[0]
         rn = build_recip(m, _uint_to_f32(m, cols, "n32"), name="rn")   # once per instruction
         s_mean = fplogic.build_f32_mul(m, tsum, rn, name="s_mean")
         s_var = fplogic.build_f32_add(m, s_mean, eps, name="s_var")    # var + eps
@@ -494,9 +528,11 @@ class VPU(wiring.Component):
         # more): each result goes through that many registers, a plain chain after its logic
         # that retiming may spread through it (docs/rtl-clock.md) and that takes it at the
         # same cycle as the combinational path would.
-        def settle(value, md, name):
+        def settle(value, md, name, done=0):
+            """``value`` (through ``done`` registers already) after ``waits[md]`` in all."""
+            assert waits[md] >= done, (md, waits[md], done)    # add_latency >= 1
             out = node(f"{name}_s", value)
-            for k in range(waits[md]):
+            for k in range(waits[md] - done):
                 reg = Signal.like(out, name=f"{name}_s{k}")
                 m.d.sync += reg.eq(out)
                 out = reg
@@ -506,10 +542,9 @@ class VPU(wiring.Component):
         s_inv = settle(s_inv, Mode.LN_VAR, "s_inv")
         s_rcp = settle(s_rcp, Mode.SM_SUM, "s_rcp")
         tmax = settle(tmax, Mode.SM_MAX, "tmax")
-        # All NaN -> index 0, selected after the chains. (Yosys still folds the index tree's
-        # lane-constant low bits into ``s_arg``'s first register's synchronous reset: ARGMAX's
-        # path is the tiny VPU's limit, 123.8 MHz retimed, measured; docs/rtl-clock.md.)
-        s_arg = Mux(settle(thas, Mode.ARGMAX, "s_has"), settle(targ, Mode.ARGMAX, "s_arg"), 0)
+        # All NaN -> index 0, selected after the chains.
+        s_arg = Mux(settle(thas, Mode.ARGMAX, "s_has", arg_regs),
+                    settle(targ, Mode.ARGMAX, "s_arg", arg_regs), 0)
 
         # ---------------------------------------------------------------- control
         m.d.comb += self.busy.eq(~self.cmd.ready)

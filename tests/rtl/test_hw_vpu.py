@@ -47,7 +47,9 @@ def _sim(hw, jobs, max_cols):
             await ctx.tick().until(dut.cmd.ready)
             ctx.set(dut.cmd.valid, 0)
             beats = -(-len(x) // w)
-            pad = [np.concatenate([v, np.zeros(beats * w - len(v), np.float16)]) for v in (x, b, c)]
+            # lanes past the row's end carry +inf, which every pass must ignore
+            pad = [np.concatenate([v, np.full(beats * w - len(v), np.inf, np.float16)])
+                   for v in (x, b, c)]
             for k in range(beats):
                 sl = slice(k * w, (k + 1) * w)
                 ctx.set(dut.i.payload, {"a": _pack(pad[0][sl]), "b": _pack(pad[1][sl]),
