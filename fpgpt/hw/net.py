@@ -519,19 +519,16 @@ class NetUnit(wiring.Component):
         is_send, is_recv = op == Opcode.SEND, op == Opcode.RECV
         is_ag, is_ar = op == Opcode.ALLGATHER, op == Opcode.ALLREDUCE
         first_dev, last_dev = dev == 0, dev == ndev - 1
-        t1 = Signal(9)
-        t2 = Signal(9)
-        # chunk indices (d - s) mod D and (d - s - 1) mod D (one wrap suffices: s <= D-2) of
-        # the step SETUP starts next: step + 1 while RUN ends one, step itself in CHECK (the
-        # only ways into SETUP). Their products with count go into registers the cycle before
-        # SETUP adds them (the multiply and the adds behind it in SETUP's one cycle were the
-        # block's critical path, docs/rtl-clock.md).
-        in_run = Signal()
-        nstep = Mux(in_run, step + 1, step)[:8]
-        m.d.comb += [t1.eq(dev - nstep), t2.eq(dev - nstep - 1)]
-        c_tx = Mux(t1[8], t1 + ndev, t1)[:8]
-        c_rx = Mux(t2[8], t2 + ndev, t2)[:8]
-        tx_off, rx_off = Signal(_A), Signal(_A)
+        # ALLGATHER's chunk indices (d - s) mod D and (d - s - 1) mod D of the step SETUP starts
+        # next, in registers: d and (d - 1) mod D while IDLE, each stepped down by one (mod D)
+        # in SETUP. Their products with count are registered every cycle, so SETUP only adds
+        # them: a product is ready the cycle after its index (CHECK, or RUN's first cycle).
+        # (Deriving the indices from the state and ``step + 1`` in front of the multiplier was
+        # the block's critical path, docs/rtl-clock.md.)
+        def down(c):                                 # (c - 1) mod D, c < D
+            return Mux(c == 0, ndev - 1, c - 1)[:8]
+        c_tx, c_rx = Signal(8, name="net_c_tx"), Signal(8, name="net_c_rx")
+        tx_off, rx_off = Signal(_A, name="net_tx_off"), Signal(_A, name="net_rx_off")
         m.d.sync += [tx_off.eq(c_tx * ins.count), rx_off.eq(c_rx * ins.count)]
 
         def setup():
@@ -547,6 +544,7 @@ class NetUnit(wiring.Component):
             with m.Elif(is_recv):
                 m.d.sync += [b_en.eq(1), rx_rev.eq(ins.prev)]
             with m.Elif(is_ag):
+                m.d.sync += [c_tx.eq(down(c_tx)), c_rx.eq(down(c_rx))]
                 b_start = (s + rx_off)[:_A]
                 m.d.sync += [a_en.eq(1), a_rd.eq(s + tx_off),
                              b_en.eq(1), b_wa.eq(b_start),
@@ -565,6 +563,7 @@ class NetUnit(wiring.Component):
         with m.FSM(name="net"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
+                m.d.sync += [c_tx.eq(dev), c_rx.eq(down(dev))]
                 with m.If(self.cmd.valid):
                     m.d.sync += [ins.eq(self.cmd.payload), step.eq(0)]
                     m.next = "CHECK"
@@ -584,7 +583,7 @@ class NetUnit(wiring.Component):
                 setup()
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), in_run.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 with m.If(step_done):
                     m.d.sync += [a_en.eq(0), b_en.eq(0), step.eq(step + 1)]
                     with m.If(step + 1 == nsteps):
