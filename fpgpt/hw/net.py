@@ -276,22 +276,24 @@ class NetUnit(wiring.Component):
 
         # ---- step configuration (latched in SETUP) ------------------------------------------
         wide = Signal()                            # SEND / RECV / ALLGATHER: a group per access
-        a_en, a_comb, a_tx32, a_wr = Signal(), Signal(), Signal(), Signal()
-        a_rd, a_wa = Signal(_A), Signal(_A)
-        b_en, b_fwd, b_wa = Signal(), Signal(), Signal(_A)
-        tx_rev, rx_rev, rx32 = Signal(), Signal(), Signal()
+        a_en, a_comb = Signal(name="a_en"), Signal(name="a_comb")
+        a_tx32, a_wr = Signal(name="a_tx32"), Signal(name="a_wr")
+        a_rd, a_wa = Signal(_A, name="a_rd"), Signal(_A, name="a_wa")
+        b_en, b_fwd, b_wa = Signal(name="b_en"), Signal(name="b_fwd"), Signal(_A, name="b_wa")
+        tx_rev, rx_rev, rx32 = Signal(name="tx_rev"), Signal(name="rx_rev"), Signal(name="rx32")
         count = Signal(32)
-        step, nsteps = Signal(8), Signal(8)
+        step, nsteps = Signal(8, name="step"), Signal(8, name="nsteps")
 
         # ---- packer: slots (one, two, or a group of G) -> beats on tx_next / tx_prev ---------
-        pk_valid, pk_ready, pk_two, pk_last = Signal(), Signal(), Signal(), Signal()
+        pk_valid, pk_ready = Signal(name="pk_valid"), Signal(name="pk_ready")
+        pk_two, pk_last = Signal(name="pk_two"), Signal(name="pk_last")
         pk_data = Signal(32)
-        pk_gdata, pk_gcnt = Signal(GW), Signal(range(G + 1))
+        pk_gdata, pk_gcnt = Signal(GW, name="pk_gdata"), Signal(range(G + 1), name="pk_gcnt")
         acc = [Signal(ELEMENT_BITS, name=f"acc{j}") for j in range(K)]
         acc_n = Signal(range(K + 1))
-        acc_last, closed = Signal(), Signal()
-        o_data, o_keep = Signal(W), Signal(W // 8)
-        o_valid, o_last = Signal(), Signal()
+        acc_last, closed = Signal(name="acc_last"), Signal(name="closed")
+        o_data, o_keep = Signal(W, name="o_data"), Signal(W // 8, name="o_keep")
+        o_valid, o_last = Signal(name="o_valid"), Signal(name="o_last")
         tready = Mux(tx_rev, self.tx_prev.tready, self.tx_next.tready)
         for port, sel in ((self.tx_next, ~tx_rev), (self.tx_prev, tx_rev)):
             m.d.comb += [port.tdata.eq(o_data), port.tkeep.eq(o_keep), port.tlast.eq(o_last),
@@ -327,9 +329,11 @@ class NetUnit(wiring.Component):
         pk_idle = ~o_valid & ~closed & (acc_n == 0)
 
         # ---- unpacker: beats from rx_prev / rx_next -> slots (or groups) ---------------------
-        rb_data, rb_valid, rb_last = Signal(W), Signal(), Signal()
+        rb_data = Signal(W, name="rb_data")
+        rb_valid, rb_last = Signal(name="rb_valid"), Signal(name="rb_last")
         rb_idx = Signal(range(K + 1))
-        rx_valid, rx_take, rx_lastel, rx_need = Signal(), Signal(), Signal(), Signal()
+        rx_valid, rx_take = Signal(name="rx_valid"), Signal(name="rx_take")
+        rx_lastel, rx_need = Signal(name="rx_lastel"), Signal(name="rx_need")
         rx_data = Signal(32)
         rx_group = Signal(GW)
         m.d.comb += [rx_valid.eq(rb_valid),
@@ -359,7 +363,7 @@ class NetUnit(wiring.Component):
         # Narrow (ALLREDUCE): element a_iss of the operand; wide: the G-aligned block a_iss of
         # the blocks the operand touches, realigned into stream order by `hold`.
         m.submodules.rq = rq = fifo.SyncFIFO(width=GW, depth=_READ_FIFO)
-        a_iss, a_out = Signal(33), Signal(33)
+        a_iss, a_out = Signal(33, name="a_iss"), Signal(33, name="a_out")
         pend = Signal()
         a_off = a_rd[:lg] if lg else Const(0, 1)
         a_blocks = (a_rd[:lg] + count + (G - 1)) >> lg if lg else count
@@ -376,7 +380,7 @@ class NetUnit(wiring.Component):
         a_in = Signal(33)
         a_pipe = a_tx32 | a_wr
         q_have = a_en & ~wide & rq.r_rdy & (~a_comb | rx_valid)
-        p_adv, p_in = Signal(), Signal()
+        p_adv, p_in = Signal(name="p_adv"), Signal(name="p_in")
         nv = pipe_depth(hw)
         pv = [Signal(name=f"net_v{i}") for i in range(nv)]
         x0, p0 = Signal(16, name="net_x0"), Signal(32, name="net_p0")
@@ -395,7 +399,7 @@ class NetUnit(wiring.Component):
         a_wreq = a_have & a_wr
         a_lastel = a_out == count - 1
         # wide: group j of the stream = elements off..off+G-1 of blocks j, j+1
-        hold, hold_v = Signal(GW), Signal()
+        hold, hold_v = Signal(GW, name="hold"), Signal(name="hold_v")
         g_rem = Signal(33)
         m.d.comb += g_rem.eq(count - a_out)
         g_last = g_rem <= G
@@ -418,7 +422,7 @@ class NetUnit(wiring.Component):
         # ---- writer (flow B): received FP16 -> S [and forward] -------------------------------
         # Narrow: element b_n; wide: the G-aligned block b_blk of the destination, from the
         # previous group (`bhold`) and the one received now (none for a last spilled block).
-        b_n, b_blk = Signal(33), Signal(33)
+        b_n, b_blk = Signal(33, name="b_n"), Signal(33, name="b_blk")
         b_rem = Signal(34)                           # count + off - G*b_blk: lanes still due
         b_off = b_wa[:lg] if lg else Const(0, 1)
         b_blocks = (b_wa[:lg] + count + (G - 1)) >> lg if lg else count
@@ -460,7 +464,7 @@ class NetUnit(wiring.Component):
         # group, or the element repeated) repeated along the line, and a mask of that width.
         w_sub = w_addr[lg:lc] if G < C else Const(0, 1)
         mw = max(C, G)
-        g_wmask, e_wmask = Signal(mw), Signal(mw)
+        g_wmask, e_wmask = Signal(mw, name="g_wmask"), Signal(mw, name="e_wmask")
         w_blk = Signal(GW)
         m.d.comb += [g_wmask.eq(b_lmask << (w_sub * G) if G < C else b_lmask),
                      e_wmask.eq(Const(1, mw) << w_addr[:lc] if lc else Const(1, mw)),
@@ -519,19 +523,16 @@ class NetUnit(wiring.Component):
         is_send, is_recv = op == Opcode.SEND, op == Opcode.RECV
         is_ag, is_ar = op == Opcode.ALLGATHER, op == Opcode.ALLREDUCE
         first_dev, last_dev = dev == 0, dev == ndev - 1
-        t1 = Signal(9)
-        t2 = Signal(9)
-        # chunk indices (d - s) mod D and (d - s - 1) mod D (one wrap suffices: s <= D-2) of
-        # the step SETUP starts next: step + 1 while RUN ends one, step itself in CHECK (the
-        # only ways into SETUP). Their products with count go into registers the cycle before
-        # SETUP adds them (the multiply and the adds behind it in SETUP's one cycle were the
-        # block's critical path, docs/rtl-clock.md).
-        in_run = Signal()
-        nstep = Mux(in_run, step + 1, step)[:8]
-        m.d.comb += [t1.eq(dev - nstep), t2.eq(dev - nstep - 1)]
-        c_tx = Mux(t1[8], t1 + ndev, t1)[:8]
-        c_rx = Mux(t2[8], t2 + ndev, t2)[:8]
-        tx_off, rx_off = Signal(_A), Signal(_A)
+        # ALLGATHER's chunk indices (d - s) mod D and (d - s - 1) mod D of the step SETUP starts
+        # next, in registers: d and (d - 1) mod D while IDLE, each stepped down by one (mod D)
+        # in SETUP. Their products with count are registered every cycle, so SETUP only adds
+        # them: a product is ready the cycle after its index (CHECK, or RUN's first cycle).
+        # (Deriving the indices from the state and ``step + 1`` in front of the multiplier was
+        # the block's critical path, docs/rtl-clock.md.)
+        def down(c):                                 # (c - 1) mod D, c < D
+            return Mux(c == 0, ndev - 1, c - 1)[:8]
+        c_tx, c_rx = Signal(8, name="net_c_tx"), Signal(8, name="net_c_rx")
+        tx_off, rx_off = Signal(_A, name="net_tx_off"), Signal(_A, name="net_rx_off")
         m.d.sync += [tx_off.eq(c_tx * ins.count), rx_off.eq(c_rx * ins.count)]
 
         def setup():
@@ -547,6 +548,7 @@ class NetUnit(wiring.Component):
             with m.Elif(is_recv):
                 m.d.sync += [b_en.eq(1), rx_rev.eq(ins.prev)]
             with m.Elif(is_ag):
+                m.d.sync += [c_tx.eq(down(c_tx)), c_rx.eq(down(c_rx))]
                 b_start = (s + rx_off)[:_A]
                 m.d.sync += [a_en.eq(1), a_rd.eq(s + tx_off),
                              b_en.eq(1), b_wa.eq(b_start),
@@ -565,6 +567,7 @@ class NetUnit(wiring.Component):
         with m.FSM(name="net"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
+                m.d.sync += [c_tx.eq(dev), c_rx.eq(down(dev))]
                 with m.If(self.cmd.valid):
                     m.d.sync += [ins.eq(self.cmd.payload), step.eq(0)]
                     m.next = "CHECK"
@@ -584,7 +587,7 @@ class NetUnit(wiring.Component):
                 setup()
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), in_run.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 with m.If(step_done):
                     m.d.sync += [a_en.eq(0), b_en.eq(0), step.eq(step + 1)]
                     with m.If(step + 1 == nsteps):
