@@ -53,6 +53,7 @@ __all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "FIRST_MODE", "mode_latency"
 _ONE = 0x3F800000
 _NEG_INF = 0xFF800000
 _WRITEBACK_LATENCY = 1      # FP32 -> FP16 rounding register of output passes
+_CONVERT_LATENCY = 1        # FP16 -> FP32 result register of LN_SUM and ARGMAX
 
 
 class Mode(enum.IntEnum):
@@ -87,15 +88,21 @@ _FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
 
 def mode_latency(hw: HardwareConfig) -> dict[Mode, int]:
     """Cycles from a beat entering the lanes to its result at the tap (its FP units' latencies
-    in series, plus the FP16 write-back register for output passes)."""
+    in series, plus the FP16 write-back register for output passes).
+
+    Every pass has at least one register in the lane: LN_SUM and ARGMAX, which only convert
+    FP16 -> FP32, have one (``_CONVERT_LATENCY``), so no path runs from the lane's input
+    through its conversion and output select into the VPU's adder ring or compare in one
+    cycle (docs/rtl-clock.md, "The VPU")."""
     v = hw.vpu
     a, mu, s, wb = v.add_latency, v.mul_latency, v.special_latency, _WRITEBACK_LATENCY
+    cv = _CONVERT_LATENCY
     return {
         Mode.VADD: a + wb, Mode.VMUL: mu + wb, Mode.VCOPY: wb,
         Mode.GELU: 5 * mu + 2 * a + 2 * s + wb,        # v, w, u, k, g; w1, d; exp, recip
-        Mode.LN_SUM: 0, Mode.LN_VAR: a + mu, Mode.LN_OUT: a + 2 * mu + a + wb,
+        Mode.LN_SUM: cv, Mode.LN_VAR: a + mu, Mode.LN_OUT: a + 2 * mu + a + wb,
         Mode.SM_MAX: mu, Mode.SM_SUM: mu + a + s, Mode.SM_OUT: mu + a + s + mu + wb,
-        Mode.ARGMAX: 0,
+        Mode.ARGMAX: cv,
     }
 
 
@@ -394,18 +401,17 @@ class VPU(wiring.Component):
                 m.d.comb += tap_valid.eq(0)
         taken = tap_valid & advance
         # The summing passes' tap mask, a register loaded with what the tap's mask will be
-        # after the next advance (the stage before it; at latency 0 the source's next mask),
-        # so that the mode's tap select stays out of the accumulators' loop (below). The mode
-        # holds through a pass; in the cycle after it changes the tap holds no valid beat
+        # after the next advance (the stage before it: every pass has a latency of at least
+        # 1), so that the mode's tap select stays out of the accumulators' loop (below). The
+        # mode holds through a pass; in the cycle after it changes the tap holds no valid beat
         # (``flush``), so ``sum_mask`` is the tap's mask whenever a beat is taken.
         sum_mask = Signal(w, name="sum_mask")
-        src_mask_next = Mux(issue, lane_active, src_mask)
         with m.If(advance):
             with m.Switch(mode):
                 for md in SUMMING_MODES:
+                    assert lat[md] >= 1, (md, lat[md])
                     with m.Case(int(md)):
-                        m.d.sync += sum_mask.eq(stages[lat[md] - 1][1] if lat[md]
-                                                else src_mask_next)
+                        m.d.sync += sum_mask.eq(stages[lat[md] - 1][1])
 
         # ---------------------------------------------------------------- output stream
         state_result = Signal()
