@@ -48,6 +48,7 @@ from .decoder import INSTR_LAYOUTS, Opcode
 from .vpu_special import _const_f32, _neg, build_exp, build_recip, build_rsqrt, f32_gt
 
 __all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "FIRST_MODE", "mode_latency", "scalar_wait",
+           "sum_latencies",
            "VPULane", "VPU", "check_vpu_args"]
 
 _ONE = 0x3F800000
@@ -106,6 +107,13 @@ def mode_latency(hw: HardwareConfig) -> dict[Mode, int]:
     }
 
 
+def sum_latencies(hw: HardwareConfig) -> tuple[int, ...]:
+    """The distinct latencies of the summing passes, ascending: the lane chains whose ends feed
+    the VPU's adder rings (one bit of the lane's ``sum_sel`` each)."""
+    lat = mode_latency(hw)
+    return tuple(sorted({lat[md] for md in SUMMING_MODES}))
+
+
 def scalar_wait(hw: HardwareConfig) -> dict[Mode, int]:
     """Cycles of the scalar phase after each reducing pass: the lane tree (``log2 W`` levels of
     ``add_latency``; comparators are charged the same) and the row scalar's FP units."""
@@ -151,15 +159,24 @@ class VPULane(wiring.Component):
         The result of the element that entered ``mode_latency(hw)[mode]`` advancing cycles
         earlier: FP32 for the accumulating passes, the FP16 result in the low half for the
         output passes (VCOPY: ``a`` unchanged).
+    sum_sel : In(len(sum_latencies(hw)))
+        One bit per summing latency (:func:`sum_latencies`): which chain ``ysum`` reads (the
+        summing pass's, and only in a lane whose beat counts).
+    ysum : Out(32)
+        The summing passes' result for the VPU's adder: the end of each chain ``sum_sel``
+        selects, +0 where none is (one LUT after the chains' last registers; ``y``'s select
+        over every chain is several).
     """
 
     def __init__(self, *, hw: HardwareConfig):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
         self._lat = mode_latency(hw)
+        self._sum_lats = sum_latencies(hw)
         super().__init__({"mode": In(4), "advance": In(1), "a": In(16), "b": In(16),
                           "c": In(16), "scale": In(32), "mmax": In(32), "mean": In(32),
-                          "inv": In(32), "r": In(32), "y": Out(32)})
+                          "inv": In(32), "r": In(32), "y": Out(32),
+                          "sum_sel": In(len(self._sum_lats)), "ysum": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
@@ -202,6 +219,7 @@ class VPULane(wiring.Component):
                                                          name=f"wb_{mode.name.lower()}")
         # One chain per distinct latency.
         ends: dict[Mode, Value] = {}
+        chain_end: dict[int, Value] = {}
         for lat in sorted(set(self._lat.values())):
             modes = [mode for mode in Mode if self._lat[mode] == lat]
             head = Signal(32, name=f"p{lat}")
@@ -219,12 +237,20 @@ class VPULane(wiring.Component):
                 value = reg
             for mode in modes:
                 ends[mode] = value
+            chain_end[lat] = value
         with m.Switch(md):
             for mode, val in ends.items():
                 with m.Case(int(mode)):
                     m.d.comb += self.y.eq(val)
             with m.Default():       # not a Mode: nothing is computed
                 m.d.comb += self.y.eq(0)
+        # The adder rings' input: an AND-OR over the summing chains' ends (one LUT6 a bit for
+        # three chains), so that the mode's select over every chain (4 LUT levels on u280)
+        # stays out of the path into the VPU's adders, which crosses the lane's boundary.
+        ysum = Const(0, 32)
+        for i, lat in enumerate(self._sum_lats):
+            ysum = ysum | Mux(self.sum_sel[i], chain_end[lat], 0)
+        m.d.comb += self.ysum.eq(ysum)
         return m
 
 
@@ -307,6 +333,7 @@ class VPU(wiring.Component):
         m = Module()
         hw, w = self._hw, self._hw.vpu.width
         lat, waits = mode_latency(hw), scalar_wait(hw)
+        sum_lats = sum_latencies(hw)
         depth = max(lat.values())
         lw = w.bit_length() - 1
 
@@ -370,9 +397,10 @@ class VPU(wiring.Component):
         m.d.comb += operands.eq(Mux(src_from_buf, rd.data, src))
 
         # ---------------------------------------------------------------- lanes
-        ys = []
+        ys, lanes = [], []
         for j in range(w):
             lane = m.submodules[f"lane{j}"] = VPULane(hw=hw)
+            lanes.append(lane)
             sl = slice(16 * j, 16 * j + 16)
             m.d.comb += [lane.mode.eq(mode), lane.advance.eq(advance),
                          lane.a.eq(operands.a[sl]), lane.b.eq(operands.b[sl]),
@@ -400,18 +428,25 @@ class VPU(wiring.Component):
             with m.Default():
                 m.d.comb += tap_valid.eq(0)
         taken = tap_valid & advance
-        # The summing passes' tap mask, a register loaded with what the tap's mask will be
-        # after the next advance (the stage before it: every pass has a latency of at least
-        # 1), so that the mode's tap select stays out of the accumulators' loop (below). The
-        # mode holds through a pass; in the cycle after it changes the tap holds no valid beat
-        # (``flush``), so ``sum_mask`` is the tap's mask whenever a beat is taken.
-        sum_mask = Signal(w, name="sum_mask")
+        # The summing passes' lane select (each lane's ``sum_sel``: the bit of the pass's chain,
+        # set where the beat's lane mask is), a register loaded with what the tap's mask will
+        # be after the next advance (the stage before it: every pass has a latency of at least
+        # 1), so that the mode's tap select stays out of the accumulators' loop (below) and
+        # the lane's ``ysum`` is one LUT after its chains. The mode holds through a pass; in
+        # the cycle after it changes the tap holds no valid beat (``flush``), so ``sum_sel``
+        # is right whenever a beat is taken.
+        sum_sel = [Signal(len(sum_lats), name=f"sum_sel{j}") for j in range(w)]
         with m.If(advance):
             with m.Switch(mode):
                 for md in SUMMING_MODES:
                     assert lat[md] >= 1, (md, lat[md])
+                    mk = stages[lat[md] - 1][1]
                     with m.Case(int(md)):
-                        m.d.sync += sum_mask.eq(stages[lat[md] - 1][1])
+                        m.d.sync += [sum_sel[j].eq(Cat(*[mk[j] if l == lat[md] else Const(0, 1)
+                                                         for l in sum_lats]))
+                                     for j in range(w)]
+        for j in range(w):
+            m.d.comb += lanes[j].sum_sel.eq(sum_sel[j])
 
         # ---------------------------------------------------------------- output stream
         state_result = Signal()
@@ -447,13 +482,12 @@ class VPU(wiring.Component):
             y = tap_data[32 * j:32 * j + 32]
             ring = [Signal(32, name=f"sum{j}_r{i}") for i in range(kacc - 1)]
             ring.append(Signal(32, name=f"sum{j}"))
-            # The beat's value (+0 in a lane past the row's end). Only a taken beat's matters:
-            # the other turns add to values that are never used, so ``take_sum`` stays out of
-            # the adder's path (it was 9 LUT levels in front of it, measured on u280); the lane
-            # mask is the register ``sum_mask`` (the tap's select was 5 LUT in the loop's path).
-            addend = Signal(32, name=f"sum{j}_in")
-            m.d.comb += addend.eq(Mux(sum_mask[j], y, 0))
-            summed = fplogic.build_f32_add(m, ring[-1], addend, name=f"acc_add{j}")
+            # The beat's value (+0 in a lane past the row's end): the lane's ``ysum``, its
+            # summing chain's end gated by ``sum_sel`` (registers). Only a taken beat's
+            # matters: the other turns add to values that are never used, so ``take_sum`` stays
+            # out of the adder's path (it was 9 LUT levels in front of it, measured on u280),
+            # and so do the tap's mask select (5 LUT) and the lane's output select (4 LUT).
+            summed = fplogic.build_f32_add(m, ring[-1], lanes[j].ysum, name=f"acc_add{j}")
             with m.If(turn):
                 m.d.sync += [ring[0].eq(summed)] + [ring[i].eq(ring[i - 1])
                                                     for i in range(1, kacc)]
