@@ -48,11 +48,13 @@ from .decoder import INSTR_LAYOUTS, Opcode
 from .vpu_special import _const_f32, _neg, build_exp, build_recip, build_rsqrt, f32_gt
 
 __all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "FIRST_MODE", "mode_latency", "scalar_wait",
+           "sum_latencies",
            "VPULane", "VPU", "check_vpu_args"]
 
 _ONE = 0x3F800000
 _NEG_INF = 0xFF800000
 _WRITEBACK_LATENCY = 1      # FP32 -> FP16 rounding register of output passes
+_CONVERT_LATENCY = 1        # FP16 -> FP32 result register of LN_SUM and ARGMAX
 
 
 class Mode(enum.IntEnum):
@@ -87,16 +89,29 @@ _FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
 
 def mode_latency(hw: HardwareConfig) -> dict[Mode, int]:
     """Cycles from a beat entering the lanes to its result at the tap (its FP units' latencies
-    in series, plus the FP16 write-back register for output passes)."""
+    in series, plus the FP16 write-back register for output passes).
+
+    Every pass has at least one register in the lane: LN_SUM and ARGMAX, which only convert
+    FP16 -> FP32, have one (``_CONVERT_LATENCY``), so no path runs from the lane's input
+    through its conversion and output select into the VPU's adder ring or compare in one
+    cycle (docs/rtl-clock.md, "The VPU")."""
     v = hw.vpu
     a, mu, s, wb = v.add_latency, v.mul_latency, v.special_latency, _WRITEBACK_LATENCY
+    cv = _CONVERT_LATENCY
     return {
         Mode.VADD: a + wb, Mode.VMUL: mu + wb, Mode.VCOPY: wb,
         Mode.GELU: 5 * mu + 2 * a + 2 * s + wb,        # v, w, u, k, g; w1, d; exp, recip
-        Mode.LN_SUM: 0, Mode.LN_VAR: a + mu, Mode.LN_OUT: a + 2 * mu + a + wb,
+        Mode.LN_SUM: cv, Mode.LN_VAR: a + mu, Mode.LN_OUT: a + 2 * mu + a + wb,
         Mode.SM_MAX: mu, Mode.SM_SUM: mu + a + s, Mode.SM_OUT: mu + a + s + mu + wb,
-        Mode.ARGMAX: 0,
+        Mode.ARGMAX: cv,
     }
+
+
+def sum_latencies(hw: HardwareConfig) -> tuple[int, ...]:
+    """The distinct latencies of the summing passes, ascending: the lane chains whose ends feed
+    the VPU's adder rings (one bit of the lane's ``sum_sel`` each)."""
+    lat = mode_latency(hw)
+    return tuple(sorted({lat[md] for md in SUMMING_MODES}))
 
 
 def scalar_wait(hw: HardwareConfig) -> dict[Mode, int]:
@@ -144,15 +159,24 @@ class VPULane(wiring.Component):
         The result of the element that entered ``mode_latency(hw)[mode]`` advancing cycles
         earlier: FP32 for the accumulating passes, the FP16 result in the low half for the
         output passes (VCOPY: ``a`` unchanged).
+    sum_sel : In(len(sum_latencies(hw)))
+        One bit per summing latency (:func:`sum_latencies`): which chain ``ysum`` reads (the
+        summing pass's, and only in a lane whose beat counts).
+    ysum : Out(32)
+        The summing passes' result for the VPU's adder: the end of each chain ``sum_sel``
+        selects, +0 where none is (one LUT after the chains' last registers; ``y``'s select
+        over every chain is several).
     """
 
     def __init__(self, *, hw: HardwareConfig):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
         self._lat = mode_latency(hw)
+        self._sum_lats = sum_latencies(hw)
         super().__init__({"mode": In(4), "advance": In(1), "a": In(16), "b": In(16),
                           "c": In(16), "scale": In(32), "mmax": In(32), "mean": In(32),
-                          "inv": In(32), "r": In(32), "y": Out(32)})
+                          "inv": In(32), "r": In(32), "y": Out(32),
+                          "sum_sel": In(len(self._sum_lats)), "ysum": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
@@ -195,6 +219,7 @@ class VPULane(wiring.Component):
                                                          name=f"wb_{mode.name.lower()}")
         # One chain per distinct latency.
         ends: dict[Mode, Value] = {}
+        chain_end: dict[int, Value] = {}
         for lat in sorted(set(self._lat.values())):
             modes = [mode for mode in Mode if self._lat[mode] == lat]
             head = Signal(32, name=f"p{lat}")
@@ -212,12 +237,20 @@ class VPULane(wiring.Component):
                 value = reg
             for mode in modes:
                 ends[mode] = value
+            chain_end[lat] = value
         with m.Switch(md):
             for mode, val in ends.items():
                 with m.Case(int(mode)):
                     m.d.comb += self.y.eq(val)
             with m.Default():       # not a Mode: nothing is computed
                 m.d.comb += self.y.eq(0)
+        # The adder rings' input: an AND-OR over the summing chains' ends (one LUT6 a bit for
+        # three chains), so that the mode's select over every chain (4 LUT levels on u280)
+        # stays out of the path into the VPU's adders, which crosses the lane's boundary.
+        ysum = Const(0, 32)
+        for i, lat in enumerate(self._sum_lats):
+            ysum = ysum | Mux(self.sum_sel[i], chain_end[lat], 0)
+        m.d.comb += self.ysum.eq(ysum)
         return m
 
 
@@ -300,6 +333,7 @@ class VPU(wiring.Component):
         m = Module()
         hw, w = self._hw, self._hw.vpu.width
         lat, waits = mode_latency(hw), scalar_wait(hw)
+        sum_lats = sum_latencies(hw)
         depth = max(lat.values())
         lw = w.bit_length() - 1
 
@@ -363,9 +397,10 @@ class VPU(wiring.Component):
         m.d.comb += operands.eq(Mux(src_from_buf, rd.data, src))
 
         # ---------------------------------------------------------------- lanes
-        ys = []
+        ys, lanes = [], []
         for j in range(w):
             lane = m.submodules[f"lane{j}"] = VPULane(hw=hw)
+            lanes.append(lane)
             sl = slice(16 * j, 16 * j + 16)
             m.d.comb += [lane.mode.eq(mode), lane.advance.eq(advance),
                          lane.a.eq(operands.a[sl]), lane.b.eq(operands.b[sl]),
@@ -393,19 +428,25 @@ class VPU(wiring.Component):
             with m.Default():
                 m.d.comb += tap_valid.eq(0)
         taken = tap_valid & advance
-        # The summing passes' tap mask, a register loaded with what the tap's mask will be
-        # after the next advance (the stage before it; at latency 0 the source's next mask),
-        # so that the mode's tap select stays out of the accumulators' loop (below). The mode
-        # holds through a pass; in the cycle after it changes the tap holds no valid beat
-        # (``flush``), so ``sum_mask`` is the tap's mask whenever a beat is taken.
-        sum_mask = Signal(w, name="sum_mask")
-        src_mask_next = Mux(issue, lane_active, src_mask)
+        # The summing passes' lane select (each lane's ``sum_sel``: the bit of the pass's chain,
+        # set where the beat's lane mask is), a register loaded with what the tap's mask will
+        # be after the next advance (the stage before it: every pass has a latency of at least
+        # 1), so that the mode's tap select stays out of the accumulators' loop (below) and
+        # the lane's ``ysum`` is one LUT after its chains. The mode holds through a pass; in
+        # the cycle after it changes the tap holds no valid beat (``flush``), so ``sum_sel``
+        # is right whenever a beat is taken.
+        sum_sel = [Signal(len(sum_lats), name=f"sum_sel{j}") for j in range(w)]
         with m.If(advance):
             with m.Switch(mode):
                 for md in SUMMING_MODES:
+                    assert lat[md] >= 1, (md, lat[md])
+                    mk = stages[lat[md] - 1][1]
                     with m.Case(int(md)):
-                        m.d.sync += sum_mask.eq(stages[lat[md] - 1][1] if lat[md]
-                                                else src_mask_next)
+                        m.d.sync += [sum_sel[j].eq(Cat(*[mk[j] if l == lat[md] else Const(0, 1)
+                                                         for l in sum_lats]))
+                                     for j in range(w)]
+        for j in range(w):
+            m.d.comb += lanes[j].sum_sel.eq(sum_sel[j])
 
         # ---------------------------------------------------------------- output stream
         state_result = Signal()
@@ -441,13 +482,12 @@ class VPU(wiring.Component):
             y = tap_data[32 * j:32 * j + 32]
             ring = [Signal(32, name=f"sum{j}_r{i}") for i in range(kacc - 1)]
             ring.append(Signal(32, name=f"sum{j}"))
-            # The beat's value (+0 in a lane past the row's end). Only a taken beat's matters:
-            # the other turns add to values that are never used, so ``take_sum`` stays out of
-            # the adder's path (it was 9 LUT levels in front of it, measured on u280); the lane
-            # mask is the register ``sum_mask`` (the tap's select was 5 LUT in the loop's path).
-            addend = Signal(32, name=f"sum{j}_in")
-            m.d.comb += addend.eq(Mux(sum_mask[j], y, 0))
-            summed = fplogic.build_f32_add(m, ring[-1], addend, name=f"acc_add{j}")
+            # The beat's value (+0 in a lane past the row's end): the lane's ``ysum``, its
+            # summing chain's end gated by ``sum_sel`` (registers). Only a taken beat's
+            # matters: the other turns add to values that are never used, so ``take_sum`` stays
+            # out of the adder's path (it was 9 LUT levels in front of it, measured on u280),
+            # and so do the tap's mask select (5 LUT) and the lane's output select (4 LUT).
+            summed = fplogic.build_f32_add(m, ring[-1], lanes[j].ysum, name=f"acc_add{j}")
             with m.If(turn):
                 m.d.sync += [ring[0].eq(summed)] + [ring[i].eq(ring[i - 1])
                                                     for i in range(1, kacc)]

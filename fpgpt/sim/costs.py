@@ -89,7 +89,8 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
 
     Calibrated from the RTL VPU (fpgpt/hw/vpu.py; tests/rtl/test_hw_vpu.py asserts these
     formulas on the tiny preset): a = add, mu = mul, s = special-function latency, tree = the
-    pairwise lane tree.
+    pairwise lane tree. LAYERNORM's first pass and ARGMAX have one register in the lanes
+    (their FP16 -> FP32 conversion's result), a cycle a row.
     """
     v = hw.vpu
     a, mu, s = v.add_latency, v.mul_latency, v.special_latency
@@ -99,9 +100,9 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
         "VMUL": mu + 2,
         "VCOPY": 2,
         "GELU": 5 * mu + 2 * a + 2 * s + 2,
-        "LAYERNORM": 2 * tree + 4 * a + 5 * mu + s + 8,
+        "LAYERNORM": 2 * tree + 4 * a + 5 * mu + s + 9,
         "SOFTMAX": 2 * tree + 4 * mu + 2 * a + 3 * s + 8,
-        "ARGMAX": tree + 4,
+        "ARGMAX": tree + 5,
     }[op]
 
 
