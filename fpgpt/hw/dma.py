@@ -129,6 +129,15 @@ def _log2(x: int) -> int:
     return x.bit_length() - 1
 
 
+def _popcount(bits):
+    """The number of set bits, as a balanced tree of adds."""
+    vals = list(bits)
+    while len(vals) > 1:
+        vals = [vals[i] + vals[i + 1] if i + 1 < len(vals) else vals[i]
+                for i in range(0, len(vals), 2)]
+    return vals[0]
+
+
 #: Stripes of a segment at most: an AXI burst has at most 256 beats and never crosses 4 KiB.
 def _segment_stripes(hw: HardwareConfig) -> int:
     return min(_AXI_MAX_BEATS, _AXI_4K // (hw.hbm.port_bits // 8))
@@ -311,6 +320,7 @@ class DMA(wiring.Component):
         fast = Signal()
         fast_rr = Signal(C)
         f_busy = Signal()                                # the stripe reader/writer has work
+        rd_act = Signal()                                # the stripe reader has a segment
         f_aw = Signal(C)                                 # stripe path AWs accepted this cycle
 
         # FRUN's segment, decided a cycle ahead: whether it is the run's last (d_last), its
@@ -520,8 +530,10 @@ class DMA(wiring.Component):
             with m.State("INDEX"):
                 # The previous row's beats are all taken first: on the stripe path the index
                 # beat follows them on its channel; on both, a row then costs the same
-                # whatever the latency (engine_cycles: two latencies per row).
-                ok = (q.level == 0) & ~r_busy & (sq.level == 0) & ~f_busy
+                # whatever the latency (engine_cycles: two latencies per row). (The stripe
+                # writer is idle in a GATHER: the STORE before it drained, so rd_act, not
+                # f_busy, which would put the writer's compares in front of the AR.)
+                ok = (q.level == 0) & ~r_busy & (sq.level == 0) & ~rd_act
                 m.d.comb += [q_in.ch.eq(channel(ia)), q_in.off.eq(ia[:LB]), q_in.nelem.eq(2),
                              q_in.idx.eq(1)]
                 with m.If(ok):
@@ -737,7 +749,6 @@ class DMA(wiring.Component):
 
         fc = Signal(seg)
         x = Signal(LS + 1)
-        rd_act = Signal()
         f_chunk, f_we, f_re, f_mask = Signal(32), Signal(), Signal(), Signal(ES)
         f_line = Signal()                    # the stripe path drives the line port this cycle
         f_data = Cat(*[p.rdata for p in axi])          # the stripe's ES elements, in order
@@ -797,30 +808,45 @@ class DMA(wiring.Component):
         with m.If(capture):
             m.d.sync += [hold.eq(self.line.rdata[:8 * SB]), hv.eq(flm.need), hm.eq(flm)]
         rewind = fl & ~capture
-        sel = Signal(seg)
+        # The stripe to read when none is repeated (nsel, ntx: this segment's next or the next
+        # segment's first) and what flm must then hold for it, from registers alone; a
+        # repeated read is the stripe flm already describes. So the AND over the channels'
+        # WREADY (hold_free, rewind) only picks between the two at the end (u280: 32 channels;
+        # in front of the stripe's compares it was the DMA's longest path, docs/rtl-clock.md).
+        nsel = Signal(seg)
+        ntx = Signal(LS + 1)
+        n_cont = Signal()                    # wfc has stripes left to read
+        m.d.comb += n_cont.eq(wact & (wx != wfc.n))
+        with m.If(n_cont):
+            m.d.comb += [nsel.eq(wfc), ntx.eq(wx)]
+        with m.Else():
+            m.d.comb += [nsel.eq(sq_out), ntx.eq(0)]
+        sel = Signal(seg)                    # the stripe read this cycle: its segment and index
         tx = Signal(LS + 1)
         w_req = Signal()
         pop = Signal()
         with m.If(is_write & fmode):
             with m.If(rewind):
                 m.d.comb += [sel.eq(wfc), tx.eq(flm.x), w_req.eq(1)]
-            with m.Elif(wact & (wx != wfc.n)):
+            with m.Elif(n_cont):
                 m.d.comb += [sel.eq(wfc), tx.eq(wx), w_req.eq(1)]
             with m.Elif(sq.r_rdy):
                 m.d.comb += [sel.eq(sq_out), tx.eq(0), w_req.eq(1), pop.eq(1), sq.r_en.eq(1)]
                 m.d.sync += [wfc.eq(sq_out), wact.eq(1)]
-        wfirst, wlast_s = tx == 0, tx + 1 == sel.n
-        lo_e, hi_e = Mux(wfirst, sel.lo, 0), Mux(wlast_s, sel.hi, ES)
-        w_need = need_of(sel.lo, sel.hi, wfirst, wlast_s, "w_need")
+        wfirst, wlast_s = ntx == 0, ntx + 1 == nsel.n
+        lo_e, hi_e = Mux(wfirst, nsel.lo, 0), Mux(wlast_s, nsel.hi, ES)
+        w_need = need_of(nsel.lo, nsel.hi, wfirst, wlast_s, "w_need")
         # Channel k's burst ends at its last beat of the segment: the last stripe, or the one
         # before where the run's end leaves channel k out of the last.
-        w_wl = Cat(*[w_need[k] & (wlast_s | ((tx + 2 == sel.n) & ~(k * (B // 2) < sel.hi)))
+        w_wl = Cat(*[w_need[k] & (wlast_s | ((ntx + 2 == nsel.n) & ~(k * (B // 2) < nsel.hi)))
                      for k in range(C)])
         granted_w = w_req & self.line.grant
         m.d.sync += fl.eq(granted_w)
         with m.If(granted_w):
-            m.d.sync += [flm.x.eq(tx), flm.lo.eq(lo_e), flm.hi.eq(hi_e), flm.need.eq(w_need),
-                         flm.wlast.eq(w_wl), wx.eq(tx + 1)]
+            m.d.sync += wx.eq(tx + 1)
+            with m.If(~rewind):
+                m.d.sync += [flm.x.eq(ntx), flm.lo.eq(lo_e), flm.hi.eq(hi_e),
+                             flm.need.eq(w_need), flm.wlast.eq(w_wl)]
         with m.Elif(w_req):
             m.d.sync += wx.eq(tx)
         with m.If(self.cmd.valid & self.cmd.ready):
@@ -844,11 +870,12 @@ class DMA(wiring.Component):
                 m.d.comb += [p.awaddr.eq(local(waddr)), p.awlen.eq(wbeats - 1),
                              p.awvalid.eq(e_awvalid[k]), p.wdata.eq(wbuf), p.wstrb.eq(wstrb),
                              p.wlast.eq(e_wlast), p.wvalid.eq(e_wvalid[k])]
-        b_r, f_aw_r, aw_fire_r = Signal(C), Signal(C), Signal()
-        m.d.sync += [b_r.eq(Cat(*[p.bvalid for p in axi])), f_aw_r.eq(f_aw),
+        # Counted as they are registered (the population counts of 32 channels were in front
+        # of aw_now's adder and compare, u280's next path, docs/rtl-clock.md).
+        bcount, afire, aw_fire_r = Signal(LC + 1), Signal(LC + 1), Signal()
+        m.d.sync += [bcount.eq(_popcount([p.bvalid for p in axi])),
+                     afire.eq(_popcount([f_aw[k] for k in range(C)])),
                      aw_fire_r.eq(aw_fire)]
-        bcount = sum((b_r[k] for k in range(C)), Const(0, LC + 1))
-        afire = sum((f_aw_r[k] for k in range(C)), Const(0, LC + 1))
         m.d.comb += aw_now.eq(aw_count + aw_fire_r + afire - bcount)
         m.d.sync += aw_count.eq(aw_now)
 
