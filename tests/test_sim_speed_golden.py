@@ -29,6 +29,17 @@ VPU's adder ring or compare in one cycle; each LAYERNORM row and each ARGMAX cos
 4,315,295 -> 4,315,310; tiny@tiny:16:8 prefill 545,199 -> 545,329, decode 412,626 -> 412,640);
 bytes and instruction counts unchanged.
 
+And for the DMA's registered GATHER index (the same session, recorded again on both changes) (a hardware change, for the clock: the index
+word, selected from every channel's beat, goes into a register before it is multiplied by
+``hstride``, docs/rtl-clock.md): each GATHER row costs one cycle more (``costs.dma_cycles``:
+``2·Lr + 5`` a stripe row, ``2·Lr + 4`` an element row). GATHER is only prefill's token
+embedding, one row per prompt token: prefill grows by the prompt length (e.g. gpt2@u280:32:16
+5,479,529 -> 5,479,561 cycles, tiny@tiny:16:8 545,199 -> 545,215; odd@u55c:13:9 by 0.14 only,
+the 13 cycles mostly hidden there); decode has no GATHER and is unchanged; bytes and
+instruction counts unchanged. Recorded on both changes together: gpt2@u280:32:16
+prefill 5,480,299 -> 5,480,362.39 (the two interact there through the HBM model's timeline),
+the other cases by exactly their prompt length.
+
 The programs cover the DMA engine's stripe path (u280/dfx/u55c/tiny weight and K/V loads), the
 element path (the ``odd`` shapes: rows not a whole number of chunks), transposed stores (V^T),
 GATHER (token embeddings, on both paths), register-dependent shapes (K/V lengths that grow
@@ -52,51 +63,51 @@ DATA = Path(__file__).resolve().parent / "data" / "sim_golden"
 # "model@preset:prompt:gen": (prefill cycles, decode cycles, prefill HBM bytes, decode HBM bytes,
 #                             prefill instructions, decode instructions)
 GOLDEN = {
-    'gpt2@u280:32:16': (5480298.719912477, 4315309.794441263,
+    'gpt2@u280:32:16': (5480362.392234987, 4315309.794441263,
                         249764484, 3732318780, 536, 8071),
-    'gpt2@dfx:32:16': (4718029.668368156, 4174842.7903944645,
+    'gpt2@dfx:32:16': (4718061.668368156, 4174842.7903944645,
                        249764484, 3732318780, 832, 12511),
-    'gpt2@u55c:32:16': (4700135.719912477, 4135619.4733626726,
+    'gpt2@u55c:32:16': (4700167.719912477, 4135619.4733626726,
                         249764484, 3732318780, 536, 8071),
-    'toy@u280:7:9': (35724.78446997237, 80329.78446997236,
+    'toy@u280:7:9': (35731.78446997237, 80329.78446997236,
                      888352, 7069728, 54, 449),
-    'toy@u280:13:9': (64966.78446997237, 93450.39223498618,
+    'toy@u280:13:9': (64979.78446997237, 93450.39223498618,
                       903736, 7118880, 54, 449),
-    'toy@dfx:7:9': (35771.0, 80064.88888888888,
+    'toy@dfx:7:9': (35778.0, 80064.88888888888,
                     888352, 7069728, 58, 481),
-    'toy@dfx:13:9': (64277.0, 92776.88888888888,
+    'toy@dfx:13:9': (64290.0, 92776.88888888888,
                      903736, 7118880, 58, 481),
-    'toy@u55c:7:9': (35874.78446997237, 79716.41604891975,
+    'toy@u55c:7:9': (35881.78446997237, 79716.41604891975,
                      888352, 7069728, 54, 449),
-    'toy@u55c:13:9': (64488.78446997237, 92428.41604891975,
+    'toy@u55c:13:9': (64501.78446997237, 92428.41604891975,
                       903736, 7118880, 54, 449),
-    'toy@tiny:7:9': (122425.0, 251263.74957326558,
+    'toy@tiny:7:9': (122432.0, 251263.74957326558,
                      888352, 7069728, 76, 625),
-    'toy@tiny:13:9': (224511.0, 253363.33319865618,
+    'toy@tiny:13:9': (224524.0, 253363.33319865618,
                       903736, 7118880, 76, 625),
-    'odd@u280:7:9': (1093133.4418196355, 8692926.407878254,
+    'odd@u280:7:9': (1093140.4418196355, 8692926.407878254,
                      2105264, 16784288, 54, 449),
-    'odd@u280:13:9': (1108220.7088434245, 8733344.948271729,
+    'odd@u280:13:9': (1108233.7088434245, 8733344.948271729,
                       2129288, 16861088, 54, 449),
-    'odd@dfx:7:9': (1092395.3199733368, 8689975.428905068,
+    'odd@dfx:7:9': (1092402.3199733368, 8689975.428905068,
                     2105264, 16784288, 62, 513),
-    'odd@dfx:13:9': (1107122.1322796473, 8730385.757492209,
+    'odd@dfx:13:9': (1107135.1322796473, 8730385.757492209,
                      2129288, 16861088, 62, 513),
-    'odd@u55c:7:9': (1092665.6684465036, 8691169.905303732,
+    'odd@u55c:7:9': (1092672.6684465036, 8691169.905303732,
                      2105264, 16784288, 54, 449),
-    'odd@u55c:13:9': (1107516.0537252643, 8731594.935041122,
+    'odd@u55c:13:9': (1107516.1953722604, 8731594.935041122,
                       2129288, 16861088, 54, 449),
-    'odd@tiny:7:9': (255790.0, 592756.5840256421,
+    'odd@tiny:7:9': (255797.0, 592756.5840256421,
                      2105264, 16784288, 110, 897),
-    'odd@tiny:13:9': (470630.0, 594733.6439650826,
+    'odd@tiny:13:9': (470643.0, 594733.6439650826,
                       2129288, 16861088, 110, 897),
-    'micro@tiny:16:8': (95935.0, 71334.8823434044,
+    'micro@tiny:16:8': (95951.0, 71334.8823434044,
                         253636, 1708700, 54, 393),
-    'tiny@tiny:16:8': (545329.0, 412639.997465933,
+    'tiny@tiny:16:8': (545345.0, 412639.997465933,
                        1726276, 11872028, 138, 981),
-    'micro@u280:16:8': (47793.39223498618, 53016.39223498618,
+    'micro@u280:16:8': (47809.39223498618, 53016.39223498618,
                         253636, 1708700, 54, 393),
-    'tiny@u280:16:8': (155626.78446997236, 164409.39223498618,
+    'tiny@u280:16:8': (155642.78446997236, 164409.39223498618,
                        1726276, 11872028, 96, 687),
 }
 

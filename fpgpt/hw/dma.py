@@ -129,6 +129,15 @@ def _log2(x: int) -> int:
     return x.bit_length() - 1
 
 
+def _popcount(bits):
+    """The number of set bits, as a balanced tree of adds."""
+    vals = list(bits)
+    while len(vals) > 1:
+        vals = [vals[i] + vals[i + 1] if i + 1 < len(vals) else vals[i]
+                for i in range(0, len(vals), 2)]
+    return vals[0]
+
+
 #: Stripes of a segment at most: an AXI burst has at most 256 beats and never crosses 4 KiB.
 def _segment_stripes(hw: HardwareConfig) -> int:
     return min(_AXI_MAX_BEATS, _AXI_4K // (hw.hbm.port_bits // 8))
@@ -208,8 +217,9 @@ class DMA(wiring.Component):
         # ---- the instruction, latched ------------------------------------------------------
         c = Signal(captured_layout(Unit.DMA))
         is_load, is_store = c.op == Opcode.LOAD, c.op == Opcode.STORE
-        is_gather, is_str = c.op == Opcode.GATHER, c.op == Opcode.STR
-        is_write = is_store | is_str
+        # Registers loaded with c (the op's decode is not in front of the paths that use them).
+        is_gather, is_str = Signal(name="is_gather"), Signal(name="is_str")
+        is_write = Signal(name="is_write")               # STORE or STR
         fmode = Signal()                 # this instruction takes the stripe path
 
         # Loop nest: batch b < nbatch, run j < nruns, element i < n (per run); a run is 2n
@@ -243,11 +253,15 @@ class DMA(wiring.Component):
         nruns_m1, n_m1 = Signal(_COUNT_BITS), Signal(_COUNT_BITS)   # nruns - 1, n - 1
         nruns_one, n_one = Signal(), Signal()                       # nruns == 1, n == 1
         ia = Signal(_HBM_BITS)                           # next GATHER index address
-        t_valid = Signal()                               # read side: index t arrived
+        t_valid = Signal()                               # t_off holds the row's offset (pulse)
         # The address products, each made the cycle before it is used, into a register (a
         # DSP48E2 multiply then an adder chain in one cycle was the next limit): ra_off =
-        # ra·hstride as the command is taken (SETUP adds it), t_off = index·hstride as the
-        # index arrives (INDEX_WAIT adds it).
+        # ra·hstride as the command is taken (SETUP adds it), t_off = index·hstride the cycle
+        # after the index word arrives (INDEX_WAIT adds it). The index word is registered
+        # first (t_word): on u280 it is selected from 32 channels' 512-bit beats (9 LUT levels),
+        # which in front of the multiply was the DMA's critical path (docs/rtl-clock.md). That
+        # register is one cycle per GATHER row (engine_cycles: 2·Lr + 5, 2·Lr + 4).
+        t_word, t_pend = Signal(32), Signal()            # the index word, arrived last cycle
         t_off = Signal(_HBM_BITS)
         ra_off = Signal(_HBM_BITS)
         drained = Signal()                               # nothing left in flight
@@ -306,7 +320,64 @@ class DMA(wiring.Component):
         fast = Signal()
         fast_rr = Signal(C)
         f_busy = Signal()                                # the stripe reader/writer has work
+        rd_act = Signal()                                # the stripe reader has a segment
         f_aw = Signal(C)                                 # stripe path AWs accepted this cycle
+
+        # FRUN's segment, decided a cycle ahead: whether it is the run's last (d_last), its
+        # stripes less one (d_span), and per channel whether the run's start (d_df) or end
+        # (d_dl) takes that channel's first or last beat off it and whether the channel has a
+        # beat in it at all (d_inv). FRUN issues every needed channel's burst and, once all are
+        # accepted, queues the segment and moves on; with these decisions computed in front of
+        # that 32-input AND (u280) the AND, the segment FIFO's write and the run counters made
+        # one path (7.68 ns, docs/rtl-clock.md). Now they are registers, loaded as the segment
+        # before is queued (the next segment of the run, or the next run's first) or as a run
+        # begins (SETUP, INDEX_WAIT), so no cycle moves. A run's first segment is computed from
+        # the low LL bits of its first byte alone: it is the run's last too when those plus
+        # nm1 = 2n - 1 (the run's last byte from its first) do not carry out of the segment.
+        LL = LSB + LS                                    # byte address bits within a segment
+        nm1 = Signal(_COUNT_BITS + 2)                    # 2n - 1 (the stripe path's runs)
+        nm1_big = Signal()                               # 2n - 1 >= a segment: never one segment
+        d_last, d_span = Signal(), Signal(LS)
+        d_df, d_dl, d_inv = Signal(C), Signal(C), Signal(C)
+        lo_src = Signal(LL)                              # the low bits of the next run's start
+        se = h1m1[LSB:_HBM_BITS]                         # the run's last stripe
+
+        def desc(name, last, span, df, dl, inv):
+            v = SimpleNamespace(last=Signal(name=f"{name}_last"),
+                                span=Signal(LS, name=f"{name}_span"),
+                                df=Signal(C, name=f"{name}_df"), dl=Signal(C, name=f"{name}_dl"),
+                                inv=Signal(C, name=f"{name}_inv"))
+            m.d.comb += [v.last.eq(last), v.span.eq(span), v.df.eq(df), v.dl.eq(dl), v.inv.eq(inv)]
+            return v
+
+        def load(v):
+            return [d_last.eq(v.last), d_span.eq(v.span), d_df.eq(v.df), d_dl.eq(v.dl),
+                    d_inv.eq(v.inv)]
+
+        def after(k, e):
+            """Channel k's beat of the run's last stripe lies after its last byte e."""
+            return Const(0) if k == 0 else (k * B > e)
+
+        # A run's first segment, from lo_src: the run starts lo_src[:LSB] bytes into its first
+        # stripe, ends at byte e of the segment if it ends in it (r_last).
+        r_sum = lo_src + nm1[:LL]
+        r_last = Signal(name="run_last")
+        m.d.comb += r_last.eq(~nm1_big & ~r_sum[LL])
+        r_e = r_sum[:LL]
+        r_df = Cat(*[(k + 1) * B <= lo_src[:LSB] for k in range(C)])
+        r_dl = Cat(*[r_last & after(k, r_e[:LSB]) for k in range(C)])
+        r_span = Signal(LS, name="run_span")
+        m.d.comb += r_span.eq((Mux(r_last, r_e[LSB:], NSEG - 1) - lo_src[LSB:])[:LS])
+        d_run = desc("drun", r_last, r_span, r_df, r_dl,
+                     Cat(*[(r_df[k] + r_dl[k]) <= r_span for k in range(C)]))
+        # The run's next segment (aligned: it starts at its first stripe's first byte).
+        a_last = Signal(name="nseg_last")
+        m.d.comb += a_last.eq(se[LS:] == (st[LS:] + 1)[:len(st) - LS])
+        a_span = Mux(a_last, se[:LS], NSEG - 1)
+        a_dl = Cat(*[a_last & after(k, h1m1[:LSB]) for k in range(C)])
+        a_more = a_span != 0                             # more than one stripe: every channel
+        d_seg = desc("dseg", a_last, a_span, Const(0, C), a_dl,
+                     Cat(*[~a_dl[k] | a_more for k in range(C)]))
 
         m.d.comb += self.cmd.ready.eq(0)
         with m.FSM(name="ag"):
@@ -314,7 +385,13 @@ class DMA(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     pl = data.View(captured_layout(Unit.DMA), self.cmd.payload)
-                    m.d.sync += [c.eq(self.cmd.payload), ra_off.eq(pl.ra * pl.hstride)]
+                    # 2n - 1 of the stripe path's runs (a row: never transposed).
+                    pe = Mux(pl.op == Opcode.GATHER, pl.cols, pl.cols + pl.rc)
+                    m.d.sync += [c.eq(self.cmd.payload), ra_off.eq(pl.ra * pl.hstride),
+                                 is_gather.eq(pl.op == Opcode.GATHER),
+                                 is_str.eq(pl.op == Opcode.STR),
+                                 is_write.eq((pl.op == Opcode.STORE) | (pl.op == Opcode.STR)),
+                                 nm1.eq(2 * pe - 1), nm1_big.eq(pe > (1 << (LL - 1)))]
                     m.next = "SETUP"
             with m.State("SETUP"):
                 rows_e = (c.rows + c.rr)[:_COUNT_BITS]
@@ -335,6 +412,9 @@ class DMA(wiring.Component):
                 hlast = Mux(c.transpose & ~is_gather, hend + 2 * c.ra,
                             Mux(is_gather, hend, hend + ra_off))[:_HBM_BITS]
                 m.d.sync += [h1m1.eq(hlast), hb1m1.eq(hlast), seg_first.eq(1)]
+                # FRUN's first segment (the stripe path: never transposed).
+                m.d.comb += lo_src.eq(Mux(is_gather, c.hbm, c.hbm + ra_off)[:LL])
+                m.d.sync += load(d_run)
                 m.d.sync += [*jc.load(rows_n), *bc.load(nb),
                              nruns_m1.eq(rows_n - 1), nruns_one.eq(rows_n == 1),
                              n_m1.eq(elems - 1), n_one.eq(elems == 1),
@@ -393,26 +473,18 @@ class DMA(wiring.Component):
 
             with m.State("FRUN"):
                 # One segment of the run: every channel's AR (AW) for its beats of stripes
-                # st..sg, all in one cycle when the channels are ready. Every decision here
-                # comes from registers through a few LUT levels (no adder in front of a
-                # compare): the run's last stripe se from h1m1, "first segment" a flag, "last
-                # segment" an equality of st and se above the segment bits (segments are
-                # aligned to NSEG and st <= se), and whether channel k has a beat a compare of
-                # the segment's length (LS bits) with the beats the run's ends take off it.
-                se = h1m1[LSB:_HBM_BITS]
+                # st..st + d_span, all in one cycle when the channels are ready. The decisions
+                # are registers (d_*, above); what is combinational here is the AND over the
+                # channels of "accepted, or no beat in this segment" and what it enables.
                 cap = st | (NSEG - 1)
-                seg_last = Signal()
-                m.d.comb += seg_last.eq(se[LS:] == st[LS:])
-                # the segment's last stripe (se in the run's last segment, else cap) - st
-                span = (Mux(seg_last, se[:LS], NSEG - 1) - st[:LS])[:LS]
+                seg_last, span = d_last, d_span
                 lo_b = hj[:LSB]                                   # run start's byte in its stripe
                 hi_b = (h1m1[:LSB] + 1)[:LSB + 1]                 # bytes of the run in its last stripe
-                done_all = Const(1)
+                done = []
                 for k, p in enumerate(axi):
-                    df = seg_first & ((k + 1) * B <= lo_b)        # k's beat of st is not the run's
-                    dl = seg_last & (k * B >= hi_b)               # k's beat of sg is not the run's
+                    # k's first / last beat is not the run's; k has a beat in the segment
+                    df, dl, inv = d_df[k], d_dl[k], d_inv[k]
                     first = (st + df)[:_HBM_BITS - LSB]
-                    inv = (df + dl) <= span                        # first <= last
                     valid = inv & ~acc[k] & sq.w_rdy
                     ready = Mux(is_write, p.awready, p.arready)
                     m.d.comb += [ar_addr[k].eq((self.data_base + (first << LB))[:AXI_ADDR_BITS]),
@@ -421,15 +493,20 @@ class DMA(wiring.Component):
                         m.d.sync += acc[k].eq(1)
                         with m.If(is_write):
                             m.d.comb += f_aw[k].eq(1)
-                    done_all = done_all & (~inv | acc[k] | (valid & ready))
+                    done.append(~inv | acc[k] | ready)
+                push = Signal()
+                m.d.comb += push.eq(sq.w_rdy & Cat(*done).all())
                 first_elem = (fsj + ((st << LSB) >> 1) - (hj >> 1))[:32]
                 m.d.comb += [sq_in.chunk.eq(first_elem >> LCE), sq_in.n.eq(span + 1),
                              sq_in.lo.eq(Mux(seg_first, lo_b >> 1, 0)),
-                             sq_in.hi.eq(Mux(seg_last, hi_b >> 1, ES))]
-                with m.If(done_all & sq.w_rdy):
+                             sq_in.hi.eq(Mux(seg_last, hi_b >> 1, ES)),
+                             # the next run's start (the next batch's after the batch's last)
+                             lo_src.eq(Mux(jc.last, (hb + c.hbatch)[:LL], (hj + c.hstride)[:LL]))]
+                with m.If(push):
                     m.d.comb += sq.w_en.eq(1)
                     m.d.sync += [acc.eq(0), st.eq(cap + 1), seg_first.eq(0)]
                     with m.If(seg_last):        # the run's last segment: next run or batch
+                        m.d.sync += load(d_run)
                         with m.If(jc.last):
                             with m.If(bc.last):
                                 m.next = "FINISH"
@@ -447,12 +524,16 @@ class DMA(wiring.Component):
                                          fsj.eq(fsj + c.sstride)]
                             with m.If(is_gather):
                                 m.next = "INDEX"
+                    with m.Else():
+                        m.d.sync += load(d_seg)
 
             with m.State("INDEX"):
                 # The previous row's beats are all taken first: on the stripe path the index
                 # beat follows them on its channel; on both, a row then costs the same
-                # whatever the latency (engine_cycles: two latencies per row).
-                ok = (q.level == 0) & ~r_busy & (sq.level == 0) & ~f_busy
+                # whatever the latency (engine_cycles: two latencies per row). (The stripe
+                # writer is idle in a GATHER: the STORE before it drained, so rd_act, not
+                # f_busy, which would put the writer's compares in front of the AR.)
+                ok = (q.level == 0) & ~r_busy & (sq.level == 0) & ~rd_act
                 m.d.comb += [q_in.ch.eq(channel(ia)), q_in.off.eq(ia[:LB]), q_in.nelem.eq(2),
                              q_in.idx.eq(1)]
                 with m.If(ok):
@@ -462,11 +543,12 @@ class DMA(wiring.Component):
                     m.d.sync += ia.eq(ia + 4)
                     m.next = "INDEX_WAIT"
             with m.State("INDEX_WAIT"):
+                m.d.comb += lo_src.eq((c.hbm + t_off)[:LL])
                 with m.If(t_valid):
                     off = t_off
                     row = (c.hbm + off)[:_HBM_BITS]
                     m.d.sync += [hp.eq(row), hj.eq(row), st.eq(row >> LSB), rem.eq(2 * n),
-                                 h1m1.eq(hb1m1 + off), seg_first.eq(1)]
+                                 h1m1.eq(hb1m1 + off), seg_first.eq(1), *load(d_run)]
                     with m.If(fmode):
                         m.next = "FRUN"
                     with m.Else():
@@ -511,6 +593,7 @@ class DMA(wiring.Component):
             m.d.comb += p.rready.eq((take_beat & (cur.ch == k)) | fast_rr[k])
         elem = rdata.word_select(pos[1:LB], 16) if LB > 1 else rdata[:16]
         word = rdata.word_select(pos[2:LB], 32) if LB > 2 else rdata[:32]
+        m.d.sync += t_pend.eq(0)             # a one-cycle pulse (set below as the index arrives)
         with m.FSM(name="rd"):
             with m.State("IDLE"):
                 with m.If(q.r_rdy & ~is_write):
@@ -522,7 +605,7 @@ class DMA(wiring.Component):
                 with m.If(cur.idx):
                     with m.If(rvalid):
                         m.d.comb += take_beat.eq(1)
-                        m.d.sync += [t_valid.eq(1), t_off.eq(word.as_signed() * c.hstride.as_unsigned())]
+                        m.d.sync += [t_pend.eq(1), t_word.eq(word)]
                         m.next = "IDLE"
                 with m.Else():
                     m.d.comb += [el.we.eq(rvalid), el.wdata.eq(elem)]
@@ -532,8 +615,9 @@ class DMA(wiring.Component):
                         m.d.sync += [pos.eq(Mux(pos == B - 2, 0, pos + 2)), left.eq(left - 1)]
                         with m.If(left == 1):
                             m.next = "IDLE"
-        with m.If(t_valid):
-            m.d.sync += t_valid.eq(0)
+        with m.If(t_pend):
+            m.d.sync += t_off.eq(t_word.as_signed() * c.hstride.as_unsigned())
+        m.d.sync += t_valid.eq(t_pend)
 
         # ---- write side (STORE, STR) -------------------------------------------------------
         # Three decoupled stages, so that consecutive pieces overlap and an ideal memory takes
@@ -665,36 +749,40 @@ class DMA(wiring.Component):
 
         fc = Signal(seg)
         x = Signal(LS + 1)
-        rd_act = Signal()
         f_chunk, f_we, f_re, f_mask = Signal(32), Signal(), Signal(), Signal(ES)
         f_line = Signal()                    # the stripe path drives the line port this cycle
         f_data = Cat(*[p.rdata for p in axi])          # the stripe's ES elements, in order
         x_last = Signal()                    # x + 1 == fc.n, registered one stripe ahead
         r_first, r_last = x == 0, x_last
-        r_need = need_of(fc.lo, fc.hi, r_first, r_last, "r_need")
+        # The channels the stripe needs, registered a stripe ahead like x_last (in front of the
+        # AND over the channels' RVALID they were the reader's longest path): the next
+        # segment's first stripe, or this segment's next.
+        need = Signal(C)
+        n_need = need_of(sq_out.lo, sq_out.hi, Const(1), sq_out.n == 1, "r_need_seg")
+        x_need = need_of(fc.lo, fc.hi, Const(0), x + 2 == fc.n, "r_need_next")
         r_mask = mask_of(fc.lo, fc.hi, r_first, r_last, "r_mask")
         with m.If(~is_write):
             with m.FSM(name="stripes"):
                 with m.State("IDLE"):
                     with m.If(sq.r_rdy):
                         m.d.comb += sq.r_en.eq(1)
-                        m.d.sync += [fc.eq(sq_out), x.eq(0), x_last.eq(sq_out.n == 1)]
+                        m.d.sync += [fc.eq(sq_out), x.eq(0), x_last.eq(sq_out.n == 1),
+                                     need.eq(n_need)]
                         m.next = "DATA"
                 with m.State("DATA"):
                     m.d.comb += [rd_act.eq(1), f_line.eq(1)]
                     last = r_last
-                    need = Signal(C)
-                    m.d.comb += need.eq(r_need)
                     allv = (need & ~Cat(*[p.rvalid for p in axi])) == 0
                     m.d.comb += [f_mask.eq(r_mask), f_we.eq(allv),
                                  f_chunk.eq(fc.chunk + x * (ES // CE))]
                     with m.If(allv & self.line.grant):
                         m.d.comb += fast_rr.eq(need)
-                        m.d.sync += [x.eq(x + 1), x_last.eq(x + 2 == fc.n)]
+                        m.d.sync += [x.eq(x + 1), x_last.eq(x + 2 == fc.n), need.eq(x_need)]
                         with m.If(last):
                             with m.If(sq.r_rdy):        # the next segment without a bubble
                                 m.d.comb += sq.r_en.eq(1)
-                                m.d.sync += [fc.eq(sq_out), x.eq(0), x_last.eq(sq_out.n == 1)]
+                                m.d.sync += [fc.eq(sq_out), x.eq(0), x_last.eq(sq_out.n == 1),
+                                             need.eq(n_need)]
                             with m.Else():
                                 m.next = "IDLE"
 
@@ -720,30 +808,45 @@ class DMA(wiring.Component):
         with m.If(capture):
             m.d.sync += [hold.eq(self.line.rdata[:8 * SB]), hv.eq(flm.need), hm.eq(flm)]
         rewind = fl & ~capture
-        sel = Signal(seg)
+        # The stripe to read when none is repeated (nsel, ntx: this segment's next or the next
+        # segment's first) and what flm must then hold for it, from registers alone; a
+        # repeated read is the stripe flm already describes. So the AND over the channels'
+        # WREADY (hold_free, rewind) only picks between the two at the end (u280: 32 channels;
+        # in front of the stripe's compares it was the DMA's longest path, docs/rtl-clock.md).
+        nsel = Signal(seg)
+        ntx = Signal(LS + 1)
+        n_cont = Signal()                    # wfc has stripes left to read
+        m.d.comb += n_cont.eq(wact & (wx != wfc.n))
+        with m.If(n_cont):
+            m.d.comb += [nsel.eq(wfc), ntx.eq(wx)]
+        with m.Else():
+            m.d.comb += [nsel.eq(sq_out), ntx.eq(0)]
+        sel = Signal(seg)                    # the stripe read this cycle: its segment and index
         tx = Signal(LS + 1)
         w_req = Signal()
         pop = Signal()
         with m.If(is_write & fmode):
             with m.If(rewind):
                 m.d.comb += [sel.eq(wfc), tx.eq(flm.x), w_req.eq(1)]
-            with m.Elif(wact & (wx != wfc.n)):
+            with m.Elif(n_cont):
                 m.d.comb += [sel.eq(wfc), tx.eq(wx), w_req.eq(1)]
             with m.Elif(sq.r_rdy):
                 m.d.comb += [sel.eq(sq_out), tx.eq(0), w_req.eq(1), pop.eq(1), sq.r_en.eq(1)]
                 m.d.sync += [wfc.eq(sq_out), wact.eq(1)]
-        wfirst, wlast_s = tx == 0, tx + 1 == sel.n
-        lo_e, hi_e = Mux(wfirst, sel.lo, 0), Mux(wlast_s, sel.hi, ES)
-        w_need = need_of(sel.lo, sel.hi, wfirst, wlast_s, "w_need")
+        wfirst, wlast_s = ntx == 0, ntx + 1 == nsel.n
+        lo_e, hi_e = Mux(wfirst, nsel.lo, 0), Mux(wlast_s, nsel.hi, ES)
+        w_need = need_of(nsel.lo, nsel.hi, wfirst, wlast_s, "w_need")
         # Channel k's burst ends at its last beat of the segment: the last stripe, or the one
         # before where the run's end leaves channel k out of the last.
-        w_wl = Cat(*[w_need[k] & (wlast_s | ((tx + 2 == sel.n) & ~(k * (B // 2) < sel.hi)))
+        w_wl = Cat(*[w_need[k] & (wlast_s | ((ntx + 2 == nsel.n) & ~(k * (B // 2) < nsel.hi)))
                      for k in range(C)])
         granted_w = w_req & self.line.grant
         m.d.sync += fl.eq(granted_w)
         with m.If(granted_w):
-            m.d.sync += [flm.x.eq(tx), flm.lo.eq(lo_e), flm.hi.eq(hi_e), flm.need.eq(w_need),
-                         flm.wlast.eq(w_wl), wx.eq(tx + 1)]
+            m.d.sync += wx.eq(tx + 1)
+            with m.If(~rewind):
+                m.d.sync += [flm.x.eq(ntx), flm.lo.eq(lo_e), flm.hi.eq(hi_e),
+                             flm.need.eq(w_need), flm.wlast.eq(w_wl)]
         with m.Elif(w_req):
             m.d.sync += wx.eq(tx)
         with m.If(self.cmd.valid & self.cmd.ready):
@@ -767,11 +870,12 @@ class DMA(wiring.Component):
                 m.d.comb += [p.awaddr.eq(local(waddr)), p.awlen.eq(wbeats - 1),
                              p.awvalid.eq(e_awvalid[k]), p.wdata.eq(wbuf), p.wstrb.eq(wstrb),
                              p.wlast.eq(e_wlast), p.wvalid.eq(e_wvalid[k])]
-        b_r, f_aw_r, aw_fire_r = Signal(C), Signal(C), Signal()
-        m.d.sync += [b_r.eq(Cat(*[p.bvalid for p in axi])), f_aw_r.eq(f_aw),
+        # Counted as they are registered (the population counts of 32 channels were in front
+        # of aw_now's adder and compare, u280's next path, docs/rtl-clock.md).
+        bcount, afire, aw_fire_r = Signal(LC + 1), Signal(LC + 1), Signal()
+        m.d.sync += [bcount.eq(_popcount([p.bvalid for p in axi])),
+                     afire.eq(_popcount([f_aw[k] for k in range(C)])),
                      aw_fire_r.eq(aw_fire)]
-        bcount = sum((b_r[k] for k in range(C)), Const(0, LC + 1))
-        afire = sum((f_aw_r[k] for k in range(C)), Const(0, LC + 1))
         m.d.comb += aw_now.eq(aw_count + aw_fire_r + afire - bcount)
         m.d.sync += aw_count.eq(aw_now)
 

@@ -90,7 +90,9 @@ def test_engine_cycles_structure():
     with pytest.raises(ValueError, match=r"at most outstanding-2=6"):
         engine_cycles(hw, "STORE", t, latency=(2, 7))
     g = dict(sram=0, hbm=0, idx=0, rows=2, cols=64, hstride=128, sstride=64, ra=0, rr=0)
-    assert engine_cycles(hw, "GATHER", g, latency=2) == 3 + 2 * (4 + 2 * 2 + 4)
+    # Per row: its index (Lr, one cycle to register the word, one for index·hstride), then
+    # the row's stripes (Lr): 2·Lr + 5 and the stripes.
+    assert engine_cycles(hw, "GATHER", g, latency=2) == 3 + 2 * (4 + 2 * 2 + 5)
     with pytest.raises(ValueError, match="needs its indices"):
         engine_cycles(hw, "GATHER", {**g, "hstride": 144}, latency=2)
     with pytest.raises(ValueError, match="below outstanding=8"):
@@ -116,15 +118,42 @@ def _run_bench(tmp_path, rtl_build, pauses: int, n: int, seed: int, cases=None) 
     return json.loads(stats.read_text())
 
 
+def _segment_cases() -> list:
+    """Stripe-path transfers whose runs cross segments (tiny: 256 stripes of 32 bytes, 8 KiB;
+    the random instructions' runs are at most 88 bytes and rarely cross one): runs of three
+    segments, a run filling one segment exactly and one a stripe longer, runs ending on and
+    starting at a segment's edge, batches whose rows cross, and a GATHER whose table rows
+    straddle 8 KiB. Registers R5-R7 (ra, rr, rc) are 0."""
+    z = {"5": 0, "6": 0, "7": 0}
+    row = dict(batch=1, hbatch=0, sbatch=0, ra=5, rr=6, rc=7, transpose=0)
+    big = dict(row, sram=10004, hbm=7000, rows=2, cols=5000, hstride=10016, sstride=5008)
+    return [
+        ["LOAD", big, z], ["STORE", big, z],
+        ["LOAD", dict(row, sram=30002, hbm=7492, rows=3, cols=300, hstride=608, sstride=304,
+                      batch=2, hbatch=8192, sbatch=1000), z],
+        ["STORE", dict(row, sram=30002, hbm=7492, rows=3, cols=300, hstride=608, sstride=304,
+                       batch=2, hbatch=8192, sbatch=1000), z],
+        ["LOAD", dict(row, sram=40000, hbm=8192, rows=1, cols=4096, hstride=0, sstride=0), z],
+        ["LOAD", dict(row, sram=50000, hbm=8192, rows=1, cols=4097, hstride=0, sstride=0), z],
+        ["STORE", dict(row, sram=60000, hbm=8128, rows=2, cols=32, hstride=64, sstride=32), z],
+        ["LOAD", dict(row, sram=70000, hbm=16352, rows=3, cols=16, hstride=32, sstride=16), z],
+        ["GATHER", dict(sram=80000, hbm=8144, idx=32512, rows=6, cols=40, hstride=32,
+                        sstride=48, ra=5, rr=6), z],
+    ]
+
+
 def test_dma_verilator_tiny(tmp_path, rtl_build):
     """Random LOAD/STORE/GATHER/STR in Verilator, each compared with the executor: with
-    back-pressure bit for bit, on an ideal memory also cycle for cycle with engine_cycles."""
-    s = _run_bench(tmp_path, rtl_build, True, 60, 7)
-    assert s["instructions"] == 60 and s["mismatches"] == []
+    back-pressure bit for bit, on an ideal memory also cycle for cycle with engine_cycles;
+    before the random ones, stripe-path runs across segments (_segment_cases)."""
+    cases = _segment_cases()
+    s = _run_bench(tmp_path, rtl_build, True, 60, 7, cases)
+    assert s["instructions"] == 60 + len(cases) and s["mismatches"] == []
     paths = {(r["op"], r["path"]) for r in s["records"]}
     assert {("LOAD", "stripe"), ("STORE", "stripe"), ("GATHER", "stripe"), ("LOAD", "element"),
             ("STORE", "element"), ("GATHER", "element"), ("STR", "str")} <= paths
-    s = _run_bench(tmp_path, rtl_build, False, 60, 8)
+    assert all(r["path"] == "stripe" for r in s["records"][:len(cases)])
+    s = _run_bench(tmp_path, rtl_build, False, 60, 8, cases)
     assert s["mismatches"] == [] and s["formula_misses"] == []
     assert s["axi_latency"] == {"read": 2, "write": 2}
     # The stripe path moves several elements per cycle (tiny: up to 16).
