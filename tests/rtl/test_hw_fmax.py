@@ -203,7 +203,7 @@ def test_tiny_lane_estimate_retimes_the_accumulator_loop(tiny_lane):
 def test_tiny_clock_is_within_its_estimate(tiny_lane):
     """tiny's clock against its MPU lane's estimate (the lane's Yosys run is the one the suite
     can afford). The whole core's check is ``bench/bench_fmax.py --hw tiny``: its slowest block,
-    the VPU (ARGMAX's scalar path, 123.8 MHz retimed, 2026-12-06), is what sets tiny's 95 MHz."""
+    the VPU lane with special_latency 30 (169.4 MHz retimed, 2026-12-06), sets tiny's 130 MHz (with the margin, and u280's VPU stitched with its lanes: 168.5)."""
     hw, f, _work = tiny_lane
     assert math.isfinite(f["core"]["supported_clock_mhz"])
     assert hw.clock_mhz <= f["core"]["supported_clock_mhz"], (
