@@ -382,6 +382,31 @@ def _fp_black_boxes(counts: Counter) -> Iterator[None]:
 _INSTANCE_OUT_BITS = (1 << 16) - 1
 
 
+def _add_black_boxes(m: Module, box: str, sub: str, ports, stubs: dict[str, str]) -> None:
+    """Add black-box instances ``box``, ``box_p1``... (submodules ``sub``, ``sub1``...) to ``m``
+    with ``ports``, ``(is_input, signature path, value)`` each, and their interfaces to
+    ``stubs``. Amaranth gives an instance's outputs one netlist cell of fewer than 2^16 bits
+    (the scratchpad's line ports exceed it on u280), so the outputs are spread over as many
+    boxes as needed; the inputs go to the first."""
+    parts = [({}, [], 0)]
+    for is_in, path, value in ports:
+        pname = "__".join(str(p) for p in path)
+        v = Value.cast(value)
+        if is_in:
+            kw, decl, _ = parts[0]
+        else:
+            if parts[-1][2] + len(v) > _INSTANCE_OUT_BITS:
+                parts.append(({}, [], 0))
+            kw, decl, width = parts[-1]
+            parts[-1] = (kw, decl, width + len(v))
+        kw[f"{'i' if is_in else 'o'}_{pname}"] = v
+        decl.append(("input" if is_in else "output", pname, len(v)))
+    for k, (kw, decl, _) in enumerate(parts):
+        name = box if k == 0 else f"{box}_p{k}"
+        stubs[name] = _stub(name, decl)
+        m.submodules[f"{sub}{k or ''}"] = Instance(name, **kw)
+
+
 @contextlib.contextmanager
 def _class_black_boxes(boxes, stubs: dict[str, str]) -> Iterator[None]:
     """While active, each ``(module, class name)`` of ``boxes`` names a subclass whose
@@ -393,27 +418,10 @@ def _class_black_boxes(boxes, stubs: dict[str, str]) -> Iterator[None]:
         box = f"fpgpt_bb_{attr.lower()}"
 
         def elaborate(self, platform, box=box):
-            # Amaranth gives an instance's outputs one netlist cell of fewer than 2^16 bits
-            # (the scratchpad's line ports exceed it on u280), so the outputs are spread over
-            # as many black boxes ``box``, ``box_p1``... as needed; the inputs go to the first.
-            m, parts = Module(), [({}, [], 0)]
-            for path, member, value in self.signature.flatten(self):
-                flow = getattr(member, "flow", member)     # a Member or a Flow, by version
-                pname = "__".join(str(p) for p in path)
-                v = Value.cast(value)
-                if flow == In:
-                    ports, decl, _ = parts[0]
-                else:
-                    if parts[-1][2] + len(v) > _INSTANCE_OUT_BITS:
-                        parts.append(({}, [], 0))
-                    ports, decl, width = parts[-1]
-                    parts[-1] = (ports, decl, width + len(v))
-                ports[f"{'i' if flow == In else 'o'}_{pname}"] = v
-                decl.append(("input" if flow == In else "output", pname, len(v)))
-            for k, (ports, decl, _) in enumerate(parts):
-                name = box if k == 0 else f"{box}_p{k}"
-                stubs[name] = _stub(name, decl)
-                m.submodules[f"box{k or ''}"] = Instance(name, **ports)
+            m = Module()
+            _add_black_boxes(m, box, "box", [(getattr(mb, "flow", mb) == In, path, value)
+                                             for path, mb, value in self.signature.flatten(self)],
+                             stubs)
             return m
 
         saved.append((mod, attr, cls))
@@ -442,21 +450,15 @@ class _InputsFromBoxes(wiring.Component):
                           if getattr(m, "flow", m) != In})
 
     def elaborate(self, platform):
-        m, parts = Module(), [([], [])]
+        m = Module()
         m.submodules.block = b = self._block
+        sources = []                                 # the block's inputs: the boxes' outputs
         for path, member, value in b.signature.flatten(b):
-            pname = "__".join(map(str, path))
             if getattr(member, "flow", member) == In:
-                if sum(w for _, _, w in parts[-1][1]) + len(Value.cast(value)) > _INSTANCE_OUT_BITS:
-                    parts.append(([], []))
-                parts[-1][0].append((pname, value))
-                parts[-1][1].append(("output", pname, len(Value.cast(value))))
+                sources.append((False, path, value))
             else:
-                m.d.comb += getattr(self, pname).eq(value)
-        for k, (ports, decl) in enumerate(parts):
-            name = "fpgpt_bb_in" if k == 0 else f"fpgpt_bb_in_p{k}"
-            self._stubs[name] = _stub(name, decl)
-            m.submodules[f"in{k or ''}"] = Instance(name, **{f"o_{p}": v for p, v in ports})
+                m.d.comb += getattr(self, "__".join(map(str, path))).eq(value)
+        _add_black_boxes(m, "fpgpt_bb_in", "in", sources, self._stubs)
         return m
 
 
