@@ -232,18 +232,18 @@ class Dispatcher(wiring.Component):
         # says which positions the instruction reads or writes and whose room (a unit's queue,
         # or CTRL's waits) it needs. (A per-opcode Switch of ``~sb & ok`` mapped to 15 LUT
         # levels from the word to the queues' counters; docs/rtl-clock.md.)
-        fields = {}                     # offset in the word -> bit in ``uses``
+        fields = {}                     # (offset, width) in the word -> bit in ``uses``
         for d in INSTRUCTIONS:
             lay = WORD_LAYOUT.members[d.name.lower()]
             for f in d.fields:
                 if f.kind in (Kind.REG, Kind.REGW):
-                    fields.setdefault(lay[f.name].offset, len(fields))
+                    fields.setdefault((lay[f.name].offset, f.bits), len(fields))
         uses = Signal(len(fields))
         is_unit = {u: Signal(name=f"is_{u.value}") for u in UNITS}
         is_ctrl, is_drain = Signal(), Signal()
         sb = Const(0)
-        for off, i in fields.items():
-            sb = sb | (uses[i] & pending.bit_select(self.imem_data[off:off + 4], 1))
+        for (off, bits), i in fields.items():
+            sb = sb | (uses[i] & pending.bit_select(self.imem_data[off:off + bits], 1))
         ok = is_ctrl & waits_met & (~is_drain | drained)
         for u in UNITS:
             ok = ok | (is_unit[u] & room[u])
@@ -255,7 +255,7 @@ class Dispatcher(wiring.Component):
                 with m.Case(Opcode[d.name]):
                     iv = getattr(view, d.name.lower())
                     lay = WORD_LAYOUT.members[d.name.lower()]
-                    m.d.comb += uses.eq(sum(1 << fields[lay[f.name].offset] for f in d.fields
+                    m.d.comb += uses.eq(sum(1 << fields[lay[f.name].offset, f.bits] for f in d.fields
                                             if f.kind in (Kind.REG, Kind.REGW)))
                     if d.unit is Unit.CTRL:
                         m.d.comb += [is_ctrl.eq(1), is_drain.eq(d.name in ("SYNC", "HALT"))]
