@@ -55,7 +55,7 @@ from pathlib import Path
 from fpgpt.compiler import compile_model
 from fpgpt.config import load_preset
 from fpgpt.models import ByteTokenizer, load_model
-from fpgpt.sim import generate, simulate
+from fpgpt.sim import fastloop, generate, simulate
 
 
 def _timed(fn):
@@ -125,6 +125,11 @@ def command_run() -> dict:
     and the 4-card XL command (issue 11 asks < 10 s)."""
     cache = cached_runs(XL_COMMAND)
     ring = cached_runs(XL4_COMMAND)
+    os.environ[fastloop.LOOP_ENV] = "python"           # the reference loop, for comparison
+    try:
+        python_loop = cached_runs(XL_COMMAND)
+    finally:
+        del os.environ[fastloop.LOOP_ENV]
     out, wall, cpu = _child(["from fpgpt.cli import main; main()", *XL_COMMAND],
                             dict(os.environ, FPGPT_COMPILE_CACHE="off"))
     d = json.loads(out)
@@ -140,7 +145,8 @@ def command_run() -> dict:
             "compile_cpu_s": round(cc, 3), "simulate_wall_s": round(sw, 3),
             "simulate_cpu_s": round(sc, 3), "cycles": d["cycles"],
             "ms_per_token": d["ms_per_token"], "load_average": os.getloadavg(),
-            "cache": cache, "devices4": ring}
+            "loop": fastloop.status(), "cache": cache, "python_loop": python_loop,
+            "devices4": ring}
 
 
 def timing_runs(model: str = "gpt2-xl", hw_name: str = "u280", prompt: int = 128,
@@ -206,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{cmd['simulate_wall_s']:.2f} ({cmd['simulate_cpu_s']:.2f})\n  cycles {cmd['cycles']}\n"
               f"  compile cache cold {cmd['cache']['cold_wall_s']:.2f} s wall "
               f"({cmd['cache']['cold_cpu_s']:.2f} CPU), warm {cmd['cache']['warm_wall_s']:.2f} "
-              f"({cmd['cache']['warm_cpu_s']:.2f})\n  --devices 4: cold "
+              f"({cmd['cache']['warm_cpu_s']:.2f})\n  loop: {cmd['loop']}; the Python loop "
+              f"(FPGPT_TIMING_LOOP=python), warm: {cmd['python_loop']['warm_wall_s']:.2f} s wall "
+              f"({cmd['python_loop']['warm_cpu_s']:.2f} CPU)\n  --devices 4: cold "
               f"{cmd['devices4']['cold_wall_s']:.2f} s wall ({cmd['devices4']['cold_cpu_s']:.2f} CPU), "
               f"warm {cmd['devices4']['warm_wall_s']:.2f} ({cmd['devices4']['warm_cpu_s']:.2f})")
         return 0

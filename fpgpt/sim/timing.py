@@ -22,6 +22,11 @@ never with cycles:
 Per-instruction static data (unit, waits, scoreboard registers, duration or transfer plan) is
 computed once per stream; instructions whose shape depends on registers are costed per distinct
 register value and cached.
+
+The dispatch loop of :func:`stream_timeline` also exists compiled (:mod:`fpgpt.sim.fastloop`,
+``fastloop.c``: the same operations in the same order, equal to the bit); it runs a stream
+unless it is traced, hazard-checked or one card of a ring. The Python loop here is the
+reference.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from ..isa import Kind, Unit
 from ..geometry import ring_group_elements, stripe_elements
 from ..isa.operands import operands
 from .control import MAX_STEPS_DEFAULT, Registers, capture
+from . import fastloop
 from .costs import (EVENT_KEYS, dma_cycles, dma_port_b, instr_events, mpu_cycles, net_cycles,
                     port_b_accesses, vpu_cycles)
 from .hazards import HazardChecker, TimingHazard
@@ -286,6 +292,25 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     # wait on it is met at once, as the clock never runs below 0): the instruction j look-backs
     # before the next one is at index -j, the DMA transfer dispatched k-th at index pad + k.
     pad = max([depth, 16] + [kk for e in entries for _, kk in e[1]])
+    if trace is None and hz is None and not coupled:
+        # The same loop compiled (fastloop.c: the same operations in the same order); None
+        # when it is not available. The Python loop below is the reference.
+        fast = fastloop.run(plan, hbm, regs.v, depth=depth, pad=pad, max_steps=max_steps,
+                            progress_every=_PROGRESS_EVERY, trim_at=_TRIM_AT,
+                            dyn_cost=_dyn_cost,
+                            progress=None if progress is None else
+                            (lambda k: progress(stream, k)))
+        if fast is not None:
+            err = fast["error"]
+            if err is not None and err[0] == "end":
+                raise TimingError(f"stream {stream!r}: execution ran off the end of the "
+                                  f"stream at instruction {err[1]} (missing HALT?)")
+            if err is not None:
+                raise TimingError(f"stream {stream!r}: stopped after {max_steps} "
+                                  "instructions without HALT (endless loop?)")
+            return _stream_result(stream, hw, plan, hbm, fast["t"], fast["steps"],
+                                  fast["per_cnt"], fast["per_busy"], fast["dyn"], fast["wm"],
+                                  fast["hbm_bytes"], progress)
     ring = [[0.0] * pad for _ in UNITS]
     ring0 = ring[0]
     free = [0.0, 0.0, 0.0, 0.0]                        # when each unit can start the next
@@ -664,6 +689,21 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         c += per_cnt[i]
         per_cnt[i] = c
     del per_cnt[n]
+    # register-dependent costs: each distinct cost object and its dispatches, in the order of
+    # their first dispatch
+    objs = {id(c): c for c in dyn_hist}
+    dyn = [(objs[ident], c) for ident, c in Counter(map(id, dyn_hist)).items()]
+    return _stream_result(stream, hw, plan, hbm, t, steps, per_cnt, per_busy, dyn, wm, hbm_bytes,
+                          progress)
+
+
+def _stream_result(stream: str, hw: "HardwareConfig", plan: StreamPlan, hbm: HBMModel, t: float,
+                   steps: int, per_cnt: list[int], per_busy: list[float], dyn: list[tuple],
+                   wm: list[list[float]], hbm_bytes: int,
+                   progress: Callable[[str, int], None] | None) -> StreamTiming:
+    """The :class:`StreamTiming` of a finished stream (either loop): per instruction its
+    dispatches and busy cycles, the register-dependent costs with their dispatches, the waits."""
+    entries = plan.entries
     counts: dict[str, int] = {}
     busy = {u: 0.0 for u in UNITS}
     breakdown: dict[str, dict[str, float]] = {}
@@ -686,11 +726,9 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         if c and cst is not None and entries[i][0] < 4:
             for key, v in cst[-1]:
                 tally[key] += c * v
-    if dyn_hist:
-        objs = {id(c): c for c in dyn_hist}
-        for ident, c in Counter(map(id, dyn_hist)).items():
-            for key, v in objs[ident][-1]:
-                tally[key] += c * v
+    for cst, c in dyn:
+        for key, v in cst[-1]:
+            tally[key] += c * v
     work = tally.pop(_CHANNEL_WORK)
     events = {k: float(v) for k, v in tally.items()}
     waits_out = {u: {CAUSES[c]: wm[i][c] for c in range(len(CAUSES)) if wm[i][c] > 0}
