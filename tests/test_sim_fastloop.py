@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from fpgpt.compiler import compile_model
+from fpgpt.compiler import compile_devices, compile_model
 from fpgpt.config import load_config, load_preset
 from fpgpt.isa import Instr, Program
 from fpgpt.models import get_spec, load_model
 from fpgpt.sim import fastloop, timing
 from fpgpt.sim.control import Registers
 from fpgpt.sim.hbm import HBMModel
+from fpgpt.sim.system import simulate_system
 from fpgpt.sim.timing import TimingError, simulate, time_stream
 
 DATA = Path(__file__).resolve().parent / "data" / "sim_golden"
@@ -136,3 +137,21 @@ def test_gpt2_sizes_time_the_same_in_both_loops(model, preset, prompt, gen, monk
     native, python = _both(monkeypatch, lambda: _everything(
         simulate(program, hw, prompt_len=prompt, gen_len=gen)))
     assert native == python
+
+
+@pytest.mark.parametrize("model,preset,devices,prompt,gen", [
+    ("micro", "tiny", 2, 8, 4), ("tiny", "u280", 3, 8, 4), ("gpt2-xl", "u280", 4, 16, 3),
+])
+def test_rings_time_the_same_in_both_loops(model, preset, devices, prompt, gen, monkeypatch):
+    # each card pauses the compiled loop at its NET instructions, as the Python generator yields
+    hw = load_preset(preset)
+    spec = load_model(model) if model in ("micro", "tiny") else get_spec(model)
+    programs = compile_devices(spec, hw, prompt_len=prompt, devices=devices)
+
+    def go():
+        r = simulate_system(programs, prompt_len=prompt, gen_len=gen)
+        return (_everything(r.result), [_everything(c) for c in r.cards],
+                [dataclasses.asdict(c) for c in r.collectives])
+    native, python = _both(monkeypatch, go)
+    assert native == python
+    assert native[2]                                 # collectives happened

@@ -39,6 +39,7 @@ typedef struct {
     int32_t *idx; int64_t nidx, capidx;
     int64_t *dyncount;           /* dispatches of each cost as a register-dependent cost */
     Slot *slots; int64_t nslots, capslots;
+    void *loop;                  /* Loop, once fl_run has started */
 } Ctx;
 
 typedef struct {                 /* the stream (StreamPlan.entries, flattened) and the state */
@@ -59,6 +60,9 @@ typedef struct {                 /* the stream (StreamPlan.entries, flattened) a
     double wm[4 * NCAUSES];
     int64_t hbm_bytes, steps;
     int64_t err_pc;
+    int coupled;                 /* one card of a ring: pause at each NET instruction */
+    int64_t pause_pc;            /* out, when paused: the NET instruction, its earliest start */
+    double pause_s, pause_cost;  /* on this card and its idle-ring cost (timing.py's yield) */
 } Run;
 
 typedef int (*resolve_fn)(int64_t pc);          /* -> cost id, or < 0 on an error */
@@ -82,9 +86,12 @@ void *fl_new(int channels) {
     return c;
 }
 
+static void loop_free(void *lp);
+
 void fl_free(void *vc) {
     Ctx *c = vc;
     if (!c) return;
+    loop_free(c->loop);
     free(c->costs); free(c->work); free(c->idx); free(c->dyncount); free(c->slots);
     free(c);
 }
@@ -215,6 +222,15 @@ typedef struct {
     double dma_end;
 } St;
 
+typedef struct {                 /* the loop's state between calls of fl_run (a ring pauses) */
+    St st;
+    double *pend; int *pend_u;
+    double max_pend, traise, t, h_lo, h_shift, h_mb;
+    int tcause, wcause, wc, started, paused;
+    int64_t pc, steps, run0, check_at;
+    int p_code; int64_t p_cid; double p_s, p_cost;  /* the paused NET instruction */
+} Loop;
+
 static int ring_push(Ring *q, double x) {
     if (q->len == q->cap && grow((void **)&q->v, &q->cap, q->len + 1, sizeof(double))) return -1;
     q->v[q->len++] = x;
@@ -313,39 +329,71 @@ static void steal(St *st, double sc, double ec, int acc, int64_t i) {
     if (moving) st->free_[0] = prev_e;
 }
 
-/* Returns 0, or: 1 ran off the end (err_pc), 2 the step limit, 3 a callback's error,
+static void loop_free(void *vl) {
+    Loop *lp = vl;
+    if (!lp) return;
+    for (int u = 0; u < 4; u++) free(lp->st.ring[u].v);
+    free(lp->st.fl); free(lp->pend); free(lp->pend_u);
+    free(lp);
+}
+
+/* Run the stream from its start, or, after a pause, from the paused NET instruction, which
+ * completed at `resume_e`. Returns 0 at HALT, 5 paused at a NET instruction (r->coupled:
+ * r->pause_*), or: 1 ran off the end (err_pc), 2 the step limit, 3 a callback's error,
  * 4 out of memory. */
-int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t trim_at) {
+int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t trim_at,
+           double resume_e) {
     Ctx *c = vc;
-    St st;
-    memset(&st, 0, sizeof st);
-    st.r = r;
+    Loop *lp = c->loop;
     int rc = 0;
-    int depth = r->depth, pad = r->pad;
-    for (int u = 0; u < 4; u++) {
-        for (int j = 0; j < pad; j++)
-            if (ring_push(&st.ring[u], 0.0)) { rc = 4; goto out; }
+    const int depth = r->depth, pad = r->pad;
+    if (!lp) {
+        lp = c->loop = calloc(1, sizeof(Loop));
+        if (!lp) return 4;
+        for (int u = 0; u < 4; u++) {
+            for (int j = 0; j < pad; j++)
+                if (ring_push(&lp->st.ring[u], 0.0)) return 4;
+        }
+        lp->st.frozen = pad - 1;
+        lp->pend = calloc((size_t)r->nregs, sizeof(double));
+        lp->pend_u = calloc((size_t)r->nregs, sizeof(int));
+        if (!lp->pend || !lp->pend_u) return 4;
+        lp->tcause = lp->wcause = lp->wc = 4;
+        int64_t every = r->progress_every;
+        lp->check_at = every < r->max_steps + 1 ? every : r->max_steps + 1;
+        lp->h_lo = r->h_lo; lp->h_shift = r->h_shift; lp->h_mb = r->h_mb;
     }
-    st.frozen = pad - 1;
-    double *pend = calloc((size_t)r->nregs, sizeof(double));
-    int *pend_u = calloc((size_t)r->nregs, sizeof(int));
-    if (!pend || !pend_u) { free(pend); free(pend_u); rc = 4; goto out; }
-    double max_pend = 0.0;
-    int tcause = 4, wcause = 4, wc = 4;
-    double traise = 0.0;
-    double t = 0.0;
-    int64_t pc = 0, steps = 0, run0 = 0;
-    int64_t every = r->progress_every;
-    int64_t check_at = every < r->max_steps + 1 ? every : r->max_steps + 1;
-    double h_lo = r->h_lo, h_shift = r->h_shift, h_mb = r->h_mb;
+    St *stp = &lp->st;
+#define st (*stp)
+    st.r = r;
+    double *pend = lp->pend;
+    int *pend_u = lp->pend_u;
+    double max_pend = lp->max_pend, traise = lp->traise, t = lp->t;
+    int tcause = lp->tcause, wcause = lp->wcause, wc = lp->wc;
+    int64_t pc = lp->pc, steps = lp->steps, run0 = lp->run0, check_at = lp->check_at;
+    const int64_t every = r->progress_every;
+    double h_lo = lp->h_lo, h_shift = lp->h_shift, h_mb = lp->h_mb;
     double *h_base = r->h_base;
     const double h_iv = r->h_iv, h_rc = r->h_rc, h_av = r->h_av, h_lat = r->h_lat;
-    const int refresh = r->refresh, nch = c->channels;
+    const int refresh = r->refresh, nch = c->channels, coupled = r->coupled;
     int64_t key[MAXDYN + 2];
+    int code;
+    int64_t cid;
+    double s, e, cost;
+    const Cost *k;
+    Ring *ru;
 
+    if (lp->paused) {                                   /* timing.py: e = yield (pc, s, cost) */
+        lp->paused = 0;
+        code = lp->p_code; cid = lp->p_cid; s = lp->p_s; cost = lp->p_cost;
+        k = &c->costs[cid];
+        ru = &st.ring[code];
+        e = resume_e;
+        goto net_done;
+    }
     for (;;) {
         if (pc < 0 || pc >= r->n) { r->err_pc = pc; rc = 1; break; }
-        int code = r->code[pc];
+        code = r->code[pc];
         if (max_pend > t) {
             const int32_t *tt = r->touch + r->touch_off[pc];
             for (int j = 0; j < r->touch_n[pc]; j++) {
@@ -354,19 +402,19 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
             }
         }
         if (code < 4) {
-            Ring *ru = &st.ring[code];
+            ru = &st.ring[code];
             double q = ru->v[ru->len - depth];
             if (code == 0) {
-                int64_t k = ru->len - depth;
-                if (k > st.frozen) st.frozen = k;
+                int64_t kq = ru->len - depth;
+                if (kq > st.frozen) st.frozen = kq;
             }
             if (q > t) { t = traise = q; tcause = code; }
             double ready = t;
             int wd = r->wd[pc];
             if (wd) {
                 Ring *r0 = &st.ring[0];
-                int64_t k = r0->len - wd;
-                if (k > st.frozen) st.frozen = k;
+                int64_t kq = r0->len - wd;
+                if (kq > st.frozen) st.frozen = kq;
                 double cc = r0->v[r0->len - wd];
                 if (cc > ready) { ready = cc; wcause = 0; }
             }
@@ -377,9 +425,10 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
                 double cc = rw->v[rw->len - kk];
                 if (cc > ready) { ready = cc; wcause = wu; }
             }
-            double f0 = st.free_[code], s = f0;
+            double f0 = st.free_[code];
+            s = f0;
             if (ready > s) s = ready;
-            int64_t cid = r->cost[pc];
+            cid = r->cost[pc];
             if (cid < 0) {                              /* register-dependent: (sid, values) */
                 int nd = r->dyn_n[pc];
                 key[0] = r->dyn_sid[pc];
@@ -394,8 +443,7 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
                 }
                 c->dyncount[cid]++;
             }
-            const Cost *k = &c->costs[cid];
-            double e;
+            k = &c->costs[cid];
             if (code == 0) {
                 double e_hbm;
                 if (k->kind == 0) {
@@ -462,7 +510,7 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
                 }
                 if (st.tail - st.head > 64) book(&st);
             } else {
-                double cost = k->cyc;
+                cost = k->cyc;
                 if (s > f0) {
                     double *row = r->wm + code * NCAUSES;
                     double x = s;
@@ -482,6 +530,14 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
                     }
                 }
                 e = s + cost;
+                if (coupled && code == 3) {             /* the ring's partners (sim/system.py) */
+                    lp->paused = 1;
+                    lp->p_code = code; lp->p_cid = cid; lp->p_s = s; lp->p_cost = cost;
+                    r->pause_pc = pc; r->pause_s = s; r->pause_cost = cost;
+                    rc = 5;
+                    break;
+                }
+            net_done:
                 r->per_busy[pc] += cost;
                 if (k->acc && st.tail > st.head && st.fl[st.tail - 1].e > s) {
                     int64_t lo = st.frozen + 1 - st.fl[st.head].k;
@@ -566,12 +622,13 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
         t += 1.0;
         pc += 1;
     }
+#undef st
+    lp->max_pend = max_pend; lp->traise = traise; lp->t = t;
+    lp->tcause = tcause; lp->wcause = wcause; lp->wc = wc;
+    lp->pc = pc; lp->steps = steps; lp->run0 = run0; lp->check_at = check_at;
+    lp->h_lo = h_lo; lp->h_shift = h_shift; lp->h_mb = h_mb;
     r->t = t;
     r->steps = steps;
     r->h_lo = h_lo; r->h_shift = h_shift; r->h_mb = h_mb;
-    free(pend); free(pend_u);
-out:
-    for (int u = 0; u < 4; u++) free(st.ring[u].v);
-    free(st.fl);
     return rc;
 }

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["run", "status", "LOOP_ENV"]
+__all__ = ["open_stream", "NativeStream", "status", "LOOP_ENV"]
 
 LOOP_ENV = "FPGPT_TIMING_LOOP"
 _SRC = Path(__file__).with_name("fastloop.c")
@@ -54,7 +54,9 @@ class _Run(ctypes.Structure):
                    ("progress_every", ctypes.c_int64), ("t", ctypes.c_double),
                    ("per_busy", _F64), ("per_cnt", _I64), ("wm", ctypes.c_double * (4 * _NCAUSES)),
                    ("hbm_bytes", ctypes.c_int64), ("steps", ctypes.c_int64),
-                   ("err_pc", ctypes.c_int64)])
+                   ("err_pc", ctypes.c_int64), ("coupled", ctypes.c_int),
+                   ("pause_pc", ctypes.c_int64), ("pause_s", ctypes.c_double),
+                   ("pause_cost", ctypes.c_double)])
 
 
 _RESOLVE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64)
@@ -128,7 +130,7 @@ def _declare(dll: ctypes.CDLL) -> ctypes.CDLL:
     dll.fl_dyncount.argtypes = [ctypes.c_void_p, ctypes.c_int64]
     dll.fl_run.restype = ctypes.c_int
     dll.fl_run.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Run), _RESOLVE, _PROGRESS,
-                           ctypes.c_int64]
+                           ctypes.c_int64, ctypes.c_double]
     return dll
 
 
@@ -184,44 +186,38 @@ class _Costs:
         return c
 
 
-def run(plan, hbm, regs_v: list[int], *, depth: int, pad: int, max_steps: int,
-        progress_every: int, trim_at: int, dyn_cost: Callable[[tuple, list[int], dict], Any],
-        progress: Callable[[int], None] | None) -> dict | None:
-    """Run ``plan`` (a :class:`fpgpt.sim.timing.StreamPlan`) from the HBM model's and the
-    registers' state, as the Python loop does; None when the native loop is not available.
+class NativeStream:
+    """One stream on the compiled loop: :meth:`advance` runs it to HALT, or, for one card of a
+    ring (``coupled``), to its next NET instruction, as the Python generator does."""
 
-    Returns ``t``, ``per_busy``, ``per_cnt``, ``wm``, ``hbm_bytes``, ``steps``, ``dyn`` (pairs of
-    a register-dependent cost object and its dispatches) and ``error`` (None, ``("end", pc)``
-    or ``("steps", steps)``); ``regs_v`` and the HBM model's state are updated in place."""
-    if os.environ.get(LOOP_ENV, "").strip().lower() == "python":
-        return None
-    dll = _lib()
-    if dll is None:
-        return None
-    entries = plan.entries
-    n = len(entries)
-    code = np.empty(n, np.int32)
-    wd = np.zeros(n, np.int32)
-    wo_off = np.empty(n, np.int32)
-    wo_n = np.empty(n, np.int32)
-    touch_off = np.empty(n, np.int32)
-    touch_n = np.empty(n, np.int32)
-    cost = np.full(n, -1, np.int32)
-    dyn_sid = np.zeros(n, np.int32)
-    dyn_n = np.zeros(n, np.int32)
-    dyn_off = np.zeros(n, np.int32)
-    x1 = np.zeros(n, np.int64)
-    x2 = np.zeros(n, np.int64)
-    x3 = np.zeros(n, np.int64)
-    wo_u: list[int] = []
-    wo_k: list[int] = []
-    touch: list[int] = []
-    dyn_regs: list[int] = []
-    ctx = dll.fl_new(hbm.channels)
-    if not ctx:
-        raise MemoryError("the timing loop's context")
-    try:
-        costs = _Costs(dll, ctx, hbm.channels)
+    def __init__(self, dll: ctypes.CDLL, plan, hbm, regs_v: list[int], *, depth: int, pad: int,
+                 max_steps: int, progress_every: int, trim_at: int,
+                 dyn_cost: Callable[[tuple, list[int], dict], Any],
+                 progress: Callable[[int], None] | None, coupled: bool) -> None:
+        self.dll, self.hbm, self.regs_v, self.trim_at = dll, hbm, regs_v, trim_at
+        entries = plan.entries
+        n = len(entries)
+        code = np.empty(n, np.int32)
+        wd = np.zeros(n, np.int32)
+        wo_off = np.empty(n, np.int32)
+        wo_n = np.empty(n, np.int32)
+        touch_off = np.empty(n, np.int32)
+        touch_n = np.empty(n, np.int32)
+        cost = np.full(n, -1, np.int32)
+        dyn_sid = np.zeros(n, np.int32)
+        dyn_n = np.zeros(n, np.int32)
+        dyn_off = np.zeros(n, np.int32)
+        x1 = np.zeros(n, np.int64)
+        x2 = np.zeros(n, np.int64)
+        x3 = np.zeros(n, np.int64)
+        wo_u: list[int] = []
+        wo_k: list[int] = []
+        touch: list[int] = []
+        dyn_regs: list[int] = []
+        self.ctx = dll.fl_new(hbm.channels)
+        if not self.ctx:
+            raise MemoryError("the timing loop's context")
+        self.costs = costs = _Costs(dll, self.ctx, hbm.channels)
         for i, (c, waits, touched, cst, dyn, a1, a2) in enumerate(entries):
             code[i] = c
             unit = c < 4
@@ -236,52 +232,51 @@ def run(plan, hbm, regs_v: list[int], *, depth: int, pad: int, max_steps: int,
             touch_off[i] = len(touch)
             touch.extend(touched)
             touch_n[i] = len(touched)
+            x1[i] = a1
             if unit:
                 if dyn is not None:
-                    regnums = dyn[0]
-                    if len(regnums) > _MAXDYN:
-                        return None                     # (no such instruction in the ISA)
-                    dyn_sid[i], dyn_n[i], dyn_off[i] = dyn[3], len(regnums), len(dyn_regs)
-                    dyn_regs.extend(regnums)
+                    dyn_sid[i], dyn_n[i], dyn_off[i] = dyn[3], len(dyn[0]), len(dyn_regs)
+                    dyn_regs.extend(dyn[0])
                 else:
                     cost[i] = costs.cid(cst, c == 0)
-                x1[i] = a1
+            elif isinstance(a2, tuple):                 # ADDI: (rs, imm)
+                x2[i], x3[i] = a2
             else:
-                x1[i] = a1
-                if isinstance(a2, tuple):               # ADDI: (rs, imm)
-                    x2[i], x3[i] = a2
-                else:
-                    x2[i] = a2
-        arrays = {k: np.asarray(v if v else [0], np.int32)
-                  for k, v in (("wo_u", wo_u), ("wo_k", wo_k), ("touch", touch),
-                               ("dyn_regs", dyn_regs))}
-        regs = np.asarray(regs_v, np.int64)
-        h_base = np.ascontiguousarray(hbm._base, dtype=np.float64).copy()
-        per_busy = np.zeros(n, np.float64)
-        per_cnt = np.zeros(n, np.int64)
-        r = _Run(n=n, code=_ptr(code, _I32), wd=_ptr(wd, _I32), wo_off=_ptr(wo_off, _I32),
-                 wo_n=_ptr(wo_n, _I32), wo_u=_ptr(arrays["wo_u"], _I32),
-                 wo_k=_ptr(arrays["wo_k"], _I32), touch_off=_ptr(touch_off, _I32),
-                 touch_n=_ptr(touch_n, _I32), touch=_ptr(arrays["touch"], _I32),
-                 cost=_ptr(cost, _I32), dyn_sid=_ptr(dyn_sid, _I32), dyn_n=_ptr(dyn_n, _I32),
-                 dyn_off=_ptr(dyn_off, _I32), dyn_regs=_ptr(arrays["dyn_regs"], _I32),
-                 x1=_ptr(x1, _I64), x2=_ptr(x2, _I64), x3=_ptr(x3, _I64), regs=_ptr(regs, _I64),
-                 nregs=len(regs), depth=depth, pad=pad, refresh=1 if hbm.refresh else 0,
-                 h_iv=hbm.interval_cycles, h_rc=hbm.refresh_cycles, h_av=hbm._avail,
-                 h_lat=hbm.latency_cycles, h_lo=hbm._lo, h_shift=hbm._shift, h_mb=hbm._maxbase,
-                 h_base=_ptr(h_base, _F64), max_steps=max_steps, progress_every=progress_every,
-                 per_busy=_ptr(per_busy, _F64), per_cnt=_ptr(per_cnt, _I64))
-        failed: list[BaseException] = []
-        dyn_costs = plan.costs
+                x2[i] = a2
+        pools = {k: np.asarray(v if v else [0], np.int32)
+                 for k, v in (("wo_u", wo_u), ("wo_k", wo_k), ("touch", touch),
+                              ("dyn_regs", dyn_regs))}
+        self.regs = regs = np.asarray(regs_v, np.int64)
+        self.h_base = np.ascontiguousarray(hbm._base, dtype=np.float64).copy()
+        self.per_busy = np.zeros(n, np.float64)
+        self.per_cnt = np.zeros(n, np.int64)
+        # the arrays must outlive the calls: keep them
+        self._keep = (code, wd, wo_off, wo_n, touch_off, touch_n, cost, dyn_sid, dyn_n, dyn_off,
+                      x1, x2, x3, pools)
+        self.run = _Run(
+            n=n, code=_ptr(code, _I32), wd=_ptr(wd, _I32), wo_off=_ptr(wo_off, _I32),
+            wo_n=_ptr(wo_n, _I32), wo_u=_ptr(pools["wo_u"], _I32), wo_k=_ptr(pools["wo_k"], _I32),
+            touch_off=_ptr(touch_off, _I32), touch_n=_ptr(touch_n, _I32),
+            touch=_ptr(pools["touch"], _I32), cost=_ptr(cost, _I32),
+            dyn_sid=_ptr(dyn_sid, _I32), dyn_n=_ptr(dyn_n, _I32), dyn_off=_ptr(dyn_off, _I32),
+            dyn_regs=_ptr(pools["dyn_regs"], _I32), x1=_ptr(x1, _I64), x2=_ptr(x2, _I64),
+            x3=_ptr(x3, _I64), regs=_ptr(regs, _I64), nregs=len(regs), depth=depth, pad=pad,
+            refresh=1 if hbm.refresh else 0, h_iv=hbm.interval_cycles, h_rc=hbm.refresh_cycles,
+            h_av=hbm._avail, h_lat=hbm.latency_cycles, h_lo=hbm._lo, h_shift=hbm._shift,
+            h_mb=hbm._maxbase, h_base=_ptr(self.h_base, _F64), max_steps=max_steps,
+            progress_every=progress_every, per_busy=_ptr(self.per_busy, _F64),
+            per_cnt=_ptr(self.per_cnt, _I64), coupled=1 if coupled else 0)
+        self.failed: list[BaseException] = []
+        failed, dyn_costs = self.failed, plan.costs
 
         def resolve(pc: int) -> int:
             try:
                 before = len(dyn_costs)
                 c = dyn_cost(entries[pc][4], regs.tolist(), dyn_costs)
                 if len(dyn_costs) <= before:            # the Python cache was cleared: so is C's
-                    dll.fl_clear_slots(ctx)
+                    dll.fl_clear_slots(self.ctx)
                 return costs.cid(c, entries[pc][0] == 0)
-            except BaseException as e:              # noqa: BLE001 (re-raised below)
+            except BaseException as e:              # noqa: BLE001 (re-raised by advance)
                 failed.append(e)
                 return -1
 
@@ -289,25 +284,67 @@ def run(plan, hbm, regs_v: list[int], *, depth: int, pad: int, max_steps: int,
             try:
                 progress(steps)
                 return 0
-            except BaseException as e:              # noqa: BLE001 (re-raised below)
+            except BaseException as e:              # noqa: BLE001 (re-raised by advance)
                 failed.append(e)
                 return 1
 
-        cb_resolve = _RESOLVE(resolve)
-        cb_progress = _PROGRESS(step) if progress is not None else ctypes.cast(None, _PROGRESS)
-        rc = dll.fl_run(ctx, ctypes.byref(r), cb_resolve, cb_progress, trim_at)
-        if failed:
-            raise failed[0]
+        self._resolve = _RESOLVE(resolve)
+        self._progress = _PROGRESS(step) if progress is not None else ctypes.cast(None, _PROGRESS)
+
+    def advance(self, resume_e: float = 0.0) -> tuple:
+        """Run on: ``("pause", (pc, start, cost))`` at a NET instruction of a ring card (call
+        again with its completion), ``("done", None)`` at HALT (then :meth:`result`),
+        ``("end", pc)`` when it ran off the stream, ``("steps", n)`` at the step limit."""
+        rc = self.dll.fl_run(self.ctx, ctypes.byref(self.run), self._resolve, self._progress,
+                             self.trim_at, resume_e)
+        if self.failed:
+            raise self.failed[0]
+        r = self.run
         if rc == 4:
             raise MemoryError("the timing loop ran out of memory")
-        regs_v[:] = regs.tolist()
-        hbm._base[:] = h_base
+        if rc == 5:
+            return "pause", (int(r.pause_pc), r.pause_s, r.pause_cost)
+        if rc == 1:
+            return "end", int(r.err_pc)
+        if rc == 2:
+            return "steps", int(r.steps)
+        return "done", None
+
+    def result(self) -> dict:
+        """After HALT: ``t``, ``per_busy``, ``per_cnt``, ``wm``, ``hbm_bytes``, ``steps`` and
+        ``dyn`` (each register-dependent cost object with its dispatches, in first-dispatch
+        order); the registers and the HBM model's state are written back."""
+        r, dll = self.run, self.dll
+        self.regs_v[:] = self.regs.tolist()
+        hbm = self.hbm
+        hbm._base[:] = self.h_base
         hbm._lo, hbm._shift, hbm._maxbase = r.h_lo, r.h_shift, r.h_mb
-        dyn = [(obj, dll.fl_dyncount(ctx, costs.ids[id(obj)])) for obj in costs.objs]
-        error = ("end", r.err_pc) if rc == 1 else ("steps", r.steps) if rc == 2 else None
-        return {"t": r.t, "per_busy": per_busy.tolist(), "per_cnt": per_cnt.tolist(),
+        dyn = [(obj, dll.fl_dyncount(self.ctx, self.costs.ids[id(obj)]))
+               for obj in self.costs.objs]
+        return {"t": r.t, "per_busy": self.per_busy.tolist(), "per_cnt": self.per_cnt.tolist(),
                 "wm": [list(r.wm[u * _NCAUSES:(u + 1) * _NCAUSES]) for u in range(4)],
-                "hbm_bytes": r.hbm_bytes, "steps": r.steps,
-                "dyn": [(o, k) for o, k in dyn if k], "error": error}
-    finally:
-        dll.fl_free(ctx)
+                "hbm_bytes": int(r.hbm_bytes), "steps": int(r.steps),
+                "dyn": [(o, k) for o, k in dyn if k]}
+
+    def close(self) -> None:
+        if self.ctx:
+            self.dll.fl_free(self.ctx)
+            self.ctx = None
+
+    def __enter__(self) -> "NativeStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_stream(plan, hbm, regs_v: list[int], **options: Any) -> NativeStream | None:
+    """A :class:`NativeStream` for ``plan`` (a :class:`fpgpt.sim.timing.StreamPlan`) from the
+    HBM model's and the registers' state; None when the compiled loop is not available (or
+    turned off with ``FPGPT_TIMING_LOOP=python``)."""
+    if os.environ.get(LOOP_ENV, "").strip().lower() == "python":
+        return None
+    dll = _lib()
+    if dll is None or any(e[4] is not None and len(e[4][0]) > _MAXDYN for e in plan.entries):
+        return None
+    return NativeStream(dll, plan, hbm, regs_v, **options)

@@ -25,8 +25,8 @@ register value and cached.
 
 The dispatch loop of :func:`stream_timeline` also exists compiled (:mod:`fpgpt.sim.fastloop`,
 ``fastloop.c``: the same operations in the same order, equal to the bit); it runs a stream
-unless it is traced, hazard-checked or one card of a ring. The Python loop here is the
-reference.
+unless it is traced or hazard-checked (a ring card pauses it at each NET instruction). The
+Python loop here is the reference.
 """
 
 from __future__ import annotations
@@ -292,25 +292,28 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     # wait on it is met at once, as the clock never runs below 0): the instruction j look-backs
     # before the next one is at index -j, the DMA transfer dispatched k-th at index pad + k.
     pad = max([depth, 16] + [kk for e in entries for _, kk in e[1]])
-    if trace is None and hz is None and not coupled:
+    if trace is None and hz is None:
         # The same loop compiled (fastloop.c: the same operations in the same order); None
         # when it is not available. The Python loop below is the reference.
-        fast = fastloop.run(plan, hbm, regs.v, depth=depth, pad=pad, max_steps=max_steps,
-                            progress_every=_PROGRESS_EVERY, trim_at=_TRIM_AT,
-                            dyn_cost=_dyn_cost,
-                            progress=None if progress is None else
-                            (lambda k: progress(stream, k)))
+        fast = fastloop.open_stream(plan, hbm, regs.v, depth=depth, pad=pad, max_steps=max_steps,
+                                    progress_every=_PROGRESS_EVERY, trim_at=_TRIM_AT,
+                                    dyn_cost=_dyn_cost, coupled=coupled,
+                                    progress=None if progress is None else
+                                    (lambda k: progress(stream, k)))
         if fast is not None:
-            err = fast["error"]
-            if err is not None and err[0] == "end":
-                raise TimingError(f"stream {stream!r}: execution ran off the end of the "
-                                  f"stream at instruction {err[1]} (missing HALT?)")
-            if err is not None:
-                raise TimingError(f"stream {stream!r}: stopped after {max_steps} "
-                                  "instructions without HALT (endless loop?)")
-            return _stream_result(stream, hw, plan, hbm, fast["t"], fast["steps"],
-                                  fast["per_cnt"], fast["per_busy"], fast["dyn"], fast["wm"],
-                                  fast["hbm_bytes"], progress)
+            with fast:
+                state, value = fast.advance()
+                while state == "pause":                # a ring card at a NET instruction
+                    state, value = fast.advance((yield value))
+                if state == "end":
+                    raise TimingError(f"stream {stream!r}: execution ran off the end of the "
+                                      f"stream at instruction {value} (missing HALT?)")
+                if state == "steps":
+                    raise TimingError(f"stream {stream!r}: stopped after {max_steps} "
+                                      "instructions without HALT (endless loop?)")
+                r = fast.result()
+            return _stream_result(stream, hw, plan, hbm, r["t"], r["steps"], r["per_cnt"],
+                                  r["per_busy"], r["dyn"], r["wm"], r["hbm_bytes"], progress)
     ring = [[0.0] * pad for _ in UNITS]
     ring0 = ring[0]
     free = [0.0, 0.0, 0.0, 0.0]                        # when each unit can start the next
