@@ -511,24 +511,9 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
                 if (st.tail - st.head > 64) book(&st);
             } else {
                 cost = k->cyc;
-                if (s > f0) {
-                    double *row = r->wm + code * NCAUSES;
-                    double x = s;
-                    if (x > t) {
-                        double lo = t > f0 ? t : f0;
-                        row[wcause] += x - lo;
-                        x = lo;
-                    }
-                    if (x > f0) {
-                        if (traise > f0) {
-                            double hi = traise < x ? traise : x;
-                            row[tcause] += hi - f0;
-                            row[4] += x - hi;
-                        } else {
-                            row[4] += x - f0;
-                        }
-                    }
-                }
+                /* an engine starts at max(free, ready): s > f0 means s == ready (timing.py
+                 * inlines this call for speed) */
+                if (s > f0) blame(r, code, f0, s, t, ready, wcause, traise, tcause);
                 e = s + cost;
                 if (coupled && code == 3) {             /* the ring's partners (sim/system.py) */
                     lp->paused = 1;

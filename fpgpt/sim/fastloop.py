@@ -197,19 +197,15 @@ class NativeStream:
         self.dll, self.hbm, self.regs_v, self.trim_at = dll, hbm, regs_v, trim_at
         entries = plan.entries
         n = len(entries)
-        code = np.empty(n, np.int32)
-        wd = np.zeros(n, np.int32)
-        wo_off = np.empty(n, np.int32)
-        wo_n = np.empty(n, np.int32)
-        touch_off = np.empty(n, np.int32)
-        touch_n = np.empty(n, np.int32)
-        cost = np.full(n, -1, np.int32)
-        dyn_sid = np.zeros(n, np.int32)
-        dyn_n = np.zeros(n, np.int32)
-        dyn_off = np.zeros(n, np.int32)
-        x1 = np.zeros(n, np.int64)
-        x2 = np.zeros(n, np.int64)
-        x3 = np.zeros(n, np.int64)
+        # per instruction (fastloop.c's Run): int32 and int64 columns
+        a = {k: np.zeros(n, np.int32) for k in ("code", "wd", "wo_off", "wo_n", "touch_off",
+                                                 "touch_n", "dyn_sid", "dyn_n", "dyn_off")}
+        a["cost"] = np.full(n, -1, np.int32)                # -1: register-dependent
+        b = {k: np.zeros(n, np.int64) for k in ("x1", "x2", "x3")}
+        code, wd, wo_off, wo_n, cost = a["code"], a["wd"], a["wo_off"], a["wo_n"], a["cost"]
+        touch_off, touch_n = a["touch_off"], a["touch_n"]
+        dyn_sid, dyn_n, dyn_off = a["dyn_sid"], a["dyn_n"], a["dyn_off"]
+        x1, x2, x3 = b["x1"], b["x2"], b["x3"]
         wo_u: list[int] = []
         wo_k: list[int] = []
         touch: list[int] = []
@@ -243,29 +239,23 @@ class NativeStream:
                 x2[i], x3[i] = a2
             else:
                 x2[i] = a2
-        pools = {k: np.asarray(v if v else [0], np.int32)
+        a.update((k, np.asarray(v if v else [0], np.int32))
                  for k, v in (("wo_u", wo_u), ("wo_k", wo_k), ("touch", touch),
-                              ("dyn_regs", dyn_regs))}
+                              ("dyn_regs", dyn_regs)))
         self.regs = regs = np.asarray(regs_v, np.int64)
+        b["regs"] = regs
         self.h_base = np.ascontiguousarray(hbm._base, dtype=np.float64).copy()
         self.per_busy = np.zeros(n, np.float64)
         self.per_cnt = np.zeros(n, np.int64)
-        # the arrays must outlive the calls: keep them
-        self._keep = (code, wd, wo_off, wo_n, touch_off, touch_n, cost, dyn_sid, dyn_n, dyn_off,
-                      x1, x2, x3, pools)
+        self._keep = (a, b)                             # the arrays must outlive the calls
         self.run = _Run(
-            n=n, code=_ptr(code, _I32), wd=_ptr(wd, _I32), wo_off=_ptr(wo_off, _I32),
-            wo_n=_ptr(wo_n, _I32), wo_u=_ptr(pools["wo_u"], _I32), wo_k=_ptr(pools["wo_k"], _I32),
-            touch_off=_ptr(touch_off, _I32), touch_n=_ptr(touch_n, _I32),
-            touch=_ptr(pools["touch"], _I32), cost=_ptr(cost, _I32),
-            dyn_sid=_ptr(dyn_sid, _I32), dyn_n=_ptr(dyn_n, _I32), dyn_off=_ptr(dyn_off, _I32),
-            dyn_regs=_ptr(pools["dyn_regs"], _I32), x1=_ptr(x1, _I64), x2=_ptr(x2, _I64),
-            x3=_ptr(x3, _I64), regs=_ptr(regs, _I64), nregs=len(regs), depth=depth, pad=pad,
-            refresh=1 if hbm.refresh else 0, h_iv=hbm.interval_cycles, h_rc=hbm.refresh_cycles,
-            h_av=hbm._avail, h_lat=hbm.latency_cycles, h_lo=hbm._lo, h_shift=hbm._shift,
-            h_mb=hbm._maxbase, h_base=_ptr(self.h_base, _F64), max_steps=max_steps,
-            progress_every=progress_every, per_busy=_ptr(self.per_busy, _F64),
-            per_cnt=_ptr(self.per_cnt, _I64), coupled=1 if coupled else 0)
+            n=n, nregs=len(regs), depth=depth, pad=pad, refresh=1 if hbm.refresh else 0,
+            h_iv=hbm.interval_cycles, h_rc=hbm.refresh_cycles, h_av=hbm._avail,
+            h_lat=hbm.latency_cycles, h_lo=hbm._lo, h_shift=hbm._shift, h_mb=hbm._maxbase,
+            h_base=_ptr(self.h_base, _F64), max_steps=max_steps, progress_every=progress_every,
+            per_busy=_ptr(self.per_busy, _F64), per_cnt=_ptr(self.per_cnt, _I64),
+            coupled=1 if coupled else 0, **{k: _ptr(v, _I32) for k, v in a.items()},
+            **{k: _ptr(v, _I64) for k, v in b.items()})
         self.failed: list[BaseException] = []
         failed, dyn_costs = self.failed, plan.costs
 
