@@ -92,11 +92,25 @@ class _Deps:
     def __init__(self, writable: list[tuple[int, int]]) -> None:
         self.t = {"S": _Tracker(), "H": _Tracker()}
         self.writable = sorted(writable)
+        # the writable HBM ranges merged into disjoint ones: a non-empty range meets one of them
+        # iff it meets the last merged range starting below its end (O(log n), not a scan)
+        merged: list[list[int]] = []
+        for lo, hi in self.writable:
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.w_lo = [lo for lo, _ in merged]
+        self.w_hi = [hi for _, hi in merged]
+        self.exact_scan = any(hi <= lo for lo, hi in self.writable)
 
     def _tracked(self, r: Range) -> bool:
         if r[0] == "S":
             return True
-        return any(lo < r[2] and r[1] < hi for lo, hi in self.writable)
+        if r[1] >= r[2] or self.exact_scan:      # empty ranges: the definition itself
+            return any(lo < r[2] and r[1] < hi for lo, hi in self.writable)
+        i = bisect.bisect_left(self.w_lo, r[2]) - 1
+        return i >= 0 and r[1] < self.w_hi[i]
 
     def access(self, j: int, key: str, reads: Iterable[Range], writes: Iterable[Range]) -> list[int]:
         """Instructions ``j`` conflicts with (latest writer, and readers for writes); records j."""
