@@ -143,7 +143,7 @@ class _FlagFIFO(wiring.Component):
     the same ``w_rdy`` / ``r_rdy`` / ``r_data`` in every cycle), but with the inner level kept
     as a thermometer code (bit ``i``: more than ``i`` entries) instead of a binary count, and
     ``empty`` (``level == 0``) in place of ``level``. So that every register after ``w_en`` and
-    ``r_en`` is one LUT away from them: the library FIFO adds ±1 to its level behind them
+    ``r_en`` is one or two LUTs away from them: the library FIFO adds ±1 to its level behind them
     (a carry chain), and on u280 both come from an AND over 32 channels' handshakes (the
     stripe reader's RVALID, the writer's WREADY, FRUN's AR/AW ready), which into that adder
     was the DMA's critical path (docs/rtl-clock.md). ``depth`` at least 2."""
