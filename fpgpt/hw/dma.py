@@ -138,6 +138,56 @@ def _popcount(bits):
     return vals[0]
 
 
+class _FlagFIFO(wiring.Component):
+    """``amaranth.lib.fifo.SyncFIFOBuffered(width, depth)``, cycle for cycle (the same ports,
+    the same ``w_rdy`` / ``r_rdy`` / ``r_data`` in every cycle), but with the inner level kept
+    as a thermometer code (bit ``i``: more than ``i`` entries) instead of a binary count, and
+    ``empty`` (``level == 0``) in place of ``level``. So that every register after ``w_en`` and
+    ``r_en`` is one or two LUTs away from them: the library FIFO adds ±1 to its level behind them
+    (a carry chain), and on u280 both come from an AND over 32 channels' handshakes (the
+    stripe reader's RVALID, the writer's WREADY, FRUN's AR/AW ready), which into that adder
+    was the DMA's critical path (docs/rtl-clock.md). ``depth`` at least 2."""
+
+    def __init__(self, width: int, depth: int):
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2, not {depth!r}")
+        self.width, self.depth = width, depth
+        super().__init__({"w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+                          "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
+                          "empty": Out(1)})
+
+    def elaborate(self, platform):
+        from amaranth.lib.memory import Memory
+        m = Module()
+        di = self.depth - 1                              # the inner storage; r_data is the last
+        t = Signal(di)                                   # thermometer: t[i] = inner level > i
+        m.d.comb += [self.w_rdy.eq(~t[di - 1]), self.empty.eq(~t[0] & ~self.r_rdy)]
+        do_write = self.w_rdy & self.w_en
+        do_read = t[0] & (~self.r_rdy | self.r_en)       # inner -> the output register
+        m.submodules.storage = storage = Memory(shape=self.width, depth=di, init=[])
+        w_port, r_port = storage.write_port(), storage.read_port(domain="sync")
+        produce, consume = Signal(range(di)), Signal(range(di))
+
+        def incr(p):
+            return Mux(p == di - 1, 0, p + 1)[:len(p)] if di > 1 else p
+
+        m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
+                     r_port.addr.eq(consume), r_port.en.eq(do_read), self.r_data.eq(r_port.data)]
+        with m.If(do_write):
+            m.d.sync += produce.eq(incr(produce))
+        with m.If(do_read):
+            m.d.sync += consume.eq(incr(consume))
+        with m.If(do_write & ~do_read):
+            m.d.sync += t.eq(Cat(Const(1), t[:di - 1]) if di > 1 else 1)
+        with m.If(do_read & ~do_write):
+            m.d.sync += t.eq(t[1:] if di > 1 else 0)
+        with m.If(do_read):
+            m.d.sync += self.r_rdy.eq(1)
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        return m
+
+
 #: Stripes of a segment at most: an AXI burst has at most 256 beats and never crosses 4 KiB.
 def _segment_stripes(hw: HardwareConfig) -> int:
     return min(_AXI_MAX_BEATS, _AXI_4K // (hw.hbm.port_bits // 8))
@@ -307,7 +357,13 @@ class DMA(wiring.Component):
         LES = _log2(ES)
         seg = data.StructLayout({"chunk": unsigned(32), "n": unsigned(LS + 1),
                                  "lo": unsigned(LES + 1), "hi": unsigned(LES + 1)})
-        m.submodules.segs = sq = fifo.SyncFIFOBuffered(width=seg.size, depth=self._outstanding)
+        # The segment FIFO: SyncFIFOBuffered's behaviour, its level a thermometer code
+        # (_FlagFIFO; the library FIFO's level adder behind the channels' AND limited u280).
+        m.submodules.segs = sq = (_FlagFIFO(seg.size, self._outstanding)
+                                  if self._outstanding >= 2 else
+                                  fifo.SyncFIFOBuffered(width=seg.size, depth=self._outstanding))
+        sq_empty = Signal(name="sq_empty")
+        m.d.comb += sq_empty.eq(sq.empty if self._outstanding >= 2 else sq.level == 0)
         sq_in, sq_out = data.View(seg, sq.w_data), data.View(seg, sq.r_data)
         st = Signal(_HBM_BITS - LSB)                     # next stripe of the run to request
         # The run's last byte, kept beside its start (hj, hb) so that FRUN reads the run's
@@ -533,7 +589,7 @@ class DMA(wiring.Component):
                 # whatever the latency (engine_cycles: two latencies per row). (The stripe
                 # writer is idle in a GATHER: the STORE before it drained, so rd_act, not
                 # f_busy, which would put the writer's compares in front of the AR.)
-                ok = (q.level == 0) & ~r_busy & (sq.level == 0) & ~rd_act
+                ok = (q.level == 0) & ~r_busy & sq_empty & ~rd_act
                 m.d.comb += [q_in.ch.eq(channel(ia)), q_in.off.eq(ia[:LB]), q_in.nelem.eq(2),
                              q_in.idx.eq(1)]
                 with m.If(ok):
@@ -899,6 +955,6 @@ class DMA(wiring.Component):
 
         # ---- completion --------------------------------------------------------------------
         m.d.comb += drained.eq((q.level == 0) & ~r_busy & ~w_busy & (aw_now == 0) & ~aw_fire
-                               & (f_aw == 0) & (sq.level == 0) & ~f_busy)
+                               & (f_aw == 0) & sq_empty & ~f_busy)
         m.d.comb += self.busy.eq(~self.cmd.ready)
         return m
