@@ -48,7 +48,7 @@ from . import fplogic
 from .decoder import INSTR_LAYOUTS, Opcode
 from .vpu_special import _const_f32, _neg, build_exp, build_recip, build_rsqrt, f32_gt
 
-__all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "MAX_MODES", "FIRST_MODE", "mode_latency",
+__all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "FIRST_MODE", "mode_latency",
            "chain_latency", "scalar_wait", "sum_latencies",
            "VPULane", "VPU", "check_vpu_args"]
 
@@ -87,8 +87,6 @@ _BUFFERED = (Mode.LN_SUM, Mode.SM_MAX)          # pass 1 of a three-pass op fill
 #: Passes whose lanes sum their results: one beat every ``vpu.acc_latency`` cycles.
 SUMMING_MODES = (Mode.LN_SUM, Mode.LN_VAR, Mode.SM_SUM)
 _FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
-#: Passes whose lanes feed the maxima's compares (one beat per cycle).
-MAX_MODES = (Mode.SM_MAX, Mode.ARGMAX)
 
 
 def mode_latency(hw: HardwareConfig) -> dict[Mode, int]:
