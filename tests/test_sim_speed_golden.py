@@ -40,6 +40,19 @@ instruction counts unchanged. Recorded on both changes together: gpt2@u280:32:16
 prefill 5,480,299 -> 5,480,362.39 (the two interact there through the HBM model's timeline),
 the other cases by exactly their prompt length.
 
+Re-recorded for the VPU lanes' reducing-result registers (a hardware change, for the clock,
+2026-12-06): a reducing pass's lane result goes through one more lane register after its chain,
+``ysum`` (LAYERNORM's sum and variance, SOFTMAX's exp-sum, into the adder rings) or ``ymax``
+(SOFTMAX's maximum and ARGMAX, into the compares), each loaded by its own select, so that the
+paths from the lanes into the VPU's adders and compares start at a register (``mode_latency``
++1 for those passes, fpgpt/hw/vpu.py; docs/rtl-clock.md). Each LAYERNORM row and each SOFTMAX
+row costs 2 cycles more, each ARGMAX 1 (``costs._vpu_fill``) (e.g. gpt2@u280:32:16 prefill
+5,480,362.39 -> 5,491,085.72 cycles, decode 4,315,309.79 -> 4,316,515.04; tiny@tiny:16:8 prefill
+545,345 -> 546,116, decode 412,640.00 -> 412,661.10; gpt2@u55c:32:16 decode 4,135,619.47 ->
+4,135,535.19, 84 cycles fewer: the HBM model's timeline shifts); bytes and instruction counts
+unchanged. The stored presets pin ``special_latency`` 24, so the presets' new latency does not
+move these figures.
+
 The programs cover the DMA engine's stripe path (u280/dfx/u55c/tiny weight and K/V loads), the
 element path (the ``odd`` shapes: rows not a whole number of chunks), transposed stores (V^T),
 GATHER (token embeddings, on both paths), register-dependent shapes (K/V lengths that grow
@@ -63,51 +76,51 @@ DATA = Path(__file__).resolve().parent / "data" / "sim_golden"
 # "model@preset:prompt:gen": (prefill cycles, decode cycles, prefill HBM bytes, decode HBM bytes,
 #                             prefill instructions, decode instructions)
 GOLDEN = {
-    'gpt2@u280:32:16': (5480362.392234987, 4315309.794441263,
+    'gpt2@u280:32:16': (5491085.719912477, 4316515.035925719,
                         249764484, 3732318780, 536, 8071),
-    'gpt2@dfx:32:16': (4718061.668368156, 4174842.7903944645,
+    'gpt2@dfx:32:16': (4728816.668368156, 4179177.790394391,
                        249764484, 3732318780, 832, 12511),
-    'gpt2@u55c:32:16': (4700167.719912477, 4135619.4733626726,
+    'gpt2@u55c:32:16': (4710922.719912477, 4135535.1928637736,
                         249764484, 3732318780, 536, 8071),
-    'toy@u280:7:9': (35731.78446997237, 80329.78446997236,
+    'toy@u280:7:9': (35902.78446997237, 80573.39223498618,
                      888352, 7069728, 54, 449),
-    'toy@u280:13:9': (64979.78446997237, 93450.39223498618,
+    'toy@u280:13:9': (65294.78446997237, 93682.39223498618,
                       903736, 7118880, 54, 449),
-    'toy@dfx:7:9': (35778.0, 80064.88888888888,
+    'toy@dfx:7:9': (35949.0, 80280.88888888888,
                     888352, 7069728, 58, 481),
-    'toy@dfx:13:9': (64290.0, 92776.88888888888,
+    'toy@dfx:13:9': (64605.0, 92992.88888888888,
                      903736, 7118880, 58, 481),
-    'toy@u55c:7:9': (35881.78446997237, 79716.41604891975,
+    'toy@u55c:7:9': (36052.78446997237, 79983.86341734079,
                      888352, 7069728, 54, 449),
-    'toy@u55c:13:9': (64501.78446997237, 92428.41604891975,
+    'toy@u55c:13:9': (64816.78446997237, 92682.55012972304,
                       903736, 7118880, 54, 449),
-    'toy@tiny:7:9': (122432.0, 251263.74957326558,
+    'toy@tiny:7:9': (122603.0, 251287.74914498476,
                      888352, 7069728, 76, 625),
-    'toy@tiny:13:9': (224524.0, 253363.33319865618,
+    'toy@tiny:13:9': (224839.0, 253387.37694790316,
                       903736, 7118880, 76, 625),
-    'odd@u280:7:9': (1093140.4418196355, 8692926.407878254,
+    'odd@u280:7:9': (1093143.4821007964, 8693020.42155549,
                      2105264, 16784288, 54, 449),
-    'odd@u280:13:9': (1108233.7088434245, 8733344.948271729,
+    'odd@u280:13:9': (1108236.7382122984, 8733365.948271729,
                       2129288, 16861088, 54, 449),
-    'odd@dfx:7:9': (1092402.3199733368, 8689975.428905068,
+    'odd@dfx:7:9': (1092405.3376470837, 8689999.428905068,
                     2105264, 16784288, 62, 513),
-    'odd@dfx:13:9': (1107135.1322796473, 8730385.757492209,
+    'odd@dfx:13:9': (1107138.1460695413, 8730409.757492209,
                      2129288, 16861088, 62, 513),
-    'odd@u55c:7:9': (1092672.6684465036, 8691169.905303732,
+    'odd@u55c:7:9': (1092675.6872398348, 8691193.905303732,
                      2105264, 16784288, 54, 449),
-    'odd@u55c:13:9': (1107516.1953722604, 8731594.935041122,
+    'odd@u55c:13:9': (1107519.2103116706, 8731609.935041122,
                       2129288, 16861088, 54, 449),
-    'odd@tiny:7:9': (255797.0, 592756.5840256421,
+    'odd@tiny:7:9': (255996.0, 592780.7707155892,
                      2105264, 16784288, 110, 897),
-    'odd@tiny:13:9': (470643.0, 594733.6439650826,
+    'odd@tiny:13:9': (471010.0, 594757.7868809224,
                       2129288, 16861088, 110, 897),
-    'micro@tiny:16:8': (95951.0, 71334.8823434044,
+    'micro@tiny:16:8': (96210.0, 71383.88848623598,
                         253636, 1708700, 54, 393),
-    'tiny@tiny:16:8': (545345.0, 412639.997465933,
+    'tiny@tiny:16:8': (546116.0, 412661.1014113296,
                        1726276, 11872028, 138, 981),
-    'micro@u280:16:8': (47809.39223498618, 53016.39223498618,
+    'micro@u280:16:8': (48068.39223498618, 53140.39223498618,
                         253636, 1708700, 54, 393),
-    'tiny@u280:16:8': (155642.78446997236, 164409.39223498618,
+    'tiny@u280:16:8': (156413.78446997236, 164764.39223498618,
                        1726276, 11872028, 96, 687),
 }
 

@@ -10,7 +10,8 @@ Datapath per pass (all stages stall together when the output stream is not ready
 
     source (input stream, or the row buffer's read port) -> W x VPULane: the pass's FP32
         chain (combinational), then its latency in registers (the retiming depth of its FP
-        units; an output pass's result is rounded to FP16 before them)
+        units; an output pass's result is rounded to FP16 before them; a reducing pass's
+        goes through one more lane register, ``ysum`` or ``ymax``)
         -> output stream | lane accumulators (max or argmax: 1 beat/cycle; sum: 1 beat every
            k = vpu.acc_latency cycles, the adder retimed over a ring of k registers)
 
@@ -47,14 +48,15 @@ from . import fplogic
 from .decoder import INSTR_LAYOUTS, Opcode
 from .vpu_special import _const_f32, _neg, build_exp, build_recip, build_rsqrt, f32_gt
 
-__all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "FIRST_MODE", "mode_latency", "scalar_wait",
-           "sum_latencies",
+__all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "FIRST_MODE", "mode_latency",
+           "chain_latency", "scalar_wait", "sum_latencies",
            "VPULane", "VPU", "check_vpu_args"]
 
 _ONE = 0x3F800000
 _NEG_INF = 0xFF800000
 _WRITEBACK_LATENCY = 1      # FP32 -> FP16 rounding register of output passes
 _CONVERT_LATENCY = 1        # FP16 -> FP32 result register of LN_SUM and ARGMAX
+_REDUCE_LATENCY = 1         # a reducing pass's lane result register (``ysum`` / ``ymax``)
 
 
 class Mode(enum.IntEnum):
@@ -89,12 +91,22 @@ _FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
 
 def mode_latency(hw: HardwareConfig) -> dict[Mode, int]:
     """Cycles from a beat entering the lanes to its result at the tap (its FP units' latencies
-    in series, plus the FP16 write-back register for output passes).
+    in series, plus the FP16 write-back register for output passes, plus the lane's result
+    register for the reducing passes).
 
-    Every pass has at least one register in the lane: LN_SUM and ARGMAX, which only convert
-    FP16 -> FP32, have one (``_CONVERT_LATENCY``), so no path runs from the lane's input
-    through its conversion and output select into the VPU's adder ring or compare in one
-    cycle (docs/rtl-clock.md, "The VPU")."""
+    Every pass has at least one register in the lane's chain: LN_SUM and ARGMAX, which only
+    convert FP16 -> FP32, have one (``_CONVERT_LATENCY``). A reducing pass's result then goes
+    through one more lane register (``_REDUCE_LATENCY``): ``ysum`` for the summing passes,
+    ``ymax`` for the maxima, each loaded by its own select over the chains' ends, so that what
+    the VPU's adder rings and compares read is a register's output and no path runs from the
+    mode or the lane's chain selects into them in one cycle (docs/rtl-clock.md, "The VPU")."""
+    return {md: lat + (_REDUCE_LATENCY if md not in OUTPUT_MODES else 0)
+            for md, lat in chain_latency(hw).items()}
+
+
+def chain_latency(hw: HardwareConfig) -> dict[Mode, int]:
+    """The registers of each pass's chain in the lane (``mode_latency`` less the reducing
+    passes' result register)."""
     v = hw.vpu
     a, mu, s, wb = v.add_latency, v.mul_latency, v.special_latency, _WRITEBACK_LATENCY
     cv = _CONVERT_LATENCY
@@ -108,9 +120,9 @@ def mode_latency(hw: HardwareConfig) -> dict[Mode, int]:
 
 
 def sum_latencies(hw: HardwareConfig) -> tuple[int, ...]:
-    """The distinct latencies of the summing passes, ascending: the lane chains whose ends feed
-    the VPU's adder rings (one bit of the lane's ``sum_sel`` each)."""
-    lat = mode_latency(hw)
+    """The distinct chain lengths (:func:`chain_latency`) of the summing passes, ascending: the
+    lane chains whose ends feed ``ysum`` (one bit of the lane's ``sum_sel`` each)."""
+    lat = chain_latency(hw)
     return tuple(sorted({lat[md] for md in SUMMING_MODES}))
 
 
@@ -133,10 +145,12 @@ def _is(mode, *modes):
 
 class VPULane(wiring.Component):
     """One lane: every pass's FP32 chain (sharing one exp unit), each pass's result delayed by
-    the pass's latency (:func:`mode_latency`) in a plain chain of registers after its logic.
+    the pass's chain latency (:func:`chain_latency`) in a plain chain of registers after its
+    logic; a reducing pass's result then goes through one more register, ``ysum`` (the sums)
+    or ``ymax`` (the maxima), so that its total is :func:`mode_latency`.
 
-    Passes with the same latency share one chain (their results multiplexed by ``mode`` in
-    front of it). An output pass's result is rounded to FP16 before its chain (the write-back
+    Passes with the same chain latency share one chain (their results multiplexed by ``mode``
+    in front of it). An output pass's result is rounded to FP16 before its chain (the write-back
     rounding: ``mode_latency`` counts its register), so every register follows the logic it
     may be retimed into (docs/rtl-clock.md, "VPU").
 
@@ -156,27 +170,32 @@ class VPULane(wiring.Component):
     scale, mmax, mean, inv, r : In(32)
         Row scalars (SOFTMAX scale and maximum, LAYERNORM mean and 1/sqrt(var+eps), 1/sum).
     y : Out(32)
-        The result of the element that entered ``mode_latency(hw)[mode]`` advancing cycles
-        earlier: FP32 for the accumulating passes, the FP16 result in the low half for the
-        output passes (VCOPY: ``a`` unchanged).
+        An output pass's result (the FP16 result in the low half; VCOPY: ``a`` unchanged) of the
+        element that entered ``mode_latency(hw)[mode]`` advancing cycles earlier; 0 in the
+        reducing passes.
     sum_sel : In(len(sum_latencies(hw)))
-        One bit per summing latency (:func:`sum_latencies`): which chain ``ysum`` reads (the
-        summing pass's, and only in a lane whose beat counts).
+        One bit per summing chain length (:func:`sum_latencies`): which chain ``ysum`` loads
+        (the summing pass's, and only in a lane whose beat counts).
     ysum : Out(32)
-        The summing passes' result for the VPU's adder: the end of each chain ``sum_sel``
-        selects, +0 where none is (one LUT after the chains' last registers; ``y``'s select
-        over every chain is several).
+        A register: the summing passes' FP32 result for the VPU's adder, ``mode_latency``
+        cycles after its element entered. Loaded (when ``advance``) with the end of each chain
+        ``sum_sel`` selects, +0 where none is (one LUT6 a bit after the chains' last registers).
+    ymax : Out(32)
+        A register: the maxima's (SM_MAX, ARGMAX) FP32 result for the VPU's compares,
+        ``mode_latency`` cycles after its element entered. Loaded (when ``advance``) with the
+        end of the pass's chain, which ``mode`` selects.
     """
 
     def __init__(self, *, hw: HardwareConfig):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
-        self._lat = mode_latency(hw)
+        self._lat = chain_latency(hw)
         self._sum_lats = sum_latencies(hw)
         super().__init__({"mode": In(4), "advance": In(1), "a": In(16), "b": In(16),
                           "c": In(16), "scale": In(32), "mmax": In(32), "mean": In(32),
                           "inv": In(32), "r": In(32), "y": Out(32),
-                          "sum_sel": In(len(self._sum_lats)), "ysum": Out(32)})
+                          "sum_sel": In(len(self._sum_lats)), "ysum": Out(32),
+                          "ymax": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
@@ -238,19 +257,33 @@ class VPULane(wiring.Component):
             for mode in modes:
                 ends[mode] = value
             chain_end[lat] = value
+        # The output stream's value: the output passes' chains (the reducing passes' go to
+        # ``ysum`` / ``ymax`` instead).
         with m.Switch(md):
             for mode, val in ends.items():
-                with m.Case(int(mode)):
-                    m.d.comb += self.y.eq(val)
-            with m.Default():       # not a Mode: nothing is computed
+                if mode in OUTPUT_MODES:
+                    with m.Case(int(mode)):
+                        m.d.comb += self.y.eq(val)
+            with m.Default():       # a reducing pass, or not a Mode
                 m.d.comb += self.y.eq(0)
-        # The adder rings' input: an AND-OR over the summing chains' ends (one LUT6 a bit for
-        # three chains), so that the mode's select over every chain (4 LUT levels on u280)
-        # stays out of the path into the VPU's adders, which crosses the lane's boundary.
+        # The adder rings' input: a register loaded with an AND-OR over the summing chains' ends
+        # (one LUT6 a bit for three chains) gated by ``sum_sel``, so that the path into the
+        # VPU's adders, which crosses the lane's boundary, starts at a register and holds the
+        # adder alone (docs/rtl-clock.md, "The VPU").
         ysum = Const(0, 32)
         for i, lat in enumerate(self._sum_lats):
             ysum = ysum | Mux(self.sum_sel[i], chain_end[lat], 0)
-        m.d.comb += self.ysum.eq(ysum)
+        ysum_r = Signal(32, name="ysum_r")
+        # The compares' input: a register loaded with the maxima's chain end by its own select
+        # on ``mode`` (SM_MAX or ARGMAX), so that no path runs from ``mode`` or the output
+        # select through the VPU's compares in one cycle.
+        ymax = chain_end[self._lat[Mode.ARGMAX]]
+        if self._lat[Mode.SM_MAX] != self._lat[Mode.ARGMAX]:
+            ymax = Mux(md == int(Mode.SM_MAX), chain_end[self._lat[Mode.SM_MAX]], ymax)
+        ymax_r = Signal(32, name="ymax_r")
+        with m.If(self.advance):
+            m.d.sync += [ysum_r.eq(ysum), ymax_r.eq(ymax)]
+        m.d.comb += [self.ysum.eq(ysum_r), self.ymax.eq(ymax_r)]
         return m
 
 
@@ -429,20 +462,22 @@ class VPU(wiring.Component):
                 m.d.comb += tap_valid.eq(0)
         taken = tap_valid & advance
         # The summing passes' lane select (each lane's ``sum_sel``: the bit of the pass's chain,
-        # set where the beat's lane mask is), a register loaded with what the tap's mask will
-        # be after the next advance (the stage before it: every pass has a latency of at least
-        # 1), so that the mode's tap select stays out of the accumulators' loop (below) and
-        # the lane's ``ysum`` is one LUT after its chains. The mode holds through a pass; in
-        # the cycle after it changes the tap holds no valid beat (``flush``), so ``sum_sel``
-        # is right whenever a beat is taken.
+        # set where the beat's lane mask is), a register loaded with the mask of the beat that
+        # the pass's chain end will hold after the next advance (the delay line's stage
+        # ``chain_latency - 1``, two before the tap: the lane's ``ysum`` register lies between
+        # the chain and the tap), so that the mode's tap select stays out of the accumulators'
+        # loop (below) and ``ysum``'s input is one LUT after the chains. The mode holds through
+        # a pass; in the cycle after it changes the delay line holds no valid beat (``flush``),
+        # so ``sum_sel`` and ``ysum`` are right whenever a beat is taken.
+        clat = chain_latency(hw)
         sum_sel = [Signal(len(sum_lats), name=f"sum_sel{j}") for j in range(w)]
         with m.If(advance):
             with m.Switch(mode):
                 for md in SUMMING_MODES:
-                    assert lat[md] >= 1, (md, lat[md])
-                    mk = stages[lat[md] - 1][1]
+                    assert clat[md] >= 1 and lat[md] == clat[md] + 1, (md, lat[md], clat[md])
+                    mk = stages[clat[md] - 1][1]
                     with m.Case(int(md)):
-                        m.d.sync += [sum_sel[j].eq(Cat(*[mk[j] if l == lat[md] else Const(0, 1)
+                        m.d.sync += [sum_sel[j].eq(Cat(*[mk[j] if l == clat[md] else Const(0, 1)
                                                          for l in sum_lats]))
                                      for j in range(w)]
         for j in range(w):
@@ -479,14 +514,14 @@ class VPU(wiring.Component):
             m.d.sync += phase.eq(Mux(phase == kacc - 1, 0, phase + 1))
         sums = []
         for j in range(w):
-            y = tap_data[32 * j:32 * j + 32]
             ring = [Signal(32, name=f"sum{j}_r{i}") for i in range(kacc - 1)]
             ring.append(Signal(32, name=f"sum{j}"))
-            # The beat's value (+0 in a lane past the row's end): the lane's ``ysum``, its
-            # summing chain's end gated by ``sum_sel`` (registers). Only a taken beat's
-            # matters: the other turns add to values that are never used, so ``take_sum`` stays
-            # out of the adder's path (it was 9 LUT levels in front of it, measured on u280),
-            # and so do the tap's mask select (5 LUT) and the lane's output select (4 LUT).
+            # The beat's value (+0 in a lane past the row's end): the lane's ``ysum`` register,
+            # its summing chain's end gated by ``sum_sel``. Only a taken beat's matters: the
+            # other turns add to values that are never used, so ``take_sum`` stays out of the
+            # adder's path (it was 9 LUT levels in front of it, measured on u280), and so do the
+            # tap's mask select (5 LUT), the lane's output select (4 LUT) and its ``sum_sel``
+            # gate (1 LUT, now in front of ``ysum``).
             summed = fplogic.build_f32_add(m, ring[-1], lanes[j].ysum, name=f"acc_add{j}")
             with m.If(turn):
                 m.d.sync += [ring[0].eq(summed)] + [ring[i].eq(ring[i - 1])
@@ -494,6 +529,9 @@ class VPU(wiring.Component):
             with m.If(reset_sum):
                 m.d.sync += [r.eq(0) for r in ring]
             sums.append(ring[-1])
+            # The maxima read the lane's ``ymax`` register (its own select of the SM_MAX /
+            # ARGMAX chain), so that ``mode`` and the lane's selects stay out of the compares.
+            y = lanes[j].ymax
             nan = (y[23:31] == 255) & (y[:23] != 0)
             gt = f32_gt(y, acc[j])
             with m.If(streaming & taken):

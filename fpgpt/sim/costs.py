@@ -89,8 +89,12 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
 
     Calibrated from the RTL VPU (fpgpt/hw/vpu.py; tests/rtl/test_hw_vpu.py asserts these
     formulas on the tiny preset): a = add, mu = mul, s = special-function latency, tree = the
-    pairwise lane tree. LAYERNORM's first pass and ARGMAX have one register in the lanes
-    (their FP16 -> FP32 conversion's result), a cycle a row.
+    pairwise lane tree. LAYERNORM's first pass and ARGMAX have one register in the lanes'
+    chains (their FP16 -> FP32 conversion's result), a cycle a row. Every reducing pass's
+    result then goes through one more lane register (``ysum`` for the sums, ``ymax`` for the
+    maxima; ``vpu.mode_latency``), so that the VPU's adder rings and compares start at a
+    register (docs/rtl-clock.md, "The VPU"): a cycle a pass row, LAYERNORM 2 (its sum and
+    variance), SOFTMAX 2 (its maximum and exp-sum), ARGMAX 1.
     """
     v = hw.vpu
     a, mu, s = v.add_latency, v.mul_latency, v.special_latency
@@ -100,9 +104,9 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
         "VMUL": mu + 2,
         "VCOPY": 2,
         "GELU": 5 * mu + 2 * a + 2 * s + 2,
-        "LAYERNORM": 2 * tree + 4 * a + 5 * mu + s + 9,
-        "SOFTMAX": 2 * tree + 4 * mu + 2 * a + 3 * s + 8,
-        "ARGMAX": tree + 5,
+        "LAYERNORM": 2 * tree + 4 * a + 5 * mu + s + 11,
+        "SOFTMAX": 2 * tree + 4 * mu + 2 * a + 3 * s + 10,
+        "ARGMAX": tree + 6,
     }[op]
 
 

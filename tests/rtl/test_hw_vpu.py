@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
-from fpgpt.hw.vpu import VPU, Mode, mode_latency, scalar_wait
+from fpgpt.hw.vpu import OUTPUT_MODES, VPU, Mode, chain_latency, mode_latency, scalar_wait
 from fpgpt.isa import numerics as nx
 
 MAX_COLS = 64
@@ -114,12 +114,39 @@ def test_latencies_from_config():
     v = hw.vpu
     lat = mode_latency(hw)
     assert lat[Mode.VADD] == v.add_latency + 1 and lat[Mode.VCOPY] == 1
-    # every pass has a register in the lanes: no lane input reaches the adders / compares
-    # through its conversion in one cycle (docs/rtl-clock.md)
-    assert lat[Mode.LN_SUM] == lat[Mode.ARGMAX] == 1 and min(lat.values()) == 1
+    # every pass has a register in the lanes' chains: no lane input reaches the adders /
+    # compares through its conversion in one cycle; and a reducing pass's result goes through
+    # one more lane register (``ysum`` / ``ymax``) after its chain, so that neither ``mode``
+    # nor the lane's selects reach them in one cycle either (docs/rtl-clock.md)
+    clat = chain_latency(hw)
+    assert clat[Mode.LN_SUM] == clat[Mode.ARGMAX] == 1 and min(clat.values()) == 1
+    assert lat[Mode.LN_SUM] == lat[Mode.ARGMAX] == 2
+    assert lat[Mode.SM_MAX] == v.mul_latency + 1
+    assert lat[Mode.LN_VAR] == v.add_latency + v.mul_latency + 1
+    assert lat[Mode.SM_SUM] == v.mul_latency + v.add_latency + v.special_latency + 1
+    assert all(lat[md] == clat[md] + (md not in OUTPUT_MODES) for md in Mode)
     assert lat[Mode.GELU] == 5 * v.mul_latency + 2 * v.add_latency + 2 * v.special_latency + 1
     assert scalar_wait(hw)[Mode.SM_MAX] == 3 * v.add_latency          # log2(8) tree levels
 
+
+
+@pytest.mark.parametrize("preset", ["tiny", "u280", "dfx"])
+def test_cost_models_fill_is_the_rtls(preset):
+    """fpgpt.sim.costs._vpu_fill restates the cycles the Verilator check below measures (from
+    the command handshake to the last output, less the beats) from the RTL's own latencies:
+    the lanes' ``mode_latency`` (the reducing passes' ``ysum`` / ``ymax`` register included) and
+    the scalar phase's ``scalar_wait``."""
+    from fpgpt.sim.costs import _vpu_fill
+    hw = load_preset(preset)
+    lat, wait = mode_latency(hw), scalar_wait(hw)
+    for op, md in (("VADD", Mode.VADD), ("VMUL", Mode.VMUL), ("GELU", Mode.GELU),
+                   ("VCOPY", Mode.VCOPY)):
+        assert _vpu_fill(hw, op) == lat[md] + 1, op
+    for op, passes in (("LAYERNORM", (Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT)),
+                       ("SOFTMAX", (Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT))):
+        fill = sum(lat[p] for p in passes) + sum(wait[p] + 1 for p in passes[:2])
+        assert _vpu_fill(hw, op) == fill + 5, op
+    assert _vpu_fill(hw, "ARGMAX") == lat[Mode.ARGMAX] + wait[Mode.ARGMAX] + 4
 
 # Slow cold: the 8-lane VPU is ~120k Verilog nets; its first Verilator build takes minutes.
 @pytest.mark.skipif(os.environ.get("FPGPT_SLOW_RTL") != "1", reason=(
