@@ -132,8 +132,9 @@ class VPUConfig:
     #: synthesis retimes it over, and a lane takes one beat of a summing pass every ``k``
     #: cycles (fpgpt/hw/vpu.py, docs/rtl.md "VPU"). Derived: ``fmax.stages_needed`` of the
     #: f32_add (10.47 ns, fpgpt synth / docs/rtl-clock.md) at the period the core targets: 2
-    #: for the presets' 130 MHz (measured: the VPU block 177.8 MHz retimed on u280 and tiny,
-    #: above the 168.5-169.4 that set the clock), 4 for one DSP48E2 stage (3.04 ns, 329 MHz).
+    #: for the presets' 140 MHz (measured: the VPU block 177.8 MHz retimed on u280 and tiny,
+    #: the core's slowest path, which sets the clock), 4 for one DSP48E2 stage (3.04 ns,
+    #: 329 MHz).
     #: Each step costs cycles: GPT-2 medium decode on u280 +7.2 % at 2, +21.6 % at 4
     #: (docs/rtl-clock.md, session 7).
     acc_latency: int = 2
