@@ -77,7 +77,7 @@ Cycle cost, measured (tests/rtl/test_hw_net.py ``test_cycle_cost``: 64-bit ``tda
 ready), every device given its instruction in the same cycle; cycles from ``cmd`` accepted to
 ``done``, the slowest device for the collectives). :func:`engine_cycles` is the closed form
 (exact for SEND and RECV; an ALLGATHER at most 3 cycles per step above the RTL on 2 devices, at
-most 6 per step on 3 to 7, an ALLREDUCE at most 16):
+most 6 per step on 3 to 6, an ALLREDUCE at most 16):
 
 ==================  ====  ====  ====  ====
 count n             1     4     16    64
@@ -192,7 +192,7 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, devices: "int | None"
       (exact for one-block chunks, at most 3 cycles above the RTL otherwise: how reads and
       writes interleave depends on the offsets) and that plus 2 after a step with both
       directions. An upper bound, at most 6 cycles per step above the RTL (measured for ``D`` =
-      3..7, 32- to 512-bit ``tdata``, random offsets and counts);
+      3..6, 64- and 512-bit ``tdata``, and ``D`` = 3, 4 at 32 bits, random offsets and counts);
     - ALLREDUCE (one element per port cycle, phase 1 through the :func:`pipe_depth`-register
       pipeline on every device) ``3n + (10 + pipe_depth)·D - 4``: an upper bound, 0 to 16
       cycles above the RTL (how the pipeline's stalls meet the packer's beats and the port's
