@@ -156,16 +156,18 @@ def _net_blocks(hw: "HardwareConfig", a: int, n: int) -> int:
 
 
 def _allgather_steps(hw: "HardwareConfig",
-                     f: dict[str, int]) -> list[tuple[int, int, int, int]]:
-    """Per step of a bidirectional ALLGATHER (``floor(D/2)`` = ``ceil((D-1)/2)`` steps), the
-    worst device's ``(R, W, k_rw, k_w)``: the blocks it reads and writes (both directions
-    together) and the step's constants, its port time ``R + W + k_rw`` and its writes' ``W + k_w``.
+                     f: dict[str, int]) -> list[list[tuple[int, int, int, int]]]:
+    """Per step of a bidirectional ALLGATHER (``floor(D/2)`` = ``ceil((D-1)/2)`` steps), per
+    device ``(R, W, k_rw, k_w)``: the blocks it reads and writes (both directions together) and
+    the step's constants, its port time ``R + W + k_rw`` and its writes' ``W + k_w`` (after the
+    hop's latency on a ring).
 
     Step ``s`` sends chunk ``(d-s) mod D`` on ``tx_next`` and writes ``(d-s-1) mod D``; while
     ``s < floor((D-1)/2)`` it also sends ``(d+s) mod D`` on ``tx_prev`` and writes
-    ``(d+s+1) mod D``: ``k_rw = k_w = 8``. A step on ``tx_next`` alone: ``k_rw, k_w = 6, 8`` on
+    ``(d+s+1) mod D``: ``k_rw, k_w = 8, 9``. A step on ``tx_next`` alone: ``k_rw, k_w = 6, 8`` on
     two devices, ``8, 10`` after a step with both directions (the RTL's bounds,
-    tests/rtl/test_hw_net.py ``test_cycle_cost``)."""
+    tests/rtl/test_hw_net.py ``test_cycle_cost``; ``k_w`` with link latency: the Verilog ring
+    of tests/rtl/test_hw_ring.py)."""
     d, n, a = hw.devices, int(f["count"]), int(f.get("sram", 0))
     out = []
     for s in range(d // 2):
@@ -176,10 +178,10 @@ def _allgather_steps(hw: "HardwareConfig",
             if s < (d - 1) // 2:
                 r += _net_blocks(hw, a + ((i + s) % d) * n, n)
                 w += _net_blocks(hw, a + ((i + s + 1) % d) * n, n)
-                rw.append((r, w, 8, 8))
+                rw.append((r, w, 8, 9))
             else:
                 rw.append((r, w, 8, 10) if d > 2 else (r, w, 6, 8))
-        out.append(max(rw, key=lambda x: max(x[1] + x[3], x[0] + x[1] + x[2])))
+        out.append(rw)
     return out
 
 
@@ -204,7 +206,8 @@ def net_engine_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float
     if op == "RECV":
         return float(9 + _net_blocks(hw, int(f.get("sram", 0)), n))
     if op == "ALLGATHER":
-        return float(1 + sum(max(w + kw, r + w + krw) for r, w, krw, kw in _allgather_steps(hw, f)))
+        return float(1 + sum(max(max(w + kw, r + w + krw) for r, w, krw, kw in step)
+                             for step in _allgather_steps(hw, f)))
     if op == "ALLREDUCE":
         return float(3 * n + (10 + net_allreduce_pipe(hw)) * d - 4)
     raise ValueError(f"{op} is not a NET instruction")
@@ -223,9 +226,9 @@ def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     - SEND ``L + max(⌈n/G⌉, busy(2n)) + 8``; RECV ``L + max(W, busy(2n)) + 9`` (the system
       model completes a pair at the later of the two);
     - ALLGATHER (``floor(D/2)`` steps, both directions while ``s < floor((D-1)/2)``):
-      ``1 + Σ_steps max(R + W + k_rw, L + max(W, busy(2n)) + k_w)`` (the port's work for both
-      directions, or the hop's latency then the later of the receiver's writes and one link's
-      transfer; the two links carry their hops at once; :func:`_allgather_steps`);
+      ``1 + Σ_steps max_devices max(R + W + k_rw, L + max(W, busy(2n)) + k_w)`` (the port's work
+      for both directions, or the hop's latency then the later of the receiver's writes and one
+      link's transfer; the two links carry their hops at once; :func:`_allgather_steps`);
     - ALLREDUCE (the RTL's chain in device order, FP32 partial sums ``0 -> D-1`` then the FP16
       result ``D-1 -> 0 -> .. -> D-2``): ``2(D-1)·L + max(E, busy(4n) + busy(2n))``.
 
@@ -246,8 +249,8 @@ def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     elif op == "RECV":
         total = lat + max(eng - 9, busy) + 9
     elif op == "ALLGATHER":
-        total = 1 + sum(max(r + w + krw, lat + max(w, busy) + kw)
-                        for r, w, krw, kw in _allgather_steps(hw, f))
+        total = 1 + sum(max(max(r + w + krw, lat + max(w, busy) + kw) for r, w, krw, kw in step)
+                        for step in _allgather_steps(hw, f))
     else:
         chain = (_link_busy_ns(hw, 4 * n) + _link_busy_ns(hw, 2 * n)) * cyc
         total = 2 * (d - 1) * lat + max(eng, chain)
@@ -379,7 +382,9 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
     if n == 0:
         return 0
     if op == "ALLGATHER":
-        return sum(r + w for r, w, _, _ in _allgather_steps(hw, f))
+        return sum(r + w for r, w, _, _ in (max(step, key=lambda x: max(x[1] + x[3],
+                                                                      x[0] + x[1] + x[2]))
+                                             for step in _allgather_steps(hw, f)))
     if op == "ALLREDUCE":
         return 3 * n if hw.devices > 1 else 0
     return _net_blocks(hw, int(f.get("sram", 0)), n)
