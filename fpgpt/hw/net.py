@@ -96,8 +96,9 @@ ALLREDUCE before its pipeline (the FP16 -> FP32 -> add -> FP16 in one cycle): 17
 now adds the pipeline's depth (15) to the chain.
 
 With one direction (``D-1`` steps, before 2026-12-06) the ALLGATHER rows were 19, 19, 25, 73
-(D=3) and 28, 28, 37, 109 (D=4). Before the groups (one element per
-port cycle for every op) SEND of 64 took 71 cycles and a 3-device ALLGATHER of 64 261. The timing model (``fpgpt.sim.costs.net_cycles``) charges, per
+(D=3) and 28, 28, 37, 109 (D=4). Before the groups (one element per port cycle for every op)
+SEND of 64 took 71 cycles and a 3-device ALLGATHER of 64 261. The timing model
+(``fpgpt.sim.costs.net_cycles``) charges, per
 hop, the later of this unit's work and the link's (latency, payload rate, packets):
 docs/multi-device.md, "The NET unit's rate". ``count = 0``, ``D = 1`` collectives and a bad
 ``device_index``: done 1 cycle after ``cmd``. SEND/RECV on ``D = 1`` are not special-cased:
