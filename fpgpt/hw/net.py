@@ -235,6 +235,51 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, devices: "int | None"
     raise ValueError(f"{op!r} is not a NET instruction")
 
 
+def _le_pow2(x, g: int):
+    """``x <= g`` for an unsigned ``x`` and a power of two ``g``, without a carry chain: the
+    bits above ``log2(g)`` are zero, or ``x == g``."""
+    lg = g.bit_length() - 1
+    return (x[lg:] == 0) | (x == g)
+
+
+def _blocks(addr, n, lg: int):
+    """``B(addr, n)``: the ``2**lg``-element aligned blocks that ``n`` elements at ``addr``
+    touch."""
+    return (addr[:lg] + n + ((1 << lg) - 1)) >> lg if lg else n
+
+
+class _Down:
+    """A down-counter (``v``: what is left of a transfer) with its flags in registers: ``nz``
+    (``v != 0``), ``le`` (``v <= g``) and ``one`` (``v == 1``), each computed from the counter's
+    present value beside the next one, so that no handshake waits on a compare of a wide
+    value (docs/rtl-clock.md: the NET block's critical paths were such compares). ``load``,
+    ``dec`` (``v - 1``, ``v >= 1``) and ``take`` (``v - min(v, g)``) assign in the caller's
+    ``m.If`` context; the flags no one reads are left to synthesis to remove."""
+
+    def __init__(self, name: str, g: int, width: int = 33):
+        self.g, self.width = g, width
+        self.v = Signal(width, name=name)
+        self.nz, self.one = Signal(name=f"{name}_nz"), Signal(name=f"{name}_one")
+        self.le = Signal(name=f"{name}_le", init=1)
+
+    def _set(self, m: Module, v, nz, le, one):
+        m.d.sync += [self.v.eq(v), self.nz.eq(nz), self.le.eq(le), self.one.eq(one)]
+
+    def load(self, m: Module, value, nz=None):
+        """``v = value``; ``nz`` may be given when it is known more cheaply."""
+        self._set(m, value, (value != 0) if nz is None else nz, _le_pow2(value, self.g),
+                  value == 1)
+
+    def dec(self, m: Module):
+        x = (self.v - 1)[:self.width]
+        self._set(m, x, ~self.one, _le_pow2(x, self.g), self.v == 2)
+
+    def take(self, m: Module):
+        x = (self.v - self.g)[:self.width]
+        self._set(m, Mux(self.le, 0, x), ~self.le, self.le | _le_pow2(x, self.g),
+                  ~self.le & (x == 1))
+
+
 def axis_signature(hw: HardwareConfig) -> wiring.Signature:
     """An AXI4-Stream transmitter port (``Out`` = driven by the transmitter) with AMBA member
     names, flat, so that Amaranth names the Verilog ports ``<port>__tdata`` and friends."""
@@ -283,7 +328,6 @@ class _WideFlow(Elaboratable):
         lg = G.bit_length() - 1
         GW = G * ELEMENT_BITS
         en, rd, wa = Signal(name="en"), Signal(_A, name="rd"), Signal(_A, name="wa")
-        count = Signal(32, name="count")
 
         # ---- packer: groups -> beats on tx --------------------------------------------------
         pk_valid, pk_ready, pk_last = Signal(), Signal(), Signal()
@@ -339,29 +383,32 @@ class _WideFlow(Elaboratable):
                          rb_idx.eq(0)]
 
         # ---- reader: the G-aligned blocks of S[rd : rd+count], realigned by `hold` ----------
+        # Down-counters with registered flags (_Down) instead of compares with count: ``a_left``
+        # = count - (elements handed to the packer), ``a_nblk`` = blocks still to read,
+        # ``b_left`` = count - (elements written), ``b_nblk`` = blocks still to write.
         m.submodules.rq = rq = fifo.SyncFIFO(width=GW, depth=_READ_FIFO)
-        a_iss, a_out = Signal(33, name="a_iss"), Signal(33, name="a_out")
+        a_iss = Signal(33, name="a_iss")
+        a_left, a_nblk = _Down("a_left", G), _Down("a_nblk", G)
         pend = Signal(name="pend")
         a_off = rd[:lg] if lg else Const(0, 1)
-        a_blocks = (rd[:lg] + count + (G - 1)) >> lg if lg else count
-        m.d.comb += [self.rreq.eq(en & (a_iss < a_blocks) & ((rq.level + pend) < _READ_FIFO)),
+        m.d.comb += [self.rreq.eq(en & a_nblk.nz & ((rq.level + pend) < _READ_FIFO)),
                      self.raddr.eq(((rd >> lg) + a_iss[:_A]) << lg)]
         with m.If(self.rgo):
             m.d.sync += a_iss.eq(a_iss + 1)
+            a_nblk.dec(m)
         m.d.sync += pend.eq(self.rgo)
         m.d.comb += [rq.w_en.eq(pend), rq.w_data.eq(self.rdata)]
         hold, hold_v = Signal(GW, name="hold"), Signal(name="hold_v")
-        g_rem = Signal(33)
-        m.d.comb += g_rem.eq(count - a_out)
-        g_last = g_rem <= G
-        g_cnt = Mux(g_last, g_rem, G)[:lg + 1]
+        g_last = a_left.le
+        g_cnt = Mux(g_last, a_left.v, G)[:lg + 1]
         g_next = (a_off + g_cnt) > G                 # the group's tail is in the next block
         g_win = Cat(hold, rq.r_data).bit_select(a_off * ELEMENT_BITS, GW) if lg else hold
         g_mask = Cat(*[Mux(i < g_cnt, 0xFFFF, 0)[:16] for i in range(G)])
-        g_go = en & hold_v & (a_out < count) & (~g_next | rq.r_rdy) & pk_ready
-        g_load = en & ~hold_v & rq.r_rdy & (a_out < count)
+        a_more = a_left.nz
+        g_go = en & hold_v & a_more & (~g_next | rq.r_rdy) & pk_ready
+        g_load = en & ~hold_v & rq.r_rdy & a_more
         with m.If(g_go):
-            m.d.sync += a_out.eq(a_out + g_cnt)
+            a_left.take(m)
             with m.If(rq.r_rdy & (g_next | ~g_last)):
                 m.d.sync += hold.eq(rq.r_data)
             with m.Else():
@@ -373,15 +420,13 @@ class _WideFlow(Elaboratable):
                      pk_last.eq(g_last)]
 
         # ---- writer: the G-aligned blocks of S[wa : wa+count], from `bhold` and the group ---
-        b_n, b_blk = Signal(33, name="b_n"), Signal(33, name="b_blk")
+        b_blk = Signal(33, name="b_blk")
+        b_left, b_nblk = _Down("b_left", G), _Down("b_nblk", G)
         b_rem = Signal(34, name="b_rem")             # count + off - G*b_blk: lanes still due
         b_off = wa[:lg] if lg else Const(0, 1)
-        b_blocks = (wa[:lg] + count + (G - 1)) >> lg if lg else count
         bhold = Signal(GW, name="bhold")
-        b_grp = b_n < count                          # a group is still to come (else a spill)
-        b_left = Signal(33)
-        m.d.comb += b_left.eq(count - b_n)
-        wb_cnt = Mux(b_left <= G, b_left, G)[:lg + 1]
+        b_grp = b_left.nz                            # a group is still to come (else a spill)
+        b_lastg = b_left.le
         b_cur = Mux(b_grp, rx_group, 0)
         b_sh = Signal(range(G + 1))
         m.d.comb += b_sh.eq(G - b_off)
@@ -393,23 +438,29 @@ class _WideFlow(Elaboratable):
         m.d.comb += [
             self.wblock.eq(Cat(bhold, b_cur).bit_select(b_sh * ELEMENT_BITS, GW) if lg else b_cur),
             self.wlmask.eq(Cat(*[((b_blk != 0) | first_ok(i)) & (i < b_rem) for i in range(G)])),
-            self.wreq.eq(en & (b_blk < b_blocks) & (~b_grp | rb_valid)),
+            self.wreq.eq(en & b_nblk.nz & (~b_grp | rb_valid)),
             self.waddr.eq(((wa >> lg) + b_blk[:_A]) << lg),
             rx_take.eq(self.wgo & b_grp),
-            rx_lastel.eq(b_left <= G),
-            rx_need.eq(en & (b_n < count)),
+            rx_lastel.eq(b_lastg),
+            rx_need.eq(en & b_grp),
         ]
         with m.If(self.wgo):
             m.d.sync += [b_blk.eq(b_blk + 1), b_rem.eq(b_rem - G)]
+            b_nblk.dec(m)
             with m.If(b_grp):
-                m.d.sync += [b_n.eq(b_n + wb_cnt), bhold.eq(rx_group)]
-        m.d.comb += self.done.eq((~en | ((a_out == count) & (b_blk == b_blocks)))
-                                 & pk_idle & ~pend)
+                m.d.sync += bhold.eq(rx_group)
+                b_left.take(m)
+        m.d.comb += self.done.eq((~en | (~a_more & ~b_nblk.nz)) & pk_idle & ~pend)
 
         with m.If(self.start):
-            m.d.sync += [en.eq(self.en), rd.eq(self.rd), wa.eq(self.wa), count.eq(self.count),
-                         a_iss.eq(0), a_out.eq(0), b_n.eq(0), b_blk.eq(0), hold_v.eq(0),
+            # (a transfer of count > 0 touches at least one block; count = 0 never starts)
+            m.d.sync += [en.eq(self.en), rd.eq(self.rd), wa.eq(self.wa),
+                         a_iss.eq(0), b_blk.eq(0), hold_v.eq(0),
                          b_rem.eq(self.count + (self.wa[:lg] if lg else 0))]
+            a_left.load(m, self.count)
+            b_left.load(m, self.count)
+            a_nblk.load(m, _blocks(self.rd, self.count, lg), nz=self.count != 0)
+            b_nblk.load(m, _blocks(self.wa, self.count, lg), nz=self.count != 0)
         with m.Elif(self.stop):
             m.d.sync += en.eq(0)
         return m
@@ -475,7 +526,6 @@ class NetUnit(wiring.Component):
         a_rd, a_wa = Signal(_A, name="a_rd"), Signal(_A, name="a_wa")
         b_en, b_fwd, b_wa = Signal(name="b_en"), Signal(name="b_fwd"), Signal(_A, name="b_wa")
         tx_rev, rx_rev, rx32 = Signal(name="tx_rev"), Signal(name="rx_rev"), Signal(name="rx32")
-        count = Signal(32)
         step, nsteps = Signal(8, name="step"), Signal(8, name="nsteps")
 
         # ---- packer: slots (one, two, or a group of G) -> beats on tx_next / tx_prev ---------
@@ -569,21 +619,26 @@ class NetUnit(wiring.Component):
         # Narrow (ALLREDUCE): element a_iss of the operand; wide: the G-aligned block a_iss of
         # the blocks the operand touches, realigned into stream order by `hold`.
         m.submodules.rq = rq = fifo.SyncFIFO(width=GW, depth=_READ_FIFO)
+        # Down-counters with registered flags (_Down: no compare with count in the handshakes,
+        # docs/rtl-clock.md): ``a_left`` = count - a_out, ``a_nrd`` the accesses the reader has
+        # still to issue (the blocks its operand touches, or count elements), ``b_left`` =
+        # count - b_n, ``b_nblk`` the writer's blocks still to write; loaded in SETUP.
         a_iss, a_out = Signal(33, name="a_iss"), Signal(33, name="a_out")
+        a_left, a_nrd = _Down("a_left", G), _Down("a_nrd", G)
         pend = Signal()
         a_off = a_rd[:lg] if lg else Const(0, 1)
-        a_blocks = (a_rd[:lg] + count + (G - 1)) >> lg if lg else count
-        a_rreq = a_en & (a_iss < Mux(wide, a_blocks, count)) & ((rq.level + pend) < _READ_FIFO)
+        a_rreq = a_en & a_nrd.nz & ((rq.level + pend) < _READ_FIFO)
         # Narrow, phase 1 of ALLREDUCE (``a_pipe``): the element and the received partial sum
         # enter a pipeline (``p_in``) that stalls as a whole (``p_adv``) while its output waits:
         #   x0/p0 (the read queue's output and the partial sum, registered) -> f16_to_f32 ->
         #   h1/p1 -> f32_add -> ``add_stages`` registers (a plain chain, so that retiming spreads
         #   the adder over them: docs/rtl-clock.md) -> f32_to_f16 -> ``_F2H_STAGES`` registers,
         #   the FP32 sum carried beside them; its output ``o_v`` goes to the packer (``a_tx32``)
-        #   or is written back (``a_wr``). ``a_in`` counts the elements in, ``a_out`` those out.
+        #   or is written back (``a_wr``). ``a_in`` counts the elements still to enter (down),
+        #   ``a_out`` those out.
         # Else (phase 2 on device D-1: the FP16 result sent on) the read queue feeds the packer.
         A = pipe_add_stages(hw)
-        a_in = Signal(33)
+        a_in = _Down("a_in", G)
         a_pipe = a_tx32 | a_wr
         q_have = a_en & ~wide & rq.r_rdy & (~a_comb | rx_valid)
         p_adv, p_in = Signal(name="p_adv"), Signal(name="p_in")
@@ -603,20 +658,20 @@ class NetUnit(wiring.Component):
         o_v = pv[-1]
         a_have = Mux(a_pipe, o_v, q_have)
         a_wreq = a_have & a_wr
-        a_lastel = a_out == count - 1
+        a_lastel = a_left.one
+        a_more = a_left.nz
         # wide: group j of the stream = elements off..off+G-1 of blocks j, j+1
         hold, hold_v = Signal(GW, name="hold"), Signal(name="hold_v")
-        g_rem = Signal(33)
-        m.d.comb += g_rem.eq(count - a_out)
-        g_last = g_rem <= G
-        g_cnt = Mux(g_last, g_rem, G)[:lg + 1]
+        g_last = a_left.le
+        g_cnt = Mux(g_last, a_left.v, G)[:lg + 1]
         g_next = (a_off + g_cnt) > G                 # the group's tail is in the next block
         g_win = Cat(hold, rq.r_data).bit_select(a_off * ELEMENT_BITS, GW) if lg else hold
         g_mask = Cat(*[Mux(i < g_cnt, 0xFFFF, 0)[:16] for i in range(G)])
-        g_go = a_en & wide & hold_v & (a_out < count) & (~g_next | rq.r_rdy) & pk_ready
-        g_load = a_en & wide & ~hold_v & rq.r_rdy & (a_out < count)
+        g_go = a_en & wide & hold_v & a_more & (~g_next | rq.r_rdy) & pk_ready
+        g_load = a_en & wide & ~hold_v & rq.r_rdy & a_more
         with m.If(g_go):
             m.d.sync += a_out.eq(a_out + g_cnt)
+            a_left.take(m)
             with m.If(rq.r_rdy & (g_next | ~g_last)):
                 m.d.sync += hold.eq(rq.r_data)
             with m.Else():
@@ -629,15 +684,14 @@ class NetUnit(wiring.Component):
         # Narrow: element b_n; wide: the G-aligned block b_blk of the destination, from the
         # previous group (`bhold`) and the one received now (none for a last spilled block).
         b_n, b_blk = Signal(33, name="b_n"), Signal(33, name="b_blk")
+        b_left, b_nblk = _Down("b_left", G), _Down("b_nblk", G)
         b_rem = Signal(34)                           # count + off - G*b_blk: lanes still due
         b_off = b_wa[:lg] if lg else Const(0, 1)
-        b_blocks = (b_wa[:lg] + count + (G - 1)) >> lg if lg else count
         bhold = Signal(GW)
         b_req = Signal()
-        b_grp = (b_n < count)                        # a group is still to come (else a spill)
-        b_left = Signal(33)
-        m.d.comb += b_left.eq(count - b_n)
-        wb_cnt = Mux(b_left <= G, b_left, G)[:lg + 1]
+        b_grp = b_left.nz                            # a group is still to come (else a spill)
+        b_lastg = b_left.le
+        wb_cnt = Mux(b_lastg, b_left.v, G)[:lg + 1]
         b_cur = Mux(b_grp, rx_group, 0)
         b_sh = Signal(range(G + 1))
         m.d.comb += b_sh.eq(G - b_off)
@@ -647,9 +701,9 @@ class NetUnit(wiring.Component):
                 return b_off == 0
             return Const(1, 1) if i >= G - 1 else b_off <= i
         b_lmask = Cat(*[((b_blk != 0) | first_ok(i)) & (i < b_rem) for i in range(G)])
-        m.d.comb += b_req.eq(Mux(wide, b_en & (b_blk < b_blocks) & (~b_grp | rx_valid),
-                                 b_en & (b_n < count) & rx_valid & (~b_fwd | pk_ready)))
-        b_lastel = b_n == count - 1
+        m.d.comb += b_req.eq(Mux(wide, b_en & b_nblk.nz & (~b_grp | rx_valid),
+                                 b_en & b_grp & rx_valid & (~b_fwd | pk_ready)))
+        b_lastel = b_left.one
 
         # ---- the scratchpad line port: writes first (this flow's, the reverse flow's), then
         # reads (this flow's, the reverse flow's) ------------------------------------------------
@@ -700,6 +754,7 @@ class NetUnit(wiring.Component):
                      rev.rdata.eq(rd_grp)]
         with m.If(a_rgo):
             m.d.sync += a_iss.eq(a_iss + 1)
+            a_nrd.dec(m)
 
         a_go = Signal()
         m.d.comb += [a_go.eq(a_have & Mux(a_wr, a_wgo, pk_ready)),
@@ -707,15 +762,19 @@ class NetUnit(wiring.Component):
                      p_in.eq(a_pipe & q_have & p_adv)]
         with m.If(a_go):
             m.d.sync += a_out.eq(a_out + 1)
+            a_left.dec(m)
         with m.If(p_in):
-            m.d.sync += a_in.eq(a_in + 1)
+            a_in.dec(m)
         with m.If(b_go):
             with m.If(wide):
                 m.d.sync += [b_blk.eq(b_blk + 1), b_rem.eq(b_rem - G)]
+                b_nblk.dec(m)
                 with m.If(b_grp):
                     m.d.sync += [b_n.eq(b_n + wb_cnt), bhold.eq(rx_group)]
+                    b_left.take(m)
             with m.Else():
                 m.d.sync += b_n.eq(b_n + 1)
+                b_left.dec(m)
         m.d.comb += [
             rq.r_en.eq(Mux(wide, g_pop, Mux(a_pipe, p_in, a_go))),
             pk_valid.eq(Mux(wide, g_go, (a_have & ~a_wr & pk_ready) | (b_go & b_fwd))),
@@ -725,11 +784,10 @@ class NetUnit(wiring.Component):
             pk_two.eq(~b_fwd & a_tx32),
             pk_last.eq(Mux(wide, g_last, Mux(b_fwd, b_lastel, a_lastel))),
             rx_take.eq(Mux(wide, b_go & b_grp, (p_in & a_comb) | b_go)),
-            rx_lastel.eq(Mux(wide, b_left <= G, Mux(b_en, b_lastel, a_in == count - 1))),
-            rx_need.eq((b_en & (b_n < count)) | (a_en & a_comb & (a_in < count))),
+            rx_lastel.eq(Mux(wide, b_lastg, Mux(b_en, b_lastel, a_in.one))),
+            rx_need.eq((b_en & b_grp) | (a_en & a_comb & a_in.nz)),
         ]
-        step_done = ((~a_en | (a_out == count)) & (~b_en | Mux(wide, b_blk == b_blocks,
-                                                                 b_n == count))
+        step_done = ((~a_en | ~a_more) & (~b_en | Mux(wide, ~b_nblk.nz, ~b_grp))
                      & pk_idle & ~pend & rev.done)
 
         # ---- step plan --------------------------------------------------------------------
@@ -760,12 +818,18 @@ class NetUnit(wiring.Component):
 
         def setup():
             s = ins.sram
-            stmts = [a_iss.eq(0), a_out.eq(0), a_in.eq(0), b_n.eq(0), b_blk.eq(0), count.eq(ins.count),
+            stmts = [a_iss.eq(0), a_out.eq(0), b_n.eq(0), b_blk.eq(0),
                      a_en.eq(0), a_comb.eq(0), a_tx32.eq(0), a_wr.eq(0), a_rd.eq(s), a_wa.eq(s),
                      b_en.eq(0), b_fwd.eq(0), b_wa.eq(s), tx_rev.eq(0), rx_rev.eq(0),
                      rx32.eq(0), hold_v.eq(0), wide.eq(~is_ar),
                      b_rem.eq(ins.count + (s[:lg] if lg else 0))]
             m.d.sync += stmts
+            # (count > 0 here: an operand touches at least one block)
+            n, nz = ins.count, ins.count != 0
+            for c in (a_in, a_left, b_left):
+                c.load(m, n)
+            a_nrd.load(m, Mux(is_ar, n, _blocks(s, n, lg)), nz=nz)
+            b_nblk.load(m, _blocks(s, n, lg), nz=nz)
             with m.If(is_send):
                 m.d.sync += [a_en.eq(1), tx_rev.eq(ins.prev)]
             with m.Elif(is_recv):
@@ -776,9 +840,11 @@ class NetUnit(wiring.Component):
                 m.d.comb += [rev.start.eq(1), rev.en.eq(step < nrev), rev.rd.eq(s + tx2_off),
                              rev.wa.eq(s + rx2_off), rev.count.eq(ins.count)]
                 b_start = (s + rx_off)[:_A]
-                m.d.sync += [a_en.eq(1), a_rd.eq(s + tx_off),
-                             b_en.eq(1), b_wa.eq(b_start),
+                a_start = (s + tx_off)[:_A]
+                m.d.sync += [a_en.eq(1), a_rd.eq(a_start), b_en.eq(1), b_wa.eq(b_start),
                              b_rem.eq(ins.count + (b_start[:lg] if lg else 0))]
+                a_nrd.load(m, _blocks(a_start, n, lg), nz=nz)
+                b_nblk.load(m, _blocks(b_start, n, lg), nz=nz)
             with m.Elif(is_ar & (step == 0)):       # phase 1: FP32 partial sums, 0 -> D-1
                 m.d.sync += [a_en.eq(1), a_comb.eq(~first_dev), rx32.eq(1),
                              a_tx32.eq(~last_dev), a_wr.eq(last_dev)]
