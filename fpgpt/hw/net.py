@@ -20,10 +20,13 @@ beat of a transfer is partial). The receiver knows the count from its instructio
 Collectives (``D`` = ``device_count``, ``d`` = ``device_index``; ``D = 1`` or ``count = 0``:
 complete at once without touching memory):
 
-- ALLGATHER: ``D-1`` steps; in step ``s`` device ``d`` sends chunk ``(d-s) mod D`` on
-  ``tx_next`` while receiving chunk ``(d-s-1) mod D`` on ``rx_prev`` (chunk ``c`` lives at
-  ``S[sram + c*count : +count]``). The sending and receiving run concurrently (a device that
-  only sent would deadlock the ring); a step ends when both are done and the last beat has left.
+- ALLGATHER: both ring directions, ``ceil((D-1)/2)`` = ``floor(D/2)`` steps; in step ``s``
+  device ``d`` sends chunk ``(d-s) mod D`` on ``tx_next`` while receiving chunk
+  ``(d-s-1) mod D`` on ``rx_prev`` and, while ``s < floor((D-1)/2)``, at the same time sends
+  chunk ``(d+s) mod D`` on ``tx_prev`` while receiving ``(d+s+1) mod D`` on ``rx_next`` (chunk
+  ``c`` lives at ``S[sram + c*count : +count]``; on 2 devices one step on ``tx_next``, as a
+  one-direction ring). The sending and receiving run concurrently (a device that only sent
+  would deadlock the ring); a step ends when every transfer is done and the last beat has left.
 - ALLREDUCE (the numerics contract ``numerics.allreduce_sum``: ``f16(((+0 + f32(S_0)) +
   f32(S_1)) + ... )`` in device order): phase 1 is a chain of FP32 partial sums on
   ``tx_next``: device 0 sends ``+0 + f32(S_0[i])``, device ``0 < d < D-1`` receives ``p`` and
@@ -50,6 +53,12 @@ the two ends of a transfer may have any alignment:
   mask (the first and last blocks partial), one per cycle, plus a last block when the tail
   spills past the last group's block.
 
+ALLGATHER's second direction (``tx_prev`` / ``rx_next``) is a second copy of the wide reader,
+packer, unpacker and writer (:class:`_WideFlow`, a submodule; no element path) with its own
+chunk offsets (``c·count`` products registered like the first direction's). The line port
+serves them all: writes before reads (this flow's writer, then the second direction's, then
+ALLREDUCE's write-back), then this flow's reads, then the second direction's.
+
 Writes take the port before reads. ALLREDUCE (FP32 partial sums in device order; the compiler
 never emits it) keeps one element per port cycle through the same line port: a *reader*
 (element reads, 1-cycle latency, the FIFO; then an FP16 pass-through, or, in phase 1, the
@@ -67,8 +76,8 @@ Cycle cost, measured (tests/rtl/test_hw_net.py ``test_cycle_cost``: 64-bit ``tda
 4), operands at ``sram = 0``, an idle ring (links of zero latency, scratchpad grant always
 ready), every device given its instruction in the same cycle; cycles from ``cmd`` accepted to
 ``done``, the slowest device for the collectives). :func:`engine_cycles` is the closed form
-(exact for SEND and RECV; an ALLGATHER at most 3 cycles per step above the RTL, an ALLREDUCE
-at most 16):
+(exact for SEND and RECV; an ALLGATHER at most 3 cycles per step above the RTL on 2 devices, at
+most 6 per step on 3 to 6, an ALLREDUCE at most 16):
 
 ==================  ====  ====  ====  ====
 count n             1     4     16    64
@@ -76,7 +85,8 @@ count n             1     4     16    64
 SEND                9     9     12    24      (8 + ⌈n/G⌉)
 RECV (paired)       10    10    13    25      (9 + B(sram, n))
 ALLGATHER, D=2      10    10    13    37      (about 1 + (D-1)(2n/G + 5))
-ALLGATHER, D=3      19    19    25    73
+ALLGATHER, D=3      11    11    23    71      (one step, both directions)
+ALLGATHER, D=4      20    20    35    107     (two steps, the second on tx_next only)
 ALLREDUCE, D=2      47    57    81    228     (at most 3n + (10 + pipe_depth)D - 4)
 ALLREDUCE, D=3      68    82    106   253
 ==================  ====  ====  ====  ====
@@ -85,8 +95,10 @@ ALLREDUCE before its pipeline (the FP16 -> FP32 -> add -> FP16 in one cycle): 17
 (D=2) and 23, 37, 73, 217 (D=3), exactly ``3n + 10D - 5`` for ``n >= 4``; each device's phase 1
 now adds the pipeline's depth (15) to the chain.
 
-Before the groups (one element per port cycle for every op) SEND of 64 took 71 cycles and a
-3-device ALLGATHER of 64 261. The timing model (``fpgpt.sim.costs.net_cycles``) charges, per
+With one direction (``D-1`` steps, before 2026-12-06) the ALLGATHER rows were 19, 19, 25, 73
+(D=3) and 28, 28, 37, 109 (D=4). Before the groups (one element per port cycle for every op)
+SEND of 64 took 71 cycles and a 3-device ALLGATHER of 64 261. The timing model
+(``fpgpt.sim.costs.net_cycles``) charges, per
 hop, the later of this unit's work and the link's (latency, payload rate, packets):
 docs/multi-device.md, "The NET unit's rate". ``count = 0``, ``D = 1`` collectives and a bad
 ``device_index``: done 1 cycle after ``cmd``. SEND/RECV on ``D = 1`` are not special-cased:
@@ -96,7 +108,7 @@ executor rejects them).
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -173,11 +185,15 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, devices: "int | None"
 
     - SEND ``8 + ⌈n/G⌉`` (its reads run ahead of the packer, so the alignment costs nothing);
     - RECV (paired) ``9 + B(sram, n)``;
-    - ALLGATHER ``1 + Σ_s max_d max(W + 8, R + W + 6)`` over its ``D-1`` steps ``s`` and the
-      devices ``d``, ``R = B(sram + ((d-s) mod D)·n, n)`` the blocks ``d`` reads and
-      ``W = B(sram + ((d-s-1) mod D)·n, n)`` those it writes (reads and writes share the port,
-      writes first): exact for one-block chunks, above the RTL by at most 3 cycles per step
-      otherwise (how reads and writes interleave depends on the offsets);
+    - ALLGATHER ``1 + Σ_s max_d (step cost)`` over its ``floor(D/2)`` steps ``s`` and the
+      devices ``d``, with ``B`` of chunk ``c`` = ``B(sram + c·n, n)``: a step with both
+      directions (``s < floor((D-1)/2)``) ``R_f + W_f + R_b + W_b + 8``, the blocks of chunks
+      ``(d-s)``, ``(d-s-1)``, ``(d+s)`` and ``(d+s+1)`` (mod ``D``) that ``d`` reads and writes
+      on the one port; a step on ``tx_next`` alone ``max(W + 8, R + W + 6)`` on 2 devices
+      (exact for one-block chunks, at most 3 cycles above the RTL otherwise: how reads and
+      writes interleave depends on the offsets) and that plus 2 after a step with both
+      directions. An upper bound, at most 6 cycles per step above the RTL (measured for ``D`` =
+      3..6, 64- and 512-bit ``tdata``, and ``D`` = 3, 4 at 32 bits, random offsets and counts);
     - ALLREDUCE (one element per port cycle, phase 1 through the :func:`pipe_depth`-register
       pipeline on every device) ``3n + (10 + pipe_depth)·D - 4``: an upper bound, 0 to 16
       cycles above the RTL (how the pipeline's stalls meet the packer's beats and the port's
@@ -203,14 +219,65 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, devices: "int | None"
         return 9 + blocks(a)
     if op == "ALLGATHER":
         total = 1
-        for s in range(d - 1):
-            total += max(max(blocks(a + ((i - s - 1) % d) * n) + 8,
-                             blocks(a + ((i - s) % d) * n) + blocks(a + ((i - s - 1) % d) * n) + 6)
-                         for i in range(d))
+        for s in range(d // 2):
+            worst = 0
+            for i in range(d):
+                r, w = blocks(a + ((i - s) % d) * n), blocks(a + ((i - s - 1) % d) * n)
+                if s < (d - 1) // 2:        # both directions: the port's four transfers
+                    worst = max(worst, r + w + blocks(a + ((i + s) % d) * n)
+                                + blocks(a + ((i + s + 1) % d) * n) + 8)
+                else:                       # tx_next only (the last step when D-1 is odd)
+                    worst = max(worst, max(w + 8, r + w + 6) + (2 if d > 2 else 0))
+            total += worst
         return total
     if op == "ALLREDUCE":
         return 3 * n + (10 + pipe_depth(hw)) * d - 4
     raise ValueError(f"{op!r} is not a NET instruction")
+
+
+def _le_pow2(x, g: int):
+    """``x <= g`` for an unsigned ``x`` and a power of two ``g``, without a carry chain: the
+    bits above ``log2(g)`` are zero, or ``x == g``."""
+    lg = g.bit_length() - 1
+    return (x[lg:] == 0) | (x == g)
+
+
+def _blocks(addr, n, lg: int):
+    """``B(addr, n)``: the ``2**lg``-element aligned blocks that ``n`` elements at ``addr``
+    touch."""
+    return (addr[:lg] + n + ((1 << lg) - 1)) >> lg if lg else n
+
+
+class _Down:
+    """A down-counter (``v``: what is left of a transfer) with its flags in registers: ``nz``
+    (``v != 0``), ``le`` (``v <= g``) and ``one`` (``v == 1``), each computed from the counter's
+    present value beside the next one, so that no handshake waits on a compare of a wide
+    value (docs/rtl-clock.md: the NET block's critical paths were such compares). ``load``,
+    ``dec`` (``v - 1``, ``v >= 1``) and ``take`` (``v - min(v, g)``) assign in the caller's
+    ``m.If`` context; the flags no one reads are left to synthesis to remove."""
+
+    def __init__(self, name: str, g: int, width: int = 33):
+        self.g, self.width = g, width
+        self.v = Signal(width, name=name)
+        self.nz, self.one = Signal(name=f"{name}_nz"), Signal(name=f"{name}_one")
+        self.le = Signal(name=f"{name}_le", init=1)
+
+    def _set(self, m: Module, v, nz, le, one):
+        m.d.sync += [self.v.eq(v), self.nz.eq(nz), self.le.eq(le), self.one.eq(one)]
+
+    def load(self, m: Module, value, nz=None):
+        """``v = value``; ``nz`` may be given when it is known more cheaply."""
+        self._set(m, value, (value != 0) if nz is None else nz, _le_pow2(value, self.g),
+                  value == 1)
+
+    def dec(self, m: Module):
+        x = (self.v - 1)[:self.width]
+        self._set(m, x, ~self.one, _le_pow2(x, self.g), self.v == 2)
+
+    def take(self, m: Module):
+        x = (self.v - self.g)[:self.width]
+        self._set(m, Mux(self.le, 0, x), ~self.le, self.le | _le_pow2(x, self.g),
+                  ~self.le & (x == 1))
 
 
 def axis_signature(hw: HardwareConfig) -> wiring.Signature:
@@ -219,6 +286,184 @@ def axis_signature(hw: HardwareConfig) -> wiring.Signature:
     w = stream_bits(hw)
     return wiring.Signature({"tdata": Out(w), "tkeep": Out(w // 8), "tlast": Out(1),
                              "tvalid": Out(1), "tready": In(1)})
+
+
+class _WideFlow(Elaboratable):
+    """ALLGATHER's second direction (module docstring): one transfer of ``count`` elements read
+    from ``S[rd:]`` and sent on a transmitter while ``count`` elements received on a receiver are
+    written to ``S[wa:]``, a ``G``-element group per port access, as the wide path of
+    :class:`NetUnit`'s own flows does (the same reader, packer, unpacker and writer, without
+    ALLREDUCE's element path). :class:`NetUnit` owns the line port and arbitrates it.
+
+    Control: ``start`` (one cycle) latches ``en``, ``rd``, ``wa``, ``count`` and clears the
+    counters; ``stop`` clears ``en``; ``done`` is high once an enabled transfer has read, sent,
+    received and written everything (at once when not enabled). Port: ``rreq``/``raddr`` (a
+    G-aligned block) and ``rgo`` (the read is taken; its group is on ``rdata`` the next cycle),
+    ``wreq``/``waddr``/``wblock``/``wlmask`` (G-aligned block, element write mask) and ``wgo``.
+    Streams: ``tx_*`` (transmitter) and ``rx_*`` (receiver). ``error``: a one-cycle pulse when
+    a received ``tlast`` disagrees with ``count``."""
+
+    def __init__(self, hw: HardwareConfig):
+        self._hw = hw
+        W, G = stream_bits(hw), group_elements(hw)
+        GW = G * ELEMENT_BITS
+        self.start, self.stop, self.en = Signal(), Signal(), Signal()
+        self.rd, self.wa, self.count = Signal(_A), Signal(_A), Signal(32)
+        self.rreq, self.raddr, self.rgo = Signal(), Signal(_A), Signal()
+        self.rdata = Signal(GW)
+        self.wreq, self.waddr, self.wgo = Signal(), Signal(_A), Signal()
+        self.wblock, self.wlmask = Signal(GW), Signal(G)
+        self.tx_data, self.tx_keep = Signal(W), Signal(W // 8)
+        self.tx_last, self.tx_valid, self.tx_ready = Signal(), Signal(), Signal()
+        self.rx_data = Signal(W)
+        self.rx_last, self.rx_valid, self.rx_ready = Signal(), Signal(), Signal()
+        self.done, self.error = Signal(), Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        hw = self._hw
+        W = stream_bits(hw)
+        K = W // ELEMENT_BITS
+        G = group_elements(hw)
+        lg = G.bit_length() - 1
+        GW = G * ELEMENT_BITS
+        en, rd, wa = Signal(name="en"), Signal(_A, name="rd"), Signal(_A, name="wa")
+
+        # ---- packer: groups -> beats on tx --------------------------------------------------
+        pk_valid, pk_ready, pk_last = Signal(), Signal(), Signal()
+        pk_gdata, pk_gcnt = Signal(GW), Signal(range(G + 1))
+        acc = [Signal(ELEMENT_BITS, name=f"acc{j}") for j in range(K)]
+        acc_n = Signal(range(K + 1))
+        acc_last, closed = Signal(name="acc_last"), Signal(name="closed")
+        o_data, o_keep = Signal(W, name="o_data"), Signal(W // 8, name="o_keep")
+        o_valid, o_last = Signal(name="o_valid"), Signal(name="o_last")
+        m.d.comb += [self.tx_data.eq(o_data), self.tx_keep.eq(o_keep),
+                     self.tx_last.eq(o_last), self.tx_valid.eq(o_valid)]
+        out_free = ~o_valid | self.tx_ready
+        move = closed & out_free
+        base = Mux(move, 0, acc_n)
+        m.d.comb += pk_ready.eq(~closed | out_free)
+        with m.If(move):
+            m.d.sync += [o_valid.eq(1), o_data.eq(Cat(*acc)), o_last.eq(acc_last),
+                         o_keep.eq(Cat(*[(j // 2) < acc_n for j in range(W // 8)]))]
+        with m.Elif(o_valid & self.tx_ready):
+            m.d.sync += o_valid.eq(0)
+        with m.If(pk_valid & pk_ready):
+            for j in range(K):                      # base is a multiple of G
+                with m.If((base >> lg) == j // G):
+                    m.d.sync += acc[j].eq(pk_gdata.word_select(j % G, ELEMENT_BITS))
+                with m.Elif(base == 0):             # a new beat: unused slots read 0
+                    m.d.sync += acc[j].eq(0)
+            new_n = base + pk_gcnt
+            m.d.sync += [acc_n.eq(new_n), closed.eq((new_n == K) | pk_last),
+                         acc_last.eq(pk_last)]
+        with m.Elif(move):
+            m.d.sync += [acc_n.eq(0), closed.eq(0)]
+        pk_idle = ~o_valid & ~closed & (acc_n == 0)
+
+        # ---- unpacker: beats from rx -> groups ----------------------------------------------
+        rb_data = Signal(W, name="rb_data")
+        rb_valid, rb_last = Signal(name="rb_valid"), Signal(name="rb_last")
+        rb_idx = Signal(range(K + 1))
+        rx_take, rx_lastel, rx_need = Signal(), Signal(), Signal()
+        rx_group = Signal(GW)
+        m.d.comb += rx_group.eq(rb_data.word_select(rb_idx >> lg, GW) if K > G else rb_data[:GW])
+        new_idx = rb_idx + G
+        beat_end = (new_idx == K) | rx_lastel
+        in_ready = Signal()
+        m.d.comb += [in_ready.eq(rx_need & (~rb_valid | (rx_take & beat_end & ~rx_lastel))),
+                     self.rx_ready.eq(in_ready),
+                     self.error.eq(rx_take & beat_end & (rx_lastel != rb_last))]
+        with m.If(rx_take):
+            m.d.sync += rb_idx.eq(new_idx)
+            with m.If(beat_end):
+                m.d.sync += [rb_valid.eq(0), rb_idx.eq(0)]
+        with m.If(in_ready & self.rx_valid):
+            m.d.sync += [rb_valid.eq(1), rb_data.eq(self.rx_data), rb_last.eq(self.rx_last),
+                         rb_idx.eq(0)]
+
+        # ---- reader: the G-aligned blocks of S[rd : rd+count], realigned by `hold` ----------
+        # Down-counters with registered flags (_Down) instead of compares with count: ``a_left``
+        # = count - (elements handed to the packer), ``a_nblk`` = blocks still to read,
+        # ``b_left`` = count - (elements written), ``b_nblk`` = blocks still to write.
+        m.submodules.rq = rq = fifo.SyncFIFO(width=GW, depth=_READ_FIFO)
+        a_iss = Signal(33, name="a_iss")
+        a_left, a_nblk = _Down("a_left", G), _Down("a_nblk", G)
+        pend = Signal(name="pend")
+        a_off = rd[:lg] if lg else Const(0, 1)
+        m.d.comb += [self.rreq.eq(en & a_nblk.nz & ((rq.level + pend) < _READ_FIFO)),
+                     self.raddr.eq(((rd >> lg) + a_iss[:_A]) << lg)]
+        with m.If(self.rgo):
+            m.d.sync += a_iss.eq(a_iss + 1)
+            a_nblk.dec(m)
+        m.d.sync += pend.eq(self.rgo)
+        m.d.comb += [rq.w_en.eq(pend), rq.w_data.eq(self.rdata)]
+        hold, hold_v = Signal(GW, name="hold"), Signal(name="hold_v")
+        g_last = a_left.le
+        g_cnt = Mux(g_last, a_left.v, G)[:lg + 1]
+        g_next = (a_off + g_cnt) > G                 # the group's tail is in the next block
+        g_win = Cat(hold, rq.r_data).bit_select(a_off * ELEMENT_BITS, GW) if lg else hold
+        g_mask = Cat(*[Mux(i < g_cnt, 0xFFFF, 0)[:16] for i in range(G)])
+        a_more = a_left.nz
+        g_go = en & hold_v & a_more & (~g_next | rq.r_rdy) & pk_ready
+        g_load = en & ~hold_v & rq.r_rdy & a_more
+        with m.If(g_go):
+            a_left.take(m)
+            with m.If(rq.r_rdy & (g_next | ~g_last)):
+                m.d.sync += hold.eq(rq.r_data)
+            with m.Else():
+                m.d.sync += hold_v.eq(0)
+        with m.Elif(g_load):
+            m.d.sync += [hold.eq(rq.r_data), hold_v.eq(1)]
+        m.d.comb += [rq.r_en.eq((g_go & rq.r_rdy & (g_next | ~g_last)) | g_load),
+                     pk_valid.eq(g_go), pk_gdata.eq(g_win & g_mask), pk_gcnt.eq(g_cnt),
+                     pk_last.eq(g_last)]
+
+        # ---- writer: the G-aligned blocks of S[wa : wa+count], from `bhold` and the group ---
+        b_blk = Signal(33, name="b_blk")
+        b_left, b_nblk = _Down("b_left", G), _Down("b_nblk", G)
+        b_rem = Signal(34, name="b_rem")             # count + off - G*b_blk: lanes still due
+        b_off = wa[:lg] if lg else Const(0, 1)
+        bhold = Signal(GW, name="bhold")
+        b_grp = b_left.nz                            # a group is still to come (else a spill)
+        b_lastg = b_left.le
+        b_cur = Mux(b_grp, rx_group, 0)
+        b_sh = Signal(range(G + 1))
+        m.d.comb += b_sh.eq(G - b_off)
+
+        def first_ok(i):        # lane i of the first block is at or past the start
+            if i == 0:
+                return b_off == 0
+            return Const(1, 1) if i >= G - 1 else b_off <= i
+        m.d.comb += [
+            self.wblock.eq(Cat(bhold, b_cur).bit_select(b_sh * ELEMENT_BITS, GW) if lg else b_cur),
+            self.wlmask.eq(Cat(*[((b_blk != 0) | first_ok(i)) & (i < b_rem) for i in range(G)])),
+            self.wreq.eq(en & b_nblk.nz & (~b_grp | rb_valid)),
+            self.waddr.eq(((wa >> lg) + b_blk[:_A]) << lg),
+            rx_take.eq(self.wgo & b_grp),
+            rx_lastel.eq(b_lastg),
+            rx_need.eq(en & b_grp),
+        ]
+        with m.If(self.wgo):
+            m.d.sync += [b_blk.eq(b_blk + 1), b_rem.eq(b_rem - G)]
+            b_nblk.dec(m)
+            with m.If(b_grp):
+                m.d.sync += bhold.eq(rx_group)
+                b_left.take(m)
+        m.d.comb += self.done.eq((~en | (~a_more & ~b_nblk.nz)) & pk_idle & ~pend)
+
+        with m.If(self.start):
+            # (a transfer of count > 0 touches at least one block; count = 0 never starts)
+            m.d.sync += [en.eq(self.en), rd.eq(self.rd), wa.eq(self.wa),
+                         a_iss.eq(0), b_blk.eq(0), hold_v.eq(0),
+                         b_rem.eq(self.count + (self.wa[:lg] if lg else 0))]
+            a_left.load(m, self.count)
+            b_left.load(m, self.count)
+            a_nblk.load(m, _blocks(self.rd, self.count, lg), nz=self.count != 0)
+            b_nblk.load(m, _blocks(self.wa, self.count, lg), nz=self.count != 0)
+        with m.Elif(self.stop):
+            m.d.sync += en.eq(0)
+        return m
 
 
 class NetUnit(wiring.Component):
@@ -281,7 +526,6 @@ class NetUnit(wiring.Component):
         a_rd, a_wa = Signal(_A, name="a_rd"), Signal(_A, name="a_wa")
         b_en, b_fwd, b_wa = Signal(name="b_en"), Signal(name="b_fwd"), Signal(_A, name="b_wa")
         tx_rev, rx_rev, rx32 = Signal(name="tx_rev"), Signal(name="rx_rev"), Signal(name="rx32")
-        count = Signal(32)
         step, nsteps = Signal(8, name="step"), Signal(8, name="nsteps")
 
         # ---- packer: slots (one, two, or a group of G) -> beats on tx_next / tx_prev ---------
@@ -295,9 +539,19 @@ class NetUnit(wiring.Component):
         o_data, o_keep = Signal(W, name="o_data"), Signal(W // 8, name="o_keep")
         o_valid, o_last = Signal(name="o_valid"), Signal(name="o_last")
         tready = Mux(tx_rev, self.tx_prev.tready, self.tx_next.tready)
-        for port, sel in ((self.tx_next, ~tx_rev), (self.tx_prev, tx_rev)):
-            m.d.comb += [port.tdata.eq(o_data), port.tkeep.eq(o_keep), port.tlast.eq(o_last),
-                         port.tvalid.eq(o_valid & sel)]
+        # ALLGATHER's second direction (tx_prev / rx_next), its own reader, packer, unpacker and
+        # writer; it shares the line port. The ports are its own except when this flow's
+        # SEND or RECV uses the reverse direction (never in the same instruction).
+        m.submodules.rev = rev = _WideFlow(hw)
+        m.d.comb += [self.tx_next.tdata.eq(o_data), self.tx_next.tkeep.eq(o_keep),
+                     self.tx_next.tlast.eq(o_last), self.tx_next.tvalid.eq(o_valid & ~tx_rev),
+                     self.tx_prev.tdata.eq(Mux(tx_rev, o_data, rev.tx_data)),
+                     self.tx_prev.tkeep.eq(Mux(tx_rev, o_keep, rev.tx_keep)),
+                     self.tx_prev.tlast.eq(Mux(tx_rev, o_last, rev.tx_last)),
+                     self.tx_prev.tvalid.eq((o_valid & tx_rev) | rev.tx_valid),
+                     rev.tx_ready.eq(self.tx_prev.tready),
+                     rev.rx_data.eq(self.rx_next.tdata), rev.rx_last.eq(self.rx_next.tlast),
+                     rev.rx_valid.eq(self.rx_next.tvalid)]
         out_free = ~o_valid | tready
         move = closed & out_free
         base = Mux(move, 0, acc_n)
@@ -349,13 +603,15 @@ class NetUnit(wiring.Component):
         in_ready = Signal()
         m.d.comb += [in_ready.eq(rx_need & (~rb_valid | (rx_take & beat_end & ~rx_lastel))),
                      self.rx_prev.tready.eq(in_ready & ~rx_rev),
-                     self.rx_next.tready.eq(in_ready & rx_rev)]
+                     self.rx_next.tready.eq((in_ready & rx_rev) | rev.rx_ready)]
         with m.If(rx_take):
             m.d.sync += rb_idx.eq(new_idx)
             with m.If(beat_end):
                 m.d.sync += [rb_valid.eq(0), rb_idx.eq(0)]
                 with m.If(rx_lastel != rb_last):
                     m.d.sync += self.error.eq(1)
+        with m.If(rev.error):
+            m.d.sync += self.error.eq(1)
         with m.If(in_ready & in_valid):
             m.d.sync += [rb_valid.eq(1), rb_data.eq(in_data), rb_last.eq(in_last), rb_idx.eq(0)]
 
@@ -363,21 +619,26 @@ class NetUnit(wiring.Component):
         # Narrow (ALLREDUCE): element a_iss of the operand; wide: the G-aligned block a_iss of
         # the blocks the operand touches, realigned into stream order by `hold`.
         m.submodules.rq = rq = fifo.SyncFIFO(width=GW, depth=_READ_FIFO)
+        # Down-counters with registered flags (_Down: no compare with count in the handshakes,
+        # docs/rtl-clock.md): ``a_left`` = count - a_out, ``a_nrd`` the accesses the reader has
+        # still to issue (the blocks its operand touches, or count elements), ``b_left`` =
+        # count - b_n, ``b_nblk`` the writer's blocks still to write; loaded in SETUP.
         a_iss, a_out = Signal(33, name="a_iss"), Signal(33, name="a_out")
+        a_left, a_nrd = _Down("a_left", G), _Down("a_nrd", G)
         pend = Signal()
         a_off = a_rd[:lg] if lg else Const(0, 1)
-        a_blocks = (a_rd[:lg] + count + (G - 1)) >> lg if lg else count
-        a_rreq = a_en & (a_iss < Mux(wide, a_blocks, count)) & ((rq.level + pend) < _READ_FIFO)
+        a_rreq = a_en & a_nrd.nz & ((rq.level + pend) < _READ_FIFO)
         # Narrow, phase 1 of ALLREDUCE (``a_pipe``): the element and the received partial sum
         # enter a pipeline (``p_in``) that stalls as a whole (``p_adv``) while its output waits:
         #   x0/p0 (the read queue's output and the partial sum, registered) -> f16_to_f32 ->
         #   h1/p1 -> f32_add -> ``add_stages`` registers (a plain chain, so that retiming spreads
         #   the adder over them: docs/rtl-clock.md) -> f32_to_f16 -> ``_F2H_STAGES`` registers,
         #   the FP32 sum carried beside them; its output ``o_v`` goes to the packer (``a_tx32``)
-        #   or is written back (``a_wr``). ``a_in`` counts the elements in, ``a_out`` those out.
+        #   or is written back (``a_wr``). ``a_in`` counts the elements still to enter (down),
+        #   ``a_out`` those out.
         # Else (phase 2 on device D-1: the FP16 result sent on) the read queue feeds the packer.
         A = pipe_add_stages(hw)
-        a_in = Signal(33)
+        a_in = _Down("a_in", G)
         a_pipe = a_tx32 | a_wr
         q_have = a_en & ~wide & rq.r_rdy & (~a_comb | rx_valid)
         p_adv, p_in = Signal(name="p_adv"), Signal(name="p_in")
@@ -397,20 +658,20 @@ class NetUnit(wiring.Component):
         o_v = pv[-1]
         a_have = Mux(a_pipe, o_v, q_have)
         a_wreq = a_have & a_wr
-        a_lastel = a_out == count - 1
+        a_lastel = a_left.one
+        a_more = a_left.nz
         # wide: group j of the stream = elements off..off+G-1 of blocks j, j+1
         hold, hold_v = Signal(GW, name="hold"), Signal(name="hold_v")
-        g_rem = Signal(33)
-        m.d.comb += g_rem.eq(count - a_out)
-        g_last = g_rem <= G
-        g_cnt = Mux(g_last, g_rem, G)[:lg + 1]
+        g_last = a_left.le
+        g_cnt = Mux(g_last, a_left.v, G)[:lg + 1]
         g_next = (a_off + g_cnt) > G                 # the group's tail is in the next block
         g_win = Cat(hold, rq.r_data).bit_select(a_off * ELEMENT_BITS, GW) if lg else hold
         g_mask = Cat(*[Mux(i < g_cnt, 0xFFFF, 0)[:16] for i in range(G)])
-        g_go = a_en & wide & hold_v & (a_out < count) & (~g_next | rq.r_rdy) & pk_ready
-        g_load = a_en & wide & ~hold_v & rq.r_rdy & (a_out < count)
+        g_go = a_en & wide & hold_v & a_more & (~g_next | rq.r_rdy) & pk_ready
+        g_load = a_en & wide & ~hold_v & rq.r_rdy & a_more
         with m.If(g_go):
             m.d.sync += a_out.eq(a_out + g_cnt)
+            a_left.take(m)
             with m.If(rq.r_rdy & (g_next | ~g_last)):
                 m.d.sync += hold.eq(rq.r_data)
             with m.Else():
@@ -423,15 +684,14 @@ class NetUnit(wiring.Component):
         # Narrow: element b_n; wide: the G-aligned block b_blk of the destination, from the
         # previous group (`bhold`) and the one received now (none for a last spilled block).
         b_n, b_blk = Signal(33, name="b_n"), Signal(33, name="b_blk")
+        b_left, b_nblk = _Down("b_left", G), _Down("b_nblk", G)
         b_rem = Signal(34)                           # count + off - G*b_blk: lanes still due
         b_off = b_wa[:lg] if lg else Const(0, 1)
-        b_blocks = (b_wa[:lg] + count + (G - 1)) >> lg if lg else count
         bhold = Signal(GW)
         b_req = Signal()
-        b_grp = (b_n < count)                        # a group is still to come (else a spill)
-        b_left = Signal(33)
-        m.d.comb += b_left.eq(count - b_n)
-        wb_cnt = Mux(b_left <= G, b_left, G)[:lg + 1]
+        b_grp = b_left.nz                            # a group is still to come (else a spill)
+        b_lastg = b_left.le
+        wb_cnt = Mux(b_lastg, b_left.v, G)[:lg + 1]
         b_cur = Mux(b_grp, rx_group, 0)
         b_sh = Signal(range(G + 1))
         m.d.comb += b_sh.eq(G - b_off)
@@ -441,23 +701,27 @@ class NetUnit(wiring.Component):
                 return b_off == 0
             return Const(1, 1) if i >= G - 1 else b_off <= i
         b_lmask = Cat(*[((b_blk != 0) | first_ok(i)) & (i < b_rem) for i in range(G)])
-        m.d.comb += b_req.eq(Mux(wide, b_en & (b_blk < b_blocks) & (~b_grp | rx_valid),
-                                 b_en & (b_n < count) & rx_valid & (~b_fwd | pk_ready)))
-        b_lastel = b_n == count - 1
+        m.d.comb += b_req.eq(Mux(wide, b_en & b_nblk.nz & (~b_grp | rx_valid),
+                                 b_en & b_grp & rx_valid & (~b_fwd | pk_ready)))
+        b_lastel = b_left.one
 
-        # ---- the scratchpad line port: writes first, then reads -----------------------------
+        # ---- the scratchpad line port: writes first (this flow's, the reverse flow's), then
+        # reads (this flow's, the reverse flow's) ------------------------------------------------
         grant = line.grant
         b_go = b_req & grant
-        a_wgo = a_wreq & ~b_req & grant
-        a_rgo = a_rreq & ~b_req & ~a_wreq & grant
+        m.d.comb += rev.wgo.eq(rev.wreq & ~b_req & grant)
+        a_wgo = a_wreq & ~b_req & ~rev.wreq & grant
+        wr = b_req | rev.wreq | a_wreq
+        a_rgo = a_rreq & ~wr & grant
+        m.d.comb += rev.rgo.eq(rev.rreq & ~a_rreq & ~wr & grant)
         w_addr = Signal(_A)
         r_addr = Signal(_A)
         m.d.comb += [
             w_addr.eq(Mux(b_req, Mux(wide, ((b_wa >> lg) + b_blk[:_A]) << lg, b_wa + b_n),
-                          a_wa + a_out)),
-            r_addr.eq(Mux(wide, ((a_rd >> lg) + a_iss[:_A]) << lg, a_rd + a_iss)),
+                          Mux(rev.wreq, rev.waddr, a_wa + a_out))),
+            r_addr.eq(Mux(a_rreq, Mux(wide, ((a_rd >> lg) + a_iss[:_A]) << lg, a_rd + a_iss),
+                          rev.raddr)),
         ]
-        wr = b_req | a_wreq
         addr = Mux(wr, w_addr, r_addr)
         wd16 = Mux(b_req, rx_data[:16], r_out)
         # Both writes land in the line's first max(C, G) elements: a G-element block (the
@@ -466,26 +730,31 @@ class NetUnit(wiring.Component):
         mw = max(C, G)
         g_wmask, e_wmask = Signal(mw, name="g_wmask"), Signal(mw, name="e_wmask")
         w_blk = Signal(GW)
-        m.d.comb += [g_wmask.eq(b_lmask << (w_sub * G) if G < C else b_lmask),
+        l_mask = Mux(b_req, b_lmask, rev.wlmask)
+        g_w = (b_req & wide) | (~b_req & rev.wreq)      # a group block (else an element)
+        m.d.comb += [g_wmask.eq(l_mask << (w_sub * G) if G < C else l_mask),
                      e_wmask.eq(Const(1, mw) << w_addr[:lc] if lc else Const(1, mw)),
-                     w_blk.eq(Mux(b_req & wide, b_block, Cat(*[wd16] * G)))]
+                     w_blk.eq(Mux(b_req & wide, b_block,
+                                  Mux(rev.wreq, rev.wblock, Cat(*[wd16] * G))))]
         m.d.comb += [
             line.we.eq(wr),
-            line.re.eq(a_rreq & ~wr),
+            line.re.eq((a_rreq | rev.rreq) & ~wr),
             line.chunk.eq((addr >> lc)[:len(line.chunk)]),
             line.wdata.eq(Cat(*[w_blk] * (P // G))),
-            line.wmask.eq(Mux(b_req & wide, g_wmask, e_wmask)),
+            line.wmask.eq(Mux(g_w, g_wmask, e_wmask)),
         ]
         # read data: select the element, or the group, the access asked for
         sel_r = Signal(max(1, lc))
-        with m.If(a_rgo):
+        with m.If(a_rgo | rev.rgo):
             m.d.sync += sel_r.eq(r_addr[:lc] if lc else 0)
         rd_el = line.rdata.word_select(sel_r, ELEMENT_BITS) if lc else line.rdata[:16]
         rd_grp = line.rdata.word_select(sel_r[lg:], GW) if G < C else line.rdata[:GW]
         m.d.sync += pend.eq(a_rgo)
-        m.d.comb += [rq.w_en.eq(pend), rq.w_data.eq(Mux(wide, rd_grp, rd_el))]
+        m.d.comb += [rq.w_en.eq(pend), rq.w_data.eq(Mux(wide, rd_grp, rd_el)),
+                     rev.rdata.eq(rd_grp)]
         with m.If(a_rgo):
             m.d.sync += a_iss.eq(a_iss + 1)
+            a_nrd.dec(m)
 
         a_go = Signal()
         m.d.comb += [a_go.eq(a_have & Mux(a_wr, a_wgo, pk_ready)),
@@ -493,15 +762,19 @@ class NetUnit(wiring.Component):
                      p_in.eq(a_pipe & q_have & p_adv)]
         with m.If(a_go):
             m.d.sync += a_out.eq(a_out + 1)
+            a_left.dec(m)
         with m.If(p_in):
-            m.d.sync += a_in.eq(a_in + 1)
+            a_in.dec(m)
         with m.If(b_go):
             with m.If(wide):
                 m.d.sync += [b_blk.eq(b_blk + 1), b_rem.eq(b_rem - G)]
+                b_nblk.dec(m)
                 with m.If(b_grp):
                     m.d.sync += [b_n.eq(b_n + wb_cnt), bhold.eq(rx_group)]
+                    b_left.take(m)
             with m.Else():
                 m.d.sync += b_n.eq(b_n + 1)
+                b_left.dec(m)
         m.d.comb += [
             rq.r_en.eq(Mux(wide, g_pop, Mux(a_pipe, p_in, a_go))),
             pk_valid.eq(Mux(wide, g_go, (a_have & ~a_wr & pk_ready) | (b_go & b_fwd))),
@@ -511,12 +784,11 @@ class NetUnit(wiring.Component):
             pk_two.eq(~b_fwd & a_tx32),
             pk_last.eq(Mux(wide, g_last, Mux(b_fwd, b_lastel, a_lastel))),
             rx_take.eq(Mux(wide, b_go & b_grp, (p_in & a_comb) | b_go)),
-            rx_lastel.eq(Mux(wide, b_left <= G, Mux(b_en, b_lastel, a_in == count - 1))),
-            rx_need.eq((b_en & (b_n < count)) | (a_en & a_comb & (a_in < count))),
+            rx_lastel.eq(Mux(wide, b_lastg, Mux(b_en, b_lastel, a_in.one))),
+            rx_need.eq((b_en & b_grp) | (a_en & a_comb & a_in.nz)),
         ]
-        step_done = ((~a_en | (a_out == count)) & (~b_en | Mux(wide, b_blk == b_blocks,
-                                                                 b_n == count))
-                     & pk_idle & ~pend)
+        step_done = ((~a_en | ~a_more) & (~b_en | Mux(wide, ~b_nblk.nz, ~b_grp))
+                     & pk_idle & ~pend & rev.done)
 
         # ---- step plan --------------------------------------------------------------------
         op = ins.op
@@ -534,25 +806,45 @@ class NetUnit(wiring.Component):
         c_tx, c_rx = Signal(8, name="net_c_tx"), Signal(8, name="net_c_rx")
         tx_off, rx_off = Signal(_A, name="net_tx_off"), Signal(_A, name="net_rx_off")
         m.d.sync += [tx_off.eq(c_tx * ins.count), rx_off.eq(c_rx * ins.count)]
+        # The second direction's chunks, (d + s) mod D sent and (d + s + 1) mod D received, the
+        # same way: d and (d + 1) mod D while IDLE, stepped up by one in SETUP, products
+        # registered. ``nrev`` = floor((D-1)/2): the steps that use both directions.
+        def up(c):                                   # (c + 1) mod D, c < D
+            return Mux(c == ndev - 1, 0, c + 1)[:8]
+        c_tx2, c_rx2 = Signal(8, name="net_c_tx2"), Signal(8, name="net_c_rx2")
+        tx2_off, rx2_off = Signal(_A, name="net_tx2_off"), Signal(_A, name="net_rx2_off")
+        m.d.sync += [tx2_off.eq(c_tx2 * ins.count), rx2_off.eq(c_rx2 * ins.count)]
+        nrev = Signal(8, name="nrev")
 
         def setup():
             s = ins.sram
-            stmts = [a_iss.eq(0), a_out.eq(0), a_in.eq(0), b_n.eq(0), b_blk.eq(0), count.eq(ins.count),
+            stmts = [a_iss.eq(0), a_out.eq(0), b_n.eq(0), b_blk.eq(0),
                      a_en.eq(0), a_comb.eq(0), a_tx32.eq(0), a_wr.eq(0), a_rd.eq(s), a_wa.eq(s),
                      b_en.eq(0), b_fwd.eq(0), b_wa.eq(s), tx_rev.eq(0), rx_rev.eq(0),
                      rx32.eq(0), hold_v.eq(0), wide.eq(~is_ar),
                      b_rem.eq(ins.count + (s[:lg] if lg else 0))]
             m.d.sync += stmts
+            # (count > 0 here: an operand touches at least one block)
+            n, nz = ins.count, ins.count != 0
+            for c in (a_in, a_left, b_left):
+                c.load(m, n)
+            a_nrd.load(m, Mux(is_ar, n, _blocks(s, n, lg)), nz=nz)
+            b_nblk.load(m, _blocks(s, n, lg), nz=nz)
             with m.If(is_send):
                 m.d.sync += [a_en.eq(1), tx_rev.eq(ins.prev)]
             with m.Elif(is_recv):
                 m.d.sync += [b_en.eq(1), rx_rev.eq(ins.prev)]
             with m.Elif(is_ag):
-                m.d.sync += [c_tx.eq(down(c_tx)), c_rx.eq(down(c_rx))]
+                m.d.sync += [c_tx.eq(down(c_tx)), c_rx.eq(down(c_rx)),
+                             c_tx2.eq(up(c_tx2)), c_rx2.eq(up(c_rx2))]
+                m.d.comb += [rev.start.eq(1), rev.en.eq(step < nrev), rev.rd.eq(s + tx2_off),
+                             rev.wa.eq(s + rx2_off), rev.count.eq(ins.count)]
                 b_start = (s + rx_off)[:_A]
-                m.d.sync += [a_en.eq(1), a_rd.eq(s + tx_off),
-                             b_en.eq(1), b_wa.eq(b_start),
+                a_start = (s + tx_off)[:_A]
+                m.d.sync += [a_en.eq(1), a_rd.eq(a_start), b_en.eq(1), b_wa.eq(b_start),
                              b_rem.eq(ins.count + (b_start[:lg] if lg else 0))]
+                a_nrd.load(m, _blocks(a_start, n, lg), nz=nz)
+                b_nblk.load(m, _blocks(b_start, n, lg), nz=nz)
             with m.Elif(is_ar & (step == 0)):       # phase 1: FP32 partial sums, 0 -> D-1
                 m.d.sync += [a_en.eq(1), a_comb.eq(~first_dev), rx32.eq(1),
                              a_tx32.eq(~last_dev), a_wr.eq(last_dev)]
@@ -567,7 +859,7 @@ class NetUnit(wiring.Component):
         with m.FSM(name="net"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
-                m.d.sync += [c_tx.eq(dev), c_rx.eq(down(dev))]
+                m.d.sync += [c_tx.eq(dev), c_rx.eq(down(dev)), c_tx2.eq(dev), c_rx2.eq(up(dev))]
                 with m.If(self.cmd.valid):
                     m.d.sync += [ins.eq(self.cmd.payload), step.eq(0)]
                     m.next = "CHECK"
@@ -580,7 +872,8 @@ class NetUnit(wiring.Component):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += nsteps.eq(Mux(is_ag, ndev - 1, Mux(is_ar, 2, 1)))
+                    m.d.sync += [nsteps.eq(Mux(is_ag, ndev >> 1, Mux(is_ar, 2, 1))),
+                                 nrev.eq((ndev - 1) >> 1)]
                     m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
@@ -590,6 +883,7 @@ class NetUnit(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(step_done):
                     m.d.sync += [a_en.eq(0), b_en.eq(0), step.eq(step + 1)]
+                    m.d.comb += rev.stop.eq(1)
                     with m.If(step + 1 == nsteps):
                         m.d.comb += self.done.eq(1)
                         m.next = "IDLE"

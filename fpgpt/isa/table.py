@@ -231,7 +231,7 @@ INSTRUCTIONS: tuple[InstrDef, ...] = (
     InstrDef("ALLGATHER", 0x42, Unit.NET,
              (SRAM, NET_COUNT),
              "On D devices, device d holds its chunk at S[sram + d*count : +count]; afterwards every\n"
-             "device holds all D chunks there (ring, D-1 steps)."),
+             "device holds all D chunks there (ring, both directions: ceil((D-1)/2) steps)."),
     InstrDef("ALLREDUCE", 0x43, Unit.NET,
              (SRAM, NET_COUNT),
              "S[sram : sram + count] = f16(sum over devices d = 0..D-1, in that order, of f32(S_d[...]))"),

@@ -159,15 +159,33 @@ def _net_blocks(hw: "HardwareConfig", a: int, n: int) -> int:
     return (a % g + n + g - 1) // g
 
 
-def _allgather_steps(hw: "HardwareConfig", f: dict[str, int]) -> list[tuple[int, int]]:
-    """Per ALLGATHER step, the most (reads, writes) blocks a device makes, for the worst one:
-    ``(R, W)`` of the device maximising ``max(W + 8, R + W + 6)``."""
+def _allgather_steps(hw: "HardwareConfig",
+                     f: dict[str, int]) -> list[list[tuple[int, int, int, int]]]:
+    """Per step of a bidirectional ALLGATHER (``floor(D/2)`` = ``ceil((D-1)/2)`` steps), per
+    device ``(R, W, k_rw, k_w)``: the blocks it reads and writes (both directions together) and
+    the step's constants, its port time ``R + W + k_rw`` and its writes' ``W + k_w`` (after the
+    hop's latency on a ring).
+
+    Step ``s`` sends chunk ``(d-s) mod D`` on ``tx_next`` and writes ``(d-s-1) mod D``; while
+    ``s < floor((D-1)/2)`` it also sends ``(d+s) mod D`` on ``tx_prev`` and writes
+    ``(d+s+1) mod D``: ``k_rw, k_w = 8, 9``. A step on ``tx_next`` alone: ``k_rw, k_w = 6, 8`` on
+    two devices, ``8, 10`` after a step with both directions (the RTL's bounds,
+    tests/rtl/test_hw_net.py ``test_cycle_cost``; ``k_w`` with link latency: the Verilog ring
+    of tests/rtl/test_hw_ring.py)."""
     d, n, a = hw.devices, int(f["count"]), int(f.get("sram", 0))
     out = []
-    for s in range(d - 1):
-        rw = [(_net_blocks(hw, a + ((i - s) % d) * n, n),
-               _net_blocks(hw, a + ((i - s - 1) % d) * n, n)) for i in range(d)]
-        out.append(max(rw, key=lambda x: max(x[1] + 8, x[0] + x[1] + 6)))
+    for s in range(d // 2):
+        rw = []
+        for i in range(d):
+            r = _net_blocks(hw, a + ((i - s) % d) * n, n)
+            w = _net_blocks(hw, a + ((i - s - 1) % d) * n, n)
+            if s < (d - 1) // 2:
+                r += _net_blocks(hw, a + ((i + s) % d) * n, n)
+                w += _net_blocks(hw, a + ((i + s + 1) % d) * n, n)
+                rw.append((r, w, 8, 9))
+            else:
+                rw.append((r, w, 8, 10) if d > 2 else (r, w, 6, 8))
+        out.append(rw)
     return out
 
 
@@ -178,8 +196,9 @@ def net_engine_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float
     SEND, RECV, ALLGATHER move ``G`` elements per scratchpad access
     (:func:`~fpgpt.geometry.ring_group_elements`); a transfer of ``n`` elements at ``a`` touches
     ``B(a, n) = ⌈(a mod G + n)/G⌉`` G-aligned blocks. SEND ``8 + ⌈n/G⌉``; RECV ``9 + B``;
-    ALLGATHER ``1 + Σ_steps max_devices max(W + 8, R + W + 6)`` (``R``/``W`` blocks read and
-    written); ALLREDUCE (an element per cycle, through a pipeline of
+    ALLGATHER ``1 + Σ_steps max_devices max(W + k_w, R + W + k_rw)`` over its ``floor(D/2)``
+    steps (``R``/``W`` blocks read and written in both directions, the constants of
+    :func:`_allgather_steps`); ALLREDUCE (an element per cycle, through a pipeline of
     :func:`net_allreduce_pipe` registers on each device) ``3n + (10 + pipe)·D - 4``, at most
     16 cycles above the RTL; empty collectives 1."""
     d = hw.devices
@@ -191,7 +210,8 @@ def net_engine_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float
     if op == "RECV":
         return float(9 + _net_blocks(hw, int(f.get("sram", 0)), n))
     if op == "ALLGATHER":
-        return float(1 + sum(max(w + 8, r + w + 6) for r, w in _allgather_steps(hw, f)))
+        return float(1 + sum(max(max(w + kw, r + w + krw) for r, w, krw, kw in step)
+                             for step in _allgather_steps(hw, f)))
     if op == "ALLREDUCE":
         return float(3 * n + (10 + net_allreduce_pipe(hw)) * d - 4)
     raise ValueError(f"{op} is not a NET instruction")
@@ -209,8 +229,10 @@ def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
 
     - SEND ``L + max(⌈n/G⌉, busy(2n)) + 8``; RECV ``L + max(W, busy(2n)) + 9`` (the system
       model completes a pair at the later of the two);
-    - ALLGATHER: ``1 + Σ_steps max(R + W + 6, L + max(W, busy(2n)) + 8)`` (the port's work, or
-      the hop's latency then the later of the receiver's writes and the link's transfer);
+    - ALLGATHER (``floor(D/2)`` steps, both directions while ``s < floor((D-1)/2)``):
+      ``1 + Σ_steps max_devices max(R + W + k_rw, L + max(W, busy(2n)) + k_w)`` (the port's work
+      for both directions, or the hop's latency then the later of the receiver's writes and one
+      link's transfer; the two links carry their hops at once; :func:`_allgather_steps`);
     - ALLREDUCE (the RTL's chain in device order, FP32 partial sums ``0 -> D-1`` then the FP16
       result ``D-1 -> 0 -> .. -> D-2``): ``2(D-1)·L + max(E, busy(4n) + busy(2n))``.
 
@@ -231,8 +253,8 @@ def net_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     elif op == "RECV":
         total = lat + max(eng - 9, busy) + 9
     elif op == "ALLGATHER":
-        total = 1 + sum(max(r + w + 6, lat + max(w, busy) + 8)
-                        for r, w in _allgather_steps(hw, f))
+        total = 1 + sum(max(max(r + w + krw, lat + max(w, busy) + kw) for r, w, krw, kw in step)
+                        for step in _allgather_steps(hw, f))
     else:
         chain = (_link_busy_ns(hw, 4 * n) + _link_busy_ns(hw, 2 * n)) * cyc
         total = 2 * (d - 1) * lat + max(eng, chain)
@@ -338,7 +360,8 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
     slow B path adds its ``nk·N`` B line reads per row). VPU: per row, one line read per
     operand window of ``K·C`` elements and one masked line write per window of results. NET:
     one access per G-aligned block a SEND reads or a RECV writes, per step of an ALLGATHER the
-    worst device's blocks read and written (:func:`net_engine_cycles`); ALLREDUCE one per
+    worst device's blocks read and written in both directions (:func:`net_engine_cycles`);
+    ALLREDUCE one per
     element (``3·count``: the last device's read, write-back and re-read).
     """
     if op == "MM":
@@ -363,7 +386,9 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
     if n == 0:
         return 0
     if op == "ALLGATHER":
-        return sum(r + w for r, w in _allgather_steps(hw, f))
+        return sum(r + w for r, w, _, _ in (max(step, key=lambda x: max(x[1] + x[3],
+                                                                      x[0] + x[1] + x[2]))
+                                             for step in _allgather_steps(hw, f)))
     if op == "ALLREDUCE":
         return 3 * n if hw.devices > 1 else 0
     return _net_blocks(hw, int(f.get("sram", 0)), n)
@@ -394,7 +419,8 @@ EVENT_KEYS = ("mpu_macs", "vpu_ops.VADD", "vpu_ops.VMUL", "vpu_ops.VCOPY", "vpu_
 
 def link_bytes(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
     """Bytes one device sends onto its links for a NET instruction, as :func:`net_cycles` models
-    the ring: SEND ``2·count``; ALLGATHER ``D-1`` hops of ``2·count``; ALLREDUCE ``2(D-1)`` hops
+    the ring: SEND ``2·count``; ALLGATHER ``D-1`` hops of ``2·count`` (``ceil((D-1)/2)`` on
+    ``tx_next``, the rest on ``tx_prev``); ALLREDUCE ``2(D-1)`` hops
     of ``2·⌈count/D⌉``; RECV sends nothing."""
     count, d = f["count"], hw.devices
     if op == "SEND":

@@ -332,9 +332,11 @@ class Collective:
 
     ``cards`` are the cards taking part (every card, or the sender then the receiver);
     ``arrive`` each one's earliest start (its own dependencies met), ``start`` the last arrival
-    (the transfer needs all of them), ``end`` each one's completion, ``link_bytes`` what each link
-    in ``links`` (``(card, "next" | "prev")``: a card's transmitter) carries, ``link_busy`` that
-    link's transfer cycles."""
+    (the transfer needs all of them), ``end`` each one's completion, ``links`` the transmitters
+    it uses (``(card, "next" | "prev")``), ``per_link`` each one's ``(bytes, busy cycles)`` (in
+    the order of ``links``; the hop latency is not busy time), ``link_bytes`` and ``link_busy``
+    the busiest link's (an ALLGATHER on ``D`` cards sends ``ceil((D-1)/2)`` hops on each
+    ``tx_next`` and ``floor((D-1)/2)`` on each ``tx_prev``)."""
     stream: str
     op: str
     count: int
@@ -345,6 +347,7 @@ class Collective:
     link_busy: float
     cards: tuple[int, ...] = ()
     links: tuple[tuple[int, str], ...] = ()
+    per_link: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -376,7 +379,7 @@ class SystemSimResult:
 
     def link_bytes(self, stream: str = "decode") -> int:
         """Bytes sent on all the ring's links during ``stream``."""
-        return sum(c.link_bytes * len(c.links) for c in self.collectives if c.stream == stream)
+        return sum(b for c in self.collectives if c.stream == stream for b, _ in c.per_link)
 
     @property
     def link_bytes_per_token(self) -> float:
@@ -387,13 +390,14 @@ class SystemSimResult:
     @property
     def link_utilization(self) -> float:
         """Busy cycles / decode cycles of the busiest link (a card's transmitter; the compiled
-        programs' all-gathers load every ``tx_next`` link alike)."""
+        programs' all-gathers load every ``tx_next`` link alike, and each ``tx_prev`` with
+        ``floor((D-1)/2)`` of their ``ceil((D-1)/2)`` hops)."""
         cyc = self._stream_cycles("decode")
         busy: dict[tuple[int, str], float] = {}
         for c in self.collectives:
             if c.stream == "decode":
-                for link in c.links:
-                    busy[link] = busy.get(link, 0.0) + c.link_busy
+                for link, (_, b) in zip(c.links, c.per_link):
+                    busy[link] = busy.get(link, 0.0) + b
         return max(busy.values(), default=0.0) / cyc if cyc else 0.0
 
     def ring_wait_share(self, stream: str = "decode") -> list[float]:
@@ -468,17 +472,21 @@ def _time_system_stream(programs, stream: str, hw: HardwareConfig, regs: list, *
     lat_cycles = hw.link.latency_ns * hw.clock_mhz / 1e3
     instr = [programs[d].streams[stream] for d in range(n)]
 
-    def record(op: str, count: int, cards: tuple, hops: int, per_hop: int,
-               links: tuple) -> None:
-        """Time one transfer among ``cards`` (all at their NET instruction) and resume them."""
+    def record(op: str, count: int, cards: tuple, per_hop: int,
+               links: tuple[tuple[tuple[int, str], int], ...]) -> None:
+        """Time one transfer among ``cards`` (all at their NET instruction) and resume them;
+        ``links``: each transmitter used and its hops of ``per_hop`` bytes."""
         arrive = [at[d][1] for d in cards]
         start = max(arrive)
         cost = max(at[d][2] for d in cards)
-        busy = hops * link_busy_ns(hw, per_hop) * hw.clock_mhz / 1e3 if count else 0.0
+        loads = tuple((hops * per_hop if count else 0,
+                       hops * link_busy_ns(hw, per_hop) * hw.clock_mhz / 1e3 if count else 0.0)
+                      for _, hops in links)
         end = [start + cost] * len(cards)
-        collectives.append(Collective(stream, op, count, arrive, start, end,
-                                      hops * per_hop if count else 0, busy, cards, links))
-        for card, direction in links:
+        top = max(loads, key=lambda x: x[1])
+        collectives.append(Collective(stream, op, count, arrive, start, end, top[0], top[1],
+                                      cards, tuple(link for link, _ in links), loads))
+        for ((card, direction), _), (nbytes, busy) in zip(links, loads):
             t = traces[card]
             if t is not None and busy > 0:
                 k = t._us_per_cycle
@@ -486,7 +494,7 @@ def _time_system_stream(programs, stream: str, hw: HardwareConfig, regs: list, *
                 t._add({"name": op, "ph": "X", "pid": t.pid, "tid": LINK_TIDS[direction],
                         "ts": t._offset_us + start * k,
                         "dur": max(busy, cost - lat_cycles) * k,
-                        "args": {"bytes": hops * per_hop, "to": to, "stream": stream}})
+                        "args": {"bytes": nbytes, "to": to, "stream": stream}})
         for d, e in zip(cards, end):
             step(d, e)
 
@@ -504,8 +512,8 @@ def _time_system_stream(programs, stream: str, hw: HardwareConfig, regs: list, *
                 if peer["count"] != ins["count"]:
                     raise TimingError(f"stream {stream!r}: card {d} SENDs {ins['count']} elements "
                                       f"but card {to} RECVs {peer['count']}")
-                record("SEND", ins["count"], (d, to), 1, 2 * ins["count"],
-                       ((d, "prev" if ins["prev"] else "next"),))
+                record("SEND", ins["count"], (d, to), 2 * ins["count"],
+                       (((d, "prev" if ins["prev"] else "next"), 1),))
                 ops[d] = ops[to] = None
                 progressed = True
         if all(a is not None for a in at) and all(
@@ -515,10 +523,13 @@ def _time_system_stream(programs, stream: str, hw: HardwareConfig, regs: list, *
                 raise TimingError(f"stream {stream!r}: the cards disagree at a collective ("
                                   + "; ".join(f"card {d}: {o.op} count {o['count']}"
                                               for d, o in enumerate(ops)) + ")")
-            hops = n - 1 if op == "ALLGATHER" else 2 * (n - 1)
             per_hop = 2 * (count if op == "ALLGATHER" else -(-count // n))
-            record(op, count, tuple(range(n)), hops, per_hop,
-                   tuple((d, "next") for d in range(n)))
+            if op == "ALLGATHER":       # both directions: ceil((n-1)/2) hops on tx_next, the
+                links = (tuple(((d, "next"), n // 2) for d in range(n))     # rest on tx_prev
+                         + tuple(((d, "prev"), (n - 1) // 2) for d in range(n) if n > 2))
+            else:                       # the FP32 chain then the FP16 result, on tx_next
+                links = tuple(((d, "next"), 2 * (n - 1)) for d in range(n))
+            record(op, count, tuple(range(n)), per_hop, links)
             progressed = True
         if not progressed:
             where = "; ".join(f"card {d}: " + ("halted" if a is None else

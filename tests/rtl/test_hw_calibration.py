@@ -117,8 +117,10 @@ def test_net_model_is_the_engine(preset):
                 got = costs.net_cycles(hw, op, f)
                 assert got >= eng, (op, d, n)
                 if n and (d > 1 or op in ("SEND", "RECV")):
-                    # bytes each link carries: a hop per step; ALLREDUCE's chain FP32 then FP16
-                    hops = {"ALLGATHER": d - 1, "ALLREDUCE": 2 * (d - 1)}.get(op, 1)
+                    # bytes the busiest link carries: a hop per step (ALLGATHER: tx_next's
+                    # ceil((d-1)/2), the rest go on tx_prev at once); ALLREDUCE's chain FP32
+                    # then FP16
+                    hops = {"ALLGATHER": d // 2, "ALLREDUCE": 2 * (d - 1)}.get(op, 1)
                     nbytes = 6 * n if op == "ALLREDUCE" else 2 * n * hops
                     link = nbytes / hw.link.payload_bytes_per_s * hw.clock_mhz * 1e6
                     assert got >= hops * lat + link, (op, d, n)

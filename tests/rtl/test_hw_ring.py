@@ -96,6 +96,28 @@ def test_net_program_on_a_ring(cards, tmp_path, rtl_build):
     # every card started its stream on the same edge, and every link carried beats both ways
     assert len({s["runs"][0]["start_edge"] for s in stats}) == 1
     assert all(n > 0 for s in stats for n in s["beats"].values())
+    # the ALLGATHER (NET's 5th instruction; both directions on 3 cards): from the last card's
+    # start to each card's completion, as the timing model charges it (an upper bound)
+    got, want = allgather_cycles(stats, hw.replace(devices=cards))
+    print(f"ALLGATHER on {cards} cards: RTL {got} cycles (slowest card), model {want}")
+    assert want - AG_SLACK * (cards // 2) <= got <= want, (got, want)
+
+
+#: How far below costs.net_cycles an ALLGATHER of the NET program may finish, per step.
+AG_SLACK = 8
+
+
+def allgather_cycles(stats: list[dict], hw) -> tuple[int, float]:
+    """The NET program's ALLGATHER (ring_case.net_case): RTL cycles from the last card's start
+    to the last completion (every card starts its stream on the same edge, so the stamps share
+    a time base), and what fpgpt.sim.costs.net_cycles charges for it."""
+    from fpgpt.sim import costs
+    from ring_case import GATHER
+
+    i = 4                                   # SEND, RECV, SEND, RECV, ALLGATHER, ALLREDUCE
+    start = max(s["runs"][0]["starts"]["net"][i] for s in stats)
+    end = max(s["runs"][0]["stamps"]["net"][i] for s in stats)
+    return end - start, costs.net_cycles(hw, "ALLGATHER", {"count": GATHER, "sram": 1024})
 
 
 def check_ring_cycles(report: dict, tolerance: float = CYCLE_TOLERANCE) -> None:
