@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from ..isa.table import (BY_OPCODE, INSTRUCTIONS, OPCODE_BITS, WAIT_BITS, WAIT_UNITS, WORD_BITS,
                          Field, InstrDef, Kind, Unit)
 
-__all__ = ["Opcode", "UnitCode", "field_shape", "instr_layout", "INSTR_LAYOUTS", "WORD_LAYOUT",
+__all__ = ["captured_layout", "Opcode", "UnitCode", "field_shape", "instr_layout", "INSTR_LAYOUTS", "WORD_LAYOUT",
            "Decoder"]
 
 
@@ -102,3 +102,20 @@ class Decoder(wiring.Component):
                 # Verilator's CASEINCOMPLETE warns about.
                 m.d.comb += [self.known.eq(0), self.unit.eq(UnitCode.CTRL)]
         return m
+
+
+def captured_layout(unit: Unit) -> data.StructLayout:
+    """The instruction as ``unit``'s queue holds it: ``op`` plus the union of the fields of its
+    instructions, by name, register fields (``Kind.REG``) widened to the 32-bit register value
+    captured at dispatch. Fields an instruction lacks are zero."""
+    members: dict = {"op": Opcode}
+    for d in INSTRUCTIONS:
+        if d.unit is not unit:
+            continue
+        for f in d.fields:
+            shape = unsigned(32) if f.kind is Kind.REG else field_shape(f)
+            if members.get(f.name, shape) != shape:
+                raise ValueError(f"{unit.name} field {f.name!r} has two shapes in the ISA table; "
+                                 "give it one width")
+            members[f.name] = shape
+    return data.StructLayout(members)

@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import HardwareConfig
 from ..isa.table import (INSTRUCTIONS, NUM_REGS, REG_BITS, WAIT_UNITS, WORD_BITS, Kind, Unit)
 from .decoder import WORD_LAYOUT, Opcode
-from .dma import captured_layout
+from .decoder import captured_layout
 
 __all__ = ["UNITS", "UnitQueue", "Dispatcher"]
 

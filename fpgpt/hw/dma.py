@@ -64,20 +64,18 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
 from ..geometry import stripes_ok
-from ..isa.table import INSTRUCTIONS, Kind, Unit
-from .decoder import Opcode, field_shape
+from ..isa.table import Unit
+from .axi import AXI_4K_BYTES, AXI_ADDR_BITS, AXI_MAX_BEATS, axi4_signature
+from .decoder import Opcode, captured_layout
 from .dma_model import channel_address, dma_path, engine_cycles
+from .flag_fifo import FlagFIFO
 from .scratchpad import chunk_elements, line_elements, line_signature
 
-__all__ = ["captured_layout", "axi4_signature", "channel_address", "DMA", "default_outstanding",
-           "AXI_ADDR_BITS", "stripes_ok", "dma_path", "engine_cycles"]
+__all__ = ["channel_address", "DMA", "default_outstanding", "stripes_ok", "dma_path",
+           "engine_cycles"]
 
-#: Address width of every AXI4 master port (Vitis kernels use 64-bit buffer addresses).
-AXI_ADDR_BITS = 64
 _HBM_BITS = 48          # internal HBM byte address arithmetic (the ISA's addresses are 40 bits)
 _COUNT_BITS = 34        # rows + R[rr] and friends (16-bit field + 32-bit register)
-_AXI_4K = 4096          # an AXI burst may not cross a 4 KiB boundary
-_AXI_MAX_BEATS = 256
 
 
 def default_outstanding(hw: HardwareConfig) -> int:
@@ -90,39 +88,6 @@ def default_outstanding(hw: HardwareConfig) -> int:
     while n <= need:
         n *= 2
     return n
-
-
-def captured_layout(unit: Unit) -> data.StructLayout:
-    """The instruction as ``unit``'s queue holds it: ``op`` plus the union of the fields of its
-    instructions, by name, register fields (``Kind.REG``) widened to the 32-bit register value
-    captured at dispatch. Fields an instruction lacks are zero."""
-    members: dict = {"op": Opcode}
-    for d in INSTRUCTIONS:
-        if d.unit is not unit:
-            continue
-        for f in d.fields:
-            shape = unsigned(32) if f.kind is Kind.REG else field_shape(f)
-            if members.get(f.name, shape) != shape:
-                raise ValueError(f"{unit.name} field {f.name!r} has two shapes in the ISA table; "
-                                 "give it one width")
-            members[f.name] = shape
-    return data.StructLayout(members)
-
-
-def axi4_signature(addr_bits: int, data_bits: int, id_bits: int = 1) -> wiring.Signature:
-    """An AXI4 master port with AMBA member names (``awaddr``, ``awvalid`` ...), flat, so that
-    Amaranth names the Verilog ports ``<port>__awaddr`` (``Out`` = driven by the master)."""
-    m = {}
-    for ch in ("aw", "ar"):
-        m.update({f"{ch}id": Out(id_bits), f"{ch}addr": Out(addr_bits), f"{ch}len": Out(8),
-                  f"{ch}size": Out(3), f"{ch}burst": Out(2), f"{ch}valid": Out(1),
-                  f"{ch}ready": In(1)})
-    m.update({"wdata": Out(data_bits), "wstrb": Out(data_bits // 8), "wlast": Out(1),
-              "wvalid": Out(1), "wready": In(1),
-              "bid": In(id_bits), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-              "rid": In(id_bits), "rdata": In(data_bits), "rresp": In(2), "rlast": In(1),
-              "rvalid": In(1), "rready": Out(1)})
-    return wiring.Signature(m)
 
 
 def _log2(x: int) -> int:
@@ -138,59 +103,9 @@ def _popcount(bits):
     return vals[0]
 
 
-class _FlagFIFO(wiring.Component):
-    """``amaranth.lib.fifo.SyncFIFOBuffered(width, depth)``, cycle for cycle (the same ports,
-    the same ``w_rdy`` / ``r_rdy`` / ``r_data`` in every cycle), but with the inner level kept
-    as a thermometer code (bit ``i``: more than ``i`` entries) instead of a binary count, and
-    ``empty`` (``level == 0``) in place of ``level``. So that every register after ``w_en`` and
-    ``r_en`` is one or two LUTs away from them: the library FIFO adds ±1 to its level behind them
-    (a carry chain), and on u280 both come from an AND over 32 channels' handshakes (the
-    stripe reader's RVALID, the writer's WREADY, FRUN's AR/AW ready), which into that adder
-    was the DMA's critical path (docs/rtl-clock.md). ``depth`` at least 2."""
-
-    def __init__(self, width: int, depth: int):
-        if depth < 2:
-            raise ValueError(f"depth must be at least 2, not {depth!r}")
-        self.width, self.depth = width, depth
-        super().__init__({"w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
-                          "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
-                          "empty": Out(1)})
-
-    def elaborate(self, platform):
-        from amaranth.lib.memory import Memory
-        m = Module()
-        di = self.depth - 1                              # the inner storage; r_data is the last
-        t = Signal(di)                                   # thermometer: t[i] = inner level > i
-        m.d.comb += [self.w_rdy.eq(~t[di - 1]), self.empty.eq(~t[0] & ~self.r_rdy)]
-        do_write = self.w_rdy & self.w_en
-        do_read = t[0] & (~self.r_rdy | self.r_en)       # inner -> the output register
-        m.submodules.storage = storage = Memory(shape=self.width, depth=di, init=[])
-        w_port, r_port = storage.write_port(), storage.read_port(domain="sync")
-        produce, consume = Signal(range(di)), Signal(range(di))
-
-        def incr(p):
-            return Mux(p == di - 1, 0, p + 1)[:len(p)] if di > 1 else p
-
-        m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
-                     r_port.addr.eq(consume), r_port.en.eq(do_read), self.r_data.eq(r_port.data)]
-        with m.If(do_write):
-            m.d.sync += produce.eq(incr(produce))
-        with m.If(do_read):
-            m.d.sync += consume.eq(incr(consume))
-        with m.If(do_write & ~do_read):
-            m.d.sync += t.eq(Cat(Const(1), t[:di - 1]) if di > 1 else 1)
-        with m.If(do_read & ~do_write):
-            m.d.sync += t.eq(t[1:] if di > 1 else 0)
-        with m.If(do_read):
-            m.d.sync += self.r_rdy.eq(1)
-        with m.Elif(self.r_en):
-            m.d.sync += self.r_rdy.eq(0)
-        return m
-
-
 #: Stripes of a segment at most: an AXI burst has at most 256 beats and never crosses 4 KiB.
 def _segment_stripes(hw: HardwareConfig) -> int:
-    return min(_AXI_MAX_BEATS, _AXI_4K // (hw.hbm.port_bits // 8))
+    return min(AXI_MAX_BEATS, AXI_4K_BYTES // (hw.hbm.port_bits // 8))
 
 
 class DMA(wiring.Component):
@@ -231,9 +146,9 @@ class DMA(wiring.Component):
         if h.channels & (h.channels - 1):
             raise ValueError(f"hbm.channels must be a power of two for the RTL DMA, not {h.channels!r}")
         beat = h.port_bits // 8
-        if h.interleave_bytes > _AXI_4K or h.interleave_bytes // beat > _AXI_MAX_BEATS:
+        if h.interleave_bytes > AXI_4K_BYTES or h.interleave_bytes // beat > AXI_MAX_BEATS:
             raise ValueError(f"hbm.interleave_bytes={h.interleave_bytes} must be at most 4096 and "
-                             f"{_AXI_MAX_BEATS} beats of {beat} bytes (one AXI burst per granule)")
+                             f"{AXI_MAX_BEATS} beats of {beat} bytes (one AXI burst per granule)")
         if not isinstance(outstanding, int) or outstanding < 1:
             raise ValueError(f"outstanding must be a positive integer, not {outstanding!r}")
         self._hw = hw
@@ -358,8 +273,8 @@ class DMA(wiring.Component):
         seg = data.StructLayout({"chunk": unsigned(32), "n": unsigned(LS + 1),
                                  "lo": unsigned(LES + 1), "hi": unsigned(LES + 1)})
         # The segment FIFO: SyncFIFOBuffered's behaviour, its level a thermometer code
-        # (_FlagFIFO; the library FIFO's level adder behind the channels' AND limited u280).
-        m.submodules.segs = sq = (_FlagFIFO(seg.size, self._outstanding)
+        # (FlagFIFO; the library FIFO's level adder behind the channels' AND limited u280).
+        m.submodules.segs = sq = (FlagFIFO(seg.size, self._outstanding)
                                   if self._outstanding >= 2 else
                                   fifo.SyncFIFOBuffered(width=seg.size, depth=self._outstanding))
         sq_empty = Signal(name="sq_empty")

@@ -18,7 +18,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..isa.table import WORD_BITS, WORD_BYTES
-from .dma import AXI_ADDR_BITS, axi4_signature
+from .axi import AXI_ADDR_BITS, axi4_signature
 
 __all__ = ["ProgramLoader", "BURST_BOUNDARY"]
 

@@ -56,7 +56,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import HardwareConfig
 from ..geometry import mm_fast_b
 from ..isa.table import Unit
-from .dma import captured_layout
+from .decoder import captured_layout
 from .fpu import delay
 from .mpu import MPULane
 from .scratchpad import (ELEMENT_BITS, bank_count, bank_signature, check_geometry,

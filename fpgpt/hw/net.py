@@ -117,7 +117,7 @@ from ..geometry import (chunk_elements, line_elements, net_allreduce_add_stages,
                         ring_group_elements, ring_stream_bits)
 from ..isa.table import Unit
 from .decoder import Opcode
-from .dma import captured_layout
+from .decoder import captured_layout
 from .fplogic import build_f16_to_f32, build_f32_add, build_f32_to_f16
 from .scratchpad import ELEMENT_BITS, line_signature
 

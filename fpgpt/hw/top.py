@@ -27,7 +27,8 @@ from ..isa.table import WAIT_UNITS, WORD_BITS
 from .control import ControlSlave, axi4lite_signature
 from .cosim import write_verilog
 from .dispatch import Dispatcher
-from .dma import AXI_ADDR_BITS, DMA, axi4_signature
+from .axi import AXI_ADDR_BITS, axi4_signature
+from .dma import DMA
 from .fetch import ProgramLoader
 from .mpu_engine import MPUEngine
 from .net import NetUnit, axis_signature
@@ -56,8 +57,8 @@ class Core(wiring.Component):
     Ports
     -----
     s_axi : Out(control.axi4lite_signature())
-    m_axi_prog : Out(dma.axi4_signature(64, WORD_BITS))   program image reads
-    m_axi0 ... : Out(dma.axi4_signature(64, hbm.port_bits))
+    m_axi_prog : Out(axi4_signature(64, WORD_BITS))   program image reads
+    m_axi0 ... : Out(axi4_signature(64, hbm.port_bits))
     tx_next, tx_prev : Out(net.axis_signature(hw)); rx_prev, rx_next : In(...)
     probe : Out(2 * len(WAIT_UNITS) + 1), only with ``probes=True``
         With ``n = len(WAIT_UNITS)``: bit ``i < n``, unit ``WAIT_UNITS[i]`` completes an

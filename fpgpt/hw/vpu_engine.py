@@ -60,7 +60,7 @@ from ..config import HardwareConfig
 from ..geometry import vpu_window_chunks
 from ..isa.table import Unit
 from .decoder import Opcode
-from .dma import captured_layout
+from .decoder import captured_layout
 from .scratchpad import ELEMENT_BITS, chunk_bits, chunk_elements, line_elements, line_signature
 from .vpu import VPU, check_vpu_args
 

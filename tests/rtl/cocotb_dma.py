@@ -28,7 +28,8 @@ from cocotb.triggers import RisingEdge
 from cocotb_util import HBM, issue_and_wait, line_port
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
-from fpgpt.hw.dma import captured_layout, dma_path, engine_cycles
+from fpgpt.hw.decoder import captured_layout
+from fpgpt.hw.dma import dma_path, engine_cycles
 from fpgpt.isa import Instr, Program, Unit
 from fpgpt.sim.control import capture
 from fpgpt.sim.executor import run_stream

@@ -26,7 +26,7 @@ from cocotb.triggers import RisingEdge
 from cocotb_util import bank_port, issue_and_wait, line_geometry, line_port
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
-from fpgpt.hw.dma import captured_layout
+from fpgpt.hw.decoder import captured_layout
 from fpgpt.hw.mpu_engine import engine_cycles, fast_b_layout
 from fpgpt.isa import Instr, Program, Unit
 from fpgpt.sim.control import capture

@@ -24,7 +24,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 from cocotb_util import issue_and_wait, line_port
 from fpgpt.config import load_preset
 from fpgpt.hw.decoder import Opcode
-from fpgpt.hw.dma import captured_layout
+from fpgpt.hw.decoder import captured_layout
 from fpgpt.isa import numerics
 from fpgpt.isa.table import Unit
 

@@ -18,7 +18,7 @@ from amaranth.sim import Simulator
 
 from fpgpt.config import load_preset
 from fpgpt.hw.dispatch import UNITS, Dispatcher
-from fpgpt.hw.dma import captured_layout
+from fpgpt.hw.decoder import captured_layout
 from fpgpt.isa import Instr, Program
 from fpgpt.isa.encoding import encode
 from fpgpt.isa.table import BY_NAME, BY_OPCODE, Kind

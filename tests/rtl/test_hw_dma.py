@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from fpgpt.config import load_preset
-from fpgpt.hw.dma import DMA, captured_layout, channel_address, dma_path, engine_cycles, stripes_ok
+from fpgpt.hw.decoder import captured_layout
+from fpgpt.hw.dma import DMA, channel_address, dma_path, engine_cycles, stripes_ok
 from fpgpt.isa import Unit
 
 
@@ -37,7 +38,7 @@ def test_captured_layout_widens_register_fields():
 
 @pytest.mark.parametrize("depth", [2, 3, 8, 32])
 def test_flag_fifo_is_sync_fifo_buffered(depth):
-    """The segment FIFO (_FlagFIFO, its level a thermometer code for the clock) behaves as
+    """The segment FIFO (FlagFIFO, its level a thermometer code for the clock) behaves as
     amaranth's SyncFIFOBuffered cycle for cycle: w_rdy, r_rdy, r_data and level == 0 equal in
     every cycle of random pushes and pops, through full and empty."""
     import random
@@ -46,10 +47,10 @@ def test_flag_fifo_is_sync_fifo_buffered(depth):
     from amaranth.lib import fifo
     from amaranth.sim import Simulator
 
-    from fpgpt.hw.dma import _FlagFIFO
+    from fpgpt.hw.flag_fifo import FlagFIFO
     m = Module()
     m.submodules.a = a = fifo.SyncFIFOBuffered(width=8, depth=depth)
-    m.submodules.b = b = _FlagFIFO(8, depth)
+    m.submodules.b = b = FlagFIFO(8, depth)
     we, re, wd = Signal(), Signal(), Signal(8)
     for f in (a, b):
         m.d.comb += [f.w_en.eq(we), f.r_en.eq(re), f.w_data.eq(wd)]

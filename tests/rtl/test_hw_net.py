@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 
 from fpgpt.config import load_preset
 from fpgpt.geometry import chunk_elements, line_elements
-from fpgpt.hw.dma import captured_layout
+from fpgpt.hw.decoder import captured_layout
 from fpgpt.hw.net import NetUnit, axis_signature, engine_cycles, stream_bits
 from fpgpt.isa import numerics
 from fpgpt.isa.table import BY_NAME, Unit

@@ -31,7 +31,7 @@ def _hw(width: int = 2):
 
 
 def _payload(f: dict[str, int], op: str) -> dict:
-    from fpgpt.hw.dma import captured_layout
+    from fpgpt.hw.decoder import captured_layout
     from fpgpt.isa.table import Unit
 
     pl = {name: f.get(name, 0) for name, _ in captured_layout(Unit.VPU) if name != "op"}
