@@ -86,6 +86,10 @@ void *fl_new(int channels) {
     return c;
 }
 
+/* The sizes fastloop.py must agree with (it checks them when it loads the library). */
+int fl_ncauses(void) { return NCAUSES; }
+int fl_maxdyn(void) { return MAXDYN; }
+
 static void loop_free(void *lp);
 
 void fl_free(void *vc) {

@@ -27,13 +27,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .results import CAUSES, UNITS
+
 __all__ = ["open_stream", "NativeStream", "status", "LOOP_ENV"]
 
 LOOP_ENV = "FPGPT_TIMING_LOOP"
 _SRC = Path(__file__).with_name("fastloop.c")
 _FLAGS = ["-O2", "-fPIC", "-shared", "-ffp-contract=off", "-fno-fast-math", "-std=c99"]
-_MAXDYN = 6                                      # fastloop.c's MAXDYN
-_NCAUSES = 5
+_NCAUSES = len(CAUSES)                           # fastloop.c's NCAUSES (checked at load)
 _I32 = ctypes.POINTER(ctypes.c_int32)
 _I64 = ctypes.POINTER(ctypes.c_int64)
 _F64 = ctypes.POINTER(ctypes.c_double)
@@ -52,7 +53,8 @@ class _Run(ctypes.Structure):
                                                   "h_shift", "h_mb")]
                 + [("h_base", _F64), ("max_steps", ctypes.c_int64),
                    ("progress_every", ctypes.c_int64), ("t", ctypes.c_double),
-                   ("per_busy", _F64), ("per_cnt", _I64), ("wm", ctypes.c_double * (4 * _NCAUSES)),
+                   ("per_busy", _F64), ("per_cnt", _I64),
+                   ("wm", ctypes.c_double * (len(UNITS) * _NCAUSES)),
                    ("hbm_bytes", ctypes.c_int64), ("steps", ctypes.c_int64),
                    ("err_pc", ctypes.c_int64), ("coupled", ctypes.c_int),
                    ("pause_pc", ctypes.c_int64), ("pause_s", ctypes.c_double),
@@ -105,17 +107,20 @@ def _build() -> ctypes.CDLL | None:
             except OSError:
                 continue                            # not writable: the next folder
         try:
-            dll = ctypes.CDLL(str(lib))
+            dll = _declare(ctypes.CDLL(str(lib)))
         except OSError as e:
             _state["why"] = f"cannot load {lib}: {e}"
             return None
         _state["path"] = str(lib)
-        return _declare(dll)
+        return dll
     _state["why"] = "no writable cache folder"
     return None
 
 
 def _declare(dll: ctypes.CDLL) -> ctypes.CDLL:
+    if dll.fl_ncauses() != _NCAUSES or len(UNITS) != 4:
+        raise OSError(f"fastloop.c counts {dll.fl_ncauses()} wait causes and 4 units, the model "
+                      f"{_NCAUSES} and {len(UNITS)}")
     dll.fl_new.restype = ctypes.c_void_p
     dll.fl_new.argtypes = [ctypes.c_int]
     dll.fl_free.argtypes = [ctypes.c_void_p]
@@ -312,7 +317,7 @@ class NativeStream:
         dyn = [(obj, dll.fl_dyncount(self.ctx, self.costs.ids[id(obj)]))
                for obj in self.costs.objs]
         return {"t": r.t, "per_busy": self.per_busy.tolist(), "per_cnt": self.per_cnt.tolist(),
-                "wm": [list(r.wm[u * _NCAUSES:(u + 1) * _NCAUSES]) for u in range(4)],
+                "wm": [list(r.wm[u * _NCAUSES:(u + 1) * _NCAUSES]) for u in range(len(UNITS))],
                 "hbm_bytes": int(r.hbm_bytes), "steps": int(r.steps),
                 "dyn": [(o, k) for o, k in dyn if k]}
 
@@ -335,6 +340,7 @@ def open_stream(plan, hbm, regs_v: list[int], **options: Any) -> NativeStream | 
     if os.environ.get(LOOP_ENV, "").strip().lower() == "python":
         return None
     dll = _lib()
-    if dll is None or any(e[4] is not None and len(e[4][0]) > _MAXDYN for e in plan.entries):
+    if dll is None or any(e[4] is not None and len(e[4][0]) > dll.fl_maxdyn()
+                          for e in plan.entries):
         return None
     return NativeStream(dll, plan, hbm, regs_v, **options)

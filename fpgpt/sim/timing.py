@@ -211,6 +211,16 @@ class StreamPlan:
         self.entries = entries
 
 
+def _ran_off(stream: str, pc: int) -> TimingError:
+    return TimingError(f"stream {stream!r}: execution ran off the end of the stream at "
+                       f"instruction {pc} (missing HALT?)")
+
+
+def _endless(stream: str, max_steps: int) -> TimingError:
+    return TimingError(f"stream {stream!r}: stopped after {max_steps} instructions without HALT "
+                       "(endless loop?)")
+
+
 def _dyn_cost(dyn: tuple, regs_v: list[int], costs: dict) -> Any:
     """The cost of a register-dependent instruction at the current register values."""
     regnums, names, base, sid, fn, _ = dyn
@@ -306,11 +316,9 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 while state == "pause":                # a ring card at a NET instruction
                     state, value = fast.advance((yield value))
                 if state == "end":
-                    raise TimingError(f"stream {stream!r}: execution ran off the end of the "
-                                      f"stream at instruction {value} (missing HALT?)")
+                    raise _ran_off(stream, value)
                 if state == "steps":
-                    raise TimingError(f"stream {stream!r}: stopped after {max_steps} "
-                                      "instructions without HALT (endless loop?)")
+                    raise _endless(stream, max_steps)
                 r = fast.result()
             return _stream_result(stream, hw, plan, hbm, r["t"], r["steps"], r["per_cnt"],
                                   r["per_busy"], r["dyn"], r["wm"], r["hbm_bytes"], progress)
@@ -468,8 +476,7 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         """The step limit and the progress callback, at a count ``>= check_at``; the next
         count to look at."""
         if steps > max_steps:
-            raise TimingError(f"stream {stream!r}: stopped after {max_steps} instructions "
-                              "without HALT (endless loop?)")
+            raise _endless(stream, max_steps)
         if progress is not None:
             progress(stream, steps)
         return min(steps + _PROGRESS_EVERY - steps % _PROGRESS_EVERY, max_steps + 1)
@@ -500,8 +507,7 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
         try:
             code, waits, touched, cost, dyn, x1, x2 = entries[pc]
         except IndexError:
-            raise TimingError(f"stream {stream!r}: execution ran off the end of the stream at "
-                              f"instruction {pc} (missing HALT?)") from None
+            raise _ran_off(stream, pc) from None
         if max_pend > t:
             for r in touched:
                 if pend[r] > t:
