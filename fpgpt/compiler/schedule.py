@@ -55,6 +55,21 @@ def footprint(ins: Instr, regmax: Mapping[int, int], *,
     return reads, writes
 
 
+class _Footprints:
+    """:func:`footprint` per distinct instruction (its op and fields: the waits and comment do
+    not change it), computed once for both of :func:`schedule`'s passes."""
+
+    def __init__(self, regmax: Mapping[int, int], devices: int) -> None:
+        self.regmax, self.devices, self.known = regmax, devices, {}
+
+    def __call__(self, ins: Instr) -> tuple[list[Range], list[Range]]:
+        key = (ins.op, ins.args)
+        got = self.known.get(key)
+        if got is None:
+            got = self.known[key] = footprint(ins, self.regmax, devices=self.devices)
+        return got
+
+
 class _Seg:
     __slots__ = ("writer", "readers")
 
@@ -143,8 +158,10 @@ def _writes_regs(ins: Instr) -> set[int]:
 
 
 def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int, int]],
-          *, lead: int = LEAD_CHUNKS, devices: int = 1) -> list[Item]:
+          *, lead: int = LEAD_CHUNKS, devices: int = 1,
+          footprints: _Footprints | None = None) -> list[Item]:
     """Items in scheduled order: hoistable LOADs moved up as far as allowed (module docstring)."""
+    fp = footprints or _Footprints(regmax, devices)
     deps = _Deps(writable)
     anchor: list[int] = []
     barrier = -1                        # last SYNC
@@ -155,7 +172,7 @@ def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int
     for j, it in enumerate(items):
         ins = it.instr
         unit = ins.definition.unit
-        r, w = footprint(ins, regmax, devices=devices)
+        r, w = fp(ins)
         conflicts = deps.access(j, "any", r, w)
         if it.hoist:
             a = max([barrier, *conflicts, *(reg_writer.get(x, -1) for x in _reads_regs(ins))])
@@ -196,16 +213,18 @@ def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int
 
 
 def assign_waits(instrs: list[Instr], regmax: Mapping[int, int],
-                 writable: list[tuple[int, int]], *, devices: int = 1) -> list[Instr]:
+                 writable: list[tuple[int, int]], *, devices: int = 1,
+                 footprints: _Footprints | None = None) -> list[Instr]:
     """``instrs`` (in dispatch order, no branches but the loop back edge to a SYNC) with the
     wait counts their dependencies need."""
+    fp = footprints or _Footprints(regmax, devices)
     deps = _Deps(writable)
     count = {u: 0 for u in _UNITS}        # instructions dispatched to each unit so far
     pos: list[tuple[str, int]] = []       # (unit, index among that unit's instructions)
     out = []
     for j, ins in enumerate(instrs):
         unit = ins.definition.unit.value
-        r, w = footprint(ins, regmax, devices=devices)
+        r, w = fp(ins)
         need: dict[str, int] = {}
         for i in deps.access(j, unit, r, w):
             u, k = pos[i]
@@ -228,7 +247,8 @@ def schedule(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[
              *, lead: int = LEAD_CHUNKS, devices: int = 1) -> list[Instr]:
     """Hoist, fix branch targets to the new positions of their labels, assign waits
     (``devices``: the ring size, which sets the span an ALLGATHER writes)."""
-    ordered = hoist(items, regmax, writable, lead=lead, devices=devices)
+    fp = _Footprints(regmax, devices)
+    ordered = hoist(items, regmax, writable, lead=lead, devices=devices, footprints=fp)
     new_index = {id(it): i for i, it in enumerate(ordered)}
     instrs = []
     for it in ordered:
@@ -236,4 +256,4 @@ def schedule(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[
         if ins.op == "BNZ":
             ins = ins.replace(target=new_index[id(items[ins["target"]])])
         instrs.append(ins)
-    return assign_waits(instrs, regmax, writable, devices=devices)
+    return assign_waits(instrs, regmax, writable, devices=devices, footprints=fp)

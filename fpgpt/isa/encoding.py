@@ -46,13 +46,16 @@ class Instr:
              **values: Any) -> "Instr":
         d = definition(op)
         args = []
-        for f in d.fields:
-            v = values.pop(f.name, 0)
-            if f.kind is Kind.F32 and isinstance(v, float):
+        for name, bits, kind, top in _field_checks(d):
+            v = values.pop(name, 0)
+            if type(v) is int and 0 <= v < top:             # the common case, already valid
+                args.append((name, v))
+                continue
+            if kind is Kind.F32 and isinstance(v, float):
                 v = f32_to_bits(v)
-            elif f.kind is Kind.FLAG:
+            elif kind is Kind.FLAG:
                 v = int(bool(v))
-            args.append((f.name, _check_value(d, f.name, f.bits, f.kind, v)))
+            args.append((name, _check_value(d, name, bits, kind, v)))
         if values:
             raise ISAError(f"{op}: unknown field {next(iter(values))!r}; fields: {', '.join(d.field_names) or 'none'}")
         w = [0, 0, 0, 0]
@@ -110,6 +113,20 @@ def definition(op: str) -> InstrDef:
         return BY_NAME[op]
     except KeyError:
         raise ISAError(f"unknown instruction {op!r}") from None
+
+
+_CHECKS: dict[str, tuple[tuple[str, int, Kind, int], ...]] = {}
+
+
+def _field_checks(d: InstrDef) -> tuple[tuple[str, int, Kind, int], ...]:
+    """Per field of ``d``: name, bits, kind, and the bound below which a plain int is valid as
+    given (``2**bits``; 2 for a FLAG, whose 0 and 1 are kept; SINT and F32 values in range are
+    stored unchanged too)."""
+    got = _CHECKS.get(d.name)
+    if got is None:
+        got = _CHECKS[d.name] = tuple(
+            (f.name, f.bits, f.kind, 2 if f.kind is Kind.FLAG else 1 << f.bits) for f in d.fields)
+    return got
 
 
 def _check_value(d: InstrDef, name: str, bits: int, kind: Kind, v: Any) -> int:
