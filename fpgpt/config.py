@@ -143,8 +143,8 @@ class VPUConfig:
     #: pipeline fill once per group, and a group is at most ``buffer_beats >> ceil(log2(beats
     #: per row))`` rows (``fpgpt.geometry.vpu_group_rows``). A power of two. 4096 on the
     #: presets: GPT-2 decode's 16 (medium) softmax rows of up to 1,024 columns in one group on
-    #: u280 (4 lanes: 256 beats a row); 24 BRAM36 for the buffer and 8 for the per-row scalars
-    #: on u280 (docs/rtl.md, "VPU").
+    #: u280 (4 lanes: 256 beats a row); the u280 VPU block's BRAM36 3 -> 30 (22 for the buffer,
+    #: 8 for the per-row scalars; docs/rtl.md, "Groups of rows").
     buffer_beats: int = 4096
 
     def validate(self, p: str = "vpu") -> None:

@@ -408,7 +408,10 @@ class VPU(wiring.Component):
         result = Signal(32)
 
         # ---------------------------------------------------------------- row buffer
-        buf = m.submodules.buf = Memory(shape=self.IN_LAYOUT, depth=nbuf, init=[])
+        # (block RAM: its read and write ports share one address, which Yosys would otherwise
+        # take for a single-port LUTRAM and fail to map at this depth)
+        buf = m.submodules.buf = Memory(shape=self.IN_LAYOUT, depth=nbuf, init=[],
+                                        attrs={"ram_style": "block"})
         wr = buf.write_port()
         rd = buf.read_port(domain="sync")
         # The group's row scalars, one entry a row: ``sc0`` pass 1's (LAYERNORM mean, SOFTMAX
