@@ -720,7 +720,7 @@ class VPU(wiring.Component):
         # ---------------------------------------------------------------- control
         m.d.comb += self.busy.eq(~self.cmd.ready)
         # a pass's counters from 0
-        _restart = [issued.eq(0), retired.eq(0), ib.eq(0), irow.eq(0), rrow.eq(0)]
+        restart = [issued.eq(0), retired.eq(0), ib.eq(0), irow.eq(0), rrow.eq(0)]
         with m.If(streaming & taken):
             m.d.sync += retired.eq(retired + 1)
             with m.If(tap_last):
@@ -733,7 +733,7 @@ class VPU(wiring.Component):
                     grouped = (p.op == Opcode.LAYERNORM) | (p.op == Opcode.SOFTMAX)
                     m.d.sync += [cols.eq(p.cols), scale.eq(p.scale), eps.eq(p.eps),
                                  nrows.eq(Mux(grouped, p.rows, 1))]
-                    m.d.sync += _restart
+                    m.d.sync += restart
                     m.d.comb += flush.eq(1)
                     with m.Switch(p.op):
                         for name, md in FIRST_MODE.items():
@@ -771,7 +771,7 @@ class VPU(wiring.Component):
                             for md, nxt in _NEXT.items():
                                 with m.Case(int(md)):
                                     m.d.sync += [mode.eq(int(nxt)), src_from_buf.eq(1)]
-                                    m.d.sync += _restart
+                                    m.d.sync += restart
                                     m.d.comb += (reset_max if nxt == Mode.SM_MAX
                                                  else reset_sum).eq(1)
                             with m.Default():
