@@ -138,6 +138,14 @@ class VPUConfig:
     #: Each step costs cycles: GPT-2 medium decode on u280 +7.2 % at 2, +21.6 % at 4
     #: (docs/rtl-clock.md, session 7).
     acc_latency: int = 2
+    #: Beats (``width`` FP16 elements, with the LAYERNORM gamma / beta beside them) of the
+    #: LAYERNORM / SOFTMAX row buffer: the VPU runs a group of rows pass by pass, paying its
+    #: pipeline fill once per group, and a group is at most ``buffer_beats >> ceil(log2(beats
+    #: per row))`` rows (``fpgpt.geometry.vpu_group_rows``). A power of two. 4096 on the
+    #: presets: GPT-2 decode's 16 (medium) softmax rows of up to 1,024 columns in one group on
+    #: u280 (4 lanes: 256 beats a row); the u280 VPU block's BRAM36 3 -> 30 (22 for the buffer,
+    #: 8 for the per-row scalars; docs/rtl.md, "Groups of rows").
+    buffer_beats: int = 4096
 
     def validate(self, p: str = "vpu") -> None:
         _check_pow2(f"{p}.width", self.width)
@@ -145,6 +153,7 @@ class VPUConfig:
         _check_int(f"{p}.mul_latency", self.mul_latency)
         _check_int(f"{p}.special_latency", self.special_latency)
         _check_int(f"{p}.acc_latency", self.acc_latency)
+        _check_pow2(f"{p}.buffer_beats", self.buffer_beats)
 
 
 @dataclass(frozen=True)

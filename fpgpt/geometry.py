@@ -13,7 +13,7 @@ from .config import HardwareConfig
 
 __all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
-           "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES"]
+           "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "vpu_group_rows"]
 
 
 #: Passes per row in which the VPU's lanes sum their results, by op (LAYERNORM: the sum and
@@ -54,6 +54,15 @@ def mm_fast_b(hw: HardwareConfig, f: dict[str, int]) -> bool:
     ldb = f["ldb"]
     return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and (ldb // c) % nb == 1 % nb
             and (max(f["batch"], 1) <= 1 or f["bsb"] % c == 0))
+
+
+def vpu_group_rows(hw: HardwareConfig, beats: int) -> int:
+    """Rows of ``beats`` beats each that one VPU command of LAYERNORM / SOFTMAX runs pass by pass
+    (a *group*): ``vpu.buffer_beats >> ceil(log2 beats)``, at least 1. A power of two rather
+    than ``buffer_beats // beats`` so that the VPU engine needs no divider (a priority test on
+    ``beats``); it fills at least half the buffer."""
+    b = hw.vpu.buffer_beats
+    return max(1, b >> max(0, int(beats) - 1).bit_length())
 
 
 def vpu_window_chunks(hw: HardwareConfig) -> int:

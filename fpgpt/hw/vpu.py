@@ -1,10 +1,16 @@
 """The VPU: ``hw.vpu.width`` FP32 lanes over streams of FP16 vectors (docs/numerics.md, "VPU").
 
-One command runs one row. Element-wise ops (VADD, VMUL, GELU, VCOPY) stream the row straight
-through the lanes; LAYERNORM and SOFTMAX make three passes over the row, which pass 1 copies into
-a local buffer; ARGMAX makes one pass and returns an index. Between passes a scalar phase
-reduces the lane accumulators with the contract's pairwise tree and computes the row scalars
-(mean, 1/sqrt(var + eps), maximum, 1/sum).
+One command runs one row, or for LAYERNORM and SOFTMAX a *group* of ``rows`` rows of the same
+length. Element-wise ops (VADD, VMUL, GELU, VCOPY) stream the row straight through the lanes;
+LAYERNORM and SOFTMAX make three passes over the group, pass by pass (pass 1 streams every row
+of the group, copying them into a local buffer; passes 2 and 3 read the buffer row after row);
+ARGMAX makes one pass and returns an index. In a reducing pass each row's lane results are
+captured at the row's end and go through the scalar phase, which reduces them with the
+contract's pairwise tree and computes the row's scalars (mean, 1/sqrt(var + eps), maximum,
+1/sum) into a per-row scalar memory that the next passes read beside the buffer, each beat
+with its own row's scalars. The next pass starts once the group's last row's scalar is in: the
+fill is paid once a group (``costs._vpu_fill``), and a row boundary costs one cycle in each
+reducing pass (the accumulators' capture and reset).
 
 Datapath per pass (all stages stall together when the output stream is not ready)::
 
@@ -17,20 +23,22 @@ Datapath per pass (all stages stall together when the output stream is not ready
 
 Every pass's result has a register chain of its own, inside the lane and right after its
 logic (each register driving only the next), so that synthesis retiming may spread the
-registers through the logic (docs/rtl-clock.md); a valid / mask delay line beside the lanes is
-tapped at the pass's latency. The scalar phase likewise: its results pass through as many
-registers as the phase waits.
+registers through the logic (docs/rtl-clock.md); a valid / mask / last-of-row delay line beside
+the lanes is tapped at the pass's latency. The scalar phase likewise: its results pass through
+as many registers as the phase waits, a pipeline that a new row may enter every other cycle.
 
 The summing passes (LAYERNORM's sum and variance, SOFTMAX's exp-sum) issue one beat every ``k``
 cycles: each lane's sum is an FP32 adder followed by a plain chain of ``k`` registers whose last
 one feeds it back, so that retiming may spread the adder over ``k`` stages (the MPU lane's
 C-slow accumulator, with one sum per lane instead of ``k`` interleaved ones: the contract fixes
 each lane's order of additions). The pass ends once the last sum has gone round the ring
-(``k - 1`` cycles after its last beat), so a summing pass costs ``k`` cycles a beat.
+(``k - 1`` cycles after its last beat), so a summing pass costs ``k`` cycles a beat. In a group
+a row's sums are captured once parked, and the ring reset (its synchronous reset: nothing enters
+the adder's loop), in the cycle the source leaves free after the row's last beat.
 
 Bit-exactness: each lane applies the contract's FP32 operations in its order; lane ``j`` sees
-elements ``j, j+W, ...`` in order; padded lanes of a short last beat add +0 / are skipped (the
-contract pads sums with +0 and maxima with -inf).
+elements ``j, j+W, ...`` of each row in order; padded lanes of a row's short last beat add +0 /
+are skipped (the contract pads sums with +0 and maxima with -inf).
 """
 
 from __future__ import annotations
@@ -87,6 +95,10 @@ _BUFFERED = (Mode.LN_SUM, Mode.SM_MAX)          # pass 1 of a three-pass op fill
 #: Passes whose lanes sum their results: one beat every ``vpu.acc_latency`` cycles.
 SUMMING_MODES = (Mode.LN_SUM, Mode.LN_VAR, Mode.SM_SUM)
 _FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
+#: Reducing passes of a group of rows: each row's lane results are captured at its end.
+_ROW_REDUCING = (Mode.LN_SUM, Mode.LN_VAR, Mode.SM_MAX, Mode.SM_SUM)
+#: The ops that take a group of rows per command (the others: one row).
+GROUPED_OPS = ("LAYERNORM", "SOFTMAX")
 
 
 def mode_latency(hw: HardwareConfig) -> dict[Mode, int]:
@@ -318,30 +330,37 @@ def check_vpu_args(hw: HardwareConfig, max_cols: int) -> None:
     if not isinstance(max_cols, int) or max_cols < w or max_cols % w:
         raise ValueError(f"max_cols must be a positive multiple of vpu.width={w}, not "
                          f"{max_cols!r}")
+    if max_cols > w * hw.vpu.buffer_beats:
+        raise ValueError(f"max_cols must be at most vpu.width x vpu.buffer_beats = "
+                         f"{w * hw.vpu.buffer_beats} (the row buffer), not {max_cols!r}")
 
 
 class VPU(wiring.Component):
-    """The vector unit: one row per command, FP16 vectors of ``hw.vpu.width`` per beat.
+    """The vector unit: one row per command (LAYERNORM, SOFTMAX: a group of rows), FP16 vectors of
+    ``hw.vpu.width`` per beat.
 
     Parameters
     ----------
     hw : HardwareConfig
-        ``hw.vpu``: width (lanes), add/mul/special latencies (the pipeline depths).
+        ``hw.vpu``: width (lanes), add/mul/special latencies (the pipeline depths),
+        ``buffer_beats`` (the row buffer's and the per-row scalar memories' depth).
     max_cols : int
-        Longest LAYERNORM / SOFTMAX row the local buffer holds (a multiple of the width).
+        Longest LAYERNORM / SOFTMAX row (a multiple of the width, at most ``width x
+        buffer_beats``).
 
     Ports
     -----
     cmd : In(stream.Signature(CMD_LAYOUT))
         ``op`` (an ISA :class:`~fpgpt.hw.decoder.Opcode` of the VPU), ``cols`` (elements, >= 1;
-        at most ``max_cols`` for LAYERNORM / SOFTMAX), ``scale`` (SOFTMAX), ``eps`` (LAYERNORM).
-        Taken when the VPU is idle.
+        at most ``max_cols`` for LAYERNORM / SOFTMAX), ``scale`` (SOFTMAX), ``eps`` (LAYERNORM),
+        ``rows`` (LAYERNORM / SOFTMAX: the group's rows, >= 1, ``rows * ceil(cols / W) <=
+        buffer_beats``; the other ops run one row). Taken when the VPU is idle.
     i : In(stream.Signature(IN_LAYOUT))
-        ``ceil(cols / W)`` beats of ``a`` (element ``k*W + j`` in lane ``j``), ``b`` (VADD/VMUL
-        second operand, LAYERNORM gamma) and ``c`` (LAYERNORM beta).
+        Per row, ``ceil(cols / W)`` beats of ``a`` (element ``k*W + j`` in lane ``j``), ``b``
+        (VADD/VMUL second operand, LAYERNORM gamma) and ``c`` (LAYERNORM beta).
     o : Out(stream.Signature(16 * W))
-        The result row, same beat layout (lanes past ``cols`` read 0); ARGMAX: one beat whose low
-        32 bits are the index.
+        The result rows, in order, same beat layout (lanes past ``cols`` read 0); ARGMAX: one
+        beat whose low 32 bits are the index.
     busy : Out(1)
     """
 
@@ -351,7 +370,8 @@ class VPU(wiring.Component):
         self._hw, self._max_cols = hw, max_cols
         cols_shape = INSTR_LAYOUTS["layernorm"].members["cols"]
         self.CMD_LAYOUT = data.StructLayout({"op": Opcode, "cols": cols_shape,
-                                             "scale": unsigned(32), "eps": unsigned(32)})
+                                             "scale": unsigned(32), "eps": unsigned(32),
+                                             "rows": range(hw.vpu.buffer_beats + 1)})
         self.IN_LAYOUT = data.StructLayout({"a": unsigned(16 * w), "b": unsigned(16 * w),
                                             "c": unsigned(16 * w)})
         super().__init__({"cmd": In(stream.Signature(self.CMD_LAYOUT)),
@@ -374,22 +394,37 @@ class VPU(wiring.Component):
         mode = Signal(4)
         cols = Signal(len(self.cmd.payload.cols))
         scale, eps = Signal(32), Signal(32)
-        mean, inv, mmax, rcp = Signal(32), Signal(32), Signal(32), Signal(32)
+        nbuf = hw.vpu.buffer_beats
+        nrows = Signal(range(nbuf + 1))          # rows of the group (1 but for LN / SM)
         beats = Signal(len(cols))
         m.d.comb += beats.eq((cols + (w - 1)) >> lw)
-        issued, retired = Signal(len(cols)), Signal(len(cols))
+        issued = Signal(range(nbuf + 1))        # beats of the pass issued (the buffer address)
+        retired = Signal(len(cols))             # beats taken at the tap (ARGMAX's index)
+        ib = Signal(len(cols))                  # the issued beat's index in its row
+        irow, rrow = Signal(range(nbuf + 1)), Signal(range(nbuf + 1))   # rows issued / taken
+        ilast = Signal()                        # the beat issued next is its row's last
+        m.d.comb += ilast.eq(ib + 1 == beats)
         wait = Signal(range(max(waits.values()) + 2))
         result = Signal(32)
 
         # ---------------------------------------------------------------- row buffer
-        rows = self._max_cols // w
-        buf = m.submodules.buf = Memory(shape=self.IN_LAYOUT, depth=rows, init=[])
+        # (block RAM: its read and write ports share one address, which Yosys would otherwise
+        # take for a single-port LUTRAM and fail to map at this depth)
+        buf = m.submodules.buf = Memory(shape=self.IN_LAYOUT, depth=nbuf, init=[],
+                                        attrs={"ram_style": "block"})
         wr = buf.write_port()
         rd = buf.read_port(domain="sync")
+        # The group's row scalars, one entry a row: ``sc0`` pass 1's (LAYERNORM mean, SOFTMAX
+        # maximum), ``sc1`` pass 2's (1/sqrt(var + eps), 1/sum). Read beside the row buffer, at
+        # the issued beat's row, so that each beat enters the lanes with its row's scalars.
+        sc0 = m.submodules.sc0 = Memory(shape=32, depth=nbuf, init=[])
+        sc1 = m.submodules.sc1 = Memory(shape=32, depth=nbuf, init=[])
+        sc0_wr, sc1_wr = sc0.write_port(), sc1.write_port()
+        sc0_rd, sc1_rd = sc0.read_port(domain="sync"), sc1.read_port(domain="sync")
 
         # ---------------------------------------------------------------- source stage
         src = Signal(self.IN_LAYOUT)
-        src_valid, src_mask = Signal(), Signal(w)
+        src_valid, src_mask, src_last = Signal(), Signal(w), Signal()
         src_from_buf = Signal()          # the source is the buffer's read port this pass
         tap_valid = Signal()
         out_mode = _is(mode, *OUTPUT_MODES)
@@ -397,31 +432,40 @@ class VPU(wiring.Component):
         m.d.comb += advance.eq(~(out_mode & tap_valid & ~self.o.ready))
         streaming = Signal()
         flush = Signal()
-        lane_active = Cat(((issued << lw) + j) < cols for j in range(w))
-        # A summing pass issues one beat every ``k`` cycles (the accumulators' ring, below):
+        lane_active = Cat(((ib << lw) + j) < cols for j in range(w))
+        # A summing pass issues one beat every ``k`` cycles (the accumulators' ring, below),
+        # and a LAYERNORM / SOFTMAX reducing pass leaves one cycle more between a row's last
+        # beat and the next row's first (the row's accumulators are captured and reset then):
         # ``gap`` counts the cycles until the next may issue.
         kacc = hw.vpu.acc_latency
         summing = _is(mode, *SUMMING_MODES)
-        gap = Signal(range(kacc), name="gap")
-        src_open = ~summing | (gap == 0)
-        feed_stream = streaming & ~src_from_buf & (issued < beats) & src_open
-        feed_buf = streaming & src_from_buf & (issued < beats) & src_open
+        row_pass = _is(mode, *_ROW_REDUCING)
+        gap = Signal(range(kacc + 1), name="gap")
+        src_open = gap == 0
+        feed_stream = streaming & ~src_from_buf & (irow < nrows) & src_open
+        feed_buf = streaming & src_from_buf & (irow < nrows) & src_open
         m.d.comb += [
             self.i.ready.eq(feed_stream & advance),
             wr.addr.eq(issued), wr.data.eq(self.i.payload),
             wr.en.eq(self.i.valid & self.i.ready & _is(mode, *_BUFFERED)),
             rd.addr.eq(issued), rd.en.eq(advance),
+            sc0_rd.addr.eq(irow), sc0_rd.en.eq(advance),
+            sc1_rd.addr.eq(irow), sc1_rd.en.eq(advance),
         ]
+        issue = advance & ((feed_stream & self.i.valid) | feed_buf)
         with m.If(advance):
             m.d.sync += src_valid.eq(0)
             with m.If(feed_stream & self.i.valid):
-                m.d.sync += [src.eq(self.i.payload), src_valid.eq(1), src_mask.eq(lane_active),
-                             issued.eq(issued + 1)]
-            with m.Elif(feed_buf):
-                m.d.sync += [src_valid.eq(1), src_mask.eq(lane_active), issued.eq(issued + 1)]
-        issue = advance & ((feed_stream & self.i.valid) | feed_buf)
-        with m.If(issue & summing):
-            m.d.sync += gap.eq(kacc - 1)
+                m.d.sync += src.eq(self.i.payload)
+        with m.If(issue):
+            m.d.sync += [src_valid.eq(1), src_mask.eq(lane_active), src_last.eq(ilast),
+                         issued.eq(issued + 1)]
+            with m.If(ilast):
+                m.d.sync += [ib.eq(0), irow.eq(irow + 1)]
+            with m.Else():
+                m.d.sync += ib.eq(ib + 1)
+        with m.If(issue & (summing | (row_pass & ilast))):
+            m.d.sync += gap.eq(Mux(summing, kacc - 1, 0) + (row_pass & ilast))
         with m.Elif(gap != 0):
             m.d.sync += gap.eq(gap - 1)
         with m.If(flush):
@@ -437,27 +481,30 @@ class VPU(wiring.Component):
             sl = slice(16 * j, 16 * j + 16)
             m.d.comb += [lane.mode.eq(mode), lane.advance.eq(advance),
                          lane.a.eq(operands.a[sl]), lane.b.eq(operands.b[sl]),
-                         lane.c.eq(operands.c[sl]), lane.scale.eq(scale), lane.mmax.eq(mmax),
-                         lane.mean.eq(mean), lane.inv.eq(inv), lane.r.eq(rcp)]
+                         lane.c.eq(operands.c[sl]), lane.scale.eq(scale),
+                         lane.mmax.eq(sc0_rd.data), lane.mean.eq(sc0_rd.data),
+                         lane.inv.eq(sc1_rd.data), lane.r.eq(sc1_rd.data)]
             ys.append(lane.y)
 
         # ------------------------------------------- valid / mask delay line + tap
         # (the data's own chains are in the lanes, one per pass latency)
-        stages = [(src_valid, src_mask)]
+        stages = [(src_valid, src_mask, src_last)]
         for k in range(depth):
-            pv, pm = stages[-1]
+            pv, pm, pl = stages[-1]
             sv, smk = Signal(name=f"dl{k}_v"), Signal(w, name=f"dl{k}_m")
+            sl_ = Signal(name=f"dl{k}_l")
             with m.If(advance):
-                m.d.sync += [sv.eq(pv), smk.eq(pm)]
+                m.d.sync += [sv.eq(pv), smk.eq(pm), sl_.eq(pl)]
             with m.If(flush):
                 m.d.sync += sv.eq(0)
-            stages.append((sv, smk))
-        tap_mask, tap_data = Signal(w), Signal(32 * w)
+            stages.append((sv, smk, sl_))
+        tap_mask, tap_data, tap_last = Signal(w), Signal(32 * w), Signal()
         m.d.comb += tap_data.eq(Cat(*ys))
         with m.Switch(mode):
             for md, l in lat.items():
                 with m.Case(int(md)):
-                    m.d.comb += [tap_valid.eq(stages[l][0]), tap_mask.eq(stages[l][1])]
+                    m.d.comb += [tap_valid.eq(stages[l][0]), tap_mask.eq(stages[l][1]),
+                                 tap_last.eq(stages[l][2])]
             with m.Default():
                 m.d.comb += tap_valid.eq(0)
         taken = tap_valid & advance
@@ -510,6 +557,23 @@ class VPU(wiring.Component):
         phase = Signal(range(kacc))     # turns since the last beat taken (0: parked)
         m.d.comb += [take_sum.eq(streaming & taken & summing),
                      turn.eq(take_sum | (phase != 0))]
+        # A group's row ends at the tap (its last beat taken: ``row_pend``); once the rings are
+        # parked (``phase == 0``: at once for the maxima) the row's lane results are captured
+        # into ``cap{j}`` for the scalar phase and the accumulators reset for the next row, in
+        # the cycle the issue left free after the row (``gap`` above).
+        row_pend, capture, cap_ev = Signal(), Signal(), Signal()
+        m.d.comb += capture.eq(row_pend & (phase == 0))
+        m.d.sync += cap_ev.eq(capture & ~flush)
+        with m.If(streaming & taken & tap_last & row_pass):
+            m.d.sync += row_pend.eq(1)
+        with m.Elif(capture | flush):
+            m.d.sync += row_pend.eq(0)
+        with m.If(capture):
+            with m.If(summing):
+                m.d.comb += reset_sum.eq(1)
+            with m.Else():
+                m.d.comb += reset_max.eq(1)
+        cap = [Signal(32, name=f"cap{j}") for j in range(w)]
         with m.If(turn):
             m.d.sync += phase.eq(Mux(phase == kacc - 1, 0, phase + 1))
         sums = []
@@ -529,6 +593,8 @@ class VPU(wiring.Component):
             with m.If(reset_sum):
                 m.d.sync += [r.eq(0) for r in ring]
             sums.append(ring[-1])
+            with m.If(capture):
+                m.d.sync += cap[j].eq(Mux(summing, ring[-1], acc[j]))
             # The maxima read the lane's ``ymax`` register (its own select of the SM_MAX /
             # ARGMAX chain), so that ``mode`` and the lane's selects stay out of the compares.
             y = lanes[j].ymax
@@ -573,8 +639,8 @@ class VPU(wiring.Component):
             return (node(f"{name}_has", hx | hy), node(f"{name}_val", Mux(take, vy, vx)),
                     node(f"{name}_idx", Mux(take, iy, ix)))
 
-        tsum = _tree(m, sums, add2, "tsum")
-        tmax = _tree(m, acc, max2, "tmax")
+        tsum = _tree(m, cap, add2, "tsum")
+        tmax = _tree(m, cap, max2, "tmax")
         # ARGMAX's tree is registered level by level (``log2 W`` of the ``waits[ARGMAX]``
         # registers its result goes through: taken at the same cycle). Combinational, its
         # ``has`` / index logic (19 LUT at 8 lanes) ended in the chain's first register's
@@ -601,11 +667,11 @@ class VPU(wiring.Component):
         s_var = fplogic.build_f32_add(m, s_mean, eps, name="s_var")    # var + eps
         s_inv = build_rsqrt(m, s_var, name="s_inv")
         s_rcp = build_recip(m, tsum, name="s_rcp")
-        # The scalar phase's inputs (accumulators, cols, eps) hold still from the pass's end
-        # (the rings parked) until its result is taken, ``waits[mode]`` cycles into SCALAR (at least one
-        # more): each result goes through that many registers, a plain chain after its logic
-        # that retiming may spread through it (docs/rtl-clock.md) and that takes it at the
-        # same cycle as the combinational path would.
+        # The scalar phase is a pipeline: each result goes through ``waits[mode]`` registers, a
+        # plain chain after its logic that retiming may spread through it (docs/rtl-clock.md),
+        # so a row's scalars come out ``waits[mode]`` cycles after its ``cap{j}`` (whatever the
+        # next row puts there later; rows are captured at least two cycles apart, ``cols`` and
+        # ``eps`` hold through the command). ARGMAX's inputs hold still from its pass's end.
         def settle(value, md, name, done=0):
             """``value`` (through ``done`` registers already) after ``waits[md]`` in all."""
             assert waits[md] >= done, (md, waits[md], done)    # add_latency >= 1
@@ -623,18 +689,51 @@ class VPU(wiring.Component):
         # All NaN -> index 0, selected after the chains.
         s_arg = Mux(settle(thas, Mode.ARGMAX, "s_has", arg_regs),
                     settle(targ, Mode.ARGMAX, "s_arg", arg_regs), 0)
+        # A row's scalar is written into ``sc0`` / ``sc1`` at its row's index when it comes out
+        # of its chain: ``cap_ev`` (the row's ``cap{j}`` loaded) delayed by ``waits[mode]``
+        # (cleared as a pass starts: the last row's comes out as the pass ends, and the events
+        # of a shorter pass 1 must not reach pass 2's longer tap).
+        cap_d = [cap_ev]
+        for k in range(max(waits[md] for md in _ROW_REDUCING)):
+            reg = Signal(name=f"cap_ev{k}")
+            m.d.sync += reg.eq(cap_d[-1])
+            with m.If(flush):
+                m.d.sync += reg.eq(0)
+            cap_d.append(reg)
+        sc_we = Signal()
+        with m.Switch(mode):
+            for md in _ROW_REDUCING:
+                with m.Case(int(md)):
+                    m.d.comb += sc_we.eq(cap_d[waits[md]])
+        wrow = Signal(range(nbuf), name="wrow")
+        with m.If(sc_we):
+            m.d.sync += wrow.eq(wrow + 1)
+        with m.If(flush):
+            m.d.sync += wrow.eq(0)
+        m.d.comb += [
+            sc0_wr.addr.eq(wrow), sc0_wr.data.eq(Mux(mode == int(Mode.LN_SUM), s_mean, tmax)),
+            sc0_wr.en.eq(sc_we & _is(mode, Mode.LN_SUM, Mode.SM_MAX)),
+            sc1_wr.addr.eq(wrow), sc1_wr.data.eq(Mux(mode == int(Mode.LN_VAR), s_inv, s_rcp)),
+            sc1_wr.en.eq(sc_we & _is(mode, Mode.LN_VAR, Mode.SM_SUM)),
+        ]
 
         # ---------------------------------------------------------------- control
         m.d.comb += self.busy.eq(~self.cmd.ready)
+        # a pass's counters from 0
+        restart = [issued.eq(0), retired.eq(0), ib.eq(0), irow.eq(0), rrow.eq(0)]
         with m.If(streaming & taken):
             m.d.sync += retired.eq(retired + 1)
+            with m.If(tap_last):
+                m.d.sync += rrow.eq(rrow + 1)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
+                    grouped = (p.op == Opcode.LAYERNORM) | (p.op == Opcode.SOFTMAX)
                     m.d.sync += [cols.eq(p.cols), scale.eq(p.scale), eps.eq(p.eps),
-                                 issued.eq(0), retired.eq(0)]
+                                 nrows.eq(Mux(grouped, p.rows, 1))]
+                    m.d.sync += restart
                     m.d.comb += flush.eq(1)
                     with m.Switch(p.op):
                         for name, md in FIRST_MODE.items():
@@ -648,7 +747,7 @@ class VPU(wiring.Component):
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
                 # (a summing pass ends once its last sum is in the rings' last registers)
-                with m.If((retired == beats) & (issued == beats) & (phase == 0)):
+                with m.If((rrow == nrows) & (phase == 0)):
                     with m.If(out_mode):
                         m.next = "IDLE"
                     with m.Else():
@@ -662,27 +761,17 @@ class VPU(wiring.Component):
             with m.State("SCALAR"):
                 m.d.sync += wait.eq(wait - 1)
                 with m.If(wait == 0):
-                    with m.Switch(mode):
-                        with m.Case(int(Mode.LN_SUM)):
-                            m.d.sync += mean.eq(s_mean)
-                        with m.Case(int(Mode.LN_VAR)):
-                            m.d.sync += inv.eq(s_inv)
-                        with m.Case(int(Mode.SM_MAX)):
-                            m.d.sync += mmax.eq(tmax)
-                        with m.Case(int(Mode.SM_SUM)):
-                            m.d.sync += rcp.eq(s_rcp)
-                        with m.Case(int(Mode.ARGMAX)):
-                            m.d.sync += result.eq(s_arg)
-                        with m.Default():
-                            m.d.sync += result.eq(result)
+                    # (the group's last row's scalar is written into sc0 / sc1 this cycle)
+                    with m.If(mode == int(Mode.ARGMAX)):
+                        m.d.sync += result.eq(s_arg)
                     with m.If(mode == int(Mode.ARGMAX)):
                         m.next = "RESULT"
                     with m.Else():
                         with m.Switch(mode):
                             for md, nxt in _NEXT.items():
                                 with m.Case(int(md)):
-                                    m.d.sync += [mode.eq(int(nxt)), issued.eq(0), retired.eq(0),
-                                                 src_from_buf.eq(1)]
+                                    m.d.sync += [mode.eq(int(nxt)), src_from_buf.eq(1)]
+                                    m.d.sync += restart
                                     m.d.comb += (reset_max if nxt == Mode.SM_MAX
                                                  else reset_sum).eq(1)
                             with m.Default():

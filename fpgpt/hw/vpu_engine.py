@@ -2,7 +2,9 @@
 ARGMAX, VCOPY) on one :class:`~fpgpt.hw.vpu.VPU`, reading and writing the scratchpad's line port.
 
 Semantics: the ISA table's, row by row (``n = cols + R[rc]``; LAYERNORM has no ``rc``): for each
-row ``r < rows`` (ARGMAX: one row) one VPU command of ``n`` columns; its operand beats carry
+row ``r < rows`` (ARGMAX: one row) the VPU's ``n`` columns (one VPU command a row; LAYERNORM and
+SOFTMAX one a group of ``geometry.vpu_group_rows(hw, beats)`` rows, the last group the rest,
+each run pass by pass in the VPU's row buffer); its operand beats carry
 ``S[a + r*lda + c]`` (lane ``a``), ``S[b + r*ldb + c]`` (VADD/VMUL; ``ldb = 0`` broadcasts B's
 row 0) or ``S[gamma + c]`` / ``S[beta + c]`` (LAYERNORM, lanes ``b`` / ``c``); the result beats
 go to ``S[dst + r*ldd + c]``, ``c < n`` only. ARGMAX writes ``R[rd]`` on ``wb_*`` in its ``done``
@@ -24,7 +26,8 @@ Schedule (``W = vpu.width``, ``C`` elements per chunk, a multiple of ``W``; ``K 
 * *extraction*: a beat is chunks ``h, h+1`` of the operand's head window, then ``W`` lanes at an
   offset inside one chunk (a ``C:1`` mux per lane); the VPU takes it when its command is running;
   a window is released after its last beat (or the row's);
-* *VPU commands*: one per row, offered as soon as the VPU is idle;
+* *VPU commands*: one per row (LAYERNORM, SOFTMAX: per group of rows; ``grp`` is set in CHECK
+  from the registered beats by a priority test, no divider), offered as soon as the VPU is idle;
 * *writer*: each result beat's valid lanes are deposited into a ``K``-chunk buffer (element
   mask); a beat that does not fit (or the instruction's last beat) moves the buffer to the flush
   register, written as one masked line write in the next cycle. The VPU's output stalls only
@@ -36,8 +39,10 @@ of row ``r`` must not overlap the operands of any later row, and for the element
 VMUL, GELU, VCOPY) a row's destination must not start strictly inside one of its operand rows
 (``dst_row <= a_row`` or disjoint; same for b). In-place (``dst == a``, ``ldd == lda``) is
 allowed for every op; LAYERNORM / SOFTMAX rows may overlap their own operands arbitrarily (all
-reads precede the first write of a row). LAYERNORM / SOFTMAX rows longer than ``max_cols`` are
-beyond the VPU's row buffer (not checked here).
+reads precede the first write of a row; with groups, all reads of a group, pass 1, precede its
+first write, pass 3, so rows of a group may also overlap each other's destinations; the next
+group's reads may follow those writes, which the rule above covers). LAYERNORM / SOFTMAX rows
+longer than ``max_cols`` are beyond the VPU's row buffer (not checked here).
 
 Cycle cost: :func:`engine_cycles` gives the exact count from the ``cmd`` handshake to ``done``
 with the scratchpad granting every request: a cycle-level model of this schedule and of the
@@ -45,10 +50,10 @@ VPU's stream timing, asserted equal to the RTL in amaranth.sim (tests/rtl/
 test_hw_vpu_engine.py at width 2; test_hw_vpu_engine_tiny.py, slow, on the tiny preset's
 compiler shapes). With every request granted the writer never stalls the VPU and the reader
 keeps up (at most ``n_ops + 1`` port cycles per window of ``>= (K-1)·C/W`` beats), so the cost is
-the VPU's own: on tiny, chunk-aligned rows, ``costs.vpu_cycles + 2·rows + 1 + d`` where the
-``2·rows`` are the VPU's two cycles from a row's last output to idle, and ``d`` is 0 for the
-one-operand ops and 1-2 (VADD/VMUL) or 2-4 (LAYERNORM) for the serial first reads; ARGMAX
-``+ 2``.
+the VPU's own, plus the serial first reads (``costs.vpu_cycles``: equal or one cycle short for
+row-aligned operands, tests/rtl/test_hw_calibration.py). One exception inside a LAYERNORM
+group: where a row's last window holds a single beat, the next row's first windows of the
+three operands arrive 2-3 cycles after the VPU could take them (the model charges 2).
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
@@ -57,12 +62,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
-from ..geometry import vpu_window_chunks
+from ..geometry import vpu_group_rows, vpu_window_chunks
 from ..isa.table import Unit
 from .decoder import Opcode
 from .decoder import captured_layout
 from .scratchpad import ELEMENT_BITS, chunk_bits, chunk_elements, line_elements, line_signature
-from .vpu import VPU, check_vpu_args
+from .vpu import GROUPED_OPS, VPU, check_vpu_args
 
 __all__ = ["VPUEngine", "engine_cycles", "window_chunks"]
 
@@ -137,6 +142,10 @@ class VPUEngine(wiring.Component):
         reading = Signal()                   # the reader runs (from CHECK on: one cycle early)
         beats = Signal(_N)                   # beats per row, registered with n
         beats_one = Signal()                 # beats == 1
+        nbuf = hw.vpu.buffer_beats
+        grouped = Signal()                   # LAYERNORM / SOFTMAX: groups of rows per command
+        grp = Signal(range(nbuf + 1))        # rows per group (geometry.vpu_group_rows)
+        left = Signal(17)                    # rows not yet in a VPU command
 
         # ---- operand windows: per operand a reader cursor and two window slots --------------
         # Operand x's row r starts at s_x; its windows start at chunks s_x // C + i * stride,
@@ -269,14 +278,17 @@ class VPUEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += [e[x].eq(nxt), fresh[x].eq(0)]
 
-        # ---- VPU commands: one per row, in order --------------------------------------------
+        # ---- VPU commands: one per group of rows (LAYERNORM, SOFTMAX: ``grp`` rows, the last
+        # group the rest), one per row for the other ops, in order -----------------------------
+        crow = Signal(range(nbuf + 1))
+        m.d.comb += crow.eq(Mux(grouped, Mux(left > grp, grp, left), 1))
         m.d.comb += [
-            vpu.cmd.valid.eq(running & (sent < rows)),
+            vpu.cmd.valid.eq(running & (sent < rows)), vpu.cmd.payload.rows.eq(crow),
             vpu.cmd.payload.op.eq(ins.op), vpu.cmd.payload.cols.eq(n),
             vpu.cmd.payload.scale.eq(ins.scale), vpu.cmd.payload.eps.eq(ins.eps),
         ]
         with m.If(vpu.cmd.valid & vpu.cmd.ready):
-            m.d.sync += sent.eq(sent + 1)
+            m.d.sync += [sent.eq(sent + crow), left.eq(left - crow)]
 
         # ---- writer: result beats packed into a K-chunk buffer, flushed as one line write ----
         orow, ocol, d_row = Signal(17), Signal(_N), Signal(_A)
@@ -358,6 +370,8 @@ class VPUEngine(wiring.Component):
                     pl = self.cmd.payload
                     argmax = pl.op == Opcode.ARGMAX
                     ln = pl.op == Opcode.LAYERNORM
+                    m.d.sync += [grouped.eq(Cat(*[pl.op == Opcode[o] for o in GROUPED_OPS]).any()),
+                                 left.eq(Mux(argmax, 1, pl.rows))]
                     two = (pl.op == Opcode.VADD) | (pl.op == Opcode.VMUL)
                     n_new = (pl.cols + Mux(ln, 0, pl.rc))[:_N]
                     beats_new = ((n_new + (w - 1)) >> lw)[:_N]
@@ -386,6 +400,13 @@ class VPUEngine(wiring.Component):
                     m.next = "CHECK"
             with m.State("CHECK"):   # nothing to compute: complete at once
                 m.d.comb += self.busy.eq(1)
+                # rows per group: buffer_beats >> ceil(log2 beats), from the registered beats
+                # (a priority test, no divider: geometry.vpu_group_rows)
+                with m.If(beats > nbuf):
+                    m.d.sync += grp.eq(1)
+                for i in reversed(range(nbuf.bit_length())):
+                    with m.If(beats <= (1 << i)):
+                        m.d.sync += grp.eq(nbuf >> i)
                 with m.If((n == 0) | (rows == 0)):
                     m.d.comb += [self.done.eq(1), self.wb_we.eq(is_argmax)]
                     m.next = "IDLE"
@@ -424,8 +445,8 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         ``rc`` (R[rc]'s value; ignored by LAYERNORM), the addresses ``a``, ``b``, ``dst``,
         ``gamma``, ``beta`` and strides ``lda``, ``ldb``, ``ldd`` (missing ones read 0).
     """
-    from .vpu import (_FROM_BUFFER, _NEXT, FIRST_MODE, OUTPUT_MODES, SUMMING_MODES, mode_latency,
-                      scalar_wait)
+    from .vpu import (_FROM_BUFFER, _NEXT, _ROW_REDUCING, FIRST_MODE, OUTPUT_MODES, SUMMING_MODES,
+                      mode_latency, scalar_wait)
 
     if op not in FIRST_MODE:
         raise ValueError(f"op must be a VPU mnemonic {sorted(FIRST_MODE)}, not {op!r}")
@@ -442,6 +463,7 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
     n_ops = {"VADD": 2, "VMUL": 2, "LAYERNORM": 3}.get(op, 1)
     beats = -(-n // w)
     first_mode = FIRST_MODE[op]
+    grp = vpu_group_rows(hw, beats) if op in GROUPED_OPS else 1
     # Engine registers (as in VPUEngine.elaborate).
     s = [g["a"], g["gamma"] if ln else g["b"], g["beta"]]
     ld = [g["lda"], 0 if ln else g["ldb"], 0]
@@ -459,9 +481,10 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
     d_row = g["dst"]
     b_valid, b_q, f_busy = False, 0, False
     # VPU registers (as in VPU.elaborate): stages[0] is src_valid.
-    state, mode, issued, retired, wait = "IDLE", first_mode, 0, 0, 0
+    state, mode, wait = "IDLE", first_mode, 0
+    nrows = ib = irow = rrow = 0             # the command's rows, issue / tap row counters
     kacc, gap, phase = hw.vpu.acc_latency, 0, 0   # summing passes: 1 beat / kacc cycles
-    stages = [False] * (max(lat.values()) + 1)
+    stages = [(False, False)] * (max(lat.values()) + 1)     # (valid, last beat of its row)
     for t in range(1, 1 << 30):             # cycle 0: the handshake, 1: CHECK (reader only)
         # ---- the cycle's combinational terms: the reader
         aligned = [v % w == 0 for v in s]
@@ -477,7 +500,7 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         # the VPU
         streaming = state == "STREAM"
         out_mode = mode in OUTPUT_MODES
-        tap = stages[lat[mode]]
+        tap, tap_last = stages[lat[mode]]
         o_valid = (streaming and out_mode and tap) or state == "RESULT"
         # the writer (o.ready: the flush register is always free, every write being granted)
         sd = d_row + ocol
@@ -488,10 +511,12 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         advance = not (out_mode and tap and not o_ready)
         from_buf = mode in _FROM_BUFFER
         summing = mode in SUMMING_MODES
-        src_open = not summing or gap == 0
-        i_ready = streaming and not from_buf and issued < beats and advance and src_open
+        row_pass = mode in _ROW_REDUCING
+        src_open = gap == 0
+        i_ready = streaming and not from_buf and irow < nrows and advance and src_open
         handoff = i_valid and i_ready
         cmd_take = t > 1 and state == "IDLE" and sent < rows
+        crow = min(rows - sent, grp)
         if op == "ARGMAX" and o_valid:
             return t
         if orow == rows and not b_valid and w_granted:
@@ -531,7 +556,7 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
                     fresh[x] = True
                 else:
                     e[x], fresh[x] = nxt, False
-        sent += cmd_take
+        sent += crow if cmd_take else 0
         # writer
         load_f = False
         if o_take:
@@ -556,32 +581,39 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         turn = (streaming and tap and advance and summing) or phase != 0
         if state == "IDLE":
             if cmd_take:
-                mode, issued, retired, flush, state = first_mode, 0, 0, True, "STREAM"
+                mode, nrows, flush, state = first_mode, crow, True, "STREAM"
+                ib = irow = rrow = 0
         elif state == "STREAM":
-            if retired == beats and issued == beats and phase == 0:
+            if rrow == nrows and phase == 0:
                 if out_mode:
                     state = "IDLE"
                 else:
                     wait, state = waits[mode], "SCALAR"
             if tap and advance:
-                retired += 1
+                rrow += tap_last
         elif state == "SCALAR":
             wait -= 1
             if wait < 0:
                 if op == "ARGMAX":
                     state = "RESULT"
                 else:
-                    mode, issued, retired, flush, state = _NEXT[mode], 0, 0, True, "STREAM"
+                    mode, flush, state = _NEXT[mode], True, "STREAM"
+                    ib = irow = rrow = 0
         elif o_valid:                       # RESULT
             state = "IDLE"
         if turn:
             phase = 0 if phase == kacc - 1 else phase + 1
-        src = advance and streaming and issued < beats and src_open and (handoff or from_buf)
+        src = advance and streaming and irow < nrows and src_open and (handoff or from_buf)
+        ilast = ib + 1 == beats
         if advance:
-            issued += src
-            stages = [src] + stages[:-1]
-        gap = kacc - 1 if src and summing else max(gap - 1, 0)
+            stages = [(src, ilast)] + stages[:-1]
+        if src:
+            ib, irow = (0, irow + 1) if ilast else (ib + 1, irow)
+        if src and (summing or (row_pass and ilast)):
+            gap = (kacc - 1 if summing else 0) + (row_pass and ilast)
+        else:
+            gap = max(gap - 1, 0)
         if flush:
-            stages = [False] * len(stages)
+            stages = [(False, False)] * len(stages)
             gap = 0
     raise AssertionError("unreachable")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..geometry import (VPU_SUMMING_PASSES, dma_stripe_aligned, line_elements, mm_fast_b,
                         net_allreduce_pipe, ring_group_elements, stripe_elements,
-                        vpu_window_chunks)
+                        vpu_group_rows, vpu_window_chunks)
 from ..isa.operands import operands
 
 if TYPE_CHECKING:
@@ -32,6 +32,11 @@ __all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "net_engine_cycles", "dma_c
 #: maximum, then sums exponentials, then normalises.
 VPU_PASSES = {"VADD": 1, "VMUL": 1, "VCOPY": 1, "GELU": 1, "LAYERNORM": 3, "SOFTMAX": 3,
               "ARGMAX": 1}
+#: Cycles a row boundary inside a group of LAYERNORM / SOFTMAX rows costs: one in each of the
+#: two reducing passes (LAYERNORM's sums, SOFTMAX's maximum and exp-sum), where the VPU leaves a
+#: cycle free after a row's last beat to capture and reset its lane accumulators
+#: (fpgpt/hw/vpu.py).
+VPU_ROW_GAP = {"LAYERNORM": 2, "SOFTMAX": 2}
 
 
 def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
@@ -85,7 +90,8 @@ def _a_lines(hw: "HardwareConfig", f: dict[str, int], k: int) -> int:
 
 
 def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
-    """Cycles one row costs beyond its beats: pipeline fill and the row's scalar phase.
+    """Cycles one VPU command costs beyond its beats: pipeline fill and its scalar phases (a row;
+    LAYERNORM and SOFTMAX: a group of rows, the fill paid once per group).
 
     Calibrated from the RTL VPU (fpgpt/hw/vpu.py; tests/rtl/test_hw_vpu.py asserts these
     formulas on the tiny preset): a = add, mu = mul, s = special-function latency, tree = the
@@ -115,12 +121,19 @@ def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
 
     Per row: ``passes · ⌈cols/width⌉`` beats, each summing pass's (LAYERNORM's first two,
     SOFTMAX's second) taking ``k = vpu.acc_latency`` cycles a beat (its lane accumulators are
-    a ring of ``k`` registers, fpgpt/hw/vpu.py), plus the op's fill (:func:`_vpu_fill`), plus the
-    two cycles the VPU takes after a row's last output before its next command; then one cycle
-    of start and final line write, and the operands' first window reads that the VPU waits for
-    (VADD/VMUL one, LAYERNORM two; one more each when there are several rows or the row is
-    longer than one window of ``K·C`` elements, ``K`` = the engine's window chunks). ARGMAX
-    writes its register instead of a line (one cycle less).
+    a ring of ``k`` registers, fpgpt/hw/vpu.py). Per VPU command, the op's fill
+    (:func:`_vpu_fill`) plus the two cycles the VPU takes after its last output before its next
+    command: the element-wise ops and ARGMAX run one row a command; LAYERNORM and SOFTMAX a
+    group of ``g = geometry.vpu_group_rows`` rows pass by pass (the last group the rest), whose
+    row boundaries cost :data:`VPU_ROW_GAP` each, and a LAYERNORM boundary 2 more when the row's
+    last operand window holds a single beat (the engine's reader then fetches the next row's
+    first windows of its three operands, a, gamma, beta in that order, while the VPU has only
+    that beat and its gap to take: measured 2 cycles on tiny, at times 3; computed from row 0's
+    alignment). Then one cycle of start and final line write,
+    and the operands' first window reads that the VPU waits for (VADD/VMUL one, LAYERNORM two;
+    one more each when there are several rows or the row is longer than one window of ``K·C``
+    elements, ``K`` = the engine's window chunks). ARGMAX writes its register instead of a line
+    (one cycle less).
 
     With every operand row starting at a multiple of ``vpu.width`` (the compiler's layouts) this
     equals the engine's own cycle model (asserted equal to the RTL in tests/rtl/
@@ -140,7 +153,17 @@ def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
         first += 2 if op == "LAYERNORM" else 1
     summing = VPU_SUMMING_PASSES.get(op, 0)
     per_row = (VPU_PASSES[op] + (v.acc_latency - 1) * summing) * beats
-    return float(rows * (per_row + _vpu_fill(hw, op) + 2) + 1 + first)
+    gap = VPU_ROW_GAP.get(op)
+    if gap is None:
+        return float(rows * (per_row + _vpu_fill(hw, op) + 2) + 1 + first)
+    cmds = -(-rows // vpu_group_rows(hw, beats))
+    if op == "LAYERNORM":
+        a = f.get("a", 0)
+        in_first = ((a // c + vpu_window_chunks(hw)) * c - a) // v.width   # beats, 1st window
+        if beats > in_first and (beats - in_first) % (window // v.width) == 1:
+            gap += 2
+    return float(rows * per_row + (rows - cmds) * gap + cmds * (_vpu_fill(hw, op) + 2) + 1
+                 + first)
 
 
 def _link_busy_ns(hw: "HardwareConfig", nbytes: int) -> float:

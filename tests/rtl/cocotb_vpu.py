@@ -42,9 +42,11 @@ def reference(op, x, b, c, scale, eps, w):
     if op == "VCOPY":
         return x.view(np.uint16)
     if op == "LAYERNORM":
-        return nx.f16_bits(nx.layernorm(x[None], b, c, eps=eps, width=w)[0])
+        return np.stack([nx.f16_bits(nx.layernorm(xr[None], br, cr, eps=eps, width=w)[0])
+                         for xr, br, cr in zip(np.atleast_2d(x), np.atleast_2d(b),
+                                               np.atleast_2d(c))]).reshape(np.shape(x))
     if op == "SOFTMAX":
-        return nx.f16_bits(nx.softmax(x[None], scale=scale, width=w)[0])
+        return nx.f16_bits(nx.softmax(np.atleast_2d(x), scale=scale, width=w)).reshape(np.shape(x))
     return nx.argmax(x)
 
 
@@ -58,18 +60,23 @@ class Bench:
             self.cycle += 1
 
     async def run(self, op, x, b, c, scale, eps, in_pattern, out_pattern):
-        """One command; returns (result words, cycle of cmd handshake, cycle of last output)."""
+        """One command; returns (result words, cycle of cmd handshake, cycle of last output).
+        A 2-D ``x`` (LAYERNORM / SOFTMAX; ``b``, ``c`` each row's) is a group of rows in one
+        command, its result 2-D."""
         dut, w = self.dut, self.w
-        n = len(x)
+        xs, bs, cs = (np.atleast_2d(v) for v in (x, b, c))
+        rows, n = xs.shape
         beats = -(-n // w)
         # lanes past the row's end carry +inf, which every pass must ignore
         pad = lambda v: np.concatenate([v, np.full(beats * w - n, np.inf, np.float16)])
-        xp, bp, cp = pad(x), pad(b), pad(c)
-        payloads = [_pack(xp[k * w:(k + 1) * w]) | (_pack(bp[k * w:(k + 1) * w]) << (16 * w))
-                    | (_pack(cp[k * w:(k + 1) * w]) << (32 * w)) for k in range(beats)]
+        payloads = []
+        for xr, br, cr in zip(xs, bs, cs):
+            xp, bp, cp = pad(xr), pad(br), pad(cr)
+            payloads += [_pack(xp[k * w:(k + 1) * w]) | (_pack(bp[k * w:(k + 1) * w]) << (16 * w))
+                         | (_pack(cp[k * w:(k + 1) * w]) << (32 * w)) for k in range(beats)]
         await FallingEdge(dut.clk)
         dut.cmd__payload.value = (Opcode[op].value | (n << 8) | (_bits32(scale) << 24)
-                                  | (_bits32(eps) << 56))
+                                  | (_bits32(eps) << 56) | (rows << 88))
         dut.cmd__valid.value = 1
         await ReadOnly()
         while not dut.cmd__ready.value:
@@ -78,7 +85,7 @@ class Bench:
         start = self.cycle               # the command is taken at the next rising edge
         await FallingEdge(dut.clk)
         dut.cmd__valid.value = 0
-        n_out = 1 if op == "ARGMAX" else beats
+        n_out = 1 if op == "ARGMAX" else beats * rows
         outs, last = [], None
         pending = list(payloads)
         # Inputs change at falling edges; ReadOnly then shows the ready/valid each handshake
@@ -103,7 +110,8 @@ class Bench:
         if op == "ARGMAX":
             return outs[0] & 0xFFFFFFFF, start, last
         words = b"".join(o.to_bytes(2 * w, "little") for o in outs)
-        return np.frombuffer(words, np.uint16)[:n], start, last
+        got = np.frombuffer(words, np.uint16).reshape(rows, beats * w)[:, :n]
+        return got.reshape(np.shape(x)), start, last
 
 
 @cocotb.test()
@@ -147,6 +155,17 @@ async def vpu_matches_numerics(dut):
             cycles[f"{op}/{n}"] = last - start
             for _ in range(3):
                 await RisingEdge(dut.clk)
+    # Groups of LAYERNORM / SOFTMAX rows in one command: 3 rows of one beat, of a short last
+    # beat, of max_cols.
+    for op in ("LAYERNORM", "SOFTMAX"):
+        for n in (w, w + 3, max_cols):
+            rws = [row(n, op) for _ in range(3)]
+            x, b, c = (np.stack(v) for v in zip(*rws))
+            _, start, last = await bench.run(op, x, b, c, 0.125, 1e-5, itertools.repeat(1),
+                                             itertools.repeat(1))
+            cycles[f"{op}/3x{n}"] = last - start
+            for _ in range(3):
+                await RisingEdge(dut.clk)
 
     # Random rows with back-pressure on both streams.
     checked, bad, first = 0, 0, None
@@ -156,6 +175,9 @@ async def vpu_matches_numerics(dut):
         for op in OPS:
             n = int(rng.integers(1, max_cols + 1))
             x, b, c = row(n, op)
+            if op in ("LAYERNORM", "SOFTMAX") and k % 2:     # a group of 2..4 rows
+                rws = [(x, b, c)] + [row(n, op) for _ in range(int(rng.integers(1, 4)))]
+                x, b, c = (np.stack(v) for v in zip(*rws))
             scale = np.float32(rng.choice([0.125, 1.0, 0.0883883476]))
             eps = np.float32(rng.choice([1e-5, 1e-3]))
             got, _, _ = await bench.run(op, x, b, c, scale, eps, in_pat, out_pat)

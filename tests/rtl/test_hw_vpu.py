@@ -26,47 +26,65 @@ def _pack(v) -> int:
     return int.from_bytes(np.ascontiguousarray(v, np.float16).tobytes(), "little")
 
 
-def _sim(hw, jobs, max_cols):
-    """Runs (op, x, b, c, scale, eps) commands; output always ready. Returns results."""
+def _sim(hw, jobs, max_cols, cycles=None):
+    """Runs (op, x, b, c, scale, eps) commands; output always ready. Returns results. A 2-D
+    ``x`` (LAYERNORM / SOFTMAX) is a group of rows in one command (``b``, ``c``: each row's);
+    its result is 2-D. ``cycles``, a list, gets each command's cycles from its handshake to its
+    last output."""
     w = hw.vpu.width
     dut = VPU(hw=hw, max_cols=max_cols)
     outs, results = [], []
+    now, starts = [0], []
 
-    async def collect(ctx):
-        async for _clk, _rst, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
+    last = [0]
+
+    async def collect(ctx):     # (counts the cycles of the handshakes too)
+        async for _clk, _rst, valid, payload, cv, cr in ctx.tick().sample(
+                dut.o.valid, dut.o.payload, dut.cmd.valid, dut.cmd.ready):
+            now[0] += 1
+            if cv and cr:
+                starts.append(now[0])
             if valid:
                 outs.append(payload)
+                last[0] = now[0]
 
     async def drive(ctx):
         ctx.set(dut.o.ready, 1)
         for op, x, b, c, scale, eps in jobs:
-            ctx.set(dut.cmd.payload, {"op": Opcode[op], "cols": len(x),
+            grp = np.ndim(x) == 2
+            xs, bs, cs = (np.atleast_2d(v) for v in (x, b, c))
+            n = xs.shape[1]
+            ctx.set(dut.cmd.payload, {"op": Opcode[op], "cols": n, "rows": len(xs),
                                       "scale": int(np.float32(scale).view(np.uint32)),
                                       "eps": int(np.float32(eps).view(np.uint32))})
             ctx.set(dut.cmd.valid, 1)
             await ctx.tick().until(dut.cmd.ready)
             ctx.set(dut.cmd.valid, 0)
-            beats = -(-len(x) // w)
-            # lanes past the row's end carry +inf, which every pass must ignore
-            pad = [np.concatenate([v, np.full(beats * w - len(v), np.inf, np.float16)])
-                   for v in (x, b, c)]
-            for k in range(beats):
-                sl = slice(k * w, (k + 1) * w)
-                ctx.set(dut.i.payload, {"a": _pack(pad[0][sl]), "b": _pack(pad[1][sl]),
-                                        "c": _pack(pad[2][sl])})
-                ctx.set(dut.i.valid, 1)
-                await ctx.tick().until(dut.i.ready)
+            beats = -(-n // w)
+            for r in range(len(xs)):
+                # lanes past the row's end carry +inf, which every pass must ignore
+                pad = [np.concatenate([v[r], np.full(beats * w - n, np.inf, np.float16)])
+                       for v in (xs, bs, cs)]
+                for k in range(beats):
+                    sl = slice(k * w, (k + 1) * w)
+                    ctx.set(dut.i.payload, {"a": _pack(pad[0][sl]), "b": _pack(pad[1][sl]),
+                                            "c": _pack(pad[2][sl])})
+                    ctx.set(dut.i.valid, 1)
+                    await ctx.tick().until(dut.i.ready)
             ctx.set(dut.i.valid, 0)
-            n_out = 1 if op == "ARGMAX" else beats
+            n_out = 1 if op == "ARGMAX" else beats * len(xs)
             while len(outs) < n_out:
                 await ctx.tick()
+            if cycles is not None:
+                cycles.append(last[0] - starts[-1])
             got = outs[:n_out]
             del outs[:]
             if op == "ARGMAX":
                 results.append(got[0] & 0xFFFFFFFF)
             else:
                 words = b"".join(int(o).to_bytes(2 * w, "little") for o in got)
-                results.append(np.frombuffer(words, np.uint16)[:len(x)])
+                res = np.frombuffer(words, np.uint16).reshape(len(xs), beats * w)[:, :n]
+                results.append(res if grp else res[0])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -76,12 +94,43 @@ def _sim(hw, jobs, max_cols):
     return results
 
 
+def _group_jobs(rng):
+    """LAYERNORM and SOFTMAX over groups of rows (rows of one beat at width 2, of a short last
+    beat, of several beats; -inf and NaN entries, a row all -inf) and what numerics gives,
+    row by row."""
+    jobs, want = [], []
+    for r, n in ((3, 3), (4, 1), (2, 2), (5, 4)):
+        x = (rng.standard_normal((r, n)) * 3).astype(np.float16)
+        b = rng.standard_normal((r, n)).astype(np.float16)
+        c = rng.standard_normal((r, n)).astype(np.float16)
+        x[0, 0] = -np.inf
+        if r > 2:
+            x[2, :] = -np.inf               # a row all -inf: NaN
+        if r > 3:
+            x[3, -1] = np.nan
+        jobs.append(("SOFTMAX", x, b, c, 0.5, 0))
+        want.append(nx.f16_bits(nx.softmax(x, scale=np.float32(0.5), width=2)))
+        x2 = x.copy()
+        x2[~np.isfinite(x2)] = 1.5
+        if r > 3:
+            x2[3, 0] = np.nan
+        jobs.append(("LAYERNORM", x2, b, c, 1, 1e-5))
+        want.append(np.stack([nx.f16_bits(nx.layernorm(x2[i:i + 1], b[i], c[i],
+                                                       eps=np.float32(1e-5), width=2)[0])
+                              for i in range(r)]))
+    return jobs, want
+
+
 def test_vpu_width2_amaranth():
     """Short rows (one full and one partial beat) of every operation on a 2-lane VPU, its
-    summing passes on a ring of 3 registers (the presets' 4 is the engine tests' and
-    Verilator's)."""
+    summing passes on a ring of 3 registers (the presets' 2 is the engine tests' and
+    Verilator's); then LAYERNORM and SOFTMAX over groups of rows in one command (pass by pass),
+    bit for bit with numerics row by row, and their cycles: the fill once a group, one cycle a
+    row boundary in each reducing pass (costs.VPU_ROW_GAP)."""
+    from fpgpt.sim.costs import VPU_ROW_GAP, _vpu_fill
     base = load_preset("tiny")
-    hw = dataclasses.replace(base, vpu=dataclasses.replace(base.vpu, width=2, acc_latency=3))
+    k = 3
+    hw = dataclasses.replace(base, vpu=dataclasses.replace(base.vpu, width=2, acc_latency=k))
     rng = np.random.default_rng(4)
     x = (rng.standard_normal(3) * 3).astype(np.float16)
     b = rng.standard_normal(3).astype(np.float16)
@@ -92,13 +141,22 @@ def test_vpu_width2_amaranth():
     jobs = [("VADD", x, b, c, 1, 0), ("GELU", x, b, c, 1, 0), ("VCOPY", x, b, c, 1, 0),
             ("LAYERNORM", x, b, c, 1, 1e-5), ("SOFTMAX", xm, b, c, 0.5, 0),
             ("ARGMAX", xt, xt, xt, 1, 0)]
-    got = _sim(hw, jobs, max_cols=8)
     want = [nx.f16_bits(nx.vadd(x, b)), nx.f16_bits(nx.gelu(x)), x.view(np.uint16),
             nx.f16_bits(nx.layernorm(x[None], b, c, eps=np.float32(1e-5), width=2)[0]),
             nx.f16_bits(nx.softmax(xm[None], scale=np.float32(0.5), width=2)[0]), 2]
+    gjobs, gwant = _group_jobs(np.random.default_rng(5))
+    cycles = []
+    got = _sim(hw, jobs + gjobs, max_cols=8, cycles=cycles)
     for (op, *_), g, wv in zip(jobs, got, want):
         assert np.array_equal(g, wv), (op, g, wv)
     assert got[4][0] == 0                   # -inf -> exactly 0
+    for (op, x, *_), g, wv, cyc in zip(gjobs, got[len(jobs):], gwant, cycles[len(jobs):]):
+        assert np.array_equal(g, wv), (op, x.shape, g, wv)
+        r, beats = x.shape[0], -(-x.shape[1] // 2)
+        summing = 1 if op == "SOFTMAX" else 2
+        # (from the command's handshake to its last output)
+        assert cyc == (r * (3 + (k - 1) * summing) * beats + (r - 1) * VPU_ROW_GAP[op]
+                       + _vpu_fill(hw, op)), (op, x.shape, cyc)
 
 
 def test_vpu_checks_arguments(quiet_unused):
@@ -179,6 +237,13 @@ def test_vpu_verilator_tiny(tmp_path, rtl_build):
                                     ("SOFTMAX", (Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT), 1)):
             fill = sum(lat[p] for p in passes) + sum(wait[p] + 1 for p in passes[:2])
             assert s["cycles"][f"{op}/{n}"] == (3 + (k - 1) * summing) * beats + fill + 5
+    for op, passes, summing in (("LAYERNORM", (Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT), 2),
+                                ("SOFTMAX", (Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT), 1)):
+        fill = sum(lat[p] for p in passes) + sum(wait[p] + 1 for p in passes[:2])
+        for n in (8, 11, MAX_COLS):         # groups of 3 rows: the fill once, 2 a boundary
+            beats = -(-n // 8)
+            assert s["cycles"][f"{op}/3x{n}"] == (3 * (3 + (k - 1) * summing) * beats + 2 * 2
+                                                  + fill + 5)
         assert s["cycles"][f"ARGMAX/{n}"] == beats + lat[Mode.ARGMAX] + wait[Mode.ARGMAX] + 4
 
 

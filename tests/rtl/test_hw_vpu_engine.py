@@ -12,6 +12,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from fpgpt.config import load_preset
+from fpgpt.geometry import vpu_group_rows
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.scratchpad import chunk_elements, line_elements
 from fpgpt.hw.vpu_engine import VPUEngine, engine_cycles, window_chunks
@@ -25,9 +26,13 @@ REGION = 256             # elements per operand region (a, b, dst, gamma/beta)
 REG_RC = 3
 
 
-def _hw(width: int = 2):
+def _hw(width: int = 2, buffer_beats: int = 16):
+    """The tiny preset at ``width`` lanes, its VPU's row buffer ``buffer_beats`` deep (16 at
+    width 2: LAYERNORM / SOFTMAX groups of 2 rows of 5..8 beats, 4 of 3..4, 8 of 2, 16 of 1, so
+    that the random instructions' rows split into several groups)."""
     base = load_preset("tiny")
-    return dataclasses.replace(base, vpu=dataclasses.replace(base.vpu, width=width))
+    return dataclasses.replace(base, vpu=dataclasses.replace(base.vpu, width=width,
+                                                             buffer_beats=buffer_beats))
 
 
 def _payload(f: dict[str, int], op: str) -> dict:
@@ -129,7 +134,7 @@ def random_instr(rng, op: str, w: int, regs) -> Instr:
     cmax = MAX_COLS if op in ("LAYERNORM", "SOFTMAX") else 20
     n = int(rng.integers(1, cmax + 1))
     cols = max(0, n - rc)
-    rows = int(rng.integers(1, 4))
+    rows = int(rng.integers(1, 6 if op in ("LAYERNORM", "SOFTMAX") else 4))
     lda = n + int(rng.integers(0, 3))
     ldd = n + int(rng.integers(0, 3))
     a, dst = int(rng.integers(0, 16)), 2 * REGION + int(rng.integers(0, 16))
@@ -224,3 +229,7 @@ def test_vpu_engine_matches_executor():
     starts = [f[key] for _, f in vec for key in ("a", "dst")]
     assert any(v % hw.vpu.width for v in starts) and any(v % hw.vpu.width == 0 for v in starts)
     assert any(f["cols"] + f.get("rc", 0) > window_chunks(hw) * chunk_elements(hw) for _, f in vec)
+    # LAYERNORM / SOFTMAX: a group of several rows, and rows split into several groups.
+    grouped = [(f["rows"], vpu_group_rows(hw, -(-(f["cols"] + f.get("rc", 0)) // hw.vpu.width)))
+               for op, f in vec if op in ("LAYERNORM", "SOFTMAX")]
+    assert any(min(r, g) > 1 for r, g in grouped) and any(r > g for r, g in grouped)
