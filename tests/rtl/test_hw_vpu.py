@@ -95,11 +95,11 @@ def _sim(hw, jobs, max_cols, cycles=None):
 
 
 def _group_jobs(rng):
-    """LAYERNORM and SOFTMAX over groups of rows (rows of one beat at width 2, of a short last
-    beat, of several beats; -inf and NaN entries, a row all -inf) and what numerics gives,
-    row by row."""
+    """LAYERNORM and SOFTMAX over groups of rows (rows of one beat at width 2, rows of two beats
+    the last one short; -inf and NaN entries, a row all -inf) and what numerics gives, row by
+    row (two groups an op, to keep the test short)."""
     jobs, want = [], []
-    for r, n in ((3, 3), (4, 1), (2, 2), (5, 4)):
+    for r, n in ((3, 3), (4, 1)):
         x = (rng.standard_normal((r, n)) * 3).astype(np.float16)
         b = rng.standard_normal((r, n)).astype(np.float16)
         c = rng.standard_normal((r, n)).astype(np.float16)
