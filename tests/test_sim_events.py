@@ -143,10 +143,15 @@ def test_cli_simulate_breakdown_table_and_json():
     assert r.exit_code == 0, r.output
     assert "decode: ms per token" in r.output and "waits on" in r.output
     assert "HBM: no transfer in flight" in r.output and "VPU" in r.output
+    assert "busy time by instruction" in r.output and "SOFTMAX" in r.output
     r = CliRunner().invoke(main, args + ["--json"], catch_exceptions=False)
     d = json.loads(r.output)
     bd = d["breakdown_cycles"]["decode"]
     assert sum(bd["mpu"].values()) == pytest.approx(d["cycles"]["decode"])
     assert d["events"]["decode"]["mpu_macs"] > 0
+    by_op = d["busy_by_instruction_cycles"]["decode"]
+    assert set(by_op["vpu"]) >= {"LAYERNORM", "SOFTMAX", "ARGMAX"} and set(by_op["mpu"]) == {"MM"}
+    for u in ("dma", "mpu", "vpu"):
+        assert sum(by_op[u].values()) == pytest.approx(bd[u]["busy"])
     r = CliRunner().invoke(main, args + ["--breakdown", "--devices", "2"])
     assert r.exit_code == 2 and "one card" in r.output

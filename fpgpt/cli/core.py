@@ -393,6 +393,23 @@ def _breakdown_table(stream, per: int, title: str) -> Table:
     return t
 
 
+def _busy_by_op_table(stream, per: int, title: str) -> Table:
+    """Each unit's busy time by mnemonic (StreamTiming.breakdown), in ms per ``per``, largest
+    first: which instructions the busy column of :func:`_breakdown_table` is made of."""
+    scale = 1.0 / (stream.clock_mhz * 1e3 * max(per, 1))
+    t = Table(title=title)
+    for c, j in (("unit", "left"), ("instruction", "left"), ("count", "right"),
+                 ("busy ms", "right"), ("% of the unit's busy", "right")):
+        t.add_column(c, justify=j)
+    for u, ops in stream.breakdown.items():
+        total = sum(ops.values())
+        for op, v in sorted(ops.items(), key=lambda kv: -kv[1]):
+            if v:
+                t.add_row(u.upper(), op, f"{stream.counts.get(op, 0) / max(per, 1):,.1f}",
+                          f"{v * scale:.4f}", f"{100 * v / total:.0f} %")
+    return t
+
+
 @main.command()
 @click.option("--model", required=True, help="GPT-2 preset name, shipped model or checkpoint folder.")
 @click.option("--hw", "hw_name", default="u280", show_default=True, help="Preset or TOML file.")
@@ -406,7 +423,8 @@ def _breakdown_table(stream, per: int, title: str) -> Table:
               help="Cards in the ring (model parallel, docs/multi-device.md).")
 @click.option("--breakdown", is_flag=True,
               help="Show per unit busy time, time waiting on each other unit, idle and idle HBM "
-                   "time, per stream (always in the JSON: docs/sim-speed-events.md).")
+                   "time, per stream, and decode's busy time by instruction (always in the "
+                   "JSON: docs/sim-speed-events.md).")
 @_guard
 def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: str | None,
              trace_path: str | None, force: bool, devices: int | None, breakdown: bool) -> None:
@@ -438,6 +456,7 @@ def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: 
     data = result.to_json()
     data["model"] = label
     data["breakdown_cycles"] = {s.name: s.unit_breakdown for s in result.streams}
+    data["busy_by_instruction_cycles"] = {s.name: s.breakdown for s in result.streams}
     data["events"] = {s.name: s.events for s in result.streams}
     if trace is not None:
         trace.write_trace(trace_path, overwrite=True)
@@ -454,6 +473,8 @@ def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: 
         if result.decode is not None:
             console.print(_breakdown_table(result.decode, result.tokens_decoded,
                                            "decode: ms per token (% of the stream)"))
+            console.print(_busy_by_op_table(result.decode, result.tokens_decoded,
+                                            "decode: busy time by instruction, per token"))
     console.print(f"HBM floor: {floor_ms:.3f} ms/token ({spec.weight_bytes_per_token() / 1e9:.3f} GB of weights "
                   f"read per token / {hwc.hbm_peak_bytes_per_s / 1e9:.1f} GB/s);\nsimulated decode runs at "
                   f"{100 * floor_ms / max(data['ms_per_token'], 1e-12):.1f} % of that floor's speed.")
