@@ -13,13 +13,20 @@ from .config import HardwareConfig
 
 __all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
-           "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "vpu_group_rows"]
+           "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "VPU_GROUPED_REDUCING_PASSES",
+           "vpu_group_rows"]
 
 
 #: Passes per row in which the VPU's lanes sum their results, by op (LAYERNORM: the sum and
 #: the variance; SOFTMAX: the exp-sum): fpgpt/hw/vpu.py's ``SUMMING_MODES``, each taking one beat
 #: every ``vpu.acc_latency`` cycles (its accumulators are rings); fpgpt.sim.costs charges them.
 VPU_SUMMING_PASSES = {"LAYERNORM": 2, "SOFTMAX": 1}
+
+#: The ops whose VPU command runs a group of rows pass by pass (``vpu_group_rows``), with the
+#: passes per row that reduce the lanes' results (LAYERNORM: sum, variance; SOFTMAX: maximum,
+#: exp-sum): fpgpt/hw/vpu.py leaves one cycle free after a row's last beat in each of them to
+#: capture and reset the accumulators, which fpgpt.sim.costs charges per row boundary.
+VPU_GROUPED_REDUCING_PASSES = {"LAYERNORM": 2, "SOFTMAX": 2}
 
 
 def chunk_elements(hw: HardwareConfig) -> int:

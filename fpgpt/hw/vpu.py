@@ -51,6 +51,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
+from ..geometry import VPU_GROUPED_REDUCING_PASSES
 from ..isa import numerics as nx
 from . import fplogic
 from .decoder import INSTR_LAYOUTS, Opcode
@@ -98,7 +99,7 @@ _FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
 #: Reducing passes of a group of rows: each row's lane results are captured at its end.
 _ROW_REDUCING = (Mode.LN_SUM, Mode.LN_VAR, Mode.SM_MAX, Mode.SM_SUM)
 #: The ops that take a group of rows per command (the others: one row).
-GROUPED_OPS = ("LAYERNORM", "SOFTMAX")
+GROUPED_OPS = tuple(VPU_GROUPED_REDUCING_PASSES)
 
 
 def mode_latency(hw: HardwareConfig) -> dict[Mode, int]:

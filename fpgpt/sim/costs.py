@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..geometry import (VPU_SUMMING_PASSES, dma_stripe_aligned, line_elements, mm_fast_b,
-                        net_allreduce_pipe, ring_group_elements, stripe_elements,
+from ..geometry import (VPU_GROUPED_REDUCING_PASSES, VPU_SUMMING_PASSES, dma_stripe_aligned,
+                        line_elements, mm_fast_b, net_allreduce_pipe, ring_group_elements, stripe_elements,
                         vpu_group_rows, vpu_window_chunks)
 from ..isa.operands import operands
 
@@ -32,11 +32,10 @@ __all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "net_engine_cycles", "dma_c
 #: maximum, then sums exponentials, then normalises.
 VPU_PASSES = {"VADD": 1, "VMUL": 1, "VCOPY": 1, "GELU": 1, "LAYERNORM": 3, "SOFTMAX": 3,
               "ARGMAX": 1}
-#: Cycles a row boundary inside a group of LAYERNORM / SOFTMAX rows costs: one in each of the
-#: two reducing passes (LAYERNORM's sums, SOFTMAX's maximum and exp-sum), where the VPU leaves a
-#: cycle free after a row's last beat to capture and reset its lane accumulators
-#: (fpgpt/hw/vpu.py).
-VPU_ROW_GAP = {"LAYERNORM": 2, "SOFTMAX": 2}
+#: Cycles a row boundary inside a group of LAYERNORM / SOFTMAX rows costs: one in each reducing
+#: pass (geometry.VPU_GROUPED_REDUCING_PASSES), where the VPU leaves a cycle free after a row's
+#: last beat to capture and reset its lane accumulators (fpgpt/hw/vpu.py).
+VPU_ROW_GAP = dict(VPU_GROUPED_REDUCING_PASSES)
 
 
 def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
