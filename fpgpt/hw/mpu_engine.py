@@ -59,6 +59,7 @@ from ..isa.table import Unit
 from .decoder import captured_layout
 from .fpu import delay
 from .mpu import MPULane
+from .shared import shared
 from .scratchpad import (ELEMENT_BITS, bank_count, bank_signature, check_geometry,
                          chunk_bits, chunk_elements, line_elements, line_signature, row_bits)
 
@@ -190,7 +191,7 @@ class MPUEngine(wiring.Component):
         C, NB, P = chunk_elements(hw), bank_count(hw), line_elements(hw)
         lc, lnb = C.bit_length() - 1, NB.bit_length() - 1
         CB, RB, QB = C * ELEMENT_BITS, row_bits(hw), chunk_bits(hw)
-        lanes = [MPULane(hw=hw) for _ in range(L)]
+        lanes = [shared(MPULane, hw=hw) for _ in range(L)]
         D = lanes[0].slots                          # dot products in flight per lane
         for l, lane in enumerate(lanes):
             m.submodules[f"lane{l}"] = lane

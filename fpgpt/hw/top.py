@@ -200,7 +200,7 @@ def top_verilog(hw: HardwareConfig, *, pc_bits: int = 10, name: str = "fpgpt_top
         core = Core(hw=hw, pc_bits=pc_bits, probes=probes)
         with tempfile.TemporaryDirectory() as tmp:
             core_text = write_verilog(core, f"{name}_core", Path(tmp) / "core.v",
-                                      flat=flat).read_text()
+                                      flat=flat, share=True).read_text()
         ports = ["input wire ap_clk", "input wire ap_rst_n"]
         conns = [".clk(ap_clk)", ".rst(~ap_rst_n)"]
         for p, member in core.signature.members.flatten():

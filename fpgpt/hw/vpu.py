@@ -55,6 +55,7 @@ from ..geometry import VPU_GROUPED_REDUCING_PASSES
 from ..isa import numerics as nx
 from . import fplogic
 from .decoder import INSTR_LAYOUTS, Opcode
+from .shared import shared
 from .vpu_special import _const_f32, _neg, build_exp, build_recip, build_rsqrt, f32_gt
 
 __all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "FIRST_MODE", "mode_latency",
@@ -477,7 +478,7 @@ class VPU(wiring.Component):
         # ---------------------------------------------------------------- lanes
         ys, lanes = [], []
         for j in range(w):
-            lane = m.submodules[f"lane{j}"] = VPULane(hw=hw)
+            lane = m.submodules[f"lane{j}"] = shared(VPULane, hw=hw)
             lanes.append(lane)
             sl = slice(16 * j, 16 * j + 16)
             m.d.comb += [lane.mode.eq(mode), lane.advance.eq(advance),

@@ -75,7 +75,7 @@ def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
 
     hw = load_preset("tiny")
     d = rtl_build(f"mpu_engine_{hw.artifact_name}")
-    v = write_verilog(MPUEngine(hw=hw), "mpu_engine", d / "mpu_engine.v")
+    v = write_verilog(MPUEngine(hw=hw), "mpu_engine", d / "mpu_engine.v", share=True)
     stats = tmp_path / "stats.json"
     run_cocotb([v], "mpu_engine", "cocotb_mpu_engine", d / "sim", test_dir=Path(__file__).parent,
                cxx_opt=False,   # -O0: the build dominates (docs/rtl.md)
