@@ -153,5 +153,17 @@ def test_cli_simulate_breakdown_table_and_json():
     assert set(by_op["vpu"]) >= {"LAYERNORM", "SOFTMAX", "ARGMAX"} and set(by_op["mpu"]) == {"MM"}
     for u in ("dma", "mpu", "vpu"):
         assert sum(by_op[u].values()) == pytest.approx(bd[u]["busy"])
-    r = CliRunner().invoke(main, args + ["--breakdown", "--devices", "2"])
-    assert r.exit_code == 2 and "one card" in r.output
+    # a ring: every card's decode breakdown, and its busy time by instruction a column a card
+    r = CliRunner().invoke(main, args + ["--breakdown", "--devices", "2"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "card 0, decode: ms per token" in r.output and "card 1, decode" in r.output
+    assert "per card" in r.output and "ALLGATHER" in r.output
+    r = CliRunner().invoke(main, args + ["--devices", "2", "--json"], catch_exceptions=False)
+    cards = json.loads(r.output)["cards"]
+    assert len(cards) == 2
+    for c in cards:
+        bd, by_op = c["breakdown_cycles"]["decode"], c["busy_by_instruction_cycles"]["decode"]
+        assert bd["net"]["busy"] > 0
+        assert by_op["net"]["ALLGATHER"] == pytest.approx(bd["net"]["busy"])
+        for u in ("dma", "mpu", "vpu"):
+            assert sum(by_op[u].values()) == pytest.approx(bd[u]["busy"])

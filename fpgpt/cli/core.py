@@ -423,18 +423,16 @@ def _busy_by_op_table(stream, per: int, title: str) -> Table:
               help="Cards in the ring (model parallel, docs/multi-device.md).")
 @click.option("--breakdown", is_flag=True,
               help="Show per unit busy time, time waiting on each other unit, idle and idle HBM "
-                   "time, per stream, and decode's busy time by instruction (always in the "
-                   "JSON: docs/sim-speed-events.md).")
+                   "time, per stream, and decode's busy time by instruction; with --devices, "
+                   "decode's for every card (always in the JSON: docs/sim-speed-events.md).")
 @_guard
 def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: str | None,
              trace_path: str | None, force: bool, devices: int | None, breakdown: bool) -> None:
     """Time a generation on the simulated card (no weights needed)."""
     if devices is not None and devices != 1:            # a ring of cards: fpgpt/cli/multi.py
-        if breakdown:
-            raise UsageProblem("--breakdown is for one card (leave out --devices)")
         from .multi import simulate_ring
         return simulate_ring(model, hw_name, prompt_len, gen_len, json_out, trace_path, force,
-                             devices)
+                             devices, breakdown)
     from ..compiler import compile_model
     from ..sim.timing import simulate as run_timing
     from ..sim.trace import TraceRecorder

@@ -11,8 +11,9 @@ from typing import Any
 import click
 from rich.table import Table
 
-from .core import (UsageProblem, _check_output, _emit_json, _guard, _resolve_model, _sim_progress,
-                   _simulation_inputs, _timing_table, console, err_console, main)
+from .core import (UsageProblem, _breakdown_table, _check_output, _emit_json, _guard,
+                   _resolve_model, _sim_progress, _simulation_inputs, _timing_table, console,
+                   err_console, main)
 
 __all__ = ["compile_ring", "simulate_ring", "generate_ring", "scale_rows"]
 
@@ -96,7 +97,8 @@ def _ring_rows(res) -> list[tuple[str, str]]:
 
 
 def simulate_ring(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: str | None,
-                  trace_path: str | None, force: bool, devices: int) -> None:
+                  trace_path: str | None, force: bool, devices: int,
+                  breakdown: bool = False) -> None:
     """``fpgpt simulate --devices N``: the ring's timing (docs/multi-device.md)."""
     from ..compiler import compile_devices
     from ..sim.system import simulate_system, write_system_trace
@@ -124,6 +126,38 @@ def simulate_ring(model: str, hw_name: str, prompt_len: int, gen_len: int, json_
     for r in _ring_rows(res):
         t.add_row(*r)
     console.print(t)
+    if breakdown and res.result.decode is not None:
+        n_tok = res.result.tokens_decoded
+        for d, card in enumerate(res.cards):
+            console.print(_breakdown_table(card.decode, n_tok,
+                                           f"card {d}, decode: ms per token (% of the stream)"))
+        console.print(_busy_by_op_by_card(res.cards, n_tok))
+
+
+def _busy_by_op_by_card(cards, per: int) -> Table:
+    """Decode's busy time by instruction, ms per token, a column per card: the work each card
+    repeats (LAYERNORM, VADD, ARGMAX: every card holds the whole residual) beside the work the
+    ring divides (MM, SOFTMAX, GELU)."""
+    from ..sim.results import UNITS
+    first = cards[0].decode
+    scale = 1.0 / (first.clock_mhz * 1e3 * max(per, 1))
+    t = Table(title="decode: busy time by instruction, ms per token, per card")
+    t.add_column("unit")
+    t.add_column("instruction")
+    for d in range(len(cards)):
+        t.add_column(f"card {d}", justify="right")
+    rows = {(u, op): [0.0] * len(cards) for c in cards for u, ops in c.decode.breakdown.items()
+            for op in ops}
+    for d, c in enumerate(cards):
+        for u, ops in c.decode.breakdown.items():
+            for op, v in ops.items():
+                rows[(u, op)][d] = v
+    order = {u: i for i, u in enumerate(UNITS)}
+    for (u, op), vs in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], len(order)),
+                                                            -max(kv[1]))):
+        if any(vs):
+            t.add_row(u.upper(), op, *(f"{v * scale:.4f}" for v in vs))
+    return t
 
 
 # ----------------------------------------------------------------------------------- generate
