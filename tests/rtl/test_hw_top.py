@@ -23,7 +23,7 @@ SLOW = os.environ.get("FPGPT_SLOW_RTL") == "1"
 
 
 @pytest.mark.skipif(not SLOW, reason=(
-    "the u280 top is 27 MB of Verilog: 4.5 min to emit and lint on 2 cores; run with "
+    "the u280 top is 8.9 MB of Verilog: 3.5 min to emit and lint on 2 cores; run with "
     "FPGPT_SLOW_RTL=1 (result in the closing notes). tiny's top is emitted and linted by "
     "test_hw_emit.py, which checks these port names too (check_vitis_ports)"))
 def test_u280_top_lints_clean_with_vitis_ports(rtl_build):
