@@ -51,6 +51,7 @@ class _Gen:
         self.items: list[Item] = []
         self.chunks = 0
         self.pending: tuple[Op, int] | None = None     # an output slice not gathered yet
+        self.halves: list[tuple[int, int]] = [(0, 1)]   # (first row, rows) of the block's halves
 
     # -- multi-device: where a card writes its slice, and the all-gather (partition.py) --------
     def target(self, op: Op, rows: int) -> tuple[int, int]:
@@ -65,6 +66,35 @@ class _Gen:
         if not cnt:
             return self.a(buf) + c0, n
         return self.a(self._stage(op)) + sh.device * cnt, n
+
+    def _norm_after(self, body: list[Op], i: int) -> int | None:
+        """With the rows in halves, the index of the LAYERNORM that normalises the sum of the
+        residual ADD ``body[i]`` (only LOAD_PARAMS between them), else None."""
+        if len(self.halves) < 2 or body[i].kind is not OpKind.ADD:
+            return None
+        j = i + 1
+        while j < len(body) and body[j].kind is OpKind.LOAD_PARAMS:
+            j += 1
+        if (j < len(body) and body[j].kind is OpKind.LAYERNORM
+                and body[j]["src"] == body[i]["dst"] and not body[j].attrs.get("last_row")):
+            return j
+        return None
+
+    def add_norm(self, add: Op, ln: Op) -> None:
+        """A residual VADD and the LAYERNORM of its sum, half by half."""
+        d = self.spec.d_model
+        for r0, n in self.halves:
+            note = self._rows_note(r0, n, len(self.halves))
+            self.emit("VADD", dst=self.a(add["dst"]) + r0 * d, a=self.a(add["dst"]) + r0 * d,
+                      b=self.a(add["src"]) + r0 * d, rows=n, cols=d, ldd=d, lda=d, ldb=d,
+                      comment=add.name + note)
+            self.emit("LAYERNORM", dst=self.a(ln["dst"]) + r0 * d, a=self.a(ln["src"]) + r0 * d,
+                      gamma=self._vec(ln, ln["gamma"]), beta=self._vec(ln, ln["beta"]), rows=n,
+                      cols=d, ldd=d, lda=d, eps=float(self.spec.ln_eps), comment=ln.name + note)
+
+    @staticmethod
+    def _rows_note(r0: int, n: int, parts: int) -> str:
+        return f" rows {r0}..{r0 + n - 1}" if parts > 1 else ""
 
     @staticmethod
     def _stage(op: Op) -> str:
@@ -156,11 +186,15 @@ class _Gen:
 
     def layernorm(self, op: Op, rows: int) -> None:
         d = self.spec.d_model
-        src = self.a(op["src"]) + ((rows - 1) * d if op.attrs.get("last_row") else 0)
-        n = 1 if op.attrs.get("last_row") else rows
-        self.emit("LAYERNORM", dst=self.a(op["dst"]), a=src, gamma=self._vec(op, op["gamma"]),
-                  beta=self._vec(op, op["beta"]), rows=n, cols=d, ldd=d, lda=d,
-                  eps=float(self.spec.ln_eps), comment=op.name)
+        if op.attrs.get("last_row"):
+            parts, src = [(0, 1)], self.a(op["src"]) + (rows - 1) * d
+        else:
+            parts, src = self.halves, self.a(op["src"])
+        for r0, n in parts:
+            self.emit("LAYERNORM", dst=self.a(op["dst"]) + r0 * d, a=src + r0 * d,
+                      gamma=self._vec(op, op["gamma"]), beta=self._vec(op, op["beta"]), rows=n,
+                      cols=d, ldd=d, lda=d, eps=float(self.spec.ln_eps),
+                      comment=op.name + self._rows_note(r0, n, len(parts)))
 
     def linear(self, op: Op, rows: int) -> None:
         k = op["k"]
@@ -169,16 +203,19 @@ class _Gen:
         bias = op.attrs.get("bias")
         ks = b_stride(k, self.hw)
         m = 1 if op.kind is OpKind.LM_HEAD else rows
+        parts = [(0, 1)] if op.kind is OpKind.LM_HEAD else self.halves
         dst, ldc = self.target(op, m)
         for r0, nr in op["chunks"]:
             slot = self.plan.slots[self.chunks % WEIGHT_SLOTS]
             self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot,
                       hbm=w.addr + 2 * (w0 + r0) * k, rows=nr, cols=k, hstride=2 * k, sstride=ks,
                       comment=f"{op.name}[{r0}:{r0 + nr}]")
-            self.emit("MM", dst=dst + r0, a=self.a(op["src"]), b=slot,
-                      bias=self._vec(op, bias) + r0 if bias else 0, has_bias=bool(bias),
-                      m=m, k=k, n=nr, lda=k, ldb=ks, ldc=ldc,
-                      comment=f"{op.name}[{r0}:{r0 + nr}]")
+            for q0, nq in parts:       # each half's rows: the MPU starts on the first half
+                self.emit("MM", dst=dst + q0 * ldc + r0, a=self.a(op["src"]) + q0 * k, b=slot,
+                          bias=self._vec(op, bias) + r0 if bias else 0, has_bias=bool(bias),
+                          m=nq, k=k, n=nr, lda=k, ldb=ks, ldc=ldc,
+                          comment=f"{op.name}[{r0}:{r0 + nr}]"
+                          + self._rows_note(q0, nq, len(parts)))
             self.chunks += 1
         self.produced(op, m)
 
@@ -229,11 +266,29 @@ class _Gen:
     def block(self, graph: Graph, rows: int, prefill: bool) -> None:
         d, f = self.spec.d_model, self.spec.d_ff
         prev = None
-        for op in graph.body:
+        # A prefill tile's row-wise ops (LAYERNORM, the linears, GELU, VADD) go in two halves
+        # of its rows, each unit's in the order first half, second half: the MPU starts on the
+        # first half's product while the VPU normalises the second, and the VPU adds, normalises
+        # or applies GELU to the first while the MPU multiplies the second. A residual VADD
+        # and the LAYERNORM of its sum go half by half (VADD, LAYERNORM of the first half, then
+        # of the second), so that the first half's product waits for the first half only. The
+        # attention (causal over the whole tile) stays whole. Each row's arithmetic is unchanged.
+        half = -(-rows // 2)
+        self.halves = [(0, half), (half, rows - half)] if prefill and rows > 1 else [(0, rows)]
+        body, done = list(graph.body), set()
+        for i, op in enumerate(body):
+            if i in done:
+                continue
             k = op.kind
             if k is not OpKind.GELU:
                 self.gather()
-            if k is OpKind.EMBED:
+            ln = self._norm_after(body, i)
+            if ln is not None:
+                for j in range(i + 1, ln):          # the next layer's parameters first
+                    self.params(body[j])
+                self.add_norm(op, body[ln])
+                done.update(range(i + 1, ln + 1))
+            elif k is OpKind.EMBED:
                 self.embed(rows, prefill)
             elif k is OpKind.LOAD_PARAMS:
                 self.params(op)
@@ -247,7 +302,9 @@ class _Gen:
                 # on this card's slice of the fc output, before it is gathered
                 fc, _ = self.pending
                 at, ld = self.target(fc, rows)
-                self.emit("GELU", dst=at, a=at, rows=rows, cols=ld, ldd=ld, lda=ld, comment=op.name)
+                for r0, n in self.halves:
+                    self.emit("GELU", dst=at + r0 * ld, a=at + r0 * ld, rows=n, cols=ld, ldd=ld,
+                              lda=ld, comment=op.name + self._rows_note(r0, n, len(self.halves)))
                 self.gather()
             elif k is OpKind.GELU:
                 # decode: the GELU in three pieces, all fc chunks but the last two, then each
@@ -260,12 +317,18 @@ class _Gen:
                         and prev["dst"] == op["buf"] and len(prev["chunks"]) > 2):
                     ch = prev["chunks"]
                     pieces = [(0, ch[-2][0]), ch[-2], ch[-1]]
-                for c0, n in pieces:
-                    self.emit("GELU", dst=buf + c0, a=buf + c0, rows=rows, cols=n, ldd=f, lda=f,
-                              comment=op.name if len(pieces) == 1 else f"{op.name}[{c0}:{c0 + n}]")
+                for r0, nr in self.halves:
+                    for c0, n in pieces:
+                        at = buf + r0 * f + c0
+                        self.emit("GELU", dst=at, a=at, rows=nr, cols=n, ldd=f, lda=f,
+                                  comment=(op.name if len(pieces) == 1
+                                           else f"{op.name}[{c0}:{c0 + n}]")
+                                  + self._rows_note(r0, nr, len(self.halves)))
             elif k is OpKind.ADD:
-                self.emit("VADD", dst=self.a(op["dst"]), a=self.a(op["dst"]), b=self.a(op["src"]),
-                          rows=rows, cols=d, ldd=d, lda=d, ldb=d, comment=op.name)
+                for r0, n in self.halves:
+                    self.emit("VADD", dst=self.a(op["dst"]) + r0 * d, a=self.a(op["dst"]) + r0 * d,
+                              b=self.a(op["src"]) + r0 * d, rows=n, cols=d, ldd=d, lda=d, ldb=d,
+                              comment=op.name + self._rows_note(r0, n, len(self.halves)))
             else:
                 raise AssertionError(f"op {op.name} ({k}) cannot appear in a block")
             prev = op

@@ -123,16 +123,30 @@ def allgather_cycles(stats: list[dict], hw) -> tuple[int, float]:
 def check_ring_cycles(report: dict, tolerance: float = CYCLE_TOLERANCE) -> None:
     """The cycle checks of a compiled run (ring_case.ring_report): every card's stream cycles
     within ``tolerance`` of the system timing model's for that card (issue 11), and the engines'
-    instructions last what the model says (MPU and VPU within 2 cycles each)."""
+    instructions last what the model says: the MPU within 2 cycles, the VPU within 2 cycles
+    unless it ran beside an MPU instruction. Then it may be up to :data:`VPU_CONTENTION`
+    cycles longer: the two share the scratchpad's banks, which the model does not charge.
+    The halved prefill rows run them side by side (docs/compiler.md): measured +4 to +13
+    cycles on such VPU instructions (micro on tiny), 0.07 to 0.3 % of a stream."""
     for card in report["cards"]:
         for s in card["streams"]:
             assert abs(s["rtl"] - s["model"]) <= tolerance * s["model"], (
                 f"card {card['card']} {s['stream']}: {s['rtl']} RTL cycles vs {s['model']:.0f} "
                 f"modelled ({s['diff_pct']:+.1f} %); NET unit {s['net_rtl']} vs "
                 f"{s['net_model']:.0f}; per instruction: build/rtl/core_reports/")
+        mpu = [(r["stream"], r["rtl_start"], r["rtl"]) for r in card["instructions"]
+               if r["unit"] == "mpu" and r["dur_diff"] is not None]
         for r in card["instructions"]:
-            if r["unit"] in ("mpu", "vpu") and r["dur_diff"] is not None:
-                assert abs(r["dur_diff"]) <= 2, (card["card"], r)
+            if r["unit"] not in ("mpu", "vpu") or r["dur_diff"] is None:
+                continue
+            beside = r["unit"] == "vpu" and any(
+                st == r["stream"] and s0 < r["rtl"] and r["rtl_start"] < e0 for st, s0, e0 in mpu)
+            assert -2 <= r["dur_diff"] <= (VPU_CONTENTION if beside else 2), (card["card"], r)
+
+
+#: Extra cycles a VPU instruction may take in the RTL when an MPU instruction runs beside it
+#: (scratchpad bank conflicts the timing model does not charge; measured up to 13).
+VPU_CONTENTION = 16
 
 
 def test_compiled_generation_on_a_ring_of_two(tmp_path, rtl_build):
