@@ -40,12 +40,19 @@ def test_generated_tokens_equal_the_fp16_reference(model, hw_name):
         assert got == want, (model, hw_name, text)
 
 
-def test_generation_with_prefill_in_several_tiles():
+@pytest.mark.parametrize("sram_kib", [96, 48])
+def test_generation_with_prefill_in_several_tiles(sram_kib):
+    """Prefill tiles, each's rows in two halves (codegen.block); at 48 KiB the fc's W^T has
+    more chunks than there are weight slots, so the second half loads it again."""
     w = _weights("micro")
-    hw = load_preset("tiny").replace(**{"buffers.sram_kib": 96})
+    hw = load_preset("tiny").replace(**{"buffers.sram_kib": sram_kib})
     ids = list(range(3, 3 + 70))
     prog = compile_model(w, hw, prompt_len=len(ids))
-    assert prog.meta["buffers"]["prefill"]["tiles"] > 1
+    tiles = prog.meta["buffers"]["prefill"]["tiles"]
+    assert tiles > 1
+    fc = [i.fields["hbm"] for i in prog.streams["prefill"]
+          if i.op == "LOAD" and i.comment.startswith("layer0.fc[")]
+    assert (len(fc) > tiles * len(set(fc))) == (sram_kib == 48)
     assert generate(prog, ids, 4).tokens == Reference(w, dtype="fp16").generate(ids, 4)
 
 

@@ -80,6 +80,15 @@ class _Gen:
             return j
         return None
 
+    def _mm_rows(self, op: Op, dst: int, ldc: int, slot: int, r0: int, nr: int, q0: int,
+                 nq: int, parts: int) -> None:
+        """The MM of rows ``q0..q0+nq-1`` with the chunk of W^T rows ``r0..r0+nr-1`` in ``slot``."""
+        k, bias = op["k"], op.attrs.get("bias")
+        self.emit("MM", dst=dst + q0 * ldc + r0, a=self.a(op["src"]) + q0 * k, b=slot,
+                  bias=self._vec(op, bias) + r0 if bias else 0, has_bias=bool(bias),
+                  m=nq, k=k, n=nr, lda=k, ldb=b_stride(k, self.hw), ldc=ldc,
+                  comment=f"{op.name}[{r0}:{r0 + nr}]" + self._rows_note(q0, nq, parts))
+
     def add_norm(self, add: Op, ln: Op) -> None:
         """A residual VADD and the LAYERNORM of its sum, half by half."""
         d = self.spec.d_model
@@ -205,18 +214,28 @@ class _Gen:
         m = 1 if op.kind is OpKind.LM_HEAD else rows
         parts = [(0, 1)] if op.kind is OpKind.LM_HEAD else self.halves
         dst, ldc = self.target(op, m)
-        for r0, nr in op["chunks"]:
+        chunks = op["chunks"]
+        # With the rows in halves, the first half's products over all chunks, then the
+        # second's, so that the VPU has a whole half's products to work beside. W^T stays in
+        # its slots for the second half when every chunk has a slot of its own; else it is
+        # loaded again (a prefill's DMA is mostly idle: it waits on the MPU).
+        slots: list[int] = []
+
+        def load(r0: int, nr: int) -> int:
             slot = self.plan.slots[self.chunks % WEIGHT_SLOTS]
             self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot,
                       hbm=w.addr + 2 * (w0 + r0) * k, rows=nr, cols=k, hstride=2 * k, sstride=ks,
                       comment=f"{op.name}[{r0}:{r0 + nr}]")
-            for q0, nq in parts:       # each half's rows: the MPU starts on the first half
-                self.emit("MM", dst=dst + q0 * ldc + r0, a=self.a(op["src"]) + q0 * k, b=slot,
-                          bias=self._vec(op, bias) + r0 if bias else 0, has_bias=bool(bias),
-                          m=nq, k=k, n=nr, lda=k, ldb=ks, ldc=ldc,
-                          comment=f"{op.name}[{r0}:{r0 + nr}]"
-                          + self._rows_note(q0, nq, len(parts)))
             self.chunks += 1
+            return slot
+        for i, (q0, nq) in enumerate(parts):
+            for j, (r0, nr) in enumerate(chunks):
+                if i == 0 or len(chunks) > WEIGHT_SLOTS:
+                    slot = load(r0, nr)
+                    slots.append(slot)
+                else:
+                    slot = slots[j]
+                self._mm_rows(op, dst, ldc, slot, r0, nr, q0, nq, len(parts))
         self.produced(op, m)
 
     def attention(self, op: Op, rows: int) -> None:
