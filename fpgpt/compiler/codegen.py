@@ -91,15 +91,23 @@ class _Gen:
 
     def add_norm(self, add: Op, ln: Op) -> None:
         """A residual VADD and the LAYERNORM of its sum, half by half."""
+        for part in self.halves:
+            self.vadd(add, *part)
+            self._norm_rows(ln, self.a(ln["src"]), *part, len(self.halves))
+
+    def vadd(self, op: Op, r0: int, n: int) -> None:
+        """The residual ADD ``op`` on rows ``r0..r0+n-1``."""
         d = self.spec.d_model
-        for r0, n in self.halves:
-            note = self._rows_note(r0, n, len(self.halves))
-            self.emit("VADD", dst=self.a(add["dst"]) + r0 * d, a=self.a(add["dst"]) + r0 * d,
-                      b=self.a(add["src"]) + r0 * d, rows=n, cols=d, ldd=d, lda=d, ldb=d,
-                      comment=add.name + note)
-            self.emit("LAYERNORM", dst=self.a(ln["dst"]) + r0 * d, a=self.a(ln["src"]) + r0 * d,
-                      gamma=self._vec(ln, ln["gamma"]), beta=self._vec(ln, ln["beta"]), rows=n,
-                      cols=d, ldd=d, lda=d, eps=float(self.spec.ln_eps), comment=ln.name + note)
+        self.emit("VADD", dst=self.a(op["dst"]) + r0 * d, a=self.a(op["dst"]) + r0 * d,
+                  b=self.a(op["src"]) + r0 * d, rows=n, cols=d, ldd=d, lda=d, ldb=d,
+                  comment=op.name + self._rows_note(r0, n, len(self.halves)))
+
+    def _norm_rows(self, op: Op, src: int, r0: int, n: int, parts: int) -> None:
+        d = self.spec.d_model
+        self.emit("LAYERNORM", dst=self.a(op["dst"]) + r0 * d, a=src + r0 * d,
+                  gamma=self._vec(op, op["gamma"]), beta=self._vec(op, op["beta"]), rows=n,
+                  cols=d, ldd=d, lda=d, eps=float(self.spec.ln_eps),
+                  comment=op.name + self._rows_note(r0, n, parts))
 
     @staticmethod
     def _rows_note(r0: int, n: int, parts: int) -> str:
@@ -194,16 +202,11 @@ class _Gen:
         return self.a(f"params{op.layer % 2}") + self.layout.vec_offsets[name]
 
     def layernorm(self, op: Op, rows: int) -> None:
-        d = self.spec.d_model
         if op.attrs.get("last_row"):
-            parts, src = [(0, 1)], self.a(op["src"]) + (rows - 1) * d
-        else:
-            parts, src = self.halves, self.a(op["src"])
-        for r0, n in parts:
-            self.emit("LAYERNORM", dst=self.a(op["dst"]) + r0 * d, a=src + r0 * d,
-                      gamma=self._vec(op, op["gamma"]), beta=self._vec(op, op["beta"]), rows=n,
-                      cols=d, ldd=d, lda=d, eps=float(self.spec.ln_eps),
-                      comment=op.name + self._rows_note(r0, n, len(parts)))
+            self._norm_rows(op, self.a(op["src"]) + (rows - 1) * self.spec.d_model, 0, 1, 1)
+            return
+        for part in self.halves:
+            self._norm_rows(op, self.a(op["src"]), *part, len(self.halves))
 
     def linear(self, op: Op, rows: int) -> None:
         k = op["k"]
@@ -344,10 +347,8 @@ class _Gen:
                                            else f"{op.name}[{c0}:{c0 + n}]")
                                   + self._rows_note(r0, nr, len(self.halves)))
             elif k is OpKind.ADD:
-                for r0, n in self.halves:
-                    self.emit("VADD", dst=self.a(op["dst"]) + r0 * d, a=self.a(op["dst"]) + r0 * d,
-                              b=self.a(op["src"]) + r0 * d, rows=n, cols=d, ldd=d, lda=d, ldb=d,
-                              comment=op.name + self._rows_note(r0, n, len(self.halves)))
+                for part in self.halves:
+                    self.vadd(op, *part)
             else:
                 raise AssertionError(f"op {op.name} ({k}) cannot appear in a block")
             prev = op
