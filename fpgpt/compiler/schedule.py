@@ -100,6 +100,15 @@ class _Tracker:
         i, j = self._split(lo), self._split(hi)
         return self.segs[i:j]
 
+    def overwrite(self, lo: int, hi: int, writer: int) -> None:
+        """``[lo, hi)`` becomes one segment written by ``writer`` with no readers: the segments
+        it covered are all alike now, so they merge (fewer segments for later spans to walk)."""
+        if hi <= lo:
+            return
+        i, j = self._split(lo), self._split(hi)
+        self.bounds[i + 1:j] = []
+        self.segs[i:j] = [_Seg(writer, {})]
+
 
 class _Deps:
     """Conflict tracking over both spaces; readers are kept per key (a unit, or one key)."""
@@ -143,9 +152,8 @@ class _Deps:
             deps.extend(s.readers.values())
         for s in rsegs:
             s.readers[key] = j
-        for s in wsegs:
-            s.writer = j
-            s.readers = {}
+        for sp, lo, hi in writes:
+            self.t[sp].overwrite(lo, hi, j)
         return deps
 
 
