@@ -453,8 +453,7 @@ def simulate(model: str, hw_name: str, prompt_len: int, gen_len: int, json_out: 
                             progress=cb)
     data = result.to_json()
     data["model"] = label
-    data["breakdown_cycles"] = {s.name: s.unit_breakdown for s in result.streams}
-    data["busy_by_instruction_cycles"] = {s.name: s.breakdown for s in result.streams}
+    data.update(result.breakdown_json())
     data["events"] = {s.name: s.events for s in result.streams}
     if trace is not None:
         trace.write_trace(trace_path, overwrite=True)

@@ -80,13 +80,13 @@ class _Gen:
             return j
         return None
 
-    def _mm_rows(self, op: Op, dst: int, ldc: int, slot: int, r0: int, nr: int, q0: int,
-                 nq: int, parts: int) -> None:
+    def _mm_rows(self, op: Op, dst: int, ldc: int, slot: int, ks: int, r0: int, nr: int,
+                 q0: int, nq: int, parts: int) -> None:
         """The MM of rows ``q0..q0+nq-1`` with the chunk of W^T rows ``r0..r0+nr-1`` in ``slot``."""
         k, bias = op["k"], op.attrs.get("bias")
         self.emit("MM", dst=dst + q0 * ldc + r0, a=self.a(op["src"]) + q0 * k, b=slot,
                   bias=self._vec(op, bias) + r0 if bias else 0, has_bias=bool(bias),
-                  m=nq, k=k, n=nr, lda=k, ldb=b_stride(k, self.hw), ldc=ldc,
+                  m=nq, k=k, n=nr, lda=k, ldb=ks, ldc=ldc,
                   comment=f"{op.name}[{r0}:{r0 + nr}]" + self._rows_note(q0, nq, parts))
 
     def add_norm(self, add: Op, ln: Op) -> None:
@@ -222,6 +222,7 @@ class _Gen:
         # second's, so that the VPU has a whole half's products to work beside. W^T stays in
         # its slots for the second half when every chunk has a slot of its own; else it is
         # loaded again (a prefill's DMA is mostly idle: it waits on the MPU).
+        reload = len(chunks) > WEIGHT_SLOTS
         slots: list[int] = []
 
         def load(r0: int, nr: int) -> int:
@@ -233,12 +234,10 @@ class _Gen:
             return slot
         for i, (q0, nq) in enumerate(parts):
             for j, (r0, nr) in enumerate(chunks):
-                if i == 0 or len(chunks) > WEIGHT_SLOTS:
-                    slot = load(r0, nr)
+                slot = load(r0, nr) if i == 0 or reload else slots[j]
+                if i == 0:
                     slots.append(slot)
-                else:
-                    slot = slots[j]
-                self._mm_rows(op, dst, ldc, slot, r0, nr, q0, nq, len(parts))
+                self._mm_rows(op, dst, ldc, slot, ks, r0, nr, q0, nq, len(parts))
         self.produced(op, m)
 
     def attention(self, op: Op, rows: int) -> None:

@@ -71,8 +71,8 @@ def write_verilog(component: wiring.Component, name: str, path: str | Path, *,
     share : bool
         Convert each component built with :func:`fpgpt.hw.shared.shared` (the MPU and VPU
         lanes) once, as a module of its own that every instance instantiates: the same design
-        in a fraction of the time (the tiny core 55 -> 24 s). Off for synthesis, whose cache
-        is keyed by the Verilog text (fpgpt.hw.synth).
+        in less than half the time (tiny's flat core, ``bench/bench_emit.py``). Off for
+        synthesis, whose cache is keyed by the Verilog text (fpgpt.hw.synth).
     """
     if not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, not {name!r}")

@@ -64,8 +64,8 @@ def shared(cls: type, **kwargs) -> wiring.Component:
     proto._MustUse__silence = True          # only the stand-in is elaborated
     key = f"{cls.__module__}.{cls.__qualname__}{sorted(kwargs.items())!r}"
     name = f"fpgpt_{cls.__name__}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-    if name not in modules:
-        text = rtlil.convert(cls(**kwargs), name=name, emit_src=False)
+    if name not in modules:          # the prototype itself: the stand-in has its own ports
+        text = rtlil.convert(proto, name=name, emit_src=False)
         clocked = re.search(r"^\s*wire width 1 input \d+\s+\\clk$", text, re.M) is not None
         modules[name] = (_untop(text), clocked)
     return _StandIn(proto, name, modules[name][1])

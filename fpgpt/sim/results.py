@@ -226,6 +226,13 @@ class SimResult:
             "cycles": self.cycles,
         }
 
+    def breakdown_json(self) -> dict[str, Any]:
+        """Where each stream's time went (``fpgpt simulate --json``, per card with
+        ``--devices``): ``breakdown_cycles`` (:attr:`StreamTiming.unit_breakdown`) and
+        ``busy_by_instruction_cycles`` (:attr:`StreamTiming.breakdown`), by stream."""
+        return {"breakdown_cycles": {s.name: s.unit_breakdown for s in self.streams},
+                "busy_by_instruction_cycles": {s.name: s.breakdown for s in self.streams}}
+
     def to_dict(self) -> dict[str, Any]:
         """Everything: :meth:`to_json` plus per-stream detail, breakdown and counts."""
         d = self.to_json()

@@ -444,9 +444,7 @@ class SystemSimResult:
                                       if self.result.tokens_decoded else 0.0),
             "cards": [{"device": i, "ttft_ms": c.ttft_ms, "ms_per_token": c.ms_per_token,
                        "hbm_bytes_per_token": c.hbm_bytes_per_token,
-                       "unit_utilization": c.unit_utilization,
-                       "breakdown_cycles": {s.name: s.unit_breakdown for s in c.streams},
-                       "busy_by_instruction_cycles": {s.name: s.breakdown for s in c.streams}}
+                       "unit_utilization": c.unit_utilization, **c.breakdown_json()}
                       for i, c in enumerate(self.cards)],
             "wall_s": self.wall_s,
         })

@@ -120,6 +120,11 @@ def allgather_cycles(stats: list[dict], hw) -> tuple[int, float]:
     return end - start, costs.net_cycles(hw, "ALLGATHER", {"count": GATHER, "sram": 1024})
 
 
+#: Extra cycles a VPU instruction may take in the RTL when an MPU instruction runs beside it
+#: (scratchpad bank conflicts the timing model does not charge; measured up to 13).
+VPU_CONTENTION = 16
+
+
 def check_ring_cycles(report: dict, tolerance: float = CYCLE_TOLERANCE) -> None:
     """The cycle checks of a compiled run (ring_case.ring_report): every card's stream cycles
     within ``tolerance`` of the system timing model's for that card (issue 11), and the engines'
@@ -142,11 +147,6 @@ def check_ring_cycles(report: dict, tolerance: float = CYCLE_TOLERANCE) -> None:
             beside = r["unit"] == "vpu" and any(
                 st == r["stream"] and s0 < r["rtl"] and r["rtl_start"] < e0 for st, s0, e0 in mpu)
             assert -2 <= r["dur_diff"] <= (VPU_CONTENTION if beside else 2), (card["card"], r)
-
-
-#: Extra cycles a VPU instruction may take in the RTL when an MPU instruction runs beside it
-#: (scratchpad bank conflicts the timing model does not charge; measured up to 13).
-VPU_CONTENTION = 16
 
 
 def test_compiled_generation_on_a_ring_of_two(tmp_path, rtl_build):
