@@ -129,14 +129,12 @@ class VPUConfig:
     special_latency: int    # exp / reciprocal / rsqrt pipelines, cycles
     #: Registers of each lane accumulator's loop in the summing passes (LAYERNORM's two,
     #: SOFTMAX's second), ``k``: the FP32 adder is followed by a ring of ``k`` registers that
-    #: synthesis retimes it over, and a lane takes one beat of a summing pass every ``k``
-    #: cycles (fpgpt/hw/vpu.py, docs/rtl.md "VPU"). Derived: ``fmax.stages_needed`` of the
-    #: f32_add (10.47 ns, fpgpt synth / docs/rtl-clock.md) at the period the core targets: 2
-    #: for the presets' 140 MHz (measured: the VPU block 177.8 MHz retimed on u280 and tiny,
-    #: the core's slowest path, which sets the clock), 4 for one DSP48E2 stage (3.04 ns,
-    #: 329 MHz).
-    #: Each step costs cycles: GPT-2 medium decode on u280 +7.2 % at 2, +21.6 % at 4
-    #: (docs/rtl-clock.md, session 7).
+    #: synthesis retimes it over, holding ``k`` interleaved partial sums (C-slow; numerics.vsum's
+    #: ``partials``: the sums' order depends on it), so a summing pass takes a beat a cycle and
+    #: a row ``k`` cycles more to drain (fpgpt/hw/vpu.py, docs/rtl.md "VPU"). Derived:
+    #: ``fmax.stages_needed`` of the f32_add (10.47 ns, fpgpt synth / docs/rtl-clock.md) at
+    #: the period the core targets; 4 reaches one DSP48E2 stage (3.04 ns, 329 MHz). Each step
+    #: costs about +0.3 % of GPT-2 medium decode on u280 (docs/rtl-clock.md, session 12).
     acc_latency: int = 2
     #: Beats (``width`` FP16 elements, with the LAYERNORM gamma / beta beside them) of the
     #: LAYERNORM / SOFTMAX row buffer: the VPU runs a group of rows pass by pass, paying its

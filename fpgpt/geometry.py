@@ -18,8 +18,8 @@ __all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast
 
 
 #: Passes per row in which the VPU's lanes sum their results, by op (LAYERNORM: the sum and
-#: the variance; SOFTMAX: the exp-sum): fpgpt/hw/vpu.py's ``SUMMING_MODES``, each taking one beat
-#: every ``vpu.acc_latency`` cycles (its accumulators are rings); fpgpt.sim.costs charges them.
+#: the variance; SOFTMAX: the exp-sum): fpgpt/hw/vpu.py's ``SUMMING_MODES``, whose rows drain
+#: the lanes' accumulator rings in ``vpu.acc_latency`` cycles; fpgpt.sim.costs charges them.
 VPU_SUMMING_PASSES = {"LAYERNORM": 2, "SOFTMAX": 1}
 
 #: The ops whose VPU command runs a group of rows pass by pass (``vpu_group_rows``), with the

@@ -217,21 +217,30 @@ def test_mpu_argument_errors():
 # --------------------------------------------------------------------------- VPU reductions
 
 
-def vsum_ref(x, width: int) -> float:
-    lanes = [0.0] * width
+def vsum_ref(x, width: int, partials: int = 1) -> float:
+    """Element i in lane i % W, beat i // W; lane j's partial p sums its beats b = p mod c."""
+    parts = [[0.0] * partials for _ in range(width)]
     for i, v in enumerate(x):
-        lanes[i % width] = r32(lanes[i % width] + float(v))
+        j, p = i % width, (i // width) % partials
+        parts[j][p] = r32(parts[j][p] + float(v))
+    lanes = []
+    for ps in parts:
+        t = ps[0]
+        for q in ps[1:]:
+            t = r32(t + q)
+        lanes.append(t)
     while len(lanes) > 1:
         lanes = [r32(lanes[i] + lanes[i + 1]) for i in range(0, len(lanes), 2)]
     return lanes[0]
 
 
-@pytest.mark.parametrize("width", [1, 2, 8])
-def test_vsum_matches_scalar_reference(width):
-    rng = np.random.default_rng(width)
+@pytest.mark.parametrize("width,partials", [(1, 1), (2, 1), (8, 1), (1, 2), (4, 2), (2, 3),
+                                            (8, 5)])
+def test_vsum_matches_scalar_reference(width, partials):
+    rng = np.random.default_rng(width * 10 + partials)
     x = (rng.standard_normal((5, 37)) * np.exp2(rng.integers(-10, 20, (5, 37)))).astype(F32)
-    got = nm.vsum(x, width=width)
-    assert same_bits32(got, [vsum_ref(row, width) for row in x])
+    got = nm.vsum(x, width=width, partials=partials)
+    assert same_bits32(got, [vsum_ref(row, width, partials) for row in x])
 
 
 def test_vsum_order_is_lane_strided():
@@ -239,6 +248,18 @@ def test_vsum_order_is_lane_strided():
     x = np.array([2.0 ** 24, 1.0, 0.0, 1.0], F32)
     assert nm.vsum(x, width=2) == 2.0 ** 24 + 2
     assert nm.vsum(x, width=1) == 2.0 ** 24
+
+
+def test_vsum_partials_interleave_beats():
+    """One lane, 2 partials: beats 0, 2 -> 2^24 + 0, beats 1, 3 -> 1 + 1; folded 2^24 + 2. A
+    3-beat row on 4 partials leaves the last one at its start, +0: -0s sum to +0."""
+    x = np.array([2.0 ** 24, 1.0, 0.0, 1.0], F32)
+    assert nm.vsum(x, width=1, partials=2) == 2.0 ** 24 + 2
+    assert nm.vsum(x, width=1, partials=1) == 2.0 ** 24
+    neg = np.array([-0.0, -0.0, -0.0], F32)
+    assert np.signbit(nm.vsum(neg, width=1, partials=4)) == np.False_
+    with pytest.raises(nm.NumericsError, match=r"^partials must be a positive integer"):
+        nm.vsum(x, width=1, partials=0)
 
 
 def test_vmax_nan_never_wins_and_zero_order():

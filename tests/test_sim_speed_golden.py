@@ -15,7 +15,7 @@ prefill 5,085,260 -> 5,147,369 cycles, decode 4,316,411 -> 4,315,821; tiny@tiny:
 518,359 -> 540,559); bytes and instruction counts unchanged.
 
 Re-recorded for the VPU's pipelined lane accumulators (issue 10 part 1, a hardware change): a
-summing pass (LAYERNORM's sum and variance, SOFTMAX's exp-sum) takes one beat every
+summing pass (LAYERNORM's sum and variance, SOFTMAX's exp-sum) took one beat every
 ``vpu.acc_latency`` cycles, the stored presets' default 2 (fpgpt/hw/vpu.py), so it costs 2 cycles
 a beat where it cost 1 (e.g. gpt2@u280:32:16 prefill 5,147,369 -> 5,479,529 cycles, decode
 4,315,821 -> 4,315,295; tiny@tiny:16:8 prefill 540,559 -> 545,199, decode 412,402 -> 412,626);
@@ -64,6 +64,18 @@ decode 4,316,515.04 -> 4,316,460.61 (HBM-bound there); tiny@tiny:16:8 prefill 54
 gpt2@u55c:32:16 decode 4,135,535.19 -> 4,136,780.09, 1,245 cycles more: the HBM model's
 timeline shifts as the VPU finishes earlier; bytes and instruction counts unchanged.
 
+Re-recorded for the VPU's C-slow sums (a hardware change, 2026-12-06, session 12): each lane's
+adder ring of ``vpu.acc_latency`` registers holds that many interleaved partial sums, so a
+summing pass takes a beat a cycle instead of one every ``acc_latency`` cycles; a summing row then
+drains its rings (``acc_latency`` cycles at its end) and the scalar phase folds the partials
+(``acc_latency - 1`` adders, ``costs._vpu_fill``) (numerics.vsum's ``partials``: the sums' bits
+change, docs/numerics.md). E.g. gpt2@u280:32:16 prefill 4,590,413.72 -> 4,265,609.72 cycles
+(decode unchanged, HBM-bound); tiny@u280:16:8 decode 150,325.78 -> 147,579.78; tiny@tiny:16:8
+prefill 476,228 -> 472,344. Short rows pay more than they save where the stored preset's ring is
+3 (dfx: toy@dfx:7:9 decode 67,800.89 -> 68,776.89, +1.4 %: the fold's two adders on rows of a few
+beats) and on tiny's micro decode (71,383.34 -> 71,551.37, +0.24 %); bytes and instruction counts
+unchanged.
+
 The programs cover the DMA engine's stripe path (u280/dfx/u55c/tiny weight and K/V loads), the
 element path (the ``odd`` shapes: rows not a whole number of chunks), transposed stores (V^T),
 GATHER (token embeddings, on both paths), register-dependent shapes (K/V lengths that grow
@@ -87,51 +99,51 @@ DATA = Path(__file__).resolve().parent / "data" / "sim_golden"
 # "model@preset:prompt:gen": (prefill cycles, decode cycles, prefill HBM bytes, decode HBM bytes,
 #                             prefill instructions, decode instructions)
 GOLDEN = {
-    'gpt2@u280:32:16': (4590413.719912477, 4316460.608709216,
+    'gpt2@u280:32:16': (4265609.719912481, 4316460.608709216,
                         249764484, 3732318780, 536, 8071),
-    'gpt2@dfx:32:16': (3354552.6683681556, 3969892.520345958,
+    'gpt2@dfx:32:16': (3338316.6683681556, 3969892.520345958,
                        249764484, 3732318780, 832, 12511),
-    'gpt2@u55c:32:16': (3336658.7199124983, 4136780.089826836,
+    'gpt2@u55c:32:16': (3320422.7199124983, 4136780.089826836,
                         249764484, 3732318780, 536, 8071),
-    'toy@u280:7:9': (22942.784469972372, 72304.39223498618,
+    'toy@u280:7:9': (21220.784469972372, 70735.39223498618,
                      888352, 7069728, 54, 449),
-    'toy@u280:13:9': (40406.78446997237, 85425.39223498618,
+    'toy@u280:13:9': (36940.78446997237, 83797.39223498618,
                       903736, 7118880, 54, 449),
-    'toy@dfx:7:9': (16125.0, 67800.88888888888,
+    'toy@dfx:7:9': (16199.0, 68776.88888888888,
                     888352, 7069728, 58, 481),
-    'toy@dfx:13:9': (26517.0, 80512.88888888888,
+    'toy@dfx:13:9': (26543.0, 81488.88888888888,
                      903736, 7118880, 58, 481),
-    'toy@u55c:7:9': (16228.784469972372, 67488.70802445986,
+    'toy@u55c:7:9': (16302.784469972372, 68495.55012972304,
                      888352, 7069728, 54, 449),
-    'toy@u55c:13:9': (26728.784469972372, 80217.70802445988,
+    'toy@u55c:13:9': (26754.784469972372, 81180.2581541829,
                       903736, 7118880, 54, 449),
-    'toy@tiny:7:9': (107927.0, 251287.54244749295,
+    'toy@tiny:7:9': (107189.0, 251223.55690812334,
                      888352, 7069728, 76, 625),
-    'toy@tiny:13:9': (196651.0, 253376.61529522424,
+    'toy@tiny:13:9': (195089.0, 253312.8035966203,
                       903736, 7118880, 76, 625),
-    'odd@u280:7:9': (1093131.675789418, 8693020.42155549,
+    'odd@u280:7:9': (1093055.675789418, 8692399.49434733,
                      2105264, 16784288, 54, 449),
-    'odd@u280:13:9': (1108226.7093337574, 8733365.948271729,
+    'odd@u280:13:9': (1108150.7093337574, 8732753.040278759,
                       2129288, 16861088, 54, 449),
-    'odd@dfx:7:9': (1092393.0545439394, 8689999.428905068,
+    'odd@dfx:7:9': (1092409.0545439394, 8690127.428905068,
                     2105264, 16784288, 62, 513),
-    'odd@dfx:13:9': (1107128.1139381125, 8730409.757492209,
+    'odd@dfx:13:9': (1107144.1139381125, 8730537.757492209,
                      2129288, 16861088, 62, 513),
-    'odd@u55c:7:9': (1092662.73603671, 8691193.905303732,
+    'odd@u55c:7:9': (1092678.73603671, 8691365.711340953,
                      2105264, 16784288, 54, 449),
-    'odd@u55c:13:9': (1107519.0537252643, 8731609.935041122,
+    'odd@u55c:13:9': (1107535.0537252643, 8731792.392234987,
                       2129288, 16861088, 54, 449),
-    'odd@tiny:7:9': (238652.0, 592712.2995282729,
+    'odd@tiny:7:9': (237416.0, 592506.1844590525,
                      2105264, 16784288, 110, 897),
-    'odd@tiny:13:9': (437874.0, 594705.0635447663,
+    'odd@tiny:13:9': (435380.0, 594497.8381391662,
                       2129288, 16861088, 110, 897),
-    'micro@tiny:16:8': (73682.0, 71383.33671947542,
+    'micro@tiny:16:8': (72840.0, 71551.37281555733,
                         253636, 1708700, 54, 393),
-    'tiny@tiny:16:8': (476228.0, 412635.9856273269,
+    'tiny@tiny:16:8': (472344.0, 412580.41456206614,
                        1726276, 11872028, 138, 981),
-    'micro@u280:16:8': (28224.392234986186, 50706.39223498618,
+    'micro@u280:16:8': (26214.392234986186, 50490.39223498618,
                         253636, 1708700, 54, 393),
-    'tiny@u280:16:8': (94709.78446997236, 150325.78446997236,
+    'tiny@u280:16:8': (86185.78446997236, 147579.78446997236,
                        1726276, 11872028, 96, 687),
 }
 

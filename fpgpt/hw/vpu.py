@@ -18,8 +18,9 @@ Datapath per pass (all stages stall together when the output stream is not ready
         chain (combinational), then its latency in registers (the retiming depth of its FP
         units; an output pass's result is rounded to FP16 before them; a reducing pass's
         goes through one more lane register, ``ysum`` or ``ymax``)
-        -> output stream | lane accumulators (max or argmax: 1 beat/cycle; sum: 1 beat every
-           k = vpu.acc_latency cycles, the adder retimed over a ring of k registers)
+        -> output stream | lane accumulators (1 beat/cycle; a sum in a ring of
+           k = vpu.acc_latency registers holding k interleaved partial sums, the adder
+           retimed over the ring)
 
 Every pass's result has a register chain of its own, inside the lane and right after its
 logic (each register driving only the next), so that synthesis retiming may spread the
@@ -27,17 +28,18 @@ registers through the logic (docs/rtl-clock.md); a valid / mask / last-of-row de
 the lanes is tapped at the pass's latency. The scalar phase likewise: its results pass through
 as many registers as the phase waits, a pipeline that a new row may enter every other cycle.
 
-The summing passes (LAYERNORM's sum and variance, SOFTMAX's exp-sum) issue one beat every ``k``
-cycles: each lane's sum is an FP32 adder followed by a plain chain of ``k`` registers whose last
-one feeds it back, so that retiming may spread the adder over ``k`` stages (the MPU lane's
-C-slow accumulator, with one sum per lane instead of ``k`` interleaved ones: the contract fixes
-each lane's order of additions). The pass ends once the last sum has gone round the ring
-(``k - 1`` cycles after its last beat), so a summing pass costs ``k`` cycles a beat. In a group
-a row's sums are captured once parked, and the ring reset (its synchronous reset: nothing enters
-the adder's loop), in the cycle the source leaves free after the row's last beat.
+The summing passes (LAYERNORM's sum and variance, SOFTMAX's exp-sum) issue one beat a cycle
+like the others: each lane's sum is an FP32 adder followed by a plain chain of ``k`` registers
+whose last one feeds it back, so that retiming may spread the adder over ``k`` stages, and the
+chain holds ``k`` interleaved partial sums (C-slow, as the MPU lane's accumulator): partial
+``p`` takes the row's beats ``p, p+k, ...`` in order (``numerics.vsum``'s ``partials``). After a
+row's last beat the ring drains, ``k`` turns adding +0 during which each partial passes the
+last register and is captured; the scalar phase folds each lane's partials in order, then the
+lane tree adds the lanes. A summing row thus costs its beats plus ``k`` cycles.
 
 Bit-exactness: each lane applies the contract's FP32 operations in its order; lane ``j`` sees
-elements ``j, j+W, ...`` of each row in order; padded lanes of a row's short last beat add +0 /
+elements ``j, j+W, ...`` of each row in order (a sum's partial ``p`` those of beats ``p, p+k,
+...``); padded lanes of a row's short last beat add +0 /
 are skipped (the contract pads sums with +0 and maxima with -inf).
 """
 
@@ -142,12 +144,14 @@ def sum_latencies(hw: HardwareConfig) -> tuple[int, ...]:
 
 def scalar_wait(hw: HardwareConfig) -> dict[Mode, int]:
     """Cycles of the scalar phase after each reducing pass: the lane tree (``log2 W`` levels of
-    ``add_latency``; comparators are charged the same) and the row scalar's FP units."""
+    ``add_latency``; comparators are charged the same), for the sums after each lane's fold of
+    its ``acc_latency`` partials (``acc_latency - 1`` adders), and the row scalar's FP units."""
     v = hw.vpu
     tree = (v.width.bit_length() - 1) * v.add_latency
-    return {Mode.LN_SUM: tree + v.mul_latency,                                     # mean
-            Mode.LN_VAR: tree + v.mul_latency + v.add_latency + v.special_latency,  # inv
-            Mode.SM_MAX: tree, Mode.SM_SUM: tree + v.special_latency, Mode.ARGMAX: tree}
+    fold = tree + (v.acc_latency - 1) * v.add_latency
+    return {Mode.LN_SUM: fold + v.mul_latency,                                     # mean
+            Mode.LN_VAR: fold + v.mul_latency + v.add_latency + v.special_latency,  # inv
+            Mode.SM_MAX: tree, Mode.SM_SUM: fold + v.special_latency, Mode.ARGMAX: tree}
 
 
 def _is(mode, *modes):
@@ -435,10 +439,10 @@ class VPU(wiring.Component):
         streaming = Signal()
         flush = Signal()
         lane_active = Cat(((ib << lw) + j) < cols for j in range(w))
-        # A summing pass issues one beat every ``k`` cycles (the accumulators' ring, below),
-        # and a LAYERNORM / SOFTMAX reducing pass leaves one cycle more between a row's last
-        # beat and the next row's first (the row's accumulators are captured and reset then):
-        # ``gap`` counts the cycles until the next may issue.
+        # A LAYERNORM / SOFTMAX reducing pass leaves cycles between a row's last beat and the
+        # next row's first, while the row's accumulators are captured and reset: one for the
+        # maxima, ``k`` for the sums (their rings drain, below). ``gap`` counts the cycles
+        # until the next beat may issue.
         kacc = hw.vpu.acc_latency
         summing = _is(mode, *SUMMING_MODES)
         row_pass = _is(mode, *_ROW_REDUCING)
@@ -466,8 +470,8 @@ class VPU(wiring.Component):
                 m.d.sync += [ib.eq(0), irow.eq(irow + 1)]
             with m.Else():
                 m.d.sync += ib.eq(ib + 1)
-        with m.If(issue & (summing | (row_pass & ilast))):
-            m.d.sync += gap.eq(Mux(summing, kacc - 1, 0) + (row_pass & ilast))
+        with m.If(issue & row_pass & ilast):
+            m.d.sync += gap.eq(Mux(summing, kacc, 1))
         with m.Elif(gap != 0):
             m.d.sync += gap.eq(gap - 1)
         with m.If(flush):
@@ -511,8 +515,9 @@ class VPU(wiring.Component):
                 m.d.comb += tap_valid.eq(0)
         taken = tap_valid & advance
         # The summing passes' lane select (each lane's ``sum_sel``: the bit of the pass's chain,
-        # set where the beat's lane mask is), a register loaded with the mask of the beat that
-        # the pass's chain end will hold after the next advance (the delay line's stage
+        # set where the beat is valid and its lane mask is, so that ``ysum`` is +0 in a cycle
+        # without a beat: the rings' drain turns add it), a register loaded with the mask of
+        # the beat that the pass's chain end will hold after the next advance (the delay line's stage
         # ``chain_latency - 1``, two before the tap: the lane's ``ysum`` register lies between
         # the chain and the tap), so that the mode's tap select stays out of the accumulators'
         # loop (below) and ``ysum``'s input is one LUT after the chains. The mode holds through
@@ -524,9 +529,10 @@ class VPU(wiring.Component):
             with m.Switch(mode):
                 for md in SUMMING_MODES:
                     assert clat[md] >= 1 and lat[md] == clat[md] + 1, (md, lat[md], clat[md])
-                    mk = stages[clat[md] - 1][1]
+                    vk, mk = stages[clat[md] - 1][:2]
                     with m.Case(int(md)):
-                        m.d.sync += [sum_sel[j].eq(Cat(*[mk[j] if l == clat[md] else Const(0, 1)
+                        m.d.sync += [sum_sel[j].eq(Cat(*[mk[j] & vk if l == clat[md]
+                                                         else Const(0, 1)
                                                          for l in sum_lats]))
                                      for j in range(w)]
         for j in range(w):
@@ -543,12 +549,15 @@ class VPU(wiring.Component):
         # ---------------------------------------------------------------- accumulators
         # Sums: per lane an adder followed by a ring of k = acc_latency registers, the last
         # (``sum{j}``) feeding the adder back, so that synthesis may retime the adder over the
-        # k stages (docs/rtl-clock.md). The ring is *parked* with the lane's partial sum in its
-        # last register; a beat taken then (a summing pass takes one every k cycles at most)
-        # turns it k times: the first turn writes partial sum + beat into its first register,
-        # the other k - 1 shift it to the last (what the other registers hold is never used).
-        # Each lane thus still adds its elements in order from +0 (the contract's), one beat
-        # per k cycles.
+        # k stages (docs/rtl-clock.md). The ring holds k interleaved partial sums (C-slow, as the
+        # MPU lane's accumulator): it turns once for each beat taken, adding the beat to the sum
+        # in its last register, so that partial ``p`` takes the beats ``p, p+k, p+2k, ...`` of
+        # the row in order from +0 (numerics.vsum's ``partials``), one beat a cycle. After a
+        # row's last beat the ring *drains*: k more turns, adding +0 (``ysum`` is +0 without a
+        # beat: identity on a sum that starts at +0), while each partial passes the last
+        # register and is captured into ``capsum{j}_{p}`` by its index (``pc``: turns since the
+        # reset, mod k); the last drain turn resets the ring for the next row. The capture reads
+        # the last register only, the adder's loop being the ring alone.
         # Maxima (SM_MAX, ARGMAX): a compare loop in ``acc{j}``, one beat per cycle.
         acc = [Signal(32, name=f"acc{j}") for j in range(w)]
         best = [Signal(len(cols), name=f"best{j}") for j in range(w)]
@@ -556,47 +565,60 @@ class VPU(wiring.Component):
         reset_sum, reset_max = Signal(), Signal()
         take_sum = Signal()
         turn = Signal()                 # the rings turn this cycle
-        phase = Signal(range(kacc))     # turns since the last beat taken (0: parked)
+        drain = Signal(range(kacc + 1))     # drain turns left after a row's last beat
+        pc = Signal(range(kacc))            # turns since the rings' reset, mod k
         m.d.comb += [take_sum.eq(streaming & taken & summing),
-                     turn.eq(take_sum | (phase != 0))]
-        # A group's row ends at the tap (its last beat taken: ``row_pend``); once the rings are
-        # parked (``phase == 0``: at once for the maxima) the row's lane results are captured
-        # into ``cap{j}`` for the scalar phase and the accumulators reset for the next row, in
-        # the cycle the issue left free after the row (``gap`` above).
+                     turn.eq(take_sum | (drain != 0))]
+        with m.If(turn):
+            m.d.sync += pc.eq(Mux(pc == kacc - 1, 0, pc + 1))
+        with m.If(take_sum & tap_last):
+            m.d.sync += drain.eq(kacc)
+        with m.Elif(drain != 0):
+            m.d.sync += drain.eq(drain - 1)
+        with m.If(flush):
+            m.d.sync += drain.eq(0)
+        # A group's row ends at the tap (its last beat taken). The maxima's row results are
+        # captured into ``cap{j}`` in the next cycle (``row_pend``), the sums' over the drain
+        # (its last turn: ``drain == 1``); the accumulators are reset then for the next row, in
+        # the cycles the issue left free after the row (``gap`` above).
         row_pend, capture, cap_ev = Signal(), Signal(), Signal()
-        m.d.comb += capture.eq(row_pend & (phase == 0))
+        sum_last = drain == 1
+        m.d.comb += capture.eq(row_pend | sum_last)
         m.d.sync += cap_ev.eq(capture & ~flush)
-        with m.If(streaming & taken & tap_last & row_pass):
+        with m.If(streaming & taken & tap_last & row_pass & ~summing):
             m.d.sync += row_pend.eq(1)
         with m.Elif(capture | flush):
             m.d.sync += row_pend.eq(0)
-        with m.If(capture):
-            with m.If(summing):
-                m.d.comb += reset_sum.eq(1)
-            with m.Else():
-                m.d.comb += reset_max.eq(1)
+        with m.If(sum_last):
+            m.d.comb += reset_sum.eq(1)
+        with m.If(row_pend):
+            m.d.comb += reset_max.eq(1)
+        with m.If(reset_sum):
+            m.d.sync += pc.eq(0)
         cap = [Signal(32, name=f"cap{j}") for j in range(w)]
-        with m.If(turn):
-            m.d.sync += phase.eq(Mux(phase == kacc - 1, 0, phase + 1))
-        sums = []
+        capsum = [[Signal(32, name=f"capsum{j}_{p}") for p in range(kacc)] for j in range(w)]
         for j in range(w):
             ring = [Signal(32, name=f"sum{j}_r{i}") for i in range(kacc - 1)]
             ring.append(Signal(32, name=f"sum{j}"))
-            # The beat's value (+0 in a lane past the row's end): the lane's ``ysum`` register,
-            # its summing chain's end gated by ``sum_sel``. Only a taken beat's matters: the
-            # other turns add to values that are never used, so ``take_sum`` stays out of the
-            # adder's path (it was 9 LUT levels in front of it, measured on u280), and so do the
-            # tap's mask select (5 LUT), the lane's output select (4 LUT) and its ``sum_sel``
-            # gate (1 LUT, now in front of ``ysum``).
+            # The beat's value (+0 in a lane past the row's end and in a drain turn): the lane's
+            # ``ysum`` register, its summing chain's end gated by ``sum_sel``. ``take_sum``
+            # stays out of the adder's path (it was 9 LUT levels in front of it, measured on
+            # u280): it enables the ring's registers. So do the tap's mask select (5 LUT), the
+            # lane's output select (4 LUT) and its ``sum_sel`` gate (1 LUT, now in front of
+            # ``ysum``).
             summed = fplogic.build_f32_add(m, ring[-1], lanes[j].ysum, name=f"acc_add{j}")
             with m.If(turn):
                 m.d.sync += [ring[0].eq(summed)] + [ring[i].eq(ring[i - 1])
                                                     for i in range(1, kacc)]
             with m.If(reset_sum):
                 m.d.sync += [r.eq(0) for r in ring]
-            sums.append(ring[-1])
-            with m.If(capture):
-                m.d.sync += cap[j].eq(Mux(summing, ring[-1], acc[j]))
+            with m.If(drain != 0):
+                with m.Switch(pc):
+                    for p in range(kacc):
+                        with m.Case(p):
+                            m.d.sync += capsum[j][p].eq(ring[-1])
+            with m.If(row_pend):
+                m.d.sync += cap[j].eq(acc[j])
             # The maxima read the lane's ``ymax`` register (its own select of the SM_MAX /
             # ARGMAX chain), so that ``mode`` and the lane's selects stay out of the compares.
             y = lanes[j].ymax
@@ -641,7 +663,14 @@ class VPU(wiring.Component):
             return (node(f"{name}_has", hx | hy), node(f"{name}_val", Mux(take, vy, vx)),
                     node(f"{name}_idx", Mux(take, iy, ix)))
 
-        tsum = _tree(m, cap, add2, "tsum")
+        # A lane's sum folds its partials in order, ((s0 + s1) + s2) ..., then the lane tree.
+        lane_sums = []
+        for j in range(w):
+            t = capsum[j][0]
+            for p in range(1, kacc):
+                t = add2(t, capsum[j][p], f"tfold{j}_{p}")
+            lane_sums.append(t)
+        tsum = _tree(m, lane_sums, add2, "tsum")
         tmax = _tree(m, cap, max2, "tmax")
         # ARGMAX's tree is registered level by level (``log2 W`` of the ``waits[ARGMAX]``
         # registers its result goes through: taken at the same cycle). Combinational, its
@@ -748,8 +777,8 @@ class VPU(wiring.Component):
                     m.next = "STREAM"
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
-                # (a summing pass ends once its last sum is in the rings' last registers)
-                with m.If((rrow == nrows) & (phase == 0)):
+                # (a summing pass ends with its last row's last drain turn)
+                with m.If((rrow == nrows) & (~summing | sum_last)):
                     with m.If(out_mode):
                         m.next = "IDLE"
                     with m.Else():

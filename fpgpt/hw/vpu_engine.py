@@ -432,8 +432,8 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
     """Cycles from the ``cmd`` handshake to ``done`` of one instruction, the scratchpad granting
     every request: a cycle-level model of this engine's schedule (its registers, as in
     :meth:`VPUEngine.elaborate`) and of the VPU's stream timing (``mode_latency`` /
-    ``scalar_wait``; a summing pass's beats ``vpu.acc_latency`` cycles apart and its end when
-    the accumulator rings are parked), asserted equal to the RTL in amaranth.sim.
+    ``scalar_wait``; a summing row's end ``vpu.acc_latency`` cycles after its last beat, when
+    the accumulator rings have drained), asserted equal to the RTL in amaranth.sim.
 
     Parameters
     ----------
@@ -483,7 +483,7 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
     # VPU registers (as in VPU.elaborate): stages[0] is src_valid.
     state, mode, wait = "IDLE", first_mode, 0
     nrows = ib = irow = rrow = 0             # the command's rows, issue / tap row counters
-    kacc, gap, phase = hw.vpu.acc_latency, 0, 0   # summing passes: 1 beat / kacc cycles
+    kacc, gap, drain = hw.vpu.acc_latency, 0, 0   # a summing row's rings drain kacc turns
     stages = [(False, False)] * (max(lat.values()) + 1)     # (valid, last beat of its row)
     for t in range(1, 1 << 30):             # cycle 0: the handshake, 1: CHECK (reader only)
         # ---- the cycle's combinational terms: the reader
@@ -578,13 +578,14 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
             f_busy = False
         # ---- the VPU's edge
         flush = False
-        turn = (streaming and tap and advance and summing) or phase != 0
+        take_sum = streaming and tap and advance and summing
+        sum_last = drain == 1
         if state == "IDLE":
             if cmd_take:
                 mode, nrows, flush, state = first_mode, crow, True, "STREAM"
                 ib = irow = rrow = 0
         elif state == "STREAM":
-            if rrow == nrows and phase == 0:
+            if rrow == nrows and (not summing or sum_last):
                 if out_mode:
                     state = "IDLE"
                 else:
@@ -601,19 +602,21 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
                     ib = irow = rrow = 0
         elif o_valid:                       # RESULT
             state = "IDLE"
-        if turn:
-            phase = 0 if phase == kacc - 1 else phase + 1
+        if take_sum and tap_last:
+            drain = kacc
+        elif drain:
+            drain -= 1
         src = advance and streaming and irow < nrows and src_open and (handoff or from_buf)
         ilast = ib + 1 == beats
         if advance:
             stages = [(src, ilast)] + stages[:-1]
         if src:
             ib, irow = (0, irow + 1) if ilast else (ib + 1, irow)
-        if src and (summing or (row_pass and ilast)):
-            gap = (kacc - 1 if summing else 0) + (row_pass and ilast)
+        if src and row_pass and ilast:
+            gap = kacc if summing else 1
         else:
             gap = max(gap - 1, 0)
         if flush:
             stages = [(False, False)] * len(stages)
-            gap = 0
+            gap = drain = 0
     raise AssertionError("unreachable")

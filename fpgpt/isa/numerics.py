@@ -297,20 +297,41 @@ def _lanes(x: np.ndarray, width: int, fill: float) -> np.ndarray:
 
 
 @_quiet
-def vsum(x32, *, width: int) -> np.ndarray:
+def vsum(x32, *, width: int, partials: int = 1) -> np.ndarray:
     """Sum over the last axis in the VPU's order (docs/numerics.md, "Reductions").
 
-    Lane ``j`` of ``width`` lanes accumulates elements ``j, j+W, j+2W, ...`` sequentially from
-    +0.0, then a pairwise tree adds the lanes (level 0: (0,1),(2,3),...).
+    Elements go to the ``width`` lanes in beats of ``W``: beat ``b`` holds elements
+    ``b*W .. b*W + W-1``, element ``b*W + j`` in lane ``j``. Lane ``j`` keeps ``partials = c``
+    interleaved sums (its accumulator is a ring of ``c`` registers, ``vpu.acc_latency``): sum
+    ``p`` adds the lane's elements of beats ``p, p+c, p+2c, ...`` sequentially from +0.0. The
+    lane's total folds its sums in order, ``((s0 + s1) + s2) ...``; then a pairwise tree adds
+    the lanes (level 0: (0,1),(2,3),...). ``partials = 1`` is one sequential sum per lane.
     """
     w = _check_width(width)
+    c = _check_partials(partials)
     x = _lanes(np.asarray(x32, dtype=F32), w, 0.0)
-    acc = np.zeros(x.shape[:-2] + (w,), F32)
-    for s in range(x.shape[-2]):
-        acc = acc + x[..., s, :]
-    while acc.shape[-1] > 1:
-        acc = acc[..., 0::2] + acc[..., 1::2]
-    return _canon32(acc[..., 0])
+    steps = x.shape[-2]
+    if steps % c:           # whole rounds of c beats: the missing beats add +0 (exact)
+        pad = np.zeros(x.shape[:-2] + (c - steps % c, w), F32)
+        x = np.concatenate([x, pad], axis=-2)
+    x = x.reshape(x.shape[:-2] + (-1, c, w))
+    acc = np.zeros(x.shape[:-3] + (c, w), F32)
+    for s in range(x.shape[-3]):
+        acc = acc + x[..., s, :, :]
+    lane = acc[..., 0, :]
+    for p in range(1, c):
+        lane = lane + acc[..., p, :]
+    while lane.shape[-1] > 1:
+        lane = lane[..., 0::2] + lane[..., 1::2]
+    return _canon32(lane[..., 0])
+
+
+def _check_partials(partials) -> int:
+    if isinstance(partials, (bool, np.bool_)) or not isinstance(partials, (int, np.integer)) \
+            or partials < 1:
+        raise NumericsError(f"partials must be a positive integer (hw.vpu.acc_latency), not "
+                            f"{partials!r}")
+    return int(partials)
 
 
 def _max2(first: np.ndarray, later: np.ndarray) -> np.ndarray:
@@ -513,7 +534,7 @@ def _rows16(x16, name: str) -> np.ndarray:
 
 
 @_quiet
-def layernorm(x16, gamma16, beta16, *, eps, width: int) -> np.ndarray:
+def layernorm(x16, gamma16, beta16, *, eps, width: int, partials: int = 1) -> np.ndarray:
     """The LAYERNORM instruction on each row of ``x16`` [rows, n] (order in docs/numerics.md).
 
     s = vsum(x); rn = recip(f32(n)); mean = s*rn; d = x - mean; v = vsum(d*d)*rn;
@@ -527,15 +548,15 @@ def layernorm(x16, gamma16, beta16, *, eps, width: int) -> np.ndarray:
         raise NumericsError(f"gamma16 and beta16 must have shape ({n},), not {g.shape} and "
                             f"{b.shape}")
     rn = recip_f32(F32(n))
-    mean = vsum(x, width=width) * rn
+    mean = vsum(x, width=width, partials=partials) * rn
     d = x - mean[:, None]
-    var = vsum(d * d, width=width) * rn
+    var = vsum(d * d, width=width, partials=partials) * rn
     inv = rsqrt_f32(var + F32(eps))
     return f32_to_f16(((d * inv[:, None]) * g) + b)
 
 
 @_quiet
-def softmax(x16, *, scale, width: int) -> np.ndarray:
+def softmax(x16, *, scale, width: int, partials: int = 1) -> np.ndarray:
     """The SOFTMAX instruction on each row of ``x16`` [rows, n] (order in docs/numerics.md).
 
     y = x*scale; m = vmax(y); e = exp(y - m); s = vsum(e); r = recip(s); result f16(e*r).
@@ -546,6 +567,6 @@ def softmax(x16, *, scale, width: int) -> np.ndarray:
     y = x * F32(scale)
     m = vmax(y, width=width)
     e = exp_f32(y - m[:, None])
-    s = vsum(e, width=width)
+    s = vsum(e, width=width, partials=partials)
     r = recip_f32(s)
     return f32_to_f16(e * r[:, None])

@@ -32,9 +32,11 @@ __all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "net_engine_cycles", "dma_c
 #: maximum, then sums exponentials, then normalises.
 VPU_PASSES = {"VADD": 1, "VMUL": 1, "VCOPY": 1, "GELU": 1, "LAYERNORM": 3, "SOFTMAX": 3,
               "ARGMAX": 1}
-#: Cycles a row boundary inside a group of LAYERNORM / SOFTMAX rows costs: one in each reducing
-#: pass (geometry.VPU_GROUPED_REDUCING_PASSES), where the VPU leaves a cycle free after a row's
-#: last beat to capture and reset its lane accumulators (fpgpt/hw/vpu.py).
+#: Cycles a row boundary inside a group of LAYERNORM / SOFTMAX rows costs with one-register
+#: accumulators: one in each reducing pass (geometry.VPU_GROUPED_REDUCING_PASSES), where the VPU
+#: leaves a cycle free after a row's last beat to capture and reset its lane accumulators
+#: (fpgpt/hw/vpu.py); a summing pass leaves ``vpu.acc_latency`` (its rings drain), so
+#: :func:`vpu_cycles` adds ``acc_latency - 1`` for each of VPU_SUMMING_PASSES.
 VPU_ROW_GAP = dict(VPU_GROUPED_REDUCING_PASSES)
 
 
@@ -99,12 +101,15 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
     result then goes through one more lane register (``ysum`` for the sums, ``ymax`` for the
     maxima; ``vpu.mode_latency``), so that the VPU's adder rings and compares start at a
     register (docs/rtl-clock.md, "The VPU"): a cycle a pass row, LAYERNORM 2 (its sum and
-    variance), SOFTMAX 2 (its maximum and exp-sum), ARGMAX 1.
+    variance), SOFTMAX 2 (its maximum and exp-sum), ARGMAX 1. Each summing pass (LAYERNORM 2,
+    SOFTMAX 1) adds ``k - 1`` cycles for its last row's drain beyond one and ``(k - 1) · a`` for
+    the scalar phase's fold of the partials (``k = vpu.acc_latency``).
     """
     v = hw.vpu
     a, mu, s = v.add_latency, v.mul_latency, v.special_latency
     tree = (v.width.bit_length() - 1) * a
-    return {
+    fold = VPU_SUMMING_PASSES.get(op, 0) * (v.acc_latency - 1) * (1 + a)
+    return fold + {
         "VADD": a + 2,
         "VMUL": mu + 2,
         "VCOPY": 2,
@@ -115,20 +120,30 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
     }[op]
 
 
+#: Cycles from the VPU engine's taking a LAYERNORM row's next-to-last operand window to its
+#: having the next row's first windows of all three operands (a, gamma, beta: three reads and
+#: their grants), which the VPU's last window of 1 or 2 beats and its rings' drain do not
+#: cover: fitted to the engine's cycle model (tests/rtl/test_hw_calibration.py) on tiny, u280,
+#: u55c and dfx, chunk-aligned rows.
+LN_REFETCH = 6
+
+
 def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     """A VPU instruction on the VPU engine (fpgpt/hw/vpu_engine.py), operands row-aligned.
 
-    Per row: ``passes · ⌈cols/width⌉`` beats, each summing pass's (LAYERNORM's first two,
-    SOFTMAX's second) taking ``k = vpu.acc_latency`` cycles a beat (its lane accumulators are
-    a ring of ``k`` registers, fpgpt/hw/vpu.py). Per VPU command, the op's fill
+    Per row: ``passes · ⌈cols/width⌉`` beats, a beat a cycle; each summing pass's row
+    (LAYERNORM's first two, SOFTMAX's second) then drains its lane accumulators, rings of
+    ``k = vpu.acc_latency`` registers holding ``k`` partial sums, in ``k`` cycles
+    (fpgpt/hw/vpu.py), and its scalar phase folds the partials (``k - 1`` adders). Per VPU
+    command, the op's fill
     (:func:`_vpu_fill`) plus the two cycles the VPU takes after its last output before its next
     command: the element-wise ops and ARGMAX run one row a command; LAYERNORM and SOFTMAX a
     group of ``g = geometry.vpu_group_rows`` rows pass by pass (the last group the rest), whose
-    row boundaries cost :data:`VPU_ROW_GAP` each, and a LAYERNORM boundary 2 more when the row's
-    last operand window holds a single beat (the engine's reader then fetches the next row's
-    first windows of its three operands, a, gamma, beta in that order, while the VPU has only
-    that beat and its gap to take: measured 2 cycles on tiny, at times 3; computed from row 0's
-    alignment). Then one cycle of start and final line write,
+    row boundaries cost :data:`VPU_ROW_GAP` each (``k`` in a summing pass), and a LAYERNORM
+    boundary ``LN_REFETCH - r - k`` more when the row's last operand window holds ``r`` = 1 or 2
+    beats (the engine's reader then fetches the next row's first windows of its three operands,
+    a, gamma, beta in that order, while the VPU has only those beats and its rings' drain to
+    take; computed from row 0's alignment). Then one cycle of start and final line write,
     and the operands' first window reads that the VPU waits for (VADD/VMUL one, LAYERNORM two;
     one more each when there are several rows or the row is longer than one window of ``K·C``
     elements, ``K`` = the engine's window chunks). ARGMAX writes its register instead of a line
@@ -151,16 +166,18 @@ def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     if op in ("VADD", "VMUL", "LAYERNORM") and (rows > 1 or cols > window):
         first += 2 if op == "LAYERNORM" else 1
     summing = VPU_SUMMING_PASSES.get(op, 0)
-    per_row = (VPU_PASSES[op] + (v.acc_latency - 1) * summing) * beats
+    per_row = VPU_PASSES[op] * beats
     gap = VPU_ROW_GAP.get(op)
     if gap is None:
         return float(rows * (per_row + _vpu_fill(hw, op) + 2) + 1 + first)
+    gap += (v.acc_latency - 1) * summing
     cmds = -(-rows // vpu_group_rows(hw, beats))
     if op == "LAYERNORM":
         a = f.get("a", 0)
         in_first = ((a // c + vpu_window_chunks(hw)) * c - a) // v.width   # beats, 1st window
-        if beats > in_first and (beats - in_first) % (window // v.width) == 1:
-            gap += 2
+        last = (beats - in_first) % (window // v.width) if beats > in_first else 0
+        if last in (1, 2):          # the row's last window holds 1 or 2 beats
+            gap += max(0, LN_REFETCH - last - v.acc_latency)
     return float(rows * per_row + (rows - cmds) * gap + cmds * (_vpu_fill(hw, op) + 2) + 1
                  + first)
 

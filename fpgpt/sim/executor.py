@@ -175,7 +175,7 @@ def _layernorm(x: _Exec, c: Captured) -> None:
     if not a.size:
         return
     out = numerics.layernorm(a, gamma, beta, eps=c.instr.float("eps"),
-                             width=m.hw.vpu.width)
+                             width=m.hw.vpu.width, partials=m.hw.vpu.acc_latency)
     _vpu_out(x, f, cols, out)
 
 
@@ -184,7 +184,8 @@ def _softmax(x: _Exec, c: Captured) -> None:
     a = _vpu_in(x, c.f, cols)
     if not a.size:
         return
-    out = numerics.softmax(a, scale=c.instr.float("scale"), width=x.m.hw.vpu.width)
+    out = numerics.softmax(a, scale=c.instr.float("scale"), width=x.m.hw.vpu.width,
+                          partials=x.m.hw.vpu.acc_latency)
     _vpu_out(x, c.f, cols, out)
 
 

@@ -94,7 +94,7 @@ def _sim(hw, jobs, max_cols, cycles=None):
     return results
 
 
-def _group_jobs(rng):
+def _group_jobs(rng, k):
     """LAYERNORM and SOFTMAX over groups of rows (rows of one beat at width 2, rows of two beats
     the last one short; -inf and NaN entries, a row all -inf) and what numerics gives, row by
     row (two groups an op, to keep the test short)."""
@@ -109,24 +109,26 @@ def _group_jobs(rng):
         if r > 3:
             x[3, -1] = np.nan
         jobs.append(("SOFTMAX", x, b, c, 0.5, 0))
-        want.append(nx.f16_bits(nx.softmax(x, scale=np.float32(0.5), width=2)))
+        want.append(nx.f16_bits(nx.softmax(x, scale=np.float32(0.5), width=2, partials=k)))
         x2 = x.copy()
         x2[~np.isfinite(x2)] = 1.5
         if r > 3:
             x2[3, 0] = np.nan
         jobs.append(("LAYERNORM", x2, b, c, 1, 1e-5))
         want.append(np.stack([nx.f16_bits(nx.layernorm(x2[i:i + 1], b[i], c[i],
-                                                       eps=np.float32(1e-5), width=2)[0])
+                                                       eps=np.float32(1e-5), width=2,
+                                                       partials=k)[0])
                               for i in range(r)]))
     return jobs, want
 
 
 def test_vpu_width2_amaranth():
     """Short rows (one full and one partial beat) of every operation on a 2-lane VPU, its
-    summing passes on a ring of 3 registers (the presets' 2 is the engine tests' and
-    Verilator's); then LAYERNORM and SOFTMAX over groups of rows in one command (pass by pass),
-    bit for bit with numerics row by row, and their cycles: the fill once a group, one cycle a
-    row boundary in each reducing pass (costs.VPU_ROW_GAP)."""
+    summing passes on a ring of 3 registers, 3 partial sums a lane (the presets' 2 is the
+    engine tests' and Verilator's); then LAYERNORM and SOFTMAX over groups of rows in one
+    command (pass by pass), bit for bit with numerics row by row, and their cycles: a beat a
+    cycle, the fill once a group, a row boundary one cycle in each reducing pass
+    (costs.VPU_ROW_GAP) and 3 in a summing one (its rings drain)."""
     from fpgpt.sim.costs import VPU_ROW_GAP, _vpu_fill
     base = load_preset("tiny")
     k = 3
@@ -142,9 +144,10 @@ def test_vpu_width2_amaranth():
             ("LAYERNORM", x, b, c, 1, 1e-5), ("SOFTMAX", xm, b, c, 0.5, 0),
             ("ARGMAX", xt, xt, xt, 1, 0)]
     want = [nx.f16_bits(nx.vadd(x, b)), nx.f16_bits(nx.gelu(x)), x.view(np.uint16),
-            nx.f16_bits(nx.layernorm(x[None], b, c, eps=np.float32(1e-5), width=2)[0]),
-            nx.f16_bits(nx.softmax(xm[None], scale=np.float32(0.5), width=2)[0]), 2]
-    gjobs, gwant = _group_jobs(np.random.default_rng(5))
+            nx.f16_bits(nx.layernorm(x[None], b, c, eps=np.float32(1e-5), width=2,
+                                     partials=k)[0]),
+            nx.f16_bits(nx.softmax(xm[None], scale=np.float32(0.5), width=2, partials=k)[0]), 2]
+    gjobs, gwant = _group_jobs(np.random.default_rng(5), k)
     cycles = []
     got = _sim(hw, jobs + gjobs, max_cols=8, cycles=cycles)
     for (op, *_), g, wv in zip(jobs, got, want):
@@ -155,7 +158,7 @@ def test_vpu_width2_amaranth():
         r, beats = x.shape[0], -(-x.shape[1] // 2)
         summing = 1 if op == "SOFTMAX" else 2
         # (from the command's handshake to its last output)
-        assert cyc == (r * (3 + (k - 1) * summing) * beats + (r - 1) * VPU_ROW_GAP[op]
+        assert cyc == (r * 3 * beats + (r - 1) * (VPU_ROW_GAP[op] + (k - 1) * summing)
                        + _vpu_fill(hw, op)), (op, x.shape, cyc)
 
 
@@ -193,17 +196,19 @@ def test_cost_models_fill_is_the_rtls(preset):
     """fpgpt.sim.costs._vpu_fill restates the cycles the Verilator check below measures (from
     the command handshake to the last output, less the beats) from the RTL's own latencies:
     the lanes' ``mode_latency`` (the reducing passes' ``ysum`` / ``ymax`` register included) and
-    the scalar phase's ``scalar_wait``."""
+    the scalar phase's ``scalar_wait`` (for a sum, its fold of the ``k = acc_latency`` partials),
+    and the ``k - 1`` cycles a summing pass's last row drains beyond one."""
     from fpgpt.sim.costs import _vpu_fill
     hw = load_preset(preset)
     lat, wait = mode_latency(hw), scalar_wait(hw)
+    k = hw.vpu.acc_latency
     for op, md in (("VADD", Mode.VADD), ("VMUL", Mode.VMUL), ("GELU", Mode.GELU),
                    ("VCOPY", Mode.VCOPY)):
         assert _vpu_fill(hw, op) == lat[md] + 1, op
-    for op, passes in (("LAYERNORM", (Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT)),
-                       ("SOFTMAX", (Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT))):
+    for op, passes, summing in (("LAYERNORM", (Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT), 2),
+                                ("SOFTMAX", (Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT), 1)):
         fill = sum(lat[p] for p in passes) + sum(wait[p] + 1 for p in passes[:2])
-        assert _vpu_fill(hw, op) == fill + 5, op
+        assert _vpu_fill(hw, op) == fill + (k - 1) * summing + 5, op
     assert _vpu_fill(hw, "ARGMAX") == lat[Mode.ARGMAX] + wait[Mode.ARGMAX] + 4
 
 # Slow cold: the 8-lane VPU is ~120k Verilog nets; its first Verilator build takes minutes.
@@ -227,7 +232,7 @@ def test_vpu_verilator_tiny(tmp_path, rtl_build):
     # Cycles from the command handshake to the last output handshake at full throughput
     # (measured; the formulas restate them from the config's latencies).
     lat, wait = mode_latency(hw), scalar_wait(hw)
-    k = hw.vpu.acc_latency          # a summing pass takes one beat every k cycles
+    k = hw.vpu.acc_latency          # a summing row drains its rings in k cycles
     for n in (8, MAX_COLS):
         beats = n // 8
         for op, md in (("VADD", Mode.VADD), ("VMUL", Mode.VMUL), ("GELU", Mode.GELU),
@@ -236,19 +241,19 @@ def test_vpu_verilator_tiny(tmp_path, rtl_build):
         for op, passes, summing in (("LAYERNORM", (Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT), 2),
                                     ("SOFTMAX", (Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT), 1)):
             fill = sum(lat[p] for p in passes) + sum(wait[p] + 1 for p in passes[:2])
-            assert s["cycles"][f"{op}/{n}"] == (3 + (k - 1) * summing) * beats + fill + 5
+            assert s["cycles"][f"{op}/{n}"] == 3 * beats + fill + (k - 1) * summing + 5
     for op, passes, summing in (("LAYERNORM", (Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT), 2),
                                 ("SOFTMAX", (Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT), 1)):
         fill = sum(lat[p] for p in passes) + sum(wait[p] + 1 for p in passes[:2])
-        for n in (8, 11, MAX_COLS):         # groups of 3 rows: the fill once, 2 a boundary
+        for n in (8, 11, MAX_COLS):         # groups of 3 rows: the fill once, 2 + (k-1) a boundary
             beats = -(-n // 8)
-            assert s["cycles"][f"{op}/3x{n}"] == (3 * (3 + (k - 1) * summing) * beats + 2 * 2
-                                                  + fill + 5)
+            assert s["cycles"][f"{op}/3x{n}"] == (3 * 3 * beats + 2 * (2 + (k - 1) * summing)
+                                                  + fill + (k - 1) * summing + 5)
         assert s["cycles"][f"ARGMAX/{n}"] == beats + lat[Mode.ARGMAX] + wait[Mode.ARGMAX] + 4
 
 
 def test_summing_passes_match_the_cost_models_table():
-    """The passes whose lanes sum (one beat every vpu.acc_latency cycles) are the ones
+    """The passes whose lanes sum (their rings draining vpu.acc_latency cycles a row) are the ones
     fpgpt.sim.costs charges for (fpgpt.geometry.VPU_SUMMING_PASSES)."""
     from fpgpt.geometry import VPU_SUMMING_PASSES
     from fpgpt.hw.vpu import SUMMING_MODES

@@ -36,7 +36,7 @@ SHAPES = [
 
 
 # Slow: the 8-lane VPU in amaranth.sim, 14 instructions, took 505 s on 2 cores (measured); 691 s
-# of CPU since the summing passes take one beat every vpu.acc_latency = 2 cycles.
+# of CPU when the summing passes took one beat every vpu.acc_latency = 2 cycles (session 7-11).
 @pytest.mark.skipif(os.environ.get("FPGPT_SLOW_RTL") != "1", reason=(
     "8-lane VPU in amaranth.sim takes ~11.5 min; run with FPGPT_SLOW_RTL=1"))
 def test_vpu_engine_tiny_compiler_shapes():
