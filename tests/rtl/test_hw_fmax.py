@@ -203,9 +203,9 @@ def test_tiny_lane_estimate_retimes_the_accumulator_loop(tiny_lane):
 def test_tiny_clock_is_within_its_estimate(tiny_lane):
     """tiny's clock against its MPU lane's estimate (the lane's Yosys run is the one the suite
     can afford). The whole core's check is ``bench/bench_fmax.py --hw tiny``: with special_latency
-    33 (2026-12-06) its slowest blocks are the VPU, 177.8 MHz retimed (its adder ring; with its
-    lanes stitched in, bench/bench_fmax_stitched.py, too), which sets tiny's 140 MHz with the
-    margin, and the VPU lane, 180.3 (169.4 at 30)."""
+    36 and vpu.acc_latency 3 (session 12) its slowest blocks are the VPU, 189.5 MHz retimed (an
+    enable; with its lanes stitched in, bench/bench_fmax_stitched.py, too), which sets tiny's
+    150 MHz with the margin, the VPU lane, 191.1, and the DMA, 191.7."""
     hw, f, _work = tiny_lane
     assert math.isfinite(f["core"]["supported_clock_mhz"])
     assert hw.clock_mhz <= f["core"]["supported_clock_mhz"], (

@@ -147,7 +147,7 @@ def test_axis_names_and_width(tmp_path):
     from fpgpt.hw.cosim import write_verilog
 
     hw = load_preset("tiny")
-    assert stream_bits(hw) == 512                 # 97 Gb/s at 140 MHz: > 512 bits per cycle, capped
+    assert stream_bits(hw) == 512                 # 97 Gb/s at 150 MHz: > 512 bits per cycle, capped
     assert stream_bits(hw_with_link_bits(32)) == 32 and stream_bits(hw_with_link_bits(64)) == 64
     assert set(axis_signature(hw).members) == {"tdata", "tkeep", "tlast", "tvalid", "tready"}
     text = write_verilog(NetUnit(hw=hw_with_link_bits(32)), "net", tmp_path / "net.v").read_text()

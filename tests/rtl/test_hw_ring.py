@@ -32,7 +32,7 @@ def test_link_latency_in_cycles():
     from fpgpt.hw.ring import link_latency_cycles
 
     hw = load_preset("tiny")
-    assert link_latency_cycles(hw) == 84          # 600 ns at 140 MHz
+    assert link_latency_cycles(hw) == 90          # 600 ns at 150 MHz
     with pytest.raises(TypeError, match="hw must be a HardwareConfig, not 'tiny'"):
         link_latency_cycles("tiny")
 
