@@ -136,9 +136,13 @@ def table_f16(fn) -> np.ndarray:
     raise NumericsError(f"table_f16: fn must return float16 or float32, not {y.dtype}")
 
 
+def _positive_int(value, *, pow2: bool) -> bool:
+    return (not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
+            and value >= 1 and not (pow2 and value & (value - 1)))
+
+
 def _check_width(width) -> int:
-    if isinstance(width, (bool, np.bool_)) or not isinstance(width, (int, np.integer)) \
-            or width < 1 or width & (width - 1):
+    if not _positive_int(width, pow2=True):
         raise NumericsError(f"width must be a positive power of two (hw.mpu.width / "
                             f"hw.vpu.width), not {width!r}")
     return int(width)
@@ -327,8 +331,7 @@ def vsum(x32, *, width: int, partials: int = 1) -> np.ndarray:
 
 
 def _check_partials(partials) -> int:
-    if isinstance(partials, (bool, np.bool_)) or not isinstance(partials, (int, np.integer)) \
-            or partials < 1:
+    if not _positive_int(partials, pow2=False):
         raise NumericsError(f"partials must be a positive integer (hw.vpu.acc_latency), not "
                             f"{partials!r}")
     return int(partials)
