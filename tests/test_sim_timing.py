@@ -7,9 +7,9 @@ import pytest
 
 from fpgpt.config import load_preset
 from fpgpt.isa import Instr, Program
-from fpgpt.sim.control import Registers, walk
+from fpgpt.sim.control import Registers, capture, walk
 from fpgpt.compiler.buffers import b_stride
-from fpgpt.sim.costs import mpu_cycles, vpu_cycles
+from fpgpt.sim.costs import mpu_cycles, mpu_issue_cycles, vpu_cycles
 from fpgpt.sim.timing import TimingError, TimingHazard, simulate, time_stream
 from fpgpt.sim.trace import TraceRecorder
 
@@ -111,6 +111,29 @@ def test_waits_serialize_and_independent_units_overlap():
     # An independent VPU op overlaps the MM.
     _, sp = run([mm(m=64), vadd()])
     assert sp[1][0] < sp[0][1]
+
+
+def test_independent_mms_overlap_the_drain_and_dependent_ones_wait():
+    """The MPU takes an independent MM when the previous one's issue ends (its lanes' pipeline
+    and writer drain under the next: costs.mpu_issue_cycles, the RTL engine's), a dependent one
+    (wait.mpu) only at its completion; the overlap is busy once and HALT waits for the last
+    completion (docs/timing.md)."""
+    first = mm(n=256, ldb=b_stride(1024, HW))            # the fast B path, as compiled
+    second = mm(n=256, ldb=b_stride(1024, HW), dst=(1 << 20) + (1 << 16))
+    f = capture(first, Registers())
+    cyc, issue = mpu_cycles(HW, f), mpu_issue_cycles(HW, f)
+    assert issue == cyc - HW.mpu.pipeline_cycles - 3
+    st, sp = run([first, second])
+    dep, sp_dep = run([first, second.replace(waits={"mpu": 1})])
+    assert sp[1][0] - sp[0][0] == pytest.approx(issue)        # into the drain
+    assert sp_dep[1][0] - sp_dep[0][0] == pytest.approx(cyc)  # after the completion
+    assert dep.cycles - st.cycles == cyc - issue
+    assert st.busy_cycles["mpu"] == 2 * cyc - (cyc - issue) and dep.busy_cycles["mpu"] == 2 * cyc
+    assert st.waits.get("mpu", {}) == {}              # never free with nothing started
+    # an empty MM completes in order, after the MM whose drain it follows
+    empty = mm(n=0, ldb=b_stride(1024, HW), dst=(1 << 20) + (1 << 17))
+    st_e, _ = run([first, empty])
+    assert st_e.cycles == run([first])[0].cycles + 1
 
 
 def test_wait_count_picks_the_kth_most_recent():

@@ -63,7 +63,8 @@ from .shared import shared
 from .scratchpad import (ELEMENT_BITS, bank_count, bank_signature, check_geometry,
                          chunk_bits, chunk_elements, line_elements, line_signature, row_bits)
 
-__all__ = ["MPUEngine", "F16_NEG_INF", "DEFAULT_MAX_K", "fast_b_layout", "engine_cycles"]
+__all__ = ["MPUEngine", "F16_NEG_INF", "DEFAULT_MAX_K", "fast_b_layout", "engine_cycles",
+           "engine_issue_cycles"]
 
 #: FP16 bit pattern of -inf (the causal mask's value).
 F16_NEG_INF = 0xFC00
@@ -139,6 +140,27 @@ def engine_cycles(hw: HardwareConfig, f: dict[str, int]) -> int:
         steps = ((groups - 1) * -(-nb // d) + -(-nl_last // d)) * (nk - 1) * d
         per_row, last = load + groups * (hb + 1) + n + steps, -1
     return _START + rows * per_row + last + _lane_latency(hw) + _TAIL
+
+
+def engine_issue_cycles(hw: HardwareConfig, f: dict[str, int]) -> int:
+    """Cycles of one MM on :class:`MPUEngine` from its command handshake to the first cycle the
+    engine takes the next command (back in IDLE after its last group's last chunk issued): its
+    last groups then leave the lanes and the writer stores them while the next MM runs, and its
+    ``done`` pulses :func:`engine_cycles` after its handshake (when the writer is not kept off
+    the line port by the next MM's reads).
+
+    Counted as the timing model counts: an MM that starts at ``s`` completes (its ``done``
+    counted by the dispatcher) at ``s + engine_cycles`` and the next starts at ``s + this``.
+    ``engine_cycles - L - 3`` on the fast path (IDLE the cycle after the last issue; ``done``
+    ``L + 2`` cycles after that), ``engine_cycles - L - 2`` on the slow path (a YIELD cycle
+    before IDLE; the last group's write overlaps the lanes' latency), ``engine_cycles`` for an
+    empty MM when the engine has nothing in flight (it completes, in order, after the earlier
+    MMs' writes, then returns to IDLE). Measured on the RTL (tests/rtl/cocotb_mpu_engine.py).
+    """
+    e = engine_cycles(hw, f)
+    if f["batch"] * f["m"] == 0 or f["n"] + f["rn"] == 0:
+        return e
+    return e - _lane_latency(hw) - (3 if fast_b_layout(hw, f) else 2)
 
 
 class MPUEngine(wiring.Component):
@@ -359,14 +381,16 @@ class MPUEngine(wiring.Component):
                          lane.last.eq(f_last)]
 
         # ---- results: descriptor FIFO (at the group's last issue) + data FIFO ---------------
-        desc_w = _A + 2 * L
+        desc_w = _A + 2 * L + 1
         m.submodules.desc_q = desc_q = fifo.SyncFIFO(width=desc_w, depth=depth)
         m.submodules.res_q = res_q = fifo.SyncFIFO(width=ELEMENT_BITS * L, depth=depth)
         valid_mask = Cat(*[nl > l for l in range(L)])
         lim = (i + ins.rn)[:_W + 1]
         neg_mask = Cat(*[ins.mask & ((jx + l) > lim) for l in range(L)])
         push_desc = Signal()
-        m.d.comb += [desc_q.w_data.eq(Cat((d_row + jx)[:_A], valid_mask, neg_mask)),
+        # the group is the MM's last: its write completes the MM (the writer pulses ``done``)
+        mm_end = (jx + L >= N) & (i + 1 >= ins.m) & (bt + 1 >= ins.batch)
+        m.d.comb += [desc_q.w_data.eq(Cat((d_row + jx)[:_A], valid_mask, neg_mask, mm_end)),
                      desc_q.w_en.eq(push_desc)]
         y_push = delay(m, f_final, lat, "y_push")
         y_hold = [Signal(ELEMENT_BITS, name=f"y_hold{l}") for l in range(L)]
@@ -381,6 +405,7 @@ class MPUEngine(wiring.Component):
         h_base = desc_q.r_data[:_A]
         h_valid = desc_q.r_data[_A:_A + L]
         h_neg = desc_q.r_data[_A + L:_A + 2 * L]
+        h_end = desc_q.r_data[_A + 2 * L]
         vals = Cat(*[Mux(h_neg[l], F16_NEG_INF, res_q.r_data[l * ELEMENT_BITS:(l + 1) * ELEMENT_BITS])
                      for l in range(L)])
         e_w = lo(h_base, lc)
@@ -391,9 +416,13 @@ class MPUEngine(wiring.Component):
                      desc_q.r_en.eq(w_granted), res_q.r_en.eq(w_granted)]
         m.d.sync += inflight.eq(inflight + push_desc - w_granted)
         room = inflight < depth
+        # An MM completes the cycle after its last group's write (a register: the pulse leaves
+        # the engine at a flip-flop); the sequencer may be running the next MM by then.
+        w_done = Signal()
+        m.d.sync += w_done.eq(w_granted & h_end)
 
         # ---- sequencer ----------------------------------------------------------------------
-        m.d.comb += [self.cmd.ready.eq(0), self.busy.eq(1)]
+        m.d.comb += [self.cmd.ready.eq(0), self.busy.eq(1), self.done.eq(w_done)]
 
         def next_group():
             """Assignments after a super-group's (slow: a group's) last chunk, and the next
@@ -416,8 +445,8 @@ class MPUEngine(wiring.Component):
                              d_row.eq(nb_d), t.eq(0)]
                 m.d.sync += [b_lane[l].eq(nb_b + lane_off[l]) for l in range(L)]
                 m.next = "LOADA"
-            with m.Else():
-                m.next = "DRAIN"
+            with m.Else():                                  # the MM's last group issued:
+                m.next = "IDLE"                             # the next MM may start now
             m.d.sync += [kc.eq(0), c_off.eq(0), boff.eq(0), gx_off.eq(0), gx.eq(0), ls.eq(0),
                          bx.eq(0)]
 
@@ -435,7 +464,7 @@ class MPUEngine(wiring.Component):
 
         with m.FSM(name="mpu"):
             with m.State("IDLE"):
-                m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
+                m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(inflight != 0)]
                 with m.If(self.cmd.valid):
                     pl = self.cmd.payload
                     m.d.sync += [ins.eq(pl), K.eq(pl.k + pl.rk), N.eq(pl.n + pl.rn),
@@ -542,8 +571,8 @@ class MPUEngine(wiring.Component):
                             m.d.sync += ls.eq(ls + 1)
             with m.State("YIELD"):   # slow path: one line-port cycle for the writer per group
                 next_group()
-            with m.State("DRAIN"):   # every group's results stored
-                with m.If((inflight == 0) & ~push_desc):
+            with m.State("DRAIN"):   # an empty MM: complete after the earlier MMs' writes
+                with m.If((inflight == 0) & ~w_done):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
         return m

@@ -23,7 +23,7 @@ from ..isa.operands import operands
 if TYPE_CHECKING:
     from ..config import HardwareConfig
 
-__all__ = ["mpu_cycles", "vpu_cycles", "net_cycles", "net_engine_cycles", "dma_cycles",
+__all__ = ["mpu_cycles", "mpu_issue_cycles", "vpu_cycles", "net_cycles", "net_engine_cycles", "dma_cycles",
            "VPU_PASSES", "port_b_accesses", "dma_port_b", "EVENT_KEYS", "instr_events",
            "link_bytes", "net_allreduce_pipe"]
 
@@ -73,6 +73,21 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
         pad = ((groups - 1) * -(-p.lanes // d) + -(-nl_last // d)) * (nk - 1) * d
         per_row, last = load + groups * (hb + 1) + n + pad, -1
     return float(2 + rows * per_row + last + p.pipeline_cycles + 3)
+
+
+def mpu_issue_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
+    """Cycles after an MM's start at which the MPU engine takes the next MM: once its last
+    group's last chunk has issued, before the lanes' pipeline and the result writer have drained
+    (fpgpt/hw/mpu_engine.py ``engine_issue_cycles``, measured on the RTL): :func:`mpu_cycles`
+    less ``mpu.pipeline_cycles + 3`` on the fast B path, ``+ 2`` on the slow one; all of it for
+    an empty MM (it completes after the earlier MMs, in order). The MM still completes
+    :func:`mpu_cycles` after its start, so a dependent instruction waits for the drain; an
+    independent MM overlaps it (docs/timing.md)."""
+    cyc = mpu_cycles(hw, f)
+    k, n, rows, _ = _mm_shape(hw, f)
+    if rows == 0 or n == 0:
+        return cyc
+    return cyc - hw.mpu.pipeline_cycles - (3 if mm_fast_b(hw, f) else 2)
 
 
 def _mm_shape(hw: "HardwareConfig", f: dict[str, int]) -> tuple[int, int, int, int]:

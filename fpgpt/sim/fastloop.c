@@ -14,10 +14,11 @@
 #define NCAUSES 5
 #define MAXDYN 6
 
-typedef struct {                 /* one cost: a unit's (cycles, accesses) or a DMA plan */
+typedef struct {                 /* one cost: a unit's (cycles, issue, accesses) or a DMA plan */
     int kind;                    /* -1 unit; DMA: 0 no HBM, 1 balanced, 2 per channel */
     int acc;
     double cyc;
+    double hold;                 /* unit: when it takes the next instruction (an MM's issue) */
     double work1;                /* kind 1 work */
     int64_t work_off;            /* kind 2: offset of its per-channel work in the pool */
     int64_t idx_off;             /* kind 2: offset of its channel list in the pool */
@@ -113,9 +114,9 @@ static int64_t add_cost(Ctx *c, Cost k) {
     return c->ncosts++;
 }
 
-int64_t fl_add_unit_cost(void *vc, double cyc, int acc) {
+int64_t fl_add_unit_cost(void *vc, double cyc, double hold, int acc) {
     Cost k = {0};
-    k.kind = -1; k.cyc = cyc; k.acc = acc;
+    k.kind = -1; k.cyc = cyc; k.hold = hold; k.acc = acc;
     return add_cost(vc, k);
 }
 
@@ -221,6 +222,7 @@ typedef struct {
     Run *r;
     Ring ring[4];
     double free_[4];
+    double last_[4];             /* each engine's last completion (timing.py's `last`) */
     Rec *fl; int64_t head, tail, capfl;
     int64_t frozen;
     double dma_end;
@@ -515,6 +517,8 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
                 if (st.tail - st.head > 64) book(&st);
             } else {
                 cost = k->cyc;
+                double e0 = st.last_[code];             /* busy until its last completion */
+                if (e0 > f0) f0 = e0;
                 /* an engine starts at max(free, ready): s > f0 means s == ready (timing.py
                  * inlines this call for speed) */
                 if (s > f0) blame(r, code, f0, s, t, ready, wcause, traise, tcause);
@@ -526,8 +530,11 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
                     rc = 5;
                     break;
                 }
-            net_done:
-                r->per_busy[pc] += cost;
+            net_done:;
+                double e0n = st.last_[code];
+                if (e <= e0n) e = e0n + 1.0;            /* in order: an empty MM behind a drain */
+                if (s >= e0n) r->per_busy[pc] += cost;
+                else r->per_busy[pc] += e - e0n;
                 if (k->acc && st.tail > st.head && st.fl[st.tail - 1].e > s) {
                     int64_t lo = st.frozen + 1 - st.fl[st.head].k;
                     if (lo <= 0) {
@@ -537,7 +544,12 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
                     }
                 }
             }
-            st.free_[code] = e;
+            if (code) {
+                st.last_[code] = e;
+                st.free_[code] = k->hold < cost ? s + k->hold : e;
+            } else {
+                st.free_[code] = e;
+            }
             if (ring_push(ru, e)) { rc = 4; break; }
             int64_t x1 = r->x1[pc];
             if (x1) {
@@ -590,7 +602,8 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
         } else if (code == 12 || code == 11) {          /* SYNC, HALT */
             if (st.tail > st.head) finalize(&st, st.ring[0].len - 1);
             for (int u = 0; u < 4; u++) {
-                if (st.free_[u] > t) { t = traise = st.free_[u]; tcause = u; }
+                double cu = st.last_[u] > st.free_[u] ? st.last_[u] : st.free_[u];
+                if (cu > t) { t = traise = cu; tcause = u; }
             }
             int64_t mx = 0;
             for (int u = 0; u < 4; u++) if (st.ring[u].len > mx) mx = st.ring[u].len;

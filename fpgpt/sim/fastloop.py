@@ -125,7 +125,8 @@ def _declare(dll: ctypes.CDLL) -> ctypes.CDLL:
     dll.fl_new.argtypes = [ctypes.c_int]
     dll.fl_free.argtypes = [ctypes.c_void_p]
     dll.fl_add_unit_cost.restype = ctypes.c_int64
-    dll.fl_add_unit_cost.argtypes = [ctypes.c_void_p, ctypes.c_double, ctypes.c_int]
+    dll.fl_add_unit_cost.argtypes = [ctypes.c_void_p, ctypes.c_double, ctypes.c_double,
+                                     ctypes.c_int]
     dll.fl_add_dma_cost.restype = ctypes.c_int64
     dll.fl_add_dma_cost.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_double, _F64, _I32,
                                     ctypes.c_int, ctypes.c_double, ctypes.c_int64,
@@ -183,7 +184,7 @@ class _Costs:
                                              float(straggle), int(nbytes), float(extra),
                                              float(eng), float(occ))
         else:
-            c = self.dll.fl_add_unit_cost(self.ctx, float(cost[0]), int(cost[1]))
+            c = self.dll.fl_add_unit_cost(self.ctx, float(cost[0]), float(cost[1]), int(cost[2]))
         if c < 0:
             raise MemoryError("the timing loop's cost table")
         self.ids[id(cost)] = c

@@ -41,8 +41,8 @@ from ..geometry import ring_group_elements, stripe_elements
 from ..isa.operands import operands
 from .control import MAX_STEPS_DEFAULT, Registers, capture
 from . import fastloop
-from .costs import (EVENT_KEYS, dma_cycles, dma_port_b, instr_events, mpu_cycles, net_cycles,
-                    port_b_accesses, vpu_cycles)
+from .costs import (EVENT_KEYS, dma_cycles, dma_port_b, instr_events, mpu_cycles,
+                    mpu_issue_cycles, net_cycles, port_b_accesses, vpu_cycles)
 from .hazards import HazardChecker, TimingHazard
 from .hbm import HBMModel
 from .machine import SimError
@@ -73,8 +73,10 @@ _CHANNEL_WORK = "hbm_channel_cycles"      # a tally key beside the events (not a
 
 
 def _cost_function(hw: "HardwareConfig", hbm: HBMModel, op: str, unit: Unit) -> Callable[[dict], Any]:
-    """f (captured fields) -> cost: (cycles, port-B accesses, tally) for MPU/VPU/NET, a
-    transfer plan tuple for DMA (with the engine's cycles, its port-B occupancy and a tally).
+    """f (captured fields) -> cost: (cycles, issue cycles, port-B accesses, tally) for
+    MPU/VPU/NET (issue cycles: when the unit takes its next instruction, ``costs.mpu_issue_cycles``
+    for an MM, the cycles for the others), a transfer plan tuple for DMA (with the engine's
+    cycles, its port-B occupancy and a tally).
 
     The tally (last item) is what the stream totals add up per dispatch, as ``(key, value)``
     pairs: the instruction's nonzero events (:func:`fpgpt.sim.costs.instr_events`, the page
@@ -101,12 +103,16 @@ def _cost_function(hw: "HardwareConfig", hbm: HBMModel, op: str, unit: Unit) -> 
             return plan + (nbytes, extra, eng, occupancy, tuple(ev.items()))
         return dma
     if unit is Unit.MPU:
-        cyc = lambda f: mpu_cycles(hw, f)                               # noqa: E731
-    elif unit is Unit.VPU:
+        return lambda f: (mpu_cycles(hw, f), mpu_issue_cycles(hw, f),
+                          port_b_accesses(hw, op, f), tuple(instr_events(hw, op, f).items()))
+    if unit is Unit.VPU:
         cyc = lambda f: vpu_cycles(hw, op, f)                           # noqa: E731
     else:
         cyc = lambda f: net_cycles(hw, op, f)                           # noqa: E731
-    return lambda f: (cyc(f), port_b_accesses(hw, op, f), tuple(instr_events(hw, op, f).items()))
+    def unit_cost(f):
+        c = cyc(f)
+        return (c, c, port_b_accesses(hw, op, f), tuple(instr_events(hw, op, f).items()))
+    return unit_cost
 
 
 def _address_moduli(hw: "HardwareConfig") -> dict[str, int]:
@@ -325,7 +331,10 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
     ring = [[0.0] * pad for _ in UNITS]
     ring0 = ring[0]
     free = [0.0, 0.0, 0.0, 0.0]                        # when each unit can start the next
-    #                                                    (= its last completion: in order)
+    #                                                    (its last completion, or for an MM the
+    #                                                    end of its issue: docs/timing.md)
+    last = [0.0, 0.0, 0.0, 0.0]                        # each engine's last completion (in order)
+    last_ev: list = [None] * 4                         # ... and its trace event
     n = len(entries)
     per_busy = [0.0] * n
     regs_v = regs.v
@@ -594,8 +603,14 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                                  (t, ready, wcause, traise, tcause) if s > f0 else None])
                 if len(inflight) > 64:
                     book()
+                free[0] = e
             else:
-                cost, acc, _ = cost
+                cost, hold, acc, _ = cost
+                # The unit is busy until its last completion e0 (an MM's drain overlaps the
+                # next MM's start): only a start after e0 leaves it waiting.
+                e0 = last[code]
+                if e0 > f0:
+                    f0 = e0
                 if s > f0:
                     # blame(code, f0, s, t, ready, ...), inlined: an engine starts at
                     # max(free, ready), so s > f0 means s == ready and its first case is void.
@@ -615,7 +630,12 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 e = s + cost
                 if coupled and code == 3:              # the ring's partners (sim/system.py)
                     e = yield (pc, s, cost)
-                per_busy[pc] += cost
+                if e <= e0:
+                    e = e0 + 1.0                       # in order: an empty MM behind a drain
+                if s >= e0:
+                    per_busy[pc] += cost
+                else:                                  # the part after the previous completion
+                    per_busy[pc] += e - e0
                 # steal() changes nothing unless a transfer overlaps [s, e): skip the call when
                 # every transfer ended by s or the first starts at e or later (in order).
                 if acc and inflight and inflight[-1][4] > s:
@@ -626,8 +646,14 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                     elif lo < len(inflight) and inflight[lo][3] < e:
                         steal(s, e, acc, inflight[lo:])
                 if trace is not None:
-                    trace.instr(code, plan.ops[pc], pc, s, e)
-            free[code] = e
+                    pe = last_ev[code]
+                    if pe is not None and s < e0:      # the previous MM's drain under this one
+                        trace.overlapped(pe, s)
+                    last_ev[code] = trace.instr(code, plan.ops[pc], pc, s, e)
+                last[code] = e
+                # an MM: the next may start when this one's issue ends (an independent one
+                # overlaps its drain; a dependent one waits for e)
+                free[code] = s + hold if hold < cost else e
             ru.append(e)
             if hz is not None:
                 hz.check(pc, plan.ops[pc], capture(instrs[pc], regs), s, e, t)
@@ -668,6 +694,8 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
             if inflight:
                 finalize(len(ring0) - 1)
             for u, c in enumerate(free):
+                if last[u] > c:
+                    c = last[u]
                 if c > t:
                     t = traise = c
                     tcause = u

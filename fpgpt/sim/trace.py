@@ -3,7 +3,9 @@
 The JSON is the Trace Event Format (``{"traceEvents": [...]}``; open it in ui.perfetto.dev or
 chrome://tracing): one process per device, one thread (track) per unit (``dma``, ``mpu``, ``vpu``,
 ``net``), an aggregate ``hbm`` track with each transfer's streaming interval, and a counter
-track ``hbm GB/s``. Complete events (``ph: "X"``) carry ``ts`` and ``dur`` in microseconds.
+track ``hbm GB/s``. Complete events (``ph: "X"``) carry ``ts`` and ``dur`` in microseconds; an
+MM whose drain the next MM overlaps ends where the next starts, its completion in
+``args["done_us"]``.
 Recording stops at ``max_events`` so that a long run stays openable; the number dropped is
 written to ``otherData``.
 """
@@ -85,6 +87,20 @@ class TraceRecorder:
         """Move an event :meth:`instr` returned to ``[start, end)`` (cycles of the stream)."""
         k = self._us_per_cycle
         ev["ts"], ev["dur"] = self._offset_us + start * k, (end - start) * k
+
+    def overlapped(self, ev: dict[str, Any], start: float) -> None:
+        """An event :meth:`instr` returned whose unit started its next instruction at ``start``
+        (cycles of the stream) before it completed (an MM's drain under the next MM): its slice
+        ends there, as a track's slices must not overlap, and ``args["done_us"]`` keeps its
+        completion (:meth:`completion_us`)."""
+        k = self._us_per_cycle
+        ev["args"]["done_us"] = ev["ts"] + ev["dur"]
+        ev["dur"] = self._offset_us + start * k - ev["ts"]
+
+    @staticmethod
+    def completion_us(ev: dict[str, Any]) -> float:
+        """When an instruction's event completed, µs (past its slice when :meth:`overlapped`)."""
+        return ev["args"].get("done_us", ev["ts"] + ev["dur"])
 
     def transfer(self, op: str, index: int, start: float, end: float, nbytes: int) -> None:
         """A transfer's streaming interval on the ``hbm`` track and the ``hbm GB/s`` counter."""

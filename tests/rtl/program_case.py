@@ -34,7 +34,7 @@ def _model_stamps(program, stream, hw, regs) -> tuple[float, dict, dict, dict]:
     ends: dict[str, list[tuple[float, str]]] = {u: [] for u in UNITS}
     for ev in tr.events:
         if ev.get("ph") == "X" and ev["tid"] < len(UNITS):
-            ends[UNITS[ev["tid"]]].append(((ev["ts"] + ev["dur"]) * hw.clock_mhz, ev["name"],
+            ends[UNITS[ev["tid"]]].append((TraceRecorder.completion_us(ev) * hw.clock_mhz, ev["name"],
                                            ev["ts"] * hw.clock_mhz))
     ends = {u: sorted(v) for u, v in ends.items()}
     return (t.cycles, {u: [e[0] for e in v] for u, v in ends.items()},

@@ -141,6 +141,7 @@ def _card_stamps(trace, hw, stream_starts_us: list[float]) -> list[tuple[dict, d
     """Per stream (starting at the given trace times), per unit in order: the completion cycles,
     names and start cycles of one card's instructions, counted from the stream's start."""
     from fpgpt.sim.results import UNITS
+    from fpgpt.sim.trace import TraceRecorder
 
     bounds = list(stream_starts_us) + [float("inf")]
     out = []
@@ -148,8 +149,9 @@ def _card_stamps(trace, hw, stream_starts_us: list[float]) -> list[tuple[dict, d
         ends: dict[str, list] = {u: [] for u in UNITS}
         for ev in trace.events:
             if ev.get("ph") == "X" and ev["tid"] < len(UNITS) and lo <= ev["ts"] < hi:
-                ends[UNITS[ev["tid"]]].append((round((ev["ts"] + ev["dur"] - lo) * hw.clock_mhz, 6),
-                                               ev["name"], round((ev["ts"] - lo) * hw.clock_mhz, 6)))
+                done = TraceRecorder.completion_us(ev)
+                ends[UNITS[ev["tid"]]].append((round((done - lo) * hw.clock_mhz, 6), ev["name"],
+                                               round((ev["ts"] - lo) * hw.clock_mhz, 6)))
         ends = {u: sorted(v) for u, v in ends.items()}
         out.append(({u: [e[0] for e in v] for u, v in ends.items()},
                     {u: [e[1] for e in v] for u, v in ends.items()},

@@ -58,7 +58,7 @@ def test_core_runs_mm_program_like_the_simulator(tmp_path, rtl_build):
 
     tr = TraceRecorder()
     timing = time_stream(prog, "main", hw, Registers(), trace=tr)
-    predicted = {ev["args"]["index"]: (ev["ts"] + ev["dur"]) * hw.clock_mhz
+    predicted = {ev["args"]["index"]: TraceRecorder.completion_us(ev) * hw.clock_mhz
                  for ev in tr.events if ev.get("ph") == "X" and "index" in ev.get("args", {})}
 
     d = rtl_build(f"core_{hw.artifact_name}")

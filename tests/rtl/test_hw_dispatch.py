@@ -23,7 +23,7 @@ from fpgpt.isa import Instr, Program
 from fpgpt.isa.encoding import encode
 from fpgpt.isa.table import BY_NAME, BY_OPCODE, Kind
 from fpgpt.sim.control import Registers
-from fpgpt.sim.costs import mpu_cycles, net_cycles, vpu_cycles
+from fpgpt.sim.costs import mpu_cycles, mpu_issue_cycles, net_cycles, vpu_cycles
 from fpgpt.sim.timing import time_stream
 from fpgpt.sim.trace import TraceRecorder
 
@@ -117,32 +117,38 @@ def run_rtl(hw, stream, regs0=None):
         op_off = dict((n, x.offset) for n, x in layout)["op"]
 
         async def bench(ctx):
-            cycle, busy_until, job = 0, 0, None
+            # jobs in flight, in order, with their done cycles: the MPU takes its next MM when
+            # the previous one's issue ends (mpu_issue_cycles), the others when they complete
+            cycle, ready_at, jobs = 0, 0, []
             while True:
-                ready = cycle >= busy_until
+                ready = cycle >= ready_at
                 ctx.set(cmd.ready, ready)
                 if ready and ctx.get(cmd.valid):
                     raw = ctx.get(cmd.payload.as_value())
                     op = BY_OPCODE[(raw >> op_off) & 0xFF].name
                     f = _fields(raw, layout, op)
                     if u.value == "mpu":
-                        dur = mpu_cycles(hw, f)
+                        dur, hold = mpu_cycles(hw, f), mpu_issue_cycles(hw, f)
                     elif u.value == "vpu":
-                        dur = vpu_cycles(hw, op, f)
+                        dur = hold = vpu_cycles(hw, op, f)
                     else:
-                        dur = net_cycles(hw, op, f)
+                        dur = hold = net_cycles(hw, op, f)
                     starts[u.value].append(cycle - t0)
-                    busy_until, job = cycle + int(dur), (op, f)
-                fin = job is not None and cycle == busy_until - 1
+                    end = cycle + int(dur)
+                    if jobs and end <= jobs[-1][0]:
+                        end = jobs[-1][0] + 1            # in order (an empty MM)
+                    ready_at = cycle + int(hold) if hold < dur else end
+                    jobs.append((end, op, f))
+                fin = bool(jobs) and cycle == jobs[0][0] - 1
                 ctx.set(done, fin)
                 if u.value == "vpu":
-                    wb = fin and job[0] == "ARGMAX"
+                    wb = fin and jobs[0][1] == "ARGMAX"
                     ctx.set(disp.wb_we, wb)
                     if wb:
-                        ctx.set(disp.wb_addr, job[1]["rd"])
+                        ctx.set(disp.wb_addr, jobs[0][2]["rd"])
                         ctx.set(disp.wb_data, 0)     # the timing model's ARGMAX value
                 if fin:
-                    job = None
+                    jobs.pop(0)
                 await ctx.tick()
                 cycle += 1
         return bench

@@ -80,7 +80,7 @@ def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
     run_cocotb([v], "mpu_engine", "cocotb_mpu_engine", d / "sim", test_dir=Path(__file__).parent,
                cxx_opt=False,   # -O0: the build dominates (docs/rtl.md)
                env={"MPU_PRESET": "tiny", "MPU_N": "40", "MPU_EXACT": "25", "MPU_SEED": "3",
-                    "MPU_STATS": str(stats)})
+                    "MPU_STATS": str(stats), "MPU_PAIRS": "12"})
     s = json.loads(stats.read_text())
     assert s["mismatches"] == []
     recs = s["records"]
@@ -95,3 +95,9 @@ def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
     assert any(r["n"] % lanes for r in recs) and any(r["ldb"] == 0 for r in recs)
     assert any(r["has_bias"] for r in recs) and any(r["mask"] for r in recs)
     assert any(r["batch"] > 1 for r in recs)
+    # back to back: the next MM started before the previous one completed, on both B paths
+    pairs = s["pairs"]
+    assert len(pairs) == 12 and all(p["exact"] for p in pairs)
+    for fast in (True, False):
+        assert any(p["fast"][x] is fast and p["handshakes"][x + 1] - p["handshakes"][x]
+                   < p["cycles"][x] for p in pairs for x in range(2))
