@@ -40,6 +40,35 @@ def test_generated_tokens_equal_the_fp16_reference(model, hw_name):
         assert got == want, (model, hw_name, text)
 
 
+@pytest.mark.parametrize("hw_name,d_model", [("u280", 200), ("tiny", 60)])
+def test_generation_with_weight_rows_padded_to_whole_stripes(hw_name, d_model):
+    """Weight rows padded to whole DMA stripes (layout.row_pitch; u280: 400-byte rows in 2 KiB,
+    tiny: 120-byte rows in 128 bytes): the LOADs use the pitch, the padding is never read, the
+    tokens equal the FP16 reference and the waits are hazard-free."""
+    from fpgpt.models import ModelSpec
+    spec = ModelSpec("pad", n_layer=2, n_head=4 if d_model == 60 else 5, d_model=d_model,
+                     d_ff=4 * d_model + 8, vocab=263, n_ctx=32)
+    w = random_weights(spec, seed=3, std=0.1)
+    hw = load_preset(hw_name)
+    ids = ByteTokenizer().encode("pad me")
+    prog = compile_model(w, hw, prompt_len=len(ids))
+    pitch = 2 * hw.hbm.channels * hw.hbm.port_bits // 16 * -(-2 * d_model // (
+        2 * hw.hbm.channels * hw.hbm.port_bits // 16))
+    assert pitch > 2 * d_model
+    assert any(i.op == "LOAD" and i["hstride"] == pitch and i["cols"] == d_model
+               for i in prog.streams["decode"])
+    want = Reference(w, dtype="fp16").generate(ids, 6)
+    assert generate(prog, ids, 6, mode="exact").tokens == want
+    simulate(prog, hw, prompt_len=len(ids), gen_len=3, check_hazards=True)
+    # split over two cards: each card's shares of W^T padded the same way
+    from fpgpt.compiler import compile_devices
+    from fpgpt.sim.system import generate_system
+    programs = compile_devices(w, hw, prompt_len=len(ids), devices=2)
+    assert all(any(i.op == "LOAD" and i["hstride"] == pitch for i in p.streams["decode"])
+               for p in programs)
+    assert generate_system(programs, ids, 6).tokens == want
+
+
 @pytest.mark.parametrize("sram_kib", [96, 48])
 def test_generation_with_prefill_in_several_tiles(sram_kib):
     """Prefill tiles, each's rows in two halves (codegen.block); at 48 KiB the fc's W^T has

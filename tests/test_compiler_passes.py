@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fpgpt.compiler import CompileError
@@ -9,6 +11,7 @@ from fpgpt.compiler.buffers import WEIGHT_SLOTS, plan_buffers
 from fpgpt.compiler.codegen import codegen_stream
 from fpgpt.compiler.ir import Graph, Op, OpKind, verify_graph
 from fpgpt.compiler.layout import plan_layout
+from fpgpt.compiler.partition import shard as make_shard
 from fpgpt.compiler.lower import lower
 from fpgpt.compiler.pipeline import PASSES, stream_regmax
 from fpgpt.compiler.schedule import assign_waits, footprint, hoist, schedule
@@ -17,6 +20,7 @@ from fpgpt.config import load_preset
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec, get_spec
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = ModelSpec("t", n_layer=2, n_head=3, d_model=48, d_ff=200, vocab=101, n_ctx=32)
 
 
@@ -95,6 +99,40 @@ def test_layout_aligned_disjoint_and_spread_over_all_channels(preset):
     gran = hw.hbm.interleave_bytes
     channels = {(a // gran) % hw.hbm.channels for a in range(first, last, gran)}
     assert channels == set(range(hw.hbm.channels))
+
+
+def test_weight_rows_pad_to_whole_stripes_where_that_loads_them_faster():
+    """layout.row_pitch: a row that is not a whole number of DMA stripes (2 KiB on u280) is
+    padded to whole stripes when its stripe count falls more than its busiest channel's beats
+    rise: GPT-2 XL's 3,200-byte rows at 150 MHz, not at the 300 MHz what-if (the channels bind
+    there); medium's rows are whole stripes; large's 2,560 touch as many stripes either way."""
+    from fpgpt.compiler.layout import row_pitch
+    from fpgpt.config import load_config
+    u280 = load_preset("u280")
+    assert row_pitch(1600, u280) == 4096 and row_pitch(6400, u280) == 12800
+    assert row_pitch(1024, u280) == 2048 and row_pitch(4096, u280) == 8192
+    assert row_pitch(1280, u280) == 2560 and row_pitch(768, u280) == 2048
+    assert row_pitch(1600, load_config(str(ROOT / "examples" / "u280-300mhz.toml"))) == 3200
+    lay = plan_layout(get_spec("gpt2-xl"), u280)
+    w, s = lay["layer0.w_qkv"], 2 * u280.hbm.channels * u280.hbm.port_bits // 16
+    assert lay.pitch("layer0.w_qkv") == 4096 and w.nbytes == 4800 * 4096 and w.addr % s == 0
+    assert lay.pitch("layer0.w_fc2") == 2 * 6400 and lay.pitch("wte") == 4096
+    assert lay.pitch("wpe") == 3200 and "wpe" not in lay.pitches    # read by rows, not an MM's
+    regs = sorted(lay.regions.values(), key=lambda r: r.addr)
+    assert all(a.end <= b.addr for a, b in zip(regs, regs[1:]))
+
+
+def test_padded_rows_fall_back_to_dense_when_they_do_not_fit():
+    spec = ModelSpec("pad", n_layer=4, n_head=5, d_model=200, d_ff=808, vocab=3000, n_ctx=64)
+    u280 = load_preset("u280")
+    dense = plan_layout(spec, u280.replace(**{"hbm.capacity_mib": 8192}))
+    assert dense.pitches                                   # 400-byte rows: one stripe each
+    from fpgpt.compiler.layout import _place
+    need = _place(spec, u280, make_shard(spec, 1, 0), pad=False).total_bytes
+    small = u280.replace(**{"hbm.capacity_mib": -(-need // 2**20)})
+    assert dense.total_bytes > small.hbm.capacity_bytes    # the padded layout would not fit
+    lay = plan_layout(spec, small)
+    assert not lay.pitches and lay.total_bytes == need
 
 
 def test_layout_capacity_error_names_the_sizes():

@@ -180,10 +180,11 @@ class _Gen:
         d, L = self.spec.d_model, self.layout
         if prefill:
             self.emit("GATHER", sram=self.a("x"), hbm=L["wte"].addr, idx=L["tokens_in"].addr,
-                      rows=rows, cols=d, hstride=2 * d, sstride=d, ra=POS, comment="wte[prompt]")
+                      rows=rows, cols=d, hstride=L.pitch("wte"), sstride=d, ra=POS,
+                      comment="wte[prompt]")
         else:
-            self.emit("LOAD", sram=self.a("x"), hbm=L["wte"].addr, rows=1, cols=d, hstride=2 * d,
-                      sstride=d, ra=TOKEN, comment="wte[R2]")
+            self.emit("LOAD", sram=self.a("x"), hbm=L["wte"].addr, rows=1, cols=d,
+                      hstride=L.pitch("wte"), sstride=d, ra=TOKEN, comment="wte[R2]")
         self.emit("LOAD", sram=self.a("h"), hbm=L["wpe"].addr, rows=rows, cols=d, hstride=2 * d,
                   sstride=d, ra=POS, comment="wpe[R1:]")
         self.emit("VADD", dst=self.a("x"), a=self.a("x"), b=self.a("h"), rows=rows, cols=d,
@@ -211,6 +212,7 @@ class _Gen:
     def linear(self, op: Op, rows: int) -> None:
         k = op["k"]
         w = self.layout[op["weight"]]
+        pitch = self.layout.pitch(op["weight"])   # bytes from one row of W^T to the next
         w0 = op.attrs.get("row0", 0)          # first row of W^T this card uses (LM head)
         bias = op.attrs.get("bias")
         ks = b_stride(k, self.hw)
@@ -228,7 +230,7 @@ class _Gen:
         def load(r0: int, nr: int) -> int:
             slot = self.plan.slots[self.chunks % WEIGHT_SLOTS]
             self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot,
-                      hbm=w.addr + 2 * (w0 + r0) * k, rows=nr, cols=k, hstride=2 * k, sstride=ks,
+                      hbm=w.addr + (w0 + r0) * pitch, rows=nr, cols=k, hstride=pitch, sstride=ks,
                       comment=f"{op.name}[{r0}:{r0 + nr}]")
             self.chunks += 1
             return slot
