@@ -123,14 +123,14 @@ def plan_layout(spec: ModelSpec, hw: HardwareConfig, sh: Shard | None = None) ->
     if addr > cap and sh.devices > 1:
         raise CompileError(
             f"{spec.name} on {sh.devices} devices needs {addr / 1e9:.2f} GB of HBM on card "
-            f"{sh.device} (its share of the weights and KV cache for n_ctx {spec.n_ctx}, and the replicated "
-            f"embeddings) but {hw.name} has {cap / 1e9:.2f} GB (hbm.capacity_mib = "
+            f"{sh.device} (its share of the weights and KV cache for n_ctx {spec.n_ctx}, and the "
+            f"replicated embeddings) but {hw.name} has {cap / 1e9:.2f} GB (hbm.capacity_mib = "
             f"{hw.hbm.capacity_mib}); use more devices or a card with more HBM")
     if addr > cap:
         raise CompileError(
-            f"{spec.name} needs {addr / 1e9:.2f} GB of HBM (weights, KV cache for n_ctx {spec.n_ctx}) but "
-            f"{hw.name} has {cap / 1e9:.2f} GB (hbm.capacity_mib = {hw.hbm.capacity_mib}); use "
-            f"more devices or a card with more HBM")
+            f"{spec.name} needs {addr / 1e9:.2f} GB of HBM (weights, KV cache for n_ctx "
+            f"{spec.n_ctx}) but {hw.name} has {cap / 1e9:.2f} GB (hbm.capacity_mib = "
+            f"{hw.hbm.capacity_mib}); use more devices or a card with more HBM")
     return layout
 
 
@@ -221,5 +221,6 @@ def memory_image(layout: Layout, weights, sh: Shard | None = None) -> list[tuple
         vec = np.concatenate([mine(name, w[name]) for name, _ in VEC_FIELDS])
         segs.append((layout[f"{p}.vec"].addr, f16(vec)))
         for name in ("w_qkv", "w_proj", "w_fc", "w_fc2"):
-            segs.append((layout[f"{p}.{name}"].addr, pitched(f"{p}.{name}", mine(name, w[name].T))))
+            segs.append((layout[f"{p}.{name}"].addr,
+                         pitched(f"{p}.{name}", mine(name, w[name].T))))
     return segs

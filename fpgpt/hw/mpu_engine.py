@@ -37,6 +37,14 @@ Schedule, per row ``(bt, i)``:
   (``lanes <= P - C + 1`` elements always fit one line), on the line port's cycles the
   sequencer does not use.
 
+*Overlap*: the engine takes the next MM the cycle after an MM's last chunk has issued; that MM's
+last groups leave the lanes and the writer while the next one loads its A row and streams (the
+lanes carry ``first``, ``last`` and the bias beside each chunk, so nothing in them belongs to one
+MM). Each group's descriptor marks the MM's last group, whose store pulses ``done`` (a cycle
+later, from a register), so MMs complete in order; an empty MM waits in DRAIN for the earlier
+MMs' stores. The dispatcher's wait counts keep an MM that reads an earlier one's result from
+starting before that one's ``done``.
+
 *Liveness*: the fast path waits only on the bank port (never refused), its bias reads (any
 cycle) and the result FIFO, so it always progresses. A slow-path lane reads only at its slot:
 a line port that refused every cycle of one phase modulo ``D`` forever (a competitor with a
@@ -44,7 +52,7 @@ period dividing ``D``) would stall it; staging each lane's chunk ahead of its sl
 that (the compiler emits fast-path MMs only).
 
 :func:`engine_cycles` gives the cycles of one MM, handshake to ``done``, when every line request
-is granted.
+is granted; :func:`engine_issue_cycles`, handshake to taking the next MM.
 """
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
@@ -177,10 +185,11 @@ class MPUEngine(wiring.Component):
     Ports
     -----
     cmd : In(stream.Signature(captured_layout(Unit.MPU)))
-        The next MM; taken when the engine is idle.
+        The next MM; taken when the engine is idle (its previous MM may still be draining).
     done : Out(1)
-        One-cycle pulse when an MM has completed (every result is in the scratchpad).
+        One-cycle pulse when an MM has completed (every result is in the scratchpad), in order.
     busy : Out(1)
+        An MM issuing, or results not yet stored.
     line : Out(scratchpad.line_signature(hw))
         A rows, bias, slow-path B reads and the C writes.
     bank : Out(scratchpad.bank_signature(hw))
