@@ -532,7 +532,7 @@ int fl_run(void *vc, Run *r, resolve_fn resolve, progress_fn progress, int64_t t
                 }
             net_done:;
                 double e0n = st.last_[code];
-                if (e <= e0n) e = e0n + 1.0;            /* in order: an empty MM behind a drain */
+                if (code == 1 && e <= e0n) e = e0n + 1.0;  /* in order: an empty MM behind a drain */
                 if (s >= e0n) r->per_busy[pc] += cost;
                 else r->per_busy[pc] += e - e0n;
                 if (k->acc && st.tail > st.head && st.fl[st.tail - 1].e > s) {

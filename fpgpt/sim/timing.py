@@ -630,7 +630,7 @@ def stream_timeline(program: "Program", stream: str, hw: "HardwareConfig", regs:
                 e = s + cost
                 if coupled and code == 3:              # the ring's partners (sim/system.py)
                     e = yield (pc, s, cost)
-                if e <= e0:
+                if code == 1 and e <= e0:
                     e = e0 + 1.0                       # in order: an empty MM behind a drain
                 if s >= e0:
                     per_busy[pc] += cost
