@@ -106,13 +106,21 @@ def test_weight_rows_pad_to_whole_stripes_where_that_loads_them_faster():
     padded to whole stripes when its stripe count falls more than its busiest channel's beats
     rise: GPT-2 XL's 3,200-byte rows at 150 MHz, not at the 300 MHz what-if (the channels bind
     there); medium's rows are whole stripes; large's 2,560 touch as many stripes either way."""
-    from fpgpt.compiler.layout import row_pitch
+    from fpgpt.compiler.layout import row_cycles, row_pitch
     from fpgpt.config import load_config
     u280 = load_preset("u280")
+    what_if = load_config(str(ROOT / "examples" / "u280-300mhz.toml"))
+    # docs/compiler.md's table: (stripes, busiest channel's cycles) a row, dense and padded
+    for k, hw, want in ((1600, u280, ((2.5, 1.13), (2, 1.45))),
+                        (1600, what_if, ((2.5, 2.27), (2, 2.90))),
+                        (768, u280, ((1.5, 0.54), (1, 0.73))),
+                        (1280, u280, ((2, 0.91), (2, 1.45)))):
+        got = row_cycles(k, hw)
+        assert [[round(x, 2) for x in pair] for pair in got] == [list(p) for p in want], k
     assert row_pitch(1600, u280) == 4096 and row_pitch(6400, u280) == 12800
     assert row_pitch(1024, u280) == 2048 and row_pitch(4096, u280) == 8192
     assert row_pitch(1280, u280) == 2560 and row_pitch(768, u280) == 2048
-    assert row_pitch(1600, load_config(str(ROOT / "examples" / "u280-300mhz.toml"))) == 3200
+    assert row_pitch(1600, what_if) == 3200
     lay = plan_layout(get_spec("gpt2-xl"), u280)
     w, s = lay["layer0.w_qkv"], 2 * u280.hbm.channels * u280.hbm.port_bits // 16
     assert lay.pitch("layer0.w_qkv") == 4096 and w.nbytes == 4800 * 4096 and w.addr % s == 0

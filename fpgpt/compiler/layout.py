@@ -31,7 +31,7 @@ from fpgpt.models import ModelSpec
 from .errors import CompileError
 from .partition import Shard, shard as make_shard
 
-__all__ = ["Layout", "plan_layout", "memory_image", "row_pitch", "VEC_FIELDS"]
+__all__ = ["Layout", "plan_layout", "memory_image", "row_pitch", "row_cycles", "VEC_FIELDS"]
 
 #: The layer vector block, in order (name, length: "d" d_model, else the card's share of a split:
 #: "qkv" 3 x its heads' width, "proj" / "fc" / "fc2" its output columns; on one card these are
@@ -92,15 +92,22 @@ def row_pitch(k: int, hw: HardwareConfig) -> int:
     is less: GPT-2 XL's 3,200-byte rows on u280 at 150 MHz (2.5 -> 2 cycles a row), not at the
     300 MHz what-if, where the channels bound it (2.27 dense, 2.9 padded).
     """
-    h = hw.hbm
-    length, s = 2 * k, h.interleave_bytes * h.channels
+    length, s = 2 * k, 2 * stripe_elements(hw)
     if k <= 0 or not stripes_ok(hw) or length % s == 0:
         return length
+    dense, padded = row_cycles(k, hw)
+    return -(-length // s) * s if max(padded) < max(dense) else length
+
+
+def row_cycles(k: int, hw: HardwareConfig) -> tuple[tuple[float, float], tuple[float, float]]:
+    """What :func:`row_pitch` weighs for a row of ``K`` FP16 elements, dense and padded: each
+    ``(DMA stripe cycles, the busiest channel's cycles)`` a row, on average (the stripe path
+    needs :func:`fpgpt.geometry.stripes_ok`: an interleave piece is one port beat)."""
+    h = hw.hbm
+    length, s = 2 * k, 2 * stripe_elements(hw)
     n = -(-length // s)
     beat = h.interleave_bytes * hw.clock_mhz / (h.channel_gbps * h.efficiency * 1e3)
-    dense = max((length + s - math.gcd(length, s)) / s, length / s * beat)
-    padded = max(n, n * beat)
-    return n * s if padded < dense else length
+    return (((length + s - math.gcd(length, s)) / s, length / s * beat), (n, n * beat))
 
 
 def plan_layout(spec: ModelSpec, hw: HardwareConfig, sh: Shard | None = None) -> Layout:

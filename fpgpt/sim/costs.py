@@ -23,7 +23,8 @@ from ..isa.operands import operands
 if TYPE_CHECKING:
     from ..config import HardwareConfig
 
-__all__ = ["mpu_cycles", "mpu_issue_cycles", "vpu_cycles", "net_cycles", "net_engine_cycles", "dma_cycles",
+__all__ = ["mpu_cycles", "mpu_issue_cycles", "vpu_cycles", "net_cycles", "net_engine_cycles",
+           "dma_cycles",
            "VPU_PASSES", "port_b_accesses", "dma_port_b", "EVENT_KEYS", "instr_events",
            "link_bytes", "net_allreduce_pipe"]
 
@@ -84,7 +85,7 @@ def mpu_issue_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
     :func:`mpu_cycles` after its start, so a dependent instruction waits for the drain; an
     independent MM overlaps it (docs/timing.md)."""
     cyc = mpu_cycles(hw, f)
-    k, n, rows, _ = _mm_shape(hw, f)
+    _, n, rows, _ = _mm_shape(hw, f)
     if rows == 0 or n == 0:
         return cyc
     return cyc - hw.mpu.pipeline_cycles - (3 if mm_fast_b(hw, f) else 2)

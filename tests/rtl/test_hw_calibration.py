@@ -41,6 +41,7 @@ def test_mpu_model_is_the_engine(preset):
     for _ in range(2000):
         f = _random_mm(rng, hw)
         assert costs.mpu_cycles(hw, f) == mpu_engine.engine_cycles(hw, f), f
+        assert costs.mpu_issue_cycles(hw, f) == mpu_engine.engine_issue_cycles(hw, f), f
         fast += mpu_engine.fast_b_layout(hw, f)
     assert 200 < fast < 1800        # both paths were compared
 
