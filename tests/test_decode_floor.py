@@ -68,7 +68,8 @@ def test_r5_follows_r1():
 
 def test_gpt2_medium_decode_step_shape():
     """One K load per layer (all heads, one run each), the V^T store after it, three GELUs per
-    layer, five weight slots."""
+    layer, the residual add after fc2 in three pieces behind its chunks (after the one-chunk
+    projection whole), five weight slots."""
     program = compile_model("gpt2-medium", load_preset("u280"), prompt_len=8, verify=False)
     dec = program.stream("decode")
     ks = _k_loads(program, "decode")
@@ -78,6 +79,14 @@ def test_gpt2_medium_decode_step_shape():
     k0 = comments.index("layer0.attn heads 0..15: K[0:R1+1]")
     assert comments[k0 + 1] == "layer0.attn V -> V^T cache[:, R1:]"
     assert sum(i.op == "GELU" for i in dec) == 3 * 24
+    res2 = [i for i in dec if i.op == "VADD" and i.comment.startswith("layer0.res2")]
+    fc2 = [i for i in dec if i.op == "MM" and i.comment.startswith("layer0.fc2[")]
+    assert len(res2) == 3 and len(fc2) > 2
+    assert [i["cols"] for i in res2] == [sum(m["n"] for m in fc2[:-2]),
+                                         fc2[-2]["n"], fc2[-1]["n"]]
+    assert sum(i["cols"] for i in res2) == 1024
+    res1 = [i for i in dec if i.op == "VADD" and i.comment.startswith("layer0.res1")]
+    assert [i["cols"] for i in res1] == [1024]
     assert WEIGHT_SLOTS == 5
 
 

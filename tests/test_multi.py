@@ -56,6 +56,26 @@ def test_micro_two_cards_tokens_and_reference():
     assert got == Reference(w, dtype="fp16").generate(ids, NEW)
 
 
+def test_residual_adds_run_on_each_cards_slice_and_the_gather_fills_x(tiny_model):
+    """After the projection and fc2, each card adds its own columns to the residual and the
+    all-gather fills ``x`` (not ``h`` / ``attn`` for a full-width VADD on every card): decode
+    in place, prefill through the staging."""
+    hw = load_preset("tiny")
+    d = tiny_model.spec.d_model
+    for p in compile_devices(tiny_model, hw, prompt_len=9, devices=2):
+        dec = [(i.op, dict(i.args), i.comment) for i in p.streams["decode"]]
+        x = next(a["dst"] for op, a, c in dec if c == "embed")
+        res = [j for j, (op, a, c) in enumerate(dec) if op == "VADD" and ".res" in c]
+        assert len(res) == 2 * tiny_model.spec.n_layer
+        for j in res:
+            a = dec[j][1]
+            assert a["cols"] == d // 2 and a["dst"] == x + p.meta["device"] * d // 2
+            nxt = next(a for op, a, c in dec[j + 1:] if op == "ALLGATHER")
+            assert nxt == {"sram": x, "count": d // 2}
+        pre = [dict(i.args) for i in p.streams["prefill"] if i.op == "VADD" and ".res" in i.comment]
+        assert pre and all(a["cols"] == d // 2 for a in pre)
+
+
 @pytest.mark.parametrize("devices", [2, 3, 4])
 def test_tiny_tokens_and_kv_caches_equal_one_card(tiny_model, one_card, devices):
     ids, hw, want = one_card

@@ -23,7 +23,7 @@ from fpgpt.models import ModelSpec
 from .buffers import WEIGHT_SLOTS, BufferPlan, b_stride, stage_count
 from .ir import Graph, Op, OpKind
 from .layout import Layout
-from .partition import GATHERED, Shard, shard as make_shard
+from .partition import Shard, shard as make_shard
 
 __all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT", "KPOS"]
 
@@ -41,7 +41,8 @@ class Item:
 
 #: Width of each gathered activation buffer (partition.GATHERED) in terms of the spec.
 def _width(spec: ModelSpec, buf: str) -> int:
-    return {"attn": spec.d_model, "h": spec.d_model, "ffn": spec.d_ff, "logits": spec.vocab}[buf]
+    return {"attn": spec.d_model, "h": spec.d_model, "x": spec.d_model, "ffn": spec.d_ff,
+            "logits": spec.vocab}[buf]
 
 
 class _Gen:
@@ -50,7 +51,9 @@ class _Gen:
         self.spec, self.layout, self.plan, self.hw, self.sh = spec, layout, plan, hw, sh
         self.items: list[Item] = []
         self.chunks = 0
-        self.pending: tuple[Op, int] | None = None     # an output slice not gathered yet
+        # an output slice not gathered yet: its op, rows and the buffer the gather fills (the
+        # op's own, or the residual when the ADD ran on the slice: add_slice)
+        self.pending: tuple[Op, int, str] | None = None
         self.halves: list[tuple[int, int]] = [(0, 1)]   # (first row, rows) of the block's halves
 
     # -- multi-device: where a card writes its slice, and the all-gather (partition.py) --------
@@ -95,12 +98,28 @@ class _Gen:
             self.vadd(add, *part)
             self._norm_rows(ln, self.a(ln["src"]), *part, len(self.halves))
 
-    def vadd(self, op: Op, r0: int, n: int) -> None:
-        """The residual ADD ``op`` on rows ``r0..r0+n-1``."""
+    def vadd(self, op: Op, r0: int, n: int, c0: int = 0, cols: int | None = None) -> None:
+        """The residual ADD ``op`` on rows ``r0..r0+n-1`` (columns ``c0..c0+cols-1``)."""
         d = self.spec.d_model
-        self.emit("VADD", dst=self.a(op["dst"]) + r0 * d, a=self.a(op["dst"]) + r0 * d,
-                  b=self.a(op["src"]) + r0 * d, rows=n, cols=d, ldd=d, lda=d, ldb=d,
-                  comment=op.name + self._rows_note(r0, n, len(self.halves)))
+        cols = d if cols is None else cols
+        at = r0 * d + c0
+        self.emit("VADD", dst=self.a(op["dst"]) + at, a=self.a(op["dst"]) + at,
+                  b=self.a(op["src"]) + at, rows=n, cols=cols, ldd=d, lda=d, ldb=d,
+                  comment=op.name + ("" if cols == d else f"[{c0}:{c0 + cols}]")
+                  + self._rows_note(r0, n, len(self.halves)))
+
+    @staticmethod
+    def _pieces(prev: Op | None, buf: str, rows: int, width: int) -> list[tuple[int, int]]:
+        """Column pieces of an element-wise op (GELU, the residual VADD) on ``buf``: in decode,
+        after a linear of more than two chunks that wrote ``buf``, all its chunks but the last
+        two, then each of those, so that a piece runs while the next chunks' MMs do and only
+        the last chunk's stays between this linear and the next op (a prefill tile's rows
+        would pay each piece's per-row fill: one piece there)."""
+        if (rows == 1 and prev is not None and prev.kind is OpKind.LINEAR
+                and prev["dst"] == buf and len(prev["chunks"]) > 2):
+            ch = prev["chunks"]
+            return [(0, ch[-2][0]), ch[-2], ch[-1]]
+        return [(0, width)]
 
     def _norm_rows(self, op: Op, src: int, r0: int, n: int, parts: int) -> None:
         d = self.spec.d_model
@@ -117,13 +136,31 @@ class _Gen:
     def _stage(op: Op) -> str:
         return "lstage" if op["split"] == "vocab" else "stage"
 
+    def add_slice(self, op: Op) -> None:
+        """The residual ADD ``op`` on this card's slice of the pending output, before it is
+        gathered, and the gather then fills the residual: each card adds its 1/N of the columns
+        (every card added all of them after the gather), the same additions of the same
+        values. In place, one row split evenly: the slice's columns of ``x``; staged: the sums
+        packed into the card's chunk of the staging, unpacked into ``x`` after the gather."""
+        src, rows, _ = self.pending
+        at, ld = self.target(src, rows)
+        c0, n = self.sh.local(src["split"])
+        d, x = self.spec.d_model, self.a(op["dst"])
+        dst, ldd = (x + c0, d) if not stage_count(self.sh, src["split"], rows) else (at, ld)
+        for r0, nr in self.halves:
+            self.emit("VADD", dst=dst + r0 * ldd, a=x + r0 * d + c0, b=at + r0 * ld, rows=nr,
+                      cols=n, ldd=ldd, lda=d, ldb=ld,
+                      comment=f"{op.name} on this card's slice" + self._rows_note(
+                          r0, nr, len(self.halves)))
+        self.pending = (src, rows, op["dst"])
+
     def gather(self) -> None:
         """All-gather the pending slices into the full buffer (VCOPYs unpack a staging)."""
         if self.pending is None:
             return
-        op, rows = self.pending
+        op, rows, buf = self.pending
         self.pending = None
-        sh, buf, name = self.sh, op["dst"], op["split"]
+        sh, name = self.sh, op["split"]
         width = _width(self.spec, buf)
         cnt = stage_count(sh, name, rows)
         if not cnt:
@@ -134,7 +171,7 @@ class _Gen:
         self.emit("ALLGATHER", sram=stage, count=cnt, comment=f"{op.name}: all-gather (staged)")
         scratch = self.layout.regions.get("gather")
         if rows > 1 and scratch is not None and self._dma_unpack(stage, cnt, scratch.addr, name,
-                                                                 rows, width):
+                                                                 rows, width, buf):
             # several rows: each card's packed slice to its columns of the HBM scratch, then the
             # whole tile back, in row order (the DMA's stripe path beats VCOPYs on the VPU)
             for c, (c0, n) in enumerate(sh.parts(name)):
@@ -149,7 +186,7 @@ class _Gen:
                       ldd=width, lda=n, comment=f"{op.name}: card {c}'s slice -> {buf}")
 
     def _dma_unpack(self, stage: int, cnt: int, hbm: int, name: str, rows: int,
-                    width: int) -> bool:
+                    width: int, buf: str) -> bool:
         """Whether every transfer of the DMA unpack takes the DMA's stripe path."""
         def ok(op: str, sram: int, h: int, cols: int, sstride: int) -> bool:
             f = {"sram": sram, "hbm": h, "rows": rows, "cols": cols, "hstride": 2 * width,
@@ -158,11 +195,11 @@ class _Gen:
             return dma_stripe_aligned(self.hw, op, f)
         return (all(ok("STORE", stage + c * cnt, hbm + 2 * c0, n, n)
                     for c, (c0, n) in enumerate(self.sh.parts(name)))
-                and ok("LOAD", self.a(GATHERED[name]), hbm, width, width))
+                and ok("LOAD", self.a(buf), hbm, width, width))
 
     def produced(self, op: Op, rows: int) -> None:
         if self.sh.devices > 1 and "split" in op.attrs:
-            self.pending = (op, rows)
+            self.pending = (op, rows, op["dst"])
 
     def emit(self, op: str, *, hoist: bool = False, chunk: int | None = None, comment: str = "",
              **fields) -> None:
@@ -303,10 +340,15 @@ class _Gen:
             if i in done:
                 continue
             k = op.kind
-            if k is not OpKind.GELU:
+            on_slice = (self.pending is not None and self.pending[2] == self.pending[0]["dst"]
+                        and k in (OpKind.GELU, OpKind.ADD)
+                        and op.attrs.get("buf", op.attrs.get("src")) == self.pending[0]["dst"])
+            if not on_slice:
                 self.gather()
             ln = self._norm_after(body, i)
-            if ln is not None:
+            if on_slice and k is OpKind.ADD:
+                self.add_slice(op)
+            elif ln is not None:
                 for j in range(i + 1, ln):          # the next layer's parameters first
                     self.params(body[j])
                 self.add_norm(op, body[ln])
@@ -321,25 +363,17 @@ class _Gen:
                 self.linear(op, rows)
             elif k is OpKind.ATTENTION:
                 self.attention(op, rows)
-            elif k is OpKind.GELU and self.pending is not None:
+            elif k is OpKind.GELU and on_slice:
                 # on this card's slice of the fc output, before it is gathered
-                fc, _ = self.pending
+                fc, _, _ = self.pending
                 at, ld = self.target(fc, rows)
                 for r0, n in self.halves:
                     self.emit("GELU", dst=at + r0 * ld, a=at + r0 * ld, rows=n, cols=ld, ldd=ld,
                               lda=ld, comment=op.name + self._rows_note(r0, n, len(self.halves)))
                 self.gather()
             elif k is OpKind.GELU:
-                # decode: the GELU in three pieces, all fc chunks but the last two, then each
-                # of those, so that a piece runs while the next chunks' MMs do and only the
-                # last chunk's stays between the fc and fc2 products (a prefill tile's rows
-                # would pay each piece's per-row fill: one GELU there)
                 buf = self.a(op["buf"])
-                pieces = [(0, f)]
-                if (rows == 1 and prev is not None and prev.kind is OpKind.LINEAR
-                        and prev["dst"] == op["buf"] and len(prev["chunks"]) > 2):
-                    ch = prev["chunks"]
-                    pieces = [(0, ch[-2][0]), ch[-2], ch[-1]]
+                pieces = self._pieces(prev, op["buf"], rows, f)
                 for r0, nr in self.halves:
                     for c0, n in pieces:
                         at = buf + r0 * f + c0
@@ -348,8 +382,9 @@ class _Gen:
                                            else f"{op.name}[{c0}:{c0 + n}]")
                                   + self._rows_note(r0, nr, len(self.halves)))
             elif k is OpKind.ADD:
-                for part in self.halves:
-                    self.vadd(op, *part)
+                for c0, n in self._pieces(prev, op["src"], rows, d):
+                    for part in self.halves:
+                        self.vadd(op, *part, c0, n)
             else:
                 raise AssertionError(f"op {op.name} ({k}) cannot appear in a block")
             prev = op

@@ -11,7 +11,9 @@ reduction length on one card, so an N-card run is bit for bit the one-card run
 - the LM head by vocabulary (rows of ``wte``).
 
 After each of these (four per layer plus the head) the cards all-gather the slices, so every card
-holds the full activation for the next LayerNorm / matmul: four ``ALLGATHER`` per layer (plus
+holds the full activation for the next LayerNorm / matmul (the projection's and fc2's slices go
+into the residual first, each card adding its own columns, so what is gathered is the residual's
+new value): four ``ALLGATHER`` per layer (plus
 ``VCOPY`` s that pack padded slices when the split is uneven or a prefill tile has several
 rows), one for the logits, and the arg-max then runs on the whole logits vector on every card
 (the one-card tie-breaking by construction). Embedding tables (``wte``, ``wpe``), LayerNorm
@@ -36,8 +38,10 @@ __all__ = ["split", "Shard", "shard", "check_devices", "partition_graph", "MAX_D
 #: Largest ring the compiler maps onto (a bound on the ISA's chunk indexing, not a hardware one).
 MAX_DEVICES = 64
 
-#: The splits whose slices are all-gathered after they are computed, with the buffer they fill.
-GATHERED = {"attn": "attn", "proj": "h", "fc": "ffn", "fc2": "attn", "vocab": "logits"}
+#: The splits whose slices are all-gathered after they are computed, with the buffer the gather
+#: fills: the projection's and fc2's slices are added to the residual ``x`` first, each card its
+#: own columns (codegen ``add_slice``), so the gather fills ``x``.
+GATHERED = {"attn": "attn", "proj": "x", "fc": "ffn", "fc2": "x", "vocab": "logits"}
 
 
 def split(n: int, devices: int) -> tuple[tuple[int, int], ...]:
