@@ -227,7 +227,10 @@ class MPUEngine(wiring.Component):
         for l, lane in enumerate(lanes):
             m.submodules[f"lane{l}"] = lane
         lat = lanes[0].latency
-        depth = 1 << (lat + 16).bit_length()       # groups in flight (never binds when granted)
+        # groups in flight (never binds when granted); at least 128, the size whose FIFO level
+        # logic the Fmax walk timed (docs/rtl-clock.md, "Latencies for the claimed clock": at 64
+        # the descriptor FIFO's level, behind the sequencer's push, mapped 12 LUT deep on tiny)
+        depth = 1 << max(7, (lat + 16).bit_length())
         da = -(-(self.max_k + C - 1) // P)          # A-buffer lines
 
         def lo(x, bits):                            # low bits of x (0-wide safe)

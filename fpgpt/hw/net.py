@@ -63,14 +63,14 @@ Writes take the port before reads. ALLREDUCE (FP32 partial sums in device order;
 never emits it) keeps one element per port cycle through the same line port: a *reader*
 (element reads, 1-cycle latency, the FIFO; then an FP16 pass-through, or, in phase 1, the
 pipeline below, then the packer or a write-back) and a *writer* (received FP16 elements,
-optionally forwarded). Phase 1's pipeline (:func:`pipe_depth` registers: 15 on every preset)
-registers the read queue's output and the received partial sum, converts FP16 -> FP32 into a
-register, adds through the combinational ``fplogic`` adder followed by :func:`pipe_add_stages`
-registers (a plain chain: synthesis retiming spreads the adder over them, and the Fmax estimate
-credits them, docs/rtl-clock.md), rounds FP32 -> FP16 into ``_F2H_STAGES`` registers (the FP32
-sum carried beside them for the packer), and stalls as a whole while its output waits for the
-packer or the write port. It adds latency, not cycles per element: the bits are
-``numerics.allreduce_sum``'s, as before.
+optionally forwarded). Phase 1's pipeline (:func:`pipe_depth` registers: 10 on u280, tiny and
+u55c, 15 on dfx) registers the read queue's output and the received partial sum, converts
+FP16 -> FP32 into a register, adds through the combinational ``fplogic`` adder followed by
+:func:`pipe_add_stages` registers (a plain chain: synthesis retiming spreads the adder over
+them, and the Fmax estimate credits them, docs/rtl-clock.md), rounds FP32 -> FP16 into
+``_F2H_STAGES`` registers (the FP32 sum carried beside them for the packer), and stalls as a
+whole while its output waits for the packer or the write port. It adds latency, not cycles
+per element: the bits are ``numerics.allreduce_sum``'s, as before.
 
 Cycle cost, measured (tests/rtl/test_hw_net.py ``test_cycle_cost``: 64-bit ``tdata`` (``G`` =
 4), operands at ``sram = 0``, an idle ring (links of zero latency, scratchpad grant always
@@ -87,13 +87,14 @@ RECV (paired)       10    10    13    25      (9 + B(sram, n))
 ALLGATHER, D=2      10    10    13    37      (about 1 + (D-1)(2n/G + 5))
 ALLGATHER, D=3      11    11    23    71      (one step, both directions)
 ALLGATHER, D=4      20    20    35    107     (two steps, the second on tx_next only)
-ALLREDUCE, D=2      47    57    81    228     (at most 3n + (10 + pipe_depth)D - 4)
-ALLREDUCE, D=3      68    82    106   253
+ALLREDUCE, D=2      37    47    83    227     (at most 3n + (10 + pipe_depth)D - 4)
+ALLREDUCE, D=3      53    67    103   247
 ==================  ====  ====  ====  ====
 
 ALLREDUCE before its pipeline (the FP16 -> FP32 -> add -> FP16 in one cycle): 17, 27, 63, 207
 (D=2) and 23, 37, 73, 217 (D=3), exactly ``3n + 10D - 5`` for ``n >= 4``; each device's phase 1
-now adds the pipeline's depth (15) to the chain.
+now adds the pipeline's depth (10 since session 14's ``vpu.add_latency`` 6; 15 with 11: 47,
+57, 81, 228 and 68, 82, 106, 253) to the chain.
 
 With one direction (``D-1`` steps, before 2026-12-06) the ALLGATHER rows were 19, 19, 25, 73
 (D=3) and 28, 28, 37, 109 (D=4). Before the groups (one element per port cycle for every op)
