@@ -204,10 +204,11 @@ def test_tiny_lane_estimate_retimes_the_accumulator_loop(tiny_lane):
 
 def test_tiny_clock_is_within_its_estimate(tiny_lane):
     """tiny's clock against its MPU lane's estimate (the lane's Yosys run is the one the suite
-    can afford). The whole core's check is ``bench/bench_fmax.py --hw tiny``: with special_latency
-    36 and vpu.acc_latency 3 (session 12) its slowest blocks are the VPU, 189.5 MHz retimed (an
-    enable; with its lanes stitched in, bench/bench_fmax_stitched.py, too), which sets tiny's
-    150 MHz with the margin, the VPU lane, 191.1, and the DMA, 191.7."""
+    can afford). The whole core's check is ``bench/bench_fmax.py --hw tiny``: with the latencies
+    sized for 150 MHz (session 14: special_latency 43, vpu add / mul 6 / 4, mpu mul / add 4 / 4)
+    its slowest blocks are the MPU engine, 189.5 MHz retimed (12 LUT into ``bias_col``), which
+    sets tiny's 150 MHz with the margin, the VPU with its lanes stitched in, 190.0
+    (bench/bench_fmax_stitched.py), the VPU lane, 191.1, and the DMA, 191.7."""
     hw, f, _work = tiny_lane
     assert math.isfinite(f["core"]["supported_clock_mhz"])
     assert hw.clock_mhz <= f["core"]["supported_clock_mhz"], (
