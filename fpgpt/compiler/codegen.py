@@ -39,7 +39,8 @@ class Item:
     chunk: int | None = None
 
 
-#: Width of each gathered activation buffer (partition.GATHERED) in terms of the spec.
+#: Width of each buffer an all-gather fills (the split op's output, or the residual ``x`` after
+#: add_slice) in terms of the spec.
 def _width(spec: ModelSpec, buf: str) -> int:
     return {"attn": spec.d_model, "h": spec.d_model, "x": spec.d_model, "ffn": spec.d_ff,
             "logits": spec.vocab}[buf]

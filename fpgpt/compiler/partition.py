@@ -32,16 +32,10 @@ from fpgpt.models import ModelSpec
 from .errors import CompileError
 from .ir import Graph, Op, OpKind
 
-__all__ = ["split", "Shard", "shard", "check_devices", "partition_graph", "MAX_DEVICES",
-           "GATHERED"]
+__all__ = ["split", "Shard", "shard", "check_devices", "partition_graph", "MAX_DEVICES"]
 
 #: Largest ring the compiler maps onto (a bound on the ISA's chunk indexing, not a hardware one).
 MAX_DEVICES = 64
-
-#: The splits whose slices are all-gathered after they are computed, with the buffer the gather
-#: fills: the projection's and fc2's slices are added to the residual ``x`` first, each card its
-#: own columns (codegen ``add_slice``), so the gather fills ``x``.
-GATHERED = {"attn": "attn", "proj": "x", "fc": "ffn", "fc2": "x", "vocab": "logits"}
 
 
 def split(n: int, devices: int) -> tuple[tuple[int, int], ...]:
