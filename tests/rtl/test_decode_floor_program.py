@@ -12,7 +12,6 @@ The Verilator build is tests/rtl/test_hw_program.py's (same top, same folder).""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -50,12 +49,6 @@ def test_decode_floor_paths_are_compiled_for_this_case():
                for i in padded.stream("decode"))
 
 
-@pytest.mark.skipif(os.environ.get("FPGPT_SLOW_RTL") != "1", reason=(
-    "5.4 min (floor8) and 1.6 min (pad60) on the core's worker, the suite's critical path (make "
-    "test measured 18:41 with floor8); "
-    "run with FPGPT_SLOW_RTL=1 (measured: every HBM byte equal; floor8 prefill +0.05 %, decode "
-    "+0.03 %; pad60 +0.38 %, +0.16 %; "
-    "docs/decode.md)"))
 @pytest.mark.parametrize("padded", [False, True], ids=["floor8", "pad60"])
 def test_decode_floor_paths_on_the_core(tmp_path, rtl_build, padded):
     """(pad60: weight rows padded to whole stripes, the core's DMA loads them at the pitch.)"""

@@ -17,7 +17,6 @@ top, same folder): a ring costs no build of its own when those ran first.
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -72,18 +71,7 @@ def test_net_case_agrees_with_the_system_simulator(cards):
             bytes.fromhex(c["hbm_in"]), np.uint8)) > 0        # the program changed something
 
 
-_SLOW = os.environ.get("FPGPT_SLOW_RTL") != "1"
-
-
-@pytest.mark.parametrize("cards", [
-    pytest.param(2, marks=pytest.mark.skipif(_SLOW, reason=(
-        "180 s on the core tests' worker, and make test measured 19:28 cold with it "
-        "(2026-12-06, where it passed): the compiled two-card generation below keeps a ring of "
-        "Verilog cores in the suite, test_hw_net keeps every NET instruction (Amaranth and "
-        "Verilator); run with FPGPT_SLOW_RTL=1 (docs/rtl-ring.md)"))),
-    pytest.param(3, marks=pytest.mark.skipif(_SLOW, reason=(
-        "three Verilator cards cost about 2 CPU minutes that make test's 15-minute budget "
-        "lacks; run with FPGPT_SLOW_RTL=1 (docs/rtl-ring.md)")))])
+@pytest.mark.parametrize("cards", [2, 3])
 def test_net_program_on_a_ring(cards, tmp_path, rtl_build):
     from fpgpt.config import load_preset
 
