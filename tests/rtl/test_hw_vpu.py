@@ -213,7 +213,8 @@ def test_cost_models_fill_is_the_rtls(preset):
 
 # Slow cold: the 8-lane VPU is ~120k Verilog nets; its first Verilator build takes minutes.
 @pytest.mark.skipif(os.environ.get("FPGPT_SLOW_RTL") != "1", reason=(
-    "cold Verilator build of 5-6 min on 2 cores would push make test past its 15-minute budget; "
+    "120 s on an idle 2-core machine (2026-12-07, cold build) that make test's 15-minute budget "
+    "lacks (it measured 12:57 without it); "
     "run with FPGPT_SLOW_RTL=1 (results in docs/rtl.md and the closing notes)"))
 def test_vpu_verilator_tiny(tmp_path, rtl_build):
     """Random rows of every operation on the tiny VPU (width 8), back-pressure on both streams."""

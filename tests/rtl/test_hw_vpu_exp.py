@@ -69,7 +69,8 @@ COUNT = 100_000
 
 
 @pytest.mark.skipif(os.environ.get("FPGPT_SLOW_RTL") != "1", reason=(
-    "cold Verilator build of 5-6 min on 2 cores would push make test past its 15-minute budget; "
+    "83 s on an idle 2-core machine (2026-12-07, cold build) that make test's 15-minute budget "
+    "lacks (it measured 12:57 without it); "
     "run with FPGPT_SLOW_RTL=1 (results in docs/rtl.md and the closing notes)"))
 def test_exp_gelu_verilator(tmp_path, rtl_build):
     """Every FP16 input through exp (as FP32) and GELU, plus COUNT random FP32 for exp."""
