@@ -77,8 +77,6 @@ def write_verilog(component: wiring.Component, name: str, path: str | Path, *,
     """
     if not name.isidentifier():
         raise ValueError(f"module name must be a Verilog identifier, not {name!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if flat or share:
         from amaranth._toolchain.yosys import find_yosys
         from amaranth.back import rtlil
@@ -97,10 +95,19 @@ def write_verilog(component: wiring.Component, name: str, path: str | Path, *,
                                                           ignore_warnings=True)
     else:
         text = verilog.convert(component, name=name, emit_src=False)
-    # Rewrite only on change: Verilator skips re-verilating identical inputs (by file
-    # metadata), which makes a rebuild of an unchanged design take seconds, not a minute.
-    # Written to a temporary name and renamed, so that a concurrent reader (pytest-xdist
-    # workers sharing a build folder) never sees half a file.
+    return write_if_changed(path, text)
+
+
+def write_if_changed(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (folders created) unless it already holds it.
+
+    Verilator skips re-verilating identical inputs (by file metadata), which makes a rebuild of
+    an unchanged design take seconds, not a minute. Written to a temporary name and renamed, so
+    that a concurrent reader (pytest-xdist workers sharing a build folder) never sees half a
+    file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file() or path.read_text() != text:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text)
@@ -160,18 +167,17 @@ def port_names(sources: Sequence[Path], toplevel: str) -> list[str]:
     raise ValueError(f"module {toplevel} not found in {', '.join(map(str, sources))}")
 
 
+#: A Verilog escaped identifier's mark, which Verilator's variable names drop.
+BACKSLASH = "\\"
+
+
 def ports_config(sources: Sequence[Path], toplevel: str, build_dir: str | Path) -> Path:
     """A Verilator configuration file in ``build_dir`` that makes the ports of ``toplevel``
     (and nothing else) readable and writable through VPI: what cocotb drives and samples."""
     lines = ["`verilator_config"] + [
-        f'public_flat_rw -module "{toplevel}" -var "{name.lstrip(chr(92))}"'
+        f'public_flat_rw -module "{toplevel}" -var "{name.lstrip(BACKSLASH)}"'
         for name in port_names(sources, toplevel)]
-    path = Path(build_dir) / "ports.vlt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(lines) + "\n"
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return write_if_changed(Path(build_dir) / "ports.vlt", "\n".join(lines) + "\n")
 
 
 def build(sources: Sequence[Path], toplevel: str, build_dir: str | Path, *,

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out, connect
 from ..config import HardwareConfig
 from ..isa.table import WAIT_UNITS, WORD_BITS
 from .control import ControlSlave, axi4lite_signature
-from .cosim import write_verilog
+from .cosim import write_if_changed, write_verilog
 from .dispatch import Dispatcher
 from .axi import AXI_ADDR_BITS, axi4_signature
 from .dma import DMA
@@ -234,9 +234,5 @@ def write_top(hw: HardwareConfig, path, *, pc_bits: int = 10, name: str = "fpgpt
     Path
         The Verilog file.
     """
-    text = top_verilog(hw, pc_bits=pc_bits, name=name, flat=flat, probes=probes)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return write_if_changed(path, top_verilog(hw, pc_bits=pc_bits, name=name, flat=flat,
+                                              probes=probes))
