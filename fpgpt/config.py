@@ -144,6 +144,18 @@ class VPUConfig:
     #: u280 (4 lanes: 256 beats a row); the u280 VPU block's BRAM36 3 -> 30 (22 for the buffer,
     #: 8 for the per-row scalars; docs/rtl.md, "Groups of rows").
     buffer_beats: int = 4096
+    #: ``r``: lanes per special-function lane. Only the first ``width / r`` lanes have the exp
+    #: and reciprocal units (and GELU's chain); the passes that need them (GELU, SOFTMAX's
+    #: exp-sum and output) take each beat in ``r`` sub-beats of ``width / r`` elements, the
+    #: others run at full width (fpgpt/hw/vpu.py, "Special lanes"). SOFTMAX's exp-sum is then
+    #: a sum over ``width / r`` lanes (numerics.softmax's ``sum_width``). A power of two, at
+    #: most ``width``. 1: every lane has them.
+    special_ratio: int = 1
+
+    @property
+    def special_lanes(self) -> int:
+        """Lanes with the special functions, ``width / special_ratio``."""
+        return self.width // self.special_ratio
 
     def validate(self, p: str = "vpu") -> None:
         _check_pow2(f"{p}.width", self.width)
@@ -152,6 +164,11 @@ class VPUConfig:
         _check_int(f"{p}.special_latency", self.special_latency)
         _check_int(f"{p}.acc_latency", self.acc_latency)
         _check_pow2(f"{p}.buffer_beats", self.buffer_beats)
+        _check_pow2(f"{p}.special_ratio", self.special_ratio)
+        if self.special_ratio > self.width:
+            raise ConfigError(f"{p}.special_ratio = {self.special_ratio} is more than {p}.width = "
+                              f"{self.width}: at least one lane needs the special functions; "
+                              f"make it at most the width")
 
 
 @dataclass(frozen=True)
@@ -380,7 +397,8 @@ class HardwareConfig:
     @property
     def artifact_name(self) -> str:
         """A name that identifies the configuration in file names (VTA style)."""
-        return (f"{self.name}_{self.mpu.lanes}x{self.mpu.width}_v{self.vpu.width}"
+        sr = f"s{self.vpu.special_lanes}" if self.vpu.special_ratio > 1 else ""
+        return (f"{self.name}_{self.mpu.lanes}x{self.mpu.width}_v{self.vpu.width}{sr}"
                 f"_h{self.hbm.channels}x{self.hbm.port_bits}_{self.clock_mhz:g}mhz")
 
     # -- (de)serialisation --------------------------------------------------------------------

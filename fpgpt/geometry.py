@@ -14,13 +14,19 @@ from .config import HardwareConfig
 __all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
            "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "VPU_GROUPED_REDUCING_PASSES",
-           "vpu_group_rows"]
+           "VPU_SPECIAL_PASSES", "vpu_group_rows"]
 
 
 #: Passes per row in which the VPU's lanes sum their results, by op (LAYERNORM: the sum and
 #: the variance; SOFTMAX: the exp-sum): fpgpt/hw/vpu.py's ``SUMMING_MODES``, whose rows drain
 #: the lanes' accumulator rings in ``vpu.acc_latency`` cycles; fpgpt.sim.costs charges them.
 VPU_SUMMING_PASSES = {"LAYERNORM": 2, "SOFTMAX": 1}
+
+#: Passes per row that need the special functions, by op (GELU; SOFTMAX: the exp-sum and the
+#: output): only ``vpu.special_lanes`` lanes have them, so these passes take each beat in
+#: ``vpu.special_ratio`` sub-beats (fpgpt/hw/vpu.py, "Special lanes"); fpgpt.sim.costs charges
+#: them.
+VPU_SPECIAL_PASSES = {"GELU": 1, "SOFTMAX": 2}
 
 #: The ops whose VPU command runs a group of rows pass by pass (``vpu_group_rows``), with the
 #: passes per row that reduce the lanes' results (LAYERNORM: sum, variance; SOFTMAX: maximum,

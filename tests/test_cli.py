@@ -118,10 +118,10 @@ def test_rtl_writes_verilog_and_manifest_and_refuses_to_overwrite(tmp_path):
     r = run("rtl", "--hw", "tiny", "-o", str(out), "--json", "--no-top", "--no-lint")
     assert r.exit_code == 0
     manifest = json.loads(r.output[r.output.index("{"):])
-    assert manifest["hw"]["name"] == "tiny" and manifest["artifact"] == "tiny_4x8_v8_h4x64_150mhz"
+    assert manifest["hw"]["name"] == "tiny" and manifest["artifact"] == "tiny_4x8_v8s4_h4x64_150mhz"
     assert all(c["ports"] for c in manifest["components"])
     files = sorted(p.name for p in out.iterdir())
     assert any(f.endswith(".v") for f in files) and any(f.endswith("manifest.json") for f in files)
-    assert all(f.startswith("tiny_4x8_v8_h4x64_150mhz_") for f in files)
+    assert all(f.startswith("tiny_4x8_v8s4_h4x64_150mhz_") for f in files)
     r = CliRunner().invoke(main, ["rtl", "--hw", "tiny", "-o", str(out), "--no-lint"])
     assert r.exit_code == 2 and "--force" in r.output

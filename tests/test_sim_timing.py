@@ -80,18 +80,20 @@ def test_vpu_passes_and_fills():
     beats = -(-1600 // HW.vpu.width)
     a, mu, s = HW.vpu.add_latency, HW.vpu.mul_latency, HW.vpu.special_latency
     assert vpu_cycles(HW, "VADD", f) == 4 * (beats + a + 2 + 2) + 1 + 2
-    assert vpu_cycles(HW, "GELU", f) == 4 * (beats + 5 * mu + 2 * a + 2 * s + 2 + 2) + 1
+    r = HW.vpu.special_ratio                    # GELU's beats in r sub-beats each
+    assert vpu_cycles(HW, "GELU", f) == 4 * (r * beats + 5 * mu + 2 * a + 2 * s + 2 + 2) + 1
     ln = vpu_cycles(HW, "LAYERNORM", f)
     sm = vpu_cycles(HW, "SOFTMAX", {**f, "rc": 0})
     assert ln > 4 * 3 * beats and sm > 4 * 3 * beats
     per = 3 * beats                             # a beat a cycle in every pass
     drain = 2 * (HW.vpu.acc_latency - 1)        # LAYERNORM sums twice: its rings drain
-    assert vpu_group_rows(HW, beats) == 8      # rows of 400 beats in the u280's 4096
-    assert (vpu_cycles(HW, "LAYERNORM", {**f, "rows": 8}) - ln
-            == 4 * (per + VPU_ROW_GAP["LAYERNORM"] + drain))
-    # a ninth row starts a second group: the fill again
-    assert (vpu_cycles(HW, "LAYERNORM", {**f, "rows": 9})
-            - vpu_cycles(HW, "LAYERNORM", {**f, "rows": 8}) == per + _vpu_fill(HW, "LAYERNORM") + 2)
+    g = vpu_group_rows(HW, beats)
+    assert g == 16                              # rows of 200 beats (8 lanes) in the u280's 4096
+    assert (vpu_cycles(HW, "LAYERNORM", {**f, "rows": g}) - ln
+            == (g - 4) * (per + VPU_ROW_GAP["LAYERNORM"] + drain))
+    # one row more starts a second group: the fill again
+    assert (vpu_cycles(HW, "LAYERNORM", {**f, "rows": g + 1})
+            - vpu_cycles(HW, "LAYERNORM", {**f, "rows": g}) == per + _vpu_fill(HW, "LAYERNORM") + 2)
     assert vpu_cycles(HW, "SOFTMAX", {**f, "rc": 64}) > sm
 
 

@@ -31,11 +31,11 @@ def test_data_has_provenance_and_the_held_out_configuration():
 def test_u280_operator_counts_match_the_published_report():
     """The fitted FP operator counts give the u280 report's instance counts exactly."""
     model = rm.load_model()
-    p = sd.config_params(load_preset("u280"))
+    p = sd.config_params(load_preset("u280").replace(**sd.PUBLISHED_U280_DESIGN))
     f = rm.features(p)
     counts: dict[str, float] = {}
     for b, per in model["op_counts"].items():
-        n = p["lanes"] if b == "mpu_lane" else p["vpu_width"] if b == "vpu_lane" else 1
+        n = rm._count(b, p)
         xs = [f[x] for x in model["blocks"][b].get("op_features", rm.OP_FEATURES)]
         for kind, coef in per.items():
             counts[kind] = counts.get(kind, 0) + n * round(sum(c * x for c, x in zip(coef, xs)))
@@ -43,11 +43,17 @@ def test_u280_operator_counts_match_the_published_report():
 
 
 def test_estimate_u280_and_trends():
-    u280 = rm.estimate(load_preset("u280"))
+    # the design the published report measured (4 lanes, each with the special functions)
+    base = load_preset("u280").replace(**sd.PUBLISHED_U280_DESIGN)
+    u280 = rm.estimate(base)
     for res, v in sd.PUBLISHED_U280_TOTAL.items():      # fitted on it; BRAM is a constant fit
         assert u280["total"][res] == pytest.approx(v, rel=0.02, abs=10 if res == "BRAM36" else 0), res
     assert "held-out" in u280["note"]
-    base = load_preset("u280")
+    # today's preset: 8 lanes, 4 of them without the special functions (vpu.special_ratio 2),
+    # between the 4-lane design and 8 full lanes
+    today = rm.estimate(load_preset("u280"))["total"]["LUT"]
+    full8 = rm.estimate(base.replace(**{"vpu.width": 8}))["total"]["LUT"]
+    assert u280["total"]["LUT"] < today < full8
     more_lanes = rm.estimate(base.replace(**{"mpu.lanes": 32}))["total"]
     wider_vpu = rm.estimate(base.replace(**{"vpu.width": 8}))["total"]
     smaller = rm.estimate(base.replace(**{"buffers.sram_kib": 8192}))["total"]

@@ -235,6 +235,11 @@ def _vpu_lane(hw):
     return VPULane(hw=hw)
 
 
+def _vpu_lane_light(hw):
+    from .vpu import VPULane
+    return VPULane(hw=hw, special=False)
+
+
 #: The blocks of the core; adding a unit to the core is one line here.
 COMPONENTS: tuple[Component, ...] = (
     Component("core", _core, core_submodule="imem",
@@ -269,9 +274,13 @@ COMPONENTS: tuple[Component, ...] = (
                                 "accumulators, scalar phase and its register chains (FP "
                                 "operators below)",
               boxes=(("fpgpt.hw.vpu", "VPULane"),)),
-    Component("vpu_lane", _vpu_lane, count=lambda hw: hw.vpu.width,
+    Component("vpu_lane", _vpu_lane, count=lambda hw: hw.vpu.special_lanes,
               what="the lane's operand and mode multiplexers, each pass's result register "
                    "chain (FP operators below)"),
+    Component("vpu_lane_light", _vpu_lane_light,
+              count=lambda hw: hw.vpu.width - hw.vpu.special_lanes,
+              what="a lane without the special functions (vpu.special_ratio > 1): no exp, "
+                   "reciprocal or GELU chain (FP operators below)"),
 )
 
 
@@ -650,6 +659,7 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
     for c in comps:
         if not isinstance(c, Component):
             raise TypeError(f"components must hold synth.Component entries, not {c!r}")
+    comps = tuple(c for c in comps if c.count(hw) > 0)     # (light lanes: only when some)
     say = progress or (lambda line: None)
     t_all = time.perf_counter()
     work = Path(work_dir)
@@ -722,7 +732,7 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
             {kind: s["netlist"] for kind, (s, _e) in zip(kinds, fp_done)},
             clock_mhz=hw.clock_mhz, structural=structural,
             not_timed={c.name: "not synthesized in this run" for c in COMPONENTS
-                       if c.name not in picked})
+                       if c.name not in picked and c.count(hw) > 0})
     total = {k: sum(r["total"][k] for r in rows.values()) for k in RESOURCES}
     cap = hw.device.capacity()
     util = {k: total[k] / cap[k] for k in RESOURCES}

@@ -37,6 +37,18 @@ row's last beat the ring drains, ``k`` turns adding +0 during which each partial
 last register and is captured; the scalar phase folds each lane's partials in order, then the
 lane tree adds the lanes. A summing row thus costs its beats plus ``k`` cycles.
 
+Special lanes (``vpu.special_ratio = r > 1``): only the first ``W/r`` lanes have the exp and
+reciprocal units and GELU's chain (:class:`VPULane` ``special``), the costliest part of a lane
+(u280: an exp 9,672 LUT, a reciprocal 3,033, five FP32 multipliers and two adders for GELU of a
+lane's ~21 k). The passes that need them (``SPECIAL_MODES``: GELU, SOFTMAX's exp-sum and
+output) issue each beat as ``r`` sub-beats of ``W/r`` elements on those lanes (``sub``; the
+stream's beat is taken, and the buffer's address advances, with the last), the other lanes
+masked off; an output pass collects the first ``r - 1`` sub-beats' results in ``hold`` and
+sends the beat with the last. So these passes take ``r`` cycles a beat and the others one
+(``costs.vpu_cycles``), and SOFTMAX's exp-sum is a sum over ``W/r`` lanes: lane ``j`` sees
+elements ``j, j + W/r, ...`` (``numerics.softmax``'s ``sum_width``; the masked lanes' +0 sums
+join the lane tree as a subtree of +0, which leaves the sum unchanged).
+
 Bit-exactness: each lane applies the contract's FP32 operations in its order; lane ``j`` sees
 elements ``j, j+W, ...`` of each row in order (a sum's partial ``p`` those of beats ``p, p+k,
 ...``); padded lanes of a row's short last beat add +0 /
@@ -60,7 +72,7 @@ from .decoder import INSTR_LAYOUTS, Opcode
 from .shared import shared
 from .vpu_special import _const_f32, _neg, build_exp, build_recip, build_rsqrt, f32_gt
 
-__all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "FIRST_MODE", "mode_latency",
+__all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "SPECIAL_MODES", "FIRST_MODE", "mode_latency",
            "chain_latency", "scalar_wait", "sum_latencies",
            "VPULane", "VPU", "check_vpu_args"]
 
@@ -96,6 +108,10 @@ _NEXT = {Mode.LN_SUM: Mode.LN_VAR, Mode.LN_VAR: Mode.LN_OUT, Mode.SM_MAX: Mode.S
 FIRST_MODE = {"VADD": Mode.VADD, "VMUL": Mode.VMUL, "GELU": Mode.GELU, "VCOPY": Mode.VCOPY,
               "LAYERNORM": Mode.LN_SUM, "SOFTMAX": Mode.SM_MAX, "ARGMAX": Mode.ARGMAX}
 _BUFFERED = (Mode.LN_SUM, Mode.SM_MAX)          # pass 1 of a three-pass op fills the buffer
+#: Passes that need the special functions (exp; GELU's reciprocal): only the first
+#: ``vpu.special_lanes`` lanes have them, and these passes take each beat in
+#: ``vpu.special_ratio`` sub-beats (geometry.VPU_SPECIAL_PASSES).
+SPECIAL_MODES = (Mode.GELU, Mode.SM_SUM, Mode.SM_OUT)
 #: Passes whose lanes sum their results: one beat every ``vpu.acc_latency`` cycles.
 SUMMING_MODES = (Mode.LN_SUM, Mode.LN_VAR, Mode.SM_SUM)
 _FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
@@ -204,9 +220,10 @@ class VPULane(wiring.Component):
         end of the pass's chain, which ``mode`` selects.
     """
 
-    def __init__(self, *, hw: HardwareConfig):
+    def __init__(self, *, hw: HardwareConfig, special: bool = True):
         if not isinstance(hw, HardwareConfig):
             raise TypeError(f"hw must be a HardwareConfig, not {hw!r}")
+        self._special = bool(special)
         self._lat = chain_latency(hw)
         self._sum_lats = sum_latencies(hw)
         super().__init__({"mode": In(4), "advance": In(1), "a": In(16), "b": In(16),
@@ -228,37 +245,42 @@ class VPULane(wiring.Component):
         s1 = fplogic.build_f32_add(m, Mux(sm, m1, a32),
                                    Mux(md == int(Mode.VADD), b32,
                                        _neg(Mux(sm, self.mmax, self.mean))), name="s1")
-        # GELU prefix: k = ((x*x)*C + 1)*x*K (numerics.gelu_f32's order).
-        gv = fplogic.build_f32_mul(m, a32, a32, name="g_v")
-        gw = fplogic.build_f32_mul(m, gv, _const_f32(nx.GELU_C), name="g_w")
-        gw1 = fplogic.build_f32_add(m, gw, Const(_ONE, 32), name="g_w1")
-        gu = fplogic.build_f32_mul(m, a32, gw1, name="g_u")
-        gk = fplogic.build_f32_mul(m, gu, _const_f32(nx.GELU_K), name="g_k")
-        e = build_exp(m, Mux(md == int(Mode.GELU), gk, s1), name="exp")
-        # GELU suffix: x * recip(exp + 1); x = -inf gives -0.
-        gd = fplogic.build_f32_add(m, e, Const(_ONE, 32), name="g_d")
-        gr = build_recip(m, gd, name="g_r")
-        gg = fplogic.build_f32_mul(m, a32, gr, name="g_g")
-        gelu = Mux(a32 == _NEG_INF, Const(0x80000000, 32), gg)
-        # d*d (LN pass 2), d*inv (LN pass 3); e*r (SOFTMAX pass 3) in a multiplier of its own,
-        # so that no path runs from the shared exp into the LAYERNORM passes' shorter chains.
+        # d*d (LN pass 2), d*inv (LN pass 3).
         m2 = fplogic.build_f32_mul(m, s1, Mux(md == int(Mode.LN_VAR), s1, self.inv), name="m2")
-        m2s = fplogic.build_f32_mul(m, e, self.r, name="m2s")
         m3 = fplogic.build_f32_mul(m, m2, b32, name="m3")          # * gamma
         a3 = fplogic.build_f32_add(m, m3, c32, name="a3")          # + beta
-        results = {Mode.VADD: s1, Mode.VMUL: m1, Mode.GELU: gelu, Mode.VCOPY: self.a,
+        results = {Mode.VADD: s1, Mode.VMUL: m1, Mode.VCOPY: self.a,
                    Mode.LN_SUM: a32, Mode.LN_VAR: m2, Mode.LN_OUT: a3, Mode.SM_MAX: m1,
-                   Mode.SM_SUM: e, Mode.SM_OUT: m2s, Mode.ARGMAX: a32}
+                   Mode.ARGMAX: a32}
+        if self._special:
+            # GELU prefix: k = ((x*x)*C + 1)*x*K (numerics.gelu_f32's order).
+            gv = fplogic.build_f32_mul(m, a32, a32, name="g_v")
+            gw = fplogic.build_f32_mul(m, gv, _const_f32(nx.GELU_C), name="g_w")
+            gw1 = fplogic.build_f32_add(m, gw, Const(_ONE, 32), name="g_w1")
+            gu = fplogic.build_f32_mul(m, a32, gw1, name="g_u")
+            gk = fplogic.build_f32_mul(m, gu, _const_f32(nx.GELU_K), name="g_k")
+            e = build_exp(m, Mux(md == int(Mode.GELU), gk, s1), name="exp")
+            # GELU suffix: x * recip(exp + 1); x = -inf gives -0.
+            gd = fplogic.build_f32_add(m, e, Const(_ONE, 32), name="g_d")
+            gr = build_recip(m, gd, name="g_r")
+            gg = fplogic.build_f32_mul(m, a32, gr, name="g_g")
+            gelu = Mux(a32 == _NEG_INF, Const(0x80000000, 32), gg)
+            # e*r (SOFTMAX pass 3) in a multiplier of its own, so that no path runs from the
+            # shared exp into the LAYERNORM passes' shorter chains.
+            m2s = fplogic.build_f32_mul(m, e, self.r, name="m2s")
+            results.update({Mode.GELU: gelu, Mode.SM_SUM: e, Mode.SM_OUT: m2s})
+        # (a lane without the special functions has no chain for their passes: the VPU masks
+        # it off in them, so that its ``y`` and ``ysum`` are 0 there)
         # An output pass's result is rounded to FP16 (write-back) before its chain.
         for mode in OUTPUT_MODES:
-            if mode != Mode.VCOPY:
+            if mode != Mode.VCOPY and mode in results:
                 results[mode] = fplogic.build_f32_to_f16(m, results[mode],
                                                          name=f"wb_{mode.name.lower()}")
         # One chain per distinct latency.
         ends: dict[Mode, Value] = {}
         chain_end: dict[int, Value] = {}
-        for lat in sorted(set(self._lat.values())):
-            modes = [mode for mode in Mode if self._lat[mode] == lat]
+        for lat in sorted({self._lat[mode] for mode in results}):
+            modes = [mode for mode in Mode if self._lat[mode] == lat and mode in results]
             head = Signal(32, name=f"p{lat}")
             with m.Switch(md):
                 for mode in modes:
@@ -290,7 +312,8 @@ class VPULane(wiring.Component):
         # adder alone (docs/rtl-clock.md, "The VPU").
         ysum = Const(0, 32)
         for i, lat in enumerate(self._sum_lats):
-            ysum = ysum | Mux(self.sum_sel[i], chain_end[lat], 0)
+            if lat in chain_end:
+                ysum = ysum | Mux(self.sum_sel[i], chain_end[lat], 0)
         ysum_r = Signal(32, name="ysum_r")
         # The compares' input: a register loaded with the maxima's chain end by its own select
         # on ``mode`` (SM_MAX or ARGMAX), so that no path runs from ``mode`` or the output
@@ -433,12 +456,27 @@ class VPU(wiring.Component):
         src_valid, src_mask, src_last = Signal(), Signal(w), Signal()
         src_from_buf = Signal()          # the source is the buffer's read port this pass
         tap_valid = Signal()
+        tap_emit = Signal()     # the tap's beat goes out (with special lanes: below)
         out_mode = _is(mode, *OUTPUT_MODES)
         advance = Signal()
-        m.d.comb += advance.eq(~(out_mode & tap_valid & ~self.o.ready))
+        m.d.comb += advance.eq(~(out_mode & tap_valid & tap_emit & ~self.o.ready))
         streaming = Signal()
         flush = Signal()
         lane_active = Cat(((ib << lw) + j) < cols for j in range(w))
+        # Special lanes (module docstring): the passes that need the exp take each beat in
+        # ``r`` sub-beats of ``sw`` elements, on lanes ``0 .. sw-1``; ``sub`` is the sub-beat
+        # issued next, ``sub_last`` whether it is the beat's last (always, in the other passes).
+        r = hw.vpu.special_ratio
+        sw = w // r
+        split = _is(mode, *SPECIAL_MODES) if r > 1 else Const(0, 1)
+        sub = Signal(range(r), name="sub")
+        sub_last = Signal()
+        m.d.comb += sub_last.eq(~split | (sub == r - 1))
+        issue_mask = Signal(w)
+        if r > 1:
+            m.d.comb += issue_mask.eq(Mux(split, lane_active.word_select(sub, sw), lane_active))
+        else:
+            m.d.comb += issue_mask.eq(lane_active)
         # A LAYERNORM / SOFTMAX reducing pass leaves cycles between a row's last beat and the
         # next row's first, while the row's accumulators are captured and reset: one for the
         # maxima, ``k`` for the sums (their rings drain, below). ``gap`` counts the cycles
@@ -451,7 +489,7 @@ class VPU(wiring.Component):
         feed_stream = streaming & ~src_from_buf & (irow < nrows) & src_open
         feed_buf = streaming & src_from_buf & (irow < nrows) & src_open
         m.d.comb += [
-            self.i.ready.eq(feed_stream & advance),
+            self.i.ready.eq(feed_stream & advance & sub_last),
             wr.addr.eq(issued), wr.data.eq(self.i.payload),
             wr.en.eq(self.i.valid & self.i.ready & _is(mode, *_BUFFERED)),
             rd.addr.eq(issued), rd.en.eq(advance),
@@ -463,30 +501,43 @@ class VPU(wiring.Component):
             m.d.sync += src_valid.eq(0)
             with m.If(feed_stream & self.i.valid):
                 m.d.sync += src.eq(self.i.payload)
+        src_sub = Signal(range(r), name="src_sub")
         with m.If(issue):
-            m.d.sync += [src_valid.eq(1), src_mask.eq(lane_active), src_last.eq(ilast),
-                         issued.eq(issued + 1)]
-            with m.If(ilast):
-                m.d.sync += [ib.eq(0), irow.eq(irow + 1)]
+            m.d.sync += [src_valid.eq(1), src_mask.eq(issue_mask), src_last.eq(ilast & sub_last),
+                         src_sub.eq(sub)]
+            with m.If(sub_last):
+                m.d.sync += [issued.eq(issued + 1), sub.eq(0)]
+                with m.If(ilast):
+                    m.d.sync += [ib.eq(0), irow.eq(irow + 1)]
+                with m.Else():
+                    m.d.sync += ib.eq(ib + 1)
             with m.Else():
-                m.d.sync += ib.eq(ib + 1)
-        with m.If(issue & row_pass & ilast):
+                m.d.sync += sub.eq(sub + 1)
+        with m.If(issue & row_pass & ilast & sub_last):
             m.d.sync += gap.eq(Mux(summing, kacc, 1))
         with m.Elif(gap != 0):
             m.d.sync += gap.eq(gap - 1)
         with m.If(flush):
-            m.d.sync += [src_valid.eq(0), gap.eq(0)]
+            m.d.sync += [src_valid.eq(0), gap.eq(0), sub.eq(0)]
         operands = Signal(self.IN_LAYOUT)
         m.d.comb += operands.eq(Mux(src_from_buf, rd.data, src))
+        # In a split pass, lane j < sw takes element ``src_sub * sw + j`` of the beat (only the
+        # ``a`` operand: the special passes read no other).
+        lane_a = Signal(16 * w, name="lane_a")
+        if r > 1:
+            m.d.comb += lane_a.eq(Mux(split, operands.a.word_select(src_sub, 16 * sw),
+                                      operands.a))
+        else:
+            m.d.comb += lane_a.eq(operands.a)
 
         # ---------------------------------------------------------------- lanes
         ys, lanes = [], []
         for j in range(w):
-            lane = m.submodules[f"lane{j}"] = shared(VPULane, hw=hw)
+            lane = m.submodules[f"lane{j}"] = shared(VPULane, hw=hw, special=j < sw)
             lanes.append(lane)
             sl = slice(16 * j, 16 * j + 16)
             m.d.comb += [lane.mode.eq(mode), lane.advance.eq(advance),
-                         lane.a.eq(operands.a[sl]), lane.b.eq(operands.b[sl]),
+                         lane.a.eq(lane_a[sl]), lane.b.eq(operands.b[sl]),
                          lane.c.eq(operands.c[sl]), lane.scale.eq(scale),
                          lane.mmax.eq(sc0_rd.data), lane.mean.eq(sc0_rd.data),
                          lane.inv.eq(sc1_rd.data), lane.r.eq(sc1_rd.data)]
@@ -494,25 +545,33 @@ class VPU(wiring.Component):
 
         # ------------------------------------------- valid / mask delay line + tap
         # (the data's own chains are in the lanes, one per pass latency)
-        stages = [(src_valid, src_mask, src_last)]
+        # (and, with special lanes, whether the beat is its beat's last sub-beat)
+        src_sl = Signal(name="src_sl")
+        m.d.comb += src_sl.eq(src_sub == r - 1) if r > 1 else src_sl.eq(1)
+        stages = [(src_valid, src_mask, src_last, src_sl)]
         for k in range(depth):
-            pv, pm, pl = stages[-1]
+            pv, pm, pl, ps = stages[-1]
             sv, smk = Signal(name=f"dl{k}_v"), Signal(w, name=f"dl{k}_m")
             sl_ = Signal(name=f"dl{k}_l")
+            ss = Signal(name=f"dl{k}_s") if r > 1 else ps
             with m.If(advance):
                 m.d.sync += [sv.eq(pv), smk.eq(pm), sl_.eq(pl)]
+                if r > 1:
+                    m.d.sync += ss.eq(ps)
             with m.If(flush):
                 m.d.sync += sv.eq(0)
-            stages.append((sv, smk, sl_))
-        tap_mask, tap_data, tap_last = Signal(w), Signal(32 * w), Signal()
+            stages.append((sv, smk, sl_, ss))
+        tap_mask, tap_data, tap_last, tap_sl = Signal(w), Signal(32 * w), Signal(), Signal()
         m.d.comb += tap_data.eq(Cat(*ys))
         with m.Switch(mode):
             for md, l in lat.items():
                 with m.Case(int(md)):
                     m.d.comb += [tap_valid.eq(stages[l][0]), tap_mask.eq(stages[l][1]),
-                                 tap_last.eq(stages[l][2])]
+                                 tap_last.eq(stages[l][2]), tap_sl.eq(stages[l][3])]
             with m.Default():
                 m.d.comb += tap_valid.eq(0)
+        # A split pass's output beat leaves with its last sub-beat (the others wait in ``hold``).
+        m.d.comb += tap_emit.eq(~split | tap_sl)
         taken = tap_valid & advance
         # The summing passes' lane select (each lane's ``sum_sel``: the bit of the pass's chain,
         # set where the beat is valid and its lane mask is, so that ``ysum`` is +0 in a cycle
@@ -541,9 +600,17 @@ class VPU(wiring.Component):
         # ---------------------------------------------------------------- output stream
         state_result = Signal()
         out16 = [Mux(tap_mask[j], tap_data[32 * j:32 * j + 16], 0) for j in range(w)]
+        out_beat = Cat(*out16)
+        if r > 1:
+            # a split pass's first r - 1 sub-beats, in order (shifted in from the top)
+            hold = Signal(16 * sw * (r - 1), name="hold")
+            part = Cat(*out16[:sw])
+            with m.If(streaming & split & taken & ~tap_sl):
+                m.d.sync += hold.eq(Cat(hold[16 * sw:], part))
+            out_beat = Mux(split, Cat(hold, part), out_beat)
         m.d.comb += [
-            self.o.valid.eq((streaming & out_mode & tap_valid) | state_result),
-            self.o.payload.eq(Mux(state_result, result, Cat(*out16))),
+            self.o.valid.eq((streaming & out_mode & tap_valid & tap_emit) | state_result),
+            self.o.payload.eq(Mux(state_result, result, out_beat)),
         ]
 
         # ---------------------------------------------------------------- accumulators

@@ -445,8 +445,8 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         ``rc`` (R[rc]'s value; ignored by LAYERNORM), the addresses ``a``, ``b``, ``dst``,
         ``gamma``, ``beta`` and strides ``lda``, ``ldb``, ``ldd`` (missing ones read 0).
     """
-    from .vpu import (_FROM_BUFFER, _NEXT, _ROW_REDUCING, FIRST_MODE, OUTPUT_MODES, SUMMING_MODES,
-                      mode_latency, scalar_wait)
+    from .vpu import (_FROM_BUFFER, _NEXT, _ROW_REDUCING, FIRST_MODE, OUTPUT_MODES, SPECIAL_MODES,
+                      SUMMING_MODES, mode_latency, scalar_wait)
 
     if op not in FIRST_MODE:
         raise ValueError(f"op must be a VPU mnemonic {sorted(FIRST_MODE)}, not {op!r}")
@@ -484,7 +484,9 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
     state, mode, wait = "IDLE", first_mode, 0
     nrows = ib = irow = rrow = 0             # the command's rows, issue / tap row counters
     kacc, gap, drain = hw.vpu.acc_latency, 0, 0   # a summing row's rings drain kacc turns
-    stages = [(False, False)] * (max(lat.values()) + 1)     # (valid, last beat of its row)
+    # (valid, last beat of its row, last sub-beat of its beat)
+    stages = [(False, False, False)] * (max(lat.values()) + 1)
+    r_sub, sub = hw.vpu.special_ratio, 0         # a special pass's sub-beats (VPU's ``sub``)
     for t in range(1, 1 << 30):             # cycle 0: the handshake, 1: CHECK (reader only)
         # ---- the cycle's combinational terms: the reader
         aligned = [v % w == 0 for v in s]
@@ -500,20 +502,24 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         # the VPU
         streaming = state == "STREAM"
         out_mode = mode in OUTPUT_MODES
-        tap, tap_last = stages[lat[mode]]
-        o_valid = (streaming and out_mode and tap) or state == "RESULT"
+        tap, tap_last, tap_sl = stages[lat[mode]]
+        split = r_sub > 1 and mode in SPECIAL_MODES
+        sub_last = not split or sub == r_sub - 1
+        emit = not split or tap_sl
+        o_valid = (streaming and out_mode and tap and emit) or state == "RESULT"
         # the writer (o.ready: the flush register is always free, every write being granted)
         sd = d_row + ocol
         nv = min(w, n - ocol)
         fits = b_valid and b_q * c <= sd and sd + nv <= (b_q + k) * c
         last = orow + 1 == rows and ocol + w >= n
         o_ready = True
-        advance = not (out_mode and tap and not o_ready)
+        advance = not (out_mode and tap and emit and not o_ready)
         from_buf = mode in _FROM_BUFFER
         summing = mode in SUMMING_MODES
         row_pass = mode in _ROW_REDUCING
         src_open = gap == 0
-        i_ready = streaming and not from_buf and irow < nrows and advance and src_open
+        i_ready = (streaming and not from_buf and irow < nrows and advance and src_open
+                   and sub_last)
         handoff = i_valid and i_ready
         cmd_take = t > 1 and state == "IDLE" and sent < rows
         crow = min(rows - sent, grp)
@@ -606,17 +612,20 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
             drain = kacc
         elif drain:
             drain -= 1
-        src = advance and streaming and irow < nrows and src_open and (handoff or from_buf)
+        src = advance and streaming and irow < nrows and src_open and (i_valid or from_buf)
         ilast = ib + 1 == beats
         if advance:
-            stages = [(src, ilast)] + stages[:-1]
-        if src:
+            stages = [(src, ilast and sub_last, not split or sub == r_sub - 1)] + stages[:-1]
+        if src and sub_last:
             ib, irow = (0, irow + 1) if ilast else (ib + 1, irow)
-        if src and row_pass and ilast:
+            sub = 0
+        elif src:
+            sub += 1
+        if src and row_pass and ilast and sub_last:
             gap = kacc if summing else 1
         else:
             gap = max(gap - 1, 0)
         if flush:
-            stages = [(False, False)] * len(stages)
-            gap = drain = 0
+            stages = [(False, False, False)] * len(stages)
+            gap = drain = sub = 0
     raise AssertionError("unreachable")

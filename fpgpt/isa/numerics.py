@@ -559,17 +559,21 @@ def layernorm(x16, gamma16, beta16, *, eps, width: int, partials: int = 1) -> np
 
 
 @_quiet
-def softmax(x16, *, scale, width: int, partials: int = 1) -> np.ndarray:
+def softmax(x16, *, scale, width: int, partials: int = 1,
+            sum_width: int | None = None) -> np.ndarray:
     """The SOFTMAX instruction on each row of ``x16`` [rows, n] (order in docs/numerics.md).
 
     y = x*scale; m = vmax(y); e = exp(y - m); s = vsum(e); r = recip(s); result f16(e*r).
     -inf inputs give 0 (when the row has a finite maximum). A row holding +inf or NaN, or only
     -inf, gives NaN everywhere (IEEE propagation: inf - inf, NaN - m).
+
+    ``sum_width``: the lanes of the exp-sum, ``hw.vpu.special_lanes`` (the lanes with an exp
+    unit, which take the row in sub-beats of that width); ``width`` when not given.
     """
     x = _rows16(x16, "x16").astype(F32)
     y = x * F32(scale)
     m = vmax(y, width=width)
     e = exp_f32(y - m[:, None])
-    s = vsum(e, width=width, partials=partials)
+    s = vsum(e, width=width if sum_width is None else sum_width, partials=partials)
     r = recip_f32(s)
     return f32_to_f16(e * r[:, None])

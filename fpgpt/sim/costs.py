@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..geometry import (VPU_GROUPED_REDUCING_PASSES, VPU_SUMMING_PASSES, dma_stripe_aligned,
+from ..geometry import (VPU_GROUPED_REDUCING_PASSES, VPU_SPECIAL_PASSES, VPU_SUMMING_PASSES,
+                        dma_stripe_aligned,
                         line_elements, mm_fast_b, net_allreduce_pipe, ring_group_elements, stripe_elements,
                         vpu_group_rows, vpu_window_chunks)
 from ..isa.operands import operands
@@ -147,7 +148,8 @@ LN_REFETCH = 6
 def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     """A VPU instruction on the VPU engine (fpgpt/hw/vpu_engine.py), operands row-aligned.
 
-    Per row: ``passes · ⌈cols/width⌉`` beats, a beat a cycle; each summing pass's row
+    Per row: ``passes · ⌈cols/width⌉`` beats, a beat a cycle (the passes that need the special
+    functions, geometry.VPU_SPECIAL_PASSES, a beat in ``vpu.special_ratio`` cycles); each summing pass's row
     (LAYERNORM's first two, SOFTMAX's second) then drains its lane accumulators, rings of
     ``k = vpu.acc_latency`` registers holding ``k`` partial sums, in ``k`` cycles
     (fpgpt/hw/vpu.py), and its scalar phase folds the partials (``k - 1`` adders). Per VPU
@@ -182,7 +184,7 @@ def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     if op in ("VADD", "VMUL", "LAYERNORM") and (rows > 1 or cols > window):
         first += 2 if op == "LAYERNORM" else 1
     summing = VPU_SUMMING_PASSES.get(op, 0)
-    per_row = VPU_PASSES[op] * beats
+    per_row = (VPU_PASSES[op] + (v.special_ratio - 1) * VPU_SPECIAL_PASSES.get(op, 0)) * beats
     gap = VPU_ROW_GAP.get(op)
     if gap is None:
         return float(rows * (per_row + _vpu_fill(hw, op) + 2) + 1 + first)

@@ -184,8 +184,9 @@ def _softmax(x: _Exec, c: Captured) -> None:
     a = _vpu_in(x, c.f, cols)
     if not a.size:
         return
-    out = numerics.softmax(a, scale=c.instr.float("scale"), width=x.m.hw.vpu.width,
-                          partials=x.m.hw.vpu.acc_latency)
+    v = x.m.hw.vpu
+    out = numerics.softmax(a, scale=c.instr.float("scale"), width=v.width,
+                           partials=v.acc_latency, sum_width=v.special_lanes)
     _vpu_out(x, c.f, cols, out)
 
 

@@ -163,6 +163,7 @@ def design_fmax(hw: HardwareConfig, cache_dir: str | Path | None,
                              "them; or sweep with --synth)")
     from ..hw import synth as hs
     comps = hs.COMPONENTS if components is None else tuple(components)
+    comps = tuple(c for c in comps if c.count(hw) > 0)     # (light VPU lanes: only when some)
     blocks: dict[str, str] = {}
     ops: dict[str, str] = {}
     untimed: list[str] = []

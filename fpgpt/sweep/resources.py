@@ -9,7 +9,8 @@ The core is the sum of the rows of :func:`fpgpt.hw.synth.synth_report` (docs/rtl
   configuration (:data:`BLOCK_FEATURES`: e.g. the scratchpad arbiter's LUTs grow with the line
   width ``lanes x width x 16`` bits times the ``log2(lanes)`` levels of its rotators), fitted by
   least squares on the measured and published records, times its instance count
-  (``mpu.lanes`` MPU lanes, ``vpu.width`` VPU lanes);
+  (``mpu.lanes`` MPU lanes, ``vpu.special_lanes`` VPU lanes with the special functions and
+  the rest without);
 * each **FP operator** kind costs what its one synthesis measured (config-independent: the same
   Verilog), times the number of instances, a linear function of the features fitted on the
   counts the blocks' elaborations gave (exact on every measured configuration);
@@ -80,7 +81,9 @@ BLOCK_FEATURES: dict[str, dict[str, Any]] = {
     "net": {"count": "1", "features": ["1", "line_bits"]},
     "vpu_engine": {"count": "1", "features": ["1", "line_bits"]},
     "vpu": {"count": "1", "features": ["1", "vpu_width"], "op_features": ["1", "vpu_width"]},
-    "vpu_lane": {"count": "vpu_width", "features": ["1"]},
+    "vpu_lane": {"count": "vpu_special", "features": ["1"]},
+    # a lane without the special functions (vpu.special_ratio > 1)
+    "vpu_lane_light": {"count": "vpu_light", "features": ["1"]},
     "core": {"count": "1", "features": ["1"]},
     "control": {"count": "1", "features": ["1"]},
     "program_loader": {"count": "1", "features": ["1"]},
@@ -92,9 +95,16 @@ BLOCK_FEATURES: dict[str, dict[str, Any]] = {
 OP_FEATURES = ["1"]
 
 
+#: Parameters that records made before they existed lack: their value then (every VPU lane
+#: had the special functions).
+_PARAM_DEFAULTS = {"vpu_special": lambda p: p["vpu_width"], "vpu_light": lambda p: 0}
+
+
 def _count(block: str, p: dict[str, float]) -> float:
     c = BLOCK_FEATURES[block]["count"]
-    return 1.0 if c == "1" else float(p[c])
+    if c == "1":
+        return 1.0
+    return float(p[c] if c in p else _PARAM_DEFAULTS[c](p))
 
 
 def _lstsq(rows: list[list[float]], ys: list[float]) -> list[float]:

@@ -94,7 +94,7 @@ def _sim(hw, jobs, max_cols, cycles=None):
     return results
 
 
-def _group_jobs(rng, k):
+def _group_jobs(rng, k, sum_width=2):
     """LAYERNORM and SOFTMAX over groups of rows (rows of one beat at width 2, rows of two beats
     the last one short; -inf and NaN entries, a row all -inf) and what numerics gives, row by
     row (two groups an op, to keep the test short)."""
@@ -109,7 +109,8 @@ def _group_jobs(rng, k):
         if r > 3:
             x[3, -1] = np.nan
         jobs.append(("SOFTMAX", x, b, c, 0.5, 0))
-        want.append(nx.f16_bits(nx.softmax(x, scale=np.float32(0.5), width=2, partials=k)))
+        want.append(nx.f16_bits(nx.softmax(x, scale=np.float32(0.5), width=2, partials=k,
+                                           sum_width=sum_width)))
         x2 = x.copy()
         x2[~np.isfinite(x2)] = 1.5
         if r > 3:
@@ -122,17 +123,23 @@ def _group_jobs(rng, k):
     return jobs, want
 
 
-def test_vpu_width2_amaranth():
+@pytest.mark.parametrize("ratio", [1, 2])
+def test_vpu_width2_amaranth(ratio):
     """Short rows (one full and one partial beat) of every operation on a 2-lane VPU, its
     summing passes on a ring of 3 registers, 3 partial sums a lane (the presets' 2 is the
     engine tests' and Verilator's); then LAYERNORM and SOFTMAX over groups of rows in one
     command (pass by pass), bit for bit with numerics row by row, and their cycles: a beat a
     cycle, the fill once a group, a row boundary one cycle in each reducing pass
-    (costs.VPU_ROW_GAP) and 3 in a summing one (its rings drain)."""
+    (costs.VPU_ROW_GAP) and 3 in a summing one (its rings drain). ``ratio`` 2: one lane with
+    the special functions, GELU and SOFTMAX's exp passes in two sub-beats a beat (the exp-sum
+    over one lane: numerics' ``sum_width``)."""
+    from fpgpt.geometry import VPU_SPECIAL_PASSES
     from fpgpt.sim.costs import VPU_ROW_GAP, _vpu_fill
     base = load_preset("tiny")
     k = 3
-    hw = dataclasses.replace(base, vpu=dataclasses.replace(base.vpu, width=2, acc_latency=k))
+    hw = dataclasses.replace(base, vpu=dataclasses.replace(base.vpu, width=2, acc_latency=k,
+                                                           special_ratio=ratio))
+    sw = 2 // ratio
     rng = np.random.default_rng(4)
     x = (rng.standard_normal(3) * 3).astype(np.float16)
     b = rng.standard_normal(3).astype(np.float16)
@@ -146,8 +153,9 @@ def test_vpu_width2_amaranth():
     want = [nx.f16_bits(nx.vadd(x, b)), nx.f16_bits(nx.gelu(x)), x.view(np.uint16),
             nx.f16_bits(nx.layernorm(x[None], b, c, eps=np.float32(1e-5), width=2,
                                      partials=k)[0]),
-            nx.f16_bits(nx.softmax(xm[None], scale=np.float32(0.5), width=2, partials=k)[0]), 2]
-    gjobs, gwant = _group_jobs(np.random.default_rng(5), k)
+            nx.f16_bits(nx.softmax(xm[None], scale=np.float32(0.5), width=2, partials=k,
+                                   sum_width=sw)[0]), 2]
+    gjobs, gwant = _group_jobs(np.random.default_rng(5), k, sw)
     cycles = []
     got = _sim(hw, jobs + gjobs, max_cols=8, cycles=cycles)
     for (op, *_), g, wv in zip(jobs, got, want):
@@ -158,7 +166,8 @@ def test_vpu_width2_amaranth():
         r, beats = x.shape[0], -(-x.shape[1] // 2)
         summing = 1 if op == "SOFTMAX" else 2
         # (from the command's handshake to its last output)
-        assert cyc == (r * 3 * beats + (r - 1) * (VPU_ROW_GAP[op] + (k - 1) * summing)
+        passes = 3 + (ratio - 1) * VPU_SPECIAL_PASSES.get(op, 0)
+        assert cyc == (r * passes * beats + (r - 1) * (VPU_ROW_GAP[op] + (k - 1) * summing)
                        + _vpu_fill(hw, op)), (op, x.shape, cyc)
 
 
