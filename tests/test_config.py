@@ -56,6 +56,9 @@ def test_save_refuses_to_overwrite(tmp_path):
     ({"clock_mhz": -1.0}, "clock_mhz must be a number > 0.0, not -1.0"),
     ({"hbm.refresh_ns": 5000.0}, "hbm.refresh_ns (5000.0) must be shorter than hbm.refresh_interval_ns"),
     ({"devices": 4, "link.count": 0}, "devices=4 needs ring links, but link.count is 0"),
+    ({"vpu.special_ratio": 3}, "vpu.special_ratio must be a power of two, not 3"),
+    ({"vpu.special_ratio": 16}, "vpu.special_ratio = 16 is more than vpu.width = 8: at least one "
+                                "lane needs the special functions"),
 ])
 def test_validation_names_the_field(change, message):
     with pytest.raises(ConfigError) as e:

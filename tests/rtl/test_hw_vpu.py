@@ -226,7 +226,8 @@ def test_cost_models_fill_is_the_rtls(preset):
     "lacks (it measured 12:57 without it); "
     "run with FPGPT_SLOW_RTL=1 (results in docs/rtl.md and the closing notes)"))
 def test_vpu_verilator_tiny(tmp_path, rtl_build):
-    """Random rows of every operation on the tiny VPU (width 8), back-pressure on both streams."""
+    """Random rows of every operation on the tiny VPU (width 8, 4 lanes with the special
+    functions), back-pressure on both streams."""
     from fpgpt.hw.cosim import run_cocotb, write_verilog
 
     hw = load_preset("tiny")
@@ -243,21 +244,24 @@ def test_vpu_verilator_tiny(tmp_path, rtl_build):
     # (measured; the formulas restate them from the config's latencies).
     lat, wait = mode_latency(hw), scalar_wait(hw)
     k = hw.vpu.acc_latency          # a summing row drains its rings in k cycles
+    r = hw.vpu.special_ratio        # GELU and SOFTMAX's exp passes: r sub-beats a beat
+    per = {"GELU": r, "LAYERNORM": 3, "SOFTMAX": 1 + 2 * r}
     for n in (8, MAX_COLS):
         beats = n // 8
         for op, md in (("VADD", Mode.VADD), ("VMUL", Mode.VMUL), ("GELU", Mode.GELU),
                        ("VCOPY", Mode.VCOPY)):
-            assert s["cycles"][f"{op}/{n}"] == beats + lat[md] + 1
+            assert s["cycles"][f"{op}/{n}"] == per.get(op, 1) * beats + lat[md] + 1
         for op, passes, summing in (("LAYERNORM", (Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT), 2),
                                     ("SOFTMAX", (Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT), 1)):
             fill = sum(lat[p] for p in passes) + sum(wait[p] + 1 for p in passes[:2])
-            assert s["cycles"][f"{op}/{n}"] == 3 * beats + fill + (k - 1) * summing + 5
+            assert s["cycles"][f"{op}/{n}"] == per[op] * beats + fill + (k - 1) * summing + 5
     for op, passes, summing in (("LAYERNORM", (Mode.LN_SUM, Mode.LN_VAR, Mode.LN_OUT), 2),
                                 ("SOFTMAX", (Mode.SM_MAX, Mode.SM_SUM, Mode.SM_OUT), 1)):
         fill = sum(lat[p] for p in passes) + sum(wait[p] + 1 for p in passes[:2])
         for n in (8, 11, MAX_COLS):         # groups of 3 rows: the fill once, 2 + (k-1) a boundary
             beats = -(-n // 8)
-            assert s["cycles"][f"{op}/3x{n}"] == (3 * 3 * beats + 2 * (2 + (k - 1) * summing)
+            assert s["cycles"][f"{op}/3x{n}"] == (3 * per[op] * beats
+                                                  + 2 * (2 + (k - 1) * summing)
                                                   + fill + (k - 1) * summing + 5)
         assert s["cycles"][f"ARGMAX/{n}"] == beats + lat[Mode.ARGMAX] + wait[Mode.ARGMAX] + 4
 
