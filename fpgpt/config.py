@@ -157,6 +157,11 @@ class VPUConfig:
         """Lanes with the special functions, ``width / special_ratio``."""
         return self.width // self.special_ratio
 
+    @property
+    def light_lanes(self) -> int:
+        """Lanes without them, ``width - special_lanes``."""
+        return self.width - self.special_lanes
+
     def validate(self, p: str = "vpu") -> None:
         _check_pow2(f"{p}.width", self.width)
         _check_int(f"{p}.add_latency", self.add_latency)

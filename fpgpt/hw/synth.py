@@ -63,7 +63,7 @@ from .cosim import write_verilog
 from .scratchpad import ELEMENT_BITS, SPRAM_MODULE, chunk_elements, row_bits
 
 __all__ = ["RESOURCES", "Component", "COMPONENTS", "CORE_UNITS", "FP_OPERATORS", "URAM_BITS",
-           "URAM_WORD_BITS", "core_units", "scratchpad_memory", "scratchpad_ports", "synth_block",
+           "built", "URAM_WORD_BITS", "core_units", "scratchpad_memory", "scratchpad_ports", "synth_block",
            "synth_fp_operator", "synth_module", "synth_report"]
 
 #: The resource names synthesis reports; the capacity of each comes from ``hw.device``.
@@ -278,10 +278,17 @@ COMPONENTS: tuple[Component, ...] = (
               what="the lane's operand and mode multiplexers, each pass's result register "
                    "chain (FP operators below)"),
     Component("vpu_lane_light", _vpu_lane_light,
-              count=lambda hw: hw.vpu.width - hw.vpu.special_lanes,
+              count=lambda hw: hw.vpu.light_lanes,
               what="a lane without the special functions (vpu.special_ratio > 1): no exp, "
                    "reciprocal or GELU chain (FP operators below)"),
 )
+
+
+def built(hw: HardwareConfig, components: tuple[Component, ...] | None = None
+          ) -> tuple[Component, ...]:
+    """The blocks of ``components`` (default :data:`COMPONENTS`) that ``hw`` instantiates at
+    least once (``vpu_lane_light`` only with ``vpu.special_ratio > 1``)."""
+    return tuple(c for c in (COMPONENTS if components is None else components) if c.count(hw) > 0)
 
 
 def scratchpad_memory(hw: HardwareConfig, *, elements_per_word: int = 4) -> dict[str, Any]:
@@ -659,7 +666,7 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
     for c in comps:
         if not isinstance(c, Component):
             raise TypeError(f"components must hold synth.Component entries, not {c!r}")
-    comps = tuple(c for c in comps if c.count(hw) > 0)     # (light lanes: only when some)
+    comps = built(hw, comps)
     say = progress or (lambda line: None)
     t_all = time.perf_counter()
     work = Path(work_dir)
@@ -731,8 +738,8 @@ def synth_report(hw: HardwareConfig, work_dir: str | Path, *,
             {c.name: s["netlist"] for c, (s, _e, _l) in zip(comps, done)},
             {kind: s["netlist"] for kind, (s, _e) in zip(kinds, fp_done)},
             clock_mhz=hw.clock_mhz, structural=structural,
-            not_timed={c.name: "not synthesized in this run" for c in COMPONENTS
-                       if c.name not in picked and c.count(hw) > 0})
+            not_timed={c.name: "not synthesized in this run" for c in built(hw)
+                       if c.name not in picked})
     total = {k: sum(r["total"][k] for r in rows.values()) for k in RESOURCES}
     cap = hw.device.capacity()
     util = {k: total[k] / cap[k] for k in RESOURCES}

@@ -615,7 +615,7 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         src = advance and streaming and irow < nrows and src_open and (i_valid or from_buf)
         ilast = ib + 1 == beats
         if advance:
-            stages = [(src, ilast and sub_last, not split or sub == r_sub - 1)] + stages[:-1]
+            stages = [(src, ilast and sub_last, sub_last)] + stages[:-1]
         if src and sub_last:
             ib, irow = (0, irow + 1) if ilast else (ib + 1, irow)
             sub = 0

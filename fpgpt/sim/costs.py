@@ -149,8 +149,8 @@ def vpu_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
     """A VPU instruction on the VPU engine (fpgpt/hw/vpu_engine.py), operands row-aligned.
 
     Per row: ``passes · ⌈cols/width⌉`` beats, a beat a cycle (the passes that need the special
-    functions, geometry.VPU_SPECIAL_PASSES, a beat in ``vpu.special_ratio`` cycles); each summing pass's row
-    (LAYERNORM's first two, SOFTMAX's second) then drains its lane accumulators, rings of
+    functions, geometry.VPU_SPECIAL_PASSES, a beat in ``vpu.special_ratio`` cycles); each
+    summing pass's row (LAYERNORM's first two, SOFTMAX's second) then drains its lane accumulators, rings of
     ``k = vpu.acc_latency`` registers holding ``k`` partial sums, in ``k`` cycles
     (fpgpt/hw/vpu.py), and its scalar phase folds the partials (``k - 1`` adders). Per VPU
     command, the op's fill

@@ -162,8 +162,7 @@ def design_fmax(hw: HardwareConfig, cache_dir: str | Path | None,
         return not_estimated(f"no synthesized netlists in {cache} (`fpgpt synth --hw H` keeps "
                              "them; or sweep with --synth)")
     from ..hw import synth as hs
-    comps = hs.COMPONENTS if components is None else tuple(components)
-    comps = tuple(c for c in comps if c.count(hw) > 0)     # (light VPU lanes: only when some)
+    comps = hs.built(hw, None if components is None else tuple(components))
     blocks: dict[str, str] = {}
     ops: dict[str, str] = {}
     untimed: list[str] = []

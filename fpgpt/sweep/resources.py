@@ -95,16 +95,9 @@ BLOCK_FEATURES: dict[str, dict[str, Any]] = {
 OP_FEATURES = ["1"]
 
 
-#: Parameters that records made before they existed lack: their value then (every VPU lane
-#: had the special functions).
-_PARAM_DEFAULTS = {"vpu_special": lambda p: p["vpu_width"], "vpu_light": lambda p: 0}
-
-
 def _count(block: str, p: dict[str, float]) -> float:
     c = BLOCK_FEATURES[block]["count"]
-    if c == "1":
-        return 1.0
-    return float(p[c] if c in p else _PARAM_DEFAULTS[c](p))
+    return 1.0 if c == "1" else float(p[c])
 
 
 def _lstsq(rows: list[list[float]], ys: list[float]) -> list[float]:

@@ -47,7 +47,7 @@ _MPU_SIDE = ("dma", "scratchpad_arbiter", "mpu_engine", "mpu_lane", "vpu_engine"
 MEASURED_CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     # (the tiny preset as it was measured: every VPU lane with the special functions)
     "t4x8": ({"vpu.special_ratio": 1}, BLOCKS_MEASURED),
-    # the lane without them (vpu.special_ratio 2: 4 such lanes of 8), its only record
+    # the lane without them (vpu.special_ratio 2: 4 such lanes of 8)
     "t4x8s2": ({"vpu.special_ratio": 2}, ("vpu_lane_light",)),
     # a second VPU width beside the 8 lanes of t4x8, t8x8 and u280 (the VPU block and its FP
     # operators are fitted in vpu.width; with one width the fit would be degenerate)
@@ -58,9 +58,6 @@ MEASURED_CONFIGS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
                    "vpu.width": 2}, ("scratchpad_arbiter", "mpu_engine", "mpu_lane")),
 }
 
-
-#: Configurations that only measure a block the others lack (its FP operators counted with it).
-ADDS_BLOCK = ("t4x8s2",)
 
 #: Where the published rows come from.
 PUBLISHED_SOURCE = ("docs/rtl.md, 'Synthesis estimate': the u280 preset's blocks as of session 16 "
@@ -141,7 +138,7 @@ def published_records(*, count_ops: bool = False) -> list[dict[str, Any]]:
 def config_params(hw: HardwareConfig) -> dict[str, float]:
     """The parameters the per-block models are written in."""
     return {"lanes": hw.mpu.lanes, "width": hw.mpu.width, "vpu_width": hw.vpu.width,
-            "vpu_special": hw.vpu.special_lanes, "vpu_light": hw.vpu.width - hw.vpu.special_lanes,
+            "vpu_special": hw.vpu.special_lanes, "vpu_light": hw.vpu.light_lanes,
             "channels": hw.hbm.channels, "port_bits": hw.hbm.port_bits,
             "sram_kib": hw.buffers.sram_kib, "queue_depth": hw.buffers.queue_depth,
             "mul_latency": hw.mpu.mul_latency, "add_latency": hw.mpu.add_latency,
@@ -172,9 +169,7 @@ def collect(work_dir: str | Path = "build/synth", *, configs: dict[str, tuple] |
     for cname, (overrides, blocks) in configs.items():
         hw = base.replace(**overrides)
         for b in OP_BLOCKS:
-            # (a configuration that only adds a block counts nothing else: its other blocks'
-            # counts are another configuration's, whose records the fit already has)
-            if b not in blocks and cname not in ADDS_BLOCK:
+            if b not in blocks:
                 records.append({"config": cname, "source": "elaborated", "block": b,
                                 "params": config_params(hw), "overrides": overrides,
                                 "per_instance": None, "fp_ops": count_fp_ops(hw, b),

@@ -266,6 +266,18 @@ def test_vpu_verilator_tiny(tmp_path, rtl_build):
         assert s["cycles"][f"ARGMAX/{n}"] == beats + lat[Mode.ARGMAX] + wait[Mode.ARGMAX] + 4
 
 
+def test_special_passes_match_the_cost_models_table():
+    """The passes that need the special functions (issued in vpu.special_ratio sub-beats) are the
+    ones fpgpt.sim.costs charges that way (fpgpt.geometry.VPU_SPECIAL_PASSES)."""
+    from fpgpt.geometry import VPU_SPECIAL_PASSES
+    from fpgpt.hw.vpu import SPECIAL_MODES
+    counted = {}
+    for m in SPECIAL_MODES:
+        name = {"SM": "SOFTMAX"}.get(m.name.split("_")[0], m.name)
+        counted[name] = counted.get(name, 0) + 1
+    assert counted == VPU_SPECIAL_PASSES
+
+
 def test_summing_passes_match_the_cost_models_table():
     """The passes whose lanes sum (their rings draining vpu.acc_latency cycles a row) are the ones
     fpgpt.sim.costs charges for (fpgpt.geometry.VPU_SUMMING_PASSES)."""
