@@ -637,8 +637,13 @@ class DMA(wiring.Component):
         e_wvalid = Signal(C)
         e_wlast = Signal()
         wpiece = data.StructLayout({"addr": unsigned(_HBM_BITS), "nelem": unsigned(LG + 1)})
-        m.submodules.waddrs = wq = fifo.SyncFIFOBuffered(width=wpiece.size,
-                                                         depth=self._outstanding)
+        # (a thermometer level where it can be: the library FIFO's level adder, behind the
+        # piece issue, was u280's next path once the segment FIFO's was gone)
+        m.submodules.waddrs = wq = (FlagFIFO(wpiece.size, self._outstanding)
+                                    if self._outstanding >= 2 else
+                                    fifo.SyncFIFOBuffered(width=wpiece.size,
+                                                          depth=self._outstanding))
+        wq_empty = wq.empty if self._outstanding >= 2 else wq.level == 0
         wq_in, wq_out = data.View(wpiece, wq.w_data), data.View(wpiece, wq.r_data)
         m.d.comb += [wq_in.addr.eq(hp), wq_in.nelem.eq(q_in.nelem),
                      wq.w_en.eq(q.w_en & is_write), aw_room.eq(wq.w_rdy)]
@@ -719,7 +724,7 @@ class DMA(wiring.Component):
                 m.d.sync += [abuf.eq(merged), astrb.eq(mstrb), afull.eq(pend_end),
                              alast.eq(pend_last), ach.eq(pch)]
         m.d.comb += [e_wvalid.eq(Mux(wvalid_r, 1 << wch_o, 0)), e_wlast.eq(wlast_r),
-                     w_busy.eq(wopen | pend | afull | wvalid_r | (wq.level != 0))]
+                     w_busy.eq(wopen | pend | afull | wvalid_r | ~wq_empty)]
 
         # ---- stripe reader (LOAD, GATHER rows): one stripe per cycle, one masked line write --
         # need_of / mask_of give named Signals, assigned unconditionally (so called outside any
@@ -823,8 +828,17 @@ class DMA(wiring.Component):
             with m.Elif(n_cont):
                 m.d.comb += [sel.eq(wfc), tx.eq(wx), w_req.eq(1)]
             with m.Elif(sq.r_rdy):
-                m.d.comb += [sel.eq(sq_out), tx.eq(0), w_req.eq(1), pop.eq(1), sq.r_en.eq(1)]
+                m.d.comb += [sel.eq(sq_out), tx.eq(0), w_req.eq(1), pop.eq(1)]
                 m.d.sync += [wfc.eq(sq_out), wact.eq(1)]
+        # The writer's pop comes last of the segment FIFO's inputs (behind the AND over the
+        # channels' WREADY in ``rewind``): FlagFIFO computes its next state both ways and
+        # picks with it (the AND, the writer's decision and the FIFO's level were 12 LUT
+        # levels, the DMA's critical path on u280, docs/rtl-clock.md).
+        if isinstance(sq, FlagFIFO):
+            m.d.comb += sq.r_en_late.eq(pop)
+        else:
+            with m.If(pop):
+                m.d.comb += sq.r_en.eq(1)
         wfirst, wlast_s = ntx == 0, ntx + 1 == nsel.n
         lo_e, hi_e = Mux(wfirst, nsel.lo, 0), Mux(wlast_s, nsel.hi, ES)
         w_need = need_of(nsel.lo, nsel.hi, wfirst, wlast_s, "w_need")
@@ -863,10 +877,14 @@ class DMA(wiring.Component):
                              p.awvalid.eq(e_awvalid[k]), p.wdata.eq(wbuf), p.wstrb.eq(wstrb),
                              p.wlast.eq(e_wlast), p.wvalid.eq(e_wvalid[k])]
         # Counted as they are registered (the population counts of 32 channels were in front
-        # of aw_now's adder and compare, u280's next path, docs/rtl-clock.md).
+        # of aw_now's adder and compare, u280's next path, docs/rtl-clock.md). The stripe
+        # path's AWs are registered first and counted the cycle after (FRUN's issue logic and
+        # the count's adder tree behind it were u280's next path): ``drained`` waits for
+        # ``f_aw_r`` too, and nothing else reads ``aw_now`` in the stripe path.
         bcount, afire, aw_fire_r = Signal(LC + 1), Signal(LC + 1), Signal()
+        f_aw_r = Signal(C, name="f_aw_r")
         m.d.sync += [bcount.eq(_popcount([p.bvalid for p in axi])),
-                     afire.eq(_popcount([f_aw[k] for k in range(C)])),
+                     f_aw_r.eq(f_aw), afire.eq(_popcount([f_aw_r[k] for k in range(C)])),
                      aw_fire_r.eq(aw_fire)]
         m.d.comb += aw_now.eq(aw_count + aw_fire_r + afire - bcount)
         m.d.sync += aw_count.eq(aw_now)
@@ -891,6 +909,6 @@ class DMA(wiring.Component):
 
         # ---- completion --------------------------------------------------------------------
         m.d.comb += drained.eq((q.level == 0) & ~r_busy & ~w_busy & (aw_now == 0) & ~aw_fire
-                               & (f_aw == 0) & sq_empty & ~f_busy)
+                               & (f_aw == 0) & (f_aw_r == 0) & sq_empty & ~f_busy)
         m.d.comb += self.busy.eq(~self.cmd.ready)
         return m

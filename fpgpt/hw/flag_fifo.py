@@ -17,15 +17,21 @@ class FlagFIFO(wiring.Component):
     ``r_en`` is one or two LUTs away from them: the library FIFO adds ±1 to its level behind them
     (a carry chain), and on u280 both come from an AND over 32 channels' handshakes (the
     stripe reader's RVALID, the writer's WREADY, FRUN's AR/AW ready), which into that adder
-    was the DMA's critical path (docs/rtl-clock.md). ``depth`` at least 2."""
+    was the DMA's critical path (docs/rtl-clock.md). ``depth`` at least 2.
+
+    ``r_en_late`` is a second read enable (the read is ``r_en | r_en_late``) for a signal that
+    arrives late in the cycle: every register's next value is computed for both of its values
+    from the other inputs, and it only selects between the two at the end (one LUT level after
+    it, where ``r_en`` has two; the DMA's stripe writer pops through it, behind its AND over the
+    channels' WREADY)."""
 
     def __init__(self, width: int, depth: int):
         if depth < 2:
             raise ValueError(f"depth must be at least 2, not {depth!r}")
         self.width, self.depth = width, depth
         super().__init__({"w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
-                          "r_data": Out(width), "r_en": In(1), "r_rdy": Out(1),
-                          "empty": Out(1)})
+                          "r_data": Out(width), "r_en": In(1), "r_en_late": In(1),
+                          "r_rdy": Out(1), "empty": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -33,7 +39,6 @@ class FlagFIFO(wiring.Component):
         t = Signal(di)                                   # thermometer: t[i] = inner level > i
         m.d.comb += [self.w_rdy.eq(~t[di - 1]), self.empty.eq(~t[0] & ~self.r_rdy)]
         do_write = self.w_rdy & self.w_en
-        do_read = t[0] & (~self.r_rdy | self.r_en)       # inner -> the output register
         m.submodules.storage = storage = Memory(shape=self.width, depth=di, init=[])
         w_port, r_port = storage.write_port(), storage.read_port(domain="sync")
         produce, consume = Signal(range(di)), Signal(range(di))
@@ -41,18 +46,26 @@ class FlagFIFO(wiring.Component):
         def incr(p):
             return Mux(p == di - 1, 0, p + 1)[:len(p)] if di > 1 else p
 
+        def after(r_en):
+            """(inner -> output register, and the next t, consume, r_rdy) for a read enable."""
+            do_read = t[0] & (~self.r_rdy | r_en)
+            t_n = Mux(do_write & ~do_read, Cat(Const(1), t[:di - 1]) if di > 1 else Const(1, 1),
+                      Mux(do_read & ~do_write, t[1:] if di > 1 else Const(0, 1), t))
+            return (do_read, t_n, Mux(do_read, incr(consume), consume),
+                    Mux(do_read, 1, Mux(r_en, 0, self.r_rdy)))
+
+        def named(values, tag):
+            out = [Signal(len(v), name=f"{n}_{tag}")
+                   for n, v in zip(("rd", "t", "consume", "r_rdy"), values)]
+            m.d.comb += [o.eq(v) for o, v in zip(out, values)]
+            return out
+
+        early, late = named(after(self.r_en), "early"), named(after(1), "late")
+        do_read, t_n, consume_n, r_rdy_n = (Mux(self.r_en_late, b, a)
+                                            for a, b in zip(early, late))
         m.d.comb += [w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
                      r_port.addr.eq(consume), r_port.en.eq(do_read), self.r_data.eq(r_port.data)]
         with m.If(do_write):
             m.d.sync += produce.eq(incr(produce))
-        with m.If(do_read):
-            m.d.sync += consume.eq(incr(consume))
-        with m.If(do_write & ~do_read):
-            m.d.sync += t.eq(Cat(Const(1), t[:di - 1]) if di > 1 else 1)
-        with m.If(do_read & ~do_write):
-            m.d.sync += t.eq(t[1:] if di > 1 else 0)
-        with m.If(do_read):
-            m.d.sync += self.r_rdy.eq(1)
-        with m.Elif(self.r_en):
-            m.d.sync += self.r_rdy.eq(0)
+        m.d.sync += [t.eq(t_n), consume.eq(consume_n), self.r_rdy.eq(r_rdy_n)]
         return m

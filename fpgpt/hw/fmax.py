@@ -237,7 +237,7 @@ def chain_lengths(net: dict[str, Any], g: _Graph | None = None) -> dict[int, int
 
 def analyse(net: dict[str, Any], *, delays: Delays = DELAYS,
             fp_delays: dict[str, dict[str, float]] | None = None,
-            inputs_registered: bool = True) -> dict[str, Any]:
+            inputs_registered: bool = True, endpoints: int = 0) -> dict[str, Any]:
     """Static timing of one block's netlist (:func:`compact_netlist`).
 
     Parameters
@@ -249,13 +249,17 @@ def analyse(net: dict[str, Any], *, delays: Delays = DELAYS,
         in and out). A kind missing here makes the analysis fail (``KeyError``).
     inputs_registered : the block's input ports come from registers (``True``), or arrive
         at time 0 and its outputs end with no setup (an operator timed alone).
+    endpoints : also list the slowest ``endpoints`` end points (registers by name, bit
+        indices dropped) after retiming: ``retimed_endpoints``, ``[[MHz, label, stages]]``
+        (what limits the block after its critical path).
 
     Returns
     -------
     dict
         ``period_ns`` / ``fmax_mhz`` (no retiming), ``retimed_period_ns`` /
         ``retimed_fmax_mhz``, ``levels`` (cells on the critical path by kind), ``path`` (the
-        critical path's cells, start to end: ``[type, name]``), ``start`` / ``end``,
+        critical path's cells, start to end: ``[type, name]``; ``retimed_path`` the same for
+        the retimed critical path), ``start`` / ``end``,
         ``retimed_end`` / ``retimed_stages``, ``max_arrival_ns`` (of any output port, for
         operators), ``combinational_loops`` (cells left unordered), ``unknown_cells``.
     """
@@ -436,6 +440,7 @@ def analyse(net: dict[str, Any], *, delays: Delays = DELAYS,
     worst = (-math.inf, None, None, 1)
     worst_rt = (-math.inf, None, None, 1)
     max_out, max_out_bit = 0.0, None
+    by_end: dict[str, tuple[float, int]] = {}
 
     def end(t: float, bit: int, label: str, k: int):
         nonlocal worst, worst_rt
@@ -446,6 +451,10 @@ def analyse(net: dict[str, Any], *, delays: Delays = DELAYS,
         rt = max(t / k, lo) if k > 1 else t
         if rt > worst_rt[0]:
             worst_rt = (rt, bit, label, k)
+        if endpoints:
+            key = re.sub(r"\[\d+\]", "", label)
+            if rt > by_end.get(key, (-math.inf,))[0]:
+                by_end[key] = (rt, k)
 
     for i, c in enumerate(cells):
         k = kinds[i]
@@ -521,7 +530,10 @@ def analyse(net: dict[str, Any], *, delays: Delays = DELAYS,
         retimed_fmax_mhz=round(1000.0 / worst_rt[0], 1),
         levels=levels(path), path=path[:64], start=path[0][1] if path else "input port",
         end=worst[2], retimed_end=worst_rt[2], retimed_stages=worst_rt[3],
-        retimed_levels=levels(rpath))
+        retimed_levels=levels(rpath), retimed_path=rpath[:64])
+    if endpoints:
+        slow = sorted(by_end.items(), key=lambda kv: -kv[1][0])[:endpoints]
+        res["retimed_endpoints"] = [[round(1000.0 / t, 1), lab, k] for lab, (t, k) in slow]
     return res
 
 

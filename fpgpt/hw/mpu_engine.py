@@ -354,21 +354,28 @@ class MPUEngine(wiring.Component):
         # B: fast, the banks' chunks rotated by f_rot; slow, one extracted chunk in every slot.
         b_ext = extract(self.line.rdata[:CB], self.line.rdata[CB:2 * CB] if NB > 1 else
                         self.line.rdata[:CB], rd_off, "b_ext")
+        # (the slow path's chunk goes to every lane as it is, after the fast path's rotation:
+        # through it, the extract's shifter and the rotation were 12 LUT levels in front of the
+        # lanes, the engine's critical path on u280, docs/rtl-clock.md)
+        b_slow = Signal(CB, name="b_slow")
+        m.d.comb += b_slow.eq(b_ext & tail)
         rot_in = [Signal(CB, name=f"rot_in{x}") for x in range(NB)]
         for x in range(NB):
-            m.d.comb += rot_in[x].eq(Mux(f_slow, b_ext, self.bank.rdata[x * CB:(x + 1) * CB])
-                                     & tail)
+            m.d.comb += rot_in[x].eq(self.bank.rdata[x * CB:(x + 1) * CB] & tail)
         # lane l's chunk is rot_in[(l + f_rot) mod NB]: one case per rotation (a one-hot
         # selection per lane), not a part-select of the doubled line
         rot = [Signal(CB, name=f"rot{l}") for l in range(L)]
         for l in range(L):
-            if NB > 1:
-                with m.Switch(f_rot):
-                    for r in range(NB):
-                        with m.Case(r):
-                            m.d.comb += rot[l].eq(rot_in[(l + r) % NB])
-            else:
-                m.d.comb += rot[l].eq(rot_in[l])
+            with m.If(f_slow):
+                m.d.comb += rot[l].eq(b_slow)
+            with m.Else():
+                if NB > 1:
+                    with m.Switch(f_rot):
+                        for r in range(NB):
+                            with m.Case(r):
+                                m.d.comb += rot[l].eq(rot_in[(l + r) % NB])
+                else:
+                    m.d.comb += rot[l].eq(rot_in[l])
 
         # one bias line per group, D groups' biases held (read in a super-group's first chunk
         # step, used with its last)
@@ -402,8 +409,17 @@ class MPUEngine(wiring.Component):
         push_desc = Signal()
         # the group is the MM's last: its write completes the MM (the writer pulses ``done``)
         mm_end = (jx + L >= N) & (i + 1 >= ins.m) & (bt + 1 >= ins.batch)
-        m.d.comb += [desc_q.w_data.eq(Cat((d_row + jx)[:_A], valid_mask, neg_mask, mm_end)),
-                     desc_q.w_en.eq(push_desc)]
+        # The descriptor enters the FIFO a cycle after the group's last issue, from registers:
+        # the issue decision (the chunk's bookkeeping, ``room``, the line grant) then ends at
+        # these registers instead of running on into the FIFO's level (12 LUT on u280, the
+        # engine's critical path, docs/rtl-clock.md). The writer needs the group's results too,
+        # ``lat`` cycles later, so no cycle moves; ``inflight`` counts the push when it is
+        # decided, so ``room`` still covers the one in this register.
+        push_r = Signal(name="push_r")
+        desc_r = Signal(desc_w, name="desc_r")
+        m.d.sync += [push_r.eq(push_desc),
+                     desc_r.eq(Cat((d_row + jx)[:_A], valid_mask, neg_mask, mm_end))]
+        m.d.comb += [desc_q.w_data.eq(desc_r), desc_q.w_en.eq(push_r)]
         y_push = delay(m, f_final, lat, "y_push")
         y_hold = [Signal(ELEMENT_BITS, name=f"y_hold{l}") for l in range(L)]
         for l, lane in enumerate(lanes):

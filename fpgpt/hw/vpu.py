@@ -425,14 +425,17 @@ class VPU(wiring.Component):
         scale, eps = Signal(32), Signal(32)
         nbuf = hw.vpu.buffer_beats
         nrows = Signal(range(nbuf + 1))          # rows of the group (1 but for LN / SM)
-        beats = Signal(len(cols))
-        m.d.comb += beats.eq((cols + (w - 1)) >> lw)
         issued = Signal(range(nbuf + 1))        # beats of the pass issued (the buffer address)
         retired = Signal(len(cols))             # beats taken at the tap (ARGMAX's index)
-        ib = Signal(len(cols))                  # the issued beat's index in its row
+        # The row's elements from the beat issued next on (``cols`` at a row's first beat, less
+        # ``W`` a beat): the beat's lane mask and whether it is the row's last are compares of
+        # this register with constants, not of ``cols`` with the beat's index (an add, a
+        # divide by ``W`` and an equality in front of the issue logic, the VPU block's
+        # critical path on u280, docs/rtl-clock.md).
+        rem = Signal(len(cols), name="rem")
         irow, rrow = Signal(range(nbuf + 1)), Signal(range(nbuf + 1))   # rows issued / taken
         ilast = Signal()                        # the beat issued next is its row's last
-        m.d.comb += ilast.eq(ib + 1 == beats)
+        m.d.comb += ilast.eq(rem <= w)
         wait = Signal(range(max(waits.values()) + 2))
         result = Signal(32)
 
@@ -462,7 +465,7 @@ class VPU(wiring.Component):
         m.d.comb += advance.eq(~(out_mode & tap_valid & tap_emit & ~self.o.ready))
         streaming = Signal()
         flush = Signal()
-        lane_active = Cat(((ib << lw) + j) < cols for j in range(w))
+        lane_active = Cat(rem > j for j in range(w))
         # Special lanes (module docstring): the passes that need the exp take each beat in
         # ``r`` sub-beats of ``sw`` elements, on lanes ``0 .. sw-1``; ``sub`` is the sub-beat
         # issued next, ``sub_last`` whether it is the beat's last (always, in the other passes).
@@ -502,15 +505,19 @@ class VPU(wiring.Component):
             with m.If(feed_stream & self.i.valid):
                 m.d.sync += src.eq(self.i.payload)
         src_sub = Signal(range(r), name="src_sub")
+        # the word of the beat that lanes 0 .. sw-1 take: the sub-beat in a split pass, else 0
+        # (their own elements); a register, so that the pass's mode is not decoded in front
+        # of the lanes' inputs (the stitched VPU's critical path, docs/rtl-clock.md)
+        src_word = Signal(range(r), name="src_word")
         with m.If(issue):
             m.d.sync += [src_valid.eq(1), src_mask.eq(issue_mask), src_last.eq(ilast & sub_last),
-                         src_sub.eq(sub)]
+                         src_sub.eq(sub), src_word.eq(Mux(split, sub, 0))]
             with m.If(sub_last):
                 m.d.sync += [issued.eq(issued + 1), sub.eq(0)]
                 with m.If(ilast):
-                    m.d.sync += [ib.eq(0), irow.eq(irow + 1)]
+                    m.d.sync += [rem.eq(cols), irow.eq(irow + 1)]
                 with m.Else():
-                    m.d.sync += ib.eq(ib + 1)
+                    m.d.sync += rem.eq(rem - w)
             with m.Else():
                 m.d.sync += sub.eq(sub + 1)
         with m.If(issue & row_pass & ilast & sub_last):
@@ -522,11 +529,11 @@ class VPU(wiring.Component):
         operands = Signal(self.IN_LAYOUT)
         m.d.comb += operands.eq(Mux(src_from_buf, rd.data, src))
         # In a split pass, lane j < sw takes element ``src_sub * sw + j`` of the beat (only the
-        # ``a`` operand: the special passes read no other).
+        # ``a`` operand: the special passes read no other); in the others word 0 is its own.
         lane_a = Signal(16 * w, name="lane_a")
         if r > 1:
-            m.d.comb += lane_a.eq(Mux(split, operands.a.word_select(src_sub, 16 * sw),
-                                      operands.a))
+            m.d.comb += lane_a.eq(Cat(operands.a.word_select(src_word, 16 * sw),
+                                      operands.a[16 * sw:]))
         else:
             m.d.comb += lane_a.eq(operands.a)
 
@@ -818,7 +825,7 @@ class VPU(wiring.Component):
         # ---------------------------------------------------------------- control
         m.d.comb += self.busy.eq(~self.cmd.ready)
         # a pass's counters from 0
-        restart = [issued.eq(0), retired.eq(0), ib.eq(0), irow.eq(0), rrow.eq(0)]
+        restart = [issued.eq(0), retired.eq(0), rem.eq(cols), irow.eq(0), rrow.eq(0)]
         with m.If(streaming & taken):
             m.d.sync += retired.eq(retired + 1)
             with m.If(tap_last):
@@ -832,6 +839,7 @@ class VPU(wiring.Component):
                     m.d.sync += [cols.eq(p.cols), scale.eq(p.scale), eps.eq(p.eps),
                                  nrows.eq(Mux(grouped, p.rows, 1))]
                     m.d.sync += restart
+                    m.d.sync += rem.eq(p.cols)          # (cols is loaded this cycle too)
                     m.d.comb += flush.eq(1)
                     with m.Switch(p.op):
                         for name, md in FIRST_MODE.items():

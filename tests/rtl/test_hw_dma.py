@@ -40,7 +40,8 @@ def test_captured_layout_widens_register_fields():
 def test_flag_fifo_is_sync_fifo_buffered(depth):
     """The segment FIFO (FlagFIFO, its level a thermometer code for the clock) behaves as
     amaranth's SyncFIFOBuffered cycle for cycle: w_rdy, r_rdy, r_data and level == 0 equal in
-    every cycle of random pushes and pops, through full and empty."""
+    every cycle of random pushes and pops, through full and empty; its read enable given on
+    ``r_en``, on ``r_en_late`` or on both at random."""
     import random
 
     from amaranth.hdl import Module, Signal
@@ -51,9 +52,11 @@ def test_flag_fifo_is_sync_fifo_buffered(depth):
     m = Module()
     m.submodules.a = a = fifo.SyncFIFOBuffered(width=8, depth=depth)
     m.submodules.b = b = FlagFIFO(8, depth)
-    we, re, wd = Signal(), Signal(), Signal(8)
+    we, re, wd, how = Signal(), Signal(), Signal(8), Signal(2)
     for f in (a, b):
-        m.d.comb += [f.w_en.eq(we), f.r_en.eq(re), f.w_data.eq(wd)]
+        m.d.comb += [f.w_en.eq(we), f.w_data.eq(wd)]
+    m.d.comb += [a.r_en.eq(re), b.r_en.eq(re & how[0]),
+                 b.r_en_late.eq(re & (how[1] | ~how[0]))]
     sim = Simulator(m)
     sim.add_clock(1e-6)
     seen = {"full": 0, "empty": 0}
@@ -65,6 +68,7 @@ def test_flag_fifo_is_sync_fifo_buffered(depth):
             ctx.set(we, rng.random() < pw)
             ctx.set(re, rng.random() < pr)
             ctx.set(wd, rng.randrange(256))
+            ctx.set(how, rng.randrange(4))
             va = (ctx.get(a.w_rdy), ctx.get(a.r_rdy), ctx.get(a.r_rdy) and ctx.get(a.r_data),
                   ctx.get(a.level) == 0)
             vb = (ctx.get(b.w_rdy), ctx.get(b.r_rdy), ctx.get(b.r_rdy) and ctx.get(b.r_data),
