@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         lv = ", ".join(f"{k} {v}" for k, v in b["retimed_levels"].items())
         print(f"{name:22} {b['fmax_mhz']:8.1f} MHz {b['retimed_fmax_mhz']:5.1f} MHz "
               f"{b['retimed_stages']:6d}  {'timed':10} {lv} -> {b['retimed_end']}")
+        nxt = b.get("retimed_endpoints", [])[1:]
+        if nxt:
+            print(f"{'':22} {'':>11} {'':>9} {'':6}  {'':10} next: " + "; ".join(
+                f"{mhz:.1f} {lab}" for mhz, lab, _k in nxt))
     print(f"\n{'operator':22} {'comb. ns':>9}  levels")
     for kind, o in f["operators"].items():
         lv = ", ".join(f"{k} {v}" for k, v in o["levels"].items())

@@ -5,6 +5,7 @@ its accumulator loop retimes over the ring's registers, and the lane is bounded 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -195,6 +196,12 @@ def test_tiny_lane_estimate_retimes_the_accumulator_loop(tiny_lane):
     assert {"f32_add_mpu", "f32_to_f16"} <= set(lane["retimed_levels"])
     assert lane["retimed_period_ns"] > dsp
     assert lane["retimed_fmax_mhz"] >= lane["fmax_mhz"]
+    # the slowest end points after retiming, the critical one first, each register once
+    ends = lane["retimed_endpoints"]
+    assert ends[0][0] == lane["retimed_fmax_mhz"]
+    assert ends[0][1] == re.sub(r"\[\d+\]", "", lane["retimed_end"])
+    assert [e[0] for e in ends] == sorted(e[0] for e in ends)
+    assert len({e[1] for e in ends}) == len(ends) and 1 < len(ends) <= fmax.NEXT_ENDS
     assert f["core"]["retimed_critical_block"] == "mpu_lane"
     assert f["core"]["supported_clock_mhz"] == fmax.supported_clock_mhz(
         f["core"]["retimed_fmax_mhz"])
