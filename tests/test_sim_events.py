@@ -157,6 +157,9 @@ def test_cli_simulate_breakdown_table_and_json():
     r = CliRunner().invoke(main, args + ["--breakdown", "--devices", "2"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert "card 0, decode: ms per token" in r.output and "card 1, decode" in r.output
+    out = " ".join(r.output.split())                 # rich wraps titles to the terminal
+    assert "card 0, prefill: ms (% of" in out and "card 1, prefill" in out
+    assert "prefill: busy time by instruction, ms, per card" in out
     assert "per card" in r.output and "ALLGATHER" in r.output
     r = CliRunner().invoke(main, args + ["--devices", "2", "--json"], catch_exceptions=False)
     cards = json.loads(r.output)["cards"]

@@ -126,30 +126,35 @@ def simulate_ring(model: str, hw_name: str, prompt_len: int, gen_len: int, json_
     for r in _ring_rows(res):
         t.add_row(*r)
     console.print(t)
-    if breakdown and res.result.decode is not None:
-        n_tok = res.result.tokens_decoded
-        for d, card in enumerate(res.cards):
-            console.print(_breakdown_table(card.decode, n_tok,
-                                           f"card {d}, decode: ms per token (% of the stream)"))
-        console.print(_busy_by_op_by_card(res.cards, n_tok))
+    if breakdown:
+        # prefill (time to first token) in ms, decode in ms per token, each card's own
+        for stream, per, unit in (("prefill", 1, "ms"),
+                                  ("decode", res.result.tokens_decoded, "ms per token")):
+            if getattr(res.result, stream) is None:
+                continue
+            for d, card in enumerate(res.cards):
+                console.print(_breakdown_table(getattr(card, stream), per,
+                                               f"card {d}, {stream}: {unit} (% of the stream)"))
+            console.print(_busy_by_op_by_card(res.cards, per, stream, unit))
 
 
-def _busy_by_op_by_card(cards, per: int) -> Table:
-    """Decode's busy time by instruction, ms per token, a column per card: the work each card
-    repeats (LAYERNORM, VADD, ARGMAX: every card holds the whole residual) beside the work the
-    ring divides (MM, SOFTMAX, GELU)."""
+def _busy_by_op_by_card(cards, per: int, stream: str = "decode",
+                        unit: str = "ms per token") -> Table:
+    """A stream's busy time by instruction (in ``unit``: ms per ``per``), a column per card: the
+    work each card repeats (LAYERNORM, VADD, ARGMAX: every card holds the whole residual) beside
+    the work the ring divides (MM, SOFTMAX, GELU)."""
     from ..sim.results import UNITS
-    first = cards[0].decode
+    first = getattr(cards[0], stream)
     scale = 1.0 / (first.clock_mhz * 1e3 * max(per, 1))
-    t = Table(title="decode: busy time by instruction, ms per token, per card")
+    t = Table(title=f"{stream}: busy time by instruction, {unit}, per card")
     t.add_column("unit")
     t.add_column("instruction")
     for d in range(len(cards)):
         t.add_column(f"card {d}", justify="right")
-    rows = {(u, op): [0.0] * len(cards) for c in cards for u, ops in c.decode.breakdown.items()
-            for op in ops}
+    rows = {(u, op): [0.0] * len(cards) for c in cards
+            for u, ops in getattr(c, stream).breakdown.items() for op in ops}
     for d, c in enumerate(cards):
-        for u, ops in c.decode.breakdown.items():
+        for u, ops in getattr(c, stream).breakdown.items():
             for op, v in ops.items():
                 rows[(u, op)][d] = v
     order = {u: i for i, u in enumerate(UNITS)}
