@@ -68,7 +68,7 @@ from ..isa.table import Unit
 from .axi import AXI_4K_BYTES, AXI_ADDR_BITS, AXI_MAX_BEATS, axi4_signature
 from .decoder import Opcode, captured_layout
 from .dma_model import channel_address, dma_path, engine_cycles
-from .flag_fifo import FlagFIFO
+from .flag_fifo import FlagFIFO, buffered_fifo
 from .scratchpad import chunk_elements, line_elements, line_signature
 
 __all__ = ["channel_address", "DMA", "default_outstanding", "stripes_ok", "dma_path",
@@ -286,11 +286,10 @@ class DMA(wiring.Component):
                                  "lo": unsigned(LES + 1), "hi": unsigned(LES + 1)})
         # The segment FIFO: SyncFIFOBuffered's behaviour, its level a thermometer code
         # (FlagFIFO; the library FIFO's level adder behind the channels' AND limited u280).
-        m.submodules.segs = sq = (FlagFIFO(seg.size, self._outstanding)
-                                  if self._outstanding >= 2 else
-                                  fifo.SyncFIFOBuffered(width=seg.size, depth=self._outstanding))
+        sq, sq_none = buffered_fifo(seg.size, self._outstanding)
+        m.submodules.segs = sq
         sq_empty = Signal(name="sq_empty")
-        m.d.comb += sq_empty.eq(sq.empty if self._outstanding >= 2 else sq.level == 0)
+        m.d.comb += sq_empty.eq(sq_none)
         sq_in, sq_out = data.View(seg, sq.w_data), data.View(seg, sq.r_data)
         st = Signal(_HBM_BITS - LSB)                     # next stripe of the run to request
         # The run's last byte, kept beside its start (hj, hb) so that FRUN reads the run's
@@ -639,11 +638,8 @@ class DMA(wiring.Component):
         wpiece = data.StructLayout({"addr": unsigned(_HBM_BITS), "nelem": unsigned(LG + 1)})
         # (a thermometer level where it can be: the library FIFO's level adder, behind the
         # piece issue, was u280's next path once the segment FIFO's was gone)
-        m.submodules.waddrs = wq = (FlagFIFO(wpiece.size, self._outstanding)
-                                    if self._outstanding >= 2 else
-                                    fifo.SyncFIFOBuffered(width=wpiece.size,
-                                                          depth=self._outstanding))
-        wq_empty = wq.empty if self._outstanding >= 2 else wq.level == 0
+        wq, wq_empty = buffered_fifo(wpiece.size, self._outstanding)
+        m.submodules.waddrs = wq
         wq_in, wq_out = data.View(wpiece, wq.w_data), data.View(wpiece, wq.r_data)
         m.d.comb += [wq_in.addr.eq(hp), wq_in.nelem.eq(q_in.nelem),
                      wq.w_en.eq(q.w_en & is_write), aw_room.eq(wq.w_rdy)]

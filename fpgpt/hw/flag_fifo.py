@@ -2,11 +2,11 @@
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["FlagFIFO"]
+__all__ = ["FlagFIFO", "buffered_fifo"]
 
 
 class FlagFIFO(wiring.Component):
@@ -69,3 +69,14 @@ class FlagFIFO(wiring.Component):
             m.d.sync += produce.eq(incr(produce))
         m.d.sync += [t.eq(t_n), consume.eq(consume_n), self.r_rdy.eq(r_rdy_n)]
         return m
+
+
+def buffered_fifo(width: int, depth: int):
+    """``(fifo, empty)``: a FIFO with ``SyncFIFOBuffered(width, depth)``'s behaviour, a
+    :class:`FlagFIFO` where it can be (``depth`` at least 2; the library FIFO for one entry),
+    and the expression that says it holds nothing."""
+    if depth >= 2:
+        f = FlagFIFO(width, depth)
+        return f, f.empty
+    f = fifo.SyncFIFOBuffered(width=width, depth=depth)
+    return f, f.level == 0
