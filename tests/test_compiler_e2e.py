@@ -133,10 +133,11 @@ def test_the_hazard_check_catches_a_program_without_waits():
 
 
 def test_decode_is_a_few_thousand_instructions_per_token_for_gpt2_xl():
-    # 5,114 since the residual VADDs went in pieces behind fc2's chunks (docs/decode.md): about
-    # 106 a layer, not one per row or per weight chunk's row
+    # 5,114 since the residual VADDs went in pieces behind fc2's chunks (docs/decode.md), 5,984
+    # since chunks are whole MPU super-groups (fc2's 80 rows where 144 fit, tile.py): about 125
+    # a layer, not one per row or per weight chunk's row
     prog = compile_model("gpt2-xl", load_preset("u280"), prompt_len=8, verify=False)
-    assert len(prog.streams["decode"]) < 5500
+    assert len(prog.streams["decode"]) < 6500
 
 
 def test_bad_requests_raise_compile_errors():

@@ -1,9 +1,20 @@
 """Pass 4, tile: split every LINEAR / LM_HEAD into weight chunks of whole rows of W^T.
 
 A chunk is ``rows`` consecutive output rows (all of K), one contiguous HBM transfer into one
-weight slot, its rows ``buffers.b_stride(K)`` apart there (the MPU's fast B layout). ``rows`` is the most that fit a slot, rounded down to a multiple of ``mpu.lanes``
-(the MPU computes ``lanes`` output rows at a time) when at least ``lanes`` rows fit; the last
-chunk takes what is left.
+weight slot, its rows ``buffers.b_stride(K)`` apart there (the MPU's fast B layout). ``rows`` is
+the most that fit a slot, rounded down to a multiple of ``mpu.lanes × mpu.acc_latency`` (a
+*super-group*) when that many fit and K is more than one chunk step, else to a multiple of
+``mpu.lanes`` when at least ``lanes`` rows fit; the last chunk takes what is left.
+
+Why super-groups: the MPU computes ``lanes`` output rows (a *group*) at a time, and its
+accumulators are pipelined over ``acc_latency`` registers, so it interleaves ``acc_latency``
+groups and pads a chunk's last, partial super-group to a whole one (``costs.mpu_cycles``,
+measured equal to the RTL). A 496-row chunk (31 groups) of GPT-2 XL's K = 1,600 paid 35 groups'
+steps; 480 rows pay 30. Chunks of whole super-groups leave the padding to one chunk of an op.
+Measured 2026-12-07 (docs/multi-device.md): GPT-2 XL on 4 u280s TTFT 445.2 -> 350.3 ms (with the
+gathers by halves), decode 4.464 -> 4.146 ms/token; on one card TTFT 1,453.6 -> 1,302.6 ms but
+decode 13.688 -> 13.764 (+0.55 %): one card's XL decode is bound by the DMA, which pays a
+per-transfer cost on the extra chunks (fc2's K = 6,400: 80-row chunks where 144 fit).
 """
 
 from __future__ import annotations
@@ -17,16 +28,19 @@ from .ir import Graph, Op, OpKind
 __all__ = ["chunk_rows", "tile_graph"]
 
 
-def chunk_rows(n: int, k: int, slot_elems: int, lanes: int, stride: int | None = None
-               ) -> list[tuple[int, int]]:
+def chunk_rows(n: int, k: int, slot_elems: int, lanes: int, stride: int | None = None,
+               super_group: int = 1) -> list[tuple[int, int]]:
     """(first row, rows) of each chunk of an [n, k] W^T for slots of ``slot_elems`` elements
-    whose rows lie ``stride`` elements apart (default ``k``)."""
+    whose rows lie ``stride`` elements apart (default ``k``), a multiple of ``lanes ×
+    super_group`` rows where that many fit (module docstring)."""
     per = slot_elems // (stride or k)
     if per < 1:
         raise CompileError(f"a weight slot of {slot_elems} elements cannot hold one row of "
                            f"{k} elements; use a config with a larger scratchpad")
-    if per >= lanes:
-        per -= per % lanes
+    for unit in (lanes * super_group, lanes):
+        if per >= unit:
+            per -= per % unit
+            break
     per = min(per, n)
     return [(r0, min(per, n - r0)) for r0 in range(0, n, per)]
 
@@ -36,6 +50,13 @@ def tile_graph(graph: Graph, hw: HardwareConfig, slot_elems: int) -> Graph:
     def tile(op: Op) -> Op:
         if op.kind in (OpKind.LINEAR, OpKind.LM_HEAD):
             return op.with_attrs(chunks=chunk_rows(op["n"], op["k"], slot_elems, hw.mpu.lanes,
-                                                   b_stride(op["k"], hw)))
+                                                   b_stride(op["k"], hw), _super_group(op, hw)))
         return op
     return graph.replace_ops(tile)
+
+
+def _super_group(op: Op, hw: HardwareConfig) -> int:
+    """Lane groups the MPU engine interleaves over its pipelined accumulators: an MM with more
+    than one chunk step (K above ``mpu.width``) pads its last super-group of ``acc_latency``
+    groups (costs.mpu_cycles), so chunks of whole super-groups pay that once per op."""
+    return hw.mpu.acc_latency if op["k"] > hw.mpu.width else 1
