@@ -2,7 +2,9 @@
 
 Register ABI (docs/execution.md): R1 POS, R2 TOKEN, R3 COUNT, R4 OUT; the program keeps
 R5 KPOS = d_head·R1 itself (set to 0 at the start of prefill, advanced with R1), the element
-count of a head's cached K rows, so that the K load is one contiguous run per head. The row block at
+count of a head's cached K rows, so that the K load is one contiguous run per head; a prefill
+tile attended by query halves (:meth:`_Gen.attention`) sets R6 QPOS = R1 + the first row of its
+second half, that half's causal-mask offset. The row block at
 positions R1 .. R1 + rows - 1 is computed the same way in both streams, so the decode step is
 the prefill code with rows = 1: K and V of the block are stored to the HBM caches at row R1
 (V transposed), then rows 0 .. R1 + rows - 1 of the caches are loaded back and attended with the
@@ -25,9 +27,9 @@ from .ir import Graph, Op, OpKind
 from .layout import Layout
 from .partition import Shard, shard as make_shard
 
-__all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT", "KPOS"]
+__all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT", "KPOS", "QPOS"]
 
-POS, TOKEN, COUNT, OUT, KPOS = 1, 2, 3, 4, 5
+POS, TOKEN, COUNT, OUT, KPOS, QPOS = 1, 2, 3, 4, 5, 6
 
 
 @dataclass
@@ -56,20 +58,39 @@ class _Gen:
         # op's own, or the residual when the ADD ran on the slice: add_slice)
         self.pending: tuple[Op, int, str] | None = None
         self.halves: list[tuple[int, int]] = [(0, 1)]   # (first row, rows) of the block's halves
+        self._slots: dict[str, list[int]] = {}     # a linear's chunk slots, from its first part
 
     # -- multi-device: where a card writes its slice, and the all-gather (partition.py) --------
-    def target(self, op: Op, rows: int) -> tuple[int, int]:
-        """(scratchpad address, row stride) where this card writes its slice of ``op``'s output:
-        the buffer itself on one card; in place at its columns when one row is split evenly;
-        else its chunk of the staging buffer, packed."""
+    def target(self, op: Op, rows: int, q0: int = 0, nq: int | None = None) -> tuple[int, int]:
+        """(scratchpad address of row ``q0``, row stride) where this card writes its slice of
+        ``op``'s output, rows ``q0 .. q0+nq-1`` of ``rows`` (default: all of them): the buffer
+        itself on one card; in place at its columns when one row is split evenly; else its
+        chunk of the staging of those rows (:meth:`_stage_at`), packed."""
         sh, buf = self.sh, op["dst"]
+        nq = rows - q0 if nq is None else nq
         if sh.devices == 1 or "split" not in op.attrs:     # the whole output (qkv: its own)
-            return self.a(buf), op.attrs.get("n", self.spec.d_model)
+            ld = op.attrs.get("n", self.spec.d_model)
+            return self.a(buf) + q0 * ld, ld
         c0, n = sh.local(op["split"])
-        cnt = stage_count(sh, op["split"], rows)
-        if not cnt:
-            return self.a(buf) + c0, n
-        return self.a(self._stage(op)) + sh.device * cnt, n
+        if not stage_count(sh, op["split"], rows):
+            return self.a(buf) + c0 + q0 * self.spec.d_model, n
+        return self._stage_at(op, sh.device, q0, nq), n
+
+    def _stage_at(self, op: Op, card: int, q0: int, nq: int) -> int:
+        """Where card ``card``'s packed slice of rows ``q0 .. q0+nq-1`` sits in the staging.
+        The staging is laid out by row part, then by card (each card's chunk ``nq`` rows of the
+        widest card's width), so that each part (a prefill tile's half) is all-gathered on its
+        own, as soon as its rows are done; one part (all rows) is the layout ``ALLGATHER``
+        needs for the whole tile."""
+        w = self.sh.widest(op["split"])
+        return self.a(self._stage(op)) + self.sh.devices * w * q0 + card * nq * w
+
+    def _row_parts(self, rows: int) -> list[tuple[int, int]]:
+        """The parts a ``rows``-row output is produced and gathered in: the tile's halves when
+        it has them, else all rows at once (a decode row, the LM head)."""
+        if len(self.halves) > 1 and sum(n for _, n in self.halves) == rows:
+            return self.halves
+        return [(0, rows)]
 
     def _norm_after(self, body: list[Op], i: int) -> int | None:
         """With the rows in halves, the index of the LAYERNORM that normalises the sum of the
@@ -86,9 +107,10 @@ class _Gen:
 
     def _mm_rows(self, op: Op, dst: int, ldc: int, slot: int, ks: int, r0: int, nr: int,
                  q0: int, nq: int, parts: int) -> None:
-        """The MM of rows ``q0..q0+nq-1`` with the chunk of W^T rows ``r0..r0+nr-1`` in ``slot``."""
+        """The MM of rows ``q0..q0+nq-1`` with the chunk of W^T rows ``r0..r0+nr-1`` in ``slot``
+        (``dst``: where output row ``q0`` goes)."""
         k, bias = op["k"], op.attrs.get("bias")
-        self.emit("MM", dst=dst + q0 * ldc + r0, a=self.a(op["src"]) + q0 * k, b=slot,
+        self.emit("MM", dst=dst + r0, a=self.a(op["src"]) + q0 * k, b=slot,
                   bias=self._vec(op, bias) + r0 if bias else 0, has_bias=bool(bias),
                   m=nq, k=k, n=nr, lda=k, ldb=ks, ldc=ldc,
                   comment=f"{op.name}[{r0}:{r0 + nr}]" + self._rows_note(q0, nq, parts))
@@ -137,66 +159,83 @@ class _Gen:
     def _stage(op: Op) -> str:
         return "lstage" if op["split"] == "vocab" else "stage"
 
-    def add_slice(self, op: Op) -> None:
+    def add_slice(self, op: Op, parts: list[tuple[int, int]] | None = None) -> None:
         """The residual ADD ``op`` on this card's slice of the pending output, before it is
         gathered, and the gather then fills the residual: each card adds its 1/N of the columns
         (every card added all of them after the gather), the same additions of the same
         values. In place, one row split evenly: the slice's columns of ``x``; staged: the sums
-        packed into the card's chunk of the staging, unpacked into ``x`` after the gather."""
+        packed into the card's chunk of the staging, unpacked into ``x`` after the gather.
+        ``parts``: the row parts to add now (default all)."""
         src, rows, _ = self.pending
-        at, ld = self.target(src, rows)
         c0, n = self.sh.local(src["split"])
         d, x = self.spec.d_model, self.a(op["dst"])
-        dst, ldd = (x + c0, d) if not stage_count(self.sh, src["split"], rows) else (at, ld)
-        for r0, nr in self.halves:
-            self.emit("VADD", dst=dst + r0 * ldd, a=x + r0 * d + c0, b=at + r0 * ld, rows=nr,
+        staged = bool(stage_count(self.sh, src["split"], rows))
+        for r0, nr in self.halves if parts is None else parts:
+            at, ld = self.target(src, rows, r0, nr)
+            dst, ldd = (at, ld) if staged else (x + r0 * d + c0, d)
+            self.emit("VADD", dst=dst, a=x + r0 * d + c0, b=at, rows=nr,
                       cols=n, ldd=ldd, lda=d, ldb=ld,
                       comment=f"{op.name} on this card's slice" + self._rows_note(
                           r0, nr, len(self.halves)))
         self.pending = (src, rows, op["dst"])
 
-    def gather(self) -> None:
-        """All-gather the pending slices into the full buffer (VCOPYs unpack a staging)."""
+    def gather(self, part: tuple[int, int] | None = None) -> None:
+        """All-gather the pending slices into the full buffer (VCOPYs, or the DMA through an
+        HBM scratch, unpack a staging): every row part (:meth:`_row_parts`) in turn, or only
+        ``part``; the slices stay pending until their last part is gathered."""
         if self.pending is None:
             return
         op, rows, buf = self.pending
-        self.pending = None
+        parts = self._row_parts(rows)
+        todo = parts if part is None else [part]
+        if todo[-1] == parts[-1]:
+            self.pending = None
         sh, name = self.sh, op["split"]
-        width = _width(self.spec, buf)
-        cnt = stage_count(sh, name, rows)
-        if not cnt:
+        if not stage_count(sh, name, rows):
             self.emit("ALLGATHER", sram=self.a(buf), count=sh.local(name)[1],
                       comment=f"{op.name}: all-gather {buf}")
             return
-        stage = self.a(self._stage(op))
-        self.emit("ALLGATHER", sram=stage, count=cnt, comment=f"{op.name}: all-gather (staged)")
-        scratch = self.layout.regions.get("gather")
-        if rows > 1 and scratch is not None and self._dma_unpack(stage, cnt, scratch.addr, name,
-                                                                 rows, width, buf):
-            # several rows: each card's packed slice to its columns of the HBM scratch, then the
-            # whole tile back, in row order (the DMA's stripe path beats VCOPYs on the VPU)
-            for c, (c0, n) in enumerate(sh.parts(name)):
-                self.emit("STORE", sram=stage + c * cnt, hbm=scratch.addr + 2 * c0, rows=rows,
-                          cols=n, hstride=2 * width, sstride=n,
-                          comment=f"{op.name}: card {c}'s slice -> gather scratch")
-            self.emit("LOAD", sram=self.a(buf), hbm=scratch.addr, rows=rows, cols=width,
-                      hstride=2 * width, sstride=width, comment=f"{op.name}: gathered {buf}")
-            return
-        for c, (c0, n) in enumerate(sh.parts(name)):
-            self.emit("VCOPY", dst=self.a(buf) + c0, a=stage + c * cnt, rows=rows, cols=n,
-                      ldd=width, lda=n, comment=f"{op.name}: card {c}'s slice -> {buf}")
+        for q0, nq in todo:
+            self._gather_rows(op, rows, buf, q0, nq)
 
-    def _dma_unpack(self, stage: int, cnt: int, hbm: int, name: str, rows: int,
-                    width: int, buf: str) -> bool:
-        """Whether every transfer of the DMA unpack takes the DMA's stripe path."""
-        def ok(op: str, sram: int, h: int, cols: int, sstride: int) -> bool:
-            f = {"sram": sram, "hbm": h, "rows": rows, "cols": cols, "hstride": 2 * width,
+    def _gather_rows(self, op: Op, rows: int, buf: str, q0: int, nq: int) -> None:
+        """The staged all-gather of rows ``q0 .. q0+nq-1`` and their unpack into ``buf``."""
+        sh, name = self.sh, op["split"]
+        width = _width(self.spec, buf)
+        w = sh.widest(name)
+        note = self._rows_note(q0, nq, len(self._row_parts(rows)))
+        stage = self._stage_at(op, 0, q0, nq)
+        self.emit("ALLGATHER", sram=stage, count=nq * w,
+                  comment=f"{op.name}: all-gather (staged)" + note)
+        scratch = self.layout.regions.get("gather")
+        dst = self.a(buf) + q0 * width
+        if rows > 1 and scratch is not None:
+            hbm = scratch.addr + 2 * q0 * width
+            if self._dma_unpack(op, q0, nq, hbm, width, dst):
+                # several rows: each card's packed slice to its columns of the HBM scratch,
+                # then the rows back, in row order (the DMA's stripe path beats VCOPYs on the VPU)
+                for c, (c0, n) in enumerate(sh.parts(name)):
+                    self.emit("STORE", sram=self._stage_at(op, c, q0, nq), hbm=hbm + 2 * c0,
+                              rows=nq, cols=n, hstride=2 * width, sstride=n,
+                              comment=f"{op.name}: card {c}'s slice -> gather scratch" + note)
+                self.emit("LOAD", sram=dst, hbm=hbm, rows=nq, cols=width, hstride=2 * width,
+                          sstride=width, comment=f"{op.name}: gathered {buf}" + note)
+                return
+        for c, (c0, n) in enumerate(sh.parts(name)):
+            self.emit("VCOPY", dst=dst + c0, a=self._stage_at(op, c, q0, nq), rows=nq, cols=n,
+                      ldd=width, lda=n, comment=f"{op.name}: card {c}'s slice -> {buf}" + note)
+
+    def _dma_unpack(self, op: Op, q0: int, nq: int, hbm: int, width: int, dst: int) -> bool:
+        """Whether every transfer of the DMA unpack of rows ``q0 .. q0+nq-1`` takes the DMA's
+        stripe path."""
+        def ok(kind: str, sram: int, h: int, cols: int, sstride: int) -> bool:
+            f = {"sram": sram, "hbm": h, "rows": nq, "cols": cols, "hstride": 2 * width,
                  "sstride": sstride, "batch": 1, "hbatch": 0, "sbatch": 0, "ra": 0, "rr": 0,
                  "rc": 0, "transpose": 0}
-            return dma_stripe_aligned(self.hw, op, f)
-        return (all(ok("STORE", stage + c * cnt, hbm + 2 * c0, n, n)
-                    for c, (c0, n) in enumerate(self.sh.parts(name)))
-                and ok("LOAD", self.a(buf), hbm, width, width))
+            return dma_stripe_aligned(self.hw, kind, f)
+        return (all(ok("STORE", self._stage_at(op, c, q0, nq), hbm + 2 * c0, n, n)
+                    for c, (c0, n) in enumerate(self.sh.parts(op["split"])))
+                and ok("LOAD", dst, hbm, width, width))
 
     def produced(self, op: Op, rows: int) -> None:
         if self.sh.devices > 1 and "split" in op.attrs:
@@ -247,23 +286,25 @@ class _Gen:
         for part in self.halves:
             self._norm_rows(op, self.a(op["src"]), *part, len(self.halves))
 
-    def linear(self, op: Op, rows: int) -> None:
+    def linear(self, op: Op, rows: int, part: int | None = None) -> None:
+        """The linear ``op`` over every row part, or only part number ``part`` (the parts in
+        order, each in a call of its own: the first loads the chunks)."""
         k = op["k"]
         w = self.layout[op["weight"]]
         pitch = self.layout.pitch(op["weight"])   # bytes from one row of W^T to the next
         w0 = op.attrs.get("row0", 0)          # first row of W^T this card uses (LM head)
-        bias = op.attrs.get("bias")
         ks = b_stride(k, self.hw)
         m = 1 if op.kind is OpKind.LM_HEAD else rows
         parts = [(0, 1)] if op.kind is OpKind.LM_HEAD else self.halves
-        dst, ldc = self.target(op, m)
         chunks = op["chunks"]
         # With the rows in halves, the first half's products over all chunks, then the
         # second's, so that the VPU has a whole half's products to work beside. W^T stays in
         # its slots for the second half when every chunk has a slot of its own; else it is
         # loaded again (a prefill's DMA is mostly idle: it waits on the MPU).
         reload = len(chunks) > WEIGHT_SLOTS
-        slots: list[int] = []
+        slots = self._slots.setdefault(op.name, []) if part not in (None, 0) else []
+        if part in (None, 0):
+            self._slots[op.name] = slots
 
         def load(r0: int, nr: int) -> int:
             slot = self.plan.slots[self.chunks % WEIGHT_SLOTS]
@@ -273,24 +314,46 @@ class _Gen:
             self.chunks += 1
             return slot
         for i, (q0, nq) in enumerate(parts):
+            if part is not None and i != part:
+                continue
+            dst, ldc = self.target(op, m, q0, nq)
             for j, (r0, nr) in enumerate(chunks):
                 slot = load(r0, nr) if i == 0 or reload else slots[j]
                 if i == 0:
                     slots.append(slot)
                 self._mm_rows(op, dst, ldc, slot, ks, r0, nr, q0, nq, len(parts))
-        self.produced(op, m)
+        if part is None or part == len(parts) - 1:
+            self.produced(op, m)
+            self._slots.pop(op.name, None)
 
-    def attention(self, op: Op, rows: int) -> None:
+    def query_halves(self, op: Op, rows: int) -> bool:
+        """Whether the attention ``op`` runs by query halves (:meth:`attention`): a staged
+        prefill tile in halves, this card's heads in one group."""
+        return (len(self._row_parts(rows)) > 1 and self.sh.devices > 1
+                and bool(stage_count(self.sh, "attn", rows)) and self.sh.n_head <= self.plan.group)
+
+    def attention(self, op: Op, rows: int) -> list:
+        """The attention ``op``. Returns, by query halves (:meth:`query_halves`), one function
+        per half that emits that half's ``P V`` (the caller puts each half's all-gather and
+        projection after it, so that the MPU projects the first half while the VPU runs the
+        second half's softmax); else an empty list, everything emitted.
+
+        By query halves each half's ``Q K^T`` and softmax cover only the keys up to its last
+        row (causal), R1 + its first row as the mask offset (R6 QPOS for the second half); the
+        columns left out are the masked ones, whose probabilities are exact zeros, so every
+        row's result is the whole tile's, bit for bit."""
         s, p = self.spec, self.plan
         # this card's heads (all of them on one card): qkv holds their Q | K | V, d wide each
         d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, p.ctx
         dhs, cs = b_stride(dh, self.hw), b_stride(ctx, self.hw)     # B row strides (buffers.py)
         kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
         qkv = self.a(op["qkv"])
-        out, ldo = self.target(op, rows)
+        halves = self.query_halves(op, rows)
+        parts = self._row_parts(rows) if halves else [(0, rows)]
         self.emit("STORE", sram=qkv + d, hbm=kc.addr, rows=rows, cols=dh, hstride=2 * dh,
                   sstride=3 * d, batch=H, hbatch=2 * T * dh, sbatch=dh, ra=POS,
                   comment=f"{op.name} K -> cache[R1:]")
+        pvs = []
         for h0 in range(0, H, p.group):
             g = min(p.group, H - h0)
             tag = f"{op.name} heads {h0}..{h0 + g - 1}"
@@ -314,15 +377,33 @@ class _Gen:
             self.emit("LOAD", sram=self.a("vst"), hbm=vc.addr + 2 * h0 * dh * T, rows=dh, cols=rows,
                       rc=POS, hstride=2 * T, sstride=cs, batch=g, hbatch=2 * dh * T,
                       sbatch=dh * cs, comment=f"{tag}: V^T[:, 0:R1+{rows}]")
-            self.emit("MM", dst=self.a("scores"), a=qkv + h0 * dh, b=self.a("kst"), m=rows, k=dh,
-                      n=rows, rn=POS, lda=3 * d, ldb=dhs, ldc=cs, batch=g, bsa=dh, bsb=ctx * dhs,
-                      bsc=rows * cs, mask=True, comment=f"{tag}: Q K^T")
-            self.emit("SOFTMAX", dst=self.a("scores"), a=self.a("scores"), rows=g * rows, cols=rows,
-                      rc=POS, ldd=cs, lda=cs, scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax")
-            self.emit("MM", dst=out + h0 * dh, a=self.a("scores"), b=self.a("vst"), m=rows, k=rows,
-                      rk=POS, n=dh, lda=cs, ldb=cs, ldc=ldo, batch=g, bsa=rows * cs, bsb=dh * cs,
-                      bsc=dh, comment=f"{tag}: P V")
+            for q0, nq in parts:
+                # half q0: its queries' scores at rows g·q0 of the scores buffer (each head's nq
+                # rows together), over keys 0 .. R1+q0+nq-1 with the mask offset R1+q0
+                reg, sc, note = POS, self.a("scores") + g * q0 * cs, ""
+                if halves:
+                    note = self._rows_note(q0, nq, len(parts))
+                    if q0:
+                        reg = QPOS
+                        self.emit("ADDI", rd=QPOS, rs=POS, imm=q0, comment=f"R6 = R1 + {q0}")
+                self.emit("MM", dst=sc, a=qkv + q0 * 3 * d + h0 * dh, b=self.a("kst"), m=nq,
+                          k=dh, n=nq, rn=reg, lda=3 * d, ldb=dhs, ldc=cs, batch=g, bsa=dh,
+                          bsb=ctx * dhs, bsc=nq * cs, mask=True, comment=f"{tag}: Q K^T" + note)
+                self.emit("SOFTMAX", dst=sc, a=sc, rows=g * nq, cols=nq, rc=reg, ldd=cs, lda=cs,
+                          scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax" + note)
+
+                def pv(q0=q0, nq=nq, reg=reg, sc=sc, note=note, h0=h0, g=g, tag=tag):
+                    out, ldo = self.target(op, rows, q0, nq)
+                    self.emit("MM", dst=out + h0 * dh, a=sc, b=self.a("vst"), m=nq, k=nq,
+                              rk=reg, n=dh, lda=cs, ldb=cs, ldc=ldo, batch=g, bsa=nq * cs,
+                              bsb=dh * cs, bsc=dh, comment=f"{tag}: P V" + note)
+                pvs.append(pv)
+            if not halves:
+                for pv in pvs:
+                    pv()
+                pvs = []
         self.produced(op, rows)
+        return pvs
 
     def block(self, graph: Graph, rows: int, prefill: bool) -> None:
         d, f = self.spec.d_model, self.spec.d_ff
@@ -347,7 +428,18 @@ class _Gen:
             if not on_slice:
                 self.gather()
             ln = self._norm_after(body, i)
-            if on_slice and k is OpKind.ADD:
+            if on_slice and k is OpKind.ADD and ln is not None and len(self.halves) > 1:
+                # the residual add on this card's slice, its gather and the LAYERNORM of the
+                # sum, half by half: the first half is normalised while the MPU multiplies the
+                # second, and the next product starts on it
+                for j in range(i + 1, ln):
+                    self.params(body[j])
+                for part in self.halves:
+                    self.add_slice(op, [part])
+                    self.gather(part)
+                    self._norm_rows(body[ln], self.a(body[ln]["src"]), *part, len(self.halves))
+                done.update(range(i + 1, ln + 1))
+            elif on_slice and k is OpKind.ADD:
                 self.add_slice(op)
             elif ln is not None:
                 for j in range(i + 1, ln):          # the next layer's parameters first
@@ -363,14 +455,28 @@ class _Gen:
             elif k is OpKind.LINEAR:
                 self.linear(op, rows)
             elif k is OpKind.ATTENTION:
-                self.attention(op, rows)
+                pvs = self.attention(op, rows)
+                if pvs:
+                    # by query halves: each half's P V, all-gather and projection in turn
+                    proj = body[i + 1]
+                    assert proj.kind is OpKind.LINEAR and proj["src"] == op["dst"]
+                    for part, pv in enumerate(pvs):
+                        pv()
+                        self.gather(self.halves[part])
+                        self.linear(proj, rows, part)
+                    done.add(i + 1)
+                    prev = proj
+                    continue
             elif k is OpKind.GELU and on_slice:
                 # on this card's slice of the fc output, before it is gathered
                 fc, _, _ = self.pending
-                at, ld = self.target(fc, rows)
-                for r0, n in self.halves:
-                    self.emit("GELU", dst=at + r0 * ld, a=at + r0 * ld, rows=n, cols=ld, ldd=ld,
-                              lda=ld, comment=op.name + self._rows_note(r0, n, len(self.halves)))
+                parts = self._row_parts(rows)
+                for r0, n in parts:
+                    at, ld = self.target(fc, rows, r0, n)
+                    self.emit("GELU", dst=at, a=at, rows=n, cols=ld, ldd=ld, lda=ld,
+                              comment=op.name + self._rows_note(r0, n, len(self.halves)))
+                    if len(parts) > 1:
+                        self.gather((r0, n))     # each half's gather behind its GELU
                 self.gather()
             elif k is OpKind.GELU:
                 buf = self.a(op["buf"])

@@ -31,7 +31,7 @@ from fpgpt.isa.verify import ProgramError, verify_stream
 from fpgpt.models import ModelSpec
 
 from .buffers import plan_buffers
-from .codegen import COUNT, KPOS, OUT, POS, TOKEN, codegen_stream
+from .codegen import COUNT, KPOS, OUT, POS, QPOS, TOKEN, codegen_stream
 from .emit import emit_program
 from .errors import CompileError
 from .ir import verify_graph
@@ -50,7 +50,8 @@ STREAMS = ("prefill", "decode")
 def stream_regmax(spec: ModelSpec, stream: str, tiles: list[tuple[int, int]]) -> dict[int, int]:
     """The largest value each register holds while ``stream`` runs (for footprints and checks)."""
     if stream == "prefill":
-        return {POS: tiles[-1][0], TOKEN: spec.vocab - 1, OUT: 1, KPOS: spec.d_head * tiles[-1][0]}
+        return {POS: tiles[-1][0], TOKEN: spec.vocab - 1, OUT: 1, KPOS: spec.d_head * tiles[-1][0],
+                QPOS: tiles[-1][0] + max(-(-rows // 2) for _, rows in tiles)}
     return {POS: spec.n_ctx - 1, TOKEN: spec.vocab - 1, OUT: spec.n_ctx - 1, COUNT: spec.n_ctx,
             KPOS: spec.d_head * (spec.n_ctx - 1)}
 
