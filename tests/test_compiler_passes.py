@@ -65,6 +65,23 @@ def test_uneven_last_chunk():
     assert chunk_rows(70, 10, 320, 16) == [(0, 32), (32, 32), (64, 6)]
 
 
+def test_chunks_are_whole_mpu_super_groups_where_they_fit():
+    """lanes x super_group rows a chunk where that many fit, else lanes (tile.py): GPT-2 XL's
+    QKV on card 0 of 4 (1,344 rows, K = 1,600 at a 2,112 stride, 2 MiB slots) in 480-row chunks,
+    not 496 (31 lane groups, padded to 35 by the MPU); fc2's K = 6,400 in 80-row chunks."""
+    slot = 1 << 20
+    assert chunk_rows(1344, 1600, slot, 16, 2112) == [(0, 496), (496, 496), (992, 352)]
+    assert chunk_rows(1344, 1600, slot, 16, 2112, 5) == [(0, 480), (480, 480), (960, 384)]
+    assert [r for _, r in chunk_rows(400, 6400, slot, 16, 7232, 5)] == [80] * 5
+    assert chunk_rows(70, 10, 320, 16, None, 5) == [(0, 32), (32, 32), (64, 6)]  # < 80 fit
+    hw = load_preset("u280")
+    g = tile_graph(lower(get_spec("gpt2-xl")), hw, slot)
+    qkv = next(op for op in g.ops if op.kind is OpKind.LINEAR)
+    assert {r for _, r in qkv["chunks"][:-1]} == {480}
+    assert all(r % (hw.mpu.lanes * hw.mpu.acc_latency) == 0
+               for op in g.ops if op.kind is OpKind.LINEAR for _, r in op["chunks"][:-1])
+
+
 def test_chunk_rows_rejects_a_slot_smaller_than_a_row():
     with pytest.raises(CompileError, match="cannot hold one row of 100"):
         chunk_rows(10, 100, 99, 4)

@@ -76,6 +76,33 @@ def test_residual_adds_run_on_each_cards_slice_and_the_gather_fills_x(tiny_model
         assert pre and all(a["cols"] == d // 2 for a in pre)
 
 
+def test_prefill_tile_goes_by_halves_on_a_ring(tiny_model):
+    """A staged prefill tile (several rows on several cards) is gathered half by half and
+    attended by query halves: R6 = R1 + the second half's first row is the second half's mask
+    offset and key count, each half has its Q K^T, softmax, P V and all-gathers. (The tokens and
+    KV caches of these programs equal one card's: the test below.)"""
+    hw = load_preset("tiny")
+    rows, h0 = 9, 5
+    for p in compile_devices(tiny_model, hw, prompt_len=rows, devices=2):
+        pre = p.streams["prefill"]
+        L = tiny_model.spec.n_layer
+        addi = [i for i in pre if i.op == "ADDI" and i["rd"] == 6]
+        assert len(addi) == L and all(i["rs"] == 1 and i["imm"] == h0 for i in addi)
+        sm = [i for i in pre if i.op == "SOFTMAX"]
+        assert len(sm) == 2 * L
+        assert [(i["cols"], i["rc"]) for i in sm[:2]] == [(h0, 1), (rows - h0, 6)]
+        qk = [i for i in pre if i.op == "MM" and i["mask"]]
+        assert [(i["m"], i["n"], i["rn"]) for i in qk[:2]] == [(h0, h0, 1), (rows - h0, rows - h0, 6)]
+        # four gathers a layer, each in two halves, and the logits' one
+        assert sum(i.op == "ALLGATHER" for i in pre) == 8 * L + 1
+        # the MPU's order in a layer: both halves' Q K^T, then P V and projection, half by half
+        mm = [i.comment for i in pre if i.op == "MM" and i.comment.startswith("layer0.")]
+        at = [c.split(":")[-1].strip() if "attn" in c else c.split("[")[0] for c in mm]
+        j = at.index("Q K^T rows 0..4")
+        assert at[j:j + 5] == ["Q K^T rows 0..4", "Q K^T rows 5..8", "P V rows 0..4",
+                               "layer0.proj", "P V rows 5..8"]
+
+
 @pytest.mark.parametrize("devices", [2, 3, 4])
 def test_tiny_tokens_and_kv_caches_equal_one_card(tiny_model, one_card, devices):
     ids, hw, want = one_card
@@ -119,6 +146,20 @@ def test_uneven_heads_xl_25_heads():
     # each card holds its share of the weights: three cards hold about a third each
     one = plan_layout(spec, hw)
     assert max(lay.total_bytes for lay in layouts) < 0.4 * one.total_bytes
+
+
+def test_weight_chunks_pass_an_unpack_that_waits_longer():
+    """schedule.hoist: a weight chunk may pass an all-gather's unpack in the DMA queue when the
+    unpack waits for later instructions than the chunk on every unit. GPT-2 XL on 4 cards,
+    prefill: fc2's chunks (slots freed by fc's products) go ahead of the second half of fc's
+    unpack (which waits for that half's GELU and all-gather), not behind it; KV traffic stays a
+    fence (the K load comes after the chunk before it, as LEAD_CHUNKS says)."""
+    hw = load_preset("u280")
+    card0 = compile_devices("gpt2-xl", hw, prompt_len=128, devices=4, verify=False)[0]
+    dma = [i.comment for i in card0.streams["prefill"] if i.definition.unit.value == "dma"]
+    unpack = dma.index("layer10.fc: gathered ffn rows 64..127")
+    assert dma.index("layer10.fc2[80:160]") < unpack
+    assert dma.index("layer10.fc2[320:400]") < unpack
 
 
 @pytest.mark.parametrize("devices, match", [

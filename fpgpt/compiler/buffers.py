@@ -18,14 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fpgpt.config import HardwareConfig
-from fpgpt.geometry import b_stride
+from fpgpt.geometry import b_stride, chunk_elements
 from fpgpt.models import ModelSpec
 
 from .errors import CompileError
 from .partition import Shard, shard as make_shard
 
 __all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride",
-           "stage_count"]
+           "stage_count", "scores_stride"]
 
 #: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams
 #: (docs/decode.md: GPT-2 medium 128:128 on u280 decodes at 2.12 ms/token with 4, 2.08 with 5).
@@ -76,6 +76,14 @@ def slot_target_elems(hw: HardwareConfig) -> int:
     return min(_MAX_SLOT_BYTES, hw.buffers.sram_bytes // 8) // 2
 
 
+def scores_stride(ctx: int, hw: HardwareConfig) -> int:
+    """Row stride of the attention scores: ``ctx`` rounded up to a whole MPU chunk. The scores
+    are the ``Q K^T`` product's C and the ``P V`` product's A, never a B operand, so they need
+    no bank-conflict-free :func:`b_stride` (a 128-token prompt's rows took 1,088 elements)."""
+    c = chunk_elements(hw)
+    return -(-ctx // c) * c
+
+
 def stage_count(sh: Shard, name: str, rows: int) -> int:
     """Elements of one card's chunk of the all-gather staging for split ``name`` (0: the slices
     are gathered in place, as one row split evenly is)."""
@@ -91,7 +99,7 @@ def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: in
     b = {"x": (rows * d, _ALL), "h": (rows * d, _ALL), "qkv": (rows * 3 * sh.d_attn, _QKV),
          "attn": (rows * d, (2, 4)), "ffn": (rows * f, _MLP),
          "kst": (group * ctx * dhs, _ATT), "vst": (group * dh * cs, _ATT),
-         "scores": (group * rows * cs, _ATT), "logits": (spec.vocab, _HEAD),
+         "scores": (group * rows * scores_stride(ctx, hw), _ATT), "logits": (spec.vocab, _HEAD),
          "lnf": (2 * d, _HEAD), "params0": (vec_len, _ALL), "params1": (vec_len, _ALL)}
     for i in range(WEIGHT_SLOTS):
         b[f"slot{i}"] = (slot, _ALL)

@@ -22,7 +22,7 @@ from fpgpt.geometry import dma_stripe_aligned
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
-from .buffers import WEIGHT_SLOTS, BufferPlan, b_stride, stage_count
+from .buffers import WEIGHT_SLOTS, BufferPlan, b_stride, scores_stride, stage_count
 from .ir import Graph, Op, OpKind
 from .layout import Layout
 from .partition import Shard, shard as make_shard
@@ -35,10 +35,13 @@ POS, TOKEN, COUNT, OUT, KPOS, QPOS = 1, 2, 3, 4, 5, 6
 @dataclass
 class Item:
     """An instruction and what scheduling may do with it: ``hoist`` (a LOAD of read-only data
-    into a slot, free to move up), ``chunk`` (its index in the stream of weight chunks)."""
+    into a slot, free to move up), ``chunk`` (its index in the stream of weight chunks),
+    ``unpack`` (a DMA transfer of an all-gather's unpack, which a weight chunk may pass:
+    :func:`.schedule.hoist`)."""
     instr: Instr
     hoist: bool = False
     chunk: int | None = None
+    unpack: bool = False
 
 
 #: Width of each buffer an all-gather fills (the split op's output, or the residual ``x`` after
@@ -216,10 +219,10 @@ class _Gen:
                 # then the rows back, in row order (the DMA's stripe path beats VCOPYs on the VPU)
                 for c, (c0, n) in enumerate(sh.parts(name)):
                     self.emit("STORE", sram=self._stage_at(op, c, q0, nq), hbm=hbm + 2 * c0,
-                              rows=nq, cols=n, hstride=2 * width, sstride=n,
+                              rows=nq, cols=n, hstride=2 * width, sstride=n, unpack=True,
                               comment=f"{op.name}: card {c}'s slice -> gather scratch" + note)
                 self.emit("LOAD", sram=dst, hbm=hbm, rows=nq, cols=width, hstride=2 * width,
-                          sstride=width, comment=f"{op.name}: gathered {buf}" + note)
+                          sstride=width, unpack=True, comment=f"{op.name}: gathered {buf}" + note)
                 return
         for c, (c0, n) in enumerate(sh.parts(name)):
             self.emit("VCOPY", dst=dst + c0, a=self._stage_at(op, c, q0, nq), rows=nq, cols=n,
@@ -242,12 +245,12 @@ class _Gen:
             self.pending = (op, rows, op["dst"])
 
     def emit(self, op: str, *, hoist: bool = False, chunk: int | None = None, comment: str = "",
-             **fields) -> None:
+             unpack: bool = False, **fields) -> None:
         if op in ("LOAD", "STORE") and "batch" not in fields:
             fields["batch"] = 1
         if op == "MM" and "batch" not in fields:
             fields["batch"] = 1
-        self.items.append(Item(Instr.make(op, comment=comment, **fields), hoist, chunk))
+        self.items.append(Item(Instr.make(op, comment=comment, **fields), hoist, chunk, unpack))
 
     def a(self, name: str) -> int:
         return self.plan.addr[name]
@@ -346,10 +349,23 @@ class _Gen:
         # this card's heads (all of them on one card): qkv holds their Q | K | V, d wide each
         d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, p.ctx
         dhs, cs = b_stride(dh, self.hw), b_stride(ctx, self.hw)     # B row strides (buffers.py)
+        ss = scores_stride(ctx, self.hw)        # the scores' rows: A of P V, not a B operand
         kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
         qkv = self.a(op["qkv"])
         halves = self.query_halves(op, rows)
         parts = self._row_parts(rows) if halves else [(0, rows)]
+
+        def store_vt(q0: int, nq: int, note: str = "") -> None:
+            # V's transposed store: an element per cycle
+            self.emit("STORE", sram=qkv + q0 * 3 * d + 2 * d, hbm=vc.addr + 2 * q0, rows=nq,
+                      cols=dh, hstride=2 * T, sstride=3 * d, batch=H, hbatch=2 * dh * T,
+                      sbatch=dh, ra=POS, transpose=True,
+                      comment=f"{op.name} V -> V^T cache[:, R1{f'+{q0}' if q0 else ''}:]{note}")
+        # The first half's V^T store first: it needs only that half's products, so it runs
+        # while the MPU multiplies the second half (the DMA queue is in order)
+        vparts = self._row_parts(rows)
+        if len(vparts) > 1:
+            store_vt(*vparts[0], self._rows_note(*vparts[0], len(vparts)))
         self.emit("STORE", sram=qkv + d, hbm=kc.addr, rows=rows, cols=dh, hstride=2 * dh,
                   sstride=3 * d, batch=H, hbatch=2 * T * dh, sbatch=dh, ra=POS,
                   comment=f"{op.name} K -> cache[R1:]")
@@ -369,33 +385,32 @@ class _Gen:
                           rr=POS, cols=dh, hstride=2 * dh, sstride=dhs, batch=g,
                           hbatch=2 * T * dh, sbatch=ctx * dhs, comment=f"{tag}: K[0:R1+{rows}]")
             if h0 == 0:
-                # V's transposed store (an element per cycle) after the first K load: Q K^T and
-                # the softmax need only K, so the store overlaps them instead of delaying them
-                self.emit("STORE", sram=qkv + 2 * d, hbm=vc.addr, rows=rows, cols=dh,
-                          hstride=2 * T, sstride=3 * d, batch=H, hbatch=2 * dh * T, sbatch=dh,
-                          ra=POS, transpose=True, comment=f"{op.name} V -> V^T cache[:, R1:]")
+                # V's transposed store (the rest of it) after the first K load: Q K^T and the
+                # softmax need only K, so the store overlaps them instead of delaying them
+                for q0, nq in vparts[1:] if len(vparts) > 1 else vparts:
+                    store_vt(q0, nq, self._rows_note(q0, nq, len(vparts)))
             self.emit("LOAD", sram=self.a("vst"), hbm=vc.addr + 2 * h0 * dh * T, rows=dh, cols=rows,
                       rc=POS, hstride=2 * T, sstride=cs, batch=g, hbatch=2 * dh * T,
                       sbatch=dh * cs, comment=f"{tag}: V^T[:, 0:R1+{rows}]")
             for q0, nq in parts:
                 # half q0: its queries' scores at rows g·q0 of the scores buffer (each head's nq
                 # rows together), over keys 0 .. R1+q0+nq-1 with the mask offset R1+q0
-                reg, sc, note = POS, self.a("scores") + g * q0 * cs, ""
+                reg, sc, note = POS, self.a("scores") + g * q0 * ss, ""
                 if halves:
                     note = self._rows_note(q0, nq, len(parts))
                     if q0:
                         reg = QPOS
                         self.emit("ADDI", rd=QPOS, rs=POS, imm=q0, comment=f"R6 = R1 + {q0}")
                 self.emit("MM", dst=sc, a=qkv + q0 * 3 * d + h0 * dh, b=self.a("kst"), m=nq,
-                          k=dh, n=nq, rn=reg, lda=3 * d, ldb=dhs, ldc=cs, batch=g, bsa=dh,
-                          bsb=ctx * dhs, bsc=nq * cs, mask=True, comment=f"{tag}: Q K^T" + note)
-                self.emit("SOFTMAX", dst=sc, a=sc, rows=g * nq, cols=nq, rc=reg, ldd=cs, lda=cs,
+                          k=dh, n=nq, rn=reg, lda=3 * d, ldb=dhs, ldc=ss, batch=g, bsa=dh,
+                          bsb=ctx * dhs, bsc=nq * ss, mask=True, comment=f"{tag}: Q K^T" + note)
+                self.emit("SOFTMAX", dst=sc, a=sc, rows=g * nq, cols=nq, rc=reg, ldd=ss, lda=ss,
                           scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax" + note)
 
                 def pv(q0=q0, nq=nq, reg=reg, sc=sc, note=note, h0=h0, g=g, tag=tag):
                     out, ldo = self.target(op, rows, q0, nq)
                     self.emit("MM", dst=out + h0 * dh, a=sc, b=self.a("vst"), m=nq, k=nq,
-                              rk=reg, n=dh, lda=cs, ldb=cs, ldc=ldo, batch=g, bsa=nq * cs,
+                              rk=reg, n=dh, lda=ss, ldb=cs, ldc=ldo, batch=g, bsa=nq * ss,
                               bsb=dh * cs, bsc=dh, comment=f"{tag}: P V" + note)
                 pvs.append(pv)
             if not halves:

@@ -9,7 +9,14 @@
    the next chunks overlaps MM of the current one and runs ahead across layer seams. It never
    crosses a SYNC, and a weight chunk may pass a non-hoisted DMA instruction (KV traffic,
    embedding) only if it is at most ``lead`` chunks ahead of it: the DMA queue is in order, and
-   KV traffic queued behind chunks that wait for free slots would stall attention.
+   KV traffic queued behind chunks that wait for free slots would stall attention. An
+   all-gather's unpack (``Item.unpack``) that waits, on every unit, for instructions at least as
+   late as the chunk's own dependencies (each instruction's *clock*: the latest instruction of
+   each unit it waits for, directly or through others; units run in order) cannot start before
+   the chunk; when the unpack's result is also used after the chunk's (the first instruction
+   that waits for it, its STOREs counted through its LOAD), the chunk passes it. (Without the
+   second condition a ring of two ``micro`` cores' prefill took 8,459 -> 10,094 cycles: chunks
+   on tiny's narrow ports delayed unpacks the next products needed first.)
 3. **Waits.** For each instruction, the latest conflicting (RAW, WAR, WAW) instruction of each
    unit, turned into the wait count of docs/execution.md (dispatch-relative, capped at 15, which
    waits for a later instruction: still correct). SYNC clears the tracking.
@@ -165,28 +172,72 @@ def _writes_regs(ins: Instr) -> set[int]:
     return {ins[n] for n in ins.definition.writes_regs if ins[n]}
 
 
+def _waits_as_late(fence: dict | None, waits_for: list[int], units: list) -> bool:
+    """Whether an instruction with clock ``fence`` waits, on the unit of each of ``waits_for``,
+    for an instruction at least as late (units run in order): then it cannot start first."""
+    return fence is not None and all(fence.get(units[c], -1) >= c for c in waits_for)
+
+
 def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int, int]],
           *, lead: int = LEAD_CHUNKS, devices: int = 1,
           footprints: _Footprints | None = None) -> list[Item]:
     """Items in scheduled order: hoistable LOADs moved up as far as allowed (module docstring)."""
     fp = footprints or _Footprints(regmax, devices)
+    # what each instruction waits for (its conflicts, its registers' writers), and its first user
     deps = _Deps(writable)
-    anchor: list[int] = []
     barrier = -1                        # last SYNC
     reg_writer: dict[int, int] = {}
-    fence_chunks: list[int] = []        # chunks issued before each non-hoisted DMA instruction
-    fence_index: list[int] = []         # and its index
-    chunks_seen = 0
+    waits: list[list[int]] = []
+    bars: list[int] = []
+    first_use: list[int] = [len(items)] * len(items)
     for j, it in enumerate(items):
         ins = it.instr
-        unit = ins.definition.unit
         r, w = fp(ins)
-        conflicts = deps.access(j, "any", r, w)
+        wf = [*deps.access(j, "any", r, w),
+              *(x for x in (reg_writer.get(x, -1) for x in _reads_regs(ins)) if x >= 0)]
+        for c in wf:
+            if first_use[c] > j:
+                first_use[c] = j
+        waits.append(wf)
+        bars.append(barrier)
+        if ins.op == "SYNC":
+            barrier = j
+            deps = _Deps(writable)
+        for x in _writes_regs(ins):
+            reg_writer[x] = j
+    for j in range(len(items) - 1, -1, -1):     # an unpack's STOREs are used by its LOAD:
+        u = first_use[j]                         # count the LOAD's user
+        if items[j].unpack and u < len(items) and items[u].unpack:
+            first_use[j] = first_use[u]
+    anchor: list[int] = []
+    fence_chunks: list[int] = []        # chunks issued before each non-hoisted DMA instruction
+    fence_index: list[int] = []         # and its index
+    fence_clock: list[dict | None] = []  # and, for an all-gather's unpack, its clock
+    clock: list[dict] = []              # per instruction: the latest instruction of each unit
+                                        # it waits for, directly or through others
+    units: list = []                    # and its unit
+    chunks_seen = 0
+    for j, it in enumerate(items):
+        unit = it.instr.definition.unit
+        mine: dict = {}
+        for c in waits[j]:
+            for u, i in clock[c].items():
+                if mine.get(u, -1) < i:
+                    mine[u] = i
+        mine[unit] = j
+        clock.append(mine)
+        units.append(unit)
         if it.hoist:
-            a = max([barrier, *conflicts, *(reg_writer.get(x, -1) for x in _reads_regs(ins))])
+            a = max([bars[j], *waits[j]])
             if it.chunk is not None:
-                # the latest fence this chunk may not pass: chunks_before <= chunk - lead
+                # the latest fence this chunk may not pass: chunks_before <= chunk - lead, but
+                # not an all-gather's unpack that waits for a later instruction than the chunk
+                # does on every unit (it waits on the ring too: it cannot start first) and whose
+                # result is used after the chunk's
                 k = bisect.bisect_right(fence_chunks, it.chunk - lead)
+                while (k and first_use[fence_index[k - 1]] > first_use[j]
+                       and _waits_as_late(fence_clock[k - 1], waits[j], units)):
+                    k -= 1
                 if k:
                     a = max(a, fence_index[k - 1])
                 chunks_seen = it.chunk + 1
@@ -196,11 +247,7 @@ def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int
             if unit is Unit.DMA:
                 fence_chunks.append(chunks_seen)
                 fence_index.append(j)
-        if ins.op == "SYNC":
-            barrier = j
-            deps = _Deps(writable)
-        for x in _writes_regs(ins):
-            reg_writer[x] = j
+                fence_clock.append(mine if it.unpack else None)
     followers: dict[int, list[int]] = {}
     for j, a in enumerate(anchor):
         if a != j:
