@@ -82,6 +82,19 @@ def test_chunks_are_whole_mpu_super_groups_where_they_fit():
                for op in g.ops if op.kind is OpKind.LINEAR for _, r in op["chunks"][:-1])
 
 
+def test_attention_staging_fits_gpt2_xl_in_one_group():
+    """The scores' rows are ctx rounded to a chunk and 8 heads share a V^T staging row for a
+    128-token prompt (one in decode), so XL's 25 heads are one prefill group on one u280."""
+    from fpgpt.compiler.buffers import plan_buffers, scores_stride, vt_heads_per_row
+    from fpgpt.compiler.layout import plan_layout
+    hw = load_preset("u280")
+    assert (scores_stride(128, hw), vt_heads_per_row(128, hw), vt_heads_per_row(1024, hw)) == \
+        (128, 8, 1)
+    spec = get_spec("gpt2-xl")
+    vec = plan_layout(spec, hw).vec_len
+    assert plan_buffers(spec, hw, "prefill", prompt_len=128, vec_len=vec).group == 25
+
+
 def test_chunk_rows_rejects_a_slot_smaller_than_a_row():
     with pytest.raises(CompileError, match="cannot hold one row of 100"):
         chunk_rows(10, 100, 99, 4)

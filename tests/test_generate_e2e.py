@@ -42,6 +42,22 @@ def test_simulated_u280_matches_reference_and_hf(tiny, prompt):
     assert sim == hf
 
 
+def test_query_halves_and_shared_vt_rows_match_the_reference(tiny):
+    """A 9-token prompt on the tiny preset: the prefill tile goes by query halves (R6 the
+    second half's mask offset) and two heads share each row of the V^T staging
+    (buffers.vt_heads_per_row); the tokens are the FP16 reference's."""
+    from fpgpt.compiler.buffers import vt_heads_per_row
+    ids = ByteTokenizer().encode("def f(x):")
+    hw = load_preset("tiny")
+    assert vt_heads_per_row(len(ids), hw) == 2
+    program = compile_model(tiny, hw, prompt_len=len(ids))
+    pre = program.streams["prefill"]
+    assert any(i.op == "ADDI" and i["rd"] == 6 for i in pre)
+    assert sum(i.op == "MM" and "P V" in i.comment for i in pre) == 2 * 2 * tiny.spec.n_layer
+    assert generate(program, ids, NEW, mode="exact").tokens == \
+        Reference(tiny, dtype="fp16").generate(ids, NEW)
+
+
 def test_exact_and_fast_modes_agree_on_tokens(tiny):
     ids = ByteTokenizer().encode(PROMPTS[0])
     program = compile_model(tiny, load_preset("u280"), prompt_len=len(ids))

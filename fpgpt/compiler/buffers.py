@@ -25,7 +25,7 @@ from .errors import CompileError
 from .partition import Shard, shard as make_shard
 
 __all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride",
-           "stage_count", "scores_stride"]
+           "stage_count", "scores_stride", "vt_heads_per_row"]
 
 #: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams
 #: (docs/decode.md: GPT-2 medium 128:128 on u280 decodes at 2.12 ms/token with 4, 2.08 with 5).
@@ -84,6 +84,14 @@ def scores_stride(ctx: int, hw: HardwareConfig) -> int:
     return -(-ctx // c) * c
 
 
+def vt_heads_per_row(ctx: int, hw: HardwareConfig) -> int:
+    """Heads whose V^T rows share one row of the V^T staging: its rows are ``b_stride(ctx)``
+    apart (``P V``'s B operand, bank-conflict-free), and each head's row holds ``ctx``
+    positions, rounded up to a chunk (a 128-token prompt: 8 heads in a 1,088-element row; in
+    decode, ``n_ctx`` positions: one)."""
+    return max(1, b_stride(ctx, hw) // scores_stride(ctx, hw))
+
+
 def stage_count(sh: Shard, name: str, rows: int) -> int:
     """Elements of one card's chunk of the all-gather staging for split ``name`` (0: the slices
     are gathered in place, as one row split evenly is)."""
@@ -98,7 +106,8 @@ def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: in
     dhs, cs = b_stride(dh, hw), b_stride(ctx, hw)
     b = {"x": (rows * d, _ALL), "h": (rows * d, _ALL), "qkv": (rows * 3 * sh.d_attn, _QKV),
          "attn": (rows * d, (2, 4)), "ffn": (rows * f, _MLP),
-         "kst": (group * ctx * dhs, _ATT), "vst": (group * dh * cs, _ATT),
+         "kst": (group * ctx * dhs, _ATT),
+         "vst": (-(-group // vt_heads_per_row(ctx, hw)) * dh * cs, _ATT),
          "scores": (group * rows * scores_stride(ctx, hw), _ATT), "logits": (spec.vocab, _HEAD),
          "lnf": (2 * d, _HEAD), "params0": (vec_len, _ALL), "params1": (vec_len, _ALL)}
     for i in range(WEIGHT_SLOTS):

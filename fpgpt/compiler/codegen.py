@@ -22,7 +22,8 @@ from fpgpt.geometry import dma_stripe_aligned
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
-from .buffers import WEIGHT_SLOTS, BufferPlan, b_stride, scores_stride, stage_count
+from .buffers import (WEIGHT_SLOTS, BufferPlan, b_stride, scores_stride, stage_count,
+                      vt_heads_per_row)
 from .ir import Graph, Op, OpKind
 from .layout import Layout
 from .partition import Shard, shard as make_shard
@@ -330,10 +331,9 @@ class _Gen:
             self._slots.pop(op.name, None)
 
     def query_halves(self, op: Op, rows: int) -> bool:
-        """Whether the attention ``op`` runs by query halves (:meth:`attention`): a staged
-        prefill tile in halves, this card's heads in one group."""
-        return (len(self._row_parts(rows)) > 1 and self.sh.devices > 1
-                and bool(stage_count(self.sh, "attn", rows)) and self.sh.n_head <= self.plan.group)
+        """Whether the attention ``op`` runs by query halves (:meth:`attention`): a prefill
+        tile in halves, this card's heads in one group."""
+        return len(self._row_parts(rows)) > 1 and self.sh.n_head <= self.plan.group
 
     def attention(self, op: Op, rows: int) -> list:
         """The attention ``op``. Returns, by query halves (:meth:`query_halves`), one function
@@ -350,6 +350,14 @@ class _Gen:
         d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, p.ctx
         dhs, cs = b_stride(dh, self.hw), b_stride(ctx, self.hw)     # B row strides (buffers.py)
         ss = scores_stride(ctx, self.hw)        # the scores' rows: A of P V, not a B operand
+        hp = vt_heads_per_row(ctx, self.hw)     # heads side by side in a V^T staging row
+
+        # V^T staging blocks: (first head of the group, heads, address, head stride)
+        def vt_blocks(g: int) -> list[tuple[int, int, int, int]]:
+            if hp == 1:
+                return [(0, g, self.a("vst"), dh * cs)]
+            return [(j, min(hp, g - j), self.a("vst") + (j // hp) * dh * cs, ss)
+                    for j in range(0, g, hp)]
         kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
         qkv = self.a(op["qkv"])
         halves = self.query_halves(op, rows)
@@ -389,9 +397,11 @@ class _Gen:
                 # softmax need only K, so the store overlaps them instead of delaying them
                 for q0, nq in vparts[1:] if len(vparts) > 1 else vparts:
                     store_vt(q0, nq, self._rows_note(q0, nq, len(vparts)))
-            self.emit("LOAD", sram=self.a("vst"), hbm=vc.addr + 2 * h0 * dh * T, rows=dh, cols=rows,
-                      rc=POS, hstride=2 * T, sstride=cs, batch=g, hbatch=2 * dh * T,
-                      sbatch=dh * cs, comment=f"{tag}: V^T[:, 0:R1+{rows}]")
+            for j, nb, at, hs in vt_blocks(g):
+                self.emit("LOAD", sram=at, hbm=vc.addr + 2 * (h0 + j) * dh * T, rows=dh,
+                          cols=rows, rc=POS, hstride=2 * T, sstride=cs, batch=nb,
+                          hbatch=2 * dh * T, sbatch=hs, comment=f"{tag}: V^T[:, 0:R1+{rows}]"
+                          + (f" heads {h0 + j}..{h0 + j + nb - 1}" if nb < g else ""))
             for q0, nq in parts:
                 # half q0: its queries' scores at rows g·q0 of the scores buffer (each head's nq
                 # rows together), over keys 0 .. R1+q0+nq-1 with the mask offset R1+q0
@@ -409,9 +419,11 @@ class _Gen:
 
                 def pv(q0=q0, nq=nq, reg=reg, sc=sc, note=note, h0=h0, g=g, tag=tag):
                     out, ldo = self.target(op, rows, q0, nq)
-                    self.emit("MM", dst=out + h0 * dh, a=sc, b=self.a("vst"), m=nq, k=nq,
-                              rk=reg, n=dh, lda=ss, ldb=cs, ldc=ldo, batch=g, bsa=nq * ss,
-                              bsb=dh * cs, bsc=dh, comment=f"{tag}: P V" + note)
+                    for j, nb, at, hs in vt_blocks(g):
+                        self.emit("MM", dst=out + (h0 + j) * dh, a=sc + j * nq * ss, b=at, m=nq,
+                                  k=nq, rk=reg, n=dh, lda=ss, ldb=cs, ldc=ldo, batch=nb,
+                                  bsa=nq * ss, bsb=hs, bsc=dh, comment=f"{tag}: P V" + note
+                                  + (f" heads {h0 + j}..{h0 + j + nb - 1}" if nb < g else ""))
                 pvs.append(pv)
             if not halves:
                 for pv in pvs:
