@@ -39,6 +39,7 @@ LEAD_CHUNKS = 1
 _MAXW = 15
 _UNITS = tuple(u.value for u in WAIT_UNITS)   # header order
 _REG_FIELDS = {d.name: d.reads_regs for d in INSTRUCTIONS}
+_REG_WRITERS = {d.name for d in INSTRUCTIONS if d.writes_regs}
 
 # (space, lo, hi): space "S" scratchpad elements, "H" HBM bytes.
 Range = tuple[str, int, int]
@@ -183,7 +184,8 @@ def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int
           footprints: _Footprints | None = None) -> list[Item]:
     """Items in scheduled order: hoistable LOADs moved up as far as allowed (module docstring)."""
     fp = footprints or _Footprints(regmax, devices)
-    # what each instruction waits for (its conflicts, its registers' writers), and its first user
+    # what each instruction waits for (its conflicts; a hoisted one's registers' writers too),
+    # and its first user
     deps = _Deps(writable)
     barrier = -1                        # last SYNC
     reg_writer: dict[int, int] = {}
@@ -193,8 +195,9 @@ def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int
     for j, it in enumerate(items):
         ins = it.instr
         r, w = fp(ins)
-        wf = [*deps.access(j, "any", r, w),
-              *(x for x in (reg_writer.get(x, -1) for x in _reads_regs(ins)) if x >= 0)]
+        wf = deps.access(j, "any", r, w)
+        if it.hoist:
+            wf += [x for x in (reg_writer.get(x, -1) for x in _reads_regs(ins)) if x >= 0]
         for c in wf:
             if first_use[c] > j:
                 first_use[c] = j
@@ -203,8 +206,9 @@ def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int
         if ins.op == "SYNC":
             barrier = j
             deps = _Deps(writable)
-        for x in _writes_regs(ins):
-            reg_writer[x] = j
+        if ins.op in _REG_WRITERS:
+            for x in _writes_regs(ins):
+                reg_writer[x] = j
     for j in range(len(items) - 1, -1, -1):     # an unpack's STOREs are used by its LOAD:
         u = first_use[j]                         # count the LOAD's user
         if items[j].unpack and u < len(items) and items[u].unpack:
@@ -216,15 +220,17 @@ def hoist(items: list[Item], regmax: Mapping[int, int], writable: list[tuple[int
     clock: list[dict] = []              # per instruction: the latest instruction of each unit
                                         # it waits for, directly or through others
     units: list = []                    # and its unit
+    clocks = any(it.unpack for it in items)     # only an unpack's clock is ever read
     chunks_seen = 0
     for j, it in enumerate(items):
         unit = it.instr.definition.unit
         mine: dict = {}
-        for c in waits[j]:
-            for u, i in clock[c].items():
-                if mine.get(u, -1) < i:
-                    mine[u] = i
-        mine[unit] = j
+        if clocks:
+            for c in waits[j]:
+                for u, i in clock[c].items():
+                    if mine.get(u, -1) < i:
+                        mine[u] = i
+            mine[unit] = j
         clock.append(mine)
         units.append(unit)
         if it.hoist:
