@@ -95,12 +95,17 @@ def test_prefill_tile_goes_by_halves_on_a_ring(tiny_model):
         assert [(i["m"], i["n"], i["rn"]) for i in qk[:2]] == [(h0, h0, 1), (rows - h0, rows - h0, 6)]
         # four gathers a layer, each in two halves, and the logits' one
         assert sum(i.op == "ALLGATHER" for i in pre) == 8 * L + 1
-        # the MPU's order in a layer: both halves' Q K^T, then P V and projection, half by half
+        # the MPU's order in a layer: the QKV product's first half, the first half's Q K^T (its
+        # softmax runs beside) the QKV product's second half, the second half's Q K^T, then
+        # P V and projection, half by half
         mm = [i.comment for i in pre if i.op == "MM" and i.comment.startswith("layer0.")]
-        at = [c.split(":")[-1].strip() if "attn" in c else c.split("[")[0] for c in mm]
-        j = at.index("Q K^T rows 0..4")
-        assert at[j:j + 5] == ["Q K^T rows 0..4", "Q K^T rows 5..8", "P V rows 0..4",
-                               "layer0.proj", "P V rows 5..8"]
+        at = [c.split(":")[-1].strip() if "attn" in c
+              else c.split("[")[0] + c[c.index("]") + 1:] for c in mm]
+        order = ["layer0.qkv rows 0..4", "Q K^T rows 0..4", "layer0.qkv rows 5..8",
+                 "Q K^T rows 5..8", "P V rows 0..4", "layer0.proj rows 0..4", "P V rows 5..8",
+                 "layer0.proj rows 5..8"]
+        assert [x for x in at if x in order] == [x for x in order if x in at] and \
+            sorted(set(at) & set(order)) == sorted(order)
 
 
 @pytest.mark.parametrize("devices", [2, 3, 4])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from fpgpt.config import HardwareConfig
 from fpgpt.geometry import dma_stripe_aligned
@@ -335,7 +336,7 @@ class _Gen:
         tile in halves, this card's heads in one group."""
         return len(self._row_parts(rows)) > 1 and self.sh.n_head <= self.plan.group
 
-    def attention(self, op: Op, rows: int) -> list:
+    def attention(self, op: Op, rows: int, qkv_second: Callable[[], None] | None = None) -> list:
         """The attention ``op``. Returns, by query halves (:meth:`query_halves`), one function
         per half that emits that half's ``P V`` (the caller puts each half's all-gather and
         projection after it, so that the MPU projects the first half while the VPU runs the
@@ -344,7 +345,9 @@ class _Gen:
         By query halves each half's ``Q K^T`` and softmax cover only the keys up to its last
         row (causal), R1 + its first row as the mask offset (R6 QPOS for the second half); the
         columns left out are the masked ones, whose probabilities are exact zeros, so every
-        row's result is the whole tile's, bit for bit."""
+        row's result is the whole tile's, bit for bit. ``qkv_second`` emits the QKV product's
+        second half: the first half's K and V are stored and loaded, and its ``Q K^T`` and
+        softmax emitted, before it, so that the first half's softmax runs beside it."""
         s, p = self.spec, self.plan
         # this card's heads (all of them on one card): qkv holds their Q | K | V, d wide each
         d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, p.ctx
@@ -362,6 +365,8 @@ class _Gen:
         qkv = self.a(op["qkv"])
         halves = self.query_halves(op, rows)
         parts = self._row_parts(rows) if halves else [(0, rows)]
+        if halves:
+            return self._attention_halves(op, rows, qkv_second)
 
         def store_vt(q0: int, nq: int, note: str = "") -> None:
             # V's transposed store: an element per cycle
@@ -432,6 +437,99 @@ class _Gen:
         self.produced(op, rows)
         return pvs
 
+    def _attention_halves(self, op: Op, rows: int, qkv_second: Callable[[], None]) -> list:
+        """:meth:`attention` by query halves, this card's heads in one group. The first half:
+        K stored and loaded up to its last row, V^T stored and loaded likewise, ``Q K^T`` and
+        softmax; then ``qkv_second``; then the second half's K (all rows loaded), ``Q K^T`` and
+        softmax. The second half's V^T store goes right after the QKV product on one card; on a
+        ring after the first half's projection (the DMA unpacks the first half's all-gather
+        before it), with V^T loaded whole again before the second half's ``P V``."""
+        s, hw = self.spec, self.hw
+        d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, self.plan.ctx
+        dhs, cs = b_stride(dh, hw), b_stride(ctx, hw)
+        ss, hp = scores_stride(ctx, hw), vt_heads_per_row(ctx, hw)
+        kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
+        qkv, kst, vst = self.a(op["qkv"]), self.a("kst"), self.a("vst")
+        tag = f"{op.name} heads 0..{H - 1}"
+        (_, h0), (q1, h1) = parts = self._row_parts(rows)
+        blocks = ([(0, H, vst, dh * cs)] if hp == 1 else
+                  [(j, min(hp, H - j), vst + (j // hp) * dh * cs, ss) for j in range(0, H, hp)])
+
+        def heads(j: int, nb: int) -> str:
+            return f" heads {j}..{j + nb - 1}" if nb < H else ""
+
+        def store(q0: int, nq: int, v: bool) -> None:
+            note = self._rows_note(q0, nq, 2)
+            if v:       # V's transposed store: an element per cycle
+                self.emit("STORE", sram=qkv + q0 * 3 * d + 2 * d, hbm=vc.addr + 2 * q0, rows=nq,
+                          cols=dh, hstride=2 * T, sstride=3 * d, batch=H, hbatch=2 * dh * T,
+                          sbatch=dh, ra=POS, transpose=True,
+                          comment=f"{op.name} V -> V^T cache[:, R1+{q0}:]{note}")
+            else:
+                self.emit("STORE", sram=qkv + q0 * 3 * d + d, hbm=kc.addr + 2 * dh * q0,
+                          rows=nq, cols=dh, hstride=2 * dh, sstride=3 * d, batch=H,
+                          hbatch=2 * T * dh, sbatch=dh, ra=POS,
+                          comment=f"{op.name} K -> cache[R1+{q0}:]{note}")
+
+        def load_k(n: int) -> None:      # K rows 0 .. R1+n-1 of every head
+            if dhs == dh:
+                self.emit("LOAD", sram=kst, hbm=kc.addr, rows=1, cols=dh * n, rc=KPOS,
+                          hstride=2 * dh * T, sstride=ctx * dhs, batch=H, hbatch=2 * T * dh,
+                          sbatch=ctx * dhs, comment=f"{tag}: K[0:R1+{n}]")
+            else:
+                self.emit("LOAD", sram=kst, hbm=kc.addr, rows=n, rr=POS, cols=dh,
+                          hstride=2 * dh, sstride=dhs, batch=H, hbatch=2 * T * dh,
+                          sbatch=ctx * dhs, comment=f"{tag}: K[0:R1+{n}]")
+
+        def load_vt(n: int) -> None:     # V^T columns 0 .. R1+n-1 of every head
+            for j, nb, at, hs in blocks:
+                self.emit("LOAD", sram=at, hbm=vc.addr + 2 * j * dh * T, rows=dh, cols=n,
+                          rc=POS, hstride=2 * T, sstride=cs, batch=nb, hbatch=2 * dh * T,
+                          sbatch=hs, comment=f"{tag}: V^T[:, 0:R1+{n}]" + heads(j, nb))
+
+        def scores(q0: int, nq: int, reg: int) -> int:
+            # the half's scores at rows H·q0 of the scores buffer (each head's nq rows
+            # together), over keys 0 .. R1+q0+nq-1 with the mask offset R1+q0
+            sc, note = self.a("scores") + H * q0 * ss, self._rows_note(q0, nq, 2)
+            self.emit("MM", dst=sc, a=qkv + q0 * 3 * d, b=kst, m=nq, k=dh, n=nq, rn=reg,
+                      lda=3 * d, ldb=dhs, ldc=ss, batch=H, bsa=dh, bsb=ctx * dhs, bsc=nq * ss,
+                      mask=True, comment=f"{tag}: Q K^T" + note)
+            self.emit("SOFTMAX", dst=sc, a=sc, rows=H * nq, cols=nq, rc=reg, ldd=ss, lda=ss,
+                      scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax" + note)
+            return sc
+
+        def pv(q0: int, nq: int, reg: int, sc: int) -> None:
+            out, ldo = self.target(op, rows, q0, nq)
+            for j, nb, at, hs in blocks:
+                self.emit("MM", dst=out + j * dh, a=sc + j * nq * ss, b=at, m=nq, k=nq, rk=reg,
+                          n=dh, lda=ss, ldb=cs, ldc=ldo, batch=nb, bsa=nq * ss, bsb=hs, bsc=dh,
+                          comment=f"{tag}: P V" + self._rows_note(q0, nq, 2) + heads(j, nb))
+
+        one_card = self.sh.devices == 1
+        store(0, h0, v=False)
+        load_k(h0)
+        sc0 = scores(0, h0, POS)
+        qkv_second()
+        # the first half's V^T after the second half's QKV product in program order: the
+        # product's reloaded chunks (more chunks than slots) go ahead of the store in the
+        # DMA queue, and the store still runs beside the product
+        store(0, h0, v=True)
+        load_vt(h0)
+        store(q1, h1, v=False)
+        load_k(rows)
+        if one_card:
+            store(q1, h1, v=True)
+        self.emit("ADDI", rd=QPOS, rs=POS, imm=q1, comment=f"R6 = R1 + {q1}")
+        sc1 = scores(q1, h1, QPOS)
+        self.produced(op, rows)
+
+        def second() -> None:
+            if not one_card:
+                store(q1, h1, v=True)
+            load_vt(rows)
+            pv(q1, h1, QPOS, sc1)
+        return [lambda: pv(0, h0, POS, sc0), second]
+
     def block(self, graph: Graph, rows: int, prefill: bool) -> None:
         d, f = self.spec.d_model, self.spec.d_ff
         prev = None
@@ -479,6 +577,22 @@ class _Gen:
                 self.params(op)
             elif k is OpKind.LAYERNORM:
                 self.layernorm(op, rows)
+            elif (k is OpKind.LINEAR and i + 1 < len(body)
+                  and body[i + 1].kind is OpKind.ATTENTION and body[i + 1]["qkv"] == op["dst"]
+                  and self.query_halves(body[i + 1], rows)):
+                # the QKV product's first half, the first half's attention, its second half
+                self.linear(op, rows, 0)
+                att = body[i + 1]
+                pvs = self.attention(att, rows, lambda: self.linear(op, rows, 1))
+                proj = body[i + 2]
+                assert proj.kind is OpKind.LINEAR and proj["src"] == att["dst"]
+                for part, pv in enumerate(pvs):
+                    pv()
+                    self.gather(self.halves[part])
+                    self.linear(proj, rows, part)
+                done.update((i + 1, i + 2))
+                prev = proj
+                continue
             elif k is OpKind.LINEAR:
                 self.linear(op, rows)
             elif k is OpKind.ATTENTION:
