@@ -348,25 +348,15 @@ class _Gen:
         row's result is the whole tile's, bit for bit. ``qkv_second`` emits the QKV product's
         second half: the first half's K and V are stored and loaded, and its ``Q K^T`` and
         softmax emitted, before it, so that the first half's softmax runs beside it."""
+        if self.query_halves(op, rows):
+            return self._attention_halves(op, rows, qkv_second)
         s, p = self.spec, self.plan
         # this card's heads (all of them on one card): qkv holds their Q | K | V, d wide each
         d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, p.ctx
         dhs, cs = b_stride(dh, self.hw), b_stride(ctx, self.hw)     # B row strides (buffers.py)
         ss = scores_stride(ctx, self.hw)        # the scores' rows: A of P V, not a B operand
-        hp = vt_heads_per_row(ctx, self.hw)     # heads side by side in a V^T staging row
-
-        # V^T staging blocks: (first head of the group, heads, address, head stride)
-        def vt_blocks(g: int) -> list[tuple[int, int, int, int]]:
-            if hp == 1:
-                return [(0, g, self.a("vst"), dh * cs)]
-            return [(j, min(hp, g - j), self.a("vst") + (j // hp) * dh * cs, ss)
-                    for j in range(0, g, hp)]
         kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
         qkv = self.a(op["qkv"])
-        halves = self.query_halves(op, rows)
-        parts = self._row_parts(rows) if halves else [(0, rows)]
-        if halves:
-            return self._attention_halves(op, rows, qkv_second)
 
         def store_vt(q0: int, nq: int, note: str = "") -> None:
             # V's transposed store: an element per cycle
@@ -382,7 +372,7 @@ class _Gen:
         self.emit("STORE", sram=qkv + d, hbm=kc.addr, rows=rows, cols=dh, hstride=2 * dh,
                   sstride=3 * d, batch=H, hbatch=2 * T * dh, sbatch=dh, ra=POS,
                   comment=f"{op.name} K -> cache[R1:]")
-        pvs = []
+        out, ldo = self.target(op, rows)
         for h0 in range(0, H, p.group):
             g = min(p.group, H - h0)
             tag = f"{op.name} heads {h0}..{h0 + g - 1}"
@@ -402,42 +392,38 @@ class _Gen:
                 # softmax need only K, so the store overlaps them instead of delaying them
                 for q0, nq in vparts[1:] if len(vparts) > 1 else vparts:
                     store_vt(q0, nq, self._rows_note(q0, nq, len(vparts)))
-            for j, nb, at, hs in vt_blocks(g):
+            blocks = self._vt_blocks(g)
+            for j, nb, at, hs in blocks:
                 self.emit("LOAD", sram=at, hbm=vc.addr + 2 * (h0 + j) * dh * T, rows=dh,
                           cols=rows, rc=POS, hstride=2 * T, sstride=cs, batch=nb,
                           hbatch=2 * dh * T, sbatch=hs, comment=f"{tag}: V^T[:, 0:R1+{rows}]"
                           + (f" heads {h0 + j}..{h0 + j + nb - 1}" if nb < g else ""))
-            for q0, nq in parts:
-                # half q0: its queries' scores at rows g·q0 of the scores buffer (each head's nq
-                # rows together), over keys 0 .. R1+q0+nq-1 with the mask offset R1+q0
-                reg, sc, note = POS, self.a("scores") + g * q0 * ss, ""
-                if halves:
-                    note = self._rows_note(q0, nq, len(parts))
-                    if q0:
-                        reg = QPOS
-                        self.emit("ADDI", rd=QPOS, rs=POS, imm=q0, comment=f"R6 = R1 + {q0}")
-                self.emit("MM", dst=sc, a=qkv + q0 * 3 * d + h0 * dh, b=self.a("kst"), m=nq,
-                          k=dh, n=nq, rn=reg, lda=3 * d, ldb=dhs, ldc=ss, batch=g, bsa=dh,
-                          bsb=ctx * dhs, bsc=nq * ss, mask=True, comment=f"{tag}: Q K^T" + note)
-                self.emit("SOFTMAX", dst=sc, a=sc, rows=g * nq, cols=nq, rc=reg, ldd=ss, lda=ss,
-                          scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax" + note)
-
-                def pv(q0=q0, nq=nq, reg=reg, sc=sc, note=note, h0=h0, g=g, tag=tag):
-                    out, ldo = self.target(op, rows, q0, nq)
-                    for j, nb, at, hs in vt_blocks(g):
-                        self.emit("MM", dst=out + (h0 + j) * dh, a=sc + j * nq * ss, b=at, m=nq,
-                                  k=nq, rk=reg, n=dh, lda=ss, ldb=cs, ldc=ldo, batch=nb,
-                                  bsa=nq * ss, bsb=hs, bsc=dh, comment=f"{tag}: P V" + note
-                                  + (f" heads {h0 + j}..{h0 + j + nb - 1}" if nb < g else ""))
-                pvs.append(pv)
-            if not halves:
-                for pv in pvs:
-                    pv()
-                pvs = []
+            sc = self.a("scores")
+            self.emit("MM", dst=sc, a=qkv + h0 * dh, b=self.a("kst"), m=rows, k=dh, n=rows,
+                      rn=POS, lda=3 * d, ldb=dhs, ldc=ss, batch=g, bsa=dh, bsb=ctx * dhs,
+                      bsc=rows * ss, mask=True, comment=f"{tag}: Q K^T")
+            self.emit("SOFTMAX", dst=sc, a=sc, rows=g * rows, cols=rows, rc=POS, ldd=ss, lda=ss,
+                      scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax")
+            for j, nb, at, hs in blocks:
+                self.emit("MM", dst=out + (h0 + j) * dh, a=sc + j * rows * ss, b=at, m=rows,
+                          k=rows, rk=POS, n=dh, lda=ss, ldb=cs, ldc=ldo, batch=nb,
+                          bsa=rows * ss, bsb=hs, bsc=dh, comment=f"{tag}: P V"
+                          + (f" heads {h0 + j}..{h0 + j + nb - 1}" if nb < g else ""))
         self.produced(op, rows)
-        return pvs
+        return []
 
-    def _attention_halves(self, op: Op, rows: int, qkv_second: Callable[[], None]) -> list:
+    def _vt_blocks(self, g: int) -> list[tuple[int, int, int, int]]:
+        """The V^T staging's blocks for a group of ``g`` heads: (first head, heads, address,
+        head stride). :func:`.buffers.vt_heads_per_row` heads side by side in each row."""
+        dh, ctx, vst = self.spec.d_head, self.plan.ctx, self.a("vst")
+        cs, hp = b_stride(ctx, self.hw), vt_heads_per_row(ctx, self.hw)
+        if hp == 1:
+            return [(0, g, vst, dh * cs)]
+        return [(j, min(hp, g - j), vst + (j // hp) * dh * cs, scores_stride(ctx, self.hw))
+                for j in range(0, g, hp)]
+
+    def _attention_halves(self, op: Op, rows: int,
+                          qkv_second: Callable[[], None] | None) -> list:
         """:meth:`attention` by query halves, this card's heads in one group. The first half:
         K stored and loaded up to its last row, V^T stored and loaded likewise, ``Q K^T`` and
         softmax; then ``qkv_second``; then the second half's K (all rows loaded), ``Q K^T`` and
@@ -447,13 +433,12 @@ class _Gen:
         s, hw = self.spec, self.hw
         d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, self.plan.ctx
         dhs, cs = b_stride(dh, hw), b_stride(ctx, hw)
-        ss, hp = scores_stride(ctx, hw), vt_heads_per_row(ctx, hw)
+        ss = scores_stride(ctx, hw)
         kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
-        qkv, kst, vst = self.a(op["qkv"]), self.a("kst"), self.a("vst")
+        qkv, kst = self.a(op["qkv"]), self.a("kst")
         tag = f"{op.name} heads 0..{H - 1}"
-        (_, h0), (q1, h1) = parts = self._row_parts(rows)
-        blocks = ([(0, H, vst, dh * cs)] if hp == 1 else
-                  [(j, min(hp, H - j), vst + (j // hp) * dh * cs, ss) for j in range(0, H, hp)])
+        (_, h0), (q1, h1) = self._row_parts(rows)
+        blocks = self._vt_blocks(H)
 
         def heads(j: int, nb: int) -> str:
             return f" heads {j}..{j + nb - 1}" if nb < H else ""
@@ -509,7 +494,8 @@ class _Gen:
         store(0, h0, v=False)
         load_k(h0)
         sc0 = scores(0, h0, POS)
-        qkv_second()
+        if qkv_second is not None:
+            qkv_second()
         # the first half's V^T after the second half's QKV product in program order: the
         # product's reloaded chunks (more chunks than slots) go ahead of the store in the
         # DMA queue, and the store still runs beside the product
@@ -530,6 +516,22 @@ class _Gen:
             pv(q1, h1, QPOS, sc1)
         return [lambda: pv(0, h0, POS, sc0), second]
 
+    def _attend_and_project(self, body: list[Op], i: int, rows: int,
+                            qkv_second: Callable[[], None] | None = None) -> bool:
+        """The attention ``body[i]``; by query halves, then each half's ``P V``, its all-gather
+        and the projection ``body[i + 1]``'s half in turn. Whether it emitted the projection."""
+        att = body[i]
+        pvs = self.attention(att, rows, qkv_second)
+        if not pvs:
+            return False
+        proj = body[i + 1]
+        assert proj.kind is OpKind.LINEAR and proj["src"] == att["dst"]
+        for part, pv in enumerate(pvs):
+            pv()
+            self.gather(self.halves[part])
+            self.linear(proj, rows, part)
+        return True
+
     def block(self, graph: Graph, rows: int, prefill: bool) -> None:
         d, f = self.spec.d_model, self.spec.d_ff
         prev = None
@@ -539,7 +541,8 @@ class _Gen:
         # or applies GELU to the first while the MPU multiplies the second. A residual VADD
         # and the LAYERNORM of its sum go half by half (VADD, LAYERNORM of the first half, then
         # of the second), so that the first half's product waits for the first half only. The
-        # attention (causal over the whole tile) stays whole. Each row's arithmetic is unchanged.
+        # attention goes by query halves when this card's heads are one group
+        # (:meth:`_attention_halves`). Each row's arithmetic is unchanged.
         half = -(-rows // 2)
         self.halves = [(0, half), (half, rows - half)] if prefill and rows > 1 else [(0, rows)]
         body, done = list(graph.body), set()
@@ -582,31 +585,16 @@ class _Gen:
                   and self.query_halves(body[i + 1], rows)):
                 # the QKV product's first half, the first half's attention, its second half
                 self.linear(op, rows, 0)
-                att = body[i + 1]
-                pvs = self.attention(att, rows, lambda: self.linear(op, rows, 1))
-                proj = body[i + 2]
-                assert proj.kind is OpKind.LINEAR and proj["src"] == att["dst"]
-                for part, pv in enumerate(pvs):
-                    pv()
-                    self.gather(self.halves[part])
-                    self.linear(proj, rows, part)
+                self._attend_and_project(body, i + 1, rows, lambda: self.linear(op, rows, 1))
                 done.update((i + 1, i + 2))
-                prev = proj
+                prev = body[i + 2]
                 continue
             elif k is OpKind.LINEAR:
                 self.linear(op, rows)
             elif k is OpKind.ATTENTION:
-                pvs = self.attention(op, rows)
-                if pvs:
-                    # by query halves: each half's P V, all-gather and projection in turn
-                    proj = body[i + 1]
-                    assert proj.kind is OpKind.LINEAR and proj["src"] == op["dst"]
-                    for part, pv in enumerate(pvs):
-                        pv()
-                        self.gather(self.halves[part])
-                        self.linear(proj, rows, part)
+                if self._attend_and_project(body, i, rows):
                     done.add(i + 1)
-                    prev = proj
+                    prev = body[i + 1]
                     continue
             elif k is OpKind.GELU and on_slice:
                 # on this card's slice of the fc output, before it is gathered
