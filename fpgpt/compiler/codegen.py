@@ -307,9 +307,9 @@ class _Gen:
         # its slots for the second half when every chunk has a slot of its own; else it is
         # loaded again (a prefill's DMA is mostly idle: it waits on the MPU).
         reload = len(chunks) > WEIGHT_SLOTS
-        slots = self._slots.setdefault(op.name, []) if part not in (None, 0) else []
-        if part in (None, 0):
-            self._slots[op.name] = slots
+        slots: list[int] = self._slots.pop(op.name) if part else []
+        if part is not None and part < len(parts) - 1:
+            self._slots[op.name] = slots        # for the next part's call
 
         def load(r0: int, nr: int) -> int:
             slot = self.plan.slots[self.chunks % WEIGHT_SLOTS]
@@ -329,7 +329,6 @@ class _Gen:
                 self._mm_rows(op, dst, ldc, slot, ks, r0, nr, q0, nq, len(parts))
         if part is None or part == len(parts) - 1:
             self.produced(op, m)
-            self._slots.pop(op.name, None)
 
     def query_halves(self, op: Op, rows: int) -> bool:
         """Whether the attention ``op`` runs by query halves (:meth:`attention`): a prefill
@@ -355,49 +354,24 @@ class _Gen:
         d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, p.ctx
         dhs, cs = b_stride(dh, self.hw), b_stride(ctx, self.hw)     # B row strides (buffers.py)
         ss = scores_stride(ctx, self.hw)        # the scores' rows: A of P V, not a B operand
-        kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
         qkv = self.a(op["qkv"])
-
-        def store_vt(q0: int, nq: int, note: str = "") -> None:
-            # V's transposed store: an element per cycle
-            self.emit("STORE", sram=qkv + q0 * 3 * d + 2 * d, hbm=vc.addr + 2 * q0, rows=nq,
-                      cols=dh, hstride=2 * T, sstride=3 * d, batch=H, hbatch=2 * dh * T,
-                      sbatch=dh, ra=POS, transpose=True,
-                      comment=f"{op.name} V -> V^T cache[:, R1{f'+{q0}' if q0 else ''}:]{note}")
         # The first half's V^T store first: it needs only that half's products, so it runs
         # while the MPU multiplies the second half (the DMA queue is in order)
         vparts = self._row_parts(rows)
         if len(vparts) > 1:
-            store_vt(*vparts[0], self._rows_note(*vparts[0], len(vparts)))
-        self.emit("STORE", sram=qkv + d, hbm=kc.addr, rows=rows, cols=dh, hstride=2 * dh,
-                  sstride=3 * d, batch=H, hbatch=2 * T * dh, sbatch=dh, ra=POS,
-                  comment=f"{op.name} K -> cache[R1:]")
+            self._cache_store(op, *vparts[0], v=True)
+        self._cache_store(op, 0, rows, v=False)
         out, ldo = self.target(op, rows)
         for h0 in range(0, H, p.group):
             g = min(p.group, H - h0)
             tag = f"{op.name} heads {h0}..{h0 + g - 1}"
-            if dhs == dh:
-                # a head's cached rows are contiguous on both sides: one run of d_head·(R1+rows)
-                # elements per head (R5 = d_head·R1), a stripe per cycle instead of one per row
-                self.emit("LOAD", sram=self.a("kst"), hbm=kc.addr + 2 * h0 * T * dh, rows=1,
-                          cols=dh * rows, rc=KPOS, hstride=2 * dh * T, sstride=ctx * dhs,
-                          batch=g, hbatch=2 * T * dh, sbatch=ctx * dhs,
-                          comment=f"{tag}: K[0:R1+{rows}]")
-            else:
-                self.emit("LOAD", sram=self.a("kst"), hbm=kc.addr + 2 * h0 * T * dh, rows=rows,
-                          rr=POS, cols=dh, hstride=2 * dh, sstride=dhs, batch=g,
-                          hbatch=2 * T * dh, sbatch=ctx * dhs, comment=f"{tag}: K[0:R1+{rows}]")
+            self._load_k(op, h0, g, rows)
             if h0 == 0:
                 # V's transposed store (the rest of it) after the first K load: Q K^T and the
                 # softmax need only K, so the store overlaps them instead of delaying them
                 for q0, nq in vparts[1:] if len(vparts) > 1 else vparts:
-                    store_vt(q0, nq, self._rows_note(q0, nq, len(vparts)))
-            blocks = self._vt_blocks(g)
-            for j, nb, at, hs in blocks:
-                self.emit("LOAD", sram=at, hbm=vc.addr + 2 * (h0 + j) * dh * T, rows=dh,
-                          cols=rows, rc=POS, hstride=2 * T, sstride=cs, batch=nb,
-                          hbatch=2 * dh * T, sbatch=hs, comment=f"{tag}: V^T[:, 0:R1+{rows}]"
-                          + (f" heads {h0 + j}..{h0 + j + nb - 1}" if nb < g else ""))
+                    self._cache_store(op, q0, nq, v=True)
+            blocks = self._load_vt(op, h0, g, rows)
             sc = self.a("scores")
             self.emit("MM", dst=sc, a=qkv + h0 * dh, b=self.a("kst"), m=rows, k=dh, n=rows,
                       rn=POS, lda=3 * d, ldb=dhs, ldc=ss, batch=g, bsa=dh, bsb=ctx * dhs,
@@ -411,6 +385,52 @@ class _Gen:
                           + (f" heads {h0 + j}..{h0 + j + nb - 1}" if nb < g else ""))
         self.produced(op, rows)
         return []
+
+    def _cache_store(self, op: Op, q0: int, nq: int, *, v: bool) -> None:
+        """Rows ``q0 .. q0+nq-1`` of this card's K (``v``: V, transposed, an element a cycle)
+        to the HBM cache at position R1 + q0."""
+        d, H, dh, T = self.sh.d_attn, self.sh.n_head, self.spec.d_head, self.spec.n_ctx
+        qkv, at = self.a(op["qkv"]), f"R1{f'+{q0}' if q0 else ''}"
+        note = self._rows_note(q0, nq, 2 if nq < sum(n for _, n in self.halves) else 1)
+        if v:
+            self.emit("STORE", sram=qkv + q0 * 3 * d + 2 * d, hbm=self.layout[op["v_cache"]].addr
+                      + 2 * q0, rows=nq, cols=dh, hstride=2 * T, sstride=3 * d, batch=H,
+                      hbatch=2 * dh * T, sbatch=dh, ra=POS, transpose=True,
+                      comment=f"{op.name} V -> V^T cache[:, {at}:]{note}")
+        else:
+            self.emit("STORE", sram=qkv + q0 * 3 * d + d, hbm=self.layout[op["k_cache"]].addr
+                      + 2 * dh * q0, rows=nq, cols=dh, hstride=2 * dh, sstride=3 * d, batch=H,
+                      hbatch=2 * T * dh, sbatch=dh, ra=POS,
+                      comment=f"{op.name} K -> cache[{at}:]{note}")
+
+    def _load_k(self, op: Op, h0: int, g: int, n: int) -> None:
+        """K rows 0 .. R1+n-1 of heads ``h0 .. h0+g-1`` into the K staging."""
+        dh, T, ctx = self.spec.d_head, self.spec.n_ctx, self.plan.ctx
+        dhs, kst = b_stride(dh, self.hw), self.a("kst")
+        hbm = self.layout[op["k_cache"]].addr + 2 * h0 * T * dh
+        tag = f"{op.name} heads {h0}..{h0 + g - 1}: K[0:R1+{n}]"
+        if dhs == dh:
+            # a head's cached rows are contiguous on both sides: one run of d_head·(R1+n)
+            # elements per head (R5 = d_head·R1), a stripe per cycle instead of one per row
+            self.emit("LOAD", sram=kst, hbm=hbm, rows=1, cols=dh * n, rc=KPOS,
+                      hstride=2 * dh * T, sstride=ctx * dhs, batch=g, hbatch=2 * T * dh,
+                      sbatch=ctx * dhs, comment=tag)
+        else:
+            self.emit("LOAD", sram=kst, hbm=hbm, rows=n, rr=POS, cols=dh, hstride=2 * dh,
+                      sstride=dhs, batch=g, hbatch=2 * T * dh, sbatch=ctx * dhs, comment=tag)
+
+    def _load_vt(self, op: Op, h0: int, g: int, n: int) -> list[tuple[int, int, int, int]]:
+        """V^T columns 0 .. R1+n-1 of heads ``h0 .. h0+g-1`` into the V^T staging, a LOAD per
+        block (:meth:`_vt_blocks`); returns the blocks."""
+        dh, T = self.spec.d_head, self.spec.n_ctx
+        cs, vc = b_stride(self.plan.ctx, self.hw), self.layout[op["v_cache"]].addr
+        blocks = self._vt_blocks(g)
+        for j, nb, at, hs in blocks:
+            self.emit("LOAD", sram=at, hbm=vc + 2 * (h0 + j) * dh * T, rows=dh, cols=n, rc=POS,
+                      hstride=2 * T, sstride=cs, batch=nb, hbatch=2 * dh * T, sbatch=hs,
+                      comment=f"{op.name} heads {h0}..{h0 + g - 1}: V^T[:, 0:R1+{n}]"
+                      + (f" heads {h0 + j}..{h0 + j + nb - 1}" if nb < g else ""))
+        return blocks
 
     def _vt_blocks(self, g: int) -> list[tuple[int, int, int, int]]:
         """The V^T staging's blocks for a group of ``g`` heads: (first head, heads, address,
@@ -431,10 +451,9 @@ class _Gen:
         ring after the first half's projection (the DMA unpacks the first half's all-gather
         before it), with V^T loaded whole again before the second half's ``P V``."""
         s, hw = self.spec, self.hw
-        d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, self.plan.ctx
+        d, H, dh, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, self.plan.ctx
         dhs, cs = b_stride(dh, hw), b_stride(ctx, hw)
         ss = scores_stride(ctx, hw)
-        kc, vc = self.layout[op["k_cache"]], self.layout[op["v_cache"]]
         qkv, kst = self.a(op["qkv"]), self.a("kst")
         tag = f"{op.name} heads 0..{H - 1}"
         (_, h0), (q1, h1) = self._row_parts(rows)
@@ -444,33 +463,13 @@ class _Gen:
             return f" heads {j}..{j + nb - 1}" if nb < H else ""
 
         def store(q0: int, nq: int, v: bool) -> None:
-            note = self._rows_note(q0, nq, 2)
-            if v:       # V's transposed store: an element per cycle
-                self.emit("STORE", sram=qkv + q0 * 3 * d + 2 * d, hbm=vc.addr + 2 * q0, rows=nq,
-                          cols=dh, hstride=2 * T, sstride=3 * d, batch=H, hbatch=2 * dh * T,
-                          sbatch=dh, ra=POS, transpose=True,
-                          comment=f"{op.name} V -> V^T cache[:, R1+{q0}:]{note}")
-            else:
-                self.emit("STORE", sram=qkv + q0 * 3 * d + d, hbm=kc.addr + 2 * dh * q0,
-                          rows=nq, cols=dh, hstride=2 * dh, sstride=3 * d, batch=H,
-                          hbatch=2 * T * dh, sbatch=dh, ra=POS,
-                          comment=f"{op.name} K -> cache[R1+{q0}:]{note}")
+            self._cache_store(op, q0, nq, v=v)
 
         def load_k(n: int) -> None:      # K rows 0 .. R1+n-1 of every head
-            if dhs == dh:
-                self.emit("LOAD", sram=kst, hbm=kc.addr, rows=1, cols=dh * n, rc=KPOS,
-                          hstride=2 * dh * T, sstride=ctx * dhs, batch=H, hbatch=2 * T * dh,
-                          sbatch=ctx * dhs, comment=f"{tag}: K[0:R1+{n}]")
-            else:
-                self.emit("LOAD", sram=kst, hbm=kc.addr, rows=n, rr=POS, cols=dh,
-                          hstride=2 * dh, sstride=dhs, batch=H, hbatch=2 * T * dh,
-                          sbatch=ctx * dhs, comment=f"{tag}: K[0:R1+{n}]")
+            self._load_k(op, 0, H, n)
 
         def load_vt(n: int) -> None:     # V^T columns 0 .. R1+n-1 of every head
-            for j, nb, at, hs in blocks:
-                self.emit("LOAD", sram=at, hbm=vc.addr + 2 * j * dh * T, rows=dh, cols=n,
-                          rc=POS, hstride=2 * T, sstride=cs, batch=nb, hbatch=2 * dh * T,
-                          sbatch=hs, comment=f"{tag}: V^T[:, 0:R1+{n}]" + heads(j, nb))
+            self._load_vt(op, 0, H, n)
 
         def scores(q0: int, nq: int, reg: int) -> int:
             # the half's scores at rows H·q0 of the scores buffer (each head's nq rows

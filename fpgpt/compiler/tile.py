@@ -11,10 +11,9 @@ accumulators are pipelined over ``acc_latency`` registers, so it interleaves ``a
 groups and pads a chunk's last, partial super-group to a whole one (``costs.mpu_cycles``,
 measured equal to the RTL). A 496-row chunk (31 groups) of GPT-2 XL's K = 1,600 paid 35 groups'
 steps; 480 rows pay 30. Chunks of whole super-groups leave the padding to one chunk of an op.
-Measured 2026-12-07 (docs/multi-device.md): GPT-2 XL on 4 u280s TTFT 445.2 -> 350.3 ms (with the
-gathers by halves), decode 4.464 -> 4.146 ms/token; on one card TTFT 1,453.6 -> 1,302.6 ms but
-decode 13.688 -> 13.764 (+0.55 %): one card's XL decode is bound by the DMA, which pays a
-per-transfer cost on the extra chunks (fc2's K = 6,400: 80-row chunks where 144 fit).
+The price is more chunks where fewer rows fit (fc2's K = 6,400: 80-row chunks where 144 fit),
+each a DMA transfer with its own cost: GPT-2 XL's DMA-bound decode on one u280 is 0.55 % slower,
+on four 7 % faster (docs/compiler.md, session 18).
 """
 
 from __future__ import annotations
