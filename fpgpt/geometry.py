@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from .config import HardwareConfig
 
-__all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
+__all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b", "mm_entry_groups",
+           "mm_entries",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
            "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "VPU_GROUPED_REDUCING_PASSES",
            "VPU_SPECIAL_PASSES", "vpu_group_rows"]
@@ -48,6 +49,23 @@ def bank_count(hw: HardwareConfig) -> int:
 def line_elements(hw: HardwareConfig) -> int:
     """``P = C·NB``: elements one line access of the scratchpad moves."""
     return chunk_elements(hw) * bank_count(hw)
+
+
+def mm_entry_groups(hw: HardwareConfig) -> int:
+    """``Q``: lane groups of an MM whose results the MPU engine writes with one masked line write,
+    and whose biases it reads with one line read: the groups of a super-group (``D =
+    mpu.acc_latency``, the groups that take a chunk step together), as many as fit a line from
+    any element offset of a chunk (``Q·lanes + C - 1 <= P``; u280 and tiny: all 5)."""
+    c, p, lanes = chunk_elements(hw), line_elements(hw), hw.mpu.lanes
+    return max(1, min(hw.mpu.acc_latency, (p - c + 1) // lanes))
+
+
+def mm_entries(hw: HardwareConfig, groups: int) -> int:
+    """Result line writes (and bias line reads) of one row of ``groups`` lane groups on the MPU
+    engine's fast B path: super-groups of ``D = mpu.acc_latency`` groups, each written (and its
+    biases read) :func:`mm_entry_groups` groups at a time."""
+    d, q = hw.mpu.acc_latency, mm_entry_groups(hw)
+    return groups // d * -(-d // q) + -(-(groups % d) // q)
 
 
 def b_stride(n: int, hw: HardwareConfig) -> int:

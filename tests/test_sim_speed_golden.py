@@ -87,6 +87,17 @@ HBM model's timeline shifts as the MMs start earlier; micro@tiny and the u280 to
 programs unchanged (no two independent MMs back to back there); bytes and instruction counts
 unchanged.
 
+Re-recorded for the MPU engine's result entries (a hardware change, 2026-12-07, session 19): the
+engine writes a super-group's results (``mpu.acc_latency`` lane groups, ``geometry.mm_entry_groups``)
+with one masked line write and reads their biases with one line read, where it took the line
+port (port B) twice per lane group; a DMA transfer beside an MM waits for fewer port-B cycles
+(``costs.port_b_accesses``), and an MM of one chunk step with a bias saves a cycle per group but
+one a super-group (``costs.mpu_cycles``). E.g. gpt2@u280:32:16 decode 4,315,677.27 ->
+4,244,955.61 cycles (-1.6 %), gpt2@dfx:32:16 3,970,019.17 -> 3,884,356.42 (-2.2 %),
+tiny@tiny:16:8 412,167.41 -> 398,525.77 (-3.3 %); micro@u280:16:8 prefill 26,214.39 ->
+25,446.39; the toy programs and tiny@u280 unchanged (no MM beside a transfer); bytes and
+instruction counts unchanged.
+
 The programs cover the DMA engine's stripe path (u280/dfx/u55c/tiny weight and K/V loads), the
 element path (the ``odd`` shapes: rows not a whole number of chunks), transposed stores (V^T),
 GATHER (token embeddings, on both paths), register-dependent shapes (K/V lengths that grow
@@ -110,11 +121,11 @@ DATA = Path(__file__).resolve().parent / "data" / "sim_golden"
 # "model@preset:prompt:gen": (prefill cycles, decode cycles, prefill HBM bytes, decode HBM bytes,
 #                             prefill instructions, decode instructions)
 GOLDEN = {
-    'gpt2@u280:32:16': (4265514.367329741, 4315677.268297681,
+    'gpt2@u280:32:16': (4264347.066361956, 4244955.6138028065,
                        249764484, 3732318780, 536, 8071),
-    'gpt2@dfx:32:16': (3338313.6501658135, 3970019.174144274,
+    'gpt2@dfx:32:16': (3337123.2113277656, 3884356.42486411,
                       249764484, 3732318780, 832, 12511),
-    'gpt2@u55c:32:16': (3320327.3673297595, 4134897.344887881,
+    'gpt2@u55c:32:16': (3319160.0663619745, 4064910.2395998873,
                        249764484, 3732318780, 536, 8071),
     'toy@u280:7:9': (21220.784469972372, 70735.39223498618,
                     888352, 7069728, 54, 449),
@@ -128,31 +139,31 @@ GOLDEN = {
                     888352, 7069728, 54, 449),
     'toy@u55c:13:9': (26754.784469972372, 81180.2581541829,
                      903736, 7118880, 54, 449),
-    'toy@tiny:7:9': (107130.0, 250751.55690812334,
+    'toy@tiny:7:9': (107130.0, 243004.55926390097,
                     888352, 7069728, 76, 625),
-    'toy@tiny:13:9': (195030.0, 252840.8035966203,
+    'toy@tiny:13:9': (195030.0, 245043.45381269944,
                      903736, 7118880, 76, 625),
-    'odd@u280:7:9': (1093055.675789418, 8692399.49434733,
+    'odd@u280:7:9': (1090522.3922349862, 8689403.127593467,
                     2105264, 16784288, 54, 449),
-    'odd@u280:13:9': (1108150.7093337574, 8732753.040278759,
+    'odd@u280:13:9': (1103392.3922349862, 8729837.171663206,
                      2129288, 16861088, 54, 449),
-    'odd@dfx:7:9': (1092409.0545439394, 8690127.428905068,
+    'odd@dfx:7:9': (1089839.0628314984, 8687190.295519419,
                    2105264, 16784288, 62, 513),
-    'odd@dfx:13:9': (1107144.1139381125, 8730537.757492209,
+    'odd@dfx:13:9': (1102371.2721864362, 8727554.582171177,
                     2129288, 16861088, 62, 513),
-    'odd@u55c:7:9': (1092678.73603671, 8691365.711340953,
+    'odd@u55c:7:9': (1090106.8657875243, 8688427.017253926,
                     2105264, 16784288, 54, 449),
-    'odd@u55c:13:9': (1107535.0537252643, 8731792.392234987,
+    'odd@u55c:13:9': (1102748.0621873834, 8728779.96590686,
                      2129288, 16861088, 54, 449),
-    'odd@tiny:7:9': (237298.0, 591562.1844590525,
+    'odd@tiny:7:9': (237298.0, 579762.8480984925,
                     2105264, 16784288, 110, 897),
-    'odd@tiny:13:9': (435262.0, 593553.8381391662,
+    'odd@tiny:13:9': (435262.0, 581665.9965272315,
                      2129288, 16861088, 110, 897),
-    'micro@tiny:16:8': (72840.0, 71551.37281555733,
+    'micro@tiny:16:8': (72840.0, 69396.48493633496,
                        253636, 1708700, 54, 393),
-    'tiny@tiny:16:8': (472285.0, 412167.41456206614,
+    'tiny@tiny:16:8': (472285.0, 398525.76500955556,
                       1726276, 11872028, 138, 981),
-    'micro@u280:16:8': (26214.392234986186, 50490.39223498618,
+    'micro@u280:16:8': (25446.392234986186, 50162.39223498618,
                        253636, 1708700, 54, 393),
     'tiny@u280:16:8': (86185.78446997236, 147579.78446997236,
                       1726276, 11872028, 96, 687),

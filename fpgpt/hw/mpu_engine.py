@@ -30,17 +30,22 @@ Schedule, per row ``(bt, i)``:
     line-port read (two chunks from the line, one extractor), ``nl`` (valid lanes) reads per
     chunk step, lane ``l`` at its own slot (a step but the last takes a multiple of ``D``).
 
-  Each group's bias elements come in one line read (fast: group ``g``'s in the super-group's
-  first chunk step, held in one of ``D`` register sets until its last chunk); the FP16 results
-  leave the lanes ``MPULane.latency`` cycles after the group's last chunk (one group per cycle
-  from a super-group) into a FIFO and a *writer* stores each group with one masked line write
-  (``lanes <= P - C + 1`` elements always fit one line), on the line port's cycles the
-  sequencer does not use.
+  Results and biases go by *entries* of ``Q`` groups (:func:`fpgpt.geometry.mm_entry_groups`:
+  a whole super-group, ``Q = D``, where ``Q·lanes + C - 1 <= P``, as on u280 and tiny; slow
+  path: one group). An entry's bias elements come in one line read (fast: in the super-group's
+  first chunk step, held in ``D`` register sets until each group's last chunk); the FP16
+  results leave the lanes ``MPULane.latency`` cycles after each group's last chunk (one group
+  per cycle from a super-group), wait in a register beside the lanes until the entry's last
+  group's, and go into a FIFO, and a *writer* stores each entry with one masked line write, on
+  the line port's cycles the sequencer does not use. So a decode MM (one row, the DMA
+  streaming its next weights into the scratchpad) takes the line port twice per ``Q·lanes``
+  columns, not per ``lanes``: the DMA's stripes wait for fewer of its cycles (session 19;
+  docs/timing.md, "Port B").
 
 *Overlap*: the engine takes the next MM the cycle after an MM's last chunk has issued; that MM's
 last groups leave the lanes and the writer while the next one loads its A row and streams (the
 lanes carry ``first``, ``last`` and the bias beside each chunk, so nothing in them belongs to one
-MM). Each group's descriptor marks the MM's last group, whose store pulses ``done`` (a cycle
+MM). Each entry's descriptor marks the MM's last group, whose store pulses ``done`` (a cycle
 later, from a register), so MMs complete in order; an empty MM waits in DRAIN for the earlier
 MMs' stores. The dispatcher's wait counts keep an MM that reads an earlier one's result from
 starting before that one's ``done``.
@@ -62,7 +67,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
-from ..geometry import mm_fast_b
+from ..geometry import mm_entries, mm_entry_groups, mm_fast_b
 from ..isa.table import Unit
 from .decoder import captured_layout
 from .fpu import delay
@@ -119,13 +124,15 @@ def engine_cycles(hw: HardwareConfig, f: dict[str, int]) -> int:
     slots), ``nl_g`` the valid lanes of group ``g``::
 
         rows  = batch · m
-        fast, nk = 1:  2 + rows·(max(nA,1) + 1 + G·(1 + hb)) + L + 3
+        fast, nk = 1:  2 + rows·(max(nA,1) + 1 + G + hb·E) + L + 3
         fast, nk > 1:  2 + rows·(max(nA,1) + 1 + (nk-1)·D·ceil(G/D) + G) + L + 3
         slow:  2 + rows·(max(nA,1) + 1 + sum_g (hb + 1 + nl_g + (nk-1)·D·ceil(nl_g/D))) + L + 2
         empty (rows or N zero): 3
 
     (fast, nk > 1: super-groups of up to ``D`` groups, each chunk step but the last padded to
-    ``D`` cycles; slow: a group's chunk steps but the last rounded up to a multiple of ``D``.)
+    ``D`` cycles; ``E`` = :func:`fpgpt.geometry.mm_entries`, the bias line reads of a row, one per
+    ``Q`` groups of a super-group; slow: a group's chunk steps but the last rounded up to a
+    multiple of ``D``.)
     """
     nb, c = bank_count(hw), chunk_elements(hw)
     d = hw.mpu.acc_latency
@@ -139,7 +146,7 @@ def engine_cycles(hw: HardwareConfig, f: dict[str, int]) -> int:
     load = max(_a_lines(hw, f, k), 1) + _ROW
     if fast_b_layout(hw, f):
         if nk == 1:
-            per_row = load + groups * (1 + hb)
+            per_row = load + groups + hb * mm_entries(hw, groups)
         else:
             per_row = load + (nk - 1) * d * -(-groups // d) + groups
         last = 0
@@ -224,6 +231,7 @@ class MPUEngine(wiring.Component):
         CB, RB, QB = C * ELEMENT_BITS, row_bits(hw), chunk_bits(hw)
         lanes = [shared(MPULane, hw=hw) for _ in range(L)]
         D = lanes[0].slots                          # dot products in flight per lane
+        Q = mm_entry_groups(hw)                     # groups per result write and bias read
         for l, lane in enumerate(lanes):
             m.submodules[f"lane{l}"] = lane
         lat = lanes[0].latency
@@ -250,8 +258,9 @@ class MPUEngine(wiring.Component):
         gx = Signal(range(D))                       # fast path: group within the super-group
         gx_off = Signal(_A)                         # fast path: gx * lanes * ldb
         boff = Signal(_A)                           # c_off + gx_off
-        bx = Signal(range(D + 1))                   # bias lines read in this super-group
+        bx = Signal(range(D + Q + 1))               # first group whose bias is not read yet
         bias_col = Signal(_W)                       # first column of group bx
+        je = Signal(_W)                             # first column of the result entry's group
         a_bt, b_bt, d_bt = Signal(_A), Signal(_A), Signal(_A)
         a_row, d_row = Signal(_A), Signal(_A)
         lane_off = [Signal(_A, name=f"lane_off{l}") for l in range(L)]   # l * ldb
@@ -299,7 +308,7 @@ class MPUEngine(wiring.Component):
         rd_a, rd_bias = Signal(), Signal()
         rd_t = Signal.like(t)
         rd_off = Signal(range(C))                   # element offset of the wanted data
-        rd_bx = Signal(range(D))                    # the group a bias read is for
+        rd_bx = Signal(range(D + Q + 1))            # the first group a bias read is for
         m.d.sync += [rd_a.eq(0), rd_bias.eq(0)]
 
         # ---- A-row buffer: one memory per chunk slot of a line ------------------------------
@@ -323,6 +332,8 @@ class MPUEngine(wiring.Component):
         f_kcs = Signal(max(1, lnb))                  # kc mod NB (A slot of chunk kc)
         f_oa = Signal(range(C))                      # A row's element offset
         f_gx = Signal(range(D))                      # the group's bias registers
+        f_place = Signal(range(Q))                   # the group's place in its result entry
+        f_e_end = Signal()                           # the group ends its result entry
         m.d.sync += [f_mask.eq(0), f_final.eq(0)]
 
         # Every wide intermediate below is a named Signal: Amaranth re-emits an unnamed
@@ -377,17 +388,19 @@ class MPUEngine(wiring.Component):
                 else:
                     m.d.comb += rot[l].eq(rot_in[l])
 
-        # one bias line per group, D groups' biases held (read in a super-group's first chunk
-        # step, used with its last)
+        # one bias line per Q groups of a super-group (all D of it on u280 and tiny): their
+        # Q·L consecutive elements from the line's element rd_off (geometry.mm_entry_groups:
+        # they fit the line), held from the super-group's first chunk step to each group's last
         bias_reg = [[Signal(ELEMENT_BITS, name=f"bias{g}_{l}") for l in range(L)]
                     for g in range(D)]
         with m.If(rd_bias):
             with m.Switch(rd_bx):
-                for g in range(D):
-                    with m.Case(g):
-                        for l in range(L):
-                            m.d.sync += bias_reg[g][l].eq(self.line.rdata.bit_select(
-                                (rd_off + l) * ELEMENT_BITS, ELEMENT_BITS))
+                for g0 in range(0, D, Q):
+                    with m.Case(g0):
+                        for g in range(g0, min(D, g0 + Q)):
+                            for l in range(L):
+                                m.d.sync += bias_reg[g][l].eq(self.line.rdata.bit_select(
+                                    (rd_off + (g - g0) * L + l) * ELEMENT_BITS, ELEMENT_BITS))
         lane_bias = [Signal(ELEMENT_BITS, name=f"lane_bias{l}") for l in range(L)]
         with m.Switch(f_gx):
             for g in range(D):
@@ -399,13 +412,36 @@ class MPUEngine(wiring.Component):
                          lane.valid.eq(f_mask[l]), lane.first.eq(f_first),
                          lane.last.eq(f_last)]
 
-        # ---- results: descriptor FIFO (at the group's last issue) + data FIFO ---------------
-        desc_w = _A + 2 * L + 1
+        # ---- results: descriptor FIFO (at an entry's last issue) + data FIFO -----------------
+        # One entry per Q groups of a super-group (slow path: per group), its Q·L columns from
+        # je on, written with one masked line write. A group's place in its entry, and whether
+        # it ends the entry, from gx (a super-group ends its last entry early: grp_end).
+        place, e_end = Signal(range(Q)), Signal()
+        with m.Switch(gx):
+            for g in range(D):
+                with m.Case(g):
+                    m.d.comb += [place.eq(g % Q), e_end.eq(g % Q == Q - 1)]
+        SG = Q * L
+        desc_w = _A + 2 * SG + 1
         m.submodules.desc_q = desc_q = fifo.SyncFIFO(width=desc_w, depth=depth)
-        m.submodules.res_q = res_q = fifo.SyncFIFO(width=ELEMENT_BITS * L, depth=depth)
-        valid_mask = Cat(*[nl > l for l in range(L)])
+        m.submodules.res_q = res_q = fifo.SyncFIFO(width=ELEMENT_BITS * SG, depth=depth)
+        # the entry's valid columns: those of its groups (place + 1 of them when it is pushed;
+        # slow: one) left in the row, compared with constants on the count saturated
+        sg_bits = SG.bit_length()
+        rem_sg, left = Signal(sg_bits), (N - je)[:_W]
+        cap = Signal(sg_bits)
+        with m.Switch(Mux(fast, place, 0)):
+            for q in range(Q):
+                with m.Case(q):
+                    m.d.comb += cap.eq((q + 1) * L)
+        m.d.comb += rem_sg.eq(Mux(left >= cap, cap, left))
+        valid_mask = Cat(*[rem_sg > x for x in range(SG)])
+        # the mask's -inf columns: column je + x past the row's limit i + R[rn] (x > lim - je)
         lim = (i + ins.rn)[:_W + 1]
-        neg_mask = Cat(*[ins.mask & ((jx + l) > lim) for l in range(L)])
+        over = Signal(sg_bits + 1)                  # min(SG, lim - je + 1), 0 when lim < je
+        gap = (lim - je)[:_W + 1]
+        m.d.comb += over.eq(Mux(lim < je, 0, Mux(gap >= SG, SG, gap + 1)))
+        neg_mask = Cat(*[ins.mask & (over <= x) for x in range(SG)])
         push_desc = Signal()
         # the group is the MM's last: its write completes the MM (the writer pulses ``done``)
         mm_end = (jx + L >= N) & (i + 1 >= ins.m) & (bt + 1 >= ins.batch)
@@ -418,24 +454,38 @@ class MPUEngine(wiring.Component):
         push_r = Signal(name="push_r")
         desc_r = Signal(desc_w, name="desc_r")
         m.d.sync += [push_r.eq(push_desc),
-                     desc_r.eq(Cat((d_row + jx)[:_A], valid_mask, neg_mask, mm_end))]
+                     desc_r.eq(Cat((d_row + je)[:_A], valid_mask, neg_mask, mm_end))]
         m.d.comb += [desc_q.w_data.eq(desc_r), desc_q.w_en.eq(push_r)]
+        # A group's results leave the lanes ``lat`` cycles after its last chunk; each goes to
+        # its place in its entry, which enters the FIFO with its last group's.
         y_push = delay(m, f_final, lat, "y_push")
+        y_end = delay(m, f_e_end, lat, "y_end")
+        y_g = delay(m, f_place, lat, "y_g")
         y_hold = [Signal(ELEMENT_BITS, name=f"y_hold{l}") for l in range(L)]
+        y_now = Signal(ELEMENT_BITS * L, name="y_now")
         for l, lane in enumerate(lanes):
             with m.If(lane.y_valid):
                 m.d.sync += y_hold[l].eq(lane.y)
-        m.d.comb += [res_q.w_data.eq(Cat(*[Mux(lane.y_valid, lane.y, y_hold[l])
-                                           for l, lane in enumerate(lanes)])),
-                     res_q.w_en.eq(y_push)]
+        m.d.comb += y_now.eq(Cat(*[Mux(lane.y_valid, lane.y, y_hold[l])
+                                   for l, lane in enumerate(lanes)]))
+        sg_hold = [Signal(ELEMENT_BITS * L, name=f"sg_hold{q}") for q in range(Q - 1)]
+        with m.If(y_push):
+            with m.Switch(y_g):
+                for q in range(Q - 1):
+                    with m.Case(q):
+                        m.d.sync += sg_hold[q].eq(y_now)
+        m.d.comb += [res_q.w_data.eq(Cat(*[Mux(y_g == q, y_now, sg_hold[q]) for q in range(Q - 1)],
+                                         y_now)),
+                     res_q.w_en.eq(y_push & y_end)]
 
-        # ---- writer: one masked line write per group ----------------------------------------
+        # ---- writer: one masked line write per entry -----------------------------------------
         h_base = desc_q.r_data[:_A]
-        h_valid = desc_q.r_data[_A:_A + L]
-        h_neg = desc_q.r_data[_A + L:_A + 2 * L]
-        h_end = desc_q.r_data[_A + 2 * L]
-        vals = Cat(*[Mux(h_neg[l], F16_NEG_INF, res_q.r_data[l * ELEMENT_BITS:(l + 1) * ELEMENT_BITS])
-                     for l in range(L)])
+        h_valid = desc_q.r_data[_A:_A + SG]
+        h_neg = desc_q.r_data[_A + SG:_A + 2 * SG]
+        h_end = desc_q.r_data[_A + 2 * SG]
+        vals = Cat(*[Mux(h_neg[x], F16_NEG_INF,
+                         res_q.r_data[x * ELEMENT_BITS:(x + 1) * ELEMENT_BITS])
+                     for x in range(SG)])
         e_w = lo(h_base, lc)
         m.d.comb += [w_req.eq(desc_q.r_rdy & res_q.r_rdy),
                      w_chunk.eq(h_base[lc:]),
@@ -457,18 +507,18 @@ class MPUEngine(wiring.Component):
             state."""
             nj = jx + L
             with m.If(nj < N):                              # next group of the same row
-                m.d.sync += [j0.eq(nj), jx.eq(nj), bias_col.eq(nj)]
+                m.d.sync += [j0.eq(nj), jx.eq(nj), je.eq(nj), bias_col.eq(nj)]
                 m.d.sync += [b_lane[l].eq(b_lane[l] + gx_off + (ins.ldb << lnb))
                              for l in range(L)]
                 m.next = "STREAM"
             with m.Elif(i + 1 < ins.m):                     # next row
-                m.d.sync += [j0.eq(0), jx.eq(0), bias_col.eq(0), i.eq(i + 1),
+                m.d.sync += [j0.eq(0), jx.eq(0), je.eq(0), bias_col.eq(0), i.eq(i + 1),
                              a_row.eq(a_row + ins.lda), d_row.eq(d_row + ins.ldc), t.eq(0)]
                 m.d.sync += [b_lane[l].eq(b_bt + lane_off[l]) for l in range(L)]
                 m.next = "LOADA"
             with m.Elif(bt + 1 < ins.batch):                # next matrix
                 nb_a, nb_b, nb_d = a_bt + ins.bsa, b_bt + ins.bsb, d_bt + ins.bsc
-                m.d.sync += [j0.eq(0), jx.eq(0), bias_col.eq(0), i.eq(0), bt.eq(bt + 1),
+                m.d.sync += [j0.eq(0), jx.eq(0), je.eq(0), bias_col.eq(0), i.eq(0), bt.eq(bt + 1),
                              a_bt.eq(nb_a), b_bt.eq(nb_b), d_bt.eq(nb_d), a_row.eq(nb_a),
                              d_row.eq(nb_d), t.eq(0)]
                 m.d.sync += [b_lane[l].eq(nb_b + lane_off[l]) for l in range(L)]
@@ -484,11 +534,12 @@ class MPUEngine(wiring.Component):
             base_n = Mux(first_item, ph, base)
             m.d.sync += [base.eq(base_n), slot.eq(Mux(step_end, base_n, inc(now)))]
 
-        def feed(mask, final, slow):
+        def feed(mask, final, slow, e_last):
             m.d.sync += [f_mask.eq(mask), f_first.eq(kc == 0), f_last.eq(is_last),
                          f_final.eq(final), f_slow.eq(slow), f_ke.eq(ke),
                          f_kcs.eq(lo(kc, lnb)), f_oa.eq(lo(a_row, lc)),
-                         f_gx.eq(Mux(slow, 0, gx))]
+                         f_gx.eq(Mux(slow, 0, gx)), f_place.eq(Mux(slow, 0, place)),
+                         f_e_end.eq(e_last)]
 
         with m.FSM(name="mpu"):
             with m.State("IDLE"):
@@ -498,7 +549,7 @@ class MPUEngine(wiring.Component):
                     m.d.sync += [ins.eq(pl), K.eq(pl.k + pl.rk), N.eq(pl.n + pl.rn),
                                  bt.eq(0), i.eq(0), j0.eq(0), jx.eq(0), kc.eq(0), c_off.eq(0),
                                  boff.eq(0), gx_off.eq(0), gx.eq(0), t.eq(0), ls.eq(0),
-                                 bx.eq(0), bias_col.eq(0),
+                                 bx.eq(0), bias_col.eq(0), je.eq(0),
                                  a_bt.eq(pl.a), b_bt.eq(pl.b), d_bt.eq(pl.dst),
                                  a_row.eq(pl.a), d_row.eq(pl.dst)]
                     m.d.sync += [lane_off[l].eq(pl.ldb * l) for l in range(L)]
@@ -534,13 +585,13 @@ class MPUEngine(wiring.Component):
                 with m.If(fast):
                     # Groups gx = 0.. of a super-group (at most D) take chunk kc on consecutive
                     # cycles (A's chunk is reused), then chunk kc + 1 a multiple of D cycles
-                    # later. Group bx's bias line rides on the line port while the banks stream
-                    # B (in the first chunk step; before its only one when nk = 1).
+                    # later. A bias line (Q groups' biases) rides on the line port while the
+                    # banks stream B (in the first chunk step; before its only one when nk = 1).
                     want_bias = ins.has_bias & (bx <= gx)
                     m.d.comb += [s_re.eq(want_bias), s_chunk.eq(bias_chunk)]
                     with m.If(s_granted):
-                        m.d.sync += [bx.eq(bx + 1), bias_col.eq(bias_col + L), rd_bias.eq(1),
-                                     rd_bx.eq(bx), rd_off.eq(lo(bias_at, lc))]
+                        m.d.sync += [bx.eq(bx + Q), bias_col.eq(bias_col + Q * L),
+                                     rd_bias.eq(1), rd_bx.eq(bx), rd_off.eq(lo(bias_at, lc))]
                     first_item = (kc == 0) & (gx == 0)
                     phase_ok = ~multi | first_item | (ph == slot)
                     got = ~ins.has_bias | (bx > gx)
@@ -555,17 +606,19 @@ class MPUEngine(wiring.Component):
                                     (addr[(b - r) % NB] >> (lc + lnb))[:RB] for b in range(NB)]))
                     m.d.comb += [self.bank.rows.eq(rows), self.bank.re.eq(ok)]
                     with m.If(ok):
-                        feed(Const((1 << L) - 1, L), is_last, 0)
+                        feed(Const((1 << L) - 1, L), is_last, 0, e_end | grp_end)
                         m.d.sync += f_rot.eq(rot0)
-                        m.d.comb += push_desc.eq(is_last)
+                        m.d.comb += push_desc.eq(is_last & (e_end | grp_end))
                         issue_slot(first_item, grp_end)
                         step = ins.ldb << lnb
                         with m.If(~grp_end):
                             m.d.sync += [gx.eq(gx + 1), jx.eq(jx + L), gx_off.eq(gx_off + step),
                                          boff.eq(boff + step)]
+                            with m.If(e_end):
+                                m.d.sync += je.eq(jx + L)
                         with m.Elif(~is_last):
                             m.d.sync += [kc.eq(kc + 1), c_off.eq(c_off + C), gx.eq(0),
-                                         jx.eq(j0), gx_off.eq(0), boff.eq(c_off + C)]
+                                         jx.eq(j0), je.eq(j0), gx_off.eq(0), boff.eq(c_off + C)]
                         with m.Else():
                             next_group()
                 with m.Elif(ins.has_bias & (bx == 0)):
@@ -587,7 +640,7 @@ class MPUEngine(wiring.Component):
                                  s_chunk.eq((xa >> lc)[:QB])]
                     with m.If(s_granted):
                         m.d.sync += rd_off.eq(lo(xa, lc))
-                        feed(Const(1, L) << ls, final, 1)
+                        feed(Const(1, L) << ls, final, 1, 1)
                         m.d.comb += push_desc.eq(final)
                         issue_slot(first_item, ls + 1 >= nl)
                         with m.If(ls + 1 >= nl):

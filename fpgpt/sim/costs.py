@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from ..geometry import (VPU_GROUPED_REDUCING_PASSES, VPU_SPECIAL_PASSES, VPU_SUMMING_PASSES,
                         dma_stripe_aligned,
-                        line_elements, mm_fast_b, net_allreduce_pipe, ring_group_elements, stripe_elements,
+                        line_elements, mm_entries, mm_fast_b, net_allreduce_pipe,
+                        ring_group_elements, stripe_elements,
                         vpu_group_rows, vpu_window_chunks)
 from ..isa.operands import operands
 
@@ -52,7 +53,8 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
     interleaves up to ``D`` groups (a *super-group*), one chunk step per cycle when B's layout
     is bank-conflict-free (``geometry.mm_fast_b``; the compiler lays B out so): ``(nk-1)·D +
     g`` cycles per super-group of ``g`` groups (with fewer than ``D`` groups the steps are
-    padded to ``D``); with ``nk = 1`` one cycle per group, two with a bias (its line read).
+    padded to ``D``); with ``nk = 1`` one cycle per group, and one per bias line read (one per
+    :func:`~fpgpt.geometry.mm_entry_groups` groups of a super-group: :func:`mm_entries`).
     Otherwise B reaches one lane per cycle: per group ``nl`` lanes per chunk step, each step but
     the last rounded up to a multiple of ``D``, plus a bias read and a write cycle. Then the
     lanes' pipeline (``mpu.pipeline_cycles``) once, and start/finish cycles. Measured equal to
@@ -68,7 +70,8 @@ def mpu_cycles(hw: "HardwareConfig", f: dict[str, int]) -> float:
     hb = 1 if f["has_bias"] else 0
     load = max(_a_lines(hw, f, k), 1) + 1
     if mm_fast_b(hw, f):
-        steps = groups * (1 + hb) if nk == 1 else (nk - 1) * d * -(-groups // d) + groups
+        steps = (groups + hb * mm_entries(hw, groups) if nk == 1
+                 else (nk - 1) * d * -(-groups // d) + groups)
         per_row, last = load + steps, 0
     else:
         nl_last = n - (groups - 1) * p.lanes
@@ -413,8 +416,9 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
 
     The engines come before the DMA on port B (fpgpt/hw/top.py), so these never wait behind a
     transfer; each one that falls inside a DMA stripe transfer delays it by a cycle. MM: the
-    A rows' line reads, then per lane group its bias line read and its result line write (the
-    slow B path adds its ``nk·N`` B line reads per row). VPU: per row, one line read per
+    A rows' line reads, then a bias line read and a result line write per entry of a row
+    (:func:`~fpgpt.geometry.mm_entries`: up to a super-group's ``D`` lane groups each, all of it
+    on u280; the slow B path: per lane group, plus its ``nk·N`` B line reads per row). VPU: per row, one line read per
     operand window of ``K·C`` elements and one masked line write per window of results. NET:
     one access per G-aligned block a SEND reads or a RECV writes, per step of an ALLGATHER the
     worst device's blocks read and written in both directions (:func:`net_engine_cycles`);
@@ -426,9 +430,11 @@ def port_b_accesses(hw: "HardwareConfig", op: str, f: dict[str, int]) -> int:
         k, n, rows, nk = _mm_shape(hw, f)
         if rows == 0 or n == 0:
             return 0
-        per_row = _a_lines(hw, f, k) + -(-n // p.lanes) * (2 if f["has_bias"] else 1)
-        if not mm_fast_b(hw, f):
-            per_row += nk * n
+        groups, per = -(-n // p.lanes), 2 if f["has_bias"] else 1
+        if mm_fast_b(hw, f):
+            per_row = _a_lines(hw, f, k) + mm_entries(hw, groups) * per
+        else:
+            per_row = _a_lines(hw, f, k) + groups * per + nk * n
         return rows * per_row
     if op in VPU_PASSES:
         cols = f["cols"] + (0 if op == "LAYERNORM" else f.get("rc", 0))
@@ -505,7 +511,8 @@ def instr_events(hw: "HardwareConfig", op: str, f: dict[str, int],
     - ``spad_read_bytes`` / ``spad_write_bytes``: scratchpad bytes read and written. Reads count
       whole accesses as the engines make them (docs/timing.md, "Scratchpad port B"): an MM's A-row line
       reads (``P = C·lanes`` elements each), its B chunks (one per lane and chunk step: two bytes
-      per MAC) and one bias line per lane group and row; a VPU row's operand windows
+      per MAC) and a bias line per row and entry (:func:`~fpgpt.geometry.mm_entries`; slow B
+      path: per lane group); a VPU row's operand windows
       (``vpu_window_chunks·C`` elements each, per operand: VADD/VMUL two, LAYERNORM three with
       gamma and beta, others one). Writes count the elements written (masked line writes): an
       MM's ``rows × N``, a VPU's ``rows × cols`` (ARGMAX writes a register). A LOAD/GATHER writes
@@ -525,7 +532,8 @@ def instr_events(hw: "HardwareConfig", op: str, f: dict[str, int],
         cols = groups * p.lanes if mm_fast_b(hw, f) else n
         macs = rows * nk * c * cols
         line = line_elements(hw)
-        reads = rows * (_a_lines(hw, f, k) * line + (groups * line if f["has_bias"] else 0))
+        bias_lines = mm_entries(hw, groups) if mm_fast_b(hw, f) else groups
+        reads = rows * (_a_lines(hw, f, k) + (bias_lines if f["has_bias"] else 0)) * line
         return {"mpu_macs": macs, "spad_read_bytes": 2 * (reads + macs),
                 "spad_write_bytes": 2 * rows * n}
     if op in VPU_PASSES:

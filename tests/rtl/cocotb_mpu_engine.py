@@ -1,7 +1,8 @@
 """cocotb test module: the MPU engine (fpgpt.hw.mpu_engine.MPUEngine for preset MPU_PRESET) on a
 Python wide scratchpad (cocotb_util.line_port / bank_port), against fpgpt.sim's executor, MM by
 MM, bit for bit; and, while the line port grants every request, cycle for cycle against
-fpgpt.hw.mpu_engine.engine_cycles.
+fpgpt.hw.mpu_engine.engine_cycles; every MM's granted line-port accesses are recorded beside
+fpgpt.sim.costs.port_b_accesses, what the timing model charges the DMA for them.
 
 Cases: compiler-like MMs on the fast B path (weights: b chunk-aligned, ldb = K padded to the
 fast rule; attention: small K/N, batch, mask, R[rk]/R[rn]) and random MMs (K not a multiple of
@@ -30,7 +31,7 @@ from fpgpt.hw.decoder import captured_layout
 from fpgpt.hw.mpu_engine import engine_cycles, engine_issue_cycles, fast_b_layout
 from fpgpt.isa import Instr, Program, Unit
 from fpgpt.sim.control import capture
-from fpgpt.sim.costs import mpu_cycles
+from fpgpt.sim.costs import mpu_cycles, port_b_accesses
 from fpgpt.sim.executor import run_stream
 from fpgpt.sim.machine import Machine
 
@@ -192,7 +193,8 @@ async def mpu_engine_matches_executor(dut):
     dut.rst.value = 0
     sram = np.zeros(hw.buffers.sram_elements, np.uint16)
     grants = Grants(int(os.environ.get("MPU_SEED", "1")) + 1)
-    cocotb.start_soon(line_port(dut, "line", sram, hw, grants))
+    counts = {"access": 0}
+    cocotb.start_soon(line_port(dut, "line", sram, hw, grants, counts))
     cocotb.start_soon(bank_port(dut, "bank", sram, hw))
 
     machine = Machine(hw, 0)
@@ -211,8 +213,10 @@ async def mpu_engine_matches_executor(dut):
             ins = random_mm(rng, hw, machine.regs)
         f = capture(ins, machine.regs)
         run_stream(machine, Program(streams={"s": [ins, Instr.make("HALT")]}), "s")
+        a0 = counts["access"]
         cycles = await issue_and_wait(dut, pack(f, "MM", Unit.MPU), idle=int(rng.integers(0, 3)),
                                       limit=500_000, what=f"MM {t}")
+        accesses = counts["access"] - a0
         got, want = sram[:5 * REGION], machine.sram.view(np.uint16)[:5 * REGION]
         if not np.array_equal(got, want):
             diff = np.flatnonzero(got != want)
@@ -225,7 +229,9 @@ async def mpu_engine_matches_executor(dut):
                         "batch": f["batch"], "has_bias": f["has_bias"], "mask": f["mask"],
                         "ldb": f["ldb"], "fast": fast_b_layout(hw, f), "exact": grants.exact,
                         "compiler": t < len(fixed), "rtl_cycles": cycles,
-                        "engine_cycles": expect, "model_cycles": mpu_cycles(hw, f)})
+                        "engine_cycles": expect, "model_cycles": mpu_cycles(hw, f),
+                        "line_accesses": accesses,
+                        "model_line_accesses": port_b_accesses(hw, "MM", f)})
     # Back to back: independent MMs handed over as soon as the engine takes them (every grant):
     # the next one starts engine_issue_cycles after the previous one, each completes (done, in
     # order) engine_cycles after its own handshake, and both results are exact.

@@ -105,11 +105,13 @@ def line_geometry(hw) -> tuple[int, int, int]:
     return c, nb, c * nb
 
 
-async def line_port(dut, prefix: str, sram: np.ndarray, hw, grants: Iterator[int]) -> None:
+async def line_port(dut, prefix: str, sram: np.ndarray, hw, grants: Iterator[int],
+                    counts: dict | None = None) -> None:
     """Answer a unit's line port ``{prefix}__*`` (fpgpt.hw.scratchpad.line_signature) from
     ``sram``: a granted access covers elements ``chunk*C .. chunk*C + P - 1`` (modulo the
     scratchpad); reads return all ``P`` one cycle after the grant, writes store the elements
-    whose ``wmask`` bit is set; ``grant`` for the next cycle from ``grants``."""
+    whose ``wmask`` bit is set; ``grant`` for the next cycle from ``grants``. ``counts``:
+    granted accesses are added to its ``"access"``."""
     c, _, p = line_geometry(hw)
     size = len(sram)
     port = {n: getattr(dut, f"{prefix}__{n}")
@@ -125,6 +127,8 @@ async def line_port(dut, prefix: str, sram: np.ndarray, hw, grants: Iterator[int
         wdata, wmask = int(port["wdata"].value), int(port["wmask"].value)
         await RisingEdge(dut.clk)
         idx = (base + np.arange(p)) % size
+        if counts is not None and grant and (re or we):
+            counts["access"] += 1
         if grant and re:
             port["rdata"].value = int.from_bytes(sram[idx].astype("<u2").tobytes(), "little")
         if grant and we:

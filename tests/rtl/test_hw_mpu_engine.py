@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fpgpt.config import load_preset
+from fpgpt.geometry import mm_entry_groups
 from fpgpt.hw.mpu_engine import MPUEngine, engine_cycles, fast_b_layout
 
 
@@ -59,10 +60,15 @@ def test_engine_cycles_fast_path_is_one_chunk_step_per_cycle_plus_row_loads():
     # 7 groups of 8 chunks: a super-group of 5, then one of 2 (3 bubbles per step but its last)
     f = _mm(m=1, k=64, n=28, lda=64, ldb=72)
     assert engine_cycles(hw, f) == 2 + (2 + 1 + 7 * d * 2 + 7) + hw.mpu.pipeline_cycles + 3
-    # one chunk step: no dependency, one cycle per group, two with a bias line
+    # one chunk step: no dependency, one cycle per group, and a cycle per bias line: one line
+    # per super-group (its D groups' biases: mm_entry_groups), so 10 groups read 2 lines, and a
+    # super-group of 3 one
+    assert mm_entry_groups(hw) == d
     f = _mm(m=1, k=8, n=40, lda=8, ldb=8, has_bias=1)
     assert fast_b_layout(hw, f)
-    assert engine_cycles(hw, f) == 2 + (1 + 1 + 10 * 2) + hw.mpu.pipeline_cycles + 3
+    assert engine_cycles(hw, f) == 2 + (1 + 1 + 10 + 2) + hw.mpu.pipeline_cycles + 3
+    f = _mm(m=1, k=8, n=32, lda=8, ldb=8, has_bias=1)
+    assert engine_cycles(hw, f) == 2 + (1 + 1 + 8 + 2) + hw.mpu.pipeline_cycles + 3
     # slow path: one lane-chunk per cycle, a group's steps but its last padded to D
     f = _mm(m=1, k=64, n=8, ldb=64)
     assert engine_cycles(hw, f) == 2 + (2 + 1 + 2 * 1 + 2 * (7 * d + 4)) + \
@@ -86,6 +92,10 @@ def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
     recs = s["records"]
     exact = [r for r in recs if r["exact"]]
     assert len(exact) >= 30 and all(r["rtl_cycles"] == r["engine_cycles"] for r in exact)
+    # the line port's accesses are the timing model's port-B count, MM by MM (with refusals
+    # too: a refused request is asked again, not counted twice)
+    assert [r["line_accesses"] for r in recs] == [r["model_line_accesses"] for r in recs]
+    assert any(r["fast"] and r["has_bias"] and r["line_accesses"] for r in recs)
     assert any(not r["exact"] for r in recs)
     # The bench covered what it claims to.
     w, lanes = hw.mpu.width, hw.mpu.lanes
