@@ -9,9 +9,12 @@ beat from every HBM channel at one channel-local address.
 
 from __future__ import annotations
 
+import math
+
 from .config import HardwareConfig
 
 __all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b", "mm_entry_groups",
+           "weight_stride", "weight_run_rows",
            "mm_entries",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
            "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "VPU_GROUPED_REDUCING_PASSES",
@@ -69,21 +72,53 @@ def mm_entries(hw: HardwareConfig, groups: int) -> int:
 
 
 def b_stride(n: int, hw: HardwareConfig) -> int:
-    """The smallest row stride ``>= n`` that :func:`mm_fast_b` accepts: a multiple of ``C``
-    whose chunk count is 1 mod ``NB`` (what the compiler gives every MM B operand)."""
+    """A row stride ``>= n`` that :func:`mm_fast_b` accepts: the smallest multiple of ``C``
+    whose chunk count is 1 mod ``NB`` (what the compiler gives the attention's B operands; the
+    weights take :func:`weight_stride`, the smallest odd chunk count)."""
     c, nb = chunk_elements(hw), bank_count(hw)
     chunks = -(-n // c)
     chunks += (1 - chunks) % nb
     return chunks * c
 
 
+def weight_stride(k: int, hw: HardwareConfig) -> int:
+    """Row stride of a weight chunk's ``K``-element rows in its scratchpad slot: the smallest
+    multiple of ``C`` ``>= k`` whose chunk count is odd (any, with one bank), which
+    :func:`mm_fast_b` accepts (session 19: the MPU engine reads any odd chunk stride in one
+    bank access). GPT-2 XL's ``K = 1,600`` (25 chunks) is its own stride, so a chunk of its
+    rows is one contiguous run in HBM and in the slot (:func:`weight_run_rows`); with
+    :func:`b_stride`'s rotation rule the rows were 2,112 elements apart."""
+    c, nb = chunk_elements(hw), bank_count(hw)
+    chunks = -(-k // c)
+    if nb > 1 and chunks % 2 == 0:
+        chunks += 1
+    return chunks * c
+
+
+def weight_run_rows(k: int, hw: HardwareConfig) -> int:
+    """Rows of a weight ``W^T [N, K]`` that the DMA moves as one run of whole stripes: the
+    fewest rows whose ``2K`` bytes each add up to a whole number of stripes, when the rows are
+    dense in HBM (pitch ``2K``) and in the slot (:func:`weight_stride` ``== K``) and the run
+    fits a LOAD's 16-bit ``cols``; 0 otherwise (rows of whole stripes already, or a padded
+    slot stride, or no stripe path). GPT-2 XL: 16 rows of 1,600 = 25 stripes on u280, where
+    one row at a time touched 2 stripes for 1.56 of data (docs/compiler.md, session 19)."""
+    if not stripes_ok(hw) or k <= 0 or weight_stride(k, hw) != k:
+        return 0
+    s = 2 * stripe_elements(hw)                 # bytes of a stripe
+    if (2 * k) % s == 0:
+        return 0
+    rows = s // math.gcd(2 * k, s)
+    return rows if rows * k < 1 << 16 else 0
+
+
 def mm_fast_b(hw: HardwareConfig, f: dict[str, int]) -> bool:
     """Whether an MM's B lanes' chunks lie in distinct banks, one bank read per chunk step:
-    ``b``, ``ldb`` (and ``bsb`` when ``batch > 1``) multiples of ``C`` and
-    ``(ldb / C) mod NB == 1``. ``f``: captured fields."""
+    ``b``, ``ldb`` (and ``bsb`` when ``batch > 1``) multiples of ``C`` and ``ldb / C`` odd
+    (with ``NB`` banks a power of two, lane ``l``'s bank ``q0 + l·ldb/C`` differs for every
+    lane; with one bank, any). ``f``: captured fields."""
     c, nb = chunk_elements(hw), bank_count(hw)
     ldb = f["ldb"]
-    return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and (ldb // c) % nb == 1 % nb
+    return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and (nb == 1 or (ldb // c) % 2 == 1)
             and (max(f["batch"], 1) <= 1 or f["bsb"] % c == 0))
 
 

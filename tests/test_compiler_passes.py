@@ -17,6 +17,7 @@ from fpgpt.compiler.pipeline import PASSES, stream_regmax
 from fpgpt.compiler.schedule import assign_waits, footprint, hoist, schedule
 from fpgpt.compiler.tile import chunk_rows, tile_graph
 from fpgpt.config import load_preset
+from fpgpt.geometry import weight_stride
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec, get_spec
 
@@ -77,9 +78,39 @@ def test_chunks_are_whole_mpu_super_groups_where_they_fit():
     hw = load_preset("u280")
     g = tile_graph(lower(get_spec("gpt2-xl")), hw, slot)
     qkv = next(op for op in g.ops if op.kind is OpKind.LINEAR)
-    assert {r for _, r in qkv["chunks"][:-1]} == {480}
+    # K = 1,600 is 25 chunks, an odd count: its rows are 1,600 apart in the slot (weight_stride),
+    # 655 fit, 640 taken
+    assert weight_stride(1600, hw) == 1600 and {r for _, r in qkv["chunks"][:-1]} == {640}
     assert all(r % (hw.mpu.lanes * hw.mpu.acc_latency) == 0
                for op in g.ops if op.kind is OpKind.LINEAR for _, r in op["chunks"][:-1])
+
+
+def test_weight_rows_of_an_odd_chunk_count_load_in_runs_of_whole_stripes():
+    """GPT-2 XL's K = 1,600 on u280: dense rows (3,200 B, the matrix on a stripe), 1,600 apart
+    in the slot, loaded 16 rows (25 stripes) a run, where one row a LOAD row touched 2 stripes
+    (padded to 4,096 B) for 1.56 of data; medium's 1,024 (16 chunks, even) as before."""
+    from fpgpt.compiler import compile_model
+    from fpgpt.compiler.layout import plan_layout, row_pitch
+    from fpgpt.geometry import stripe_elements, weight_run_rows
+    hw = load_preset("u280")
+    assert weight_run_rows(1600, hw) == 16 and row_pitch(1600, hw) == 3200
+    assert weight_run_rows(1024, hw) == 0 and weight_run_rows(6400, hw) == 0
+    stripe = 2 * stripe_elements(hw)
+    lay = plan_layout(get_spec("gpt2-xl"), hw)
+    assert all(lay[f"layer{i}.w_{w}"].addr % stripe == 0 for i in (0, 47) for w in ("qkv", "fc"))
+    prog = compile_model(get_spec("gpt2-xl"), hw, prompt_len=8, verify=False)
+    loads = [i for i in prog.streams["decode"] if i.op == "LOAD" and ".qkv[" in (i.comment or "")]
+    f = dict(loads[0].args)
+    assert (f["cols"], f["hstride"], f["sstride"]) == (16 * 1600, 16 * 3200, 16 * 1600)
+    assert f["rows"] * 16 == 640 and f["hbm"] % stripe == 0
+    # a chunk whose rows are not whole runs: the runs, then the rows left one a row (XL on 8
+    # cards: 200 projection rows = 12 runs and 8 rows)
+    from fpgpt.compiler import compile_devices
+    card = compile_devices("gpt2-xl", hw, prompt_len=8, devices=8, verify=False)[1]
+    proj = [dict(i.args) for i in card.streams["decode"]
+            if i.op == "LOAD" and (i.comment or "").startswith("layer0.proj[")]
+    assert [(f["rows"], f["cols"]) for f in proj] == [(12, 16 * 1600), (8, 1600)]
+    assert proj[1]["sram"] == proj[0]["sram"] + 192 * 1600
 
 
 def test_attention_staging_fits_gpt2_xl_in_one_group():
@@ -134,8 +165,8 @@ def test_layout_aligned_disjoint_and_spread_over_all_channels(preset):
 def test_weight_rows_pad_to_whole_stripes_where_that_loads_them_faster():
     """layout.row_pitch: a row that is not a whole number of DMA stripes (2 KiB on u280) is
     padded to whole stripes when its stripe count falls more than its busiest channel's beats
-    rise: GPT-2 XL's 3,200-byte rows at 160 MHz, not at the 300 MHz what-if (the channels bind
-    there); medium's rows are whole stripes; large's 2,560 touch as many stripes either way."""
+    rise: GPT-2 small's 1,536-byte rows at 160 MHz; medium's rows are whole stripes; large's
+    2,560 touch as many stripes either way; XL's 3,200 are loaded in runs of whole stripes."""
     from fpgpt.compiler.layout import row_cycles, row_pitch
     from fpgpt.config import load_config
     u280 = load_preset("u280")
@@ -147,14 +178,17 @@ def test_weight_rows_pad_to_whole_stripes_where_that_loads_them_faster():
                         (1280, u280, ((2, 0.97), (2, 1.55)))):
         got = row_cycles(k, hw)
         assert [[round(x, 2) for x in pair] for pair in got] == [list(p) for p in want], k
-    assert row_pitch(1600, u280) == 4096 and row_pitch(6400, u280) == 12800
+    # XL's 1,600 (25 chunks, odd) stays dense since session 19: loaded in runs of 16 rows
+    # (weight_run_rows), 1.5625 stripes a row, fewer than padded rows' 2
+    assert row_pitch(1600, u280) == 3200 and row_pitch(6400, u280) == 12800
     assert row_pitch(1024, u280) == 2048 and row_pitch(4096, u280) == 8192
     assert row_pitch(1280, u280) == 2560 and row_pitch(768, u280) == 2048
     assert row_pitch(1600, what_if) == 3200
     lay = plan_layout(get_spec("gpt2-xl"), u280)
     w, s = lay["layer0.w_qkv"], 2 * u280.hbm.channels * u280.hbm.port_bits // 16
-    assert lay.pitch("layer0.w_qkv") == 4096 and w.nbytes == 4800 * 4096 and w.addr % s == 0
-    assert lay.pitch("layer0.w_fc2") == 2 * 6400 and lay.pitch("wte") == 4096
+    assert lay.pitch("layer0.w_qkv") == 3200 and w.nbytes == 4800 * 3200 and w.addr % s == 0
+    assert lay.pitch("layer0.w_fc2") == 2 * 6400 and lay.pitch("wte") == 3200
+    assert plan_layout(get_spec("gpt2"), u280).pitch("layer0.w_qkv") == 2048
     assert lay.pitch("wpe") == 3200 and "wpe" not in lay.pitches    # read by rows, not an MM's
     regs = sorted(lay.regions.values(), key=lambda r: r.addr)
     assert all(a.end <= b.addr for a, b in zip(regs, regs[1:]))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fpgpt.config import HardwareConfig
-from fpgpt.geometry import dma_stripe_aligned
+from fpgpt.geometry import dma_stripe_aligned, weight_run_rows, weight_stride
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
@@ -298,7 +298,8 @@ class _Gen:
         w = self.layout[op["weight"]]
         pitch = self.layout.pitch(op["weight"])   # bytes from one row of W^T to the next
         w0 = op.attrs.get("row0", 0)          # first row of W^T this card uses (LM head)
-        ks = b_stride(k, self.hw)
+        ks = weight_stride(k, self.hw)
+        run = weight_run_rows(k, self.hw) if pitch == 2 * k else 0
         m = 1 if op.kind is OpKind.LM_HEAD else rows
         parts = [(0, 1)] if op.kind is OpKind.LM_HEAD else self.halves
         chunks = op["chunks"]
@@ -313,9 +314,20 @@ class _Gen:
 
         def load(r0: int, nr: int) -> int:
             slot = self.plan.slots[self.chunks % WEIGHT_SLOTS]
-            self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot,
-                      hbm=w.addr + (w0 + r0) * pitch, rows=nr, cols=k, hstride=pitch, sstride=ks,
-                      comment=f"{op.name}[{r0}:{r0 + nr}]")
+            whole = nr - nr % run if run else 0
+            if whole:
+                # rows dense on both sides: runs of `run` rows, each whole stripes
+                # (geometry.weight_run_rows), not a row at a time; the rows left, one a row
+                self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot,
+                          hbm=w.addr + (w0 + r0) * pitch, rows=whole // run, cols=run * k,
+                          hstride=run * pitch, sstride=run * ks,
+                          comment=f"{op.name}[{r0}:{r0 + nr}]")
+            if whole < nr:
+                self.emit("LOAD", hoist=True, chunk=self.chunks, sram=slot + whole * ks,
+                          hbm=w.addr + (w0 + r0 + whole) * pitch, rows=nr - whole, cols=k,
+                          hstride=pitch, sstride=ks,
+                          comment=f"{op.name}[{r0}:{r0 + nr}]"
+                          + (f" rows {r0 + whole}.." if whole else ""))
             self.chunks += 1
             return slot
         for i, (q0, nq) in enumerate(parts):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fpgpt.config import HardwareConfig
-from fpgpt.geometry import stripe_elements, stripes_ok
+from fpgpt.geometry import stripe_elements, stripes_ok, weight_run_rows
 from fpgpt.isa import Region
 from fpgpt.models import ModelSpec
 
@@ -89,11 +89,16 @@ def row_pitch(k: int, hw: HardwareConfig) -> int:
     that the busiest channel serves ``⌈L/S⌉`` beats a row where dense rows spread ``L/S`` over
     every channel. A row costs the later of the two in core cycles (a channel's beat takes
     ``interleave_bytes / (channel_gbps · efficiency)``), and the pitch is padded only when that
-    is less: GPT-2 XL's 3,200-byte rows on u280 at 150 MHz (2.5 -> 2 cycles a row), not at the
-    300 MHz what-if, where the channels bound it (2.27 dense, 2.9 padded).
+    is less: GPT-2 small's 1,536-byte rows on u280 (1.5 -> 1 cycle a row), not at the 300 MHz
+    what-if, where the channels bound it.
+
+    Rows that the DMA moves in runs of whole stripes (:func:`fpgpt.geometry.weight_run_rows`:
+    ``K`` an odd number of chunks, dense in the weight slot too) stay dense, the matrix starting
+    on a stripe: GPT-2 XL's 3,200-byte rows cost 1.5625 stripes a row that way (session 19;
+    padded to 4,096 bytes, 2 before).
     """
     length, s = 2 * k, 2 * stripe_elements(hw)
-    if k <= 0 or not stripes_ok(hw) or length % s == 0:
+    if k <= 0 or not stripes_ok(hw) or length % s == 0 or weight_run_rows(k, hw):
         return length
     dense, padded = row_cycles(k, hw)
     return -(-length // s) * s if max(padded) < max(dense) else length
@@ -161,6 +166,8 @@ def _place(spec: ModelSpec, hw: HardwareConfig, sh: Shard, *, pad: bool) -> Layo
         nonlocal addr
         nbytes = int(np.prod(shape)) * (4 if dtype == "i32" else 2)
         pitch = row_pitch(shape[-1], hw) if pad and weight else 2 * shape[-1]
+        if weight and weight_run_rows(shape[-1], hw):      # runs of whole stripes from a stripe
+            addr = -(-addr // stripe) * stripe
         if pitch != 2 * shape[-1]:
             addr = -(-addr // stripe) * stripe
             nbytes = shape[0] * pitch

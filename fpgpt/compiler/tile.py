@@ -1,7 +1,7 @@
 """Pass 4, tile: split every LINEAR / LM_HEAD into weight chunks of whole rows of W^T.
 
 A chunk is ``rows`` consecutive output rows (all of K), one contiguous HBM transfer into one
-weight slot, its rows ``buffers.b_stride(K)`` apart there (the MPU's fast B layout). ``rows`` is
+weight slot, its rows ``geometry.weight_stride(K)`` apart there (the MPU's fast B layout). ``rows`` is
 the most that fit a slot, rounded down to a multiple of ``mpu.lanes × mpu.acc_latency`` (a
 *super-group*) when that many fit and K is more than one chunk step, else to a multiple of
 ``mpu.lanes`` when at least ``lanes`` rows fit; the last chunk takes what is left.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from fpgpt.config import HardwareConfig
 
-from .buffers import b_stride
+from fpgpt.geometry import weight_stride
 from .errors import CompileError
 from .ir import Graph, Op, OpKind
 
@@ -49,7 +49,8 @@ def tile_graph(graph: Graph, hw: HardwareConfig, slot_elems: int) -> Graph:
     def tile(op: Op) -> Op:
         if op.kind in (OpKind.LINEAR, OpKind.LM_HEAD):
             return op.with_attrs(chunks=chunk_rows(op["n"], op["k"], slot_elems, hw.mpu.lanes,
-                                                   b_stride(op["k"], hw), _super_group(op, hw)))
+                                                   weight_stride(op["k"], hw),
+                                                   _super_group(op, hw)))
         return op
     return graph.replace_ops(tile)
 

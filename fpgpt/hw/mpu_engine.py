@@ -22,10 +22,13 @@ Schedule, per row ``(bt, i)``:
   running phase (cycle mod ``D``) keeps every item at its slot when a request is refused. Two
   B paths:
 
-  - **fast** (``b``, ``bsb`` and ``ldb`` multiples of ``C`` and ``(ldb/C) mod NB == 1``): lane
-    ``l``'s chunk ``kc`` is chunk ``q0 + l + kc (mod NB)``'s bank, so one bank-port read gives
-    every lane its chunk, rotated into place by ``q0 + kc``: one chunk step of a group per
-    cycle;
+  - **fast** (``b``, ``bsb`` and ``ldb`` multiples of ``C`` and ``s = ldb/C`` odd, or any
+    ``s`` with one bank): lane ``l``'s chunk ``kc`` is in bank ``q0 + l·s + kc (mod NB)``,
+    distinct for the ``NB`` lanes since ``s`` is odd and ``NB`` a power of two, so one
+    bank-port read gives every lane its chunk, each lane taking its bank's (a 16:1 select on
+    u280): one chunk step of a group per cycle. Until session 19 only ``s = 1 (mod NB)`` (a
+    rotation) was fast, so a weight's rows of ``K = 1,600`` (25 chunks) were padded to 2,112
+    elements in the scratchpad and could not be loaded as one run (geometry.b_stride);
   - **slow** (anything else, ``ldb = 0`` included): one group at a time, one lane-chunk per
     line-port read (two chunks from the line, one extractor), ``nl`` (valid lanes) reads per
     chunk step, lane ``l`` at its own slot (a step but the last takes a multiple of ``D``).
@@ -258,9 +261,19 @@ class MPUEngine(wiring.Component):
         gx = Signal(range(D))                       # fast path: group within the super-group
         gx_off = Signal(_A)                         # fast path: gx * lanes * ldb
         boff = Signal(_A)                           # c_off + gx_off
-        bx = Signal(range(D + Q + 1))               # first group whose bias is not read yet
-        bias_col = Signal(_W)                       # first column of group bx
-        je = Signal(_W)                             # first column of the result entry's group
+        # An entry that is a whole super-group (Q = D: u280, tiny) needs no bookkeeping of its
+        # own: one bias read per super-group (a flag), its columns from j0 (the flag and j0
+        # keep the issue decision at the 11 LUT levels of the MPU engine's 205 MHz; counting
+        # groups read, bx <= gx, took it to 12, 189.5 MHz on u280).
+        whole = Q >= D
+        if whole:
+            bx = Signal()                           # the super-group's bias line is read
+            bias_col = je = j0
+        else:
+            bx = Signal(range(D + Q + 1))           # first group whose bias is not read yet
+            bias_col = Signal(_W)                   # first column of group bx
+            je = Signal(_W)                         # first column of the result entry's group
+        col_regs = [j0, jx] + ([] if whole else [je, bias_col])
         a_bt, b_bt, d_bt = Signal(_A), Signal(_A), Signal(_A)
         a_row, d_row = Signal(_A), Signal(_A)
         lane_off = [Signal(_A, name=f"lane_off{l}") for l in range(L)]   # l * ldb
@@ -308,7 +321,7 @@ class MPUEngine(wiring.Component):
         rd_a, rd_bias = Signal(), Signal()
         rd_t = Signal.like(t)
         rd_off = Signal(range(C))                   # element offset of the wanted data
-        rd_bx = Signal(range(D + Q + 1))            # the first group a bias read is for
+        rd_bx = None if whole else Signal(range(D + Q + 1))   # the first group a read is for
         m.d.sync += [rd_a.eq(0), rd_bias.eq(0)]
 
         # ---- A-row buffer: one memory per chunk slot of a line ------------------------------
@@ -328,7 +341,7 @@ class MPUEngine(wiring.Component):
         f_mask = Signal(L)                           # lanes taking a chunk
         f_first, f_last, f_final, f_slow = Signal(), Signal(), Signal(), Signal()
         f_ke = Signal.like(ke)
-        f_rot = Signal(max(1, lnb))                  # bank of lane 0's chunk (fast)
+        f_bank = [Signal(max(1, lnb), name=f"f_bank{l}") for l in range(L)]   # lane l's bank
         f_kcs = Signal(max(1, lnb))                  # kc mod NB (A slot of chunk kc)
         f_oa = Signal(range(C))                      # A row's element offset
         f_gx = Signal(range(D))                      # the group's bias registers
@@ -362,7 +375,7 @@ class MPUEngine(wiring.Component):
         a_hi = pick(a_mem_out, lo(f_kcs + 1, lnb))
         a_chunk = Signal(CB)
         m.d.comb += a_chunk.eq(extract(a_lo, a_hi, f_oa, "a_ext") & tail)
-        # B: fast, the banks' chunks rotated by f_rot; slow, one extracted chunk in every slot.
+        # B: fast, each lane its bank's chunk (f_bank); slow, one extracted chunk in every slot.
         b_ext = extract(self.line.rdata[:CB], self.line.rdata[CB:2 * CB] if NB > 1 else
                         self.line.rdata[:CB], rd_off, "b_ext")
         # (the slow path's chunk goes to every lane as it is, after the fast path's rotation:
@@ -373,18 +386,18 @@ class MPUEngine(wiring.Component):
         rot_in = [Signal(CB, name=f"rot_in{x}") for x in range(NB)]
         for x in range(NB):
             m.d.comb += rot_in[x].eq(self.bank.rdata[x * CB:(x + 1) * CB] & tail)
-        # lane l's chunk is rot_in[(l + f_rot) mod NB]: one case per rotation (a one-hot
-        # selection per lane), not a part-select of the doubled line
+        # lane l's chunk is rot_in[f_bank[l]], its bank's (registered at the issue): one case
+        # per bank (a one-hot selection per lane), not a part-select of the doubled line
         rot = [Signal(CB, name=f"rot{l}") for l in range(L)]
         for l in range(L):
             with m.If(f_slow):
                 m.d.comb += rot[l].eq(b_slow)
             with m.Else():
                 if NB > 1:
-                    with m.Switch(f_rot):
+                    with m.Switch(f_bank[l]):
                         for r in range(NB):
                             with m.Case(r):
-                                m.d.comb += rot[l].eq(rot_in[(l + r) % NB])
+                                m.d.comb += rot[l].eq(rot_in[r])
                 else:
                     m.d.comb += rot[l].eq(rot_in[l])
 
@@ -393,14 +406,19 @@ class MPUEngine(wiring.Component):
         # they fit the line), held from the super-group's first chunk step to each group's last
         bias_reg = [[Signal(ELEMENT_BITS, name=f"bias{g}_{l}") for l in range(L)]
                     for g in range(D)]
+        def take_biases(g0):
+            for g in range(g0, min(D, g0 + Q)):
+                for l in range(L):
+                    m.d.sync += bias_reg[g][l].eq(self.line.rdata.bit_select(
+                        (rd_off + (g - g0) * L + l) * ELEMENT_BITS, ELEMENT_BITS))
         with m.If(rd_bias):
-            with m.Switch(rd_bx):
-                for g0 in range(0, D, Q):
-                    with m.Case(g0):
-                        for g in range(g0, min(D, g0 + Q)):
-                            for l in range(L):
-                                m.d.sync += bias_reg[g][l].eq(self.line.rdata.bit_select(
-                                    (rd_off + (g - g0) * L + l) * ELEMENT_BITS, ELEMENT_BITS))
+            if whole:
+                take_biases(0)
+            else:
+                with m.Switch(rd_bx):
+                    for g0 in range(0, D, Q):
+                        with m.Case(g0):
+                            take_biases(g0)
         lane_bias = [Signal(ELEMENT_BITS, name=f"lane_bias{l}") for l in range(L)]
         with m.Switch(f_gx):
             for g in range(D):
@@ -430,10 +448,13 @@ class MPUEngine(wiring.Component):
         sg_bits = SG.bit_length()
         rem_sg, left = Signal(sg_bits), (N - je)[:_W]
         cap = Signal(sg_bits)
-        with m.Switch(Mux(fast, place, 0)):
-            for q in range(Q):
-                with m.Case(q):
-                    m.d.comb += cap.eq((q + 1) * L)
+        if whole:       # the super-group ends at D groups or at N
+            m.d.comb += cap.eq(Mux(fast, SG, L))
+        else:
+            with m.Switch(Mux(fast, place, 0)):
+                for q in range(Q):
+                    with m.Case(q):
+                        m.d.comb += cap.eq((q + 1) * L)
         m.d.comb += rem_sg.eq(Mux(left >= cap, cap, left))
         valid_mask = Cat(*[rem_sg > x for x in range(SG)])
         # the mask's -inf columns: column je + x past the row's limit i + R[rn] (x > lim - je)
@@ -507,18 +528,20 @@ class MPUEngine(wiring.Component):
             state."""
             nj = jx + L
             with m.If(nj < N):                              # next group of the same row
-                m.d.sync += [j0.eq(nj), jx.eq(nj), je.eq(nj), bias_col.eq(nj)]
+                m.d.sync += [c.eq(nj) for c in col_regs]
                 m.d.sync += [b_lane[l].eq(b_lane[l] + gx_off + (ins.ldb << lnb))
                              for l in range(L)]
                 m.next = "STREAM"
             with m.Elif(i + 1 < ins.m):                     # next row
-                m.d.sync += [j0.eq(0), jx.eq(0), je.eq(0), bias_col.eq(0), i.eq(i + 1),
+                m.d.sync += [c.eq(0) for c in col_regs]
+                m.d.sync += [i.eq(i + 1),
                              a_row.eq(a_row + ins.lda), d_row.eq(d_row + ins.ldc), t.eq(0)]
                 m.d.sync += [b_lane[l].eq(b_bt + lane_off[l]) for l in range(L)]
                 m.next = "LOADA"
             with m.Elif(bt + 1 < ins.batch):                # next matrix
                 nb_a, nb_b, nb_d = a_bt + ins.bsa, b_bt + ins.bsb, d_bt + ins.bsc
-                m.d.sync += [j0.eq(0), jx.eq(0), je.eq(0), bias_col.eq(0), i.eq(0), bt.eq(bt + 1),
+                m.d.sync += [c.eq(0) for c in col_regs]
+                m.d.sync += [i.eq(0), bt.eq(bt + 1),
                              a_bt.eq(nb_a), b_bt.eq(nb_b), d_bt.eq(nb_d), a_row.eq(nb_a),
                              d_row.eq(nb_d), t.eq(0)]
                 m.d.sync += [b_lane[l].eq(nb_b + lane_off[l]) for l in range(L)]
@@ -549,7 +572,7 @@ class MPUEngine(wiring.Component):
                     m.d.sync += [ins.eq(pl), K.eq(pl.k + pl.rk), N.eq(pl.n + pl.rn),
                                  bt.eq(0), i.eq(0), j0.eq(0), jx.eq(0), kc.eq(0), c_off.eq(0),
                                  boff.eq(0), gx_off.eq(0), gx.eq(0), t.eq(0), ls.eq(0),
-                                 bx.eq(0), bias_col.eq(0), je.eq(0),
+                                 bx.eq(0), *[c.eq(0) for c in col_regs],
                                  a_bt.eq(pl.a), b_bt.eq(pl.b), d_bt.eq(pl.dst),
                                  a_row.eq(pl.a), d_row.eq(pl.dst)]
                     m.d.sync += [lane_off[l].eq(pl.ldb * l) for l in range(L)]
@@ -559,7 +582,7 @@ class MPUEngine(wiring.Component):
                 s = ins.ldb[lc:]
                 m.d.sync += [
                     fast.eq((lo(ins.b, lc) == 0) & (lo(ins.ldb, lc) == 0) & (s != 0)
-                            & ((lo(s, lnb) == 1) if lnb else 1)
+                            & (s[0] if lnb else 1)
                             & ((ins.batch <= 1) | (lo(ins.bsb, lc) == 0))),
                     nk.eq(Mux(K == 0, 1, (K + C - 1) >> lc)),
                 ]
@@ -587,45 +610,56 @@ class MPUEngine(wiring.Component):
                     # cycles (A's chunk is reused), then chunk kc + 1 a multiple of D cycles
                     # later. A bias line (Q groups' biases) rides on the line port while the
                     # banks stream B (in the first chunk step; before its only one when nk = 1).
-                    want_bias = ins.has_bias & (bx <= gx)
+                    want_bias = ins.has_bias & (~bx if whole else bx <= gx)
                     m.d.comb += [s_re.eq(want_bias), s_chunk.eq(bias_chunk)]
                     with m.If(s_granted):
-                        m.d.sync += [bx.eq(bx + Q), bias_col.eq(bias_col + Q * L),
-                                     rd_bias.eq(1), rd_bx.eq(bx), rd_off.eq(lo(bias_at, lc))]
+                        m.d.sync += [rd_bias.eq(1), rd_off.eq(lo(bias_at, lc))]
+                        if whole:
+                            m.d.sync += bx.eq(1)
+                        else:
+                            m.d.sync += [bx.eq(bx + Q), bias_col.eq(bias_col + Q * L),
+                                         rd_bx.eq(bx)]
                     first_item = (kc == 0) & (gx == 0)
                     phase_ok = ~multi | first_item | (ph == slot)
-                    got = ~ins.has_bias | (bx > gx)
+                    got = ~ins.has_bias | (bx if whole else bx > gx)
                     ok = phase_ok & (~is_last | (got & room))
                     grp_end = ((gx == D - 1) if D > 1 else 1) | (jx + L >= N)
+                    # lane l's chunk is in bank (addr_l / C) mod NB: distinct banks for the NB
+                    # lanes when ldb / C is odd; each bank reads the row of the lane in it
+                    bank_of = [lo(addr[l] >> lc, lnb) if lnb else Const(0, 1) for l in range(L)]
                     rows = Signal(NB * RB)
-                    rot0 = lo(addr[0] >> lc, lnb) if lnb else Const(0, 1)
-                    with m.Switch(rot0):
-                        for r in range(NB):
-                            with m.Case(r):
-                                m.d.comb += rows.eq(Cat(*[
-                                    (addr[(b - r) % NB] >> (lc + lnb))[:RB] for b in range(NB)]))
+                    for b in range(NB):
+                        hit = Const(0, RB)
+                        for l in range(L):
+                            hit = hit | Mux(bank_of[l] == b, (addr[l] >> (lc + lnb))[:RB], 0)
+                        m.d.comb += rows[b * RB:(b + 1) * RB].eq(hit)
                     m.d.comb += [self.bank.rows.eq(rows), self.bank.re.eq(ok)]
                     with m.If(ok):
-                        feed(Const((1 << L) - 1, L), is_last, 0, e_end | grp_end)
-                        m.d.sync += f_rot.eq(rot0)
-                        m.d.comb += push_desc.eq(is_last & (e_end | grp_end))
+                        ends = grp_end if whole else e_end | grp_end    # this group's entry
+                        feed(Const((1 << L) - 1, L), is_last, 0, ends)
+                        m.d.sync += [f_bank[l].eq(bank_of[l]) for l in range(L)]
+                        m.d.comb += push_desc.eq(is_last & ends)
                         issue_slot(first_item, grp_end)
                         step = ins.ldb << lnb
                         with m.If(~grp_end):
                             m.d.sync += [gx.eq(gx + 1), jx.eq(jx + L), gx_off.eq(gx_off + step),
                                          boff.eq(boff + step)]
-                            with m.If(e_end):
-                                m.d.sync += je.eq(jx + L)
+                            if not whole:
+                                with m.If(e_end):
+                                    m.d.sync += je.eq(jx + L)
                         with m.Elif(~is_last):
                             m.d.sync += [kc.eq(kc + 1), c_off.eq(c_off + C), gx.eq(0),
-                                         jx.eq(j0), je.eq(j0), gx_off.eq(0), boff.eq(c_off + C)]
+                                         jx.eq(j0), gx_off.eq(0), boff.eq(c_off + C)]
+                            if not whole:
+                                m.d.sync += je.eq(j0)
                         with m.Else():
                             next_group()
                 with m.Elif(ins.has_bias & (bx == 0)):
                     m.d.comb += [s_re.eq(1), s_chunk.eq(bias_chunk)]
                     with m.If(s_granted):
-                        m.d.sync += [bx.eq(1), rd_bias.eq(1), rd_bx.eq(0),
-                                     rd_off.eq(lo(bias_at, lc))]
+                        m.d.sync += [bx.eq(1), rd_bias.eq(1), rd_off.eq(lo(bias_at, lc))]
+                        if not whole:
+                            m.d.sync += rd_bx.eq(0)
                 with m.Else():
                     # one lane-chunk per line read; lane ls's chunks at its slot
                     xa = Signal(_A)

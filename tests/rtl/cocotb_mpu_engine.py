@@ -11,7 +11,7 @@ strides, ldb = 0, any alignment). The first MPU_EXACT MMs run with every grant; 
 the line port refusing one cycle in five at random (bit-exactness only). Commands arrive after idle
 cycles.
 
-Environment: MPU_PRESET, MPU_SEED, MPU_N (random MMs), MPU_EXACT, MPU_STATS (JSON written here).
+Environment: MPU_PRESET (a preset or a .toml file), MPU_SEED, MPU_N (random MMs), MPU_EXACT, MPU_STATS (JSON written here).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 from cocotb_util import bank_port, issue_and_wait, line_geometry, line_port
-from fpgpt.config import load_preset
+from fpgpt.config import load_config, load_preset
 from fpgpt.hw.decoder import Opcode
 from fpgpt.hw.decoder import captured_layout
 from fpgpt.hw.mpu_engine import engine_cycles, engine_issue_cycles, fast_b_layout
@@ -48,10 +48,20 @@ def pack(fields: dict[str, int], op: str, unit: Unit) -> int:
 
 
 def fast_ld(hw, k: int) -> int:
-    """The smallest row stride >= k that the fast B path takes: whole chunks, = 1 mod banks."""
+    """The smallest row stride >= k that the rotation takes: whole chunks, = 1 mod banks."""
     c, nb, _ = line_geometry(hw)
     q = max(1, -(-k // c))
     return (q + (1 - q) % nb) * c
+
+
+def odd_ld(hw, k: int) -> int:
+    """The smallest row stride >= k of an odd number of chunks that is not 1 mod banks (the
+    fast path's other strides, session 19: each lane takes its own bank)."""
+    c, nb, _ = line_geometry(hw)
+    q = max(1, -(-k // c))
+    while q % 2 == 0 or (nb > 2 and q % nb == 1):
+        q += 1
+    return q * c
 
 
 def compiler_mms(hw, regs) -> list[tuple[Instr, dict[int, int]]]:
@@ -68,6 +78,9 @@ def compiler_mms(hw, regs) -> list[tuple[Instr, dict[int, int]]]:
 
     for m_, k, n, bias in ((1, 64, 257, 0), (2, 64, 192, 1), (2, 256, 64, 0), (1, 64, 40, 1)):
         mm(m=m_, k=k, n=n, lda=k, ldb=fast_ld(hw, k), ldc=n, has_bias=bias)
+    # weights whose rows are an odd number of chunks apart, not 1 mod banks (GPT-2 XL's 25)
+    for m_, k, n, bias in ((1, 3 * c, 40, 1), (2, 7 * c, 3 * nb + 1, 0)):
+        mm(m=m_, k=k, n=n, lda=k, ldb=odd_ld(hw, k), ldc=n, has_bias=bias)
     # attention: scores = Q K^T (batch = heads, mask, kv length from R[rn]) and P V (k from R[rk])
     hd, heads, t = 2 * c, 2, 3
     ldk = fast_ld(hw, hd)
@@ -97,8 +110,10 @@ def random_mm(rng, hw, regs) -> Instr:
     r = rng.random()
     if r < 0.1:
         ldb = 0
-    elif r < 0.4:
+    elif r < 0.25:
         ldb = fast_ld(hw, K) + w * lanes * int(rng.integers(0, 2))
+    elif r < 0.4:
+        ldb = odd_ld(hw, K) + 2 * w * int(rng.integers(0, 3))
     else:
         ldb = K + int(rng.integers(0, 4))
     ldc = N + int(rng.integers(0, 4))
@@ -181,7 +196,8 @@ class Grants:
 
 @cocotb.test()
 async def mpu_engine_matches_executor(dut):
-    hw = load_preset(os.environ["MPU_PRESET"])
+    name = os.environ["MPU_PRESET"]       # a preset, or a HardwareConfig TOML file
+    hw = load_config(name) if name.endswith(".toml") else load_preset(name)
     rng = np.random.default_rng(int(os.environ.get("MPU_SEED", "1")))
     n_rand = int(os.environ.get("MPU_N", "30"))
     n_exact = int(os.environ.get("MPU_EXACT", "20"))

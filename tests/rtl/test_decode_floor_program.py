@@ -1,7 +1,10 @@
 """The decode schedule of docs/decode.md on the whole core: a model whose heads are one MPU chunk
 wide on the ``tiny`` preset (d_head 8 = ``mpu.width``, so a head's cached K rows are contiguous
 in HBM and in the scratchpad and each head's K load is one run of ``d_head·(R1+rows)`` elements
-through R5), with an MLP wide enough for three weight chunks (the GELU in three pieces). The
+through R5), with an MLP wide enough for three weight chunks (the GELU in three pieces), and
+weight rows of an odd number of chunks (d_model 40 = 5 chunks, d_ff 1,800 = 225), dense in HBM
+and in the weight slots, which the MPU reads at that stride (geometry.weight_stride) and the DMA
+loads two rows a run (geometry.weight_run_rows: 160 bytes, five of tiny's stripes). The
 shipped ``micro`` model of tests/rtl/test_hw_program.py takes neither path on ``tiny`` (its
 d_head of 32 has a padded scratchpad stride). As there: every HBM byte equal to fpgpt.sim's
 exact mode, every instruction completed, each stream within 2 % of the timing model. Random
@@ -23,7 +26,7 @@ CYCLE_TOLERANCE = 0.02
 
 def _spec():
     from fpgpt.models.spec import ModelSpec
-    return ModelSpec(name="floor8", n_layer=1, n_head=4, d_model=32, d_ff=2048, vocab=257,
+    return ModelSpec(name="floor8", n_layer=1, n_head=5, d_model=40, d_ff=1800, vocab=257,
                      n_ctx=64, ln_eps=1e-5)
 
 
@@ -44,6 +47,10 @@ def test_decode_floor_paths_are_compiled_for_this_case():
     k_loads = [i for i in dec if i.op == "LOAD" and "K[" in i.comment]
     assert k_loads and all(i["rows"] == 1 and i["rc"] == 5 for i in k_loads)
     assert sum(i.op == "GELU" for i in dec) == 3
+    for name, k in (("qkv", 40), ("fc", 40), ("fc2", 1800)):    # two rows a run, on both sides
+        runs = [i for i in dec if i.op == "LOAD" and f".{name}[" in i.comment]
+        assert runs and all((i["cols"], i["hstride"], i["sstride"]) == (2 * k, 4 * k, 2 * k)
+                            for i in runs), name
     padded = compile_model(_padded_spec(), load_preset("tiny"), prompt_len=2)
     assert any(i.op == "LOAD" and i["hstride"] == 128 and i["cols"] == 60
                for i in padded.stream("decode"))

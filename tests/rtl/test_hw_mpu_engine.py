@@ -30,10 +30,12 @@ def test_mpu_engine_checks(quiet_unused):
 
 
 def test_fast_b_rule():
-    hw = load_preset("tiny")        # C = 8, 4 banks: ldb/8 must be 1 mod 4
+    hw = load_preset("tiny")        # C = 8, 4 banks: ldb/8 must be odd
     assert fast_b_layout(hw, _mm(ldb=72))
     assert fast_b_layout(hw, _mm(ldb=40, b=16))
+    assert fast_b_layout(hw, _mm(ldb=24))                # 3 chunks: lanes in banks 0, 3, 2, 1
     assert not fast_b_layout(hw, _mm(ldb=64))            # 8 chunks: every lane in one bank
+    assert not fast_b_layout(hw, _mm(ldb=48))            # 6 chunks: lanes 0 and 2 share a bank
     assert not fast_b_layout(hw, _mm(ldb=73))            # rows not chunk-aligned
     assert not fast_b_layout(hw, _mm(ldb=72, b=4))       # start not chunk-aligned
     assert not fast_b_layout(hw, _mm(ldb=0))             # broadcast
@@ -102,6 +104,9 @@ def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
     for group in (exact, [r for r in recs if not r["exact"]]):
         assert any(r["fast"] for r in group) and any(not r["fast"] for r in group)
     assert any(r["k"] % w for r in recs) and any(r["k"] == 0 for r in recs)
+    # the fast path's strides that are not a rotation (an odd chunk count, not 1 mod banks)
+    odd = [r for r in recs if r["fast"] and (r["ldb"] // w) % lanes != 1]
+    assert any(r["exact"] for r in odd) and any(not r["exact"] for r in odd)
     assert any(r["n"] % lanes for r in recs) and any(r["ldb"] == 0 for r in recs)
     assert any(r["has_bias"] for r in recs) and any(r["mask"] for r in recs)
     assert any(r["batch"] > 1 for r in recs)
@@ -111,3 +116,31 @@ def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
     for fast in (True, False):
         assert any(p["fast"][x] is fast and p["handshakes"][x + 1] - p["handshakes"][x]
                    < p["cycles"][x] for p in pairs for x in range(2))
+
+
+def test_mpu_engine_verilator_entries_of_fewer_groups(tmp_path, rtl_build):
+    """With 2 lanes of 8 (a 16-element line) a super-group of 5 lane groups does not fit one
+    line write from any chunk offset, so an entry is 4 groups (geometry.mm_entry_groups) and a
+    super-group's results and biases go in two entries: bit-exact, cycle-exact when granted,
+    and the line-port accesses are costs.port_b_accesses."""
+    from fpgpt.geometry import mm_entries
+    from fpgpt.hw.cosim import run_cocotb, write_verilog
+
+    hw = load_preset("tiny").replace(**{"mpu.lanes": 2, "buffers.banks": 2})
+    assert (mm_entry_groups(hw), hw.mpu.acc_latency) == (4, 5) and mm_entries(hw, 12) == 5
+    d = rtl_build(f"mpu_engine_{hw.artifact_name}")
+    v = write_verilog(MPUEngine(hw=hw), "mpu_engine", d / "mpu_engine.v", share=True)
+    toml = tmp_path / "lanes2.toml"
+    hw.save(toml)
+    stats = tmp_path / "stats.json"
+    run_cocotb([v], "mpu_engine", "cocotb_mpu_engine", d / "sim", test_dir=Path(__file__).parent,
+               cxx_opt=False,
+               env={"MPU_PRESET": str(toml), "MPU_N": "30", "MPU_EXACT": "20", "MPU_SEED": "5",
+                    "MPU_STATS": str(stats), "MPU_PAIRS": "0"})
+    s = json.loads(stats.read_text())
+    assert s["mismatches"] == []
+    recs = s["records"]
+    assert all(r["rtl_cycles"] == r["engine_cycles"] for r in recs if r["exact"])
+    assert [r["line_accesses"] for r in recs] == [r["model_line_accesses"] for r in recs]
+    # super-groups of more than one entry, with biases, ran
+    assert any(r["fast"] and r["has_bias"] and -(-r["n"] // 2) > 4 for r in recs)
