@@ -6,6 +6,7 @@ and cycle-exact against engine_cycles while the scratchpad grants every request)
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,10 @@ def test_mpu_engine_verilator_tiny(tmp_path, rtl_build):
                    < p["cycles"][x] for p in pairs for x in range(2))
 
 
+@pytest.mark.skipif(os.environ.get("FPGPT_SLOW_RTL") != "1", reason=(
+    "a second Verilator build of the MPU engine (2 lanes): 38 s wall on a 2-core machine "
+    "(2026-12-07), for a geometry no preset has (entries of fewer groups than a super-group); "
+    "make test's budget has no room left; run with FPGPT_SLOW_RTL=1"))
 def test_mpu_engine_verilator_entries_of_fewer_groups(tmp_path, rtl_build):
     """With 2 lanes of 8 (a 16-element line) a super-group of 5 lane groups does not fit one
     line write from any chunk offset, so an entry is 4 groups (geometry.mm_entry_groups) and a
