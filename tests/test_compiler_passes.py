@@ -67,9 +67,10 @@ def test_uneven_last_chunk():
 
 
 def test_chunks_are_whole_mpu_super_groups_where_they_fit():
-    """lanes x super_group rows a chunk where that many fit, else lanes (tile.py): GPT-2 XL's
-    QKV on card 0 of 4 (1,344 rows, K = 1,600 at a 2,112 stride, 2 MiB slots) in 480-row chunks,
-    not 496 (31 lane groups, padded to 35 by the MPU); fc2's K = 6,400 in 80-row chunks."""
+    """lanes x super_group rows a chunk where that many fit, else lanes (tile.py): 1,344 rows of
+    K = 1,600 at a 2,112 stride in 2 MiB slots (GPT-2 XL's QKV on card 0 of 4 before session 19's
+    odd strides) in 480-row chunks, not 496 (31 lane groups, padded to 35 by the MPU); 6,400 at
+    7,232 in 80-row chunks."""
     slot = 1 << 20
     assert chunk_rows(1344, 1600, slot, 16, 2112) == [(0, 496), (496, 496), (992, 352)]
     assert chunk_rows(1344, 1600, slot, 16, 2112, 5) == [(0, 480), (480, 480), (960, 384)]
