@@ -83,16 +83,27 @@ def b_stride(n: int, hw: HardwareConfig) -> int:
 
 def weight_stride(k: int, hw: HardwareConfig) -> int:
     """Row stride of a weight chunk's ``K``-element rows in its scratchpad slot: the smallest
-    multiple of ``C`` ``>= k`` whose chunk count is odd (any, with one bank), which
-    :func:`mm_fast_b` accepts (session 19: the MPU engine reads any odd chunk stride in one
-    bank access). GPT-2 XL's ``K = 1,600`` (25 chunks) is its own stride, so a chunk of its
+    multiple of ``C`` ``>= k`` whose chunk count :func:`mm_fast_b` accepts, 1 mod ``NB/2``
+    (session 19: the MPU engine rotates its odd lanes' chunks apart from its even lanes').
+    GPT-2 XL's ``K = 1,600`` (25 chunks, 9 mod 16) is its own stride on u280, so a chunk of its
     rows is one contiguous run in HBM and in the slot (:func:`weight_run_rows`); with
-    :func:`b_stride`'s rotation rule the rows were 2,112 elements apart."""
-    c, nb = chunk_elements(hw), bank_count(hw)
-    chunks = -(-k // c)
-    if nb > 1 and chunks % 2 == 0:
+    :func:`b_stride`'s rule (1 mod ``NB``) the rows were 2,112 elements apart."""
+    c = chunk_elements(hw)
+    chunks = max(1, -(-k // c))
+    while not _fast_stride(chunks, bank_count(hw)):
         chunks += 1
     return chunks * c
+
+
+def _fast_stride(s: int, nb: int) -> bool:
+    """Whether lanes ``l = 0..nb-1`` at chunks ``q0 + l·s`` lie in distinct banks the way the
+    MPU engine reads them: one rotation for the even lanes, one for the odd, so ``s = 1 (mod
+    nb/2)`` (odd, for two banks; anything, for one)."""
+    if nb == 1:
+        return s > 0
+    if nb == 2:
+        return s % 2 == 1
+    return s % (nb // 2) == 1
 
 
 def weight_run_rows(k: int, hw: HardwareConfig) -> int:
@@ -113,12 +124,13 @@ def weight_run_rows(k: int, hw: HardwareConfig) -> int:
 
 def mm_fast_b(hw: HardwareConfig, f: dict[str, int]) -> bool:
     """Whether an MM's B lanes' chunks lie in distinct banks, one bank read per chunk step:
-    ``b``, ``ldb`` (and ``bsb`` when ``batch > 1``) multiples of ``C`` and ``ldb / C`` odd
-    (with ``NB`` banks a power of two, lane ``l``'s bank ``q0 + l·ldb/C`` differs for every
-    lane; with one bank, any). ``f``: captured fields."""
+    ``b``, ``ldb`` (and ``bsb`` when ``batch > 1``) multiples of ``C`` and ``ldb / C = 1 (mod
+    NB/2)`` (lane ``l``'s bank ``q0 + l·ldb/C``: the even lanes one rotation of the banks, the
+    odd lanes another, ``NB/2`` apart when ``ldb/C = 1 + NB/2``; :func:`_fast_stride`).
+    ``f``: captured fields."""
     c, nb = chunk_elements(hw), bank_count(hw)
     ldb = f["ldb"]
-    return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and (nb == 1 or (ldb // c) % 2 == 1)
+    return (f["b"] % c == 0 and ldb % c == 0 and ldb > 0 and _fast_stride(ldb // c, nb)
             and (max(f["batch"], 1) <= 1 or f["bsb"] % c == 0))
 
 

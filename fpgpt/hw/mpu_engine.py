@@ -22,13 +22,14 @@ Schedule, per row ``(bt, i)``:
   running phase (cycle mod ``D``) keeps every item at its slot when a request is refused. Two
   B paths:
 
-  - **fast** (``b``, ``bsb`` and ``ldb`` multiples of ``C`` and ``s = ldb/C`` odd, or any
-    ``s`` with one bank): lane ``l``'s chunk ``kc`` is in bank ``q0 + l·s + kc (mod NB)``,
-    distinct for the ``NB`` lanes since ``s`` is odd and ``NB`` a power of two, so one
-    bank-port read gives every lane its chunk, each lane taking its bank's (a 16:1 select on
-    u280): one chunk step of a group per cycle. Until session 19 only ``s = 1 (mod NB)`` (a
-    rotation) was fast, so a weight's rows of ``K = 1,600`` (25 chunks) were padded to 2,112
-    elements in the scratchpad and could not be loaded as one run (geometry.b_stride);
+  - **fast** (``b``, ``bsb`` and ``ldb`` multiples of ``C`` and ``s = ldb/C = 1 (mod NB/2)``,
+    odd; any ``s`` with one bank): lane ``l``'s chunk ``kc`` is in bank ``q0 + l·s + kc (mod
+    NB)``, distinct for the ``NB`` lanes, so one bank-port read gives every lane its chunk:
+    the even lanes' chunks rotated into place by lane 0's bank, the odd lanes' by lane 1's
+    (``NB/2`` further on when ``s = 1 + NB/2``): one chunk step of a group per cycle. Until
+    session 19 only ``s = 1 (mod NB)`` (one rotation) was fast, so a weight's rows of ``K =
+    1,600`` (25 chunks, 9 mod 16) were padded to 2,112 elements in the scratchpad and could not
+    be loaded as one run (geometry.weight_stride);
   - **slow** (anything else, ``ldb = 0`` included): one group at a time, one lane-chunk per
     line-port read (two chunks from the line, one extractor), ``nl`` (valid lanes) reads per
     chunk step, lane ``l`` at its own slot (a step but the last takes a multiple of ``D``).
@@ -341,7 +342,8 @@ class MPUEngine(wiring.Component):
         f_mask = Signal(L)                           # lanes taking a chunk
         f_first, f_last, f_final, f_slow = Signal(), Signal(), Signal(), Signal()
         f_ke = Signal.like(ke)
-        f_bank = [Signal(max(1, lnb), name=f"f_bank{l}") for l in range(L)]   # lane l's bank
+        # the banks of lanes 0 and 1 (fast): lane l's is f_rot[l % 2] + l - l % 2 (mod NB)
+        f_rot = [Signal(max(1, lnb), name=f"f_rot{p}") for p in range(2)]
         f_kcs = Signal(max(1, lnb))                  # kc mod NB (A slot of chunk kc)
         f_oa = Signal(range(C))                      # A row's element offset
         f_gx = Signal(range(D))                      # the group's bias registers
@@ -375,7 +377,7 @@ class MPUEngine(wiring.Component):
         a_hi = pick(a_mem_out, lo(f_kcs + 1, lnb))
         a_chunk = Signal(CB)
         m.d.comb += a_chunk.eq(extract(a_lo, a_hi, f_oa, "a_ext") & tail)
-        # B: fast, each lane its bank's chunk (f_bank); slow, one extracted chunk in every slot.
+        # B: fast, the banks' chunks rotated by f_rot; slow, one extracted chunk in every slot.
         b_ext = extract(self.line.rdata[:CB], self.line.rdata[CB:2 * CB] if NB > 1 else
                         self.line.rdata[:CB], rd_off, "b_ext")
         # (the slow path's chunk goes to every lane as it is, after the fast path's rotation:
@@ -386,18 +388,21 @@ class MPUEngine(wiring.Component):
         rot_in = [Signal(CB, name=f"rot_in{x}") for x in range(NB)]
         for x in range(NB):
             m.d.comb += rot_in[x].eq(self.bank.rdata[x * CB:(x + 1) * CB] & tail)
-        # lane l's chunk is rot_in[f_bank[l]], its bank's (registered at the issue): one case
-        # per bank (a one-hot selection per lane), not a part-select of the doubled line
+        # lane l's chunk is rot_in[(l - l % 2 + f_rot[l % 2]) mod NB]: one case per rotation (a
+        # one-hot selection per lane), not a part-select of the doubled line. Two rotations, one
+        # for the even lanes and one for the odd: with ldb/C = s = 1 + NB/2 (mod NB) the odd
+        # lanes sit NB/2 banks further on. (A select of its own per lane, any odd s, took the
+        # u280 engine from 126 k to 229 k LUT: a rotation shared by lanes maps far smaller.)
         rot = [Signal(CB, name=f"rot{l}") for l in range(L)]
         for l in range(L):
             with m.If(f_slow):
                 m.d.comb += rot[l].eq(b_slow)
             with m.Else():
                 if NB > 1:
-                    with m.Switch(f_bank[l]):
+                    with m.Switch(f_rot[l % 2]):
                         for r in range(NB):
                             with m.Case(r):
-                                m.d.comb += rot[l].eq(rot_in[r])
+                                m.d.comb += rot[l].eq(rot_in[(l - l % 2 + r) % NB])
                 else:
                     m.d.comb += rot[l].eq(rot_in[l])
 
@@ -582,7 +587,7 @@ class MPUEngine(wiring.Component):
                 s = ins.ldb[lc:]
                 m.d.sync += [
                     fast.eq((lo(ins.b, lc) == 0) & (lo(ins.ldb, lc) == 0) & (s != 0)
-                            & (s[0] if lnb else 1)
+                            & (lo(s, lnb - 1) == 1 if lnb > 1 else s[0] if lnb else 1)
                             & ((ins.batch <= 1) | (lo(ins.bsb, lc) == 0))),
                     nk.eq(Mux(K == 0, 1, (K + C - 1) >> lc)),
                 ]
@@ -625,7 +630,7 @@ class MPUEngine(wiring.Component):
                     ok = phase_ok & (~is_last | (got & room))
                     grp_end = ((gx == D - 1) if D > 1 else 1) | (jx + L >= N)
                     # lane l's chunk is in bank (addr_l / C) mod NB: distinct banks for the NB
-                    # lanes when ldb / C is odd; each bank reads the row of the lane in it
+                    # lanes on the fast path (geometry.mm_fast_b); each bank reads its lane's row
                     bank_of = [lo(addr[l] >> lc, lnb) if lnb else Const(0, 1) for l in range(L)]
                     rows = Signal(NB * RB)
                     for b in range(NB):
@@ -637,7 +642,7 @@ class MPUEngine(wiring.Component):
                     with m.If(ok):
                         ends = grp_end if whole else e_end | grp_end    # this group's entry
                         feed(Const((1 << L) - 1, L), is_last, 0, ends)
-                        m.d.sync += [f_bank[l].eq(bank_of[l]) for l in range(L)]
+                        m.d.sync += [f_rot[p].eq(bank_of[p]) for p in range(min(2, L))]
                         m.d.comb += push_desc.eq(is_last & ends)
                         issue_slot(first_item, grp_end)
                         step = ins.ldb << lnb

@@ -55,11 +55,11 @@ def fast_ld(hw, k: int) -> int:
 
 
 def odd_ld(hw, k: int) -> int:
-    """The smallest row stride >= k of an odd number of chunks that is not 1 mod banks (the
-    fast path's other strides, session 19: each lane takes its own bank)."""
+    """The smallest row stride >= k that the fast path takes and is not 1 mod banks (session
+    19: 1 + banks/2 mod banks, the odd lanes' rotation apart from the even lanes')."""
     c, nb, _ = line_geometry(hw)
     q = max(1, -(-k // c))
-    while q % 2 == 0 or (nb > 2 and q % nb == 1):
+    while not (q % 2 == 1 and (nb <= 2 or q % (nb // 2) == 1) and (nb <= 2 or q % nb != 1)):
         q += 1
     return q * c
 

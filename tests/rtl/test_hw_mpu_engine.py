@@ -31,7 +31,10 @@ def test_mpu_engine_checks(quiet_unused):
 
 
 def test_fast_b_rule():
-    hw = load_preset("tiny")        # C = 8, 4 banks: ldb/8 must be odd
+    u280 = load_preset("u280")      # 16 banks: ldb/64 must be 1 mod 8 (1 or 9 mod 16)
+    assert fast_b_layout(u280, _mm(ldb=25 * 64)) and fast_b_layout(u280, _mm(ldb=17 * 64))
+    assert not fast_b_layout(u280, _mm(ldb=3 * 64)) and not fast_b_layout(u280, _mm(ldb=5 * 64))
+    hw = load_preset("tiny")        # C = 8, 4 banks: ldb/8 must be odd (1 mod 2)
     assert fast_b_layout(hw, _mm(ldb=72))
     assert fast_b_layout(hw, _mm(ldb=40, b=16))
     assert fast_b_layout(hw, _mm(ldb=24))                # 3 chunks: lanes in banks 0, 3, 2, 1
