@@ -13,9 +13,8 @@ import math
 
 from .config import HardwareConfig
 
-__all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b", "mm_entry_groups",
-           "weight_stride", "weight_run_rows",
-           "mm_entries",
+__all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
+           "mm_entry_groups", "mm_entries", "weight_stride", "weight_run_rows",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
            "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "VPU_GROUPED_REDUCING_PASSES",
            "VPU_SPECIAL_PASSES", "vpu_group_rows"]
@@ -74,7 +73,7 @@ def mm_entries(hw: HardwareConfig, groups: int) -> int:
 def b_stride(n: int, hw: HardwareConfig) -> int:
     """A row stride ``>= n`` that :func:`mm_fast_b` accepts: the smallest multiple of ``C``
     whose chunk count is 1 mod ``NB`` (what the compiler gives the attention's B operands; the
-    weights take :func:`weight_stride`, the smallest odd chunk count)."""
+    weights take :func:`weight_stride`, the smallest chunk count that is 1 mod ``NB/2``)."""
     c, nb = chunk_elements(hw), bank_count(hw)
     chunks = -(-n // c)
     chunks += (1 - chunks) % nb

@@ -93,7 +93,7 @@ def row_pitch(k: int, hw: HardwareConfig) -> int:
     what-if, where the channels bound it.
 
     Rows that the DMA moves in runs of whole stripes (:func:`fpgpt.geometry.weight_run_rows`:
-    ``K`` an odd number of chunks, dense in the weight slot too) stay dense, the matrix starting
+    ``K`` a chunk count the MPU's fast B path takes, so dense in the weight slot too) stay dense, the matrix starting
     on a stripe: GPT-2 XL's 3,200-byte rows cost 1.5625 stripes a row that way (session 19;
     padded to 4,096 bytes, 2 before).
     """
