@@ -15,7 +15,17 @@ def test_the_shipped_model_is_the_fit_of_the_shipped_data():
     for b, m in shipped["blocks"].items():
         for res, coef in m["coef"].items():
             assert model["blocks"][b]["coef"][res] == pytest.approx(coef, rel=1e-9, abs=1e-6), (b, res)
-    assert model["error"]["total"] == shipped["error"]["total"]
+    # the held-out errors to the last few digits: a least-squares fit's last bits follow the
+    # BLAS build and its threads (a fresh clone gave 2.924537189933493 against the shipped
+    # 2.9245371899335053 %, 2026-12-07)
+    got, want = model["error"]["total"], shipped["error"]["total"]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert {k: v for k, v in g.items() if not isinstance(v, float)} == \
+            {k: v for k, v in w.items() if not isinstance(v, float)}
+        for k, v in w.items():
+            if isinstance(v, float):
+                assert g[k] == pytest.approx(v, rel=1e-9, abs=1e-9), (g["config"], k)
 
 
 def test_data_has_provenance_and_the_held_out_configuration():
