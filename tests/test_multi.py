@@ -139,6 +139,22 @@ def test_tiny_tokens_and_kv_caches_equal_one_card(tiny_model, one_card, devices)
         assert np.array_equal(np.concatenate(parts).view(np.uint16), full.view(np.uint16))
 
 
+@pytest.mark.parametrize("devices", [2, 3])
+def test_sliced_gelu_and_residual_in_pieces_equal_one_card(tiny_model, devices):
+    """A decode row's GELU and residual add on each card's slice go in three pieces behind the
+    fc and fc2 chunks (a small scratchpad: several chunks a card), as on one card; the tokens
+    are the one-card ones (three cards: the slices uneven, staged)."""
+    ids = ByteTokenizer().encode(PROMPT)
+    hw = load_preset("tiny").replace(**{"buffers.sram_kib": 128})
+    want = generate(compile_model(tiny_model, hw, prompt_len=len(ids)), ids, NEW).tokens
+    programs = compile_devices(tiny_model, hw, prompt_len=len(ids), devices=devices)
+    for p in programs:
+        dec = [i.comment for i in p.streams["decode"] if i.comment.startswith("layer0.")]
+        assert sum(c.startswith("layer0.gelu[") for c in dec) == 3
+        assert sum(c.startswith("layer0.res2 on this card's slice[") for c in dec) == 3
+    assert generate_system(programs, ids, NEW).tokens == want
+
+
 def test_uneven_heads_xl_25_heads():
     spec = get_spec("gpt2-xl")
     for d in (2, 3, 4, 6, 8):

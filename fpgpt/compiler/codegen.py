@@ -138,7 +138,8 @@ class _Gen:
 
     @staticmethod
     def _pieces(prev: Op | None, buf: str, rows: int, width: int) -> list[tuple[int, int]]:
-        """Column pieces of an element-wise op (GELU, the residual VADD) on ``buf``: in decode,
+        """Column pieces of an element-wise op (GELU, the residual VADD) on ``buf``, or on this
+        card's slice of it (``width`` its columns; a ring's chunks are the card's): in decode,
         after a linear of more than two chunks that wrote ``buf``, all its chunks but the last
         two, then each of those, so that a piece runs while the next chunks' MMs do and only
         the last chunk's stays between this linear and the next op (a prefill tile's rows
@@ -175,13 +176,16 @@ class _Gen:
         c0, n = self.sh.local(src["split"])
         d, x = self.spec.d_model, self.a(op["dst"])
         staged = bool(stage_count(self.sh, src["split"], rows))
+        pieces = self._pieces(src, src["dst"], rows, n)
         for r0, nr in self.halves if parts is None else parts:
             at, ld = self.target(src, rows, r0, nr)
             dst, ldd = (at, ld) if staged else (x + r0 * d + c0, d)
-            self.emit("VADD", dst=dst, a=x + r0 * d + c0, b=at, rows=nr,
-                      cols=n, ldd=ldd, lda=d, ldb=ld,
-                      comment=f"{op.name} on this card's slice" + self._rows_note(
-                          r0, nr, len(self.halves)))
+            for p0, w in pieces:
+                self.emit("VADD", dst=dst + p0, a=x + r0 * d + c0 + p0, b=at + p0, rows=nr,
+                          cols=w, ldd=ldd, lda=d, ldb=ld,
+                          comment=f"{op.name} on this card's slice"
+                          + (f"[{p0}:{p0 + w}]" if len(pieces) > 1 else "")
+                          + self._rows_note(r0, nr, len(self.halves)))
         self.pending = (src, rows, op["dst"])
 
     def gather(self, part: tuple[int, int] | None = None) -> None:
@@ -613,8 +617,12 @@ class _Gen:
                 parts = self._row_parts(rows)
                 for r0, n in parts:
                     at, ld = self.target(fc, rows, r0, n)
-                    self.emit("GELU", dst=at, a=at, rows=n, cols=ld, ldd=ld, lda=ld,
-                              comment=op.name + self._rows_note(r0, n, len(self.halves)))
+                    pieces = self._pieces(prev, fc["dst"], rows, ld)
+                    for c0, w in pieces:
+                        self.emit("GELU", dst=at + c0, a=at + c0, rows=n, cols=w, ldd=ld, lda=ld,
+                                  comment=(op.name if len(pieces) == 1
+                                           else f"{op.name}[{c0}:{c0 + w}]")
+                                  + self._rows_note(r0, n, len(self.halves)))
                     if len(parts) > 1:
                         self.gather((r0, n))     # each half's gather behind its GELU
                 self.gather()
