@@ -169,6 +169,23 @@ def test_uneven_heads_xl_25_heads():
     assert max(lay.total_bytes for lay in layouts) < 0.4 * one.total_bytes
 
 
+def test_decode_attention_is_staged_in_place(tiny_model, one_card):
+    """A decode row's uneven heads are all-gathered in the attn buffer itself (buffers.
+    attn_staged_in_place): the cards up to the first narrower one need no unpack, the later ones
+    move down onto their columns (on XL's 7/6/6/6 heads the copy overlaps its source); the
+    tokens are the one-card ones."""
+    ids, hw, want = one_card
+    programs = compile_devices(tiny_model, hw, prompt_len=len(ids), devices=3)  # heads 2, 1, 1
+    for p in programs:
+        dec = [i for i in p.streams["decode"] if i.comment.startswith("layer0.attn: ")]
+        gather = [i for i in dec if i.op == "ALLGATHER"]
+        moves = [i.comment.split(": ")[1] for i in dec if i.op == "VCOPY"]
+        assert len(gather) == 1 and moves == ["card 2's slice -> attn"]
+        (mv,) = [i for i in dec if i.op == "VCOPY"]
+        assert gather[0]["sram"] < mv["dst"] < mv["a"] == gather[0]["sram"] + 2 * gather[0]["count"]
+    assert generate_system(programs, ids, NEW).tokens == want
+
+
 def test_weight_chunks_pass_an_unpack_that_waits_longer():
     """schedule.hoist: a weight chunk may pass an all-gather's unpack in the DMA queue when the
     unpack waits for later instructions than the chunk on every unit. GPT-2 XL on 4 cards,

@@ -25,7 +25,7 @@ from .errors import CompileError
 from .partition import Shard, shard as make_shard
 
 __all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride",
-           "stage_count", "scores_stride", "vt_heads_per_row"]
+           "stage_count", "attn_staged_in_place", "scores_stride", "vt_heads_per_row"]
 
 #: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams
 #: (docs/decode.md: GPT-2 medium 128:128 on u280 decodes at 2.12 ms/token with 4, 2.08 with 5).
@@ -100,12 +100,23 @@ def stage_count(sh: Shard, name: str, rows: int) -> int:
     return rows * sh.widest(name)
 
 
+def attn_staged_in_place(sh: Shard, rows: int) -> bool:
+    """Whether the attention's all-gather of a decode row is staged in the ``attn`` buffer
+    itself (its heads split unevenly): card ``d``'s chunk at ``d·w`` (``w`` the widest card's
+    columns), so the cards up to the first narrower one are already where their heads go and
+    only the later ones are moved down (codegen ``_gather_rows``); ``attn`` is then
+    ``devices·w`` long."""
+    return rows == 1 and stage_count(sh, "attn", rows) > 0
+
+
 def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: int, slot: int,
              vec_len: int, sh: Shard) -> dict[str, tuple[int, tuple[int, int]]]:
     d, f, dh = spec.d_model, spec.d_ff, spec.d_head
     dhs, cs = b_stride(dh, hw), b_stride(ctx, hw)
+    in_place = attn_staged_in_place(sh, rows)
+    attn = sh.devices * sh.widest("attn") if in_place else rows * d
     b = {"x": (rows * d, _ALL), "h": (rows * d, _ALL), "qkv": (rows * 3 * sh.d_attn, _QKV),
-         "attn": (rows * d, (2, 4)), "ffn": (rows * f, _MLP),
+         "attn": (attn, (2, 4)), "ffn": (rows * f, _MLP),
          "kst": (group * ctx * dhs, _ATT),
          "vst": (-(-group // vt_heads_per_row(ctx, hw)) * dh * cs, _ATT),
          "scores": (group * rows * scores_stride(ctx, hw), _ATT), "logits": (spec.vocab, _HEAD),
@@ -113,7 +124,8 @@ def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: in
     for i in range(WEIGHT_SLOTS):
         b[f"slot{i}"] = (slot, _ALL)
     if sh.devices > 1:      # all-gather staging (partition.py): layer outputs, then the logits
-        layer = max(stage_count(sh, n, rows) for n in ("attn", "proj", "fc", "fc2"))
+        layer = max(stage_count(sh, n, rows) for n in ("attn", "proj", "fc", "fc2")
+                    if not (n == "attn" and in_place))
         if layer:
             b["stage"] = (sh.devices * layer, (2, 4))
         head = stage_count(sh, "vocab", 1)

@@ -23,8 +23,8 @@ from fpgpt.geometry import dma_stripe_aligned, weight_run_rows, weight_stride
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
-from .buffers import (WEIGHT_SLOTS, BufferPlan, b_stride, scores_stride, stage_count,
-                      vt_heads_per_row)
+from .buffers import (WEIGHT_SLOTS, BufferPlan, attn_staged_in_place, b_stride, scores_stride,
+                      stage_count, vt_heads_per_row)
 from .ir import Graph, Op, OpKind
 from .layout import Layout
 from .partition import Shard, shard as make_shard
@@ -79,15 +79,18 @@ class _Gen:
         c0, n = sh.local(op["split"])
         if not stage_count(sh, op["split"], rows):
             return self.a(buf) + c0 + q0 * self.spec.d_model, n
-        return self._stage_at(op, sh.device, q0, nq), n
+        return self._stage_at(op, sh.device, q0, nq, rows), n
 
-    def _stage_at(self, op: Op, card: int, q0: int, nq: int) -> int:
-        """Where card ``card``'s packed slice of rows ``q0 .. q0+nq-1`` sits in the staging.
-        The staging is laid out by row part, then by card (each card's chunk ``nq`` rows of the
-        widest card's width), so that each part (a prefill tile's half) is all-gathered on its
-        own, as soon as its rows are done; one part (all rows) is the layout ``ALLGATHER``
-        needs for the whole tile."""
+    def _stage_at(self, op: Op, card: int, q0: int, nq: int, rows: int) -> int:
+        """Where card ``card``'s packed slice of rows ``q0 .. q0+nq-1`` of a ``rows``-row output
+        sits in the staging. The staging is laid out by row part, then by card (each card's
+        chunk ``nq`` rows of the widest card's width), so that each part (a prefill tile's half)
+        is all-gathered on its own, as soon as its rows are done; one part (all rows) is the
+        layout ``ALLGATHER`` needs for the whole tile. A decode row's attention is staged in
+        its own buffer (:func:`.buffers.attn_staged_in_place`)."""
         w = self.sh.widest(op["split"])
+        if op["split"] == "attn" and attn_staged_in_place(self.sh, rows):
+            return self.a(op["dst"]) + card * w
         return self.a(self._stage(op)) + self.sh.devices * w * q0 + card * nq * w
 
     def _row_parts(self, rows: int) -> list[tuple[int, int]]:
@@ -213,28 +216,34 @@ class _Gen:
         width = _width(self.spec, buf)
         w = sh.widest(name)
         note = self._rows_note(q0, nq, len(self._row_parts(rows)))
-        stage = self._stage_at(op, 0, q0, nq)
+        stage = self._stage_at(op, 0, q0, nq, rows)
         self.emit("ALLGATHER", sram=stage, count=nq * w,
                   comment=f"{op.name}: all-gather (staged)" + note)
         scratch = self.layout.regions.get("gather")
         dst = self.a(buf) + q0 * width
         if rows > 1 and scratch is not None:
             hbm = scratch.addr + 2 * q0 * width
-            if self._dma_unpack(op, q0, nq, hbm, width, dst):
+            if self._dma_unpack(op, q0, nq, rows, hbm, width, dst):
                 # several rows: each card's packed slice to its columns of the HBM scratch,
                 # then the rows back, in row order (the DMA's stripe path beats VCOPYs on the VPU)
                 for c, (c0, n) in enumerate(sh.parts(name)):
-                    self.emit("STORE", sram=self._stage_at(op, c, q0, nq), hbm=hbm + 2 * c0,
+                    self.emit("STORE", sram=self._stage_at(op, c, q0, nq, rows), hbm=hbm + 2 * c0,
                               rows=nq, cols=n, hstride=2 * width, sstride=n, unpack=True,
                               comment=f"{op.name}: card {c}'s slice -> gather scratch" + note)
                 self.emit("LOAD", sram=dst, hbm=hbm, rows=nq, cols=width, hstride=2 * width,
                           sstride=width, unpack=True, comment=f"{op.name}: gathered {buf}" + note)
                 return
         for c, (c0, n) in enumerate(sh.parts(name)):
-            self.emit("VCOPY", dst=dst + c0, a=self._stage_at(op, c, q0, nq), rows=nq, cols=n,
+            src = self._stage_at(op, c, q0, nq, rows)
+            if src == dst + c0:
+                continue            # staged in place (buffers.attn_staged_in_place)
+            # in place, a later card's chunk moves down onto the columns the narrower cards
+            # before it left free: the copy reads each element before writing over it
+            self.emit("VCOPY", dst=dst + c0, a=src, rows=nq, cols=n,
                       ldd=width, lda=n, comment=f"{op.name}: card {c}'s slice -> {buf}" + note)
 
-    def _dma_unpack(self, op: Op, q0: int, nq: int, hbm: int, width: int, dst: int) -> bool:
+    def _dma_unpack(self, op: Op, q0: int, nq: int, rows: int, hbm: int, width: int,
+                    dst: int) -> bool:
         """Whether every transfer of the DMA unpack of rows ``q0 .. q0+nq-1`` takes the DMA's
         stripe path."""
         def ok(kind: str, sram: int, h: int, cols: int, sstride: int) -> bool:
@@ -242,7 +251,7 @@ class _Gen:
                  "sstride": sstride, "batch": 1, "hbatch": 0, "sbatch": 0, "ra": 0, "rr": 0,
                  "rc": 0, "transpose": 0}
             return dma_stripe_aligned(self.hw, kind, f)
-        return (all(ok("STORE", self._stage_at(op, c, q0, nq), hbm + 2 * c0, n, n)
+        return (all(ok("STORE", self._stage_at(op, c, q0, nq, rows), hbm + 2 * c0, n, n)
                     for c, (c0, n) in enumerate(self.sh.parts(op["split"])))
                 and ok("LOAD", dst, hbm, width, width))
 
