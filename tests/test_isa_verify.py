@@ -105,6 +105,19 @@ def test_zero_sizes():
     verify_program(prog("VADD rows=1, cols=0, rc=r5\nHALT"), HW)
 
 
+def test_overlapping_vcopy_only_downwards():
+    """The VPU copies forward: a VCOPY may move data down over its own source (the compiler's
+    in-place all-gather does), never up."""
+    verify_program(prog("VCOPY dst=832, a=896, rows=1, cols=384\nHALT"), HW)
+    verify_program(prog("VCOPY dst=0, a=64, rows=1, cols=64\nHALT"), HW)      # disjoint
+    fails("VCOPY dst=896, a=832, rows=1, cols=384\nHALT",
+          r"instruction 0 \(VCOPY\): VCOPY's destination 896 starts inside its source "
+          r"\[832, 1216\): the VPU copies forward, so an overlapping copy must go down")
+    fails("VCOPY dst=64, a=0, rows=2, cols=8, lda=64, ldd=8\nHALT", r"starts inside its source")
+    fails("VCOPY dst=8, a=0, rows=1, cols=0, rc=r1\nHALT", r"starts inside its source \[0, 20\)",
+          max_regs={1: 20})
+
+
 def test_scratchpad_extent():
     fails(f"VCOPY dst={SRAM - 8}, a=0, rows=2, cols=8, ldd=8\nHALT",
           rf"instruction 0 \(VCOPY\): dst operand spans elements \[{SRAM - 8}, {SRAM + 8}\), "

@@ -222,7 +222,8 @@ INSTRUCTIONS: tuple[InstrDef, ...] = (
              "R[rd] = the first index of the largest of S[a : a + cols + R[rc]] (NaN never wins)"),
     InstrDef("VCOPY", 0x36, Unit.VPU, (DST, A) + _VPU_2D + (RC,),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
-             "  S[dst + r*ldd + c] = S[a + r*lda + c]"),
+             "  S[dst + r*ldd + c] = S[a + r*lda + c]\n"
+             "(in that order: a destination overlapping the source must start at or below it)"),
     # ---------------------------------------------------------------- NET
     InstrDef("SEND", 0x40, Unit.NET, (SRAM, NET_COUNT, NET_DIR),
              "Sends S[sram : sram + count] to the neighbouring device."),

@@ -122,6 +122,23 @@ def _check_flow(name: str, stream: list[Instr], ops: np.ndarray) -> None:
             work.append(branches[j][1])
 
 
+def _vcopy_overlaps(stream, idx, v, d, reg_max) -> list[tuple[int, str]]:
+    """A VCOPY whose destination starts inside its source, above the source's start: the VPU
+    copies forward (each element is read before a later one is written), so an overlapping
+    copy is defined only downwards (``dst <= a``, the compiler's in-place all-gather moves)."""
+    col = {f.name: v[:, k] for k, f in enumerate(d.fields)}
+    cols = col["cols"] + reg_max[col["rc"].astype(np.int64)]
+    last = np.maximum(col["rows"] - 1, 0)
+    src_end = col["a"] + last * col["lda"] + cols
+    bad = np.flatnonzero((col["dst"] > col["a"]) & (col["dst"] < src_end))
+    if not len(bad):
+        return []
+    b = bad[0]
+    return [(int(idx[b]), f"VCOPY's destination {int(col['dst'][b])} starts inside its source "
+                          f"[{int(col['a'][b])}, {int(src_end[b])}): the VPU copies forward, so "
+                          f"an overlapping copy must go down; expected dst <= a or disjoint ranges")]
+
+
 def verify_stream(name: str, stream: list[Instr], hw: HardwareConfig, *,
                   regions: list[tuple[int, int]] | None = None,
                   max_regs: Mapping[int, int] | None = None) -> None:
@@ -150,6 +167,8 @@ def verify_stream(name: str, stream: list[Instr], hw: HardwareConfig, *,
                 if len(bad):
                     problems.append((int(idx[bad[0]]), f"{f.name}=r0, but R0 ignores writes; "
                                                        f"expected a register r1..r{NUM_REGS - 1}"))
+        if op == "VCOPY":
+            problems += _vcopy_overlaps(stream, idx, v, d, reg_max)
         if op in NEEDS_NEIGHBOUR and hw.devices < 2:
             problems.append((int(idx[0]), f"{op} needs a neighbouring device, but the hardware has "
                                           f"devices={hw.devices}; expected no {op} on one device"))
