@@ -105,17 +105,22 @@ def test_zero_sizes():
     verify_program(prog("VADD rows=1, cols=0, rc=r5\nHALT"), HW)
 
 
-def test_overlapping_vcopy_only_downwards():
-    """The VPU copies forward: a VCOPY may move data down over its own source (the compiler's
-    in-place all-gather does), never up."""
+def test_overlapping_destinations_only_downwards():
+    """The VPU streams forward: an element-wise op's destination may overlap an operand from at
+    or below it (in place; the compiler's in-place all-gather moves data down), never above."""
     verify_program(prog("VCOPY dst=832, a=896, rows=1, cols=384\nHALT"), HW)
     verify_program(prog("VCOPY dst=0, a=64, rows=1, cols=64\nHALT"), HW)      # disjoint
     fails("VCOPY dst=896, a=832, rows=1, cols=384\nHALT",
-          r"instruction 0 \(VCOPY\): VCOPY's destination 896 starts inside its source "
-          r"\[832, 1216\): the VPU copies forward, so an overlapping copy must go down")
-    fails("VCOPY dst=64, a=0, rows=2, cols=8, lda=64, ldd=8\nHALT", r"starts inside its source")
-    fails("VCOPY dst=8, a=0, rows=1, cols=0, rc=r1\nHALT", r"starts inside its source \[0, 20\)",
+          r"instruction 0 \(VCOPY\): VCOPY's destination 896 starts inside its operand a "
+          r"\[832, 1216\): the VPU streams forward")
+    fails("VCOPY dst=64, a=0, rows=2, cols=8, lda=64, ldd=8\nHALT", r"inside its operand a")
+    fails("VCOPY dst=8, a=0, rows=1, cols=0, rc=r1\nHALT", r"inside its operand a \[0, 20\)",
           max_regs={1: 20})
+    verify_program(prog("VADD dst=0, a=0, b=0, rows=1, cols=64\nGELU dst=0, a=0, rows=1, "
+                        "cols=64\nHALT"), HW)                                    # in place
+    fails("VADD dst=100, a=0, b=96, rows=1, cols=64\nHALT", r"\(VADD\): VADD's destination 100 "
+          r"starts inside its operand b \[96, 160\)")
+    fails("GELU dst=1, a=0, rows=1, cols=8\nHALT", r"\(GELU\).*operand a \[0, 8\)")
 
 
 def test_scratchpad_extent():

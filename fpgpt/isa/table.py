@@ -199,13 +199,16 @@ INSTRUCTIONS: tuple[InstrDef, ...] = (
     # ---------------------------------------------------------------- VPU
     InstrDef("VADD", 0x30, Unit.VPU, (DST, A, B) + _VPU_2D + (LDB, RC),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
-             "  S[dst + r*ldd + c] = f16(f32(S[a + r*lda + c]) + f32(S[b + r*ldb + c]))"),
+             "  S[dst + r*ldd + c] = f16(f32(S[a + r*lda + c]) + f32(S[b + r*ldb + c]))\n"
+             "(a destination overlapping an operand must start at or below it)"),
     InstrDef("VMUL", 0x31, Unit.VPU, (DST, A, B) + _VPU_2D + (LDB, RC),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
-             "  S[dst + r*ldd + c] = f16(f32(S[a + r*lda + c]) * f32(S[b + r*ldb + c]))"),
+             "  S[dst + r*ldd + c] = f16(f32(S[a + r*lda + c]) * f32(S[b + r*ldb + c]))\n"
+             "(a destination overlapping an operand must start at or below it)"),
     InstrDef("GELU", 0x32, Unit.VPU, (DST, A) + _VPU_2D + (RC,),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
-             "  S[dst + r*ldd + c] = f16(gelu(f32(S[a + r*lda + c])))   (numerics.md, tanh form)"),
+             "  S[dst + r*ldd + c] = f16(gelu(f32(S[a + r*lda + c])))   (numerics.md, tanh form)\n"
+             "(a destination overlapping an operand must start at or below it)"),
     InstrDef("LAYERNORM", 0x33, Unit.VPU,
              (DST, A, _u("gamma", 32, "scratchpad address of the scale row"),
               _u("beta", 32, "scratchpad address of the shift row")) + _VPU_2D
@@ -223,7 +226,7 @@ INSTRUCTIONS: tuple[InstrDef, ...] = (
     InstrDef("VCOPY", 0x36, Unit.VPU, (DST, A) + _VPU_2D + (RC,),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
              "  S[dst + r*ldd + c] = S[a + r*lda + c]\n"
-             "(in that order: a destination overlapping the source must start at or below it)"),
+             "(a destination overlapping an operand must start at or below it)"),
     # ---------------------------------------------------------------- NET
     InstrDef("SEND", 0x40, Unit.NET, (SRAM, NET_COUNT, NET_DIR),
              "Sends S[sram : sram + count] to the neighbouring device."),

@@ -122,21 +122,31 @@ def _check_flow(name: str, stream: list[Instr], ops: np.ndarray) -> None:
             work.append(branches[j][1])
 
 
-def _vcopy_overlaps(stream, idx, v, d, reg_max) -> list[tuple[int, str]]:
-    """A VCOPY whose destination starts inside its source, above the source's start: the VPU
-    copies forward (each element is read before a later one is written), so an overlapping
-    copy is defined only downwards (``dst <= a``, the compiler's in-place all-gather moves)."""
+#: Element-wise VPU ops and their row operands (address, row stride): fpgpt/hw/vpu_engine.py
+#: streams a row's beats, so a destination may overlap an operand row only from at or below it.
+_STREAMED = {"VADD": (("a", "lda"), ("b", "ldb")), "VMUL": (("a", "lda"), ("b", "ldb")),
+             "GELU": (("a", "lda"),), "VCOPY": (("a", "lda"),)}
+
+
+def _overlaps_upwards(op, idx, v, d, reg_max) -> list[tuple[int, str]]:
+    """An element-wise VPU instruction whose destination starts inside an operand's rows, above
+    the operand's start: the VPU engine reads each beat before it writes it and never reads
+    late, so an overlapping destination is defined only downwards (``dst <= a``: in place, or
+    the compiler's in-place all-gather moves); fpgpt/hw/vpu_engine.py, "Aliasing contract"."""
     col = {f.name: v[:, k] for k, f in enumerate(d.fields)}
     cols = col["cols"] + reg_max[col["rc"].astype(np.int64)]
     last = np.maximum(col["rows"] - 1, 0)
-    src_end = col["a"] + last * col["lda"] + cols
-    bad = np.flatnonzero((col["dst"] > col["a"]) & (col["dst"] < src_end))
-    if not len(bad):
-        return []
-    b = bad[0]
-    return [(int(idx[b]), f"VCOPY's destination {int(col['dst'][b])} starts inside its source "
-                          f"[{int(col['a'][b])}, {int(src_end[b])}): the VPU copies forward, so "
-                          f"an overlapping copy must go down; expected dst <= a or disjoint ranges")]
+    for a, ld in _STREAMED[op]:
+        end = col[a] + last * col[ld] + cols
+        bad = np.flatnonzero((col["dst"] > col[a]) & (col["dst"] < end))
+        if len(bad):
+            b = bad[0]
+            return [(int(idx[b]), f"{op}'s destination {int(col['dst'][b])} starts inside its "
+                                  f"operand {a} [{int(col[a][b])}, {int(end[b])}): the VPU "
+                                  f"streams forward, so an overlapping destination must start "
+                                  f"at or below the operand; expected dst <= {a} or disjoint "
+                                  f"ranges")]
+    return []
 
 
 def verify_stream(name: str, stream: list[Instr], hw: HardwareConfig, *,
@@ -167,8 +177,8 @@ def verify_stream(name: str, stream: list[Instr], hw: HardwareConfig, *,
                 if len(bad):
                     problems.append((int(idx[bad[0]]), f"{f.name}=r0, but R0 ignores writes; "
                                                        f"expected a register r1..r{NUM_REGS - 1}"))
-        if op == "VCOPY":
-            problems += _vcopy_overlaps(stream, idx, v, d, reg_max)
+        if op in _STREAMED:
+            problems += _overlaps_upwards(op, idx, v, d, reg_max)
         if op in NEEDS_NEIGHBOUR and hw.devices < 2:
             problems.append((int(idx[0]), f"{op} needs a neighbouring device, but the hardware has "
                                           f"devices={hw.devices}; expected no {op} on one device"))
