@@ -113,7 +113,9 @@ def test_overlapping_destinations_only_downwards():
     fails("VCOPY dst=896, a=832, rows=1, cols=384\nHALT",
           r"instruction 0 \(VCOPY\): VCOPY's destination 896 starts inside its operand a "
           r"\[832, 1216\): the VPU streams forward")
-    fails("VCOPY dst=64, a=0, rows=2, cols=8, lda=64, ldd=8\nHALT", r"inside its operand a")
+    fails("VCOPY dst=4, a=0, rows=2, cols=8, lda=64, ldd=64\nHALT", r"inside its operand a")
+    # rows side by side: each row's destination beside its own operand row, not inside it
+    verify_program(prog("VCOPY dst=8, a=0, rows=4, cols=8, lda=16, ldd=16\nHALT"), HW)
     fails("VCOPY dst=8, a=0, rows=1, cols=0, rc=r1\nHALT", r"inside its operand a \[0, 20\)",
           max_regs={1: 20})
     verify_program(prog("VADD dst=0, a=0, b=0, rows=1, cols=64\nGELU dst=0, a=0, rows=1, "

@@ -122,30 +122,30 @@ def _check_flow(name: str, stream: list[Instr], ops: np.ndarray) -> None:
             work.append(branches[j][1])
 
 
-#: Element-wise VPU ops and their row operands (address, row stride): fpgpt/hw/vpu_engine.py
-#: streams a row's beats, so a destination may overlap an operand row only from at or below it.
-_STREAMED = {"VADD": (("a", "lda"), ("b", "ldb")), "VMUL": (("a", "lda"), ("b", "ldb")),
-             "GELU": (("a", "lda"),), "VCOPY": (("a", "lda"),)}
+#: Element-wise VPU ops and their row operands: fpgpt/hw/vpu_engine.py streams a row's beats,
+#: so a destination may overlap an operand row only from at or below it.
+_STREAMED = {"VADD": ("a", "b"), "VMUL": ("a", "b"), "GELU": ("a",), "VCOPY": ("a",)}
 
 
 def _overlaps_upwards(op, idx, v, d, reg_max) -> list[tuple[int, str]]:
-    """An element-wise VPU instruction whose destination starts inside an operand's rows, above
-    the operand's start: the VPU engine reads each beat before it writes it and never reads
-    late, so an overlapping destination is defined only downwards (``dst <= a``: in place, or
-    the compiler's in-place all-gather moves); fpgpt/hw/vpu_engine.py, "Aliasing contract"."""
+    """An element-wise VPU instruction whose first destination row starts strictly inside its
+    first row of an operand: the VPU engine reads each beat before it writes it and never reads
+    late, so a row's destination may overlap its operand row only from at or below it (``dst <=
+    a``: in place, or the compiler's in-place all-gather moves); fpgpt/hw/vpu_engine.py,
+    "Aliasing contract" (its rule across rows, a row's destination against later rows'
+    operands, is not checked here)."""
     col = {f.name: v[:, k] for k, f in enumerate(d.fields)}
     cols = col["cols"] + reg_max[col["rc"].astype(np.int64)]
-    last = np.maximum(col["rows"] - 1, 0)
-    for a, ld in _STREAMED[op]:
-        end = col[a] + last * col[ld] + cols
+    for a in _STREAMED[op]:
+        end = col[a] + cols
         bad = np.flatnonzero((col["dst"] > col[a]) & (col["dst"] < end))
         if len(bad):
             b = bad[0]
             return [(int(idx[b]), f"{op}'s destination {int(col['dst'][b])} starts inside its "
                                   f"operand {a} [{int(col[a][b])}, {int(end[b])}): the VPU "
                                   f"streams forward, so an overlapping destination must start "
-                                  f"at or below the operand; expected dst <= {a} or disjoint "
-                                  f"ranges")]
+                                  f"at or below the operand; expected dst <= {a} or a destination "
+                                  f"past the operand's row")]
     return []
 
 
