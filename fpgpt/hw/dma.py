@@ -9,7 +9,11 @@ HBM address mapping (docs/execution.md: byte ``a`` lives in channel ``(a // G) %
 of port ``(a // G) % C``, plus ``data_base`` (one base added on every port, where a Vitis
 kernel's buffer of that pseudo-channel starts). :func:`channel_address` is that mapping.
 It, :func:`dma_path` and the exact cycle formula :func:`engine_cycles` live in
-fpgpt/hw/dma_model.py (the engine's behaviour in Python) and are re-exported here.
+fpgpt/hw/dma_model.py (the engine's behaviour in Python) and are re-exported here. This module
+builds the instruction's address generator, the element path's read side and the line port;
+the stripe path's reader and writer are in fpgpt/hw/dma_stripes.py, the element path's write
+side in fpgpt/hw/dma_element.py (split out statement for statement: the same Verilog, the same
+synthesis cache keys, ``fpgpt.sweep.clock.block_cache_key``).
 
 Two paths, chosen per instruction when it starts (:func:`dma_path` says which, in Python):
 
@@ -67,8 +71,10 @@ from ..geometry import stripes_ok
 from ..isa.table import Unit
 from .axi import AXI_4K_BYTES, AXI_ADDR_BITS, AXI_MAX_BEATS, axi4_signature
 from .decoder import Opcode, captured_layout
+from .dma_element import element_writer
 from .dma_model import channel_address, dma_path, engine_cycles
-from .flag_fifo import FlagFIFO, buffered_fifo
+from .dma_stripes import stripe_reader, stripe_writer
+from .flag_fifo import buffered_fifo
 from .scratchpad import chunk_elements, line_elements, line_signature
 
 __all__ = ["channel_address", "DMA", "default_outstanding", "stripes_ok", "dma_path",
@@ -610,254 +616,25 @@ class DMA(wiring.Component):
             m.d.sync += t_off.eq(t_word.as_signed() * c.hstride.as_unsigned())
         m.d.sync += t_valid.eq(t_pend)
 
-        # ---- write side (STORE, STR) -------------------------------------------------------
-        # Three decoupled stages, so that consecutive pieces overlap and an ideal memory takes
-        # one element per cycle (with one-element pieces, one burst per cycle):
-        # - AW: pops the piece's address from wq and issues its AW as soon as the channel
-        #   takes it, ahead of the data (AXI lets AW and W come in either order); bursts without
-        #   a B response stay below ``outstanding``;
-        # - request: pops pieces from q and asks the line port for one element per cycle, the
-        #   next piece's first element right after the previous piece's last;
-        # - capture: the element granted last cycle (the scratchpad's read is registered) goes
-        #   into the beat being assembled (abuf); a complete beat moves to the W register
-        #   (wbuf, so beats leave back to back) or, while W is stalled, waits in abuf (afull).
-        # A request is made only when its data will find room next cycle, so a granted read is
-        # never dropped and the scratchpad's refusals only stall the request stage.
-        # Bursts without a B response: aw_now. The AWs issued and the B responses taken are
-        # registered as they happen and counted a cycle later (aw_count is the count as of
-        # last cycle, aw_now adds last cycle's events): no population count of the channels'
-        # AW fires and BVALIDs sits behind the stripe path's issue logic (u280: 32 channels,
-        # the DMA's critical path before, docs/rtl-clock.md).
-        aw_count = Signal(16)
-        aw_now = Signal(16)
-        aw_fire = Signal()
-        w_busy = Signal()
-        e_awvalid = Signal(C)
-        e_wvalid = Signal(C)
-        e_wlast = Signal()
-        wpiece = data.StructLayout({"addr": unsigned(_HBM_BITS), "nelem": unsigned(LG + 1)})
-        # (a thermometer level where it can be: the library FIFO's level adder, behind the
-        # piece issue, was u280's next path once the segment FIFO's was gone)
-        wq, wq_empty = buffered_fifo(wpiece.size, self._outstanding)
-        m.submodules.waddrs = wq
-        wq_in, wq_out = data.View(wpiece, wq.w_data), data.View(wpiece, wq.r_data)
-        m.d.comb += [wq_in.addr.eq(hp), wq_in.nelem.eq(q_in.nelem),
-                     wq.w_en.eq(q.w_en & is_write), aw_room.eq(wq.w_rdy)]
-        waddr = Signal(_HBM_BITS)            # the AW stage's piece: HBM address and beats
-        wbeats = Signal(LG + 1)
-        aw_ch = Signal(max(1, LC))
-        m.d.comb += [waddr.eq(wq_out.addr), aw_ch.eq(channel(waddr)),
-                     wbeats.eq((waddr[:LB] + (wq_out.nelem << 1) + (B - 1)) >> LB)]
-        awready = Array(p.awready for p in axi)[aw_ch]
-        # aw_count only falls while an AW waits, so AWVALID, once raised, stays until taken.
-        aw_go = is_write & wq.r_rdy & (aw_now < self._outstanding)
-        m.d.comb += e_awvalid.eq(Mux(aw_go, 1 << aw_ch, 0))
-        with m.If(aw_go & awready):
-            m.d.comb += [aw_fire.eq(1), wq.r_en.eq(1)]
+        # ---- write side (STORE, STR): fpgpt/hw/dma_element.py --------------------------------
+        g = SimpleNamespace(C=C, B=B, LB=LB, LC=LC, LG=LG, HBM_BITS=_HBM_BITS, c=c, q=q,
+                            q_in=q_in, q_out=q_out, hp=hp, el=el, is_write=is_write,
+                            is_str=is_str, aw_room=aw_room, advance=advance, axi=axi,
+                            channel=channel)
+        ew = element_writer(m, g, self._outstanding)
+        aw_count, aw_now, aw_fire, w_busy = ew.aw_count, ew.aw_now, ew.aw_fire, ew.w_busy
+        e_awvalid, e_wvalid, e_wlast = ew.e_awvalid, ew.e_wvalid, ew.e_wlast
+        waddr, wbeats, wbuf, wstrb = ew.waddr, ew.wbeats, ew.wbuf, ew.wstrb
 
-        # Request stage: the open piece (channel, byte position in its beat, elements left).
-        wopen = Signal()
-        wch, wpos, wleft = Signal(max(1, LC)), Signal(LB + 1), Signal(LG + 1)
-        # Capture stage: the element granted last cycle, where it goes and what it ends.
-        pend, pend_end, pend_last = Signal(), Signal(), Signal()
-        ppos, pch = Signal(LB + 1), Signal(max(1, LC))
-        abuf, astrb = Signal(8 * B), Signal(B)           # the beat being assembled
-        afull = Signal()                                 # abuf: a complete beat W cannot take
-        alast, ach = Signal(), Signal(max(1, LC))
-        wbuf, wstrb = Signal(8 * B), Signal(B)           # the W register
-        wvalid_r, wlast_r, wch_o = Signal(), Signal(), Signal(max(1, LC))
-        wready = Array(p.wready for p in axi)[wch_o]
-        o_free = Signal()                                # the W register is free next cycle
-        m.d.comb += o_free.eq(~wvalid_r | wready)
-        # The request's data arrive next cycle; they need abuf not to hold a waiting beat then.
-        req_ok = ~((afull | (pend & pend_end)) & ~o_free)
-        # With no piece open, the next one is taken from the FIFO and its first element
-        # requested in the same cycle (STR's piece is one 32-bit word from the register).
-        use_q = Signal()
-        rch, rpos, rleft = Signal(max(1, LC)), Signal(LB + 1), Signal(LG + 1)
-        m.d.comb += use_q.eq(is_write & ~wopen & q.r_rdy)
-        with m.If(wopen):
-            m.d.comb += [rch.eq(wch), rpos.eq(wpos), rleft.eq(wleft)]
-        with m.Else():
-            m.d.comb += [rch.eq(q_out.ch), rpos.eq(q_out.off),
-                         rleft.eq(Mux(is_str, 1, q_out.nelem))]
-        want = Signal()
-        granted = Signal()
-        m.d.comb += [want.eq((wopen | use_q) & req_ok), granted.eq(want & (is_str | el.grant))]
-        with m.If(~is_str):
-            m.d.comb += el.re.eq(want)
-        with m.If(use_q):
-            m.d.comb += q.r_en.eq(1)
-            m.d.sync += [wopen.eq(1), wch.eq(rch), wpos.eq(rpos), wleft.eq(rleft)]
-        m.d.sync += pend.eq(granted)
-        with m.If(granted):
-            m.d.comb += advance.eq(~is_str)
-            m.d.sync += [ppos.eq(rpos), pend_end.eq((rpos == B - 2) | (rleft == 1)),
-                         pend_last.eq(rleft == 1), pch.eq(rch), wleft.eq(rleft - 1),
-                         wpos.eq(Mux(rpos == B - 2, 0, rpos + 2))]
-            with m.If(rleft == 1):
-                m.d.sync += wopen.eq(0)
-
-        merged, mstrb = Signal(8 * B), Signal(B)         # abuf with the arriving element
-        m.d.comb += [merged.eq(abuf), mstrb.eq(astrb)]
-        with m.If(is_str):
-            wsel = ppos[2:LB] if LB > 2 else 0
-            m.d.comb += [merged.word_select(wsel, 32).eq(c.rs), mstrb.word_select(wsel, 4).eq(0xF)]
-        with m.Else():
-            m.d.comb += [merged.word_select(ppos[1:LB], 16).eq(el.rdata),
-                         mstrb.word_select(ppos[1:LB], 2).eq(0b11)]
-        with m.If(o_free):
-            m.d.sync += wvalid_r.eq(0)
-        with m.If(afull):
-            with m.If(o_free):
-                m.d.sync += [wbuf.eq(abuf), wstrb.eq(astrb), wlast_r.eq(alast), wch_o.eq(ach),
-                             wvalid_r.eq(1), afull.eq(0), abuf.eq(0), astrb.eq(0)]
-        with m.Elif(pend):
-            with m.If(pend_end & o_free):
-                m.d.sync += [wbuf.eq(merged), wstrb.eq(mstrb), wlast_r.eq(pend_last),
-                             wch_o.eq(pch), wvalid_r.eq(1), abuf.eq(0), astrb.eq(0)]
-            with m.Else():
-                m.d.sync += [abuf.eq(merged), astrb.eq(mstrb), afull.eq(pend_end),
-                             alast.eq(pend_last), ach.eq(pch)]
-        m.d.comb += [e_wvalid.eq(Mux(wvalid_r, 1 << wch_o, 0)), e_wlast.eq(wlast_r),
-                     w_busy.eq(wopen | pend | afull | wvalid_r | ~wq_empty)]
-
-        # ---- stripe reader (LOAD, GATHER rows): one stripe per cycle, one masked line write --
-        # need_of / mask_of give named Signals, assigned unconditionally (so called outside any
-        # If/FSM state): indexing an unnamed Cat of ES (1,024 on u280) expressions recomputes
-        # every operand's shape, which made the DMA's elaboration take minutes.
-        def need_of(lo, hi, first, last, name):
-            """Channels holding elements of a stripe (a run's first/last stripe is partial)."""
-            out = Signal(C, name=name)
-            m.d.comb += out.eq(Cat(*[(~first | ((k + 1) * (B // 2) > lo))
-                                     & (~last | (k * (B // 2) < hi)) for k in range(C)]))
-            return out
-
-        def mask_of(lo, hi, first, last, name):
-            """The stripe's elements that belong to the run."""
-            out = Signal(ES, name=name)
-            m.d.comb += out.eq(Cat(*[(~first | (e >= lo)) & (~last | (e < hi))
-                                     for e in range(ES)]))
-            return out
-
-        fc = Signal(seg)
-        x = Signal(LS + 1)
-        f_chunk, f_we, f_re, f_mask = Signal(32), Signal(), Signal(), Signal(ES)
-        f_line = Signal()                    # the stripe path drives the line port this cycle
-        f_data = Cat(*[p.rdata for p in axi])          # the stripe's ES elements, in order
-        x_last = Signal()                    # x + 1 == fc.n, registered one stripe ahead
-        r_first, r_last = x == 0, x_last
-        # The channels the stripe needs, registered a stripe ahead like x_last (in front of the
-        # AND over the channels' RVALID they were the reader's longest path): the next
-        # segment's first stripe, or this segment's next.
-        need = Signal(C)
-        n_need = need_of(sq_out.lo, sq_out.hi, Const(1), sq_out.n == 1, "r_need_seg")
-        x_need = need_of(fc.lo, fc.hi, Const(0), x + 2 == fc.n, "r_need_next")
-        r_mask = mask_of(fc.lo, fc.hi, r_first, r_last, "r_mask")
-        with m.If(~is_write):
-            with m.FSM(name="stripes"):
-                with m.State("IDLE"):
-                    with m.If(sq.r_rdy):
-                        m.d.comb += sq.r_en.eq(1)
-                        m.d.sync += [fc.eq(sq_out), x.eq(0), x_last.eq(sq_out.n == 1),
-                                     need.eq(n_need)]
-                        m.next = "DATA"
-                with m.State("DATA"):
-                    m.d.comb += [rd_act.eq(1), f_line.eq(1)]
-                    last = r_last
-                    allv = (need & ~Cat(*[p.rvalid for p in axi])) == 0
-                    m.d.comb += [f_mask.eq(r_mask), f_we.eq(allv),
-                                 f_chunk.eq(fc.chunk + x * (ES // CE))]
-                    with m.If(allv & self.line.grant):
-                        m.d.comb += fast_rr.eq(need)
-                        m.d.sync += [x.eq(x + 1), x_last.eq(x + 2 == fc.n), need.eq(x_need)]
-                        with m.If(last):
-                            with m.If(sq.r_rdy):        # the next segment without a bubble
-                                m.d.comb += sq.r_en.eq(1)
-                                m.d.sync += [fc.eq(sq_out), x.eq(0), x_last.eq(sq_out.n == 1),
-                                             need.eq(n_need)]
-                            with m.Else():
-                                m.next = "IDLE"
-
-        # ---- stripe writer (STORE): one line read per cycle into the stripe register ---------
-        # wfc/wx: the segment and the stripe to read next; fl: a read granted last cycle (its
-        # data are on line.rdata now); hold/hv: the stripe register and its channels still to
-        # send. A read whose data find hv not emptied this cycle is dropped and repeated.
-        wfc = Signal(seg)
-        wx = Signal(LS + 1)
-        wact = Signal()                      # wfc holds a segment
-        stripe = data.StructLayout({"x": unsigned(LS + 1), "lo": unsigned(LES + 1),
-                                    "hi": unsigned(LES + 1), "need": unsigned(C),
-                                    "wlast": unsigned(C)})
-        fl = Signal()
-        flm = Signal(stripe)
-        hold = Signal(8 * SB)
-        hv = Signal(C)
-        hm = Signal(stripe)
-        wready_v = Cat(*[p.wready for p in axi])
-        hold_free = (hv & ~wready_v) == 0
-        capture = fl & hold_free
-        m.d.sync += hv.eq(hv & ~wready_v)
-        with m.If(capture):
-            m.d.sync += [hold.eq(self.line.rdata[:8 * SB]), hv.eq(flm.need), hm.eq(flm)]
-        rewind = fl & ~capture
-        # The stripe to read when none is repeated (nsel, ntx: this segment's next or the next
-        # segment's first) and what flm must then hold for it, from registers alone; a
-        # repeated read is the stripe flm already describes. So the AND over the channels'
-        # WREADY (hold_free, rewind) only picks between the two at the end (u280: 32 channels;
-        # in front of the stripe's compares it was the DMA's longest path, docs/rtl-clock.md).
-        nsel = Signal(seg)
-        ntx = Signal(LS + 1)
-        n_cont = Signal()                    # wfc has stripes left to read
-        m.d.comb += n_cont.eq(wact & (wx != wfc.n))
-        with m.If(n_cont):
-            m.d.comb += [nsel.eq(wfc), ntx.eq(wx)]
-        with m.Else():
-            m.d.comb += [nsel.eq(sq_out), ntx.eq(0)]
-        sel = Signal(seg)                    # the stripe read this cycle: its segment and index
-        tx = Signal(LS + 1)
-        w_req = Signal()
-        pop = Signal()
-        with m.If(is_write & fmode):
-            with m.If(rewind):
-                m.d.comb += [sel.eq(wfc), tx.eq(flm.x), w_req.eq(1)]
-            with m.Elif(n_cont):
-                m.d.comb += [sel.eq(wfc), tx.eq(wx), w_req.eq(1)]
-            with m.Elif(sq.r_rdy):
-                m.d.comb += [sel.eq(sq_out), tx.eq(0), w_req.eq(1), pop.eq(1)]
-                m.d.sync += [wfc.eq(sq_out), wact.eq(1)]
-        # The writer's pop comes last of the segment FIFO's inputs (behind the AND over the
-        # channels' WREADY in ``rewind``): FlagFIFO computes its next state both ways and
-        # picks with it (the AND, the writer's decision and the FIFO's level were 12 LUT
-        # levels, the DMA's critical path on u280, docs/rtl-clock.md).
-        if isinstance(sq, FlagFIFO):
-            m.d.comb += sq.r_en_late.eq(pop)
-        else:
-            with m.If(pop):
-                m.d.comb += sq.r_en.eq(1)
-        wfirst, wlast_s = ntx == 0, ntx + 1 == nsel.n
-        lo_e, hi_e = Mux(wfirst, nsel.lo, 0), Mux(wlast_s, nsel.hi, ES)
-        w_need = need_of(nsel.lo, nsel.hi, wfirst, wlast_s, "w_need")
-        # Channel k's burst ends at its last beat of the segment: the last stripe, or the one
-        # before where the run's end leaves channel k out of the last.
-        w_wl = Cat(*[w_need[k] & (wlast_s | ((ntx + 2 == nsel.n) & ~(k * (B // 2) < nsel.hi)))
-                     for k in range(C)])
-        granted_w = w_req & self.line.grant
-        m.d.sync += fl.eq(granted_w)
-        with m.If(granted_w):
-            m.d.sync += wx.eq(tx + 1)
-            with m.If(~rewind):
-                m.d.sync += [flm.x.eq(ntx), flm.lo.eq(lo_e), flm.hi.eq(hi_e),
-                             flm.need.eq(w_need), flm.wlast.eq(w_wl)]
-        with m.Elif(w_req):
-            m.d.sync += wx.eq(tx)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += wact.eq(0)
-        w_mask = mask_of(hm.lo, hm.hi, Const(1), Const(1), "w_mask")
-        w_strb = Signal(2 * ES)
-        m.d.comb += w_strb.eq(Cat(*[Cat(w_mask[e], w_mask[e]) for e in range(ES)]))
-        w_fbusy = fl | (hv != 0) | (wact & (wx != wfc.n))
-        m.d.comb += f_busy.eq(rd_act | w_fbusy)
+        # ---- stripe reader and writer: fpgpt/hw/dma_stripes.py ----------------------------
+        g = SimpleNamespace(seg=seg, C=C, B=B, ES=ES, LS=LS, LES=LES, SB=SB, CE=CE, sq=sq,
+                            sq_out=sq_out, is_write=is_write, fmode=fmode, axi=axi,
+                            rd_act=rd_act, fast_rr=fast_rr, f_busy=f_busy)
+        rd = stripe_reader(m, self.line, g)
+        f_chunk, f_we, f_mask, f_line, f_data = rd.f_chunk, rd.f_we, rd.f_mask, rd.f_line, rd.f_data
+        wr = stripe_writer(m, self.line, self.cmd, g, rd.need_of, rd.mask_of)
+        hold, hv, hm, w_strb = wr.hold, wr.hv, wr.hm, wr.w_strb
+        sel, tx, w_req = wr.sel, wr.tx, wr.w_req
 
         # ---- AXI write channels: the element path's one beat, or the stripe register ---------
         for k, p in enumerate(axi):
