@@ -30,13 +30,19 @@ def one_card(tiny_model):
     return ids, hw, generate(program, ids, NEW).tokens
 
 
-def test_split_is_as_even_as_possible():
-    assert split(25, 4) == ((0, 7), (7, 6), (13, 6), (19, 6))
+def test_split_keeps_the_largest_share_and_aligns_the_parts():
+    """partition.split: ceil(n/D) on every card but the last, which takes the rest (each part
+    then starts at d·w, where ALLGATHER puts it), else as even as possible; the largest share,
+    which sets the time, is ceil(n/D) either way, and no card is left without work."""
+    assert split(25, 4) == ((0, 7), (7, 7), (14, 7), (21, 4))
+    assert split(50257, 4) == ((0, 12565), (12565, 12565), (25130, 12565), (37695, 12562))
+    assert split(25, 6) == ((0, 5), (5, 4), (9, 4), (13, 4), (17, 4), (21, 4))    # 5 x 5 = 25
     assert split(8, 8) == tuple((i, 1) for i in range(8))
-    for n, d in ((25, 3), (1600, 6), (50257, 8), (6400, 7)):
+    for n, d in ((25, 3), (25, 8), (1600, 6), (50257, 8), (6400, 7), (4, 3), (1024, 4)):
         parts = split(n, d)
-        assert sum(c for _, c in parts) == n
-        assert max(c for _, c in parts) - min(c for _, c in parts) <= 1
+        counts = [c for _, c in parts]
+        assert sum(counts) == n and min(counts) >= 1 and max(counts) == -(-n // d)
+        assert all(parts[i][0] + parts[i][1] == parts[i + 1][0] for i in range(d - 1))
 
 
 def test_one_device_is_the_one_card_compile(tiny_model):
@@ -159,11 +165,11 @@ def test_uneven_heads_xl_25_heads():
     spec = get_spec("gpt2-xl")
     for d in (2, 3, 4, 6, 8):
         heads = [shard(spec, d, i).n_head for i in range(d)]
-        assert sum(heads) == 25 and max(heads) - min(heads) <= 1
+        assert sum(heads) == 25 and max(heads) == -(-25 // d) and min(heads) >= 1
     hw = load_preset("u280")
     layouts = [plan_layout(spec, hw, shard(spec, 3, d)) for d in range(3)]
-    assert [lay["layer0.k_cache"].shape[0] for lay in layouts] == [9, 8, 8]
-    assert [lay["layer0.w_fc"].shape[0] for lay in layouts] == [2134, 2133, 2133]
+    assert [lay["layer0.k_cache"].shape[0] for lay in layouts] == [9, 9, 7]
+    assert [lay["layer0.w_fc"].shape[0] for lay in layouts] == [2134, 2134, 2132]
     # each card holds its share of the weights: three cards hold about a third each
     one = plan_layout(spec, hw)
     assert max(lay.total_bytes for lay in layouts) < 0.4 * one.total_bytes
@@ -184,6 +190,20 @@ def test_decode_attention_is_staged_in_place(tiny_model, one_card):
         (mv,) = [i for i in dec if i.op == "VCOPY"]
         assert gather[0]["sram"] < mv["dst"] < mv["a"] == gather[0]["sram"] + 2 * gather[0]["count"]
     assert generate_system(programs, ids, NEW).tokens == want
+
+
+def test_xl_decode_gathers_every_slice_in_place():
+    """GPT-2 XL on four cards (heads 7/7/7/4, vocabulary 12,565 x 3 + 12,562): a decode step's
+    all-gathers land every slice at d·w of its own buffer, so nothing is unpacked (no VCOPY),
+    and the logits buffer has room for the last card's whole chunk."""
+    spec = get_spec("gpt2-xl")
+    hw = load_preset("u280").replace(devices=4)
+    for p in compile_devices(spec, hw, prompt_len=8, verify=True):
+        dec = p.streams["decode"]
+        assert not [i for i in dec if i.op == "VCOPY"]
+        gathers = {i.comment.split(":")[0]: i["count"] for i in dec if i.op == "ALLGATHER"}
+        assert gathers["layer0.attn"] == 7 * 64 and gathers["lm_head"] == 12565
+        assert gathers["layer0.fc"] == 1600 and gathers["layer0.proj"] == 400
 
 
 def test_weight_chunks_pass_an_unpack_that_waits_longer():

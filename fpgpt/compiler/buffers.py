@@ -25,7 +25,7 @@ from .errors import CompileError
 from .partition import Shard, shard as make_shard
 
 __all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride",
-           "stage_count", "attn_staged_in_place", "scores_stride", "vt_heads_per_row"]
+           "stage_count", "gathered_length", "attn_staged_in_place", "STAGE_OF", "scores_stride", "vt_heads_per_row"]
 
 #: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams
 #: (docs/decode.md: GPT-2 medium 128:128 on u280 decodes at 2.12 ms/token with 4, 2.08 with 5).
@@ -94,16 +94,37 @@ def vt_heads_per_row(ctx: int, hw: HardwareConfig) -> int:
 
 def stage_count(sh: Shard, name: str, rows: int) -> int:
     """Elements of one card's chunk of the all-gather staging for split ``name`` (0: the slices
-    are gathered in place, as one row split evenly is)."""
-    if sh.devices == 1 or (rows == 1 and sh.even(name)):
+    are gathered in place, as one row is when each card's part starts at ``d·w``,
+    ``Shard.aligned``: every even split and most uneven ones, partition.split)."""
+    if sh.devices == 1 or (rows == 1 and sh.aligned(name)):
         return 0
     return rows * sh.widest(name)
 
 
+def gathered_length(sh: Shard, name: str, n: int, rows: int) -> int:
+    """Elements a buffer of ``rows`` rows of ``n`` needs when split ``name``'s slices are
+    all-gathered into it in place: one row of ``devices·w``, the last card's chunk running
+    past the row's end when its part is narrower (what it sends there is not used)."""
+    if rows == 1 and sh.devices > 1 and sh.aligned(name):
+        return max(n, sh.devices * sh.widest(name))
+    return rows * n
+
+
+#: The staging area of each split's all-gather: the attention and fc slices in ``stage``, the
+#: projection and fc2 ones (the residual's) in ``rstage``, the logits in ``lstage``. With one
+#: area a card's fc slices of a prefill tile's first half overlapped the attention's second
+#: half, whose unpack they then waited for: a card that has as many heads as card 0 lost its
+#: slack (session 20; GPT-2 XL 25 heads split 7, 7, 7, 4: TTFT 321.3 ms with one area, 314.6
+#: with two).
+STAGE_OF = {"attn": "stage", "fc": "stage", "proj": "rstage", "fc2": "rstage",
+            "vocab": "lstage"}
+
+
 def attn_staged_in_place(sh: Shard, rows: int) -> bool:
     """Whether the attention's all-gather of a decode row is staged in the ``attn`` buffer
-    itself (its heads split unevenly): card ``d``'s chunk at ``d·w`` (``w`` the widest card's
-    columns), so the cards up to the first narrower one are already where their heads go and
+    itself where its heads' parts do not start at ``d·w`` (``w`` the widest card's columns;
+    partition.split's even fallback, e.g. 25 heads on 6 or 8 cards): card ``d``'s chunk at
+    ``d·w``, so the cards up to the first narrower one are already where their heads go and
     only the later ones are moved down (codegen ``_gather_rows``); ``attn`` is then
     ``devices·w`` long."""
     return rows == 1 and stage_count(sh, "attn", rows) > 0
@@ -114,20 +135,25 @@ def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: in
     d, f, dh = spec.d_model, spec.d_ff, spec.d_head
     dhs, cs = b_stride(dh, hw), b_stride(ctx, hw)
     in_place = attn_staged_in_place(sh, rows)
-    attn = sh.devices * sh.widest("attn") if in_place else rows * d
-    b = {"x": (rows * d, _ALL), "h": (rows * d, _ALL), "qkv": (rows * 3 * sh.d_attn, _QKV),
-         "attn": (attn, (2, 4)), "ffn": (rows * f, _MLP),
+    attn = sh.devices * sh.widest("attn") if in_place else gathered_length(sh, "attn", d, rows)
+    x = max(gathered_length(sh, "proj", d, rows), gathered_length(sh, "fc2", d, rows))
+    b = {"x": (x, _ALL), "h": (rows * d, _ALL), "qkv": (rows * 3 * sh.d_attn, _QKV),
+         "attn": (attn, (2, 4)), "ffn": (gathered_length(sh, "fc", f, rows), _MLP),
          "kst": (group * ctx * dhs, _ATT),
          "vst": (-(-group // vt_heads_per_row(ctx, hw)) * dh * cs, _ATT),
-         "scores": (group * rows * scores_stride(ctx, hw), _ATT), "logits": (spec.vocab, _HEAD),
+         "scores": (group * rows * scores_stride(ctx, hw), _ATT),
+         "logits": (gathered_length(sh, "vocab", spec.vocab, 1), _HEAD),
          "lnf": (2 * d, _HEAD), "params0": (vec_len, _ALL), "params1": (vec_len, _ALL)}
     for i in range(WEIGHT_SLOTS):
         b[f"slot{i}"] = (slot, _ALL)
     if sh.devices > 1:      # all-gather staging (partition.py): layer outputs, then the logits
-        layer = max(stage_count(sh, n, rows) for n in ("attn", "proj", "fc", "fc2")
-                    if not (n == "attn" and in_place))
-        if layer:
-            b["stage"] = (sh.devices * layer, (2, 4))
+        # two areas in turn (STAGE_OF): a split's slices are written while the previous
+        # split's second half still waits for its all-gather and unpack
+        for area in ("stage", "rstage"):
+            n = max([stage_count(sh, s, rows) for s, a in STAGE_OF.items() if a == area
+                     and not (s == "attn" and in_place)] + [0])
+            if n:
+                b[area] = (sh.devices * n, (2, 4))
         head = stage_count(sh, "vocab", 1)
         if head:
             b["lstage"] = (sh.devices * head, _HEAD)

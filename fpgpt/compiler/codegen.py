@@ -23,8 +23,8 @@ from fpgpt.geometry import dma_stripe_aligned, weight_run_rows, weight_stride
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
-from .buffers import (WEIGHT_SLOTS, BufferPlan, attn_staged_in_place, b_stride, scores_stride,
-                      stage_count, vt_heads_per_row)
+from .buffers import (STAGE_OF, WEIGHT_SLOTS, BufferPlan, attn_staged_in_place, b_stride,
+                      scores_stride, stage_count, vt_heads_per_row)
 from .ir import Graph, Op, OpKind
 from .layout import Layout
 from .partition import Shard, shard as make_shard
@@ -166,7 +166,7 @@ class _Gen:
 
     @staticmethod
     def _stage(op: Op) -> str:
-        return "lstage" if op["split"] == "vocab" else "stage"
+        return STAGE_OF[op["split"]]
 
     def add_slice(self, op: Op, parts: list[tuple[int, int]] | None = None) -> None:
         """The residual ADD ``op`` on this card's slice of the pending output, before it is
@@ -204,7 +204,9 @@ class _Gen:
             self.pending = None
         sh, name = self.sh, op["split"]
         if not stage_count(sh, name, rows):
-            self.emit("ALLGATHER", sram=self.a(buf), count=sh.local(name)[1],
+            # in place: each card's part at d·w, chunks of w (the last card's may run past the
+            # row's end into the buffer's tail: buffers.gathered_length)
+            self.emit("ALLGATHER", sram=self.a(buf), count=sh.widest(name),
                       comment=f"{op.name}: all-gather {buf}")
             return
         for q0, nq in todo:
