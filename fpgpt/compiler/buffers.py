@@ -25,7 +25,8 @@ from .errors import CompileError
 from .partition import Shard, shard as make_shard
 
 __all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride",
-           "stage_count", "gathered_length", "attn_staged_in_place", "STAGE_OF", "scores_stride", "vt_heads_per_row"]
+           "stage_count", "gathered_length", "attn_staged_in_place", "STAGE_OF", "scores_stride",
+           "vt_heads_per_row"]
 
 #: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams
 #: (docs/decode.md: GPT-2 medium 128:128 on u280 decodes at 2.12 ms/token with 4, 2.08 with 5).

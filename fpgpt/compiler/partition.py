@@ -23,8 +23,8 @@ Splits put ``w = ceil(n / D)`` items on every card but the last, which takes the
 that rest is at least one item (``split(25, 4)`` = 7, 7, 7, 4 heads; the vocabulary on four
 cards 12,565 x 3 and 12,562): the slowest card has ``w`` either way, and each card's slice of a
 gathered row then starts at ``d·w``, where ``ALLGATHER`` of equal ``w``-element chunks puts it,
-so a decode row's slices are gathered in place with nothing to unpack (buffers.gathered_in_place;
-session 20: XL on four cards 3.990 -> 3.919 ms/token). Otherwise (25 heads on 6 or 8 cards)
+so a decode row's slices are gathered in place with nothing to unpack (buffers.gathered_length;
+session 20: XL on four cards 3.990 -> 3.918 ms/token). Otherwise (25 heads on 6 or 8 cards)
 as even as they can be, the first ``n mod D`` cards one more (5, 4, 4, 4, 4, 4).
 """
 
@@ -123,9 +123,6 @@ class Shard:
     def local(self, name: str) -> tuple[int, int]:
         """(first, count) of this card in ``parts(name)``."""
         return self.parts(name)[self.device]
-
-    def even(self, name: str) -> bool:
-        return len({n for _, n in self.parts(name)}) == 1
 
     def widest(self, name: str) -> int:
         return max(n for _, n in self.parts(name))
