@@ -37,6 +37,9 @@ def test_simulate_and_generate_on_two_cards():
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert RING_KEYS <= set(d) and d["devices"] == 2 and len(d["ring_wait_share"]) == 2
+    # each card's own events: its share of the MACs (card 0 holds 129 of the 257 vocabulary rows)
+    macs = [c["events"]["prefill"]["mpu_macs"] for c in d["cards"]]
+    assert macs[0] > macs[1] > 0 and set(d["cards"][0]["events"]) == {"prefill", "decode"}
     args = ["generate", "--model", "micro", "--hw", "tiny", "--prompt", "def f",
             "--max-new-tokens", "5", "--json"]
     one = json.loads(run(*args).output)

@@ -136,7 +136,7 @@ class _Gen:
         at = r0 * d + c0
         self.emit("VADD", dst=self.a(op["dst"]) + at, a=self.a(op["dst"]) + at,
                   b=self.a(op["src"]) + at, rows=n, cols=cols, ldd=d, lda=d, ldb=d,
-                  comment=op.name + ("" if cols == d else f"[{c0}:{c0 + cols}]")
+                  comment=op.name + self._cols_note(c0, cols, cols != d)
                   + self._rows_note(r0, n, len(self.halves)))
 
     @staticmethod
@@ -165,6 +165,19 @@ class _Gen:
         return f" rows {r0}..{r0 + n - 1}" if parts > 1 else ""
 
     @staticmethod
+    def _cols_note(c0: int, n: int, piece: bool) -> str:
+        return f"[{c0}:{c0 + n}]" if piece else ""
+
+    def _gelu(self, op: Op, at: int, ld: int, pieces: list[tuple[int, int]], r0: int,
+              nr: int) -> None:
+        """GELU in place on rows ``r0 .. r0+nr-1`` (the first at ``at``, ``ld`` apart), column
+        piece by piece (:meth:`_pieces`)."""
+        for c0, n in pieces:
+            self.emit("GELU", dst=at + c0, a=at + c0, rows=nr, cols=n, ldd=ld, lda=ld,
+                      comment=op.name + self._cols_note(c0, n, len(pieces) > 1)
+                      + self._rows_note(r0, nr, len(self.halves)))
+
+    @staticmethod
     def _stage(op: Op) -> str:
         return STAGE_OF[op["split"]]
 
@@ -187,7 +200,7 @@ class _Gen:
                 self.emit("VADD", dst=dst + p0, a=x + r0 * d + c0 + p0, b=at + p0, rows=nr,
                           cols=w, ldd=ldd, lda=d, ldb=ld,
                           comment=f"{op.name} on this card's slice"
-                          + (f"[{p0}:{p0 + w}]" if len(pieces) > 1 else "")
+                          + self._cols_note(p0, w, len(pieces) > 1)
                           + self._rows_note(r0, nr, len(self.halves)))
         self.pending = (src, rows, op["dst"])
 
@@ -634,12 +647,7 @@ class _Gen:
                 parts = self._row_parts(rows)
                 for r0, n in parts:
                     at, ld = self.target(fc, rows, r0, n)
-                    pieces = self._pieces(prev, fc["dst"], rows, ld)
-                    for c0, w in pieces:
-                        self.emit("GELU", dst=at + c0, a=at + c0, rows=n, cols=w, ldd=ld, lda=ld,
-                                  comment=(op.name if len(pieces) == 1
-                                           else f"{op.name}[{c0}:{c0 + w}]")
-                                  + self._rows_note(r0, n, len(self.halves)))
+                    self._gelu(op, at, ld, self._pieces(prev, fc["dst"], rows, ld), r0, n)
                     if len(parts) > 1:
                         self.gather((r0, n))     # each half's gather behind its GELU
                 self.gather()
@@ -647,12 +655,7 @@ class _Gen:
                 buf = self.a(op["buf"])
                 pieces = self._pieces(prev, op["buf"], rows, f)
                 for r0, nr in self.halves:
-                    for c0, n in pieces:
-                        at = buf + r0 * f + c0
-                        self.emit("GELU", dst=at, a=at, rows=nr, cols=n, ldd=f, lda=f,
-                                  comment=(op.name if len(pieces) == 1
-                                           else f"{op.name}[{c0}:{c0 + n}]")
-                                  + self._rows_note(r0, nr, len(self.halves)))
+                    self._gelu(op, buf + r0 * f, f, pieces, r0, nr)
             elif k is OpKind.ADD:
                 for c0, n in self._pieces(prev, op["src"], rows, d):
                     for part in self.halves:

@@ -166,10 +166,10 @@ def _place(spec: ModelSpec, hw: HardwareConfig, sh: Shard, *, pad: bool) -> Layo
         nonlocal addr
         nbytes = int(np.prod(shape)) * (4 if dtype == "i32" else 2)
         pitch = row_pitch(shape[-1], hw) if pad and weight else 2 * shape[-1]
-        if weight and weight_run_rows(shape[-1], hw):      # runs of whole stripes from a stripe
+        # a padded matrix, or one loaded in runs of whole stripes, starts on a stripe
+        if pitch != 2 * shape[-1] or (weight and weight_run_rows(shape[-1], hw)):
             addr = -(-addr // stripe) * stripe
         if pitch != 2 * shape[-1]:
-            addr = -(-addr // stripe) * stripe
             nbytes = shape[0] * pitch
             pitches[name] = pitch
         regions[name] = Region(name, addr, nbytes, shape, dtype)

@@ -444,7 +444,8 @@ class SystemSimResult:
                                       if self.result.tokens_decoded else 0.0),
             "cards": [{"device": i, "ttft_ms": c.ttft_ms, "ms_per_token": c.ms_per_token,
                        "hbm_bytes_per_token": c.hbm_bytes_per_token,
-                       "unit_utilization": c.unit_utilization, **c.breakdown_json()}
+                       "unit_utilization": c.unit_utilization, **c.breakdown_json(),
+                       "events": {s.name: s.events for s in c.streams}}
                       for i, c in enumerate(self.cards)],
             "wall_s": self.wall_s,
         })
