@@ -83,10 +83,12 @@ def test_residual_adds_run_on_each_cards_slice_and_the_gather_fills_x(tiny_model
 
 
 def test_prefill_tile_goes_by_halves_on_a_ring(tiny_model):
-    """A staged prefill tile (several rows on several cards) is gathered half by half and
-    attended by query halves: R6 = R1 + the second half's first row is the second half's mask
-    offset and key count, each half has its Q K^T, softmax, P V and all-gathers. (The tokens and
-    KV caches of these programs equal one card's: the test below.)"""
+    """A staged prefill tile (several rows on several cards) is attended by query halves: R6 =
+    R1 + the second half's first row is the second half's mask offset and key count, each half
+    has its Q K^T and softmax. Each half's P V, all-gather and projection go in two parts, the
+    projections after both parts' gathers; the MLP's rows go as the first half in two parts and
+    the second whole, gathered part by part. (The tokens and KV caches of these programs equal
+    one card's: the test below.)"""
     hw = load_preset("tiny")
     rows, h0 = 9, 5
     for p in compile_devices(tiny_model, hw, prompt_len=rows, devices=2):
@@ -99,19 +101,21 @@ def test_prefill_tile_goes_by_halves_on_a_ring(tiny_model):
         assert [(i["cols"], i["rc"]) for i in sm[:2]] == [(h0, 1), (rows - h0, 6)]
         qk = [i for i in pre if i.op == "MM" and i["mask"]]
         assert [(i["m"], i["n"], i["rn"]) for i in qk[:2]] == [(h0, h0, 1), (rows - h0, rows - h0, 6)]
-        # four gathers a layer, each in two halves, and the logits' one
-        assert sum(i.op == "ALLGATHER" for i in pre) == 8 * L + 1
+        # gathers a layer: the attention's and the projection's in four parts, fc's and fc2's
+        # in three (rows 0..2, 3..4, 5..8); and the logits' one
+        assert sum(i.op == "ALLGATHER" for i in pre) == 14 * L + 1
         # the MPU's order in a layer: the QKV product's first half, the first half's Q K^T (its
         # softmax runs beside) the QKV product's second half, the second half's Q K^T, then
-        # P V and projection, half by half
+        # half by half its two parts' P V, then their projections; fc in three parts
         mm = [i.comment for i in pre if i.op == "MM" and i.comment.startswith("layer0.")]
         at = [c.split(":")[-1].strip() if "attn" in c
               else c.split("[")[0] + c[c.index("]") + 1:] for c in mm]
         order = ["layer0.qkv rows 0..4", "Q K^T rows 0..4", "layer0.qkv rows 5..8",
-                 "Q K^T rows 5..8", "P V rows 0..4", "layer0.proj rows 0..4", "P V rows 5..8",
-                 "layer0.proj rows 5..8"]
-        assert [x for x in at if x in order] == [x for x in order if x in at] and \
-            sorted(set(at) & set(order)) == sorted(order)
+                 "Q K^T rows 5..8", "P V rows 0..2", "P V rows 3..4", "layer0.proj rows 0..2",
+                 "layer0.proj rows 3..4", "P V rows 5..6", "P V rows 7..8",
+                 "layer0.proj rows 5..6", "layer0.proj rows 7..8", "layer0.fc rows 0..2",
+                 "layer0.fc rows 3..4", "layer0.fc rows 5..8"]
+        assert list(dict.fromkeys(x for x in at if x in order)) == order
 
 
 @pytest.mark.parametrize("devices", [2, 3, 4])

@@ -53,6 +53,11 @@ def _width(spec: ModelSpec, buf: str) -> int:
             "logits": spec.vocab}[buf]
 
 
+#: The most all-gather steps (``floor(D/2)`` on a ring of ``D`` cards) at which a prefill
+#: tile's P V, all-gather and projection go in four parts, not two (:meth:`_Gen.pv_parts`).
+PV_SPLIT_MAX_STEPS = 2
+
+
 class _Gen:
     def __init__(self, spec: ModelSpec, layout: Layout, plan: BufferPlan, hw: HardwareConfig,
                  sh: Shard) -> None:
@@ -62,7 +67,9 @@ class _Gen:
         # an output slice not gathered yet: its op, rows and the buffer the gather fills (the
         # op's own, or the residual when the ADD ran on the slice: add_slice)
         self.pending: tuple[Op, int, str] | None = None
-        self.halves: list[tuple[int, int]] = [(0, 1)]   # (first row, rows) of the block's halves
+        # (first row, rows) of the block's row parts: a prefill tile's halves; on a ring, finer
+        # around the attention's all-gathers and before the MLP (pv_parts, _norm_parts)
+        self.halves: list[tuple[int, int]] = [(0, 1)]
         self._slots: dict[str, list[int]] = {}     # a linear's chunk slots, from its first part
 
     # -- multi-device: where a card writes its slice, and the all-gather (partition.py) --------
@@ -112,6 +119,29 @@ class _Gen:
                 and body[j]["src"] == body[i]["dst"] and not body[j].attrs.get("last_row")):
             return j
         return None
+
+    def _norm_parts(self, body: list[Op], ln: int, rows: int) -> list[tuple[int, int]]:
+        """The row parts of the LAYERNORM ``body[ln]`` and of what follows it up to the next
+        one. Before the attention (its QKV product next): the tile's halves. Before the MLP:
+        the first half in two quarters, then the second half, so that the fc product of the
+        first quarter starts while the VPU normalises the second. Between the projection and
+        the fc product the MPU has only the second half's projection to run beside the first
+        half's residual add, all-gather, unpack and LAYERNORM, and waits for them."""
+        q, h = self._halves(rows)
+        j = ln + 1
+        while j < len(body) and body[j].kind is OpKind.LOAD_PARAMS:
+            j += 1
+        qkv = (j + 1 < len(body) and body[j].kind is OpKind.LINEAR
+               and body[j + 1].kind is OpKind.ATTENTION)
+        if qkv or q[1] < 2 or self.sh.devices == 1:
+            return [q, h]
+        a = -(-q[1] // 2)
+        return [(0, a), (a, q[1] - a), h]
+
+    @staticmethod
+    def _halves(rows: int) -> list[tuple[int, int]]:
+        half = -(-rows // 2)
+        return [(0, half), (half, rows - half)]
 
     def _mm_rows(self, op: Op, dst: int, ldc: int, slot: int, ks: int, r0: int, nr: int,
                  q0: int, nq: int, parts: int) -> None:
@@ -528,12 +558,15 @@ class _Gen:
                       scale=1.0 / math.sqrt(dh), comment=f"{tag}: softmax" + note)
             return sc
 
-        def pv(q0: int, nq: int, reg: int, sc: int) -> None:
-            out, ldo = self.target(op, rows, q0, nq)
+        def pv(q0: int, nq: int, reg: int, sc: int, r0: int, nr: int) -> None:
+            # rows r0 .. r0+nr-1 of the half q0 .. q0+nq-1 (its scores at sc, each head's nq
+            # rows together; the keys are the half's for each of its rows)
+            out, ldo = self.target(op, rows, r0, nr)
             for j, nb, at, hs in blocks:
-                self.emit("MM", dst=out + j * dh, a=sc + j * nq * ss, b=at, m=nq, k=nq, rk=reg,
-                          n=dh, lda=ss, ldb=cs, ldc=ldo, batch=nb, bsa=nq * ss, bsb=hs, bsc=dh,
-                          comment=f"{tag}: P V" + self._rows_note(q0, nq, 2) + heads(j, nb))
+                self.emit("MM", dst=out + j * dh, a=sc + (j * nq + r0 - q0) * ss, b=at, m=nr,
+                          k=nq, rk=reg, n=dh, lda=ss, ldb=cs, ldc=ldo, batch=nb, bsa=nq * ss,
+                          bsb=hs, bsc=dh, comment=f"{tag}: P V" + self._rows_note(r0, nr, 2)
+                          + heads(j, nb))
 
         one_card = self.sh.devices == 1
         store(0, h0, v=False)
@@ -554,12 +587,41 @@ class _Gen:
         sc1 = scores(q1, h1, QPOS)
         self.produced(op, rows)
 
-        def second() -> None:
-            if not one_card:
-                store(q1, h1, v=True)
-            load_vt(rows)
-            pv(q1, h1, QPOS, sc1)
-        return [lambda: pv(0, h0, POS, sc0), second]
+        # the P V parts (:meth:`pv_parts`): those of the first half, then the second's, whose
+        # first one stores the second half's V^T and loads V^T whole
+        parts = self.pv_parts(rows)
+        fns = []
+        for r0, nr in parts:
+            if r0 < q1:
+                fns.append(lambda r0=r0, nr=nr: pv(0, h0, POS, sc0, r0, nr))
+                continue
+
+            def second(r0=r0, nr=nr, first=r0 == q1) -> None:
+                if first:
+                    if not one_card:
+                        store(q1, h1, v=True)
+                    load_vt(rows)
+                pv(q1, h1, QPOS, sc1, r0, nr)
+            fns.append(second)
+        return fns
+
+    def pv_parts(self, rows: int) -> list[tuple[int, int]]:
+        """The row parts a tile attended by query halves is multiplied by V, all-gathered and
+        projected in: on one card its halves; on a ring of up to 5 cards each half in two, so
+        that a part's all-gather runs while the MPU multiplies the next part (or projects the
+        one before) instead of the MPU waiting for a whole half's gather before its
+        projection. An all-gather takes ``floor(D/2)`` steps, each paying the link's hop
+        latency whatever its size: from 6 cards on (3 steps or more) twice the gathers cost
+        more than they hide (measured, docs/multi-device.md "Session 21": XL's TTFT on 6
+        cards 233.1 ms by halves, 238.0 in parts; on 4, 309.5 and 306.6)."""
+        halves = self._halves(rows)
+        if self.sh.devices == 1 or self.sh.devices // 2 > PV_SPLIT_MAX_STEPS:
+            return halves
+        out = []
+        for q0, nq in halves:
+            a = -(-nq // 2)
+            out += [(q0, a), (q0 + a, nq - a)] if nq > 1 else [(q0, nq)]
+        return out
 
     def _attend_and_project(self, body: list[Op], i: int, rows: int,
                             qkv_second: Callable[[], None] | None = None) -> bool:
@@ -571,10 +633,17 @@ class _Gen:
             return False
         proj = body[i + 1]
         assert proj.kind is OpKind.LINEAR and proj["src"] == att["dst"]
-        for part, pv in enumerate(pvs):
-            pv()
-            self.gather(self.halves[part])
-            self.linear(proj, rows, part)
+        # Half by half: each of its parts' P V and all-gather, then their projections, so that
+        # a part's gather runs beside the next part's P V or the part before's projection.
+        self.halves = parts = self.pv_parts(rows)
+        q1 = self._halves(rows)[1][0]
+        for group in ([p for p, (r0, _) in enumerate(parts) if r0 < q1],
+                      [p for p, (r0, _) in enumerate(parts) if r0 >= q1]):
+            for p in group:
+                pvs[p]()
+                self.gather(parts[p])
+            for p in group:
+                self.linear(proj, rows, p)
         return True
 
     def block(self, graph: Graph, rows: int, prefill: bool) -> None:
@@ -587,9 +656,11 @@ class _Gen:
         # and the LAYERNORM of its sum go half by half (VADD, LAYERNORM of the first half, then
         # of the second), so that the first half's product waits for the first half only. The
         # attention goes by query halves when this card's heads are one group
-        # (:meth:`_attention_halves`). Each row's arithmetic is unchanged.
-        half = -(-rows // 2)
-        self.halves = [(0, half), (half, rows - half)] if prefill and rows > 1 else [(0, rows)]
+        # (:meth:`_attention_halves`). On a ring the halves' P V, all-gathers and projections go
+        # in quarters (:meth:`pv_parts`) and the MLP's first half in two (:meth:`_norm_parts`),
+        # so that the MPU does not wait for a whole half's all-gather and unpack. Each row's
+        # arithmetic is unchanged.
+        self.halves = self._halves(rows) if prefill and rows > 1 else [(0, rows)]
         body, done = list(graph.body), set()
         for i, op in enumerate(body):
             if i in done:
@@ -607,10 +678,16 @@ class _Gen:
                 # second, and the next product starts on it
                 for j in range(i + 1, ln):
                     self.params(body[j])
+                after = self._norm_parts(body, ln, rows)
+                normed = 0
                 for part in self.halves:
                     self.add_slice(op, [part])
                     self.gather(part)
-                    self._norm_rows(body[ln], self.a(body[ln]["src"]), *part, len(self.halves))
+                    while normed < len(after) and sum(after[normed]) <= sum(part):
+                        self._norm_rows(body[ln], self.a(body[ln]["src"]), *after[normed],
+                                        len(after))
+                        normed += 1
+                self.halves = after
                 done.update(range(i + 1, ln + 1))
             elif on_slice and k is OpKind.ADD:
                 self.add_slice(op)
