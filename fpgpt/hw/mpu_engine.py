@@ -286,7 +286,11 @@ class MPUEngine(wiring.Component):
         nl = Signal(range(L + 1))                   # valid lanes of this group
         rem_n = (N - jx)[:_W]
         m.d.comb += nl.eq(Mux(rem_n >= L, L, rem_n))
-        is_last = kc + 1 >= nk
+        # kc == 0 and kc + 1 >= nk (chunk kc is the last), flags set with kc (kc + 2 >= nk as it
+        # steps, nk <= 1 as it restarts): the compares were the head of the issue decision, 11
+        # LUT into the sequencer's registers on u280 (docs/rtl-clock.md "Session 21")
+        kc_first, kc_last, nk_one = Signal(), Signal(), Signal()
+        is_last = kc_last
         ke = Signal(range(C + 1))                   # elements of K in chunk kc
         rem_k = (K - c_off)[:_W]
         m.d.comb += ke.eq(Mux(K > c_off, Mux(rem_k >= C, C, rem_k), 0))
@@ -554,7 +558,7 @@ class MPUEngine(wiring.Component):
             with m.Else():                                  # the MM's last group issued:
                 m.next = "IDLE"                             # the next MM may start now
             m.d.sync += [kc.eq(0), c_off.eq(0), boff.eq(0), gx_off.eq(0), gx.eq(0), ls.eq(0),
-                         bx.eq(0)]
+                         bx.eq(0), kc_first.eq(1), kc_last.eq(nk_one)]
 
         def issue_slot(first_item, step_end):
             """Slot bookkeeping when an item issues a chunk."""
@@ -563,7 +567,7 @@ class MPUEngine(wiring.Component):
             m.d.sync += [base.eq(base_n), slot.eq(Mux(step_end, base_n, inc(now)))]
 
         def feed(mask, final, slow, e_last):
-            m.d.sync += [f_mask.eq(mask), f_first.eq(kc == 0), f_last.eq(is_last),
+            m.d.sync += [f_mask.eq(mask), f_first.eq(kc_first), f_last.eq(is_last),
                          f_final.eq(final), f_slow.eq(slow), f_ke.eq(ke),
                          f_kcs.eq(lo(kc, lnb)), f_oa.eq(lo(a_row, lc)),
                          f_gx.eq(Mux(slow, 0, gx)), f_place.eq(Mux(slow, 0, place)),
@@ -576,6 +580,7 @@ class MPUEngine(wiring.Component):
                     pl = self.cmd.payload
                     m.d.sync += [ins.eq(pl), K.eq(pl.k + pl.rk), N.eq(pl.n + pl.rn),
                                  bt.eq(0), i.eq(0), j0.eq(0), jx.eq(0), kc.eq(0), c_off.eq(0),
+                                 kc_first.eq(1),
                                  boff.eq(0), gx_off.eq(0), gx.eq(0), t.eq(0), ls.eq(0),
                                  bx.eq(0), *[c.eq(0) for c in col_regs],
                                  a_bt.eq(pl.a), b_bt.eq(pl.b), d_bt.eq(pl.dst),
@@ -590,6 +595,7 @@ class MPUEngine(wiring.Component):
                             & (lo(s, lnb - 1) == 1 if lnb > 1 else s[0] if lnb else 1)
                             & ((ins.batch <= 1) | (lo(ins.bsb, lc) == 0))),
                     nk.eq(Mux(K == 0, 1, (K + C - 1) >> lc)),
+                    nk_one.eq(K <= C), kc_last.eq(K <= C),
                 ]
                 al = (lo(ins.a, lc) == 0) & (lo(ins.lda, lc) == 0) & (
                     (ins.batch <= 1) | (lo(ins.bsa, lc) == 0))
@@ -624,7 +630,7 @@ class MPUEngine(wiring.Component):
                         else:
                             m.d.sync += [bx.eq(bx + Q), bias_col.eq(bias_col + Q * L),
                                          rd_bx.eq(bx)]
-                    first_item = (kc == 0) & (gx == 0)
+                    first_item = kc_first & (gx == 0)
                     phase_ok = ~multi | first_item | (ph == slot)
                     got = ~ins.has_bias | (bx if whole else bx > gx)
                     ok = phase_ok & (~is_last | (got & room))
@@ -654,6 +660,7 @@ class MPUEngine(wiring.Component):
                                     m.d.sync += je.eq(jx + L)
                         with m.Elif(~is_last):
                             m.d.sync += [kc.eq(kc + 1), c_off.eq(c_off + C), gx.eq(0),
+                                         kc_first.eq(0), kc_last.eq(kc + 2 >= nk),
                                          jx.eq(j0), gx_off.eq(0), boff.eq(c_off + C)]
                             if not whole:
                                 m.d.sync += je.eq(j0)
@@ -673,7 +680,7 @@ class MPUEngine(wiring.Component):
                             with m.Case(l):
                                 m.d.comb += xa.eq(addr[l])
                     final = is_last & (ls + 1 >= nl)
-                    first_item = (kc == 0) & (ls == 0)
+                    first_item = kc_first & (ls == 0)
                     phase_ok = ~multi | first_item | (ph == slot)
                     m.d.comb += [s_re.eq(phase_ok & (~final | room)),
                                  s_chunk.eq((xa >> lc)[:QB])]
@@ -684,6 +691,7 @@ class MPUEngine(wiring.Component):
                         issue_slot(first_item, ls + 1 >= nl)
                         with m.If(ls + 1 >= nl):
                             m.d.sync += [ls.eq(0), kc.eq(kc + 1), c_off.eq(c_off + C),
+                                         kc_first.eq(0), kc_last.eq(kc + 2 >= nk),
                                          boff.eq(boff + C)]
                             with m.If(is_last):
                                 m.next = "YIELD"

@@ -139,13 +139,20 @@ class VPUEngine(wiring.Component):
         n_ops = Signal(range(4))             # operands per element: a (b (c))
         is_argmax = Signal()
         running = Signal()
-        reading = Signal()                   # the reader runs (from CHECK on: one cycle early)
+        # the reader runs (from CHECK on: one cycle early); a register, set as a command that has
+        # something to compute is taken and cleared with ``running`` (it was CHECK's decode and
+        # ``~empty`` in front of the reader's requests: u280's next 11-LUT path)
+        reading = Signal()
         beats = Signal(_N)                   # beats per row, registered with n
         beats_one = Signal()                 # beats == 1
         nbuf = hw.vpu.buffer_beats
         grouped = Signal()                   # LAYERNORM / SOFTMAX: groups of rows per command
         grp = Signal(range(nbuf + 1))        # rows per group (geometry.vpu_group_rows)
         left = Signal(17)                    # rows not yet in a VPU command
+        # n == 0 or rows == 0, registered as the command is taken: CHECK's test was ``n``'s and
+        # ``rows``' zero compares in front of the reader's requests and window slots (11 LUT,
+        # u280's VPU engine at 205.0 MHz retimed, docs/rtl-clock.md "Session 21")
+        empty = Signal()
 
         # ---- operand windows: per operand a reader cursor and two window slots --------------
         # Operand x's row r starts at s_x; its windows start at chunks s_x // C + i * stride,
@@ -361,8 +368,6 @@ class VPUEngine(wiring.Component):
 
         # ---- control --------------------------------------------------------------------------
         m.d.comb += [self.wb_addr.eq(ins.rd), self.wb_data.eq(0)]
-        with m.If(running):
-            m.d.comb += reading.eq(1)
         with m.FSM(name="vpu_engine"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -390,7 +395,8 @@ class VPUEngine(wiring.Component):
                         sd.eq(pl.dst), oc_end.eq(n_new <= w), n_le_w.eq(n_new <= w),
                         nv.eq(Mux(n_new >= w, w, n_new)), nv_row.eq(Mux(n_new >= w, w, n_new)),
                         orow_last.eq(Mux(argmax, 1, pl.rows) == 1),
-                        pend.eq(0),
+                        pend.eq(0), empty.eq((n_new == 0) | (Mux(argmax, 1, pl.rows) == 0)),
+                        reading.eq((n_new != 0) & (Mux(argmax, 1, pl.rows) != 0)),
                     ]
                     for x in range(3):
                         m.d.sync += [rd_row[x].eq(0), first[x].eq(1), wp[x].eq(0), rp[x].eq(0),
@@ -407,11 +413,10 @@ class VPUEngine(wiring.Component):
                 for i in reversed(range(nbuf.bit_length())):
                     with m.If(beats <= (1 << i)):
                         m.d.sync += grp.eq(nbuf >> i)
-                with m.If((n == 0) | (rows == 0)):
+                with m.If(empty):
                     m.d.comb += [self.done.eq(1), self.wb_we.eq(is_argmax)]
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.comb += reading.eq(1)
                     m.d.sync += running.eq(1)
                     m.next = "RUN"
             with m.State("RUN"):
@@ -419,11 +424,11 @@ class VPUEngine(wiring.Component):
                 with m.If(is_argmax & vpu.o.valid):
                     m.d.comb += [self.done.eq(1), self.wb_we.eq(1),
                                  self.wb_data.eq(vpu.o.payload[:32])]
-                    m.d.sync += running.eq(0)
+                    m.d.sync += [running.eq(0), reading.eq(0)]
                     m.next = "IDLE"
                 with m.If(finished):
                     m.d.comb += self.done.eq(1)
-                    m.d.sync += running.eq(0)
+                    m.d.sync += [running.eq(0), reading.eq(0)]
                     m.next = "IDLE"
         return m
 
