@@ -702,17 +702,24 @@ class NetUnit(wiring.Component):
                 return b_off == 0
             return Const(1, 1) if i >= G - 1 else b_off <= i
         b_lmask = Cat(*[((b_blk != 0) | first_ok(i)) & (i < b_rem) for i in range(G)])
-        m.d.comb += b_req.eq(Mux(wide, b_en & b_nblk.nz & (~b_grp | rx_valid),
-                                 b_en & b_grp & rx_valid & (~b_fwd | pk_ready)))
+        # b_pri: b_req without the packer's readiness, from registers. It orders the line port's
+        # users: b_req differs from it only while this flow forwards (ALLREDUCE's phase 2),
+        # when neither the reader nor the reverse flow runs, so the order is the same; the
+        # packer's o_valid / pk_ready -> b_req -> the reverse flow's grant and counters was the
+        # unit's 11-LUT path on u280 (docs/rtl-clock.md "Session 21")
+        b_pri = Signal()
+        m.d.comb += [b_pri.eq(Mux(wide, b_en & b_nblk.nz & (~b_grp | rx_valid),
+                                  b_en & b_grp & rx_valid)),
+                     b_req.eq(b_pri & (wide | ~b_fwd | pk_ready))]
         b_lastel = b_left.one
 
         # ---- the scratchpad line port: writes first (this flow's, the reverse flow's), then
         # reads (this flow's, the reverse flow's) ------------------------------------------------
         grant = line.grant
         b_go = b_req & grant
-        m.d.comb += rev.wgo.eq(rev.wreq & ~b_req & grant)
-        a_wgo = a_wreq & ~b_req & ~rev.wreq & grant
-        wr = b_req | rev.wreq | a_wreq
+        m.d.comb += rev.wgo.eq(rev.wreq & ~b_pri & grant)
+        a_wgo = a_wreq & ~b_pri & ~rev.wreq & grant
+        wr = b_pri | rev.wreq | a_wreq
         a_rgo = a_rreq & ~wr & grant
         m.d.comb += rev.rgo.eq(rev.rreq & ~a_rreq & ~wr & grant)
         w_addr = Signal(_A)
@@ -738,7 +745,7 @@ class NetUnit(wiring.Component):
                      w_blk.eq(Mux(b_req & wide, b_block,
                                   Mux(rev.wreq, rev.wblock, Cat(*[wd16] * G))))]
         m.d.comb += [
-            line.we.eq(wr),
+            line.we.eq(b_req | rev.wreq | a_wreq),     # (wr, less a blocked forward)
             line.re.eq((a_rreq | rev.rreq) & ~wr),
             line.chunk.eq((addr >> lc)[:len(line.chunk)]),
             line.wdata.eq(Cat(*[w_blk] * (P // G))),
