@@ -460,9 +460,14 @@ class VPU(wiring.Component):
         src_from_buf = Signal()          # the source is the buffer's read port this pass
         tap_valid = Signal()
         tap_emit = Signal()     # the tap's beat goes out (with special lanes: below)
+        # tap_valid & tap_emit, a register holding what they will be (below, beside the delay
+        # line): the stall decision reads it instead of the mode's select over the delay line
+        # (which, with ``special_latency`` 48, mapped to 12 LUT from ``mode`` into ``rem``,
+        # docs/rtl-clock.md "Session 21")
+        tap_ve = Signal(name="tap_ve")
         out_mode = _is(mode, *OUTPUT_MODES)
         advance = Signal()
-        m.d.comb += advance.eq(~(out_mode & tap_valid & tap_emit & ~self.o.ready))
+        m.d.comb += advance.eq(~(out_mode & tap_ve & ~self.o.ready))
         streaming = Signal()
         flush = Signal()
         lane_active = Cat(rem > j for j in range(w))
@@ -579,6 +584,20 @@ class VPU(wiring.Component):
                 m.d.comb += tap_valid.eq(0)
         # A split pass's output beat leaves with its last sub-beat (the others wait in ``hold``).
         m.d.comb += tap_emit.eq(~split | tap_sl)
+        # tap_ve's next value: the tap's stage after this cycle's shift (the one before it when
+        # the line advances), 0 after a flush (the mode changes only with one, so the stage
+        # index is the mode's own whenever a beat can be there)
+        ve_next = Signal(name="tap_ve_next")
+
+        def ve(k, special):
+            v, _mk, _l, s_ = stages[k]
+            return v & s_ if special else v
+        with m.Switch(mode):
+            for md, l in lat.items():
+                sp = r > 1 and md in SPECIAL_MODES
+                with m.Case(int(md)):
+                    m.d.comb += ve_next.eq(Mux(advance, ve(l - 1, sp), ve(l, sp)))
+        m.d.sync += tap_ve.eq(ve_next & ~flush)
         taken = tap_valid & advance
         # The summing passes' lane select (each lane's ``sum_sel``: the bit of the pass's chain,
         # set where the beat is valid and its lane mask is, so that ``ysum`` is +0 in a cycle
