@@ -77,6 +77,10 @@ class InstrDef:
     unit: Unit
     fields: tuple[Field, ...]
     doc: str
+    #: Row operands an element-wise VPU op streams beat by beat (fpgpt/hw/vpu_engine.py reads
+    #: each beat before it writes it and never reads late): a destination row that overlaps
+    #: one of them must start at or below it (:data:`STREAM_RULE`; fpgpt/isa/verify.py checks it).
+    streams: tuple[str, ...] = ()
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -97,6 +101,10 @@ class InstrDef:
     @property
     def writes_regs(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.kind is Kind.REGW)
+
+
+#: The aliasing rule of the ops with ``streams``, as their documentation states it.
+STREAM_RULE = "(a destination overlapping an operand must start at or below it)"
 
 
 def _u(name: str, bits: int, doc: str) -> Field:
@@ -200,15 +208,15 @@ INSTRUCTIONS: tuple[InstrDef, ...] = (
     InstrDef("VADD", 0x30, Unit.VPU, (DST, A, B) + _VPU_2D + (LDB, RC),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
              "  S[dst + r*ldd + c] = f16(f32(S[a + r*lda + c]) + f32(S[b + r*ldb + c]))\n"
-             "(a destination overlapping an operand must start at or below it)"),
+             + STREAM_RULE, streams=("a", "b")),
     InstrDef("VMUL", 0x31, Unit.VPU, (DST, A, B) + _VPU_2D + (LDB, RC),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
              "  S[dst + r*ldd + c] = f16(f32(S[a + r*lda + c]) * f32(S[b + r*ldb + c]))\n"
-             "(a destination overlapping an operand must start at or below it)"),
+             + STREAM_RULE, streams=("a", "b")),
     InstrDef("GELU", 0x32, Unit.VPU, (DST, A) + _VPU_2D + (RC,),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
              "  S[dst + r*ldd + c] = f16(gelu(f32(S[a + r*lda + c])))   (numerics.md, tanh form)\n"
-             "(a destination overlapping an operand must start at or below it)"),
+             + STREAM_RULE, streams=("a",)),
     InstrDef("LAYERNORM", 0x33, Unit.VPU,
              (DST, A, _u("gamma", 32, "scratchpad address of the scale row"),
               _u("beta", 32, "scratchpad address of the shift row")) + _VPU_2D
@@ -226,7 +234,7 @@ INSTRUCTIONS: tuple[InstrDef, ...] = (
     InstrDef("VCOPY", 0x36, Unit.VPU, (DST, A) + _VPU_2D + (RC,),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
              "  S[dst + r*ldd + c] = S[a + r*lda + c]\n"
-             "(a destination overlapping an operand must start at or below it)"),
+             + STREAM_RULE, streams=("a",)),
     # ---------------------------------------------------------------- NET
     InstrDef("SEND", 0x40, Unit.NET, (SRAM, NET_COUNT, NET_DIR),
              "Sends S[sram : sram + count] to the neighbouring device."),

@@ -122,11 +122,6 @@ def _check_flow(name: str, stream: list[Instr], ops: np.ndarray) -> None:
             work.append(branches[j][1])
 
 
-#: Element-wise VPU ops and their row operands: fpgpt/hw/vpu_engine.py streams a row's beats,
-#: so a destination may overlap an operand row only from at or below it.
-_STREAMED = {"VADD": ("a", "b"), "VMUL": ("a", "b"), "GELU": ("a",), "VCOPY": ("a",)}
-
-
 def _overlaps_upwards(op, idx, v, d, reg_max) -> list[tuple[int, str]]:
     """An element-wise VPU instruction whose first destination row starts strictly inside its
     first row of an operand: the VPU engine reads each beat before it writes it and never reads
@@ -136,7 +131,7 @@ def _overlaps_upwards(op, idx, v, d, reg_max) -> list[tuple[int, str]]:
     operands, is not checked here)."""
     col = {f.name: v[:, k] for k, f in enumerate(d.fields)}
     cols = col["cols"] + reg_max[col["rc"].astype(np.int64)]
-    for a in _STREAMED[op]:
+    for a in d.streams:
         end = col[a] + cols
         bad = np.flatnonzero((col["dst"] > col[a]) & (col["dst"] < end))
         if len(bad):
@@ -177,7 +172,7 @@ def verify_stream(name: str, stream: list[Instr], hw: HardwareConfig, *,
                 if len(bad):
                     problems.append((int(idx[bad[0]]), f"{f.name}=r0, but R0 ignores writes; "
                                                        f"expected a register r1..r{NUM_REGS - 1}"))
-        if op in _STREAMED:
+        if d.streams:
             problems += _overlaps_upwards(op, idx, v, d, reg_max)
         if op in NEEDS_NEIGHBOUR and hw.devices < 2:
             problems.append((int(idx[0]), f"{op} needs a neighbouring device, but the hardware has "
