@@ -69,7 +69,7 @@ class _Gen:
         self.pending: tuple[Op, int, str] | None = None
         # (first row, rows) of the block's row parts: a prefill tile's halves; on a ring, finer
         # around the attention's all-gathers and before the MLP (pv_parts, _norm_parts)
-        self.halves: list[tuple[int, int]] = [(0, 1)]
+        self.parts: list[tuple[int, int]] = [(0, 1)]
         self._slots: dict[str, list[int]] = {}     # a linear's chunk slots, from its first part
 
     # -- multi-device: where a card writes its slice, and the all-gather (partition.py) --------
@@ -103,14 +103,14 @@ class _Gen:
     def _row_parts(self, rows: int) -> list[tuple[int, int]]:
         """The parts a ``rows``-row output is produced and gathered in: the tile's halves when
         it has them, else all rows at once (a decode row, the LM head)."""
-        if len(self.halves) > 1 and sum(n for _, n in self.halves) == rows:
-            return self.halves
+        if len(self.parts) > 1 and sum(n for _, n in self.parts) == rows:
+            return self.parts
         return [(0, rows)]
 
     def _norm_after(self, body: list[Op], i: int) -> int | None:
         """With the rows in halves, the index of the LAYERNORM that normalises the sum of the
         residual ADD ``body[i]`` (only LOAD_PARAMS between them), else None."""
-        if len(self.halves) < 2 or body[i].kind is not OpKind.ADD:
+        if len(self.parts) < 2 or body[i].kind is not OpKind.ADD:
             return None
         j = i + 1
         while j < len(body) and body[j].kind is OpKind.LOAD_PARAMS:
@@ -155,9 +155,9 @@ class _Gen:
 
     def add_norm(self, add: Op, ln: Op) -> None:
         """A residual VADD and the LAYERNORM of its sum, half by half."""
-        for part in self.halves:
+        for part in self.parts:
             self.vadd(add, *part)
-            self._norm_rows(ln, self.a(ln["src"]), *part, len(self.halves))
+            self._norm_rows(ln, self.a(ln["src"]), *part, len(self.parts))
 
     def vadd(self, op: Op, r0: int, n: int, c0: int = 0, cols: int | None = None) -> None:
         """The residual ADD ``op`` on rows ``r0..r0+n-1`` (columns ``c0..c0+cols-1``)."""
@@ -167,7 +167,7 @@ class _Gen:
         self.emit("VADD", dst=self.a(op["dst"]) + at, a=self.a(op["dst"]) + at,
                   b=self.a(op["src"]) + at, rows=n, cols=cols, ldd=d, lda=d, ldb=d,
                   comment=op.name + self._cols_note(c0, cols, cols != d)
-                  + self._rows_note(r0, n, len(self.halves)))
+                  + self._rows_note(r0, n, len(self.parts)))
 
     @staticmethod
     def _pieces(prev: Op | None, buf: str, rows: int, width: int) -> list[tuple[int, int]]:
@@ -205,7 +205,7 @@ class _Gen:
         for c0, n in pieces:
             self.emit("GELU", dst=at + c0, a=at + c0, rows=nr, cols=n, ldd=ld, lda=ld,
                       comment=op.name + self._cols_note(c0, n, len(pieces) > 1)
-                      + self._rows_note(r0, nr, len(self.halves)))
+                      + self._rows_note(r0, nr, len(self.parts)))
 
     @staticmethod
     def _stage(op: Op) -> str:
@@ -223,7 +223,7 @@ class _Gen:
         d, x = self.spec.d_model, self.a(op["dst"])
         staged = bool(stage_count(self.sh, src["split"], rows))
         pieces = self._pieces(src, src["dst"], rows, n)
-        for r0, nr in self.halves if parts is None else parts:
+        for r0, nr in self.parts if parts is None else parts:
             at, ld = self.target(src, rows, r0, nr)
             dst, ldd = (at, ld) if staged else (x + r0 * d + c0, d)
             for p0, w in pieces:
@@ -231,7 +231,7 @@ class _Gen:
                           cols=w, ldd=ldd, lda=d, ldb=ld,
                           comment=f"{op.name} on this card's slice"
                           + self._cols_note(p0, w, len(pieces) > 1)
-                          + self._rows_note(r0, nr, len(self.halves)))
+                          + self._rows_note(r0, nr, len(self.parts)))
         self.pending = (src, rows, op["dst"])
 
     def gather(self, part: tuple[int, int] | None = None) -> None:
@@ -352,8 +352,8 @@ class _Gen:
         if op.attrs.get("last_row"):
             self._norm_rows(op, self.a(op["src"]) + (rows - 1) * self.spec.d_model, 0, 1, 1)
             return
-        for part in self.halves:
-            self._norm_rows(op, self.a(op["src"]), *part, len(self.halves))
+        for part in self.parts:
+            self._norm_rows(op, self.a(op["src"]), *part, len(self.parts))
 
     def linear(self, op: Op, rows: int, part: int | None = None) -> None:
         """The linear ``op`` over every row part, or only part number ``part`` (the parts in
@@ -365,7 +365,7 @@ class _Gen:
         ks = weight_stride(k, self.hw)
         run = weight_run_rows(k, self.hw) if pitch == 2 * k else 0
         m = 1 if op.kind is OpKind.LM_HEAD else rows
-        parts = [(0, 1)] if op.kind is OpKind.LM_HEAD else self.halves
+        parts = [(0, 1)] if op.kind is OpKind.LM_HEAD else self.parts
         chunks = op["chunks"]
         # With the rows in halves, the first half's products over all chunks, then the
         # second's, so that the VPU has a whole half's products to work beside. W^T stays in
@@ -467,7 +467,7 @@ class _Gen:
         to the HBM cache at position R1 + q0."""
         d, H, dh, T = self.sh.d_attn, self.sh.n_head, self.spec.d_head, self.spec.n_ctx
         qkv, at = self.a(op["qkv"]), f"R1{f'+{q0}' if q0 else ''}"
-        note = self._rows_note(q0, nq, 2 if nq < sum(n for _, n in self.halves) else 1)
+        note = self._rows_note(q0, nq, 2 if nq < sum(n for _, n in self.parts) else 1)
         if v:
             self.emit("STORE", sram=qkv + q0 * 3 * d + 2 * d, hbm=self.layout[op["v_cache"]].addr
                       + 2 * q0, rows=nq, cols=dh, hstride=2 * T, sstride=3 * d, batch=H,
@@ -587,27 +587,25 @@ class _Gen:
         sc1 = scores(q1, h1, QPOS)
         self.produced(op, rows)
 
-        # the P V parts (:meth:`pv_parts`): those of the first half, then the second's, whose
-        # first one stores the second half's V^T and loads V^T whole
-        parts = self.pv_parts(rows)
-        fns = []
-        for r0, nr in parts:
-            if r0 < q1:
-                fns.append(lambda r0=r0, nr=nr: pv(0, h0, POS, sc0, r0, nr))
-                continue
+        # the P V parts (:meth:`pv_parts`): the first half's, then the second's, whose first
+        # one stores the second half's V^T and loads V^T whole
+        first_half, second_half = self.pv_parts(rows)
+        fns = [lambda r0=r0, nr=nr: pv(0, h0, POS, sc0, r0, nr) for r0, nr in first_half]
 
-            def second(r0=r0, nr=nr, first=r0 == q1) -> None:
-                if first:
-                    if not one_card:
-                        store(q1, h1, v=True)
-                    load_vt(rows)
-                pv(q1, h1, QPOS, sc1, r0, nr)
-            fns.append(second)
+        def second(r0: int, nr: int, first: bool) -> None:
+            if first:
+                if not one_card:
+                    store(q1, h1, v=True)
+                load_vt(rows)
+            pv(q1, h1, QPOS, sc1, r0, nr)
+        fns += [lambda r0=r0, nr=nr, i=i: second(r0, nr, i == 0)
+                for i, (r0, nr) in enumerate(second_half)]
         return fns
 
-    def pv_parts(self, rows: int) -> list[tuple[int, int]]:
-        """The row parts a tile attended by query halves is multiplied by V, all-gathered and
-        projected in: on one card its halves; on a ring of up to 5 cards each half in two, so
+    def pv_parts(self, rows: int) -> list[list[tuple[int, int]]]:
+        """The row parts, half by half, a tile attended by query halves is multiplied by V,
+        all-gathered and projected in: on one card its halves; on a ring of up to 5 cards each
+        half in two, so
         that a part's all-gather runs while the MPU multiplies the next part (or projects the
         one before) instead of the MPU waiting for a whole half's gather before its
         projection. An all-gather takes ``floor(D/2)`` steps, each paying the link's hop
@@ -616,12 +614,9 @@ class _Gen:
         cards 233.1 ms by halves, 238.0 in parts; on 4, 309.5 and 306.6)."""
         halves = self._halves(rows)
         if self.sh.devices == 1 or self.sh.devices // 2 > PV_SPLIT_MAX_STEPS:
-            return halves
-        out = []
-        for q0, nq in halves:
-            a = -(-nq // 2)
-            out += [(q0, a), (q0 + a, nq - a)] if nq > 1 else [(q0, nq)]
-        return out
+            return [[h] for h in halves]
+        return [[(q0, -(-nq // 2)), (q0 + -(-nq // 2), nq // 2)] if nq > 1 else [(q0, nq)]
+                for q0, nq in halves]
 
     def _attend_and_project(self, body: list[Op], i: int, rows: int,
                             qkv_second: Callable[[], None] | None = None) -> bool:
@@ -635,13 +630,15 @@ class _Gen:
         assert proj.kind is OpKind.LINEAR and proj["src"] == att["dst"]
         # Half by half: each of its parts' P V and all-gather, then their projections, so that
         # a part's gather runs beside the next part's P V or the part before's projection.
-        self.halves = parts = self.pv_parts(rows)
-        q1 = self._halves(rows)[1][0]
-        for group in ([p for p, (r0, _) in enumerate(parts) if r0 < q1],
-                      [p for p, (r0, _) in enumerate(parts) if r0 >= q1]):
+        halves = self.pv_parts(rows)
+        self.parts = [p for half in halves for p in half]
+        first = 0
+        for half in halves:
+            group = range(first, first + len(half))
+            first += len(half)
             for p in group:
                 pvs[p]()
-                self.gather(parts[p])
+                self.gather(self.parts[p])
             for p in group:
                 self.linear(proj, rows, p)
         return True
@@ -660,7 +657,7 @@ class _Gen:
         # in quarters (:meth:`pv_parts`) and the MLP's first half in two (:meth:`_norm_parts`),
         # so that the MPU does not wait for a whole half's all-gather and unpack. Each row's
         # arithmetic is unchanged.
-        self.halves = self._halves(rows) if prefill and rows > 1 else [(0, rows)]
+        self.parts = self._halves(rows) if prefill and rows > 1 else [(0, rows)]
         body, done = list(graph.body), set()
         for i, op in enumerate(body):
             if i in done:
@@ -672,7 +669,7 @@ class _Gen:
             if not on_slice:
                 self.gather()
             ln = self._norm_after(body, i)
-            if on_slice and k is OpKind.ADD and ln is not None and len(self.halves) > 1:
+            if on_slice and k is OpKind.ADD and ln is not None and len(self.parts) > 1:
                 # the residual add on this card's slice, its gather and the LAYERNORM of the
                 # sum, half by half: the first half is normalised while the MPU multiplies the
                 # second, and the next product starts on it
@@ -680,14 +677,15 @@ class _Gen:
                     self.params(body[j])
                 after = self._norm_parts(body, ln, rows)
                 normed = 0
-                for part in self.halves:
+                for part in self.parts:
                     self.add_slice(op, [part])
                     self.gather(part)
+                    # each LAYERNORM part once the gathered rows reach its last one
                     while normed < len(after) and sum(after[normed]) <= sum(part):
                         self._norm_rows(body[ln], self.a(body[ln]["src"]), *after[normed],
                                         len(after))
                         normed += 1
-                self.halves = after
+                self.parts = after
                 done.update(range(i + 1, ln + 1))
             elif on_slice and k is OpKind.ADD:
                 self.add_slice(op)
@@ -731,11 +729,11 @@ class _Gen:
             elif k is OpKind.GELU:
                 buf = self.a(op["buf"])
                 pieces = self._pieces(prev, op["buf"], rows, f)
-                for r0, nr in self.halves:
+                for r0, nr in self.parts:
                     self._gelu(op, buf + r0 * f, f, pieces, r0, nr)
             elif k is OpKind.ADD:
                 for c0, n in self._pieces(prev, op["src"], rows, d):
-                    for part in self.halves:
+                    for part in self.parts:
                         self.vadd(op, *part, c0, n)
             else:
                 raise AssertionError(f"op {op.name} ({k}) cannot appear in a block")
