@@ -66,8 +66,9 @@ from ..geometry import vpu_group_rows, vpu_window_chunks
 from ..isa.table import Unit
 from .decoder import Opcode
 from .decoder import captured_layout
-from .scratchpad import ELEMENT_BITS, chunk_bits, chunk_elements, line_elements, line_signature
-from .vpu import GROUPED_OPS, VPU, check_vpu_args
+from .scratchpad import ELEMENT_BITS, chunk_bits, chunk_elements, line_signature
+from .vpu import VPU, check_vpu_args
+from .vpu_lane import GROUPED_OPS
 
 __all__ = ["VPUEngine", "engine_cycles", "window_chunks"]
 
@@ -450,8 +451,8 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict) -> int:
         ``rc`` (R[rc]'s value; ignored by LAYERNORM), the addresses ``a``, ``b``, ``dst``,
         ``gamma``, ``beta`` and strides ``lda``, ``ldb``, ``ldd`` (missing ones read 0).
     """
-    from .vpu import (_FROM_BUFFER, _NEXT, _ROW_REDUCING, FIRST_MODE, OUTPUT_MODES, SPECIAL_MODES,
-                      SUMMING_MODES, mode_latency, scalar_wait)
+    from .vpu_lane import (_FROM_BUFFER, _NEXT, _ROW_REDUCING, FIRST_MODE, OUTPUT_MODES,
+                           SPECIAL_MODES, SUMMING_MODES, mode_latency, scalar_wait)
 
     if op not in FIRST_MODE:
         raise ValueError(f"op must be a VPU mnemonic {sorted(FIRST_MODE)}, not {op!r}")

@@ -262,8 +262,8 @@ def test_synth_report_structure(tmp_path):
         assert rep["total"][k] == sum(r["total"][k] for r in rows.values())
         assert rep["utilisation"][k] == rep["total"][k] / hw.device.capacity()[k]
     assert rep["fits_70"] == all(u <= 0.7 for u in rep["utilisation"].values())
-    from fpgpt.hw import vpu, vpu_special
-    assert vpu.build_exp is vpu_special.build_exp      # no black box left behind
+    from fpgpt.hw import vpu_lane, vpu_special
+    assert vpu_lane.build_exp is vpu_special.build_exp      # no black box left behind
     again = synth_report(hw, tmp_path, components=comps)
     assert all(r["cached"] for r in again["components"].values() if r["kind"] != "memory")
     assert again["total"] == rep["total"]
