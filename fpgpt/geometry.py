@@ -13,7 +13,7 @@ import math
 
 from .config import HardwareConfig
 
-__all__ = ["chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
+__all__ = ["allgather_steps", "chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
            "mm_entry_groups", "mm_entries", "weight_stride", "weight_run_rows",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
            "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "VPU_GROUPED_REDUCING_PASSES",
@@ -216,3 +216,9 @@ def net_allreduce_pipe(hw: HardwareConfig) -> int:
     from the RTL): the read queue's output and the partial sum (2), the adder's
     :func:`net_allreduce_add_stages`, the FP32 -> FP16 rounding's 2."""
     return 2 + net_allreduce_add_stages(hw) + 2
+
+
+def allgather_steps(devices: int) -> int:
+    """Steps of an ``ALLGATHER`` on a ring of ``devices`` cards, both directions at once:
+    ``floor(D/2)`` = ``ceil((D-1)/2)`` (fpgpt/hw/net.py's ``nsteps``; ``costs`` charges each)."""
+    return devices // 2

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fpgpt.config import HardwareConfig
-from fpgpt.geometry import dma_stripe_aligned, weight_run_rows, weight_stride
+from fpgpt.geometry import allgather_steps, dma_stripe_aligned, weight_run_rows, weight_stride
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
@@ -53,7 +53,7 @@ def _width(spec: ModelSpec, buf: str) -> int:
             "logits": spec.vocab}[buf]
 
 
-#: The most all-gather steps (``floor(D/2)`` on a ring of ``D`` cards) at which a prefill
+#: The most all-gather steps (:func:`fpgpt.geometry.allgather_steps`) at which a prefill
 #: tile's P V, all-gather and projection go in four parts, not two (:meth:`_Gen.pv_parts`).
 PV_SPLIT_MAX_STEPS = 2
 
@@ -613,7 +613,7 @@ class _Gen:
         more than they hide (measured, docs/multi-device.md "Session 21": XL's TTFT on 6
         cards 233.1 ms by halves, 238.0 in parts; on 4, 309.5 and 306.6)."""
         halves = self._halves(rows)
-        if self.sh.devices == 1 or self.sh.devices // 2 > PV_SPLIT_MAX_STEPS:
+        if self.sh.devices == 1 or allgather_steps(self.sh.devices) > PV_SPLIT_MAX_STEPS:
             return [[h] for h in halves]
         return [[(q0, -(-nq // 2)), (q0 + -(-nq // 2), nq // 2)] if nq > 1 else [(q0, nq)]
                 for q0, nq in halves]

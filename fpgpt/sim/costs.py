@@ -16,7 +16,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ..geometry import (VPU_GROUPED_REDUCING_PASSES, VPU_SPECIAL_PASSES, VPU_SUMMING_PASSES,
-                        dma_stripe_aligned,
+                        allgather_steps, dma_stripe_aligned,
                         line_elements, mm_entries, mm_fast_b, net_allreduce_pipe,
                         ring_group_elements, stripe_elements,
                         vpu_group_rows, vpu_window_chunks)
@@ -234,7 +234,7 @@ def _allgather_steps(hw: "HardwareConfig",
     of tests/rtl/test_hw_ring.py)."""
     d, n, a = hw.devices, int(f["count"]), int(f.get("sram", 0))
     out = []
-    for s in range(d // 2):
+    for s in range(allgather_steps(d)):
         rw = []
         for i in range(d):
             r = _net_blocks(hw, a + ((i - s) % d) * n, n)

@@ -31,6 +31,7 @@ import numpy as np
 from pathlib import Path
 
 from ..config import HardwareConfig
+from ..geometry import allgather_steps
 from ..isa import ISAError, Program, numerics
 from ..models import ModelSpec
 from .control import MAX_STEPS_DEFAULT, Captured, Registers, walk
@@ -526,7 +527,7 @@ def _time_system_stream(programs, stream: str, hw: HardwareConfig, regs: list, *
                                               for d, o in enumerate(ops)) + ")")
             per_hop = 2 * (count if op == "ALLGATHER" else -(-count // n))
             if op == "ALLGATHER":       # both directions: ceil((n-1)/2) hops on tx_next, the
-                links = (tuple(((d, "next"), n // 2) for d in range(n))     # rest on tx_prev
+                links = (tuple(((d, "next"), allgather_steps(n)) for d in range(n))  # rest: prev
                          + tuple(((d, "prev"), (n - 1) // 2) for d in range(n) if n > 2))
             else:                       # the FP32 chain then the FP16 result, on tx_next
                 links = tuple(((d, "next"), 2 * (n - 1)) for d in range(n))
