@@ -335,6 +335,9 @@ class _WideFlow(Elaboratable):
         pk_gdata, pk_gcnt = Signal(GW), Signal(range(G + 1))
         acc = [Signal(ELEMENT_BITS, name=f"acc{j}") for j in range(K)]
         acc_n = Signal(range(K + 1))
+        # acc_z: acc_n == 0, a register set with acc_n (the compare, a chain of LUT2, was in
+        # front of the step's end: docs/rtl-clock.md "Session 22")
+        acc_z = Signal(name="acc_z", init=1)
         acc_last, closed = Signal(name="acc_last"), Signal(name="closed")
         o_data, o_keep = Signal(W, name="o_data"), Signal(W // 8, name="o_keep")
         o_valid, o_last = Signal(name="o_valid"), Signal(name="o_last")
@@ -356,11 +359,11 @@ class _WideFlow(Elaboratable):
                 with m.Elif(base == 0):             # a new beat: unused slots read 0
                     m.d.sync += acc[j].eq(0)
             new_n = base + pk_gcnt
-            m.d.sync += [acc_n.eq(new_n), closed.eq((new_n == K) | pk_last),
-                         acc_last.eq(pk_last)]
+            m.d.sync += [acc_n.eq(new_n), acc_z.eq(new_n[:len(acc_n)] == 0),
+                         closed.eq((new_n == K) | pk_last), acc_last.eq(pk_last)]
         with m.Elif(move):
-            m.d.sync += [acc_n.eq(0), closed.eq(0)]
-        pk_idle = ~o_valid & ~closed & (acc_n == 0)
+            m.d.sync += [acc_n.eq(0), acc_z.eq(1), closed.eq(0)]
+        pk_idle = ~o_valid & ~closed & acc_z
 
         # ---- unpacker: beats from rx -> groups ----------------------------------------------
         rb_data = Signal(W, name="rb_data")
@@ -536,6 +539,9 @@ class NetUnit(wiring.Component):
         pk_gdata, pk_gcnt = Signal(GW, name="pk_gdata"), Signal(range(G + 1), name="pk_gcnt")
         acc = [Signal(ELEMENT_BITS, name=f"acc{j}") for j in range(K)]
         acc_n = Signal(range(K + 1))
+        # acc_z: acc_n == 0, a register set with acc_n (the compare, a chain of LUT2, was in
+        # front of the step's end: docs/rtl-clock.md "Session 22")
+        acc_z = Signal(name="acc_z", init=1)
         acc_last, closed = Signal(name="acc_last"), Signal(name="closed")
         o_data, o_keep = Signal(W, name="o_data"), Signal(W // 8, name="o_keep")
         o_valid, o_last = Signal(name="o_valid"), Signal(name="o_last")
@@ -577,11 +583,11 @@ class NetUnit(wiring.Component):
                 with m.Elif(base == 0):     # a new beat: unused slots read 0
                     m.d.sync += acc[j].eq(0)
             new_n = base + Mux(wide, pk_gcnt, 1 + pk_two)
-            m.d.sync += [acc_n.eq(new_n), closed.eq((new_n == K) | pk_last),
-                         acc_last.eq(pk_last)]
+            m.d.sync += [acc_n.eq(new_n), acc_z.eq(new_n[:len(acc_n)] == 0),
+                         closed.eq((new_n == K) | pk_last), acc_last.eq(pk_last)]
         with m.Elif(move):
-            m.d.sync += [acc_n.eq(0), closed.eq(0)]
-        pk_idle = ~o_valid & ~closed & (acc_n == 0)
+            m.d.sync += [acc_n.eq(0), acc_z.eq(1), closed.eq(0)]
+        pk_idle = ~o_valid & ~closed & acc_z
 
         # ---- unpacker: beats from rx_prev / rx_next -> slots (or groups) ---------------------
         rb_data = Signal(W, name="rb_data")
@@ -706,7 +712,7 @@ class NetUnit(wiring.Component):
         # users: b_req differs from it only while this flow forwards (ALLREDUCE's phase 2),
         # when neither the reader nor the reverse flow runs, so the order is the same; the
         # packer's o_valid / pk_ready -> b_req -> the reverse flow's grant and counters was the
-        # unit's 11-LUT path on u280 (docs/rtl-clock.md "Session 21")
+        # unit's 11-LUT path on u280 (docs/rtl-clock.md "Session 22")
         b_pri = Signal()
         m.d.comb += [b_pri.eq(Mux(wide, b_en & b_nblk.nz & (~b_grp | rx_valid),
                                   b_en & b_grp & rx_valid)),
@@ -802,6 +808,13 @@ class NetUnit(wiring.Component):
         op = ins.op
         is_send, is_recv = op == Opcode.SEND, op == Opcode.RECV
         is_ag, is_ar = op == Opcode.ALLGATHER, op == Opcode.ALLREDUCE
+        # The same decoded into registers every cycle: ``ins`` is loaded as CHECK starts, so
+        # from SETUP on they equal the compares (setup() uses them; CHECK the compares).
+        # The op's compare in front of SETUP's loads of the reverse flow's counters was the
+        # unit's 11-LUT path on u280 (docs/rtl-clock.md "Session 22").
+        r_send, r_recv = Signal(name="is_send_r"), Signal(name="is_recv_r")
+        r_ag, r_ar = Signal(name="is_ag_r"), Signal(name="is_ar_r")
+        m.d.sync += [r_send.eq(is_send), r_recv.eq(is_recv), r_ag.eq(is_ag), r_ar.eq(is_ar)]
         first_dev, last_dev = dev == 0, dev == ndev - 1
         # ALLGATHER's chunk indices (d - s) mod D and (d - s - 1) mod D of the step SETUP starts
         # next, in registers: d and (d - 1) mod D while IDLE, each stepped down by one (mod D)
@@ -824,7 +837,13 @@ class NetUnit(wiring.Component):
         m.d.sync += [tx2_off.eq(c_tx2 * ins.count), rx2_off.eq(c_rx2 * ins.count)]
         nrev = Signal(8, name="nrev")
 
+        # The reverse flow's start values, driven in every state (it reads them only on
+        # ``start``), so that SETUP's decode gates only the load, not the values.
+        m.d.comb += [rev.en.eq(step < nrev), rev.rd.eq(ins.sram + tx2_off),
+                     rev.wa.eq(ins.sram + rx2_off), rev.count.eq(ins.count)]
+
         def setup():
+            is_send, is_recv, is_ag, is_ar = r_send, r_recv, r_ag, r_ar
             s = ins.sram
             stmts = [a_iss.eq(0), a_out.eq(0), b_n.eq(0), b_blk.eq(0),
                      a_en.eq(0), a_comb.eq(0), a_tx32.eq(0), a_wr.eq(0), a_rd.eq(s), a_wa.eq(s),
@@ -845,8 +864,7 @@ class NetUnit(wiring.Component):
             with m.Elif(is_ag):
                 m.d.sync += [c_tx.eq(down(c_tx)), c_rx.eq(down(c_rx)),
                              c_tx2.eq(up(c_tx2)), c_rx2.eq(up(c_rx2))]
-                m.d.comb += [rev.start.eq(1), rev.en.eq(step < nrev), rev.rd.eq(s + tx2_off),
-                             rev.wa.eq(s + rx2_off), rev.count.eq(ins.count)]
+                m.d.comb += rev.start.eq(1)
                 b_start = (s + rx_off)[:_A]
                 a_start = (s + tx_off)[:_A]
                 m.d.sync += [a_en.eq(1), a_rd.eq(a_start), b_en.eq(1), b_wa.eq(b_start),
