@@ -67,6 +67,8 @@ def stitch(parent: dict[str, Any], child: dict[str, Any], box_type: str) -> dict
                 (i_bits,), (o_bits,) = ([v[1] for v in cc["conns"].values() if v[0] == d]
                                         for d in ("input", "output"))
                 for ib, ob in zip(i_bits, o_bits):
+                    if not (isinstance(ib, int) and isinstance(ob, int)):
+                        continue                     # a constant bit: no net to join
                     if ib + base in sub:             # IBUF: its output is the port's net
                         sub[ob + base] = sub[ib + base]
                     elif ob + base in sub:           # OBUF: its input is the port's net
