@@ -135,13 +135,14 @@ class _Gen:
                and body[j + 1].kind is OpKind.ATTENTION)
         if qkv or q[1] < 2 or self.sh.devices == 1:
             return [q, h]
-        a = -(-q[1] // 2)
-        return [(0, a), (a, q[1] - a), h]
+        return [*self._halves(q[1]), h]
 
     @staticmethod
-    def _halves(rows: int) -> list[tuple[int, int]]:
+    def _halves(rows: int, first: int = 0) -> list[tuple[int, int]]:
+        """(first row, rows) of the two halves of rows ``first .. first+rows-1``, the first
+        one row longer when ``rows`` is odd."""
         half = -(-rows // 2)
-        return [(0, half), (half, rows - half)]
+        return [(first, half), (first + half, rows - half)]
 
     def _mm_rows(self, op: Op, dst: int, ldc: int, slot: int, ks: int, r0: int, nr: int,
                  q0: int, nq: int, parts: int) -> None:
@@ -605,18 +606,16 @@ class _Gen:
     def pv_parts(self, rows: int) -> list[list[tuple[int, int]]]:
         """The row parts, half by half, a tile attended by query halves is multiplied by V,
         all-gathered and projected in: on one card its halves; on a ring of up to 5 cards each
-        half in two, so
-        that a part's all-gather runs while the MPU multiplies the next part (or projects the
-        one before) instead of the MPU waiting for a whole half's gather before its
-        projection. An all-gather takes ``floor(D/2)`` steps, each paying the link's hop
+        half in two, so that a part's all-gather runs while the MPU multiplies the next part
+        (or projects the one before) instead of the MPU waiting for a whole half's gather
+        before its projection. An all-gather takes ``floor(D/2)`` steps, each paying the link's hop
         latency whatever its size: from 6 cards on (3 steps or more) twice the gathers cost
         more than they hide (measured, docs/multi-device.md "Session 21": XL's TTFT on 6
         cards 233.1 ms by halves, 238.0 in parts; on 4, 309.5 and 306.6)."""
         halves = self._halves(rows)
         if self.sh.devices == 1 or allgather_steps(self.sh.devices) > PV_SPLIT_MAX_STEPS:
             return [[h] for h in halves]
-        return [[(q0, -(-nq // 2)), (q0 + -(-nq // 2), nq // 2)] if nq > 1 else [(q0, nq)]
-                for q0, nq in halves]
+        return [self._halves(nq, q0) if nq > 1 else [(q0, nq)] for q0, nq in halves]
 
     def _attend_and_project(self, body: list[Op], i: int, rows: int,
                             qkv_second: Callable[[], None] | None = None) -> bool:
