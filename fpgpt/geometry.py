@@ -13,8 +13,8 @@ import math
 
 from .config import HardwareConfig
 
-__all__ = ["allgather_steps", "chunk_elements", "bank_count", "line_elements", "b_stride", "mm_fast_b",
-           "mm_entry_groups", "mm_entries", "weight_stride", "weight_run_rows",
+__all__ = ["allgather_steps", "chunk_elements", "bank_count", "line_elements", "b_stride",
+           "mm_fast_b", "mm_entry_groups", "mm_entries", "weight_stride", "weight_run_rows",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
            "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "VPU_GROUPED_REDUCING_PASSES",
            "VPU_SPECIAL_PASSES", "vpu_group_rows"]

@@ -428,7 +428,7 @@ class _Gen:
             return self._attention_halves(op, rows, qkv_second)
         s, p = self.spec, self.plan
         # this card's heads (all of them on one card): qkv holds their Q | K | V, d wide each
-        d, H, dh, T, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, s.n_ctx, p.ctx
+        d, H, dh, ctx = self.sh.d_attn, self.sh.n_head, s.d_head, p.ctx
         dhs, cs = b_stride(dh, self.hw), b_stride(ctx, self.hw)     # B row strides (buffers.py)
         ss = scores_stride(ctx, self.hw)        # the scores' rows: A of P V, not a B operand
         qkv = self.a(op["qkv"])
