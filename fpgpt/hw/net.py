@@ -110,6 +110,8 @@ executor rejects them).
 
 # No `from __future__ import annotations`: wiring.Component reads the port annotations as values.
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -121,7 +123,7 @@ from ..isa.table import Unit
 from .decoder import Opcode
 from .decoder import captured_layout
 from .fplogic import build_f16_to_f32, build_f32_add, build_f32_to_f16
-from .net_flow import _A, _READ_FIFO, _blocks, _Down, _WideFlow
+from .net_flow import _A, _READ_FIFO, _blocks, _Down, _packer, _WideFlow
 from .scratchpad import ELEMENT_BITS, line_signature
 
 __all__ = ["NetUnit", "axis_signature", "stream_bits", "group_elements", "engine_cycles",
@@ -311,15 +313,11 @@ class NetUnit(wiring.Component):
         pk_two, pk_last = Signal(name="pk_two"), Signal(name="pk_last")
         pk_data = Signal(32)
         pk_gdata, pk_gcnt = Signal(GW, name="pk_gdata"), Signal(range(G + 1), name="pk_gcnt")
-        acc = [Signal(ELEMENT_BITS, name=f"acc{j}") for j in range(K)]
-        acc_n = Signal(range(K + 1))
-        # acc_z: acc_n == 0, a register set with acc_n (the compare, a chain of LUT2, was in
-        # front of the step's end: docs/rtl-clock.md "Session 22")
-        acc_z = Signal(name="acc_z", init=1)
-        acc_last, closed = Signal(name="acc_last"), Signal(name="closed")
-        o_data, o_keep = Signal(W, name="o_data"), Signal(W // 8, name="o_keep")
-        o_valid, o_last = Signal(name="o_valid"), Signal(name="o_last")
-        tready = Mux(tx_rev, self.tx_prev.tready, self.tx_next.tready)
+        pk = SimpleNamespace(valid=pk_valid, ready=pk_ready, last=pk_last, gdata=pk_gdata,
+                             gcnt=pk_gcnt)
+        out = _packer(m, K, G, W, pk, Mux(tx_rev, self.tx_prev.tready, self.tx_next.tready),
+                      narrow=(wide, pk_data, pk_two))
+        o_data, o_keep, o_valid, o_last, pk_idle = out.data, out.keep, out.valid, out.last, out.idle
         # ALLGATHER's second direction (tx_prev / rx_next), its own reader, packer, unpacker and
         # writer; it shares the line port. The ports are its own except when this flow's
         # SEND or RECV uses the reverse direction (never in the same instruction).
@@ -333,35 +331,6 @@ class NetUnit(wiring.Component):
                      rev.tx_ready.eq(self.tx_prev.tready),
                      rev.rx_data.eq(self.rx_next.tdata), rev.rx_last.eq(self.rx_next.tlast),
                      rev.rx_valid.eq(self.rx_next.tvalid)]
-        out_free = ~o_valid | tready
-        move = closed & out_free
-        base = Mux(move, 0, acc_n)
-        m.d.comb += pk_ready.eq(~closed | out_free)
-        pk_take = pk_valid & pk_ready
-        with m.If(move):
-            m.d.sync += [o_valid.eq(1), o_data.eq(Cat(*acc)), o_last.eq(acc_last),
-                         o_keep.eq(Cat(*[(j // 2) < acc_n for j in range(W // 8)]))]
-        with m.Elif(o_valid & tready):
-            m.d.sync += o_valid.eq(0)
-        with m.If(pk_take):
-            for j in range(K):
-                with m.If(wide):                    # base is a multiple of G
-                    with m.If((base >> lg) == j // G):
-                        m.d.sync += acc[j].eq(pk_gdata.word_select(j % G, ELEMENT_BITS))
-                    with m.Elif(base == 0):
-                        m.d.sync += acc[j].eq(0)
-                with m.Elif(base == j):
-                    m.d.sync += acc[j].eq(pk_data[:16])
-                with m.Elif(pk_two & (base + 1 == j)):
-                    m.d.sync += acc[j].eq(pk_data[16:])
-                with m.Elif(base == 0):     # a new beat: unused slots read 0
-                    m.d.sync += acc[j].eq(0)
-            new_n = base + Mux(wide, pk_gcnt, 1 + pk_two)
-            m.d.sync += [acc_n.eq(new_n), acc_z.eq(new_n[:len(acc_n)] == 0),
-                         closed.eq((new_n == K) | pk_last), acc_last.eq(pk_last)]
-        with m.Elif(move):
-            m.d.sync += [acc_n.eq(0), acc_z.eq(1), closed.eq(0)]
-        pk_idle = ~o_valid & ~closed & acc_z
 
         # ---- unpacker: beats from rx_prev / rx_next -> slots (or groups) ---------------------
         rb_data = Signal(W, name="rb_data")

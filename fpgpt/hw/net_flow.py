@@ -10,6 +10,8 @@ a ``G``-element group per line access, with its own reader, packer, unpacker and
 
 # No `from __future__ import annotations`: kept like fpgpt/hw/net.py.
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
 from amaranth.lib import fifo
 
@@ -32,6 +34,62 @@ def _blocks(addr, n, lg: int):
     """``B(addr, n)``: the ``2**lg``-element aligned blocks that ``n`` elements at ``addr``
     touch."""
     return (addr[:lg] + n + ((1 << lg) - 1)) >> lg if lg else n
+
+
+def _packer(m, K: int, G: int, W: int, pk, tready, narrow=None):
+    """A flow's packer: each take (``pk.valid & pk.ready``) puts ``pk.gcnt`` elements of
+    ``pk.gdata`` (a ``G``-aligned group) into the beat being built, or, with ``narrow = (wide,
+    data, two)`` and ``wide`` low, one or two 16-bit elements of ``data``; a full beat, or one
+    closed by ``pk.last``, moves to the ``W``-bit output register (byte keeps, unused slots 0)
+    as ``tready`` frees it. Drives ``pk.ready``. Shared by NET's own flow (narrow and wide) and
+    :class:`_WideFlow` (wide only). Returns the output register (``data``, ``keep``, ``valid``,
+    ``last``) and ``idle``: nothing held."""
+    lg = G.bit_length() - 1
+    acc = [Signal(ELEMENT_BITS, name=f"acc{j}") for j in range(K)]
+    acc_n = Signal(range(K + 1), name="acc_n")
+    # acc_z: acc_n == 0, a register set with acc_n (the compare, a chain of LUT2, was in
+    # front of the step's end: docs/rtl-clock.md "Session 22")
+    acc_z = Signal(name="acc_z", init=1)
+    acc_last, closed = Signal(name="acc_last"), Signal(name="closed")
+    o_data, o_keep = Signal(W, name="o_data"), Signal(W // 8, name="o_keep")
+    o_valid, o_last = Signal(name="o_valid"), Signal(name="o_last")
+    out_free = ~o_valid | tready
+    move = closed & out_free
+    base = Mux(move, 0, acc_n)
+    m.d.comb += pk.ready.eq(~closed | out_free)
+    with m.If(move):
+        m.d.sync += [o_valid.eq(1), o_data.eq(Cat(*acc)), o_last.eq(acc_last),
+                     o_keep.eq(Cat(*[(j // 2) < acc_n for j in range(W // 8)]))]
+    with m.Elif(o_valid & tready):
+        m.d.sync += o_valid.eq(0)
+
+    def group(j):                                   # base is a multiple of G
+        with m.If((base >> lg) == j // G):
+            m.d.sync += acc[j].eq(pk.gdata.word_select(j % G, ELEMENT_BITS))
+        with m.Elif(base == 0):                     # a new beat: unused slots read 0
+            m.d.sync += acc[j].eq(0)
+
+    with m.If(pk.valid & pk.ready):
+        for j in range(K):
+            if narrow is None:
+                group(j)
+                continue
+            wide, data, two = narrow
+            with m.If(wide):
+                group(j)
+            with m.Elif(base == j):
+                m.d.sync += acc[j].eq(data[:16])
+            with m.Elif(two & (base + 1 == j)):
+                m.d.sync += acc[j].eq(data[16:])
+            with m.Elif(base == 0):
+                m.d.sync += acc[j].eq(0)
+        new_n = base + (pk.gcnt if narrow is None else Mux(narrow[0], pk.gcnt, 1 + narrow[2]))
+        m.d.sync += [acc_n.eq(new_n), acc_z.eq(new_n[:len(acc_n)] == 0),
+                     closed.eq((new_n == K) | pk.last), acc_last.eq(pk.last)]
+    with m.Elif(move):
+        m.d.sync += [acc_n.eq(0), acc_z.eq(1), closed.eq(0)]
+    return SimpleNamespace(data=o_data, keep=o_keep, valid=o_valid, last=o_last,
+                           idle=~o_valid & ~closed & acc_z)
 
 
 class _Down:
@@ -110,37 +168,12 @@ class _WideFlow(Elaboratable):
         # ---- packer: groups -> beats on tx --------------------------------------------------
         pk_valid, pk_ready, pk_last = Signal(), Signal(), Signal()
         pk_gdata, pk_gcnt = Signal(GW), Signal(range(G + 1))
-        acc = [Signal(ELEMENT_BITS, name=f"acc{j}") for j in range(K)]
-        acc_n = Signal(range(K + 1))
-        # acc_z: acc_n == 0, a register set with acc_n (the compare, a chain of LUT2, was in
-        # front of the step's end: docs/rtl-clock.md "Session 22")
-        acc_z = Signal(name="acc_z", init=1)
-        acc_last, closed = Signal(name="acc_last"), Signal(name="closed")
-        o_data, o_keep = Signal(W, name="o_data"), Signal(W // 8, name="o_keep")
-        o_valid, o_last = Signal(name="o_valid"), Signal(name="o_last")
-        m.d.comb += [self.tx_data.eq(o_data), self.tx_keep.eq(o_keep),
-                     self.tx_last.eq(o_last), self.tx_valid.eq(o_valid)]
-        out_free = ~o_valid | self.tx_ready
-        move = closed & out_free
-        base = Mux(move, 0, acc_n)
-        m.d.comb += pk_ready.eq(~closed | out_free)
-        with m.If(move):
-            m.d.sync += [o_valid.eq(1), o_data.eq(Cat(*acc)), o_last.eq(acc_last),
-                         o_keep.eq(Cat(*[(j // 2) < acc_n for j in range(W // 8)]))]
-        with m.Elif(o_valid & self.tx_ready):
-            m.d.sync += o_valid.eq(0)
-        with m.If(pk_valid & pk_ready):
-            for j in range(K):                      # base is a multiple of G
-                with m.If((base >> lg) == j // G):
-                    m.d.sync += acc[j].eq(pk_gdata.word_select(j % G, ELEMENT_BITS))
-                with m.Elif(base == 0):             # a new beat: unused slots read 0
-                    m.d.sync += acc[j].eq(0)
-            new_n = base + pk_gcnt
-            m.d.sync += [acc_n.eq(new_n), acc_z.eq(new_n[:len(acc_n)] == 0),
-                         closed.eq((new_n == K) | pk_last), acc_last.eq(pk_last)]
-        with m.Elif(move):
-            m.d.sync += [acc_n.eq(0), acc_z.eq(1), closed.eq(0)]
-        pk_idle = ~o_valid & ~closed & acc_z
+        pk = SimpleNamespace(valid=pk_valid, ready=pk_ready, last=pk_last, gdata=pk_gdata,
+                             gcnt=pk_gcnt)
+        out = _packer(m, K, G, W, pk, self.tx_ready)
+        m.d.comb += [self.tx_data.eq(out.data), self.tx_keep.eq(out.keep),
+                     self.tx_last.eq(out.last), self.tx_valid.eq(out.valid)]
+        pk_idle = out.idle
 
         # ---- unpacker: beats from rx -> groups ----------------------------------------------
         rb_data = Signal(W, name="rb_data")
