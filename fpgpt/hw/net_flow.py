@@ -5,7 +5,9 @@ read from the scratchpad and sent on a transmitter while as many received elemen
 a ``G``-element group per line access, with its own reader, packer, unpacker and writer.
 :class:`~fpgpt.hw.net.NetUnit` owns the line port, arbitrates it and starts the flow in SETUP.
 :class:`_Down` is the down-counter with registered flags both use instead of compares with
-``count``. Split out of fpgpt/hw/net.py unchanged, so that the generated Verilog is the same.
+``count``; :func:`_packer` the packer both flows build (NET's own with its narrow modes).
+Split out of fpgpt/hw/net.py unchanged in logic (the packer in session 23: the Verilog differs
+only in names, the Yosys resources and Fmax are the same).
 """
 
 # No `from __future__ import annotations`: kept like fpgpt/hw/net.py.
