@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RTL_TESTS = ROOT / "tests" / "rtl"
 sys.path.insert(0, str(RTL_TESTS))
 
-from program_case import compare, make_case, per_instruction  # noqa: E402
+from program_case import compare, make_case, per_instruction, run_on_core  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -45,25 +45,15 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from fpgpt.config import load_preset
-    from fpgpt.hw.cosim import run_cocotb
-    from fpgpt.hw.top import write_top
 
     case = make_case(model=a.model, preset=a.preset, prompt=a.prompt, new_tokens=a.tokens)
     hw = load_preset(a.preset)
     d = ROOT / "build" / "rtl" / f"core_{hw.artifact_name}"     # the tests' build
-    t0 = time.perf_counter()
-    v = write_top(hw, d / "fpgpt_top.v", flat=True, probes=True)
-    emit_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
-        case_file, stats_file = Path(tmp) / "case.json", Path(tmp) / "stats.json"
-        case_file.write_text(json.dumps(case))
+        stats_file = Path(tmp) / "stats.json"
         t0 = time.perf_counter()
         try:
-            run_cocotb([v], "fpgpt_top", "cocotb_program", d / "sim", test_dir=RTL_TESTS,
-                       cxx_opt=False,
-                       env={"PROGRAM_CASE": str(case_file), "PROGRAM_STATS": str(stats_file),
-                            "PROGRAM_PAUSES": "1" if a.pauses else "0",
-                            "COCOTB_LOG_LEVEL": "WARNING"})      # not a line per AXI-Lite poll
+            run_on_core(case, d, Path(tmp), pauses=a.pauses)
             failure = None
         except RuntimeError as e:       # still report what the run measured
             failure = str(e)
@@ -78,7 +68,7 @@ def main(argv=None) -> int:
     wall = sum(r["wall_s"] for r in stats["runs"])
     out = {"model": a.model, "preset": a.preset, "prompt_tokens": len(case["prompt"]),
            "tokens": stats["tokens"], "hbm_bytes_differing": stats["differ"],
-           "emit_s": round(emit_s, 1), "build_and_run_s": round(total_s, 1), "failure": failure,
+           "build_and_run_s": round(total_s, 1), "failure": failure,
            "run_wall_s": round(wall, 1), "rtl_cycles": cycles,
            "cycles_per_s": round(cycles / wall) if wall else None, "rows": rows,
            "instructions": instrs}
@@ -95,7 +85,7 @@ def main(argv=None) -> int:
         print(f"{r['stream']:8} {r['what']:6} {n:>6} {r['rtl'] if r['rtl'] is not None else '-':>10} "
               f"{model:>10} {diff:>8}")
     steps = [r for r in instrs if r["step"] is not None]
-    print(f"per instruction (completion, RTL - model; 'step' = what the instruction added):")
+    print("per instruction (completion, RTL - model; 'step' = what the instruction added):")
     for u in ("dma", "mpu", "vpu", "net"):
         us = [r for r in steps if r["unit"] == u]
         if us:
@@ -112,7 +102,7 @@ def main(argv=None) -> int:
                   f"{r['model_start'] or 0:8.0f}..{r['model']:8.0f} RTL "
                   f"{r['rtl_start'] if r['rtl_start'] is not None else '-':>8}..{r['rtl']:8}"
                   + _start_dur(r))
-    print(f"emit {out['emit_s']} s, build + run {out['build_and_run_s']} s; the runs took "
+    print(f"emit + build + run {out['build_and_run_s']} s; the runs took "
           f"{out['run_wall_s']} s for {cycles} cycles: {out['cycles_per_s']} cycles/s")
     if failure:
         print(f"FAILED: {failure}")

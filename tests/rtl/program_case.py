@@ -4,11 +4,15 @@
 docs/execution.md on fpgpt.sim (exact numerics; the timing model per stream) and returns the HBM
 image before and after, the generated tokens, the program image with its stream entries, and the
 timing model's completion cycles per unit. ``cocotb_program.py`` runs the same protocol on the
-Verilog; :func:`compare` lines the two up. Shared by ``tests/rtl/test_hw_program.py`` and
-``bench/bench_rtl_program.py``.
+Verilog (:func:`run_on_core`); :func:`compare` lines the two up and :func:`check_core_run`
+asserts what the tests require. Shared by ``tests/rtl/test_hw_program.py``,
+``tests/rtl/test_decode_floor_program.py`` and ``bench/bench_rtl_program.py``.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +27,8 @@ from fpgpt.sim.runner import REG_COUNT
 from fpgpt.sim.timing import time_stream
 from fpgpt.sim.trace import TraceRecorder
 
-__all__ = ["make_case", "compare", "per_instruction"]
+__all__ = ["CYCLE_TOLERANCE", "make_case", "run_on_core", "check_core_run", "compare",
+           "per_instruction"]
 
 
 def _model_stamps(program, stream, hw, regs) -> tuple[float, dict, dict, dict]:
@@ -76,6 +81,44 @@ def make_case(model: str = "micro", preset: str = "tiny", prompt: str = "def",
             "tokens_out": [out.addr, new_tokens], "program": image.hex(), "entries": entries,
             "hbm_in": hbm_in.tobytes().hex(), "hbm_out": m.hbm.tobytes().hex(), "runs": runs,
             "instructions": {s: len(program.stream(s)) for s in program.streams}}
+
+
+#: Largest |RTL - model| / model of a stream's cycle count that the tests accept (issue #4).
+CYCLE_TOLERANCE = 0.02
+
+
+def run_on_core(case: dict, build: Path, work: Path, *, pauses: bool = False) -> Path:
+    """Emit the core's top for ``case["preset"]`` (flat, with its completion probes) into
+    ``build``, run ``case`` on it (cocotb_program.py in Verilator; HBM AxiRams serving a beat a
+    cycle, or with back-pressure when ``pauses``) and return the statistics file it wrote in
+    ``work``. A failed run raises RuntimeError; its statistics may still be there."""
+    from fpgpt.hw.cosim import run_cocotb
+    from fpgpt.hw.top import write_top
+
+    v = write_top(load_preset(case["preset"]), build / "fpgpt_top.v", flat=True, probes=True)
+    case_file, stats_file = work / "case.json", work / "stats.json"
+    case_file.write_text(json.dumps(case))
+    run_cocotb([v], "fpgpt_top", "cocotb_program", build / "sim",
+               test_dir=Path(__file__).resolve().parent, cxx_opt=False,
+               env={"PROGRAM_CASE": str(case_file), "PROGRAM_STATS": str(stats_file),
+                    "PROGRAM_PAUSES": "1" if pauses else "0",
+                    "COCOTB_LOG_LEVEL": "WARNING"})      # not a line per AXI-Lite poll
+    return stats_file
+
+
+def check_core_run(case: dict, stats: dict, rows: list[dict]) -> None:
+    """What a run on the core must show (the tests' asserts): every HBM byte and the tokens
+    equal to fpgpt.sim's exact mode, every instruction of every unit completed, each stream's
+    cycles within :data:`CYCLE_TOLERANCE` of the timing model's."""
+    assert stats["differ"] == 0 and stats["tokens"] == case["tokens"]
+    for r in rows:
+        if "count_rtl" in r:        # every instruction of every unit completed on the RTL
+            assert r["count_rtl"] == r["count_model"], r
+    for run, got in zip(case["runs"], stats["runs"]):
+        model, rtl = run["model_cycles"], got["cycles"]
+        assert abs(rtl - model) <= CYCLE_TOLERANCE * model, (
+            f"{run['stream']}: {rtl} RTL cycles vs {model:.0f} modelled "
+            f"({(rtl - model) / model:+.1%}); per instruction: build/rtl/core_reports/")
 
 
 def compare(case: dict, stats: dict) -> list[dict]:

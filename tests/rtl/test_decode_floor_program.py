@@ -15,13 +15,10 @@ The Verilator build is tests/rtl/test_hw_program.py's (same top, same folder).""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from program_case import compare, make_case
-
-CYCLE_TOLERANCE = 0.02
+from program_case import check_core_run, compare, make_case, run_on_core
 
 
 def _spec():
@@ -60,31 +57,14 @@ def test_decode_floor_paths_are_compiled_for_this_case():
 def test_decode_floor_paths_on_the_core(tmp_path, rtl_build, padded):
     """(pad60: weight rows padded to whole stripes, the core's DMA loads them at the pitch.)"""
     from fpgpt.config import load_preset
-    from fpgpt.hw.cosim import run_cocotb
-    from fpgpt.hw.top import write_top
 
     spec = _padded_spec() if padded else _spec()
     case = make_case(model=spec, preset="tiny", prompt="de", new_tokens=3)
     case["model"] = spec.name
     hw = load_preset(case["preset"])
-    d = rtl_build(f"core_{hw.artifact_name}")
-    v = write_top(hw, d / "fpgpt_top.v", flat=True, probes=True)
-    case_file, stats_file = tmp_path / "case.json", tmp_path / "stats.json"
-    case_file.write_text(json.dumps(case))
-    run_cocotb([v], "fpgpt_top", "cocotb_program", d / "sim", test_dir=Path(__file__).parent,
-               cxx_opt=False,
-               env={"PROGRAM_CASE": str(case_file), "PROGRAM_STATS": str(stats_file),
-                    "PROGRAM_PAUSES": "0", "COCOTB_LOG_LEVEL": "WARNING"})
-    stats = json.loads(stats_file.read_text())
+    stats = json.loads(run_on_core(case, rtl_build(f"core_{hw.artifact_name}"),
+                                   tmp_path).read_text())
     rows = compare(case, stats)
     (rtl_build("core_reports") / f"program_{spec.name}_{hw.artifact_name}.json").write_text(
         json.dumps({"rows": rows, "runs": stats["runs"]}, indent=1))
-    assert stats["differ"] == 0 and stats["tokens"] == case["tokens"]
-    for r in rows:
-        if "count_rtl" in r:
-            assert r["count_rtl"] == r["count_model"], r
-    for run, got in zip(case["runs"], stats["runs"]):
-        model, rtl = run["model_cycles"], got["cycles"]
-        assert abs(rtl - model) <= CYCLE_TOLERANCE * model, (
-            f"{run['stream']}: {rtl} RTL cycles vs {model:.0f} modelled "
-            f"({(rtl - model) / model:+.1%})")
+    check_core_run(case, stats, rows)
