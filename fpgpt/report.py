@@ -23,7 +23,7 @@ from .models import ModelSpec, get_spec
 from .sim import simulate
 
 __all__ = ["sweep", "write_performance_report", "DFX_PUBLISHED", "simulate_design", "compare",
-           "build_report", "write_report", "main"]
+           "clock_series", "build_report", "write_report", "main"]
 
 SIZES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 PRESETS = ("u280", "dfx")
@@ -35,6 +35,11 @@ DFX_PUBLISHED = {
     ("gpt2-xl", 4): {"ms_per_token": 6.9, "ttft_ms": {64: 447.0},
                      "source": "DFX, MICRO 2022 (1.5B with 24 heads, 4 x U280), reference/dfx.md"},
 }
+
+
+#: The report's clock series: u280 at these clocks (MHz), for these (model, cards).
+CLOCKS = (160, 180, 200, 220, 240, 260, 280, 300)
+CLOCK_DESIGNS = (("gpt2-medium", 1), ("gpt2-xl", 1), ("gpt2-xl", 4))
 
 
 def run_one(size: str, hw: HardwareConfig, prompt_len: int, gen_len: int,
@@ -162,7 +167,7 @@ def _plots(rows: list[dict], ttft: list[dict], out: Path) -> list[str]:
 def write_performance_report(rows: list[dict], ttft: list[dict], out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = _plots(rows, ttft, out)
+    _plots(rows, ttft, out)
     (out / "performance.json").write_text(json.dumps({"decode": rows, "ttft": ttft}, indent=1,
                                                      default=float) + "\n")
     pl, gl = rows[0]["prompt_len"], rows[0]["gen_len"]
@@ -312,6 +317,26 @@ def _layer_timeline(spec: ModelSpec, hw: HardwareConfig, prompt_len: int) -> dic
                      f"(a {layer_us:.1f} µs window = token time / {spec.n_layer} layers)"}
 
 
+def clock_series(preset: str = "u280", designs=CLOCK_DESIGNS, clocks=CLOCKS, *,
+                 prompt_len: int = 128, gen_len: int = 128, log=print) -> dict[str, Any]:
+    """The preset's design at other clocks with its own pipeline latencies (the ones its Verilog
+    needs at its ``clock_mhz``), so every figure above that clock is a lower bound of the time
+    a design closing there would take (it would need more registers): what a faster clock could
+    give, and where decode stops following the clock (examples/sweep-clock.toml sweeps the same
+    on Dask)."""
+    base = load_preset(preset)
+    rows = []
+    for model, cards in designs:
+        spec = get_spec(model)
+        for mhz in clocks:
+            r, _ = simulate_design(spec, base.replace(clock_mhz=float(mhz)), devices=cards,
+                                   prompt_len=prompt_len, gen_len=gen_len)
+            rows.append({"model": model, "cards": cards, "clock_mhz": mhz,
+                         "ms_per_token": r.ms_per_token, "ttft_ms": r.ttft_ms})
+        log(f"clock series: {model} x{cards} at {clocks[0]}-{clocks[-1]} MHz")
+    return {"hw": preset, "preset_clock_mhz": base.clock_mhz, "rows": rows}
+
+
 def build_report(*, sizes=SIZES, presets=PRESETS, prompt_len: int = 128, gen_len: int = 128,
                  gpus: tuple[str, ...] = GPU_SET, multi_cards: int = 4,
                  headline_model: str | None = None, timeline_model: str = "gpt2-medium",
@@ -324,7 +349,6 @@ def build_report(*, sizes=SIZES, presets=PRESETS, prompt_len: int = 128, gen_len
                             "presets": list(presets)}
     data["models"] = [{"model": m, "params": get_spec(m).param_count} for m in sizes]
     rows: list[dict] = []
-    results: dict[tuple[str, str, int], Any] = {}
     for pname in presets:
         hw = load_preset(pname)
         for m in sizes:
@@ -418,6 +442,7 @@ def build_report(*, sizes=SIZES, presets=PRESETS, prompt_len: int = 128, gen_len
     data["scaling"] = scaling
     data["ttft"] = (ttft_sweep(timeline_model, prompt_lens=ttft_lens, presets=presets)
                     if ttft_lens else [])
+    data["clock"] = clock_series(presets[0], prompt_len=prompt_len, gen_len=gen_len, log=log)
     log(f"timeline: {timeline_model} on u280")
     data["timeline"] = _layer_timeline(get_spec(timeline_model), load_preset(presets[0]),
                                        min(prompt_len, 128))

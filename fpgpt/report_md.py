@@ -52,7 +52,7 @@ def write_report_files(data: dict[str, Any], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     plots = [rp.plot_latency_vs_size(data, out), rp.plot_tokens_per_joule(data, out),
              rp.plot_roofline(data, out), rp.plot_energy_split(data, out),
-             rp.plot_scaling(data, out), rp.plot_layer_timeline(data, out)]
+             rp.plot_scaling(data, out), rp.plot_clock(data, out), rp.plot_layer_timeline(data, out)]
     data["plots"] = [p for p in plots if p]
     perf_rows = [{k: v for k, v in r.items() if k not in ("energy",)} for r in data["decode"]]
     if data.get("ttft"):
@@ -72,8 +72,8 @@ def write_report_files(data: dict[str, Any], out: Path) -> Path:
          "calibration residual (GPUs): they are the honest spread, not error bars of a measurement.",
          f"Batch 1, FP16, prompt {pl} tokens, {gl} generated.", "",
          "**Clock.** Every design figure is at its preset's `clock_mhz`: for u280 and u55c that is",
-         f"what `fpgpt synth` estimates their Verilog supports today ({u280.clock_mhz:g} MHz: the VPU's lane",
-         "accumulators are the slowest block, docs/rtl-clock.md), not the 300 MHz the architecture",
+         f"what `fpgpt synth` estimates their Verilog supports today ({u280.clock_mhz:g} MHz: its slowest",
+         "blocks are in docs/rtl-clock.md), not the 300 MHz the architecture",
          "targets; `dfx` keeps DFX's own published 200 MHz. At that clock the u280's HBM ports",
          f"deliver {u280.hbm_peak_bytes_per_s / 1e9:.0f} GB/s of the HBM's 460. `fpgpt simulate --hw examples/u280-300mhz.toml` gives",
          "the 300 MHz what-if.", ""]
@@ -184,6 +184,23 @@ def write_report_files(data: dict[str, Any], out: Path) -> Path:
         L += ["## Scaling with cards", "", "![scaling](scaling.png)", ""]
     else:
         L += ["## Scaling with cards", "", f"Not drawn: {mc['note'] or 'one card only'}.", ""]
+    if "clock.png" in data["plots"]:
+        c = data["clock"]
+        designs = sorted({(r["model"], r["cards"]) for r in c["rows"]})
+        L += [f"## What a faster clock would give ({c['hw']})", "",
+              f"The {c['hw']} design at other clocks with the pipeline latencies its Verilog needs "
+              f"at {c['preset_clock_mhz']:g} MHz: a design that closes timing at a higher clock "
+              "needs more registers, so each figure above that clock is a lower bound of its "
+              "time. ms/token / time to first token in ms:", "",
+              "| MHz | " + " | ".join(f"{m} x {n}" for m, n in designs) + " |",
+              "|---|" + "---|" * len(designs)]
+        for mhz in sorted({r["clock_mhz"] for r in c["rows"]}):
+            cells = []
+            for m, n in designs:
+                r = next(r for r in c["rows"] if (r["model"], r["cards"], r["clock_mhz"]) == (m, n, mhz))
+                cells.append(f"{r['ms_per_token']:.3f} / {r['ttft_ms']:.1f}")
+            L.append(f"| {mhz:g} | " + " | ".join(cells) + " |")
+        L += ["", "![clock](clock.png)", ""]
     tl = data["timeline"]
     L += ["## One decoder layer, unit by unit", "", tl["title"] + ". Busy fraction: " +
           ", ".join(f"{u} {100 * f:.0f} %" for u, f in tl["busy_fraction"].items()) + ".", "",

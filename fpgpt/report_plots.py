@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["plot_latency_vs_size", "plot_tokens_per_joule", "plot_roofline", "plot_energy_split",
-           "plot_scaling", "plot_layer_timeline"]
+           "plot_scaling", "plot_clock", "plot_layer_timeline"]
 
 _COLORS = {"static": "#9e9e9e", "hbm": "#1f77b4", "mac": "#d62728", "vpu": "#ff7f0e",
            "scratchpad": "#2ca02c", "link": "#9467bd"}
@@ -150,6 +150,32 @@ def plot_scaling(data: dict[str, Any], out: Path) -> str | None:
     ax.set_title(f"Scaling {rows[0]['model']} on {rows[0]['hw']} (simulated; tokens/J with its range)")
     ax.grid(True, alpha=0.3)
     return _save(fig, out, "scaling.png")
+
+
+def plot_clock(data: dict[str, Any], out: Path) -> str | None:
+    """Decode ms/token and time to first token against the clock (the clock series)."""
+    c = data.get("clock")
+    if not c or not c["rows"]:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    designs = sorted({(r["model"], r["cards"]) for r in c["rows"]}, key=lambda d: (d[0], d[1]))
+    for i, (model, cards) in enumerate(designs):
+        rs = [r for r in c["rows"] if r["model"] == model and r["cards"] == cards]
+        label = f"{model} x {cards}"
+        for ax, key in zip(axes, ("ms_per_token", "ttft_ms")):
+            ax.plot([r["clock_mhz"] for r in rs], [r[key] for r in rs], "o-", color=f"C{i}",
+                    label=label)
+    for ax, ylabel in zip(axes, ("decode ms per token", "time to first token, ms")):
+        ax.axvline(c["preset_clock_mhz"], color="0.5", ls=":", lw=1)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("clock, MHz")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{c['hw']} at other clocks with its {c['preset_clock_mhz']:g} MHz latencies "
+                 f"(simulated; dotted: the preset's clock)", fontsize=10)
+    return _save(fig, out, "clock.png")
 
 
 def plot_layer_timeline(data: dict[str, Any], out: Path) -> str:
