@@ -63,7 +63,7 @@ import math
 from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
@@ -201,7 +201,11 @@ class DMA(wiring.Component):
         # ---- piece FIFO: (channel, byte offset in the first beat, elements, is index) --------
         piece = data.StructLayout({"ch": unsigned(max(1, LC)), "off": unsigned(max(1, LB)),
                                    "nelem": unsigned(LG + 1), "idx": unsigned(1)})
-        m.submodules.pieces = q = fifo.SyncFIFOBuffered(width=piece.size, depth=self._outstanding)
+        # (a thermometer level where it can be, FlagFIFO: the library FIFO's level adder,
+        # behind the element path's issue into the write-address FIFO, was 196.3 MHz on u280
+        # once the stripe path's paths were cut, docs/rtl-clock.md "Session 23")
+        q, q_empty = buffered_fifo(piece.size, self._outstanding)
+        m.submodules.pieces = q
         q_in = data.View(piece, q.w_data)
         q_out = data.View(piece, q.r_data)
 
@@ -304,7 +308,20 @@ class DMA(wiring.Component):
         h1m1, hb1m1 = Signal(_HBM_BITS), Signal(_HBM_BITS)
         seg_first = Signal()                             # st is the run's first stripe
         fsb, fsj = Signal(32), Signal(32)                # scratchpad: batch base, run start
-        acc = Signal(C)                                  # channels whose AR/AW is accepted
+        # Each channel's stripe-path AR (AW) queue, two entries (its first stripe, its burst
+        # length), which the channel drains on its own; a segment's requests go in all at once
+        # as it is queued, passing straight to the channel when its queue is empty. So queueing
+        # a segment waits on a register (q_room: every queue has room), not on an AND over the
+        # 32 channels' readys in front of the state and the run counters (205.0 MHz on u280,
+        # docs/rtl-clock.md "Session 23"). With channels that take a request at once, as the
+        # engine's cycle formula assumes, every request leaves in the cycle it did before.
+        FW = _HBM_BITS - LSB
+        aq_v = [[Signal(name=f"aq{k}_v{i}") for i in range(2)] for k in range(C)]
+        aq_f = [[Signal(FW, name=f"aq{k}_f{i}") for i in range(2)] for k in range(C)]
+        aq_l = [[Signal(8, name=f"aq{k}_l{i}") for i in range(2)] for k in range(C)]
+        q_room = Signal(name="q_room", init=1)           # no queue holds two requests
+        f_push = Signal()                                # a segment is queued this cycle
+        f_leave, f_index = Signal(name="f_leave"), Signal(name="f_index")   # FRUN's exit, next
         fast = Signal()
         fast_rr = Signal(C)
         f_busy = Signal()                                # the stripe reader/writer has work
@@ -314,10 +331,11 @@ class DMA(wiring.Component):
         # FRUN's segment, decided a cycle ahead: whether it is the run's last (d_last), its
         # stripes less one (d_span), and per channel whether the run's start (d_df) or end
         # (d_dl) takes that channel's first or last beat off it and whether the channel has a
-        # beat in it at all (d_inv). FRUN issues every needed channel's burst and, once all are
-        # accepted, queues the segment and moves on; with these decisions computed in front of
-        # that 32-input AND (u280) the AND, the segment FIFO's write and the run counters made
-        # one path (7.68 ns, docs/rtl-clock.md). Now they are registers, loaded as the segment
+        # beat in it at all (d_inv). FRUN queues the segment and puts every needed channel's
+        # burst into that channel's AR (AW) queue in one cycle (aq_*, below; until session 23
+        # it waited for all 32 channels to accept); with these decisions computed in front of
+        # the channels' 32-input AND (u280) the AND, the segment FIFO's write and the run
+        # counters made one path (7.68 ns, docs/rtl-clock.md). Now they are registers, loaded as the segment
         # before is queued (the next segment of the run, or the next run's first) or as a run
         # begins (SETUP, INDEX_WAIT), so no cycle moves. A run's first segment is computed from
         # the low LL bits of its first byte alone: it is the run's last too when those plus
@@ -328,6 +346,18 @@ class DMA(wiring.Component):
         d_last, d_span = Signal(), Signal(LS)
         d_df, d_dl, d_inv = Signal(C), Signal(C), Signal(C)
         lo_src = Signal(LL)                              # the low bits of the next run's start
+        # Registers so that no adder sits in front of the decisions (each was in front of
+        # d_inv at 194-201 MHz on u280 in session 22's tries, docs/rtl-clock.md): the low bits
+        # of the instruction's first run start (lo_first, from IDLE), of the next run's
+        # (lo_run = hj + hstride) and of the next batch's (lo_batch = hb + hbatch); and
+        # whether the run's next segment is its last (a_last_r), from the segments left after
+        # st's (segs_m1 = se[LS:] - st[LS:]), set as a run's first segment is loaded (from
+        # r_sum's carry and nm1's high bits) and counted down as each segment is queued.
+        lo_first = Signal(LL, name="lo_first")
+        lo_run, lo_batch = Signal(LL, name="lo_run"), Signal(LL, name="lo_batch")
+        segs_m1 = Signal(len(st) - LS, name="segs_m1")
+        a_last_r = Signal(name="a_last_r")
+        nm1_h1 = Signal(name="nm1_h1")                  # nm1 >> LL == 1
         se = h1m1[LSB:_HBM_BITS]                         # the run's last stripe
 
         def desc(name, last, span, df, dl, inv):
@@ -340,7 +370,7 @@ class DMA(wiring.Component):
 
         def load(v):
             return [d_last.eq(v.last), d_span.eq(v.span), d_df.eq(v.df), d_dl.eq(v.dl),
-                    d_inv.eq(v.inv)]
+                    d_inv.eq(v.inv), *v.segs]
 
         def after(k, e):
             """Channel k's beat of the run's last stripe lies after its last byte e."""
@@ -358,14 +388,16 @@ class DMA(wiring.Component):
         m.d.comb += r_span.eq((Mux(r_last, r_e[LSB:], NSEG - 1) - lo_src[LSB:])[:LS])
         d_run = desc("drun", r_last, r_span, r_df, r_dl,
                      Cat(*[(r_df[k] + r_dl[k]) <= r_span for k in range(C)]))
+        d_run.segs = [segs_m1.eq(nm1[LL:] + r_sum[LL]),
+                      a_last_r.eq(Mux(r_sum[LL], ~nm1_big, nm1_h1))]
         # The run's next segment (aligned: it starts at its first stripe's first byte).
-        a_last = Signal(name="nseg_last")
-        m.d.comb += a_last.eq(se[LS:] == (st[LS:] + 1)[:len(st) - LS])
+        a_last = a_last_r                                # se[LS:] == st[LS:] + 1
         a_span = Mux(a_last, se[:LS], NSEG - 1)
         a_dl = Cat(*[a_last & after(k, h1m1[:LSB]) for k in range(C)])
         a_more = a_span != 0                             # more than one stripe: every channel
         d_seg = desc("dseg", a_last, a_span, Const(0, C), a_dl,
                      Cat(*[~a_dl[k] | a_more for k in range(C)]))
+        d_seg.segs = [segs_m1.eq(segs_m1 - 1), a_last_r.eq(segs_m1 == 2)]
 
         m.d.comb += self.cmd.ready.eq(0)
         with m.FSM(name="ag"):
@@ -375,7 +407,11 @@ class DMA(wiring.Component):
                     pl = data.View(captured_layout(Unit.DMA), self.cmd.payload)
                     # 2n - 1 of the stripe path's runs (a row: never transposed).
                     pe = Mux(pl.op == Opcode.GATHER, pl.cols, pl.cols + pl.rc)
+                    # the first run's start, low bits (the stripe path: never transposed)
+                    lo1 = Mux(pl.op == Opcode.GATHER, pl.hbm,
+                              pl.hbm + (pl.ra[:LL] * pl.hstride[:LL])[:LL])[:LL]
                     m.d.sync += [c.eq(self.cmd.payload), ra_off.eq(pl.ra * pl.hstride),
+                                 lo_first.eq(lo1), nm1_h1.eq(((2 * pe - 1) >> LL) == 1),
                                  is_gather.eq(pl.op == Opcode.GATHER),
                                  is_str.eq(pl.op == Opcode.STR),
                                  is_write.eq((pl.op == Opcode.STORE) | (pl.op == Opcode.STR)),
@@ -403,15 +439,17 @@ class DMA(wiring.Component):
                             Mux(is_gather, hend, hend + ra_off))[:_HBM_BITS]
                 m.d.sync += [h1m1.eq(hlast), hb1m1.eq(hlast), seg_first.eq(1)]
                 # FRUN's first segment (the stripe path: never transposed).
-                m.d.comb += lo_src.eq(Mux(is_gather, c.hbm, c.hbm + ra_off)[:LL])
+                m.d.comb += lo_src.eq(lo_first)
                 m.d.sync += load(d_run)
+                m.d.sync += [lo_run.eq((lo_first + c.hstride[:LL])[:LL]),
+                             lo_batch.eq((lo_first + c.hbatch[:LL])[:LL])]
                 m.d.sync += [*jc.load(rows_n), *bc.load(nb),
                              nruns_m1.eq(rows_n - 1), nruns_one.eq(rows_n == 1),
                              n_m1.eq(elems - 1), n_one.eq(elems == 1),
                              *ec.load(elems), *rc.load(rows_n),
                              hb.eq(hstart), hj.eq(hstart), *set_hp(hstart, hstart_lo),
                              rem.eq(2 * elems),
-                             st.eq(hstart >> LSB), fsb.eq(c.sram), fsj.eq(c.sram), acc.eq(0),
+                             st.eq(hstart >> LSB), fsb.eq(c.sram), fsj.eq(c.sram),
                              ia.eq(c.idx + 4 * c.ra)]
                 if self.stripes:
                     # The alignment rule (dma_path): congruent modulo the chunk.
@@ -468,60 +506,60 @@ class DMA(wiring.Component):
                                 m.next = "INDEX"
 
             with m.State("FRUN"):
-                # One segment of the run: every channel's AR (AW) for its beats of stripes
-                # st..st + d_span, all in one cycle when the channels are ready. The decisions
-                # are registers (d_*, above); what is combinational here is the AND over the
-                # channels of "accepted, or no beat in this segment" and what it enables.
-                cap = st | (NSEG - 1)
-                seg_last, span = d_last, d_span
-                lo_b = hj[:LSB]                                   # run start's byte in its stripe
-                hi_b = (h1m1[:LSB] + 1)[:LSB + 1]                 # bytes of the run in its last stripe
-                done = []
-                for k, p in enumerate(axi):
-                    # k's first / last beat is not the run's; k has a beat in the segment
-                    df, dl, inv = d_df[k], d_dl[k], d_inv[k]
-                    first = (st + df)[:_HBM_BITS - LSB]
-                    valid = inv & ~acc[k] & sq.w_rdy
-                    ready = Mux(is_write, p.awready, p.arready)
-                    m.d.comb += [ar_addr[k].eq((self.data_base + (first << LB))[:AXI_ADDR_BITS]),
-                                 ar_len[k].eq(span - df - dl), f_avalid[k].eq(valid)]
-                    with m.If(valid & ready):
-                        m.d.sync += acc[k].eq(1)
-                        with m.If(is_write):
-                            m.d.comb += f_aw[k].eq(1)
-                    done.append(~inv | acc[k] | ready)
-                push = Signal()
-                m.d.comb += push.eq(sq.w_rdy & Cat(*done).all())
-                first_elem = (fsj + ((st << LSB) >> 1) - (hj >> 1))[:32]
-                m.d.comb += [sq_in.chunk.eq(first_elem >> LCE), sq_in.n.eq(span + 1),
-                             sq_in.lo.eq(Mux(seg_first, lo_b >> 1, 0)),
-                             sq_in.hi.eq(Mux(seg_last, hi_b >> 1, ES)),
-                             # the next run's start (the next batch's after the batch's last)
-                             lo_src.eq(Mux(jc.last, (hb + c.hbatch)[:LL], (hj + c.hstride)[:LL]))]
-                with m.If(push):
-                    m.d.comb += sq.w_en.eq(1)
-                    m.d.sync += [acc.eq(0), st.eq(cap + 1), seg_first.eq(0)]
-                    with m.If(seg_last):        # the run's last segment: next run or batch
-                        m.d.sync += load(d_run)
-                        with m.If(jc.last):
-                            with m.If(bc.last):
-                                m.next = "FINISH"
-                            with m.Else():
-                                nh = (hb + c.hbatch)[:_HBM_BITS]
-                                nh1 = (hb1m1 + c.hbatch)[:_HBM_BITS]
-                                m.d.sync += [*bc.step(), *jc.reload(nruns_m1, nruns_one),
-                                             hb.eq(nh), hj.eq(nh), hb1m1.eq(nh1), h1m1.eq(nh1),
-                                             st.eq(nh >> LSB), seg_first.eq(1),
-                                             fsb.eq(fsb + c.sbatch), fsj.eq(fsb + c.sbatch)]
-                        with m.Else():
-                            nh = (hj + c.hstride)[:_HBM_BITS]
-                            m.d.sync += [*jc.step(), hj.eq(nh), st.eq(nh >> LSB),
-                                         h1m1.eq(h1m1 + c.hstride), seg_first.eq(1),
-                                         fsj.eq(fsj + c.sstride)]
-                            with m.If(is_gather):
-                                m.next = "INDEX"
+                # Leaving FRUN (the last run's last segment queued) takes a cycle of its own,
+                # decided as that segment is pushed: the AND over the channels' readys then
+                # no longer reaches the state register (it was one of the DMA's 205.0 MHz paths
+                # on u280, docs/rtl-clock.md "Session 22"). FINISH and INDEX wait for the
+                # segment's data first, so no instruction takes longer.
+                with m.If(f_leave):
+                    m.d.sync += f_leave.eq(0)
+                    with m.If(f_index):
+                        m.next = "INDEX"
                     with m.Else():
-                        m.d.sync += load(d_seg)
+                        m.next = "FINISH"
+                with m.Else():
+                    # One segment of the run: every channel's AR (AW) for its beats of stripes
+                    # st..st + d_span, into the channels' queues (below) in one cycle. The
+                    # decisions are registers (d_*, above), and so is the room (q_room).
+                    cap = st | (NSEG - 1)
+                    seg_last, span = d_last, d_span
+                    lo_b = hj[:LSB]                       # run start's byte in its stripe
+                    hi_b = (h1m1[:LSB] + 1)[:LSB + 1]     # bytes of the run in its last stripe
+                    push = Signal()
+                    m.d.comb += [push.eq(sq.w_rdy & q_room), f_push.eq(push)]
+                    first_elem = (fsj + ((st << LSB) >> 1) - (hj >> 1))[:32]
+                    m.d.comb += [sq_in.chunk.eq(first_elem >> LCE), sq_in.n.eq(span + 1),
+                                 sq_in.lo.eq(Mux(seg_first, lo_b >> 1, 0)),
+                                 sq_in.hi.eq(Mux(seg_last, hi_b >> 1, ES)),
+                                 # the next run's start (the next batch's after the batch's last)
+                                 lo_src.eq(Mux(jc.last, lo_batch, lo_run))]
+                    with m.If(push):
+                        m.d.comb += sq.w_en.eq(1)
+                        m.d.sync += [st.eq(cap + 1), seg_first.eq(0)]
+                        with m.If(seg_last):        # the run's last segment: next run or batch
+                            m.d.sync += load(d_run)
+                            with m.If(jc.last):
+                                with m.If(bc.last):
+                                    m.d.sync += [f_leave.eq(1), f_index.eq(0)]
+                                with m.Else():
+                                    nh = (hb + c.hbatch)[:_HBM_BITS]
+                                    nh1 = (hb1m1 + c.hbatch)[:_HBM_BITS]
+                                    m.d.sync += [*bc.step(), *jc.reload(nruns_m1, nruns_one),
+                                                 hb.eq(nh), hj.eq(nh), hb1m1.eq(nh1), h1m1.eq(nh1),
+                                                 lo_batch.eq((lo_batch + c.hbatch[:LL])[:LL]),
+                                                 lo_run.eq((lo_batch + c.hstride[:LL])[:LL]),
+                                                 st.eq(nh >> LSB), seg_first.eq(1),
+                                                 fsb.eq(fsb + c.sbatch), fsj.eq(fsb + c.sbatch)]
+                            with m.Else():
+                                nh = (hj + c.hstride)[:_HBM_BITS]
+                                m.d.sync += [*jc.step(), hj.eq(nh), st.eq(nh >> LSB),
+                                             lo_run.eq((lo_run + c.hstride[:LL])[:LL]),
+                                             h1m1.eq(h1m1 + c.hstride), seg_first.eq(1),
+                                             fsj.eq(fsj + c.sstride)]
+                                with m.If(is_gather):
+                                    m.d.sync += [f_leave.eq(1), f_index.eq(1)]
+                        with m.Else():
+                            m.d.sync += load(d_seg)
 
             with m.State("INDEX"):
                 # The previous row's beats are all taken first: on the stripe path the index
@@ -529,7 +567,7 @@ class DMA(wiring.Component):
                 # whatever the latency (engine_cycles: two latencies per row). (The stripe
                 # writer is idle in a GATHER: the STORE before it drained, so rd_act, not
                 # f_busy, which would put the writer's compares in front of the AR.)
-                ok = (q.level == 0) & ~r_busy & sq_empty & ~rd_act
+                ok = q_empty & ~r_busy & sq_empty & ~rd_act
                 m.d.comb += [q_in.ch.eq(channel(ia)), q_in.off.eq(ia[:LB]), q_in.nelem.eq(2),
                              q_in.idx.eq(1)]
                 with m.If(ok):
@@ -560,24 +598,72 @@ class DMA(wiring.Component):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
+        # ---- the stripe path's per-channel AR (AW) queues (see aq_v above) ----------------
+        # A request of the segment being queued passes straight to its channel when the queue
+        # is empty; a request the channel does not take at once waits in the queue. q_room is
+        # "no queue holds two requests" for the next cycle, so that the next segment fits.
+        full_next = []
+        for k, p in enumerate(axi):
+            df, dl = d_df[k], d_dl[k]
+            inc_v = f_push & d_inv[k]
+            inc_f = (st + df)[:FW]
+            inc_l = (d_span - df - dl)[:8]
+            v0, v1 = aq_v[k]
+            out_f, out_l = Mux(v0, aq_f[k][0], inc_f), Mux(v0, aq_l[k][0], inc_l)
+            ready = Mux(is_write, p.awready, p.arready)
+            with m.If(v0 | inc_v):
+                m.d.comb += [ar_addr[k].eq((self.data_base + (out_f << LB))[:AXI_ADDR_BITS]),
+                             ar_len[k].eq(out_l), f_avalid[k].eq(1)]
+            take = (v0 | inc_v) & ready
+            with m.If(take & is_write):
+                m.d.comb += f_aw[k].eq(1)
+            pop = v0 & ready                              # the head leaves
+            enq = inc_v & (v0 | ~ready)                   # the new request waits
+            # after the pop, the entries shift down; the new request takes the first free one
+            n0_v = Mux(pop, v1, v0)
+            n1_v = Mux(pop, 0, v1)
+            with m.If(pop):
+                m.d.sync += [aq_f[k][0].eq(aq_f[k][1]), aq_l[k][0].eq(aq_l[k][1])]
+            with m.If(enq):
+                with m.If(n0_v):
+                    m.d.sync += [aq_f[k][1].eq(inc_f), aq_l[k][1].eq(inc_l)]
+                with m.Else():
+                    m.d.sync += [aq_f[k][0].eq(inc_f), aq_l[k][0].eq(inc_l)]
+            m.d.sync += [v0.eq(n0_v | enq), v1.eq(n1_v | (enq & n0_v))]
+            full_next.append(n1_v | (enq & n0_v))
+        m.d.sync += q_room.eq(~Cat(*full_next).any())
+        aq_empty = ~Cat(*[aq_v[k][0] for k in range(C)]).any()
+
         # ---- scratchpad element addresses, in the same loop order --------------------------
         sb, sj, s = Signal(32), Signal(32), Signal(32)
         # Element and run counters of this loop: countdowns loaded in SETUP (no element
-        # moves before it), flags as above.
+        # moves before it), flags as above. An element's advance is applied a cycle late
+        # (adv_r), and the address in use (s_use) is the next one while it is pending: the
+        # counters' update then no longer follows the element path's grant, which (behind
+        # the W channel's 32:1 WREADY select on u280) was one of the DMA's 205.0 MHz paths
+        # (docs/rtl-clock.md, "Session 23"). Two advances in a row still see each other:
+        # s_use is s with every advance up to last cycle's.
         advance = Signal()
+        adv_r = Signal(name="adv_r")
+        m.d.sync += adv_r.eq(advance)
+        s_next = Signal(32, name="s_next")
+        m.d.comb += s_next.eq(Mux(ec.last, Mux(rc.last, sb + c.sbatch, sj + rstep), s + estep))
+        s_use = Signal(32, name="s_use")
+        m.d.comb += s_use.eq(Mux(adv_r, s_next, s))
         with m.If(self.cmd.valid & self.cmd.ready):
             p = data.View(captured_layout(Unit.DMA), self.cmd.payload)
             m.d.sync += [sb.eq(p.sram), sj.eq(p.sram), s.eq(p.sram)]
-        with m.Elif(advance):
+        with m.Elif(adv_r):
+            m.d.sync += s.eq(s_next)
             with m.If(ec.last):
                 m.d.sync += ec.reload(n_m1, n_one)
                 with m.If(rc.last):
                     m.d.sync += [*rc.reload(nruns_m1, nruns_one), sb.eq(sb + c.sbatch),
-                                 sj.eq(sb + c.sbatch), s.eq(sb + c.sbatch)]
+                                 sj.eq(sb + c.sbatch)]
                 with m.Else():
-                    m.d.sync += [*rc.step(), sj.eq(sj + rstep), s.eq(sj + rstep)]
+                    m.d.sync += [*rc.step(), sj.eq(sj + rstep)]
             with m.Else():
-                m.d.sync += [*ec.step(), s.eq(s + estep)]
+                m.d.sync += ec.step()
 
         # ---- read side (LOAD, GATHER) ------------------------------------------------------
         cur = Signal(piece)
@@ -671,17 +757,17 @@ class DMA(wiring.Component):
         with m.Elif(is_write & fmode):
             m.d.comb += [self.line.chunk.eq(w_chunk), self.line.re.eq(w_req)]
         with m.Else():
-            m.d.comb += [self.line.chunk.eq(s >> LCE), self.line.re.eq(el.re),
+            m.d.comb += [self.line.chunk.eq(s_use >> LCE), self.line.re.eq(el.re),
                          self.line.we.eq(el.we), self.line.wdata.eq(Cat(*[el.wdata] * P)),
-                         self.line.wmask.eq(Const(1, P) << (s[:LCE] if LCE else 0)),
+                         self.line.wmask.eq(Const(1, P) << (s_use[:LCE] if LCE else 0)),
                          el.grant.eq(self.line.grant)]
             with m.If(el.re & self.line.grant):
-                m.d.sync += e_r.eq(s[:LCE] if LCE else 0)
+                m.d.sync += e_r.eq(s_use[:LCE] if LCE else 0)
         m.d.comb += el.rdata.eq(self.line.rdata.word_select(e_r, 16) if LCE
                                 else self.line.rdata[:16])
 
         # ---- completion --------------------------------------------------------------------
-        m.d.comb += drained.eq((q.level == 0) & ~r_busy & ~w_busy & (aw_now == 0) & ~aw_fire
+        m.d.comb += drained.eq(q_empty & aq_empty & ~r_busy & ~w_busy & (aw_now == 0) & ~aw_fire
                                & (f_aw == 0) & (f_aw_r == 0) & sq_empty & ~f_busy)
         m.d.comb += self.busy.eq(~self.cmd.ready)
         return m

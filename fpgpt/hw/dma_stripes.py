@@ -109,8 +109,15 @@ def stripe_writer(m, line, cmd, g, need_of, mask_of):
     hold_free = (hv & ~wready_v) == 0
     capture = fl & hold_free
     m.d.sync += hv.eq(hv & ~wready_v)
+    # The stripe's write mask, a register loaded with hm from flm's bounds: the compares of
+    # the stripe's element indices with hm.lo / hm.hi in front of WSTRB were 11 LUT levels,
+    # one of the DMA's 205.0 MHz paths on u280 (docs/rtl-clock.md, "Session 22"). hm changes
+    # only here, so w_mask always equals mask_of(hm.lo, hm.hi).
+    f_mask = mask_of(flm.lo, flm.hi, Const(1), Const(1), "w_mask_next")
+    w_mask = Signal(ES, name="w_mask")
     with m.If(capture):
-        m.d.sync += [hold.eq(line.rdata[:8 * SB]), hv.eq(flm.need), hm.eq(flm)]
+        m.d.sync += [hold.eq(line.rdata[:8 * SB]), hv.eq(flm.need), hm.eq(flm),
+                     w_mask.eq(f_mask)]
     rewind = fl & ~capture
     # The stripe to read when none is repeated (nsel, ntx: this segment's next or the next
     # segment's first) and what flm must then hold for it, from registers alone; a
@@ -164,7 +171,6 @@ def stripe_writer(m, line, cmd, g, need_of, mask_of):
         m.d.sync += wx.eq(tx)
     with m.If(cmd.valid & cmd.ready):
         m.d.sync += wact.eq(0)
-    w_mask = mask_of(hm.lo, hm.hi, Const(1), Const(1), "w_mask")
     w_strb = Signal(2 * ES)
     m.d.comb += w_strb.eq(Cat(*[Cat(w_mask[e], w_mask[e]) for e in range(ES)]))
     w_fbusy = fl | (hv != 0) | (wact & (wx != wfc.n))
