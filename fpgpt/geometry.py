@@ -17,7 +17,7 @@ __all__ = ["allgather_steps", "chunk_elements", "bank_count", "line_elements", "
            "mm_fast_b", "mm_entry_groups", "mm_entries", "weight_stride", "weight_run_rows",
            "vpu_window_chunks", "stripe_elements", "stripes_ok", "dma_stripe_aligned",
            "ring_stream_bits", "ring_group_elements", "VPU_SUMMING_PASSES", "VPU_GROUPED_REDUCING_PASSES",
-           "VPU_SPECIAL_PASSES", "vpu_group_rows"]
+           "VPU_SPECIAL_PASSES", "VPU_CONVERT_LATENCY", "vpu_group_rows"]
 
 
 #: Passes per row in which the VPU's lanes sum their results, by op (LAYERNORM: the sum and
@@ -30,6 +30,13 @@ VPU_SUMMING_PASSES = {"LAYERNORM": 2, "SOFTMAX": 1}
 #: ``vpu.special_ratio`` sub-beats (fpgpt/hw/vpu.py, "Special lanes"); fpgpt.sim.costs charges
 #: them.
 VPU_SPECIAL_PASSES = {"GELU": 1, "SOFTMAX": 2}
+
+#: Registers in the VPU lane's chain of LAYERNORM's first pass and of ARGMAX, which only
+#: convert FP16 -> FP32 (fpgpt/hw/vpu_lane.py ``chain_latency``): 2, so that the path from
+#: the VPU's row buffer (a BRAM read) through the operand select and the conversion has two
+#: stages to retime over (u280 with the lanes stitched in: 204.1 MHz with 1, 211.2 with 2;
+#: docs/rtl-clock.md, "Session 22"); fpgpt.sim.costs charges them.
+VPU_CONVERT_LATENCY = 2
 
 #: The ops whose VPU command runs a group of rows pass by pass (``vpu_group_rows``), with the
 #: passes per row that reduce the lanes' results (LAYERNORM: sum, variance; SOFTMAX: maximum,

@@ -13,7 +13,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import HardwareConfig
-from ..geometry import VPU_GROUPED_REDUCING_PASSES
+from ..geometry import VPU_CONVERT_LATENCY, VPU_GROUPED_REDUCING_PASSES
 from ..isa import numerics as nx
 from . import fplogic
 from .vpu_special import _const_f32, _neg, build_exp, build_recip
@@ -24,7 +24,7 @@ __all__ = ["Mode", "OUTPUT_MODES", "SUMMING_MODES", "SPECIAL_MODES", "FIRST_MODE
 _ONE = 0x3F800000
 _NEG_INF = 0xFF800000
 _WRITEBACK_LATENCY = 1      # FP32 -> FP16 rounding register of output passes
-_CONVERT_LATENCY = 1        # FP16 -> FP32 result register of LN_SUM and ARGMAX
+_CONVERT_LATENCY = VPU_CONVERT_LATENCY   # FP16 -> FP32 result registers of LN_SUM and ARGMAX
 _REDUCE_LATENCY = 1         # a reducing pass's lane result register (``ysum`` / ``ymax``)
 
 

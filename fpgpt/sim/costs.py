@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..geometry import (VPU_GROUPED_REDUCING_PASSES, VPU_SPECIAL_PASSES, VPU_SUMMING_PASSES,
+from ..geometry import (VPU_CONVERT_LATENCY, VPU_GROUPED_REDUCING_PASSES, VPU_SPECIAL_PASSES,
+                        VPU_SUMMING_PASSES,
                         allgather_steps, dma_stripe_aligned,
                         line_elements, mm_entries, mm_fast_b, net_allreduce_pipe,
                         ring_group_elements, stripe_elements,
@@ -116,8 +117,8 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
 
     Calibrated from the RTL VPU (fpgpt/hw/vpu.py; tests/rtl/test_hw_vpu.py asserts these
     formulas on the tiny preset): a = add, mu = mul, s = special-function latency, tree = the
-    pairwise lane tree. LAYERNORM's first pass and ARGMAX have one register in the lanes'
-    chains (their FP16 -> FP32 conversion's result), a cycle a row. Every reducing pass's
+    pairwise lane tree, cv = ``geometry.VPU_CONVERT_LATENCY``. LAYERNORM's first pass and
+    ARGMAX have cv registers in the lanes' chains (their FP16 -> FP32 conversion's result). Every reducing pass's
     result then goes through one more lane register (``ysum`` for the sums, ``ymax`` for the
     maxima; ``vpu.mode_latency``), so that the VPU's adder rings and compares start at a
     register (docs/rtl-clock.md, "The VPU"): a cycle a pass row, LAYERNORM 2 (its sum and
@@ -126,7 +127,7 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
     the scalar phase's fold of the partials (``k = vpu.acc_latency``).
     """
     v = hw.vpu
-    a, mu, s = v.add_latency, v.mul_latency, v.special_latency
+    a, mu, s, cv = v.add_latency, v.mul_latency, v.special_latency, VPU_CONVERT_LATENCY
     tree = (v.width.bit_length() - 1) * a
     fold = VPU_SUMMING_PASSES.get(op, 0) * (v.acc_latency - 1) * (1 + a)
     return fold + {
@@ -134,9 +135,9 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
         "VMUL": mu + 2,
         "VCOPY": 2,
         "GELU": 5 * mu + 2 * a + 2 * s + 2,
-        "LAYERNORM": 2 * tree + 4 * a + 5 * mu + s + 11,
+        "LAYERNORM": 2 * tree + 4 * a + 5 * mu + s + cv + 10,
         "SOFTMAX": 2 * tree + 4 * mu + 2 * a + 3 * s + 10,
-        "ARGMAX": tree + 6,
+        "ARGMAX": tree + cv + 5,
     }[op]
 
 
