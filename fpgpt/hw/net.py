@@ -123,7 +123,7 @@ from ..isa.table import Unit
 from .decoder import Opcode
 from .decoder import captured_layout
 from .fplogic import build_f16_to_f32, build_f32_add, build_f32_to_f16
-from .net_flow import _A, _READ_FIFO, _blocks, _Down, _packer, _WideFlow
+from .net_flow import _A, _READ_FIFO, _blocks, _Down, _packer, _realigner, _WideFlow
 from .scratchpad import ELEMENT_BITS, line_signature
 
 __all__ = ["NetUnit", "axis_signature", "stream_bits", "group_elements", "engine_cycles",
@@ -411,24 +411,10 @@ class NetUnit(wiring.Component):
         a_lastel = a_left.one
         a_more = a_left.nz
         # wide: group j of the stream = elements off..off+G-1 of blocks j, j+1
-        hold, hold_v = Signal(GW, name="hold"), Signal(name="hold_v")
-        g_last = a_left.le
-        g_cnt = Mux(g_last, a_left.v, G)[:lg + 1]
-        g_next = (a_off + g_cnt) > G                 # the group's tail is in the next block
-        g_win = Cat(hold, rq.r_data).bit_select(a_off * ELEMENT_BITS, GW) if lg else hold
-        g_mask = Cat(*[Mux(i < g_cnt, 0xFFFF, 0)[:16] for i in range(G)])
-        g_go = a_en & wide & hold_v & a_more & (~g_next | rq.r_rdy) & pk_ready
-        g_load = a_en & wide & ~hold_v & rq.r_rdy & a_more
+        g = _realigner(m, a_en & wide, rq, a_off, a_left, pk_ready, G)
+        g_go, g_pop, g_cnt, g_last, hold_v = g.go, g.pop, g.cnt, g.last, g.hold_v
         with m.If(g_go):
             m.d.sync += a_out.eq(a_out + g_cnt)
-            a_left.take(m)
-            with m.If(rq.r_rdy & (g_next | ~g_last)):
-                m.d.sync += hold.eq(rq.r_data)
-            with m.Else():
-                m.d.sync += hold_v.eq(0)
-        with m.Elif(g_load):
-            m.d.sync += [hold.eq(rq.r_data), hold_v.eq(1)]
-        g_pop = (g_go & rq.r_rdy & (g_next | ~g_last)) | g_load
 
         # ---- writer (flow B): received FP16 -> S [and forward] -------------------------------
         # Narrow: element b_n; wide: the G-aligned block b_blk of the destination, from the
@@ -536,7 +522,7 @@ class NetUnit(wiring.Component):
             rq.r_en.eq(Mux(wide, g_pop, Mux(a_pipe, p_in, a_go))),
             pk_valid.eq(Mux(wide, g_go, (a_have & ~a_wr & pk_ready) | (b_go & b_fwd))),
             pk_data.eq(Mux(b_fwd, rx_data[:16], Mux(a_tx32, s_out, rq.r_data[:16]))),
-            pk_gdata.eq(g_win & g_mask),
+            pk_gdata.eq(g.data),
             pk_gcnt.eq(g_cnt),
             pk_two.eq(~b_fwd & a_tx32),
             pk_last.eq(Mux(wide, g_last, Mux(b_fwd, b_lastel, a_lastel))),

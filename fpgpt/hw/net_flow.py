@@ -94,6 +94,35 @@ def _packer(m, K: int, G: int, W: int, pk, tready, narrow=None):
                            idle=~o_valid & ~closed & acc_z)
 
 
+def _realigner(m, en, rq, a_off, a_left, pk_ready, G: int):
+    """A wide flow's reader side: the ``G``-aligned blocks popped from ``rq`` (each a line
+    access's ``G`` elements) realigned into stream order by one block of ``hold`` and a shifter by
+    ``a_off`` (the operand's offset in its first block), one ``G``-element group (fewer at the
+    end: ``a_left``) a take while ``en`` and the packer is ready. Shared by NET's own flow and
+    :class:`_WideFlow`. Returns ``go`` (a group is handed over), ``pop`` (``rq``'s read enable),
+    ``data`` (the group, unused slots 0), ``cnt``, ``last`` and ``hold_v`` (cleared at a start)."""
+    lg = G.bit_length() - 1
+    GW = G * ELEMENT_BITS
+    hold, hold_v = Signal(GW, name="hold"), Signal(name="hold_v")
+    g_last = a_left.le
+    g_cnt = Mux(g_last, a_left.v, G)[:lg + 1]
+    g_next = (a_off + g_cnt) > G                 # the group's tail is in the next block
+    g_win = Cat(hold, rq.r_data).bit_select(a_off * ELEMENT_BITS, GW) if lg else hold
+    g_mask = Cat(*[Mux(i < g_cnt, 0xFFFF, 0)[:16] for i in range(G)])
+    g_go = en & hold_v & a_left.nz & (~g_next | rq.r_rdy) & pk_ready
+    g_load = en & ~hold_v & rq.r_rdy & a_left.nz
+    with m.If(g_go):
+        a_left.take(m)
+        with m.If(rq.r_rdy & (g_next | ~g_last)):
+            m.d.sync += hold.eq(rq.r_data)
+        with m.Else():
+            m.d.sync += hold_v.eq(0)
+    with m.Elif(g_load):
+        m.d.sync += [hold.eq(rq.r_data), hold_v.eq(1)]
+    return SimpleNamespace(go=g_go, pop=(g_go & rq.r_rdy & (g_next | ~g_last)) | g_load,
+                           data=g_win & g_mask, cnt=g_cnt, last=g_last, hold_v=hold_v)
+
+
 class _Down:
     """A down-counter (``v``: what is left of a transfer) with its flags in registers: ``nz``
     (``v != 0``), ``le`` (``v <= g``) and ``one`` (``v == 1``), each computed from the counter's
@@ -214,26 +243,10 @@ class _WideFlow(Elaboratable):
             a_nblk.dec(m)
         m.d.sync += pend.eq(self.rgo)
         m.d.comb += [rq.w_en.eq(pend), rq.w_data.eq(self.rdata)]
-        hold, hold_v = Signal(GW, name="hold"), Signal(name="hold_v")
-        g_last = a_left.le
-        g_cnt = Mux(g_last, a_left.v, G)[:lg + 1]
-        g_next = (a_off + g_cnt) > G                 # the group's tail is in the next block
-        g_win = Cat(hold, rq.r_data).bit_select(a_off * ELEMENT_BITS, GW) if lg else hold
-        g_mask = Cat(*[Mux(i < g_cnt, 0xFFFF, 0)[:16] for i in range(G)])
-        a_more = a_left.nz
-        g_go = en & hold_v & a_more & (~g_next | rq.r_rdy) & pk_ready
-        g_load = en & ~hold_v & rq.r_rdy & a_more
-        with m.If(g_go):
-            a_left.take(m)
-            with m.If(rq.r_rdy & (g_next | ~g_last)):
-                m.d.sync += hold.eq(rq.r_data)
-            with m.Else():
-                m.d.sync += hold_v.eq(0)
-        with m.Elif(g_load):
-            m.d.sync += [hold.eq(rq.r_data), hold_v.eq(1)]
-        m.d.comb += [rq.r_en.eq((g_go & rq.r_rdy & (g_next | ~g_last)) | g_load),
-                     pk_valid.eq(g_go), pk_gdata.eq(g_win & g_mask), pk_gcnt.eq(g_cnt),
-                     pk_last.eq(g_last)]
+        g = _realigner(m, en, rq, a_off, a_left, pk_ready, G)
+        a_more, hold_v = a_left.nz, g.hold_v
+        m.d.comb += [rq.r_en.eq(g.pop), pk_valid.eq(g.go), pk_gdata.eq(g.data),
+                     pk_gcnt.eq(g.cnt), pk_last.eq(g.last)]
 
         # ---- writer: the G-aligned blocks of S[wa : wa+count], from `bhold` and the group ---
         b_blk = Signal(33, name="b_blk")
