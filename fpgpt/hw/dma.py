@@ -507,10 +507,11 @@ class DMA(wiring.Component):
 
             with m.State("FRUN"):
                 # Leaving FRUN (the last run's last segment queued) takes a cycle of its own,
-                # decided as that segment is pushed: the AND over the channels' readys then
-                # no longer reaches the state register (it was one of the DMA's 205.0 MHz paths
-                # on u280, docs/rtl-clock.md "Session 22"). FINISH and INDEX wait for the
-                # segment's data first, so no instruction takes longer.
+                # decided as that segment is pushed (session 22: the AND over the channels'
+                # readys then no longer reached the state register; since the request queues
+                # there is no such AND, and the cycle stays because the 210.1 MHz the block
+                # was timed at is with it, docs/rtl-clock.md "Session 23"). FINISH and INDEX
+                # wait for the segment's data first, so no instruction takes longer.
                 with m.If(f_leave):
                     m.d.sync += f_leave.eq(0)
                     with m.If(f_index):
