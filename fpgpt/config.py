@@ -151,6 +151,19 @@ class VPUConfig:
     #: a sum over ``width / r`` lanes (numerics.softmax's ``sum_width``). A power of two, at
     #: most ``width``. 1: every lane has them.
     special_ratio: int = 1
+    #: Registers behind the Newton-iteration units, the reciprocal and the reciprocal square
+    #: root: GELU's ``1/(1+e)`` in the special lanes' chain, and the scalar phase's SOFTMAX
+    #: ``1/sum`` and LAYERNORM ``rsqrt`` (fpgpt/hw/vpu_lane.py ``chain_latency`` and
+    #: ``scalar_wait``). The exp, about twice their logic (docs/rtl-clock.md: exp 211.65 ns,
+    #: recip 81.34, rsqrt 105.23), keeps ``special_latency``. 0 (the default): the same as
+    #: ``special_latency``, as every preset had until session 24. See :attr:`recip_stages`.
+    recip_latency: int = 0
+
+    @property
+    def recip_stages(self) -> int:
+        """The reciprocal's and rsqrt's registers: ``recip_latency``, or ``special_latency``
+        where that is 0."""
+        return self.recip_latency or self.special_latency
 
     @property
     def special_lanes(self) -> int:
@@ -170,6 +183,7 @@ class VPUConfig:
         _check_int(f"{p}.acc_latency", self.acc_latency)
         _check_pow2(f"{p}.buffer_beats", self.buffer_beats)
         _check_pow2(f"{p}.special_ratio", self.special_ratio)
+        _check_int(f"{p}.recip_latency", self.recip_latency, minimum=0)
         if self.special_ratio > self.width:
             raise ConfigError(f"{p}.special_ratio = {self.special_ratio} is more than {p}.width = "
                               f"{self.width}: at least one lane needs the special functions; "

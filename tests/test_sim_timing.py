@@ -78,10 +78,11 @@ def test_vpu_passes_and_fills():
     from fpgpt.sim.costs import VPU_ROW_GAP, _vpu_fill
     f = dict(rows=4, cols=1600)
     beats = -(-1600 // HW.vpu.width)
-    a, mu, s = HW.vpu.add_latency, HW.vpu.mul_latency, HW.vpu.special_latency
+    a, mu, s, rc = (HW.vpu.add_latency, HW.vpu.mul_latency, HW.vpu.special_latency,
+                    HW.vpu.recip_stages)
     assert vpu_cycles(HW, "VADD", f) == 4 * (beats + a + 2 + 2) + 1 + 2
     r = HW.vpu.special_ratio                    # GELU's beats in r sub-beats each
-    assert vpu_cycles(HW, "GELU", f) == 4 * (r * beats + 5 * mu + 2 * a + 2 * s + 2 + 2) + 1
+    assert vpu_cycles(HW, "GELU", f) == 4 * (r * beats + 5 * mu + 2 * a + s + rc + 2 + 2) + 1
     ln = vpu_cycles(HW, "LAYERNORM", f)
     sm = vpu_cycles(HW, "SOFTMAX", {**f, "rc": 0})
     assert ln > 4 * 3 * beats and sm > 4 * 3 * beats

@@ -86,10 +86,10 @@ def chain_latency(hw: HardwareConfig) -> dict[Mode, int]:
     passes' result register)."""
     v = hw.vpu
     a, mu, s, wb = v.add_latency, v.mul_latency, v.special_latency, _WRITEBACK_LATENCY
-    cv = _CONVERT_LATENCY
+    cv, rc = _CONVERT_LATENCY, v.recip_stages
     return {
         Mode.VADD: a + wb, Mode.VMUL: mu + wb, Mode.VCOPY: wb,
-        Mode.GELU: 5 * mu + 2 * a + 2 * s + wb,        # v, w, u, k, g; w1, d; exp, recip
+        Mode.GELU: 5 * mu + 2 * a + s + rc + wb,       # v, w, u, k, g; w1, d; exp; recip
         Mode.LN_SUM: cv, Mode.LN_VAR: a + mu, Mode.LN_OUT: a + 2 * mu + a + wb,
         Mode.SM_MAX: mu, Mode.SM_SUM: mu + a + s, Mode.SM_OUT: mu + a + s + mu + wb,
         Mode.ARGMAX: cv,
@@ -111,8 +111,8 @@ def scalar_wait(hw: HardwareConfig) -> dict[Mode, int]:
     tree = (v.width.bit_length() - 1) * v.add_latency
     fold = tree + (v.acc_latency - 1) * v.add_latency
     return {Mode.LN_SUM: fold + v.mul_latency,                                     # mean
-            Mode.LN_VAR: fold + v.mul_latency + v.add_latency + v.special_latency,  # inv
-            Mode.SM_MAX: tree, Mode.SM_SUM: fold + v.special_latency, Mode.ARGMAX: tree}
+            Mode.LN_VAR: fold + v.mul_latency + v.add_latency + v.recip_stages,  # inv
+            Mode.SM_MAX: tree, Mode.SM_SUM: fold + v.recip_stages, Mode.ARGMAX: tree}
 
 
 def _is(mode, *modes):

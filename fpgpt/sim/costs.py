@@ -116,7 +116,8 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
     LAYERNORM and SOFTMAX: a group of rows, the fill paid once per group).
 
     Calibrated from the RTL VPU (fpgpt/hw/vpu.py; tests/rtl/test_hw_vpu.py asserts these
-    formulas on the tiny preset): a = add, mu = mul, s = special-function latency, tree = the
+    formulas on the tiny preset): a = add, mu = mul, s = the exp's latency, rc = the reciprocal's
+    and rsqrt's (``vpu.recip_stages``), tree = the
     pairwise lane tree, cv = ``geometry.VPU_CONVERT_LATENCY``. LAYERNORM's first pass and
     ARGMAX have cv registers in the lanes' chains (their FP16 -> FP32 conversion's result). Every reducing pass's
     result then goes through one more lane register (``ysum`` for the sums, ``ymax`` for the
@@ -128,15 +129,16 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
     """
     v = hw.vpu
     a, mu, s, cv = v.add_latency, v.mul_latency, v.special_latency, VPU_CONVERT_LATENCY
+    rc = v.recip_stages                  # the reciprocal's and rsqrt's registers
     tree = (v.width.bit_length() - 1) * a
     fold = VPU_SUMMING_PASSES.get(op, 0) * (v.acc_latency - 1) * (1 + a)
     return fold + {
         "VADD": a + 2,
         "VMUL": mu + 2,
         "VCOPY": 2,
-        "GELU": 5 * mu + 2 * a + 2 * s + 2,
-        "LAYERNORM": 2 * tree + 4 * a + 5 * mu + s + cv + 10,
-        "SOFTMAX": 2 * tree + 4 * mu + 2 * a + 3 * s + 10,
+        "GELU": 5 * mu + 2 * a + s + rc + 2,
+        "LAYERNORM": 2 * tree + 4 * a + 5 * mu + rc + cv + 10,
+        "SOFTMAX": 2 * tree + 4 * mu + 2 * a + 2 * s + rc + 10,
         "ARGMAX": tree + cv + 5,
     }[op]
 

@@ -124,8 +124,8 @@ def _group_jobs(rng, k, sum_width=2):
     return jobs, want
 
 
-@pytest.mark.parametrize("ratio", [1, 2])
-def test_vpu_width2_amaranth(ratio):
+@pytest.mark.parametrize("ratio, recip", [(1, 0), (2, 0), (2, 9)])
+def test_vpu_width2_amaranth(ratio, recip):
     """Short rows (one full and one partial beat) of every operation on a 2-lane VPU, its
     summing passes on a ring of 3 registers, 3 partial sums a lane (the presets' 2 is the
     engine tests' and Verilator's); then LAYERNORM and SOFTMAX over groups of rows in one
@@ -133,13 +133,16 @@ def test_vpu_width2_amaranth(ratio):
     cycle, the fill once a group, a row boundary one cycle in each reducing pass
     (costs.VPU_ROW_GAP) and 3 in a summing one (its rings drain). ``ratio`` 2: one lane with
     the special functions, GELU and SOFTMAX's exp passes in two sub-beats a beat (the exp-sum
-    over one lane: numerics' ``sum_width``)."""
+    over one lane: numerics' ``sum_width``). ``recip`` 9: the reciprocal and rsqrt behind 9
+    registers, not the exp's 43 (``vpu.recip_latency``): GELU's, LAYERNORM's and SOFTMAX's
+    fills shorter by 34, the same bits."""
     from fpgpt.geometry import VPU_SPECIAL_PASSES
     from fpgpt.sim.costs import VPU_ROW_GAP, _vpu_fill
     base = load_preset("tiny")
     k = 3
     hw = dataclasses.replace(base, vpu=dataclasses.replace(base.vpu, width=2, acc_latency=k,
-                                                           special_ratio=ratio))
+                                                           special_ratio=ratio,
+                                                           recip_latency=recip))
     sw = 2 // ratio
     rng = np.random.default_rng(4)
     x = (rng.standard_normal(3) * 3).astype(np.float16)
@@ -199,7 +202,8 @@ def test_latencies_from_config():
     assert lat[Mode.LN_VAR] == v.add_latency + v.mul_latency + 1
     assert lat[Mode.SM_SUM] == v.mul_latency + v.add_latency + v.special_latency + 1
     assert all(lat[md] == clat[md] + (md not in OUTPUT_MODES) for md in Mode)
-    assert lat[Mode.GELU] == 5 * v.mul_latency + 2 * v.add_latency + 2 * v.special_latency + 1
+    assert lat[Mode.GELU] == (5 * v.mul_latency + 2 * v.add_latency + v.special_latency
+                              + v.recip_stages + 1)
     assert scalar_wait(hw)[Mode.SM_MAX] == 3 * v.add_latency          # log2(8) tree levels
 
 
