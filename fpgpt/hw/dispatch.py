@@ -56,8 +56,14 @@ class UnitQueue(wiring.Component):
     empty : Out(1), oldest : Out(layout)
         No entry is stored (the head, if valid, is ``entry`` falling through); the oldest
         stored entry (the head when not ``empty``).
-    pop : In(1)
-        Remove the head this cycle (only while ``head_valid``).
+    pop_if_push, pop_if_not : In(1)
+        The head is removed this cycle: what that is when ``push`` is high and when it is low
+        (the unit takes the head; with ``push`` low only a stored head can be taken). ``push``
+        is the dispatcher's late issue decision; given both cases, the queue's pointers and
+        count choose between values made without it, one LUT in front of each register
+        (docs/rtl-clock.md, "Session 24").
+    pop : Out(1)
+        The head is removed this cycle.
     """
 
     def __init__(self, layout: data.StructLayout, depth: int):
@@ -67,7 +73,7 @@ class UnitQueue(wiring.Component):
         self._layout = layout
         super().__init__({"push": In(1), "entry": In(layout), "head": Out(layout),
                           "head_valid": Out(1), "empty": Out(1), "oldest": Out(layout),
-                          "pop": In(1)})
+                          "pop_if_push": In(1), "pop_if_not": In(1), "pop": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -87,11 +93,14 @@ class UnitQueue(wiring.Component):
         def inc(p):
             return Mux(p == d - 1, 0, p + 1)
 
+        pp, pn = self.pop_if_push, self.pop_if_not
+        m.d.comb += self.pop.eq(Mux(self.push, pp, pn))
         with m.If(self.push):
             m.d.sync += wptr.eq(inc(wptr))
-        with m.If(self.pop):
-            m.d.sync += rptr.eq(inc(rptr))
-        m.d.sync += count.eq(count + self.push - self.pop)
+        m.d.sync += [
+            rptr.eq(Mux(self.push, Mux(pp, inc(rptr), rptr), Mux(pn, inc(rptr), rptr))),
+            count.eq(Mux(self.push, Mux(pp, count, count + 1), Mux(pn, count - 1, count))),
+        ]
         return m
 
 
@@ -216,9 +225,13 @@ class Dispatcher(wiring.Component):
             for w in UNITS:
                 head_met = head_met & (~getattr(q.oldest, f"has_{w.value}")
                                        | met(w, getattr(q.oldest, f"thr_{w.value}")))
-            head_met = Mux(q.empty, waits_met, head_met)
-            m.d.comb += [cmd.payload.eq(q.head.instr), cmd.valid.eq(q.head_valid & head_met),
-                         q.pop.eq(cmd.valid & cmd.ready)]
+            # Taken with the word pushed: its own waits when it falls through, else the stored
+            # head's; without: only a stored head (UnitQueue's pop_if_push / pop_if_not).
+            met_if_push = Mux(q.empty, waits_met, head_met)
+            m.d.comb += [cmd.payload.eq(q.head.instr),
+                         cmd.valid.eq(Mux(q.push, met_if_push, ~q.empty & head_met)),
+                         q.pop_if_push.eq(met_if_push & cmd.ready),
+                         q.pop_if_not.eq(~q.empty & head_met & cmd.ready)]
 
         # ---- decode of the word at pc ----------------------------------------------------------
         pc = Signal(self._pc_bits)
