@@ -231,11 +231,12 @@ class DMA(wiring.Component):
         t_valid = Signal()                               # t_off holds the row's offset (pulse)
         # The address products, each made the cycle before it is used, into a register (a
         # DSP48E2 multiply then an adder chain in one cycle was the next limit): ra_off =
-        # ra·hstride as the command is taken (SETUP adds it), t_off = index·hstride the cycle
+        # ra·hstride as the command is taken (SETUP adds it), t_off = index·hstride two cycles
         # after the index word arrives (INDEX_WAIT adds it). The index word is registered
         # first (t_word): on u280 it is selected from 32 channels' 512-bit beats (9 LUT levels),
         # which in front of the multiply was the DMA's critical path (docs/rtl-clock.md). That
-        # register is one cycle per GATHER row (engine_cycles: 2·Lr + 5, 2·Lr + 4).
+        # register and the product's second one (t_prod, below) are a cycle per GATHER row each
+        # (engine_cycles: 2·Lr + 6, 2·Lr + 5).
         t_word, t_pend = Signal(32), Signal()            # the index word, arrived last cycle
         t_off = Signal(_HBM_BITS)
         ra_off = Signal(_HBM_BITS)
@@ -699,9 +700,14 @@ class DMA(wiring.Component):
                         m.d.sync += [pos.eq(Mux(pos == B - 2, 0, pos + 2)), left.eq(left - 1)]
                         with m.If(left == 1):
                             m.next = "IDLE"
+        # The product goes through two registers, ``t_prod`` and ``t_off``, a plain chain that
+        # retiming may spread the multiply and its adder chain over (one DSP48E2 and 5 CARRY8
+        # in one cycle was the u280 DMA's critical path at 210.1 MHz, docs/rtl-clock.md
+        # "Session 24"): one more cycle per GATHER row (engine_cycles).
+        t_prod, t_prod_valid = Signal(_HBM_BITS), Signal()
         with m.If(t_pend):
-            m.d.sync += t_off.eq(t_word.as_signed() * c.hstride.as_unsigned())
-        m.d.sync += t_valid.eq(t_pend)
+            m.d.sync += t_prod.eq(t_word.as_signed() * c.hstride.as_unsigned())
+        m.d.sync += [t_off.eq(t_prod), t_prod_valid.eq(t_pend), t_valid.eq(t_prod_valid)]
 
         # ---- write side (STORE, STR): fpgpt/hw/dma_element.py --------------------------------
         g = SimpleNamespace(C=C, B=B, LB=LB, LC=LC, LG=LG, HBM_BITS=_HBM_BITS, c=c, q=q,

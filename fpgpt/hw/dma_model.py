@@ -87,16 +87,17 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, latency, indices=None
 
         stripe LOAD     S + Lr + 4                one stripe per cycle, every channel at once
         stripe STORE    S + Lw + 7
-        stripe GATHER   3 + sum over rows (Sr + 2·Lr + 5)        index, then the row
+        stripe GATHER   3 + sum over rows (Sr + 2·Lr + 6)        index, then the row
         element LOAD    E + Q + Lr + 3            one element per cycle + 1 per piece
         element STORE   E + Lw + 7                one element per cycle, pieces overlapped
-        element GATHER  3 + sum over rows (Er + Qr + 2·Lr + 4)
+        element GATHER  3 + sum over rows (Er + Qr + 2·Lr + 5)
         STR             Lw + 8
         empty           3
 
     A GATHER row's index word goes into a register as it arrives and is multiplied by
-    ``hstride`` the cycle after (one cycle of each row's constant; the 32:1 channel select in
-    front of the multiply limited the u280 DMA's clock, docs/rtl-clock.md).
+    ``hstride`` the cycle after, into two registers (two cycles of each row's constant: the
+    32:1 channel select in front of the multiply, then the multiply itself, limited the u280
+    DMA's clock, docs/rtl-clock.md).
 
     Segments (bursts) cost nothing beyond their stripes: a segment's bursts are issued in one
     cycle while earlier stripes stream, ``outstanding`` segments ahead, so the channels never
@@ -151,7 +152,7 @@ def engine_cycles(hw: HardwareConfig, op: str, f: dict, *, latency, indices=None
         starts = [f["hbm"] + t * hs for t in indices]
         per = (sum(_stripes(hw, a, n) for a in starts) if stripe
                else sum(n + _pieces(hw, a, n) for a in starts))
-        return 3 + per + rows * (2 * lr + (5 if stripe else 4))
+        return 3 + per + rows * (2 * lr + (6 if stripe else 5))
     runs = _runs(op, f)
     if stripe:
         s = sum(_stripes(hw, a, n) for a, n in runs)

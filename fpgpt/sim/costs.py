@@ -358,8 +358,8 @@ def dma_cycles(hw: "HardwareConfig", op: str, f: dict[str, int]) -> float:
             return 3.0
         a = f["hbm"]
         if dma_stripe_aligned(hw, op, f):
-            return float(3 + rows * (stripes(a, n) + 2 * lat + 5))
-        return float(3 + rows * (n + pieces(a, n) + 2 * lat + 4))
+            return float(3 + rows * (stripes(a, n) + 2 * lat + 6))
+        return float(3 + rows * (n + pieces(a, n) + 2 * lat + 5))
     re, ce, batch = f["rows"] + f["rr"], f["cols"] + f["rc"], f["batch"]
     if re == 0 or ce == 0 or batch == 0:
         return 3.0

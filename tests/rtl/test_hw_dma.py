@@ -138,9 +138,9 @@ def test_engine_cycles_structure():
     with pytest.raises(ValueError, match=r"at most outstanding-2=6"):
         engine_cycles(hw, "STORE", t, latency=(2, 7))
     g = dict(sram=0, hbm=0, idx=0, rows=2, cols=64, hstride=128, sstride=64, ra=0, rr=0)
-    # Per row: its index (Lr, one cycle to register the word, one for index·hstride), then
-    # the row's stripes (Lr): 2·Lr + 5 and the stripes.
-    assert engine_cycles(hw, "GATHER", g, latency=2) == 3 + 2 * (4 + 2 * 2 + 5)
+    # Per row: its index (Lr, one cycle to register the word, two for index·hstride), then
+    # the row's stripes (Lr): 2·Lr + 6 and the stripes.
+    assert engine_cycles(hw, "GATHER", g, latency=2) == 3 + 2 * (4 + 2 * 2 + 6)
     with pytest.raises(ValueError, match="needs its indices"):
         engine_cycles(hw, "GATHER", {**g, "hstride": 144}, latency=2)
     with pytest.raises(ValueError, match="below outstanding=8"):
