@@ -309,6 +309,10 @@ class VPUEngine(wiring.Component):
         sd = Signal(_A)
         nv = Signal(range(w + 1))
         oc_end, orow_last = Signal(), Signal()
+        # Rows still to come out, the current one included: "last row" is orow_left == 2 as a
+        # row ends (``orow + 2 == rows`` was a 17-bit add and compare in front of orow_last,
+        # the u280 engine's critical path at 213.0 MHz, docs/rtl-clock.md "Session 24").
+        orow_left = Signal(17)
         n_le_w, nv_row = Signal(), Signal(range(w + 1))    # n <= W, min(W, n): a row's first
         fits = Signal()
         m.d.comb += fits.eq(b_valid & (sd >= (b_q << lc)) & (sd + nv <= ((b_q + k) << lc)))
@@ -347,7 +351,8 @@ class VPUEngine(wiring.Component):
             with m.If(oc_end):
                 nd_row = (d_row + ins.ldd)[:_A]
                 m.d.sync += [ocol.eq(0), orow.eq(orow + 1), d_row.eq(nd_row), sd.eq(nd_row),
-                             oc_end.eq(n_le_w), nv.eq(nv_row), orow_last.eq(orow + 2 == rows)]
+                             oc_end.eq(n_le_w), nv.eq(nv_row), orow_left.eq(orow_left - 1),
+                             orow_last.eq(orow_left == 2)]
             with m.If(b_valid & ~fits):           # flush the buffer, start a new one
                 m.d.comb += load_f.eq(1)
                 m.d.sync += [f_data.eq(b_data), f_mask.eq(b_mask), f_q.eq(b_q),
@@ -396,6 +401,7 @@ class VPUEngine(wiring.Component):
                         sd.eq(pl.dst), oc_end.eq(n_new <= w), n_le_w.eq(n_new <= w),
                         nv.eq(Mux(n_new >= w, w, n_new)), nv_row.eq(Mux(n_new >= w, w, n_new)),
                         orow_last.eq(Mux(argmax, 1, pl.rows) == 1),
+                        orow_left.eq(Mux(argmax, 1, pl.rows)),
                         pend.eq(0), empty.eq((n_new == 0) | (Mux(argmax, 1, pl.rows) == 0)),
                         reading.eq((n_new != 0) & (Mux(argmax, 1, pl.rows) != 0)),
                     ]
