@@ -244,6 +244,26 @@ def test_resume_recomputes_nothing_finished(tmp_path):
     assert run_sweep(s, out, serial=True, presets=False, plots=False).computed == 1
 
 
+def test_a_point_whose_result_is_lost_is_submitted_again(tmp_path, client):
+    """A point future that ends without a result of its own (here cancelled after the first
+    row, as a result lost with its worker would be) is submitted again, not recorded as
+    failed (run.LOST_RESULT_RETRIES)."""
+    s = _spec(tmp_path, SMALL)
+    client.wait_for_workers(2, timeout=30)
+    cancelled = []
+
+    def cancel_the_rest(state):
+        if not cancelled and state["done"] >= 1:
+            keys = [k for k in client.futures if str(k).startswith("fpgpt-point-")]
+            client.cancel([distributed.Future(k, client=client) for k in keys])
+            cancelled.extend(keys)
+    run = run_sweep(s, tmp_path / "dask", client=client, presets=False, plots=False,
+                    progress=cancel_the_rest)
+    assert cancelled and run.computed == 12
+    assert [r["status"] for r in run.rows] == ["ok"] * 12, [
+        (r["status"], r.get("reason")) for r in run.rows if r["status"] != "ok"]
+
+
 def test_two_workers_a_killed_worker_loses_no_point(tmp_path, client):
     s = _spec(tmp_path, SMALL)
     serial = run_sweep(s, tmp_path / "serial", serial=True, presets=False, plots=False)
@@ -260,7 +280,8 @@ def test_two_workers_a_killed_worker_loses_no_point(tmp_path, client):
     run = run_sweep(s, tmp_path / "dask", client=client, presets=False, plots=False,
                     progress=kill_one)
     assert killed and run.computed == 12
-    assert [r["status"] for r in run.rows] == ["ok"] * 12
+    assert [r["status"] for r in run.rows] == ["ok"] * 12, [
+        (r["status"], r.get("reason")) for r in run.rows if r["status"] != "ok"]
     assert _strip(run.rows) == _strip(serial.rows)
     # the killed process gave at most the one row that had arrived when it was killed: the
     # points it held were computed again by the other worker (or its restart)

@@ -197,27 +197,52 @@ def _refresh_resources(by_key: dict[str, dict], tasks: list[dict]) -> None:
         r.update(design_columns(hw))
 
 
+#: Times a point whose result was lost on the way (its worker died after the task finished,
+#: or the future was cancelled or lost) is submitted again before it is a failed row. A task
+#: that raised, or that killed ``allowed-failures`` workers (KilledWorker, an error of the
+#: task), is not retried.
+LOST_RESULT_RETRIES = 2
+
+
 def _run_dask(client, todo: list[dict], record) -> None:
     from distributed import as_completed
-    futures = {}
-    for t in todo:
-        f = client.submit(evaluate_point, t, key=f"fpgpt-point-{t['key']}", pure=False)
+    futures, tries = {}, {}
+
+    def submit(t, n=0):
+        key = f"fpgpt-point-{t['key']}" + (f"-again{n}" if n else "")
+        f = client.submit(evaluate_point, t, key=key, pure=False)
         futures[f.key] = (f, t)
+        tries[f.key] = n
+        return f
+
+    for t in todo:
+        submit(t)
+    ac = as_completed(list(f for f, _ in futures.values()))
     try:
-        for f in as_completed([f for f, _ in futures.values()]):
+        for f in ac:
             _, t = futures[f.key]
+            lost = None
             if f.status == "finished":
                 try:
                     row = f.result()
-                except Exception as e:  # noqa: BLE001 - lost in transfer: a failed row
-                    row = failed_row(t, "failed", f"{type(e).__name__}: {e}".splitlines()[0])
+                except Exception as e:  # noqa: BLE001 - lost in transfer
+                    lost = f"{type(e).__name__}: {e}".splitlines()[0]
             else:
                 try:
                     exc = f.exception()
                     msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                except Exception as e:  # noqa: BLE001
-                    msg = f"{type(e).__name__}: {e}".splitlines()[0]
-                row = failed_row(t, "failed", f"the task did not finish: {msg}")
+                except Exception as e:  # noqa: BLE001 - cancelled or lost: no exception to read
+                    exc, msg = None, f"{type(e).__name__}: {e}".splitlines()[0]
+                if f.status == "error" and exc is not None:   # it raised, or KilledWorker
+                    row = failed_row(t, "failed", f"the task did not finish: {msg}")
+                else:
+                    lost = msg
+            if lost is not None:
+                if tries[f.key] < LOST_RESULT_RETRIES:
+                    ac.add(submit(t, tries[f.key] + 1))
+                    f.release()
+                    continue
+                row = failed_row(t, "failed", f"its result was lost {tries[f.key] + 1} times: {lost}")
             record(row)
             f.release()
     except BaseException:
