@@ -259,6 +259,11 @@ class MPUEngine(wiring.Component):
         bt, i, j0 = Signal(16), Signal(16), Signal(_W)   # j0: the super-group's first column
         kc, c_off = Signal(_W), Signal(_W)
         jx = Signal(_W)                             # first column of the group issued now
+        # jx + L >= N (the group issued now is its row's last) as a register, set with jx (an
+        # add and compare in front of the issue decision's group end, the u280 engine's
+        # critical path at 211.9 MHz once the A slot was registered, docs/rtl-clock.md
+        # "Session 24")
+        jx_end = Signal()
         gx = Signal(range(D))                       # fast path: group within the super-group
         gx_off = Signal(_A)                         # fast path: gx * lanes * ldb
         boff = Signal(_A)                           # c_off + gx_off
@@ -349,6 +354,7 @@ class MPUEngine(wiring.Component):
         # the banks of lanes 0 and 1 (fast): lane l's is f_rot[l % 2] + l - l % 2 (mod NB)
         f_rot = [Signal(max(1, lnb), name=f"f_rot{p}") for p in range(2)]
         f_kcs = Signal(max(1, lnb))                  # kc mod NB (A slot of chunk kc)
+        f_kcs1 = Signal(max(1, lnb))                 # (kc + 1) mod NB, registered beside it
         f_oa = Signal(range(C))                      # A row's element offset
         f_gx = Signal(range(D))                      # the group's bias registers
         f_place = Signal(range(Q))                   # the group's place in its result entry
@@ -378,7 +384,9 @@ class MPUEngine(wiring.Component):
             return out
 
         a_lo = pick(a_mem_out, f_kcs)
-        a_hi = pick(a_mem_out, lo(f_kcs + 1, lnb))
+        # (f_kcs + 1 in front of the pick and the extract's shifter was the u280 engine's
+        # critical path at 213.0 MHz, docs/rtl-clock.md "Session 24")
+        a_hi = pick(a_mem_out, f_kcs1)
         a_chunk = Signal(CB)
         m.d.comb += a_chunk.eq(extract(a_lo, a_hi, f_oa, "a_ext") & tail)
         # B: fast, the banks' chunks rotated by f_rot; slow, one extracted chunk in every slot.
@@ -474,7 +482,7 @@ class MPUEngine(wiring.Component):
         neg_mask = Cat(*[ins.mask & (over <= x) for x in range(SG)])
         push_desc = Signal()
         # the group is the MM's last: its write completes the MM (the writer pulses ``done``)
-        mm_end = (jx + L >= N) & (i + 1 >= ins.m) & (bt + 1 >= ins.batch)
+        mm_end = jx_end & (i + 1 >= ins.m) & (bt + 1 >= ins.batch)
         # The descriptor enters the FIFO a cycle after the group's last issue, from registers:
         # the issue decision (the chunk's bookkeeping, ``room``, the line grant) then ends at
         # these registers instead of running on into the FIFO's level (12 LUT on u280, the
@@ -536,13 +544,15 @@ class MPUEngine(wiring.Component):
             """Assignments after a super-group's (slow: a group's) last chunk, and the next
             state."""
             nj = jx + L
-            with m.If(nj < N):                              # next group of the same row
+            with m.If(~jx_end):                             # next group of the same row
                 m.d.sync += [c.eq(nj) for c in col_regs]
+                m.d.sync += jx_end.eq(jx + 2 * L >= N)
                 m.d.sync += [b_lane[l].eq(b_lane[l] + gx_off + (ins.ldb << lnb))
                              for l in range(L)]
                 m.next = "STREAM"
             with m.Elif(i + 1 < ins.m):                     # next row
                 m.d.sync += [c.eq(0) for c in col_regs]
+                m.d.sync += jx_end.eq(L >= N)
                 m.d.sync += [i.eq(i + 1),
                              a_row.eq(a_row + ins.lda), d_row.eq(d_row + ins.ldc), t.eq(0)]
                 m.d.sync += [b_lane[l].eq(b_bt + lane_off[l]) for l in range(L)]
@@ -550,6 +560,7 @@ class MPUEngine(wiring.Component):
             with m.Elif(bt + 1 < ins.batch):                # next matrix
                 nb_a, nb_b, nb_d = a_bt + ins.bsa, b_bt + ins.bsb, d_bt + ins.bsc
                 m.d.sync += [c.eq(0) for c in col_regs]
+                m.d.sync += jx_end.eq(L >= N)
                 m.d.sync += [i.eq(0), bt.eq(bt + 1),
                              a_bt.eq(nb_a), b_bt.eq(nb_b), d_bt.eq(nb_d), a_row.eq(nb_a),
                              d_row.eq(nb_d), t.eq(0)]
@@ -569,7 +580,8 @@ class MPUEngine(wiring.Component):
         def feed(mask, final, slow, e_last):
             m.d.sync += [f_mask.eq(mask), f_first.eq(kc_first), f_last.eq(is_last),
                          f_final.eq(final), f_slow.eq(slow), f_ke.eq(ke),
-                         f_kcs.eq(lo(kc, lnb)), f_oa.eq(lo(a_row, lc)),
+                         f_kcs.eq(lo(kc, lnb)), f_kcs1.eq(lo(kc + 1, lnb)),
+                         f_oa.eq(lo(a_row, lc)),
                          f_gx.eq(Mux(slow, 0, gx)), f_place.eq(Mux(slow, 0, place)),
                          f_e_end.eq(e_last)]
 
@@ -595,7 +607,7 @@ class MPUEngine(wiring.Component):
                             & (lo(s, lnb - 1) == 1 if lnb > 1 else s[0] if lnb else 1)
                             & ((ins.batch <= 1) | (lo(ins.bsb, lc) == 0))),
                     nk.eq(Mux(K == 0, 1, (K + C - 1) >> lc)),
-                    nk_one.eq(K <= C), kc_last.eq(K <= C),
+                    nk_one.eq(K <= C), kc_last.eq(K <= C), jx_end.eq(L >= N),
                 ]
                 al = (lo(ins.a, lc) == 0) & (lo(ins.lda, lc) == 0) & (
                     (ins.batch <= 1) | (lo(ins.bsa, lc) == 0))
@@ -634,7 +646,7 @@ class MPUEngine(wiring.Component):
                     phase_ok = ~multi | first_item | (ph == slot)
                     got = ~ins.has_bias | (bx if whole else bx > gx)
                     ok = phase_ok & (~is_last | (got & room))
-                    grp_end = ((gx == D - 1) if D > 1 else 1) | (jx + L >= N)
+                    grp_end = ((gx == D - 1) if D > 1 else 1) | jx_end
                     # lane l's chunk is in bank (addr_l / C) mod NB: distinct banks for the NB
                     # lanes on the fast path (geometry.mm_fast_b); each bank reads its lane's row
                     bank_of = [lo(addr[l] >> lc, lnb) if lnb else Const(0, 1) for l in range(L)]
@@ -654,14 +666,15 @@ class MPUEngine(wiring.Component):
                         step = ins.ldb << lnb
                         with m.If(~grp_end):
                             m.d.sync += [gx.eq(gx + 1), jx.eq(jx + L), gx_off.eq(gx_off + step),
-                                         boff.eq(boff + step)]
+                                         boff.eq(boff + step), jx_end.eq(jx + 2 * L >= N)]
                             if not whole:
                                 with m.If(e_end):
                                     m.d.sync += je.eq(jx + L)
                         with m.Elif(~is_last):
                             m.d.sync += [kc.eq(kc + 1), c_off.eq(c_off + C), gx.eq(0),
                                          kc_first.eq(0), kc_last.eq(kc + 2 >= nk),
-                                         jx.eq(j0), gx_off.eq(0), boff.eq(c_off + C)]
+                                         jx.eq(j0), jx_end.eq(j0 + L >= N), gx_off.eq(0),
+                                         boff.eq(c_off + C)]
                             if not whole:
                                 m.d.sync += je.eq(j0)
                         with m.Else():
