@@ -244,24 +244,34 @@ def test_resume_recomputes_nothing_finished(tmp_path):
     assert run_sweep(s, out, serial=True, presets=False, plots=False).computed == 1
 
 
+def _disturbed_run(tmp_path, client, s, act):
+    """``run_sweep`` of ``s`` (12 points) on the Dask client, ``act()`` called once after the
+    first row arrives; every row must still come back ``ok``. Returns the run and what ``act``
+    returned."""
+    client.wait_for_workers(2, timeout=30)
+    acted = []
+
+    def progress(state):
+        if not acted and state["done"] >= 1:
+            acted.append(act())
+    run = run_sweep(s, tmp_path / "dask", client=client, presets=False, plots=False,
+                    progress=progress)
+    assert acted and run.computed == 12
+    assert [r["status"] for r in run.rows] == ["ok"] * 12, [
+        (r["status"], r.get("reason")) for r in run.rows if r["status"] != "ok"]
+    return run, acted[0]
+
+
 def test_a_point_whose_result_is_lost_is_submitted_again(tmp_path, client):
     """A point future that ends without a result of its own (here cancelled after the first
     row, as a result lost with its worker would be) is submitted again, not recorded as
     failed (run.LOST_RESULT_RETRIES)."""
-    s = _spec(tmp_path, SMALL)
-    client.wait_for_workers(2, timeout=30)
-    cancelled = []
-
-    def cancel_the_rest(state):
-        if not cancelled and state["done"] >= 1:
-            keys = [k for k in client.futures if str(k).startswith("fpgpt-point-")]
-            client.cancel([distributed.Future(k, client=client) for k in keys])
-            cancelled.extend(keys)
-    run = run_sweep(s, tmp_path / "dask", client=client, presets=False, plots=False,
-                    progress=cancel_the_rest)
-    assert cancelled and run.computed == 12
-    assert [r["status"] for r in run.rows] == ["ok"] * 12, [
-        (r["status"], r.get("reason")) for r in run.rows if r["status"] != "ok"]
+    def cancel_the_rest():
+        keys = [k for k in client.futures if str(k).startswith("fpgpt-point-")]
+        client.cancel([distributed.Future(k, client=client) for k in keys])
+        return keys
+    _run, cancelled = _disturbed_run(tmp_path, client, _spec(tmp_path, SMALL), cancel_the_rest)
+    assert cancelled
 
 
 def test_two_workers_a_killed_worker_loses_no_point(tmp_path, client):
@@ -269,23 +279,17 @@ def test_two_workers_a_killed_worker_loses_no_point(tmp_path, client):
     serial = run_sweep(s, tmp_path / "serial", serial=True, presets=False, plots=False)
     client.wait_for_workers(2, timeout=30)
     pids = client.run(os.getpid)
-    killed = []
 
-    def kill_one(state):
-        # after the first row: one worker process dies with the points it holds
-        if not killed and state["done"] >= 1:
-            pid = next(iter(pids.values()))
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-    run = run_sweep(s, tmp_path / "dask", client=client, presets=False, plots=False,
-                    progress=kill_one)
-    assert killed and run.computed == 12
-    assert [r["status"] for r in run.rows] == ["ok"] * 12, [
-        (r["status"], r.get("reason")) for r in run.rows if r["status"] != "ok"]
+    def kill_one():
+        # one worker process dies with the points it holds
+        pid = next(iter(pids.values()))
+        os.kill(pid, signal.SIGKILL)
+        return pid
+    run, killed = _disturbed_run(tmp_path, client, s, kill_one)
     assert _strip(run.rows) == _strip(serial.rows)
     # the killed process gave at most the one row that had arrived when it was killed: the
     # points it held were computed again by the other worker (or its restart)
-    assert sum(r["worker"].endswith(f":{killed[0]}")
+    assert sum(r["worker"].endswith(f":{killed}")
                for r in ResultStore(tmp_path / "dask").read()) <= 1
 
 
