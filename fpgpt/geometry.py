@@ -25,11 +25,12 @@ __all__ = ["allgather_steps", "chunk_elements", "bank_count", "line_elements", "
 #: the lanes' accumulator rings in ``vpu.acc_latency`` cycles; fpgpt.sim.costs charges them.
 VPU_SUMMING_PASSES = {"LAYERNORM": 2, "SOFTMAX": 1}
 
-#: Passes per row that need the special functions, by op (GELU; SOFTMAX: the exp-sum and the
-#: output): only ``vpu.special_lanes`` lanes have them, so these passes take each beat in
+#: Passes per row that need the special functions, by op (GELU; SOFTMAX: the exp-sum, whose
+#: exponentials the output pass reads back from the VPU's exp buffer): only
+#: ``vpu.special_lanes`` lanes have them, so these passes take each beat in
 #: ``vpu.special_ratio`` sub-beats (fpgpt/hw/vpu.py, "Special lanes"); fpgpt.sim.costs charges
 #: them.
-VPU_SPECIAL_PASSES = {"GELU": 1, "SOFTMAX": 2}
+VPU_SPECIAL_PASSES = {"GELU": 1, "SOFTMAX": 1}
 
 #: Registers in the VPU lane's chain of LAYERNORM's first pass and of ARGMAX, which only
 #: convert FP16 -> FP32 (fpgpt/hw/vpu_lane.py ``chain_latency``): 2, so that the path from

@@ -119,6 +119,15 @@ embedding, one row per prompt token: prefill grows by the prompt length (e.g. gp
 4,264,397.07 -> 4,264,429.07 cycles, tiny@tiny:16:8 472,295 -> 472,311, odd@u55c:13:9 by 13;
 odd@u280 unchanged, hidden); decode, bytes and instruction counts unchanged.
 
+Re-recorded for the VPU's exp buffer (a hardware change, 2026-12-08, session 25): SOFTMAX's
+exp-sum pass keeps each exponential it adds, and the output pass multiplies those by 1/sum on
+every lane at a beat a cycle instead of computing each exp again on the special lanes at
+``vpu.special_ratio`` cycles a beat (``geometry.VPU_SPECIAL_PASSES`` SOFTMAX 2 -> 1; the fill
+``a + s`` shorter, ``costs._vpu_fill``; the same bits). Every SOFTMAX is shorter: e.g.
+gpt2@u280:32:16 prefill 4,264,429.07 -> 4,263,937.07 cycles; tiny@tiny:16:8 prefill 472,311 ->
+472,147, decode 398,539.76 -> 398,533.56 (gpt2@u280's decode unchanged: its softmax is
+hidden); bytes and instruction counts unchanged.
+
 The programs cover the DMA engine's stripe path (u280/dfx/u55c/tiny weight and K/V loads), the
 element path (the ``odd`` shapes: rows not a whole number of chunks), transposed stores (V^T),
 GATHER (token embeddings, on both paths), register-dependent shapes (K/V lengths that grow
@@ -142,27 +151,27 @@ DATA = Path(__file__).resolve().parent / "data" / "sim_golden"
 # "model@preset:prompt:gen": (prefill cycles, decode cycles, prefill HBM bytes, decode HBM bytes,
 #                             prefill instructions, decode instructions)
 GOLDEN = {
-    'gpt2@u280:32:16': (4264429.066361956, 4244956.613802807,
+    'gpt2@u280:32:16': (4263937.066361956, 4244956.613802807,
                       249764484, 3732318780, 536, 8071),
-    'gpt2@dfx:32:16': (3337181.2113277656, 3884371.42486411,
+    'gpt2@dfx:32:16': (3336689.2113277656, 3884371.42486411,
                      249764484, 3732318780, 832, 12511),
-    'gpt2@u55c:32:16': (3319218.0663619745, 4064911.2395998873,
+    'gpt2@u55c:32:16': (3318726.0663619745, 4064911.2395998873,
                       249764484, 3732318780, 536, 8071),
-    'toy@u280:7:9': (21233.784469972372, 70755.78446997236,
+    'toy@u280:7:9': (21151.784469972372, 70157.39223498618,
                    888352, 7069728, 54, 449),
-    'toy@u280:13:9': (36959.78446997237, 83851.78446997236,
+    'toy@u280:13:9': (36877.78446997237, 83099.78446997236,
                     903736, 7118880, 54, 449),
-    'toy@dfx:7:9': (16212.0, 67352.88888888888,
+    'toy@dfx:7:9': (16130.0, 66696.88888888888,
                   888352, 7069728, 58, 481),
-    'toy@dfx:13:9': (26562.0, 80064.88888888888,
+    'toy@dfx:13:9': (26480.0, 79408.88888888888,
                    903736, 7118880, 58, 481),
-    'toy@u55c:7:9': (16315.784469972372, 68545.55012972304,
+    'toy@u55c:7:9': (16233.784469972372, 67889.62907709145,
                    888352, 7069728, 54, 449),
-    'toy@u55c:13:9': (26773.784469972372, 81216.2581541829,
+    'toy@u55c:13:9': (26691.784469972372, 80561.10025944607,
                     903736, 7118880, 54, 449),
-    'toy@tiny:7:9': (107143.0, 243020.55912332336,
+    'toy@tiny:7:9': (107061.0, 243020.55912332336,
                    888352, 7069728, 76, 625),
-    'toy@tiny:13:9': (195049.0, 245059.45367212177,
+    'toy@tiny:13:9': (194967.0, 245056.77258795666,
                     903736, 7118880, 76, 625),
     'odd@u280:7:9': (1090522.3922349862, 8689419.127593467,
                    2105264, 16784288, 54, 449),
@@ -176,17 +185,17 @@ GOLDEN = {
                    2105264, 16784288, 54, 449),
     'odd@u55c:13:9': (1102763.0621873834, 8728789.96590686,
                     2129288, 16861088, 54, 449),
-    'odd@tiny:7:9': (237311.0, 579778.8480984925,
+    'odd@tiny:7:9': (237229.0, 579767.7115654383,
                    2105264, 16784288, 110, 897),
-    'odd@tiny:13:9': (435281.0, 581681.9965272315,
+    'odd@tiny:13:9': (435199.0, 581672.903468175,
                     2129288, 16861088, 110, 897),
-    'micro@tiny:16:8': (72862.0, 69424.48493633496,
+    'micro@tiny:16:8': (72780.0, 69424.28353410291,
                       253636, 1708700, 54, 393),
-    'tiny@tiny:16:8': (472311.0, 398539.76488655014,
+    'tiny@tiny:16:8': (472147.0, 398533.55758102913,
                      1726276, 11872028, 138, 981),
-    'micro@u280:16:8': (25468.392234986186, 50174.39223498618,
+    'micro@u280:16:8': (25386.392234986186, 49682.39223498618,
                       253636, 1708700, 54, 393),
-    'tiny@u280:16:8': (86211.78446997236, 147649.78446997236,
+    'tiny@u280:16:8': (86047.78446997236, 146597.78446997236,
                      1726276, 11872028, 96, 687),
 }
 

@@ -40,14 +40,20 @@ lane tree adds the lanes. A summing row thus costs its beats plus ``k`` cycles.
 Special lanes (``vpu.special_ratio = r > 1``): only the first ``W/r`` lanes have the exp and
 reciprocal units and GELU's chain (:class:`VPULane` ``special``), the costliest part of a lane
 (u280: an exp 9,672 LUT, a reciprocal 3,033, five FP32 multipliers and two adders for GELU of a
-lane's ~21 k). The passes that need them (``SPECIAL_MODES``: GELU, SOFTMAX's exp-sum and
-output) issue each beat as ``r`` sub-beats of ``W/r`` elements on those lanes (``sub``; the
+lane's ~21 k). The passes that need them (``SPECIAL_MODES``: GELU and SOFTMAX's exp-sum)
+issue each beat as ``r`` sub-beats of ``W/r`` elements on those lanes (``sub``; the
 stream's beat is taken, and the buffer's address advances, with the last), the other lanes
 masked off; an output pass collects the first ``r - 1`` sub-beats' results in ``hold`` and
 sends the beat with the last. So these passes take ``r`` cycles a beat and the others one
 (``costs.vpu_cycles``), and SOFTMAX's exp-sum is a sum over ``W/r`` lanes: lane ``j`` sees
 elements ``j, j + W/r, ...`` (``numerics.softmax``'s ``sum_width``; the masked lanes' +0 sums
 join the lane tree as a subtree of +0, which leaves the sum unchanged).
+
+The exp buffer (``ebuf``): SOFTMAX's exp-sum pass writes each exponential it adds, FP32, beside
+the row buffer (one entry a beat, one bank a sub-beat), and the output pass multiplies those
+by the row's 1/sum on every lane at a beat a cycle: the contract's ``e * r`` with the very
+``e`` the sum took (``numerics.softmax``), bit for bit what computing the exp again gave, in
+one cycle a beat instead of ``r`` and with the exp's latency out of the pass's chain.
 
 Bit-exactness: each lane applies the contract's FP32 operations in its order; lane ``j`` sees
 elements ``j, j+W, ...`` of each row in order (a sum's partial ``p`` those of beats ``p, p+k,
@@ -201,6 +207,17 @@ class VPU(wiring.Component):
         sc1 = m.submodules.sc1 = Memory(shape=32, depth=nbuf, init=[])
         sc0_wr, sc1_wr = sc0.write_port(), sc1.write_port()
         sc0_rd, sc1_rd = sc0.read_port(domain="sync"), sc1.read_port(domain="sync")
+        # The exp buffer: SOFTMAX's exponentials, FP32, one entry a beat of the group as the
+        # row buffer has them, written by the exp-sum pass as its lanes' ``ysum`` is taken
+        # (``r`` sub-beats of ``sw`` lanes, one bank of ``sw`` words each) and read by the output
+        # pass beside the row buffer, so that the output pass multiplies them by 1/sum on every
+        # lane instead of computing each exp again on the special lanes.
+        r = hw.vpu.special_ratio
+        sw = w // r
+        ebuf = m.submodules.ebuf = Memory(shape=unsigned(32 * w), depth=nbuf, init=[],
+                                          attrs={"ram_style": "block"})
+        e_wr = ebuf.write_port(granularity=32 * sw)
+        e_rd = ebuf.read_port(domain="sync")
 
         # ---------------------------------------------------------------- source stage
         src = Signal(self.IN_LAYOUT)
@@ -222,8 +239,6 @@ class VPU(wiring.Component):
         # Special lanes (module docstring): the passes that need the exp take each beat in
         # ``r`` sub-beats of ``sw`` elements, on lanes ``0 .. sw-1``; ``sub`` is the sub-beat
         # issued next, ``sub_last`` whether it is the beat's last (always, in the other passes).
-        r = hw.vpu.special_ratio
-        sw = w // r
         split = _is(mode, *SPECIAL_MODES) if r > 1 else Const(0, 1)
         sub = Signal(range(r), name="sub")
         sub_last = Signal()
@@ -249,6 +264,7 @@ class VPU(wiring.Component):
             wr.addr.eq(issued), wr.data.eq(self.i.payload),
             wr.en.eq(self.i.valid & self.i.ready & _is(mode, *_BUFFERED)),
             rd.addr.eq(issued), rd.en.eq(advance),
+            e_rd.addr.eq(issued), e_rd.en.eq(advance),
             sc0_rd.addr.eq(irow), sc0_rd.en.eq(advance),
             sc1_rd.addr.eq(irow), sc1_rd.en.eq(advance),
         ]
@@ -298,7 +314,8 @@ class VPU(wiring.Component):
             sl = slice(16 * j, 16 * j + 16)
             m.d.comb += [lane.mode.eq(mode), lane.advance.eq(advance),
                          lane.a.eq(lane_a[sl]), lane.b.eq(operands.b[sl]),
-                         lane.c.eq(operands.c[sl]), lane.scale.eq(scale),
+                         lane.c.eq(operands.c[sl]), lane.e.eq(e_rd.data[32 * j:32 * j + 32]),
+                         lane.scale.eq(scale),
                          lane.mmax.eq(sc0_rd.data), lane.mean.eq(sc0_rd.data),
                          lane.inv.eq(sc1_rd.data), lane.r.eq(sc1_rd.data)]
             ys.append(lane.y)
@@ -418,6 +435,26 @@ class VPU(wiring.Component):
             m.d.sync += drain.eq(drain - 1)
         with m.If(flush):
             m.d.sync += drain.eq(0)
+        # The exp buffer's writes: each taken sub-beat of the exp-sum pass, its special lanes'
+        # ``ysum`` (the exponentials the rings add; +0 in a masked lane) into its bank at the
+        # beat's index. Beats reach the tap in the order they were issued, so a counter of the
+        # taken sub-beats is the beat's buffer address (``issued`` when it was issued).
+        e_addr = Signal(range(nbuf), name="e_addr")
+        e_sub = Signal(range(r), name="e_sub")
+        e_take = Signal()
+        m.d.comb += [e_take.eq(take_sum & (mode == int(Mode.SM_SUM))),
+                     e_wr.addr.eq(e_addr),
+                     e_wr.data.eq(Cat(*[lanes[j].ysum for j in range(sw)] * r)),
+                     e_wr.en.eq(Mux(e_take, 1 << e_sub, 0) if r > 1 else e_take)]
+        with m.If(e_take):
+            if r > 1:
+                m.d.sync += e_sub.eq(Mux(e_sub == r - 1, 0, e_sub + 1))
+                with m.If(e_sub == r - 1):
+                    m.d.sync += e_addr.eq(e_addr + 1)
+            else:
+                m.d.sync += e_addr.eq(e_addr + 1)
+        with m.If(flush):
+            m.d.sync += [e_addr.eq(0), e_sub.eq(0)]
         # A group's row ends at the tap (its last beat taken). The maxima's row results are
         # captured into ``cap{j}`` in the next cycle (``row_pend``), the sums' over the drain
         # (its last turn: ``drain == 1``); the accumulators are reset then for the next row, in

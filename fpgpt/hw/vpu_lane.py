@@ -40,7 +40,7 @@ class Mode(enum.IntEnum):
     LN_OUT = 6       # pass 3: ((x - mean) * inv) * gamma + beta
     SM_MAX = 7       # SOFTMAX pass 1: max of x * scale
     SM_SUM = 8       # pass 2: sum exp(x * scale - m)
-    SM_OUT = 9       # pass 3: exp(x * scale - m) * r
+    SM_OUT = 9       # pass 3: e * r, e = exp(x * scale - m) as pass 2 computed it
     ARGMAX = 10
 
 
@@ -55,8 +55,10 @@ FIRST_MODE = {"VADD": Mode.VADD, "VMUL": Mode.VMUL, "GELU": Mode.GELU, "VCOPY": 
 _BUFFERED = (Mode.LN_SUM, Mode.SM_MAX)          # pass 1 of a three-pass op fills the buffer
 #: Passes that need the special functions (exp; GELU's reciprocal): only the first
 #: ``vpu.special_lanes`` lanes have them, and these passes take each beat in
-#: ``vpu.special_ratio`` sub-beats (geometry.VPU_SPECIAL_PASSES).
-SPECIAL_MODES = (Mode.GELU, Mode.SM_SUM, Mode.SM_OUT)
+#: ``vpu.special_ratio`` sub-beats (geometry.VPU_SPECIAL_PASSES). SOFTMAX's output pass is not
+#: one: it multiplies the exponentials its exp-sum pass computed, which the VPU keeps in its
+#: exp buffer (fpgpt/hw/vpu.py), on every lane.
+SPECIAL_MODES = (Mode.GELU, Mode.SM_SUM)
 #: Passes whose lanes sum their results: one beat every ``vpu.acc_latency`` cycles.
 SUMMING_MODES = (Mode.LN_SUM, Mode.LN_VAR, Mode.SM_SUM)
 _FROM_BUFFER = (Mode.LN_VAR, Mode.LN_OUT, Mode.SM_SUM, Mode.SM_OUT)
@@ -91,7 +93,7 @@ def chain_latency(hw: HardwareConfig) -> dict[Mode, int]:
         Mode.VADD: a + wb, Mode.VMUL: mu + wb, Mode.VCOPY: wb,
         Mode.GELU: 5 * mu + 2 * a + s + rc + wb,       # v, w, u, k, g; w1, d; exp; recip
         Mode.LN_SUM: cv, Mode.LN_VAR: a + mu, Mode.LN_OUT: a + 2 * mu + a + wb,
-        Mode.SM_MAX: mu, Mode.SM_SUM: mu + a + s, Mode.SM_OUT: mu + a + s + mu + wb,
+        Mode.SM_MAX: mu, Mode.SM_SUM: mu + a + s, Mode.SM_OUT: mu + wb,
         Mode.ARGMAX: cv,
     }
 
@@ -146,6 +148,9 @@ class VPULane(wiring.Component):
         The chains shift when it is high (the VPU's stall).
     a, b, c : In(16)
         The element and its operands: VADD/VMUL ``b``; LAYERNORM ``b`` = gamma, ``c`` = beta.
+    e : In(32)
+        SOFTMAX's output pass: the element's ``exp(x * scale - m)`` (FP32) as its exp-sum pass
+        computed it, from the VPU's exp buffer.
     scale, mmax, mean, inv, r : In(32)
         Row scalars (SOFTMAX scale and maximum, LAYERNORM mean and 1/sqrt(var+eps), 1/sum).
     y : Out(32)
@@ -172,7 +177,7 @@ class VPULane(wiring.Component):
         self._lat = chain_latency(hw)
         self._sum_lats = sum_latencies(hw)
         super().__init__({"mode": In(4), "advance": In(1), "a": In(16), "b": In(16),
-                          "c": In(16), "scale": In(32), "mmax": In(32), "mean": In(32),
+                          "c": In(16), "e": In(32), "scale": In(32), "mmax": In(32), "mean": In(32),
                           "inv": In(32), "r": In(32), "y": Out(32),
                           "sum_sel": In(len(self._sum_lats)), "ysum": Out(32),
                           "ymax": Out(32)})
@@ -210,10 +215,11 @@ class VPULane(wiring.Component):
             gr = build_recip(m, gd, name="g_r")
             gg = fplogic.build_f32_mul(m, a32, gr, name="g_g")
             gelu = Mux(a32 == _NEG_INF, Const(0x80000000, 32), gg)
-            # e*r (SOFTMAX pass 3) in a multiplier of its own, so that no path runs from the
-            # shared exp into the LAYERNORM passes' shorter chains.
-            m2s = fplogic.build_f32_mul(m, e, self.r, name="m2s")
-            results.update({Mode.GELU: gelu, Mode.SM_SUM: e, Mode.SM_OUT: m2s})
+            results.update({Mode.GELU: gelu, Mode.SM_SUM: e})
+        # e*r (SOFTMAX pass 3), e from the VPU's exp buffer (pass 2's exponentials), in a
+        # multiplier of its own on every lane, so that no path runs from the buffer into the
+        # LAYERNORM passes' chains.
+        results[Mode.SM_OUT] = fplogic.build_f32_mul(m, self.e, self.r, name="m2s")
         # (a lane without the special functions has no chain for their passes: the VPU masks
         # it off in them, so that its ``y`` and ``ysum`` are 0 there)
         # An output pass's result is rounded to FP16 (write-back) before its chain.

@@ -138,7 +138,7 @@ def _vpu_fill(hw: "HardwareConfig", op: str) -> int:
         "VCOPY": 2,
         "GELU": 5 * mu + 2 * a + s + rc + 2,
         "LAYERNORM": 2 * tree + 4 * a + 5 * mu + rc + cv + 10,
-        "SOFTMAX": 2 * tree + 4 * mu + 2 * a + 2 * s + rc + 10,
+        "SOFTMAX": 2 * tree + 3 * mu + a + s + rc + 10,
         "ARGMAX": tree + cv + 5,
     }[op]
 

@@ -132,8 +132,9 @@ def test_vpu_width2_amaranth(ratio, recip):
     command (pass by pass), bit for bit with numerics row by row, and their cycles: a beat a
     cycle, the fill once a group, a row boundary one cycle in each reducing pass
     (costs.VPU_ROW_GAP) and 3 in a summing one (its rings drain). ``ratio`` 2: one lane with
-    the special functions, GELU and SOFTMAX's exp passes in two sub-beats a beat (the exp-sum
-    over one lane: numerics' ``sum_width``). ``recip`` 9: the reciprocal and rsqrt behind 9
+    the special functions, GELU and SOFTMAX's exp-sum pass in two sub-beats a beat (the exp-sum
+    over one lane: numerics' ``sum_width``; the output pass reads its exponentials back from
+    the exp buffer, a beat a cycle). ``recip`` 9: the reciprocal and rsqrt behind 9
     registers, not the exp's 43 (``vpu.recip_latency``): GELU's, LAYERNORM's and SOFTMAX's
     fills shorter by 34, the same bits."""
     from fpgpt.geometry import VPU_SPECIAL_PASSES
@@ -252,8 +253,8 @@ def test_vpu_verilator_tiny(tmp_path, rtl_build):
     # (measured; the formulas restate them from the config's latencies).
     lat, wait = mode_latency(hw), scalar_wait(hw)
     k = hw.vpu.acc_latency          # a summing row drains its rings in k cycles
-    r = hw.vpu.special_ratio        # GELU and SOFTMAX's exp passes: r sub-beats a beat
-    per = {"GELU": r, "LAYERNORM": 3, "SOFTMAX": 1 + 2 * r}
+    r = hw.vpu.special_ratio        # GELU and SOFTMAX's exp-sum pass: r sub-beats a beat
+    per = {"GELU": r, "LAYERNORM": 3, "SOFTMAX": 2 + r}
     for n in (8, MAX_COLS):
         beats = n // 8
         for op, md in (("VADD", Mode.VADD), ("VMUL", Mode.VMUL), ("GELU", Mode.GELU),
