@@ -189,8 +189,13 @@ class VPULane(wiring.Component):
         a32 = fplogic.build_f16_to_f32(m, self.a, name="a32")
         b32 = fplogic.build_f16_to_f32(m, self.b, name="b32")
         c32 = fplogic.build_f16_to_f32(m, self.c, name="c32")
-        # VMUL a*b; SOFTMAX y = x*scale.
-        m1 = fplogic.build_f32_mul(m, a32, Mux(sm, self.scale, b32), name="m1")
+        # VMUL a*b; SOFTMAX y = x*scale; in a lane without the special functions also
+        # SOFTMAX's output e*r (below).
+        m1_a, m1_b = a32, Mux(sm, self.scale, b32)
+        if not self._special:
+            out = md == int(Mode.SM_OUT)
+            m1_a, m1_b = Mux(out, self.e, m1_a), Mux(out, self.r, m1_b)
+        m1 = fplogic.build_f32_mul(m, m1_a, m1_b, name="m1")
         # VADD a+b; LAYERNORM d = x - mean; SOFTMAX y - m.
         s1 = fplogic.build_f32_add(m, Mux(sm, m1, a32),
                                    Mux(md == int(Mode.VADD), b32,
@@ -216,10 +221,13 @@ class VPULane(wiring.Component):
             gg = fplogic.build_f32_mul(m, a32, gr, name="g_g")
             gelu = Mux(a32 == _NEG_INF, Const(0x80000000, 32), gg)
             results.update({Mode.GELU: gelu, Mode.SM_SUM: e})
-        # e*r (SOFTMAX pass 3), e from the VPU's exp buffer (pass 2's exponentials), in a
-        # multiplier of its own on every lane, so that no path runs from the buffer into the
-        # LAYERNORM passes' chains.
-        results[Mode.SM_OUT] = fplogic.build_f32_mul(m, self.e, self.r, name="m2s")
+        # e*r (SOFTMAX pass 3), e from the VPU's exp buffer (pass 2's exponentials): in a lane
+        # with the special functions a multiplier of its own, so that nothing is added in
+        # front of ``m1``, the head of the exp-sum's chain (the stitched VPU's slowest,
+        # docs/rtl-clock.md); in the others ``m1``, whose chains (VMUL, SOFTMAX's maximum) are
+        # short.
+        results[Mode.SM_OUT] = (fplogic.build_f32_mul(m, self.e, self.r, name="m2s")
+                                if self._special else m1)
         # (a lane without the special functions has no chain for their passes: the VPU masks
         # it off in them, so that its ``y`` and ``ysum`` are 0 there)
         # An output pass's result is rounded to FP16 (write-back) before its chain.
