@@ -28,7 +28,7 @@ from .. import __version__
 from ..config import ConfigError, HardwareConfig
 
 __all__ = ["STATUSES", "NUMERIC_COLUMNS", "BOOL_COLUMNS", "point_key", "build_config",
-           "design_columns", "evaluate_point", "failed_row"]
+           "design_columns", "evaluate_point", "failed_row", "one_line"]
 
 STATUSES = ("ok", "invalid", "infeasible", "unsupported", "failed")
 
@@ -75,7 +75,8 @@ def point_key(base: HardwareConfig, point: dict[str, Any], resources: str) -> st
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """``e`` as a row's reason: its type and the first line of its message."""
     msg = str(e).strip().splitlines()
     return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
 
@@ -93,7 +94,7 @@ def evaluate_point(task: dict[str, Any]) -> dict[str, Any]:
     try:
         row = _evaluate(task)
     except Exception as e:  # noqa: BLE001 - a point that raises is a failed row, never a crash
-        row = failed_row(task, "failed", _one_line(e))
+        row = failed_row(task, "failed", one_line(e))
     row["wall_s"] = round(time.perf_counter() - t0, 3)
     row["cpu_s"] = round(time.process_time() - c0, 3)      # this process's CPU: load-independent
     row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
@@ -141,7 +142,7 @@ def _fmax_lookup(hw: HardwareConfig, task: dict[str, Any]) -> dict[str, Any]:
     try:
         return design_fmax(hw, None if work is None else f"{work}/cache")
     except Exception as e:  # noqa: BLE001 - the point is still timed, costed and sized
-        return not_estimated(f"Fmax lookup failed: {_one_line(e)}")
+        return not_estimated(f"Fmax lookup failed: {one_line(e)}")
 
 
 def design_columns(hw: HardwareConfig) -> dict[str, Any]:
@@ -234,12 +235,12 @@ def _energy(res, hw: HardwareConfig, spec) -> dict[str, Any]:
         from ..energy import energy_of
     except ImportError as e:
         return {"tokens_per_j": None, "j_per_token": None,
-                "energy_reason": f"fpgpt.energy is not importable here ({_one_line(e)})"}
+                "energy_reason": f"fpgpt.energy is not importable here ({one_line(e)})"}
     try:
         e = energy_of(res, hw, spec=spec)
     except Exception as err:  # noqa: BLE001 - a missing energy figure is a stated reason
         return {"tokens_per_j": None, "j_per_token": None,
-                "energy_reason": f"energy model failed: {_one_line(err)}"}
+                "energy_reason": f"energy model failed: {one_line(err)}"}
     if e.decode is None:
         return {"tokens_per_j": None, "j_per_token": None,
                 "energy_reason": "no decode stream (gen_len = 1)"}

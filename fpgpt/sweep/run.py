@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import load_preset
-from .point import _one_line, evaluate_point, failed_row, point_key
+from .point import one_line, evaluate_point, failed_row, point_key
 from .spec import SweepSpec
 from .store import ResultStore, mark_table
 
@@ -226,13 +226,13 @@ def _run_dask(client, todo: list[dict], record) -> None:
                 try:
                     row = f.result()
                 except Exception as e:  # noqa: BLE001 - lost in transfer
-                    lost = _one_line(e)
+                    lost = one_line(e)
             else:
                 try:
                     exc = f.exception()
-                    msg = _one_line(exc)
+                    msg = one_line(exc)
                 except Exception as e:  # noqa: BLE001 - cancelled or lost: no exception to read
-                    exc, msg = None, _one_line(e)
+                    exc, msg = None, one_line(e)
                 if f.status == "error" and exc is not None:   # it raised, or KilledWorker
                     row = failed_row(t, "failed", f"the task did not finish: {msg}")
                 else:
