@@ -198,16 +198,51 @@ def test_decode_attention_is_staged_in_place(tiny_model, one_card):
 
 def test_xl_decode_gathers_every_slice_in_place():
     """GPT-2 XL on four cards (heads 7/7/7/4, vocabulary 12,565 x 3 + 12,562): a decode step's
-    all-gathers land every slice at d·w of its own buffer, so nothing is unpacked (no VCOPY),
-    and the logits buffer has room for the last card's whole chunk."""
+    all-gathers land every slice at d·w of its own buffer, so nothing is unpacked (the one
+    VCOPY is the arg-max's, which puts the cards' best logits side by side), and the logits are
+    not gathered: the ring carries one 4-element record a card, and each card's ARGMAX covers
+    its own slice only."""
     spec = get_spec("gpt2-xl")
     hw = load_preset("u280").replace(devices=4)
-    for p in compile_devices(spec, hw, prompt_len=8, verify=True):
+    for d, p in enumerate(compile_devices(spec, hw, prompt_len=8, verify=True)):
         dec = p.streams["decode"]
-        assert not [i for i in dec if i.op == "VCOPY"]
+        assert [i.comment for i in dec if i.op == "VCOPY"] == [
+            "argmax: the cards' logits side by side"]
         gathers = {i.comment.split(":")[0]: i["count"] for i in dec if i.op == "ALLGATHER"}
-        assert gathers["layer0.attn"] == 7 * 64 and gathers["lm_head"] == 12565
+        assert gathers["layer0.attn"] == 7 * 64 and gathers["argmax"] == 4
         assert gathers["layer0.fc"] == 1600 and gathers["layer0.proj"] == 400
+        assert [i["cols"] for i in dec if i.op == "ARGMAX"] == [12565 if d < 3 else 12562, 4]
+
+
+def _tied_lm_head(model, first: int, sign: float):
+    """``model`` with every ``wte`` row ``±`` one row: ``-`` before row ``first``, ``+`` from
+    it on (``sign`` flips both), so that every logit is ``±s`` and all rows from ``first`` on
+    tie (the sign of ``-x·v`` is exactly that of ``x·v``'s negation in FP16 / FP32)."""
+    from fpgpt.models.weights import GPT2Weights
+    t = dict(model.tensors)
+    v = t["wte"][3]
+    wte = np.repeat(v[None, :], len(t["wte"]), axis=0) * sign
+    wte[:first] *= -1
+    t["wte"] = wte
+    return GPT2Weights(model.spec, t)
+
+
+def test_ring_argmax_breaks_ties_as_one_card(tiny_model):
+    """Each card's best, then the ring's pick: with every logit from card 1's first row on tied
+    at the largest value (tiny's 257 tokens on three cards: 86, 86, 85), the winner is card 1's
+    first token, as the one-card ARGMAX's first index; with the signs flipped, token 0 (all of
+    card 0's tie). The tokens on 2 and 3 cards equal the one-card ones either way."""
+    ids = ByteTokenizer().encode(PROMPT)
+    hw = load_preset("tiny")
+    seen = set()
+    for sign in (1.0, -1.0):
+        model = _tied_lm_head(tiny_model, 86, sign)
+        want = generate(compile_model(model, hw, prompt_len=len(ids)), ids, 3).tokens
+        seen.update(want)
+        for devices in (2, 3):
+            programs = compile_devices(model, hw, prompt_len=len(ids), devices=devices)
+            assert generate_system(programs, ids, 3).tokens == want
+    assert 86 in seen                   # a tie between cards 1 and 2 that card 1 wins
 
 
 def test_weight_chunks_pass_an_unpack_that_waits_longer():

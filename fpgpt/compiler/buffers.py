@@ -2,8 +2,8 @@
 
 Buffers (FP16 elements) and the phases of a layer they live in (0 embed, 1 LN + QKV,
 2 attention, 3 projection, 4 MLP, 5 head): ``x`` residual and ``h`` (LN / projection output) all
-along; ``qkv`` 1-2; ``attn`` 2-4; ``ffn`` 4; K / V^T staging and ``scores`` 2; ``logits`` and
-``lnf`` 5; two layer-vector slots (so the next layer's vectors load while this one computes) and a
+along; ``qkv`` 1-2; ``attn`` 2-4; ``ffn`` 4; K / V^T staging and ``scores`` 2; ``logits``, ``lnf``
+and, on a ring, the arg-max's ``pick`` 5; two layer-vector slots (so the next layer's vectors load while this one computes) and a
 ring of weight-chunk slots, live all along. Buffers whose phases do not overlap share addresses
 (interval first-fit, largest first).
 
@@ -26,7 +26,7 @@ from .partition import Shard, shard as make_shard
 
 __all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride",
            "stage_count", "gathered_length", "attn_staged_in_place", "STAGE_OF", "scores_stride",
-           "vt_heads_per_row"]
+           "vt_heads_per_row", "pick_elements"]
 
 #: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams
 #: (docs/decode.md: GPT-2 medium 128:128 on u280 decodes at 2.12 ms/token with 4, 2.08 with 5).
@@ -112,13 +112,19 @@ def gathered_length(sh: Shard, name: str, n: int, rows: int) -> int:
 
 
 #: The staging area of each split's all-gather: the attention and fc slices in ``stage``, the
-#: projection and fc2 ones (the residual's) in ``rstage``, the logits in ``lstage``. With one
+#: projection and fc2 ones (the residual's) in ``rstage``. With one
 #: area a card's fc slices of a prefill tile's first half overlapped the attention's second
 #: half, whose unpack they then waited for: a card that has as many heads as card 0 lost its
 #: slack (session 20; GPT-2 XL 25 heads split 7, 7, 7, 4: TTFT 321.3 ms with one area, 314.6
 #: with two).
-STAGE_OF = {"attn": "stage", "fc": "stage", "proj": "rstage", "fc2": "rstage",
-            "vocab": "lstage"}
+STAGE_OF = {"attn": "stage", "fc": "stage", "proj": "rstage", "fc2": "rstage"}
+
+
+def pick_elements(devices: int) -> int:
+    """Elements of the ring arg-max's ``pick`` buffer (codegen ``_Gen.ring_argmax``): a 4-element
+    (logit, token low, token high, unused) record per card, the cards' logits side by side, and
+    the winner's token (2 elements)."""
+    return 4 * devices + devices + 2
 
 
 def attn_staged_in_place(sh: Shard, rows: int) -> bool:
@@ -143,11 +149,11 @@ def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: in
          "kst": (group * ctx * dhs, _ATT),
          "vst": (-(-group // vt_heads_per_row(ctx, hw)) * dh * cs, _ATT),
          "scores": (group * rows * scores_stride(ctx, hw), _ATT),
-         "logits": (gathered_length(sh, "vocab", spec.vocab, 1), _HEAD),
+         "logits": (sh.local("vocab")[1], _HEAD),
          "lnf": (2 * d, _HEAD), "params0": (vec_len, _ALL), "params1": (vec_len, _ALL)}
     for i in range(WEIGHT_SLOTS):
         b[f"slot{i}"] = (slot, _ALL)
-    if sh.devices > 1:      # all-gather staging (partition.py): layer outputs, then the logits
+    if sh.devices > 1:      # all-gather staging (partition.py): layer outputs; the arg-max
         # two areas in turn (STAGE_OF): a split's slices are written while the previous
         # split's second half still waits for its all-gather and unpack
         for area in ("stage", "rstage"):
@@ -155,9 +161,7 @@ def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: in
                      and not (s == "attn" and in_place)] + [0])
             if n:
                 b[area] = (sh.devices * n, (2, 4))
-        head = stage_count(sh, "vocab", 1)
-        if head:
-            b["lstage"] = (sh.devices * head, _HEAD)
+        b["pick"] = (pick_elements(sh.devices), _HEAD)
     return b
 
 

@@ -29,9 +29,9 @@ from .ir import Graph, Op, OpKind
 from .layout import Layout
 from .partition import Shard, shard as make_shard
 
-__all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT", "KPOS", "QPOS"]
+__all__ = ["Item", "codegen_stream", "POS", "TOKEN", "COUNT", "OUT", "KPOS", "QPOS", "WIN"]
 
-POS, TOKEN, COUNT, OUT, KPOS, QPOS = 1, 2, 3, 4, 5, 6
+POS, TOKEN, COUNT, OUT, KPOS, QPOS, WIN = 1, 2, 3, 4, 5, 6, 7
 
 
 @dataclass
@@ -329,6 +329,10 @@ class _Gen:
             self.emit("GATHER", sram=self.a("x"), hbm=L["wte"].addr, idx=L["tokens_in"].addr,
                       rows=rows, cols=d, hstride=L.pitch("wte"), sstride=d, ra=POS,
                       comment="wte[prompt]")
+        elif self.sh.devices > 1:       # the ring's winner (ring_argmax)
+            self.emit("GATHER", hoist=True, sram=self.a("x"), hbm=L["wte"].addr,
+                      idx=self._tokens_hbm()[1], rows=1, cols=d, hstride=L.pitch("wte"),
+                      sstride=d, ra=WIN, comment="wte[winner's token]")
         else:
             self.emit("LOAD", hoist=True, sram=self.a("x"), hbm=L["wte"].addr, rows=1, cols=d,
                       hstride=L.pitch("wte"), sstride=d, ra=TOKEN, comment="wte[R2]")
@@ -749,11 +753,69 @@ class _Gen:
                 self.layernorm(op, rows)
             elif op.kind is OpKind.LM_HEAD:
                 self.linear(op, rows)
+            elif op.kind is OpKind.ARGMAX and self.sh.devices > 1:
+                self.ring_argmax(op)
             elif op.kind is OpKind.ARGMAX:
-                self.emit("ARGMAX", rd=TOKEN, a=self.a(op["src"]), cols=op.attrs.get("n", self.spec.vocab),
+                self.emit("ARGMAX", rd=TOKEN, a=self.a(op["src"]), cols=self.spec.vocab,
                           comment="next token -> R2")
             else:
                 raise AssertionError(f"op {op.name} ({op.kind}) cannot appear in the head")
+
+
+    def ring_argmax(self, op: Op) -> None:
+        """The arg-max of logits split by vocabulary over the ring (partition.py): each card's
+        best, then the first card with the largest logit, the one-card ``ARGMAX``'s
+        tie-breaking (the slices are in vocabulary order; a card whose logits are all NaN
+        offers a NaN, which never wins). Card ``d`` writes its (logit, token) record at
+        ``pick + 4d``. The logit comes back through HBM: the card stores its logits there (one
+        stripe-path ``STORE``) and the DMA reads the one at the local index ``R2`` (no
+        instruction moves a scratchpad element by a register's value). The token, ``R2`` plus
+        the slice's first row, goes through ``STR`` and a ``LOAD``. After the all-gather of the
+        records every card compacts their logits (``VCOPY``), takes their ``ARGMAX`` into
+        ``R7`` (WIN) and stores the records' tokens to the ``argmax`` region; the winner's is
+        ``I32[cands + 4·R7]``, which the stream's end stores to ``tokens_out`` and the next
+        step's embedding ``GATHER`` reads. ``R2`` keeps this card's token."""
+        sh, D, d = self.sh, self.sh.devices, self.sh.device
+        c0, n = sh.local("vocab")
+        mine, cands = self._tokens_hbm()
+        logits, pick = self.a(op["src"]), self.a("pick")
+        vals, rec = pick + 4 * D, pick + 4 * d
+        base = self.layout["argmax"].addr
+        lg = base + 2 * ((logits - base // 2) % self.hw.mpu.width)    # the stripe path
+        self.emit("STORE", sram=logits, hbm=lg, rows=1, cols=n, hstride=2 * n, sstride=n,
+                  comment="this card's logits -> HBM (argmax)")
+        self.emit("ARGMAX", rd=TOKEN, a=logits, cols=n, comment="this card's best -> R2")
+        self.emit("LOAD", sram=rec, hbm=lg, rows=1, cols=1, hstride=2, sstride=1, ra=TOKEN,
+                  comment="its logit -> this card's record")
+        self.emit("ADDI", rd=TOKEN, rs=TOKEN, imm=c0, comment=f"R2 += {c0}: its token")
+        self.emit("STR", rs=TOKEN, hbm=mine, ra=0, comment="R2 -> HBM (argmax)")
+        self.emit("LOAD", sram=rec + 1, hbm=mine, rows=1, cols=2, hstride=4, sstride=2,
+                  comment="its token -> this card's record")
+        self.emit("ALLGATHER", sram=pick, count=4, comment="argmax: all-gather the records")
+        self.emit("VCOPY", dst=vals, a=pick, rows=D, cols=1, ldd=1, lda=4,
+                  comment="argmax: the cards' logits side by side")
+        self.emit("ARGMAX", rd=WIN, a=vals, cols=D, comment="the winning card -> R7")
+        self.emit("STORE", sram=pick + 1, hbm=cands, rows=D, cols=2, hstride=4, sstride=4,
+                  comment="argmax: the cards' tokens -> HBM")
+
+    def _tokens_hbm(self) -> tuple[int, int]:
+        """HBM byte addresses of this card's token and of every card's in the ``argmax`` region
+        (layout.py), after its logits row."""
+        region = self.layout["argmax"]
+        mine = region.addr + 2 * (region.shape[0] - 2 - 2 * self.sh.devices)
+        return mine, mine + 4
+
+    def store_token(self, out: int, ra: int) -> None:
+        """``tokens_out[R[ra]]`` = the next token: ``R2`` on one card; on a ring the winner's
+        token (:meth:`ring_argmax`), through the winner's row of the tokens in HBM."""
+        if self.sh.devices == 1:
+            self.emit("STR", rs=TOKEN, hbm=out, ra=ra, comment=f"tokens_out[R{ra}] = R2")
+            return
+        tok, cands = self.a("pick") + 5 * self.sh.devices, self._tokens_hbm()[1]
+        self.emit("LOAD", sram=tok, hbm=cands, rows=1, cols=2, hstride=4, sstride=2, ra=WIN,
+                  comment="the winner's token")
+        self.emit("STORE", sram=tok, hbm=out, rows=1, cols=2, hstride=4, sstride=2, ra=ra,
+                  comment=f"tokens_out[R{ra}] = it")
 
 
 def codegen_stream(stream: str, graph: Graph, spec: ModelSpec, layout: Layout,
@@ -771,14 +833,14 @@ def codegen_stream(stream: str, graph: Graph, spec: ModelSpec, layout: Layout,
                 g.head(graph, rows)
             g.emit("ADDI", rd=POS, rs=POS, imm=rows, comment="R1 += rows")
             g.emit("ADDI", rd=KPOS, rs=KPOS, imm=dh * rows, comment="R5 += d_head * rows")
-        g.emit("STR", rs=TOKEN, hbm=out, ra=0, comment="tokens_out[0] = R2")
+        g.store_token(out, 0)
         g.emit("SETI", rd=OUT, imm=1, comment="R4 = 1")
         g.emit("HALT")
     else:
         g.emit("SYNC", comment="loop: everything of the previous token is done")
         g.block(graph, 1, prefill=False)
         g.head(graph, 1)
-        g.emit("STR", rs=TOKEN, hbm=out, ra=OUT, comment="tokens_out[R4] = R2")
+        g.store_token(out, OUT)
         g.emit("ADDI", rd=POS, rs=POS, imm=1)
         g.emit("ADDI", rd=KPOS, rs=KPOS, imm=dh)
         g.emit("ADDI", rd=OUT, rs=OUT, imm=1)

@@ -61,9 +61,9 @@ class Layout:
     @property
     def writable(self) -> list[tuple[int, int]]:
         """Byte ranges that programs write (KV caches, tokens_out, the multi-card ``gather``
-        scratch): the ones dependencies track."""
+        and ``argmax`` scratch): the ones dependencies track."""
         return [(r.addr, r.end) for n, r in self.regions.items()
-                if n.endswith("_cache") or n in ("tokens_out", "gather")]
+                if n.endswith("_cache") or n in ("tokens_out", "gather", "argmax")]
 
 
 def _vec_offsets(spec: ModelSpec, sh: Shard) -> tuple[dict[str, int], int]:
@@ -194,6 +194,12 @@ def _place(spec: ModelSpec, hw: HardwareConfig, sh: Shard, *, pad: bool) -> Layo
         # where a prefill tile's gathered slices are put back in row order by two DMA transfers
         # (codegen.py, _Gen.gather): n_ctx rows of the widest gathered buffer
         add("gather", (T, max(d, f)))
+        # the ring arg-max (codegen.py, _Gen.ring_argmax): a row where the card stores its
+        # logits (a vocabulary, plus up to a chunk so that the row can start at the logits'
+        # scratchpad address mod C: the DMA's stripe path), this card's token (int32) and every
+        # card's (int32 each)
+        row = -(-(hw.mpu.width + spec.vocab) // 2) * 2
+        add("argmax", (row + 2 + 2 * sh.devices,))
     return Layout(regions, vec_offsets, vec_len, addr, pitches)
 
 

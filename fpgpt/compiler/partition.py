@@ -10,14 +10,15 @@ reduction length on one card, so an N-card run is bit for bit the one-card run
 - the projection, the MLP's ``fc`` and ``fc2`` by output columns (rows of ``W^T``);
 - the LM head by vocabulary (rows of ``wte``).
 
-After each of these (four per layer plus the head) the cards all-gather the slices, so every card
-holds the full activation for the next LayerNorm / matmul (the projection's and fc2's slices go
-into the residual first, each card adding its own columns, so what is gathered is the residual's
-new value): four ``ALLGATHER`` per layer (plus
-``VCOPY`` s that pack padded slices when the split is uneven or a prefill tile has several
-rows), one for the logits, and the arg-max then runs on the whole logits vector on every card
-(the one-card tie-breaking by construction). Embedding tables (``wte``, ``wpe``), LayerNorm
-parameters and the residual stream are replicated.
+After each layer's four (attention, projection, fc, fc2) the cards all-gather the slices, so
+every card holds the full activation for the next LayerNorm / matmul (the projection's and fc2's
+slices go into the residual first, each card adding its own columns, so what is gathered is the
+residual's new value): four ``ALLGATHER`` per layer (plus ``VCOPY`` s that pack padded slices
+when the split is uneven or a prefill tile has several rows). The logits are not gathered: each
+card finds the best of its own vocabulary slice, the ring all-gathers each card's (logit, token)
+record and every card picks the first card with the largest logit (codegen ``_Gen.ring_argmax``;
+the one-card ``ARGMAX``'s tie-breaking, since the slices are in vocabulary order). Embedding
+tables (``wte``, ``wpe``), LayerNorm parameters and the residual stream are replicated.
 
 Splits put ``w = ceil(n / D)`` items on every card but the last, which takes the rest, when
 that rest is at least one item (``split(25, 4)`` = 7, 7, 7, 4 heads; the vocabulary on four
@@ -156,15 +157,19 @@ _SPLIT_OF_WEIGHT = {"w_proj": "proj", "w_fc": "fc", "w_fc2": "fc2", "wte": "voca
 
 def partition_graph(graph: Graph, sh: Shard) -> Graph:
     """``graph`` as card ``sh`` computes it: every LINEAR / LM_HEAD with this card's output
-    width ``n`` and the ``split`` whose slices are gathered after it (``row0``: the first row of
-    the weight it reads, for the LM head's share of the shared ``wte``), the attention with its
-    ``split``. One card: the graph unchanged."""
+    width ``n`` and the ``split`` whose slices are gathered after it, the LM head with its
+    vocabulary slice (``row0``: the first row of the shared ``wte`` it reads; not gathered) and
+    the ARGMAX with the same slice, the attention with its ``split``. One card: the graph
+    unchanged."""
     if sh.devices == 1:
         return graph
 
     def part(op: Op) -> Op:
         if op.kind is OpKind.ATTENTION:
             return op.with_attrs(split="attn")
+        if op.kind is OpKind.ARGMAX:
+            c0, n = sh.local("vocab")
+            return op.with_attrs(n=n, row0=c0)
         if op.kind not in (OpKind.LINEAR, OpKind.LM_HEAD):
             return op
         key = op["weight"].rsplit(".", 1)[-1]
@@ -172,8 +177,7 @@ def partition_graph(graph: Graph, sh: Shard) -> Graph:
             return op.with_attrs(n=3 * sh.d_attn)
         name = _SPLIT_OF_WEIGHT[key]
         c0, n = sh.local(name)
-        changes = {"n": n, "split": name}
-        if name == "vocab":
-            changes["row0"] = c0
-        return op.with_attrs(**changes)
+        if name == "vocab":         # this card's logits stay here: the ring picks the best
+            return op.with_attrs(n=n, row0=c0)
+        return op.with_attrs(n=n, split=name)
     return graph.replace_ops(part)

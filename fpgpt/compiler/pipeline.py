@@ -31,7 +31,7 @@ from fpgpt.isa.verify import ProgramError, verify_stream
 from fpgpt.models import ModelSpec
 
 from .buffers import plan_buffers
-from .codegen import COUNT, KPOS, OUT, POS, QPOS, TOKEN, codegen_stream
+from .codegen import COUNT, KPOS, OUT, POS, QPOS, TOKEN, WIN, codegen_stream
 from .emit import emit_program
 from .errors import CompileError
 from .ir import verify_graph
@@ -47,13 +47,16 @@ PASSES = ("lower", "partition", "layout", "buffers", "tile", "codegen", "schedul
 STREAMS = ("prefill", "decode")
 
 
-def stream_regmax(spec: ModelSpec, stream: str, tiles: list[tuple[int, int]]) -> dict[int, int]:
-    """The largest value each register holds while ``stream`` runs (for footprints and checks)."""
+def stream_regmax(spec: ModelSpec, stream: str, tiles: list[tuple[int, int]],
+                  devices: int = 1) -> dict[int, int]:
+    """The largest value each register holds while ``stream`` runs (for footprints and checks)
+    on a ring of ``devices`` cards (``WIN``: the ring arg-max's winning card)."""
+    win = {WIN: devices - 1} if devices > 1 else {}
     if stream == "prefill":
         return {POS: tiles[-1][0], TOKEN: spec.vocab - 1, OUT: 1, KPOS: spec.d_head * tiles[-1][0],
-                QPOS: tiles[-1][0] + max(-(-rows // 2) for _, rows in tiles)}
+                QPOS: tiles[-1][0] + max(-(-rows // 2) for _, rows in tiles), **win}
     return {POS: spec.n_ctx - 1, TOKEN: spec.vocab - 1, OUT: spec.n_ctx - 1, COUNT: spec.n_ctx,
-            KPOS: spec.d_head * (spec.n_ctx - 1)}
+            KPOS: spec.d_head * (spec.n_ctx - 1), **win}
 
 
 def run_pipeline(spec: ModelSpec, hw: HardwareConfig, *, prompt_len: int, weights=None,
@@ -187,7 +190,7 @@ def _run_passes(spec: ModelSpec, hw: HardwareConfig, *, prompt_len: int, weights
         tiled = tile_graph(graph, hw, plan.slot_elems)
         verify_graph(tiled)
         items = codegen_stream(name, tiled, spec, layout, plan, hw, sh)
-        regmax = stream_regmax(spec, name, plan.tiles)
+        regmax = stream_regmax(spec, name, plan.tiles, sh.devices)
         if verify:
             _verify(name, [it.instr for it in items], hw, regions, regmax, "before scheduling")
         streams[name] = schedule(items, regmax, layout.writable, devices=sh.devices)
