@@ -71,6 +71,10 @@ class _Gen:
         # around the attention's all-gathers and before the MLP (pv_parts, _norm_parts)
         self.parts: list[tuple[int, int]] = [(0, 1)]
         self._slots: dict[str, list[int]] = {}     # a linear's chunk slots, from its first part
+        # the LM head's chunks reduced by ARGMAX chunk by chunk (_argmax_pieces), and the next
+        # one whose ARGMAX is still to emit
+        self._argmax_todo: list[tuple[int, int]] = []
+        self._argmax_next = 0
 
     # -- multi-device: where a card writes its slice, and the all-gather (partition.py) --------
     def target(self, op: Op, rows: int, q0: int = 0, nq: int | None = None) -> tuple[int, int]:
@@ -360,9 +364,11 @@ class _Gen:
         for part in self.parts:
             self._norm_rows(op, self.a(op["src"]), *part, len(self.parts))
 
-    def linear(self, op: Op, rows: int, part: int | None = None) -> None:
+    def linear(self, op: Op, rows: int, part: int | None = None,
+               after_mm: Callable[[int], None] | None = None) -> None:
         """The linear ``op`` over every row part, or only part number ``part`` (the parts in
-        order, each in a call of its own: the first loads the chunks)."""
+        order, each in a call of its own: the first loads the chunks); ``after_mm(j)`` after
+        each chunk ``j``'s product."""
         k = op["k"]
         w = self.layout[op["weight"]]
         pitch = self.layout.pitch(op["weight"])   # bytes from one row of W^T to the next
@@ -408,6 +414,8 @@ class _Gen:
                 if i == 0:
                     slots.append(slot)
                 self._mm_rows(op, dst, ldc, slot, ks, r0, nr, q0, nq, len(parts))
+                if after_mm is not None:
+                    after_mm(j)
         if part is None or part == len(parts) - 1:
             self.produced(op, m)
 
@@ -745,21 +753,57 @@ class _Gen:
 
     def head(self, graph: Graph, rows: int) -> None:
         self.gather()
-        for op in graph.head:
+        ops = list(graph.head)
+        for i, op in enumerate(ops):
             self.gather()
             if op.kind is OpKind.LOAD_PARAMS:
                 self.params(op)
             elif op.kind is OpKind.LAYERNORM:
                 self.layernorm(op, rows)
             elif op.kind is OpKind.LM_HEAD:
-                self.linear(op, rows)
+                nxt = ops[i + 1] if i + 1 < len(ops) else None
+                pieces = (self._argmax_pieces(op) if nxt is not None
+                          and nxt.kind is OpKind.ARGMAX and nxt["src"] == op["dst"] else [])
+                self._argmax_todo = pieces
+
+                def lag(j: int) -> None:        # chunk j-1's ARGMAX behind chunk j's product
+                    if 0 < j < len(pieces):
+                        self._argmax_piece(op["dst"], j - 1)
+                self.linear(op, rows, after_mm=lag if pieces else None)
             elif op.kind is OpKind.ARGMAX and self.sh.devices > 1:
                 self.ring_argmax(op)
             elif op.kind is OpKind.ARGMAX:
-                self.emit("ARGMAX", rd=TOKEN, a=self.a(op["src"]), cols=self.spec.vocab,
-                          comment="next token -> R2")
+                self.argmax_rest(op["src"], self.spec.vocab, "next token -> R2")
             else:
                 raise AssertionError(f"op {op.name} ({op.kind}) cannot appear in the head")
+
+    def _argmax_pieces(self, lm: Op) -> list[tuple[int, int]]:
+        """The LM head's chunks when its logits are reduced chunk by chunk, each chunk's
+        ARGMAX (``cont = 1`` after the first) behind the next chunk's product, so that only
+        the last chunk's is left after the LM head: every chunk but the last a multiple of
+        ``vpu.width`` logits (isa table, ARGMAX), at least two chunks; else none."""
+        chunks = list(lm["chunks"])
+        w = self.hw.vpu.width
+        if len(chunks) < 2 or any(n % w for _, n in chunks[:-1]):
+            return []
+        return chunks
+
+    def _argmax_piece(self, src: str, j: int, comment: str = "argmax") -> None:
+        r0, n = self._argmax_todo[j]
+        self.emit("ARGMAX", rd=TOKEN, a=self.a(src) + r0, cols=n, cont=int(j > 0),
+                  comment=f"{comment}: logits [{r0}:{r0 + n}]")
+        self._argmax_next = j + 1
+
+    def argmax_rest(self, src: str, n: int, comment: str) -> None:
+        """R2 = the first index of the largest of the ``n`` logits at ``src``: the ARGMAX of
+        the last chunk, continuing those of the LM head's other chunks (:meth:`head`), or of
+        them all."""
+        if not self._argmax_todo:
+            self.emit("ARGMAX", rd=TOKEN, a=self.a(src), cols=n, comment=comment)
+            return
+        for j in range(self._argmax_next, len(self._argmax_todo)):
+            self._argmax_piece(src, j, comment)
+        self._argmax_todo, self._argmax_next = [], 0
 
 
     def ring_argmax(self, op: Op) -> None:
@@ -784,7 +828,7 @@ class _Gen:
         lg = base + 2 * ((logits - base // 2) % self.hw.mpu.width)    # the stripe path
         self.emit("STORE", sram=logits, hbm=lg, rows=1, cols=n, hstride=2 * n, sstride=n,
                   comment="this card's logits -> HBM (argmax)")
-        self.emit("ARGMAX", rd=TOKEN, a=logits, cols=n, comment="this card's best -> R2")
+        self.argmax_rest(op["src"], n, "this card's best -> R2")
         self.emit("LOAD", sram=rec, hbm=lg, rows=1, cols=1, hstride=2, sstride=1, ra=TOKEN,
                   comment="its logit -> this card's record")
         self.emit("ADDI", rd=TOKEN, rs=TOKEN, imm=c0, comment=f"R2 += {c0}: its token")

@@ -154,7 +154,8 @@ class VPU(wiring.Component):
         cols_shape = INSTR_LAYOUTS["layernorm"].members["cols"]
         self.CMD_LAYOUT = data.StructLayout({"op": Opcode, "cols": cols_shape,
                                              "scale": unsigned(32), "eps": unsigned(32),
-                                             "rows": range(hw.vpu.buffer_beats + 1)})
+                                             "rows": range(hw.vpu.buffer_beats + 1),
+                                             "cont": unsigned(1)})
         self.IN_LAYOUT = data.StructLayout({"a": unsigned(16 * w), "b": unsigned(16 * w),
                                             "c": unsigned(16 * w)})
         super().__init__({"cmd": In(stream.Signature(self.CMD_LAYOUT)),
@@ -645,12 +646,18 @@ class VPU(wiring.Component):
                     m.d.sync += restart
                     m.d.sync += rem.eq(p.cols)          # (cols is loaded this cycle too)
                     m.d.comb += flush.eq(1)
+                    # An ARGMAX with cont continues the previous one: its lanes' best (acc,
+                    # has, best) and the beat count that indexes them (retired) carry on.
+                    cont = (p.op == Opcode.ARGMAX) & p.cont
+                    with m.If(cont):
+                        m.d.sync += retired.eq(retired)
                     with m.Switch(p.op):
                         for name, md in FIRST_MODE.items():
                             with m.Case(Opcode[name]):
                                 m.d.sync += [mode.eq(int(md)),
                                              src_from_buf.eq(md in _FROM_BUFFER)]
-                                m.d.comb += (reset_max if md == Mode.SM_MAX else reset_sum).eq(1)
+                                reset = reset_max if md == Mode.SM_MAX else reset_sum
+                                m.d.comb += reset.eq(~cont if md == Mode.ARGMAX else 1)
                         with m.Default():       # not a VPU opcode: runs as VCOPY
                             m.d.sync += [mode.eq(int(Mode.VCOPY)), src_from_buf.eq(0)]
                     m.next = "STREAM"

@@ -294,6 +294,7 @@ class VPUEngine(wiring.Component):
             vpu.cmd.valid.eq(running & (sent < rows)), vpu.cmd.payload.rows.eq(crow),
             vpu.cmd.payload.op.eq(ins.op), vpu.cmd.payload.cols.eq(n),
             vpu.cmd.payload.scale.eq(ins.scale), vpu.cmd.payload.eps.eq(ins.eps),
+            vpu.cmd.payload.cont.eq(ins.cont),
         ]
         with m.If(vpu.cmd.valid & vpu.cmd.ready):
             m.d.sync += [sent.eq(sent + crow), left.eq(left - crow)]

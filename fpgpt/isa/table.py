@@ -229,8 +229,14 @@ INSTRUCTIONS: tuple[InstrDef, ...] = (
              "  x = f32(S[a + r*lda : +cols + R[rc]]) * scale\n"
              "  S[dst + r*ldd : +cols + R[rc]] = f16(softmax(x))   (numerics.md)"),
     InstrDef("ARGMAX", 0x35, Unit.VPU,
-             (Field("rd", 4, Kind.REGW, "register written"), A, COLS, RC),
-             "R[rd] = the first index of the largest of S[a : a + cols + R[rc]] (NaN never wins)"),
+             (Field("rd", 4, Kind.REGW, "register written"), A, COLS, RC,
+              Field("cont", 1, Kind.FLAG, "continue the previous VPU instruction, an ARGMAX of "
+                    "a multiple of vpu.width elements with rc = 0")),
+             "x = S[a : a + cols + R[rc]]\n"
+             "cont = 0: R[rd] = the first index of the largest of x (NaN never wins; all NaN: 0)\n"
+             "cont = 1: x follows the elements of the ARGMAX this one continues (and of those it\n"
+             "  continued): R[rd] = the first index of the largest of them all, counted from the\n"
+             "  first one's a (an LM head's logits reduced chunk by chunk as they are made)"),
     InstrDef("VCOPY", 0x36, Unit.VPU, (DST, A) + _VPU_2D + (RC,),
              "for r in range(rows): for c in range(cols + R[rc]):\n"
              "  S[dst + r*ldd + c] = S[a + r*lda + c]\n"

@@ -12,7 +12,10 @@ fpgpt/isa/operands.py, the one definition of what instructions read and write):
   register adds to them);
 - every scratchpad operand lies inside ``buffers.sram_elements``; every HBM access inside
   ``hbm.capacity_bytes`` and, when the program has regions, inside one region;
-- SEND/RECV only on a ring of more than one device.
+- SEND/RECV only on a ring of more than one device;
+- an ARGMAX with ``cont = 1`` follows, among the VPU's instructions, an ARGMAX whose length is a
+  fixed multiple of ``vpu.width`` (``rc = 0``): the VPU's lanes then see each element at its
+  index in the whole run.
 
 Register-dependent sizes and offsets use ``max_regs`` (register -> largest value it holds); a
 register without a hint counts as 0, so the extent checked is then the smallest the instruction
@@ -30,7 +33,7 @@ from ..config import HardwareConfig
 from .encoding import ISAError, Instr
 from .operands import bounds, sizes
 from .program import Program
-from .table import BY_NAME, NUM_REGS, REG_BITS, Kind
+from .table import BY_NAME, NUM_REGS, REG_BITS, Kind, Unit
 
 __all__ = ["ProgramError", "verify_program", "verify_stream", "NEEDS_NEIGHBOUR"]
 
@@ -81,6 +84,25 @@ def _group_checks(op: str, v: np.ndarray, reg_max: np.ndarray,
             x[sel], y[sel] = lo, hi
             out.append((o.name, o.space, x, y))
     return out
+
+
+def _argmax_runs(stream: list[Instr], ops: np.ndarray, width: int) -> list[tuple[int, str]]:
+    """The first ARGMAX with ``cont = 1`` whose previous VPU instruction is not an ARGMAX it can
+    continue (module docstring), as a ``(index, problem)`` list."""
+    cont = [i for i in np.flatnonzero(ops == "ARGMAX").tolist() if stream[i]["cont"]]
+    if not cont:
+        return []
+    vpu = [i for i, ins in enumerate(stream) if ins.definition.unit is Unit.VPU]
+    for i in cont:
+        k = bisect.bisect_left(vpu, i)
+        prev = stream[vpu[k - 1]] if k else None
+        if prev is None or prev.op != "ARGMAX":
+            return [(i, "cont=1 but the previous VPU instruction is "
+                        + (prev.op if prev else "none") + "; expected an ARGMAX to continue")]
+        if prev["rc"] or prev["cols"] % width:
+            return [(i, f"cont=1 continues an ARGMAX of cols={prev['cols']}, rc=r{prev['rc']}; "
+                        f"expected rc=r0 and cols a multiple of vpu.width = {width}")]
+    return []
 
 
 def _fail(stream: str, index: int, ins: Instr, problem: str) -> ProgramError:
@@ -161,6 +183,7 @@ def verify_stream(name: str, stream: list[Instr], hw: HardwareConfig, *,
         r_start = np.array([a for a, _ in order], dtype=np.float64)
         r_reach = np.maximum.accumulate(np.array([e for _, e in order], dtype=np.float64))
     problems: list[tuple[int, str]] = []   # the first problem of each check; the earliest wins
+    problems += _argmax_runs(stream, ops, hw.vpu.width)
     for op in dict.fromkeys(ops.tolist()):
         idx = np.flatnonzero(ops == op)
         d = BY_NAME[op]

@@ -195,8 +195,30 @@ def _argmax(x: _Exec, c: Captured) -> None:
     v = x.m.sram_view("operand a", c.f["a"], (cols,), (1,))
     if cols == 0:
         raise SimError("cols + R[rc] = 0: the argmax of an empty vector is undefined")
+    i = int(numerics.argmax(v))
+    best = None if np.isnan(v[i]) else v[i]
+    if c.f["cont"]:
+        if x.m.argmax_run is None:
+            raise SimError("cont = 1 but the previous VPU instruction was no ARGMAX; expected "
+                           "an ARGMAX to continue")
+        b0, i0, n0 = x.m.argmax_run
+        # the first index keeps a tie: a later element wins only if strictly larger
+        if best is None or (b0 is not None and not best > b0):
+            best, i = b0, i0
+        else:
+            i += n0
+        cols += n0
+    x.m.argmax_run = (best, i, cols)
     # the register write happens here, before walk() dispatches the next instruction
-    x.m.regs[c.f["rd"]] = int(numerics.argmax(v))
+    x.m.regs[c.f["rd"]] = i
+
+
+def _ends_argmax(handler: Callable[[_Exec, Captured], None]) -> Callable[[_Exec, Captured], None]:
+    """A VPU instruction other than ARGMAX: it ends the VPU's running ARGMAX."""
+    def run(x: _Exec, c: Captured) -> None:
+        x.m.argmax_run = None
+        handler(x, c)
+    return run
 
 
 def _vcopy(x: _Exec, c: Captured) -> None:
@@ -235,10 +257,10 @@ def _allreduce(x: _Exec, c: Captured) -> None:
 HANDLERS: dict[str, Callable[[_Exec, Captured], None]] = {
     "LOAD": _load, "STORE": _store, "GATHER": _gather, "STR": _str,
     "MM": _mm,
-    "VADD": _binary(lambda a, b: numerics.vadd(a, b)),
-    "VMUL": _binary(lambda a, b: numerics.vmul(a, b)),
-    "GELU": _gelu, "LAYERNORM": _layernorm, "SOFTMAX": _softmax, "ARGMAX": _argmax,
-    "VCOPY": _vcopy,
+    "VADD": _ends_argmax(_binary(lambda a, b: numerics.vadd(a, b))),
+    "VMUL": _ends_argmax(_binary(lambda a, b: numerics.vmul(a, b))),
+    "GELU": _ends_argmax(_gelu), "LAYERNORM": _ends_argmax(_layernorm),
+    "SOFTMAX": _ends_argmax(_softmax), "ARGMAX": _argmax, "VCOPY": _ends_argmax(_vcopy),
     "SEND": _point_to_point, "RECV": _point_to_point,
     "ALLGATHER": _allgather, "ALLREDUCE": _allreduce,
 }

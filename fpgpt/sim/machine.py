@@ -69,6 +69,10 @@ class Machine:
         self.sram = np.zeros(hw.buffers.sram_elements, dtype=F16)
         self.hbm = np.zeros(hbm_bytes, dtype=np.uint8)
         self.regs = Registers()
+        # The VPU's running ARGMAX, which an ARGMAX with cont = 1 continues: (best value, None
+        # while every element so far was NaN; its index; elements so far). Any other VPU
+        # instruction ends it (executor.py).
+        self.argmax_run: tuple | None = None
 
     @classmethod
     def for_program(cls, hw: "HardwareConfig", program: "Program") -> "Machine":

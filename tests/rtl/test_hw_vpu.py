@@ -28,7 +28,7 @@ def _pack(v) -> int:
 
 
 def _sim(hw, jobs, max_cols, cycles=None):
-    """Runs (op, x, b, c, scale, eps) commands; output always ready. Returns results. A 2-D
+    """Runs (op, x, b, c, scale, eps[, cont]) commands; output always ready. Returns results. A 2-D
     ``x`` (LAYERNORM / SOFTMAX) is a group of rows in one command (``b``, ``c``: each row's);
     its result is 2-D. ``cycles``, a list, gets each command's cycles from its handshake to its
     last output."""
@@ -51,13 +51,14 @@ def _sim(hw, jobs, max_cols, cycles=None):
 
     async def drive(ctx):
         ctx.set(dut.o.ready, 1)
-        for op, x, b, c, scale, eps in jobs:
+        for op, x, b, c, scale, eps, *cont in jobs:
             grp = np.ndim(x) == 2
             xs, bs, cs = (np.atleast_2d(v) for v in (x, b, c))
             n = xs.shape[1]
             ctx.set(dut.cmd.payload, {"op": Opcode[op], "cols": n, "rows": len(xs),
                                       "scale": int(np.float32(scale).view(np.uint32)),
-                                      "eps": int(np.float32(eps).view(np.uint32))})
+                                      "eps": int(np.float32(eps).view(np.uint32)),
+                                      "cont": cont[0] if cont else 0})
             ctx.set(dut.cmd.valid, 1)
             await ctx.tick().until(dut.cmd.ready)
             ctx.set(dut.cmd.valid, 0)
@@ -93,6 +94,31 @@ def _sim(hw, jobs, max_cols, cycles=None):
     sim.add_process(collect)
     sim.run()
     return results
+
+
+def test_vpu_argmax_continues_across_commands():
+    """ARGMAX with ``cont``: a 2-lane VPU's lanes keep their best and its index across commands
+    of a multiple of 2 elements, so that each command's result is ``numerics.argmax`` of
+    everything so far (the first index on a tie, even across commands; NaN never wins; all NaN
+    so far: 0), and a command without ``cont`` starts again (after a SOFTMAX, which uses the
+    same lane registers for its maxima)."""
+    base = load_preset("tiny")
+    hw = dataclasses.replace(base, vpu=dataclasses.replace(base.vpu, width=2))
+    f = np.float16
+    pieces = [np.array([np.nan, np.nan], f), np.array([1.0, -0.0, 3.0, 0.5], f),
+              np.array([3.0, 2.0], f), np.array([4.0, np.nan, 4.0], f)]
+    runs = [pieces, [np.array([-1.0, -2.0], f), np.array([-1.0], f)]]
+    jobs, want = [], []
+    for run in runs:
+        seen = np.array([], f)
+        for j, x in enumerate(run):
+            jobs.append(("ARGMAX", x, x, x, 1, 0, int(j > 0)))
+            seen = np.concatenate([seen, x])
+            want.append(nx.argmax(seen))
+        jobs.append(("SOFTMAX", np.array([0.0, 1.0], f), x, x, 1, 0))
+    got = _sim(hw, jobs, max_cols=8)
+    got = [g for (op, *_), g in zip(jobs, got) if op == "ARGMAX"]
+    assert got == want == [0, 4, 4, 8, 0, 0]
 
 
 def _group_jobs(rng, k, sum_width=2):
