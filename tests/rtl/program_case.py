@@ -106,6 +106,22 @@ def run_on_core(case: dict, build: Path, work: Path, *, pauses: bool = False) ->
     return stats_file
 
 
+def run_and_check(case: dict, rtl_build, work: Path, *, instructions: bool = False) -> None:
+    """Runs ``case`` on the tiny core (the build test_hw_core.py makes), writes the comparison
+    to build/rtl/core_reports/program_<model>_<preset artifact>.json (``instructions``: with
+    the per-instruction rows) and asserts :func:`check_core_run`."""
+    hw = load_preset(case["preset"])
+    stats = json.loads(run_on_core(case, rtl_build(f"core_{hw.artifact_name}"),
+                                   work).read_text())
+    rows = compare(case, stats)
+    report = {"rows": rows, "runs": stats["runs"]}
+    if instructions:
+        report["instructions"] = per_instruction(case, stats)
+    (rtl_build("core_reports") / f"program_{case['model']}_{hw.artifact_name}.json").write_text(
+        json.dumps(report, indent=1))
+    check_core_run(case, stats, rows)
+
+
 def check_core_run(case: dict, stats: dict, rows: list[dict]) -> None:
     """What a run on the core must show (the tests' asserts): every HBM byte and the tokens
     equal to fpgpt.sim's exact mode, every instruction of every unit completed, each stream's

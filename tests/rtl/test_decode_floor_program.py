@@ -14,11 +14,10 @@ The Verilator build is tests/rtl/test_hw_program.py's (same top, same folder).""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from program_case import check_core_run, compare, make_case, run_on_core
+from program_case import make_case, run_and_check
 
 
 def _spec():
@@ -56,15 +55,7 @@ def test_decode_floor_paths_are_compiled_for_this_case():
 @pytest.mark.parametrize("padded", [False, True], ids=["floor8", "pad60"])
 def test_decode_floor_paths_on_the_core(tmp_path, rtl_build, padded):
     """(pad60: weight rows padded to whole stripes, the core's DMA loads them at the pitch.)"""
-    from fpgpt.config import load_preset
-
     spec = _padded_spec() if padded else _spec()
     case = make_case(model=spec, preset="tiny", prompt="de", new_tokens=3)
     case["model"] = spec.name
-    hw = load_preset(case["preset"])
-    stats = json.loads(run_on_core(case, rtl_build(f"core_{hw.artifact_name}"),
-                                   tmp_path).read_text())
-    rows = compare(case, stats)
-    (rtl_build("core_reports") / f"program_{spec.name}_{hw.artifact_name}.json").write_text(
-        json.dumps({"rows": rows, "runs": stats["runs"]}, indent=1))
-    check_core_run(case, stats, rows)
+    run_and_check(case, rtl_build, tmp_path)

@@ -12,23 +12,12 @@ The Verilator build is the one tests/rtl/test_hw_core.py makes (same top, same f
 
 from __future__ import annotations
 
-import json
-
-from program_case import check_core_run, compare, make_case, per_instruction, run_on_core
+from program_case import make_case, run_and_check
 
 
 def test_compiled_generation_on_the_core(tmp_path, rtl_build):
-    from fpgpt.config import load_preset
-
-    case = make_case(model="micro", preset="tiny", prompt="de", new_tokens=3)
-    hw = load_preset(case["preset"])
-    stats = json.loads(run_on_core(case, rtl_build(f"core_{hw.artifact_name}"),
-                                   tmp_path).read_text())
-    rows = compare(case, stats)
-    (rtl_build("core_reports") / f"program_{case['model']}_{hw.artifact_name}.json").write_text(
-        json.dumps({"rows": rows, "instructions": per_instruction(case, stats),
-                    "runs": stats["runs"]}, indent=1))
-    check_core_run(case, stats, rows)
+    run_and_check(make_case(model="micro", preset="tiny", prompt="de", new_tokens=3),
+                  rtl_build, tmp_path, instructions=True)
 
 
 def test_lm_head_argmax_by_chunks_on_the_core(tmp_path, rtl_build):
@@ -36,13 +25,5 @@ def test_lm_head_argmax_by_chunks_on_the_core(tmp_path, rtl_build):
     17 logits), the second's ARGMAX continuing the first's (``cont``: the VPU's lanes keep
     their best across the commands), so the token is picked as the LM head runs. Tokens, every
     HBM byte and the cycles (within 2 %) as for ``micro`` above."""
-    from fpgpt.config import load_preset
-
-    case = make_case(model="tiny", preset="tiny", prompt="de", new_tokens=2)
-    hw = load_preset(case["preset"])
-    stats = json.loads(run_on_core(case, rtl_build(f"core_{hw.artifact_name}"),
-                                   tmp_path).read_text())
-    rows = compare(case, stats)
-    (rtl_build("core_reports") / f"program_{case['model']}_{hw.artifact_name}.json").write_text(
-        json.dumps({"rows": rows, "runs": stats["runs"]}, indent=1))
-    check_core_run(case, stats, rows)
+    run_and_check(make_case(model="tiny", preset="tiny", prompt="de", new_tokens=2),
+                  rtl_build, tmp_path)
