@@ -805,7 +805,6 @@ class _Gen:
             self._argmax_piece(src, j, comment)
         self._argmax_todo, self._argmax_next = [], 0
 
-
     def ring_argmax(self, op: Op) -> None:
         """The arg-max of logits split by vocabulary over the ring (partition.py): each card's
         best, then the first card with the largest logit, the one-card ``ARGMAX``'s
