@@ -26,7 +26,7 @@ from .partition import Shard, shard as make_shard
 
 __all__ = ["BufferPlan", "plan_buffers", "WEIGHT_SLOTS", "slot_target_elems", "b_stride",
            "stage_count", "gathered_length", "attn_staged_in_place", "STAGE_OF", "scores_stride",
-           "vt_heads_per_row", "pick_elements"]
+           "vt_heads_per_row", "PICK_RECORD", "pick_offsets"]
 
 #: Weight-chunk slots in the ring: enough that DMA runs ahead over attention and layer seams
 #: (docs/decode.md: GPT-2 medium 128:128 on u280 decodes at 2.12 ms/token with 4, 2.08 with 5).
@@ -120,11 +120,17 @@ def gathered_length(sh: Shard, name: str, n: int, rows: int) -> int:
 STAGE_OF = {"attn": "stage", "fc": "stage", "proj": "rstage", "fc2": "rstage"}
 
 
-def pick_elements(devices: int) -> int:
-    """Elements of the ring arg-max's ``pick`` buffer (codegen ``_Gen.ring_argmax``): a 4-element
-    (logit, token low, token high, unused) record per card, the cards' logits side by side, and
-    the winner's token (2 elements)."""
-    return 4 * devices + devices + 2
+#: Elements of a card's record in the ring arg-max's ``pick`` buffer: (logit, token low, token
+#: high, unused).
+PICK_RECORD = 4
+
+
+def pick_offsets(devices: int) -> tuple[int, int, int]:
+    """The ring arg-max's ``pick`` buffer (codegen ``_Gen.ring_argmax``): after the cards'
+    records (:data:`PICK_RECORD` elements each), the offsets of the cards' logits side by side
+    and of the winner's token (2 elements), and its length."""
+    logits = PICK_RECORD * devices
+    return logits, logits + devices, logits + devices + 2
 
 
 def attn_staged_in_place(sh: Shard, rows: int) -> bool:
@@ -161,7 +167,7 @@ def _buffers(spec: ModelSpec, hw: HardwareConfig, rows: int, ctx: int, group: in
                      and not (s == "attn" and in_place)] + [0])
             if n:
                 b[area] = (sh.devices * n, (2, 4))
-        b["pick"] = (pick_elements(sh.devices), _HEAD)
+        b["pick"] = (pick_offsets(sh.devices)[2], _HEAD)
     return b
 
 

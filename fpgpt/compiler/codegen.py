@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fpgpt.config import HardwareConfig
-from fpgpt.geometry import allgather_steps, dma_stripe_aligned, weight_run_rows, weight_stride
+from fpgpt.geometry import (allgather_steps, chunk_elements, dma_stripe_aligned, weight_run_rows,
+                            weight_stride)
 from fpgpt.isa import Instr
 from fpgpt.models import ModelSpec
 
-from .buffers import (STAGE_OF, WEIGHT_SLOTS, BufferPlan, attn_staged_in_place, b_stride,
-                      scores_stride, stage_count, vt_heads_per_row)
+from .buffers import (PICK_RECORD, STAGE_OF, WEIGHT_SLOTS, BufferPlan, attn_staged_in_place,
+                      b_stride, pick_offsets, scores_stride, stage_count, vt_heads_per_row)
 from .ir import Graph, Op, OpKind
 from .layout import Layout
 from .partition import Shard, shard as make_shard
@@ -71,10 +72,9 @@ class _Gen:
         # around the attention's all-gathers and before the MLP (pv_parts, _norm_parts)
         self.parts: list[tuple[int, int]] = [(0, 1)]
         self._slots: dict[str, list[int]] = {}     # a linear's chunk slots, from its first part
-        # the LM head's chunks reduced by ARGMAX chunk by chunk (_argmax_pieces), and the next
-        # one whose ARGMAX is still to emit
+        # the LM head's chunks (first logit, logits) whose ARGMAX is still to emit, when its
+        # logits are reduced chunk by chunk (_argmax_pieces)
         self._argmax_todo: list[tuple[int, int]] = []
-        self._argmax_next = 0
 
     # -- multi-device: where a card writes its slice, and the all-gather (partition.py) --------
     def target(self, op: Op, rows: int, q0: int = 0, nq: int | None = None) -> tuple[int, int]:
@@ -762,14 +762,14 @@ class _Gen:
                 self.layernorm(op, rows)
             elif op.kind is OpKind.LM_HEAD:
                 nxt = ops[i + 1] if i + 1 < len(ops) else None
-                pieces = (self._argmax_pieces(op) if nxt is not None
-                          and nxt.kind is OpKind.ARGMAX and nxt["src"] == op["dst"] else [])
-                self._argmax_todo = pieces
+                self._argmax_todo = (self._argmax_pieces(op) if nxt is not None
+                                     and nxt.kind is OpKind.ARGMAX and nxt["src"] == op["dst"]
+                                     else [])
 
                 def lag(j: int) -> None:        # chunk j-1's ARGMAX behind chunk j's product
-                    if 0 < j < len(pieces):
-                        self._argmax_piece(op["dst"], j - 1)
-                self.linear(op, rows, after_mm=lag if pieces else None)
+                    if j:
+                        self._argmax_piece(op["dst"], "argmax")
+                self.linear(op, rows, after_mm=lag if self._argmax_todo else None)
             elif op.kind is OpKind.ARGMAX and self.sh.devices > 1:
                 self.ring_argmax(op)
             elif op.kind is OpKind.ARGMAX:
@@ -788,11 +788,11 @@ class _Gen:
             return []
         return chunks
 
-    def _argmax_piece(self, src: str, j: int, comment: str = "argmax") -> None:
-        r0, n = self._argmax_todo[j]
-        self.emit("ARGMAX", rd=TOKEN, a=self.a(src) + r0, cols=n, cont=int(j > 0),
+    def _argmax_piece(self, src: str, comment: str) -> None:
+        """The next chunk's ARGMAX, continuing the previous chunk's (all but the first)."""
+        r0, n = self._argmax_todo.pop(0)
+        self.emit("ARGMAX", rd=TOKEN, a=self.a(src) + r0, cols=n, cont=int(r0 > 0),
                   comment=f"{comment}: logits [{r0}:{r0 + n}]")
-        self._argmax_next = j + 1
 
     def argmax_rest(self, src: str, n: int, comment: str) -> None:
         """R2 = the first index of the largest of the ``n`` logits at ``src``: the ARGMAX of
@@ -800,10 +800,8 @@ class _Gen:
         them all."""
         if not self._argmax_todo:
             self.emit("ARGMAX", rd=TOKEN, a=self.a(src), cols=n, comment=comment)
-            return
-        for j in range(self._argmax_next, len(self._argmax_todo)):
-            self._argmax_piece(src, j, comment)
-        self._argmax_todo, self._argmax_next = [], 0
+        while self._argmax_todo:
+            self._argmax_piece(src, comment)
 
     def ring_argmax(self, op: Op) -> None:
         """The arg-max of logits split by vocabulary over the ring (partition.py): each card's
@@ -818,13 +816,13 @@ class _Gen:
         ``R7`` (WIN) and stores the records' tokens to the ``argmax`` region; the winner's is
         ``I32[cands + 4·R7]``, which the stream's end stores to ``tokens_out`` and the next
         step's embedding ``GATHER`` reads. ``R2`` keeps this card's token."""
-        sh, D, d = self.sh, self.sh.devices, self.sh.device
+        sh, D = self.sh, self.sh.devices
         c0, n = sh.local("vocab")
         mine, cands = self._tokens_hbm()
         logits, pick = self.a(op["src"]), self.a("pick")
-        vals, rec = pick + 4 * D, pick + 4 * d
+        vals, rec = pick + pick_offsets(D)[0], pick + PICK_RECORD * sh.device
         base = self.layout["argmax"].addr
-        lg = base + 2 * ((logits - base // 2) % self.hw.mpu.width)    # the stripe path
+        lg = base + 2 * ((logits - base // 2) % chunk_elements(self.hw))    # the stripe path
         self.emit("STORE", sram=logits, hbm=lg, rows=1, cols=n, hstride=2 * n, sstride=n,
                   comment="this card's logits -> HBM (argmax)")
         self.argmax_rest(op["src"], n, "this card's best -> R2")
@@ -834,18 +832,18 @@ class _Gen:
         self.emit("STR", rs=TOKEN, hbm=mine, ra=0, comment="R2 -> HBM (argmax)")
         self.emit("LOAD", sram=rec + 1, hbm=mine, rows=1, cols=2, hstride=4, sstride=2,
                   comment="its token -> this card's record")
-        self.emit("ALLGATHER", sram=pick, count=4, comment="argmax: all-gather the records")
-        self.emit("VCOPY", dst=vals, a=pick, rows=D, cols=1, ldd=1, lda=4,
+        self.emit("ALLGATHER", sram=pick, count=PICK_RECORD,
+                  comment="argmax: all-gather the records")
+        self.emit("VCOPY", dst=vals, a=pick, rows=D, cols=1, ldd=1, lda=PICK_RECORD,
                   comment="argmax: the cards' logits side by side")
         self.emit("ARGMAX", rd=WIN, a=vals, cols=D, comment="the winning card -> R7")
-        self.emit("STORE", sram=pick + 1, hbm=cands, rows=D, cols=2, hstride=4, sstride=4,
-                  comment="argmax: the cards' tokens -> HBM")
+        self.emit("STORE", sram=pick + 1, hbm=cands, rows=D, cols=2, hstride=4,
+                  sstride=PICK_RECORD, comment="argmax: the cards' tokens -> HBM")
 
     def _tokens_hbm(self) -> tuple[int, int]:
-        """HBM byte addresses of this card's token and of every card's in the ``argmax`` region
-        (layout.py), after its logits row."""
-        region = self.layout["argmax"]
-        mine = region.addr + 2 * (region.shape[0] - 2 - 2 * self.sh.devices)
+        """HBM byte addresses of this card's token and of every card's (``argmax_tokens``,
+        layout.py)."""
+        mine = self.layout["argmax_tokens"].addr
         return mine, mine + 4
 
     def store_token(self, out: int, ra: int) -> None:
@@ -854,7 +852,7 @@ class _Gen:
         if self.sh.devices == 1:
             self.emit("STR", rs=TOKEN, hbm=out, ra=ra, comment=f"tokens_out[R{ra}] = R2")
             return
-        tok, cands = self.a("pick") + 5 * self.sh.devices, self._tokens_hbm()[1]
+        tok, cands = self.a("pick") + pick_offsets(self.sh.devices)[1], self._tokens_hbm()[1]
         self.emit("LOAD", sram=tok, hbm=cands, rows=1, cols=2, hstride=4, sstride=2, ra=WIN,
                   comment="the winner's token")
         self.emit("STORE", sram=tok, hbm=out, rows=1, cols=2, hstride=4, sstride=2, ra=ra,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fpgpt.config import HardwareConfig
-from fpgpt.geometry import stripe_elements, stripes_ok, weight_run_rows
+from fpgpt.geometry import chunk_elements, stripe_elements, stripes_ok, weight_run_rows
 from fpgpt.isa import Region
 from fpgpt.models import ModelSpec
 
@@ -63,7 +63,8 @@ class Layout:
         """Byte ranges that programs write (KV caches, tokens_out, the multi-card ``gather``
         and ``argmax`` scratch): the ones dependencies track."""
         return [(r.addr, r.end) for n, r in self.regions.items()
-                if n.endswith("_cache") or n in ("tokens_out", "gather", "argmax")]
+                if n.endswith("_cache") or n.startswith("argmax")
+                or n in ("tokens_out", "gather")]
 
 
 def _vec_offsets(spec: ModelSpec, sh: Shard) -> tuple[dict[str, int], int]:
@@ -196,10 +197,9 @@ def _place(spec: ModelSpec, hw: HardwareConfig, sh: Shard, *, pad: bool) -> Layo
         add("gather", (T, max(d, f)))
         # the ring arg-max (codegen.py, _Gen.ring_argmax): a row where the card stores its
         # logits (a vocabulary, plus up to a chunk so that the row can start at the logits'
-        # scratchpad address mod C: the DMA's stripe path), this card's token (int32) and every
-        # card's (int32 each)
-        row = -(-(hw.mpu.width + spec.vocab) // 2) * 2
-        add("argmax", (row + 2 + 2 * sh.devices,))
+        # scratchpad address mod C: the DMA's stripe path); this card's token, then every card's
+        add("argmax", (chunk_elements(hw) + spec.vocab,))
+        add("argmax_tokens", (1 + sh.devices,), "i32")
     return Layout(regions, vec_offsets, vec_len, addr, pitches)
 
 

@@ -158,18 +158,14 @@ _SPLIT_OF_WEIGHT = {"w_proj": "proj", "w_fc": "fc", "w_fc2": "fc2", "wte": "voca
 def partition_graph(graph: Graph, sh: Shard) -> Graph:
     """``graph`` as card ``sh`` computes it: every LINEAR / LM_HEAD with this card's output
     width ``n`` and the ``split`` whose slices are gathered after it, the LM head with its
-    vocabulary slice (``row0``: the first row of the shared ``wte`` it reads; not gathered) and
-    the ARGMAX with the same slice, the attention with its ``split``. One card: the graph
-    unchanged."""
+    vocabulary slice (``row0``: the first row of the shared ``wte`` it reads; not gathered), the
+    attention with its ``split``. One card: the graph unchanged."""
     if sh.devices == 1:
         return graph
 
     def part(op: Op) -> Op:
         if op.kind is OpKind.ATTENTION:
             return op.with_attrs(split="attn")
-        if op.kind is OpKind.ARGMAX:
-            c0, n = sh.local("vocab")
-            return op.with_attrs(n=n, row0=c0)
         if op.kind not in (OpKind.LINEAR, OpKind.LM_HEAD):
             return op
         key = op["weight"].rsplit(".", 1)[-1]
